@@ -1,0 +1,155 @@
+"""The objects that flow through the loop (see DESIGN.md, "The objects that flow through the loop").
+
+They are plain dataclasses holding JSON-friendly values (str, int, float, bool, None, dict, list) and
+timezone-aware UTC datetimes, so every store adapter can persist them without knowing what they mean.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class StepStatus(StrEnum):
+    RUNNING = "running"
+    DONE = "done"
+    REUSED = "reused"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class ModelState(StrEnum):
+    """The lifecycle of a model version: candidate → validated | rejected → deployed → retired."""
+
+    CANDIDATE = "candidate"
+    VALIDATED = "validated"
+    REJECTED = "rejected"
+    DEPLOYED = "deployed"
+    RETIRED = "retired"
+
+
+@dataclass
+class Run:
+    """One execution of the pipeline."""
+
+    id: str
+    project: str
+    status: RunStatus
+    started_at: datetime
+    ended_at: datetime | None = None
+    spec_digest: str = ""
+    trigger: str = "manual"
+    error: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StepRecord:
+    """One step of a run: what it did, whether it was reused from the cache, and why."""
+
+    run_id: str
+    name: str
+    status: StepStatus
+    cache_key: str = ""
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    inputs: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    explain: str = ""
+    position: int = 0
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at is None or self.ended_at is None:
+            return None
+        return (self.ended_at - self.started_at).total_seconds()
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric value at a step (an iteration or epoch; 0 for a single value) and a time."""
+
+    key: str
+    value: float
+    step: int = 0
+    timestamp: datetime | None = None
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """A reusable step result: the outputs a step produced for a given cache key."""
+
+    key: str
+    step: str
+    run_id: str
+    outputs: dict[str, Any]
+    created_at: datetime
+    fingerprint: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    """An immutable, content-addressed table: Parquet bytes in the artifact store under ``digest``."""
+
+    digest: str
+    project: str
+    source: str
+    rows: int
+    columns: list[str]
+    schema: dict[str, str]
+    profile: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass
+class ModelVersion:
+    """A registered model version.
+
+    ``signature`` maps input column → dtype kind; ``profile`` is the reference statistics profile of the
+    training data; ``lineage`` holds run id, snapshot digests, spec digest, git commit, environment digest.
+    """
+
+    name: str
+    version: int
+    state: ModelState
+    created_at: datetime
+    run_id: str
+    artifact_digest: str
+    format: str
+    task: str
+    signature: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    profile: dict[str, Any] = field(default_factory=dict)
+    lineage: dict[str, Any] = field(default_factory=dict)
+    reasons: list[str] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Alias:
+    """A movable name (``champion``, ``challenger``) on a model version."""
+
+    name: str
+    alias: str
+    version: int
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Event:
+    """An explained decision. ``subject`` is what it is about (``model:elec2:3``, ``run:<id>``)."""
+
+    kind: str
+    subject: str
+    message: str
+    time: datetime
+    data: dict[str, Any] = field(default_factory=dict)
+    id: int | None = None

@@ -1,0 +1,149 @@
+"""Errors raised by tidal.
+
+The tree::
+
+    TidalError                 every error tidal raises on purpose; the CLI prints it as one line, exit 2
+    ├── SpecError              tidal.yaml is malformed, has an unknown key or a wrong value
+    ├── DataError              the data cannot be used
+    │   ├── SourceError        a source cannot be read (missing file, bad URI, failed query)
+    │   └── SchemaError        a snapshot violates the stored schema (missing column, new category, ...)
+    ├── TrainingError          the estimator could not be built or fitted
+    ├── GateFailed             a model failed its validation gate (it is registered as rejected)
+    ├── RegistryError          the model registry refused an operation
+    │   ├── ModelNotFound      no such model, version or alias
+    │   ├── AliasConflict      an alias move that would break an invariant
+    │   └── IntegrityError     a stored artifact does not match its digest (tampered or corrupt)
+    ├── StorageError           a metadata or artifact store failed
+    ├── ServingError           the server could not answer
+    └── PluginNotFound         an unknown plugin name (source, flavor, drift test); lists the known ones
+
+Adapters translate library errors at the boundary (``raise StorageError(...) from exc``) and add the
+context a user needs: which file, which column, which step. Every message says what is wrong and, where
+there is one, how to fix it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+
+class TidalError(Exception):
+    """Base of every error tidal raises on purpose.
+
+    ``hint`` is the fix, printed after the message (``message — hint``).
+    """
+
+    exit_code: int = 2
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} — {self.hint}" if self.hint else self.message
+
+
+class SpecError(TidalError):
+    """tidal.yaml is malformed, or a key or value in it is wrong."""
+
+    def __init__(self, message: str, *, path: str | None = None, hint: str | None = None) -> None:
+        super().__init__(f"{path}: {message}" if path else message, hint=hint)
+        self.path = path
+
+
+class DataError(TidalError):
+    """The data cannot be used as it is."""
+
+
+class SourceError(DataError):
+    """A data source cannot be read."""
+
+
+class SchemaError(DataError):
+    """A snapshot violates the stored schema or quality rules.
+
+    ``violations`` holds one human sentence per problem found, so that a run can report them all at once.
+    """
+
+    def __init__(self, message: str, *, violations: Sequence[str] = (), hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.violations = list(violations)
+
+
+class TrainingError(TidalError):
+    """The estimator could not be built or fitted."""
+
+
+class GateFailed(TidalError):
+    """A model failed its validation gate; ``reasons`` lists every failed condition."""
+
+    def __init__(self, message: str, *, reasons: Sequence[str] = (), hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.reasons = list(reasons)
+
+
+class RegistryError(TidalError):
+    """The model registry refused an operation."""
+
+
+class ModelNotFound(RegistryError):
+    """No such model, version or alias."""
+
+
+class AliasConflict(RegistryError):
+    """An alias move that would break an invariant (e.g. pointing champion at a rejected version)."""
+
+
+class IntegrityError(RegistryError):
+    """A stored artifact does not match its recorded digest."""
+
+
+class StorageError(TidalError):
+    """A metadata or artifact store failed."""
+
+
+class ServingError(TidalError):
+    """The server could not answer a request."""
+
+
+class PluginNotFound(TidalError):
+    """An unknown plugin name; the message lists the names that are known."""
+
+    def __init__(self, kind: str, name: str, known: Iterable[str]) -> None:
+        known_list = sorted(known)
+        from difflib import get_close_matches
+
+        close = get_close_matches(name, known_list, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"known {kind}s: {', '.join(known_list)}"
+        if close:
+            hint += f" (known {kind}s: {', '.join(known_list)})"
+        super().__init__(f"unknown {kind} {name!r}", hint=hint)
+        self.kind = kind
+        self.name = name
+        self.known = known_list
+
+
+__all__ = [
+    "AliasConflict",
+    "DataError",
+    "GateFailed",
+    "IntegrityError",
+    "ModelNotFound",
+    "PluginNotFound",
+    "RegistryError",
+    "SchemaError",
+    "ServingError",
+    "SourceError",
+    "SpecError",
+    "StorageError",
+    "TidalError",
+    "TrainingError",
+]
+
+
+class TidalWarning(UserWarning):
+    """A condition worth telling the user that does not stop the work (e.g. a data-quality warning)."""
+
+
+__all__ += ["TidalWarning"]

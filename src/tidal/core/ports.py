@@ -1,0 +1,167 @@
+"""Ports: the smallest sets of primitives the stages need from the outside world.
+
+Logic (versioning policy, hashing, lineage) lives above the ports; an adapter only stores and returns.
+Each port has a conformance suite in ``tests/contract/`` that every adapter must pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+from tidal.core.entities import (
+    Alias,
+    CacheEntry,
+    Event,
+    Metric,
+    ModelState,
+    ModelVersion,
+    Run,
+    RunStatus,
+    SnapshotInfo,
+    StepRecord,
+)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@runtime_checkable
+class MetadataStore(Protocol):
+    """Runs, steps, tracking data, snapshots, the step cache, model versions, aliases and events.
+
+    Writes are idempotent where the entity has a natural key (snapshots by digest, cache entries by key,
+    params by run and key): writing the same thing twice stores it once.
+    """
+
+    # -- runs and steps ------------------------------------------------------------------------
+    def create_run(self, run: Run) -> None: ...
+    def finish_run(
+        self, run_id: str, status: RunStatus, ended_at: datetime, *, error: str | None = None,
+        info: Mapping[str, Any] | None = None,
+    ) -> None: ...
+    def get_run(self, run_id: str) -> Run:
+        """The run with ``run_id``; a unique prefix of at least 4 characters also matches.
+
+        Raises ``KeyError`` when there is no such run.
+        """
+        ...
+    def list_runs(self, project: str | None = None, limit: int = 50) -> list[Run]:
+        """Newest first."""
+        ...
+    def save_step(self, step: StepRecord) -> None:
+        """Insert or replace the step ``(run_id, name)``."""
+        ...
+    def list_steps(self, run_id: str) -> list[StepRecord]:
+        """In ``position`` order."""
+        ...
+
+    # -- tracking: one transaction per call, however many values ------------------------------
+    def log_batch(
+        self, run_id: str, *, metrics: Sequence[Metric] = (), params: Mapping[str, str] | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> None: ...
+    def get_params(self, run_id: str) -> dict[str, str]: ...
+    def get_tags(self, run_id: str) -> dict[str, str]: ...
+    def get_metrics(self, run_id: str, key: str | None = None) -> list[Metric]:
+        """Ordered by key, then step, then timestamp."""
+        ...
+    def add_run_artifact(self, run_id: str, name: str, digest: str) -> None: ...
+    def list_run_artifacts(self, run_id: str) -> dict[str, str]: ...
+
+    # -- snapshots and schemas -----------------------------------------------------------------
+    def put_snapshot(self, snapshot: SnapshotInfo) -> None:
+        """Idempotent by digest."""
+        ...
+    def get_snapshot(self, digest: str) -> SnapshotInfo:
+        """Raises ``KeyError`` when unknown."""
+        ...
+    def list_snapshots(self, project: str | None = None, limit: int = 50) -> list[SnapshotInfo]: ...
+
+    # -- step cache ----------------------------------------------------------------------------
+    def put_cache_entry(self, entry: CacheEntry) -> None:
+        """Insert or replace by key."""
+        ...
+    def get_cache_entry(self, key: str) -> CacheEntry | None: ...
+    def latest_cache_entry(self, step: str, project_run_ids: Iterable[str] | None = None) -> CacheEntry | None:
+        """The newest entry for ``step`` (optionally among runs ``project_run_ids``), to explain misses."""
+        ...
+
+    # -- model registry ------------------------------------------------------------------------
+    def create_model_version(self, mv: ModelVersion) -> ModelVersion:
+        """Store ``mv`` under the next version number of ``mv.name`` (1, 2, ...), assigned atomically;
+        ``mv.version`` is ignored. Returns the stored version."""
+        ...
+    def update_model_version(
+        self, name: str, version: int, *, state: ModelState | None = None,
+        reasons: Sequence[str] | None = None, metrics: Mapping[str, float] | None = None,
+        info: Mapping[str, Any] | None = None,
+    ) -> ModelVersion:
+        """Change the given fields; ``metrics`` and ``info`` are merged into what is stored."""
+        ...
+    def get_model_version(self, name: str, version: int) -> ModelVersion:
+        """Raises ``KeyError`` when unknown."""
+        ...
+    def list_model_versions(self, name: str | None = None) -> list[ModelVersion]:
+        """Ordered by name, then version."""
+        ...
+    def set_alias(self, name: str, alias: str, version: int, at: datetime) -> int | None:
+        """Point ``alias`` at ``version``; returns the version it pointed at before, if any."""
+        ...
+    def get_alias(self, name: str, alias: str) -> Alias | None: ...
+    def delete_alias(self, name: str, alias: str) -> None: ...
+    def list_aliases(self, name: str | None = None) -> list[Alias]: ...
+
+    # -- events and key/value state -------------------------------------------------------------
+    def append_event(self, event: Event) -> Event:
+        """Store the event; returns it with its ``id`` (increasing)."""
+        ...
+    def list_events(
+        self, *, subject: str | None = None, kind: str | None = None, since_id: int | None = None,
+        limit: int = 100,
+    ) -> list[Event]:
+        """Oldest first among the newest ``limit`` matches. ``subject`` matches exactly or as a prefix
+        ending in ``*`` (``model:elec2:*``)."""
+        ...
+    def get_state(self, key: str) -> Any | None:
+        """A JSON value stored under ``key`` (schemas, controller state)."""
+        ...
+    def put_state(self, key: str, value: Any) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class ArtifactStore(Protocol):
+    """Bytes in, bytes out, by content digest (sha256 hex)."""
+
+    def put(self, data: bytes) -> str:
+        """Store ``data`` and return its digest; storing the same bytes twice is a no-op."""
+        ...
+    def get(self, digest: str) -> bytes:
+        """The bytes stored under ``digest``, verified against it.
+
+        Raises ``KeyError`` when absent and ``IntegrityError`` when the bytes do not match the digest.
+        """
+        ...
+    def exists(self, digest: str) -> bool: ...
+    @property
+    def url(self) -> str:
+        """Where the artifacts live, for display."""
+        ...
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """Runs a step, or a batch of independent trials."""
+
+    name: str
+
+    def run(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R: ...
+    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]: ...
+
+
+@runtime_checkable
+class Clock(Protocol):
+    def now(self) -> datetime: ...
