@@ -1,1 +1,49 @@
-"""tidal.storage."""
+"""tidal.storage: the adapters of the core storage ports, and the factories that choose one by URL.
+
+- :func:`open_metadata_store`: ``memory://`` (in process), ``sqlite:///path/to/tidal.db``,
+  ``postgresql+psycopg://user@host:5432/db`` (needs ``pip install 'tidal[postgres]'``).
+- :func:`open_artifact_store`: a local folder, or any fsspec URL (``memory://x``, ``s3://bucket/prefix``).
+
+Only this package imports SQLAlchemy, Alembic and fsspec; the SQL modules are imported on first use, so
+``memory://`` costs no SQLAlchemy import.
+"""
+
+from __future__ import annotations
+
+from tidal.core.errors import StorageError
+from tidal.core.ports import ArtifactStore, MetadataStore
+from tidal.storage._codec import SUPPORTED_METADATA_URLS
+from tidal.storage.artifacts import FsspecArtifactStore
+from tidal.storage.memory import MemoryMetadataStore
+
+
+def open_metadata_store(url: str) -> MetadataStore:
+    """The metadata store at ``url``, migrated to the current schema.
+
+    Raises StorageError for an unsupported scheme (listing the supported ones), a missing driver (with
+    the install command), or a database that cannot be reached or opened.
+    """
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme == "memory":
+        return MemoryMetadataStore()
+    if scheme.partition("+")[0] in ("sqlite", "postgresql", "postgres"):
+        from tidal.storage.sql import SqlMetadataStore
+
+        return SqlMetadataStore(url)
+    from tidal.storage.sql_engine import redact
+
+    raise StorageError(f"unsupported metadata store URL {redact(url)!r}",
+                       hint=f"use one of: {SUPPORTED_METADATA_URLS}")
+
+
+def open_artifact_store(url: str) -> ArtifactStore:
+    """The artifact store at ``url``: a local folder (created if missing) or an fsspec URL."""
+    return FsspecArtifactStore(url)
+
+
+__all__ = [
+    "FsspecArtifactStore",
+    "MemoryMetadataStore",
+    "open_artifact_store",
+    "open_metadata_store",
+]

@@ -1,0 +1,372 @@
+"""The in-memory metadata store: the test adapter of :class:`~tidal.core.ports.MetadataStore`.
+
+It keeps the same encoded rows as the SQL store (:mod:`tidal.storage._codec`) in plain dicts behind one
+lock, so it behaves exactly like SQLite and PostgreSQL: JSON round trips, UTC datetimes, param
+conflicts, KeyError for unknown runs, ordering. The contract suite in ``tests/contract`` holds all three
+to the same behaviour.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from tidal.core.entities import (
+    Alias,
+    CacheEntry,
+    Event,
+    Metric,
+    ModelState,
+    ModelVersion,
+    Run,
+    RunStatus,
+    SnapshotInfo,
+    StepRecord,
+)
+from tidal.core.errors import StorageError
+from tidal.storage import _codec as codec
+
+_Row = dict[str, Any]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # stands in for a missing timestamp, which sorts first anyway
+
+
+def _desc(row: Mapping[str, Any], *keys: str) -> tuple[Any, ...]:
+    """The sort key of ``row`` by ``keys``."""
+    return tuple(row[k] for k in keys)
+
+
+class MemoryMetadataStore:
+    """The :class:`~tidal.core.ports.MetadataStore` in process memory (``memory://``); thread-safe.
+
+    Nothing is persisted: every instance starts empty.
+    """
+
+    url = "memory://"
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._closed = False
+        self._runs: dict[str, _Row] = {}
+        self._steps: dict[str, dict[str, _Row]] = {}
+        self._params: dict[str, dict[str, str]] = {}
+        self._tags: dict[str, dict[str, str]] = {}
+        # (insertion number, row): the number orders metrics that tie on key, step and timestamp.
+        self._metrics: dict[str, list[tuple[int, _Row]]] = {}
+        self._metric_seq = 0
+        self._artifacts: dict[str, dict[str, str]] = {}
+        self._snapshots: dict[str, _Row] = {}
+        self._cache: dict[str, _Row] = {}
+        self._versions: dict[tuple[str, int], _Row] = {}
+        self._aliases: dict[tuple[str, str], _Row] = {}
+        self._events: list[_Row] = []
+        self._state: dict[str, str] = {}
+
+    def __repr__(self) -> str:
+        return "MemoryMetadataStore()"
+
+    def __enter__(self) -> MemoryMetadataStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Drop everything; the store cannot be used afterwards (like a closed SQL store)."""
+        with self._lock:
+            self._closed = True
+
+    def _open(self) -> threading.RLock:
+        if self._closed:
+            raise StorageError("the metadata store memory:// is closed",
+                               hint="open a new one with tidal.storage.open_metadata_store")
+        return self._lock
+
+    def _require_run(self, run_id: str) -> None:
+        if run_id not in self._runs:
+            raise codec.no_run(run_id)
+
+    # -- runs and steps -----------------------------------------------------------------------------------
+
+    def create_run(self, run: Run) -> None:
+        """Store a new run; a run id that exists already raises StorageError."""
+        row = codec.encode_run(run)
+        with self._open():
+            if run.id in self._runs:
+                raise codec.duplicate_run(run.id)
+            self._runs[run.id] = row
+
+    def finish_run(
+        self, run_id: str, status: RunStatus, ended_at: datetime, *, error: str | None = None,
+        info: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Set the final status, end time and error; ``info`` is merged into the stored info."""
+        values: _Row = {"status": RunStatus(status).value, "ended_at": codec.utc(ended_at), "error": error}
+        with self._open():
+            self._require_run(run_id)
+            row = self._runs[run_id]
+            if info is not None:
+                values["info"] = codec.dumps({**codec.loads(row["info"]), **info}, "run.info")
+            row.update(values)
+
+    def get_run(self, run_id: str) -> Run:
+        """The run with ``run_id``, or the only run whose id starts with it (4 characters or more)."""
+        with self._open():
+            if run_id in self._runs:
+                return codec.decode_run(self._runs[run_id])
+            if len(run_id) < codec.MIN_RUN_PREFIX:
+                raise codec.short_run_prefix(run_id)
+            matches = sorted(k for k in self._runs if k.startswith(run_id))
+            if not matches:
+                raise codec.no_run(run_id)
+            if len(matches) > 1:
+                raise codec.ambiguous_run(run_id, matches)
+            return codec.decode_run(self._runs[matches[0]])
+
+    def list_runs(self, project: str | None = None, limit: int = 50) -> list[Run]:
+        """Newest first (by start time, then id)."""
+        if limit <= 0:
+            return []
+        with self._open():
+            rows = [r for r in self._runs.values() if project is None or r["project"] == project]
+            rows.sort(key=lambda r: _desc(r, "started_at", "id"), reverse=True)
+            return [codec.decode_run(r) for r in rows[:limit]]
+
+    def save_step(self, step: StepRecord) -> None:
+        """Insert or replace the step ``(run_id, name)``."""
+        row = codec.encode_step(step)
+        with self._open():
+            self._require_run(step.run_id)
+            self._steps.setdefault(step.run_id, {})[step.name] = row
+
+    def list_steps(self, run_id: str) -> list[StepRecord]:
+        """In ``position`` order (then name)."""
+        with self._open():
+            self._require_run(run_id)
+            rows = sorted(self._steps.get(run_id, {}).values(), key=lambda r: _desc(r, "position", "name"))
+            return [codec.decode_step(r) for r in rows]
+
+    # -- tracking -------------------------------------------------------------------------------------------
+
+    def log_batch(
+        self, run_id: str, *, metrics: Sequence[Metric] = (), params: Mapping[str, str] | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> None:
+        """Store metrics, params and tags of a run, all or nothing."""
+        metric_rows = [codec.encode_metric(run_id, m) for m in metrics]
+        new_params = {k: str(v) for k, v in (params or {}).items()}
+        new_tags = {k: str(v) for k, v in (tags or {}).items()}
+        with self._open():
+            self._require_run(run_id)
+            stored = self._params.setdefault(run_id, {})
+            for key, value in new_params.items():  # check everything before changing anything
+                if stored.get(key, value) != value:
+                    raise codec.param_conflict(run_id, key, stored[key], value)
+            stored.update(new_params)
+            self._tags.setdefault(run_id, {}).update(new_tags)
+            rows = self._metrics.setdefault(run_id, [])
+            for row in metric_rows:
+                self._metric_seq += 1
+                rows.append((self._metric_seq, row))
+
+    def get_params(self, run_id: str) -> dict[str, str]:
+        """The run's params, by key; KeyError for an unknown run."""
+        with self._open():
+            self._require_run(run_id)
+            return dict(sorted(self._params.get(run_id, {}).items()))
+
+    def get_tags(self, run_id: str) -> dict[str, str]:
+        """The run's tags, by key; KeyError for an unknown run."""
+        with self._open():
+            self._require_run(run_id)
+            return dict(sorted(self._tags.get(run_id, {}).items()))
+
+    def get_metrics(self, run_id: str, key: str | None = None) -> list[Metric]:
+        """Ordered by key, then step, then timestamp (none first), then the order they were logged."""
+        with self._open():
+            self._require_run(run_id)
+            rows = [(n, r) for n, r in self._metrics.get(run_id, []) if key is None or r["key"] == key]
+
+        def order(item: tuple[int, _Row]) -> tuple[Any, ...]:
+            n, r = item
+            ts = r["timestamp"]
+            return (r["key"], r["step"], ts is not None, ts if ts is not None else _EPOCH, n)
+
+        return [codec.decode_metric(r) for _, r in sorted(rows, key=order)]
+
+    def add_run_artifact(self, run_id: str, name: str, digest: str) -> None:
+        """Record that the run produced artifact ``name`` with ``digest`` (a later call replaces it)."""
+        with self._open():
+            self._require_run(run_id)
+            self._artifacts.setdefault(run_id, {})[name] = digest
+
+    def list_run_artifacts(self, run_id: str) -> dict[str, str]:
+        """Artifact name → digest, by name."""
+        with self._open():
+            self._require_run(run_id)
+            return dict(sorted(self._artifacts.get(run_id, {}).items()))
+
+    # -- snapshots ------------------------------------------------------------------------------------------
+
+    def put_snapshot(self, snapshot: SnapshotInfo) -> None:
+        """Store a snapshot; idempotent by digest (the first one stored wins)."""
+        row = codec.encode_snapshot(snapshot)
+        with self._open():
+            self._snapshots.setdefault(snapshot.digest, row)
+
+    def get_snapshot(self, digest: str) -> SnapshotInfo:
+        """The snapshot with ``digest``; KeyError when unknown."""
+        with self._open():
+            row = self._snapshots.get(digest)
+        if row is None:
+            raise KeyError(f"no snapshot {digest!r}")
+        return codec.decode_snapshot(row)
+
+    def list_snapshots(self, project: str | None = None, limit: int = 50) -> list[SnapshotInfo]:
+        """Newest first (by creation time, then digest)."""
+        if limit <= 0:
+            return []
+        with self._open():
+            rows = [r for r in self._snapshots.values() if project is None or r["project"] == project]
+        rows.sort(key=lambda r: _desc(r, "created_at", "digest"), reverse=True)
+        return [codec.decode_snapshot(r) for r in rows[:limit]]
+
+    # -- step cache -----------------------------------------------------------------------------------------
+
+    def put_cache_entry(self, entry: CacheEntry) -> None:
+        """Insert or replace by key."""
+        row = codec.encode_cache_entry(entry)
+        with self._open():
+            self._cache[entry.key] = row
+
+    def get_cache_entry(self, key: str) -> CacheEntry | None:
+        """The cache entry under ``key``, or None."""
+        with self._open():
+            row = self._cache.get(key)
+        return None if row is None else codec.decode_cache_entry(row)
+
+    def latest_cache_entry(
+        self, step: str, project_run_ids: Iterable[str] | None = None,
+    ) -> CacheEntry | None:
+        """The newest entry for ``step`` (by creation time, then key), optionally among some runs only."""
+        ids = None if project_run_ids is None else set(project_run_ids)
+        with self._open():
+            rows = [r for r in self._cache.values()
+                    if r["step"] == step and (ids is None or r["run_id"] in ids)]
+        if not rows:
+            return None
+        return codec.decode_cache_entry(max(rows, key=lambda r: _desc(r, "created_at", "key")))
+
+    # -- model registry -------------------------------------------------------------------------------------
+
+    def create_model_version(self, mv: ModelVersion) -> ModelVersion:
+        """Store ``mv`` as the next version of ``mv.name`` (1, 2, ...); ``mv.version`` is ignored."""
+        row = codec.encode_model_version(mv, 0)
+        with self._open():
+            latest = max((v for n, v in self._versions if n == mv.name), default=0)
+            row["version"] = latest + 1
+            self._versions[(mv.name, row["version"])] = row
+        return codec.decode_model_version(row)
+
+    def update_model_version(
+        self, name: str, version: int, *, state: ModelState | None = None,
+        reasons: Sequence[str] | None = None, metrics: Mapping[str, float] | None = None,
+        info: Mapping[str, Any] | None = None,
+    ) -> ModelVersion:
+        """Change the given fields; ``metrics`` and ``info`` are merged into what is stored."""
+        with self._open():
+            row = self._versions.get((name, version))
+            if row is None:
+                raise codec.no_model_version(name, version)
+            row.update(codec.model_version_changes(row, state=state, reasons=reasons, metrics=metrics,
+                                                   info=info))
+            return codec.decode_model_version(row)
+
+    def get_model_version(self, name: str, version: int) -> ModelVersion:
+        """Version ``version`` of model ``name``; KeyError when unknown."""
+        with self._open():
+            row = self._versions.get((name, version))
+        if row is None:
+            raise codec.no_model_version(name, version)
+        return codec.decode_model_version(row)
+
+    def list_model_versions(self, name: str | None = None) -> list[ModelVersion]:
+        """Ordered by name, then version."""
+        with self._open():
+            rows = [r for (n, _), r in sorted(self._versions.items()) if name is None or n == name]
+            return [codec.decode_model_version(r) for r in rows]
+
+    def set_alias(self, name: str, alias: str, version: int, at: datetime) -> int | None:
+        """Point ``alias`` at an existing ``version`` (else KeyError); returns the version it pointed at."""
+        row = {"name": name, "alias": alias, "version": int(version), "updated_at": codec.utc(at)}
+        with self._open():
+            if (name, version) not in self._versions:
+                raise codec.no_model_version(name, version)
+            previous = self._aliases.get((name, alias))
+            self._aliases[(name, alias)] = row
+        return None if previous is None else previous["version"]
+
+    def get_alias(self, name: str, alias: str) -> Alias | None:
+        """The alias ``alias`` of model ``name``, or None."""
+        with self._open():
+            row = self._aliases.get((name, alias))
+        return None if row is None else codec.decode_alias(row)
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        """Remove the alias; removing one that does not exist is a no-op."""
+        with self._open():
+            self._aliases.pop((name, alias), None)
+
+    def list_aliases(self, name: str | None = None) -> list[Alias]:
+        """Ordered by model name, then alias."""
+        with self._open():
+            rows = [r for (n, _), r in sorted(self._aliases.items()) if name is None or n == name]
+        return [codec.decode_alias(r) for r in rows]
+
+    # -- events and state -----------------------------------------------------------------------------------
+
+    def append_event(self, event: Event) -> Event:
+        """Store the event (its ``id`` is ignored); returns it with its new, increasing id."""
+        row = codec.encode_event(event)
+        with self._open():
+            row["id"] = len(self._events) + 1
+            self._events.append(row)
+        return codec.decode_event(row)
+
+    def list_events(
+        self, *, subject: str | None = None, kind: str | None = None, since_id: int | None = None,
+        limit: int = 100,
+    ) -> list[Event]:
+        """Oldest first among the newest ``limit`` matches; ``subject`` ending in ``*`` is a prefix."""
+        if limit <= 0:
+            return []
+        prefix = None if subject is None else codec.subject_prefix(subject)
+
+        def matches(r: _Row) -> bool:
+            if subject is not None and not (
+                r["subject"].startswith(prefix) if prefix is not None else r["subject"] == subject
+            ):
+                return False
+            if kind is not None and r["kind"] != kind:
+                return False
+            return since_id is None or r["id"] > since_id
+
+        with self._open():
+            rows = [r for r in self._events if matches(r)]
+        return [codec.decode_event(r) for r in rows[-limit:]]
+
+    def get_state(self, key: str) -> Any | None:
+        """The JSON value stored under ``key``, or None."""
+        with self._open():
+            text = self._state.get(key)
+        return None if text is None else codec.loads(text)
+
+    def put_state(self, key: str, value: Any) -> None:
+        """Store a JSON value under ``key``, replacing what was there."""
+        text = codec.dumps(value, f"state {key!r}")
+        with self._open():
+            self._state[key] = text
+
+
+__all__ = ["MemoryMetadataStore"]

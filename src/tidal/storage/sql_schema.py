@@ -1,0 +1,225 @@
+"""The tables of the SQL metadata store, as SQLAlchemy Core ``Table`` objects.
+
+This is the schema the queries in :mod:`tidal.storage.sql` are written against. The database itself is
+created and upgraded by the Alembic scripts in ``migrations/``; a contract test checks that a freshly
+migrated database matches this metadata exactly, so the two cannot drift apart.
+
+Conventions (shared by every table, and portable across SQLite and PostgreSQL):
+
+- JSON values are ``Text`` holding ``json.dumps`` output: the same bytes on every backend, no JSON type
+  quirks (SQLite has none, PostgreSQL's ``jsonb`` reorders keys).
+- Datetimes are :class:`UTCDateTime`: aware UTC in, aware UTC out (SQLite stores no zone at all).
+- Names and keys that are sorted on use :data:`KeyText`, binary ("C") collation on PostgreSQL, so rows
+  come back in the same order as SQLite and as Python's ``sorted`` (code point order) everywhere.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Dialect
+
+#: The Alembic revision this code expects. Opening a store compares the database's revision with this
+#: constant (one cheap SELECT) before deciding whether Alembic needs to run at all.
+#: A test checks it is the head of ``migrations/versions``.
+SCHEMA_REVISION = "0001"
+
+#: Text sorted in code point order on every backend (see the module docstring).
+KeyText = sa.Text().with_variant(postgresql.TEXT(collation="C"), "postgresql")
+
+#: An integer primary key that auto-increments: BIGINT on PostgreSQL, the rowid alias on SQLite
+#: (SQLite only aliases the rowid for a column declared exactly ``INTEGER PRIMARY KEY``).
+AutoId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend.
+
+    In: an aware datetime is converted to UTC; a naive one is taken to be UTC already.
+    Out: always aware UTC. SQLite keeps no zone, so it is re-attached on read; PostgreSQL returns
+    ``timestamptz`` in the session's zone, so it is converted back.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
+        return value.astimezone(UTC)  # type: ignore[no-any-return]
+
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def _json(name: str) -> sa.Column[str]:
+    return sa.Column(name, sa.Text, nullable=False)
+
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("id", KeyText, primary_key=True),
+    sa.Column("project", KeyText, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("ended_at", UTCDateTime),
+    sa.Column("spec_digest", sa.Text, nullable=False),
+    sa.Column("trigger", sa.Text, nullable=False),
+    sa.Column("error", sa.Text),
+    _json("info"),
+    sa.Index(None, "project", "started_at"),
+    sa.Index(None, "started_at"),
+)
+
+steps = sa.Table(
+    "steps",
+    metadata,
+    sa.Column("run_id", KeyText, sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("name", KeyText, primary_key=True),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("cache_key", sa.Text, nullable=False),
+    sa.Column("started_at", UTCDateTime),
+    sa.Column("ended_at", UTCDateTime),
+    _json("inputs"),
+    _json("outputs"),
+    sa.Column("explain", sa.Text, nullable=False),
+    sa.Column("position", sa.Integer, nullable=False),
+)
+
+params = sa.Table(
+    "params",
+    metadata,
+    sa.Column("run_id", KeyText, sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("key", KeyText, primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+tags = sa.Table(
+    "tags",
+    metadata,
+    sa.Column("run_id", KeyText, sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("key", KeyText, primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+metrics = sa.Table(
+    "metrics",
+    metadata,
+    # The id only orders rows that tie on (key, step, timestamp): insertion order.
+    sa.Column("id", AutoId, primary_key=True, autoincrement=True),
+    sa.Column("run_id", KeyText, sa.ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("key", KeyText, nullable=False),
+    # NULL stands for NaN: SQLite turns a bound NaN into NULL, so both backends store it that way.
+    sa.Column("value", sa.Double),
+    sa.Column("step", sa.BigInteger, nullable=False),
+    sa.Column("timestamp", UTCDateTime),
+    sa.Index(None, "run_id", "key", "step"),
+)
+
+run_artifacts = sa.Table(
+    "run_artifacts",
+    metadata,
+    sa.Column("run_id", KeyText, sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("name", KeyText, primary_key=True),
+    sa.Column("digest", sa.Text, nullable=False),
+)
+
+snapshots = sa.Table(
+    "snapshots",
+    metadata,
+    sa.Column("digest", KeyText, primary_key=True),
+    sa.Column("project", KeyText, nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("rows", sa.BigInteger, nullable=False),
+    _json("columns"),
+    _json("schema"),
+    _json("profile"),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index(None, "project", "created_at"),
+    sa.Index(None, "created_at"),
+)
+
+cache_entries = sa.Table(
+    "cache_entries",
+    metadata,
+    sa.Column("key", KeyText, primary_key=True),
+    sa.Column("step", KeyText, nullable=False),
+    sa.Column("run_id", KeyText, nullable=False),
+    _json("outputs"),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    _json("fingerprint"),
+    sa.Index(None, "step", "created_at"),
+)
+
+model_versions = sa.Table(
+    "model_versions",
+    metadata,
+    sa.Column("name", KeyText, primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("state", sa.Text, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("run_id", sa.Text, nullable=False),
+    sa.Column("artifact_digest", sa.Text, nullable=False),
+    sa.Column("format", sa.Text, nullable=False),
+    sa.Column("task", sa.Text, nullable=False),
+    _json("signature"),
+    _json("metrics"),
+    _json("profile"),
+    _json("lineage"),
+    _json("reasons"),
+    _json("info"),
+)
+
+aliases = sa.Table(
+    "aliases",
+    metadata,
+    sa.Column("name", KeyText, primary_key=True),
+    sa.Column("alias", KeyText, primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.ForeignKeyConstraint(
+        ["name", "version"], ["model_versions.name", "model_versions.version"], ondelete="CASCADE"
+    ),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", AutoId, primary_key=True, autoincrement=True),
+    sa.Column("kind", KeyText, nullable=False),
+    sa.Column("subject", KeyText, nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("time", UTCDateTime, nullable=False),
+    _json("data"),
+    sa.Index(None, "subject"),
+    sa.Index(None, "kind"),
+    # AUTOINCREMENT: SQLite never reuses an id, so ``since_id`` readers cannot miss or repeat events.
+    sqlite_autoincrement=True,
+)
+
+state = sa.Table(
+    "state",
+    metadata,
+    sa.Column("key", KeyText, primary_key=True),
+    _json("value"),
+)
