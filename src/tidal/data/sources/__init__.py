@@ -1,1 +1,37 @@
-"""tidal.data.sources."""
+"""tidal.data.sources: read a table from a path, a glob or a URL (a plugin table, like the drift tests).
+
+    from tidal.data.sources import read_source
+    df = read_source("data/elec2.csv.gz", base_dir=project_dir)
+    df = read_source("postgresql+psycopg://me@db/prod", base_dir=project_dir, query="SELECT * FROM t")
+
+Built-in sources: ``csv`` (.csv, .tsv, gzipped too), ``parquet``, ``jsonl`` (.jsonl, .ndjson, gzipped
+too), ``glob`` (``data/*.csv``) and ``sql`` (any SQLAlchemy URL). Write another by subclassing
+``Source`` (its docstring has a worked example) and check it with ``check_source``.
+"""
+
+from tidal.data.sources.base import EmptySourceError, Source, resolve_local_path
+from tidal.data.sources.checks import SourceCheckFailed, check_source
+from tidal.data.sources.registry import (
+    get_source,
+    known_sources,
+    read_source,
+    register_source,
+    reset_sources,
+    resolve_source,
+    unregister_source,
+)
+
+__all__ = [
+    "EmptySourceError",
+    "Source",
+    "SourceCheckFailed",
+    "check_source",
+    "get_source",
+    "known_sources",
+    "read_source",
+    "register_source",
+    "reset_sources",
+    "resolve_local_path",
+    "resolve_source",
+    "unregister_source",
+]

@@ -1,0 +1,156 @@
+"""Statistics profiles: what a monitor needs to compare new data with the training data, without it.
+
+``profile_frame(df)`` returns a JSON-ready dict (plain floats and ints; NaN and ±inf become None)::
+
+    {"version": 1, "rows": 45312, "columns": {<name>: <column profile>, ...}}
+
+Every column profile has ``kind``, ``count`` (non-null values), ``nulls`` and ``null_share``. Then, by kind:
+
+- ``numeric`` / ``integer``: ``infinite`` (±inf values, counted in ``count`` but left out of every
+  statistic below), ``min``, ``max``, ``mean``, ``std`` (ddof=1), ``quantiles`` (``p01`` ... ``p99``,
+  numpy's linear method), ``histogram`` = ``{"edges": [...], "counts": [...]}``: bins
+  ``[e0, e1), [e1, e2), ..., [e(n-1), en]`` exactly as ``numpy.histogram(values, edges)`` counts them.
+  With more than ``bins`` distinct values the edges are quantiles of the data (equal-frequency bins;
+  repeated edges merged, so there may be fewer bins); with ``bins`` or fewer distinct values each
+  value gets its own bin: edges are the sorted values with the largest repeated (``[0, 1, 1]`` for a
+  0/1 flag, ``[v, v]`` for a constant). To bin new data for PSI / Jensen-Shannon, clip it into
+  ``[edges[0], edges[-1]]`` and call ``numpy.histogram`` with these edges. ``sample``: up to
+  ``sample_size`` sorted values, evenly spaced order statistics (all values when there are fewer), for
+  exact KS tests and Wasserstein distances.
+- ``categorical`` / ``boolean``: ``n_unique``, ``top`` = ``{category: count}`` for the ``top_k`` most
+  frequent (keys are ``str(value)``: ``"True"``/``"False"`` for booleans), and ``other`` = how many
+  non-null values fall outside ``top``.
+- ``datetime``: ``min`` and ``max`` as ISO 8601 strings.
+
+Profiling sorts each numeric column once (O(n log n)) and reads every statistic from the sorted values.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tidal.data.schema import NUMBER_KINDS, as_float, category_counts, column_kind, json_float
+
+PROFILE_VERSION = 1
+QUANTILES: dict[str, float] = {
+    "p01": 0.01, "p05": 0.05, "p25": 0.25, "p50": 0.50, "p75": 0.75, "p95": 0.95, "p99": 0.99,
+}
+SAMPLE_SIZE = 1000
+
+
+def profile_frame(
+    df: pd.DataFrame, *, bins: int = 20, top_k: int = 50, sample_size: int = SAMPLE_SIZE
+) -> dict[str, Any]:
+    """The statistics profile of ``df`` (format in the module docstring)."""
+    if bins < 1 or top_k < 0 or sample_size < 0:
+        raise ValueError("bins must be >= 1, and top_k and sample_size >= 0")
+    columns = {
+        str(name): profile_column(df[name], bins=bins, top_k=top_k, sample_size=sample_size)
+        for name in df.columns
+    }
+    return {"version": PROFILE_VERSION, "rows": len(df), "columns": columns}
+
+
+def profile_column(
+    series: pd.Series, *, bins: int = 20, top_k: int = 50, sample_size: int = SAMPLE_SIZE
+) -> dict[str, Any]:
+    """The profile of one column (format in the module docstring)."""
+    kind = column_kind(series)
+    rows = len(series)
+    if kind in NUMBER_KINDS:
+        values = as_float(series)
+        missing = np.isnan(values)
+        nulls = int(missing.sum())
+        head = _head(kind, rows, nulls)
+        head.update(_numeric(values[~missing], bins=bins, sample_size=sample_size))
+        return head
+    nulls = int(series.isna().sum())
+    head = _head(kind, rows, nulls)
+    if kind == "datetime":
+        present = series.dropna()
+        head["min"] = _iso(present.min()) if len(present) else None
+        head["max"] = _iso(present.max()) if len(present) else None
+    else:
+        head.update(_categorical(series, top_k=top_k, count=rows - nulls))
+    return head
+
+
+def _head(kind: str, rows: int, nulls: int) -> dict[str, Any]:
+    return {"kind": kind, "count": rows - nulls, "nulls": nulls, "null_share": nulls / rows if rows else 0.0}
+
+
+def sorted_quantiles(ordered: np.ndarray, qs: np.ndarray | list[float]) -> np.ndarray:
+    """Quantiles of already-sorted values, linear interpolation (numpy's default method)."""
+    n = ordered.size
+    pos = np.asarray(qs, dtype="float64") * (n - 1)
+    lo = np.floor(pos).astype(np.intp)
+    hi = np.minimum(lo + 1, n - 1)
+    frac = pos - lo
+    below, above = ordered[lo], ordered[hi]
+    # numpy's lerp: interpolate from the nearer end, so q=1 gives the max exactly.
+    return np.where(frac >= 0.5, above - (above - below) * (1 - frac), below + (above - below) * frac)
+
+
+def _numeric(present: np.ndarray, *, bins: int, sample_size: int) -> dict[str, Any]:
+    infinite = np.isinf(present)
+    ordered = np.sort(present[~infinite])
+    n = ordered.size
+    out: dict[str, Any] = {"infinite": int(infinite.sum())}
+    if n == 0:
+        out.update(min=None, max=None, mean=None, std=None, quantiles=dict.fromkeys(QUANTILES),
+                   histogram={"edges": [], "counts": []}, sample=[])
+        return out
+    qvals = sorted_quantiles(ordered, list(QUANTILES.values()))
+    distinct = int(np.count_nonzero(np.diff(ordered))) + 1
+    if distinct <= bins:
+        # Few distinct values (a 0/1 flag, a rating): one bin per value. Quantile edges would fall
+        # between the values and leave empty bins; the last value gets the closed bin [v, v].
+        uniques = np.unique(ordered)
+        edges = np.append(uniques, uniques[-1])
+    else:
+        edges = np.unique(sorted_quantiles(ordered, np.linspace(0.0, 1.0, bins + 1)))
+    # Equivalent to numpy.histogram(values, edges), read off the sorted values.
+    cuts = np.searchsorted(ordered, edges, side="left")
+    cuts[-1] = n
+    counts = np.diff(cuts)
+    if n > sample_size:
+        ordered_sample = ordered[np.round(np.linspace(0, n - 1, sample_size)).astype(np.intp)]
+    else:
+        ordered_sample = ordered
+    out.update(
+        min=json_float(ordered[0]),
+        max=json_float(ordered[-1]),
+        mean=json_float(ordered.mean()),
+        std=json_float(ordered.std(ddof=1)) if n > 1 else None,
+        quantiles={key: json_float(v) for key, v in zip(QUANTILES, qvals, strict=True)},
+        histogram={"edges": [json_float(e) for e in edges], "counts": [int(c) for c in counts]},
+        sample=[json_float(v) for v in ordered_sample],
+    )
+    return out
+
+
+def _categorical(series: pd.Series, *, top_k: int, count: int) -> dict[str, Any]:
+    counts = category_counts(series)
+    # Most frequent first; a stable sort keeps ties in order of first appearance (deterministic).
+    top = counts.sort_values(ascending=False, kind="stable").head(top_k)
+    top_dict = {str(key): int(c) for key, c in top.items()}
+    return {"n_unique": len(counts), "top": top_dict, "other": int(count - sum(top_dict.values()))}
+
+
+def _iso(value: Any) -> str | None:
+    if value is None or value is pd.NaT:
+        return None
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+__all__ = [
+    "PROFILE_VERSION",
+    "QUANTILES",
+    "SAMPLE_SIZE",
+    "profile_column",
+    "profile_frame",
+    "sorted_quantiles",
+]

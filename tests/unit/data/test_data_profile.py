@@ -1,0 +1,161 @@
+"""Profiles: statistics checked against numpy, every kind, JSON-ready output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tidal.data.profile import QUANTILES, profile_column, profile_frame, sorted_quantiles
+from tidal.data.sources import read_source
+
+ELEC2_DIR = Path(__file__).resolve().parents[3] / "examples" / "elec2"
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_numeric_statistics_match_numpy(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    values = rng.lognormal(size=5000)
+    values[rng.choice(5000, 250, replace=False)] = np.nan
+    prof = profile_column(pd.Series(values))
+    present = values[~np.isnan(values)]
+    assert prof["kind"] == "numeric"
+    assert (prof["count"], prof["nulls"], prof["null_share"], prof["infinite"]) == (4750, 250, 0.05, 0)
+    assert prof["min"] == present.min() and prof["max"] == present.max()
+    assert prof["mean"] == pytest.approx(present.mean(), rel=1e-12)
+    assert prof["std"] == pytest.approx(present.std(ddof=1), rel=1e-12)
+    expected_q = np.quantile(present, list(QUANTILES.values()))
+    assert list(prof["quantiles"]) == ["p01", "p05", "p25", "p50", "p75", "p95", "p99"]
+    assert list(prof["quantiles"].values()) == pytest.approx(expected_q, rel=1e-12)
+
+    edges = np.array(prof["histogram"]["edges"])
+    assert np.all(np.diff(edges) > 0) and len(edges) == 21
+    assert edges == pytest.approx(np.quantile(present, np.linspace(0, 1, 21)), rel=1e-12)
+    counts, _ = np.histogram(present, bins=edges)
+    assert prof["histogram"]["counts"] == counts.tolist()
+    assert sum(prof["histogram"]["counts"]) == 4750
+    # Equal-frequency bins: each holds about 1/20 of the values.
+    assert max(counts) - min(counts) <= 2
+
+    sample = prof["sample"]
+    assert len(sample) == 1000 and sample == sorted(sample)
+    assert sample[0] == present.min() and sample[-1] == present.max()
+    ordered = np.sort(present)
+    assert sample == ordered[np.round(np.linspace(0, 4749, 1000)).astype(int)].tolist()
+
+
+def test_sorted_quantiles_matches_numpy_on_ties() -> None:
+    values = np.sort(np.array([0, 0, 0, 1, 1, 2, 5, 5, 5, 5, 9], dtype=float))
+    qs = np.linspace(0, 1, 41)
+    assert sorted_quantiles(values, qs).tolist() == pytest.approx(np.quantile(values, qs).tolist(), rel=1e-15)
+
+
+def test_small_columns_keep_every_value_in_the_sample() -> None:
+    prof = profile_column(pd.Series([3.0, 1.0, 2.0]))
+    assert prof["sample"] == [1.0, 2.0, 3.0]
+
+
+def test_few_distinct_values_get_a_bin_each() -> None:
+    series = pd.Series([0, 1, 1, 1, 0, 1, 2] * 10)
+    prof = profile_column(series)
+    assert prof["kind"] == "integer"
+    assert prof["histogram"] == {"edges": [0.0, 1.0, 2.0, 2.0], "counts": [20, 40, 10]}
+    counts, _ = np.histogram(series, bins=prof["histogram"]["edges"])
+    assert counts.tolist() == prof["histogram"]["counts"]
+
+
+def test_constant_column() -> None:
+    prof = profile_column(pd.Series([4.0] * 10))
+    assert prof["histogram"] == {"edges": [4.0, 4.0], "counts": [10]}
+    assert prof["std"] == 0.0 and prof["min"] == prof["max"] == 4.0
+
+
+def test_infinities_are_counted_not_averaged() -> None:
+    prof = profile_column(pd.Series([1.0, np.inf, -np.inf, 3.0, np.nan]))
+    assert (prof["count"], prof["nulls"], prof["infinite"]) == (4, 1, 2)
+    assert (prof["min"], prof["max"], prof["mean"]) == (1.0, 3.0, 2.0)
+    json.dumps(prof, allow_nan=False)
+
+
+def test_all_null_numeric_column() -> None:
+    prof = profile_column(pd.Series([np.nan, np.nan]))
+    assert prof["count"] == 0 and prof["null_share"] == 1.0
+    assert prof["mean"] is None and prof["quantiles"]["p50"] is None
+    assert prof["histogram"] == {"edges": [], "counts": []} and prof["sample"] == []
+
+
+def test_single_value_has_no_std() -> None:
+    assert profile_column(pd.Series([5.0]))["std"] is None
+
+
+def test_categorical_top_and_other() -> None:
+    series = pd.Series(["a"] * 5 + ["b"] * 3 + ["c"] * 2 + ["d"] + [None] * 2, dtype="str")
+    prof = profile_column(series, top_k=2)
+    assert prof == {
+        "kind": "categorical", "count": 11, "nulls": 2, "null_share": 2 / 13,
+        "n_unique": 4, "top": {"a": 5, "b": 3}, "other": 3,
+    }
+
+
+def test_categorical_dtype_ignores_unused_categories() -> None:
+    series = pd.Series(pd.Categorical(["x", "x", "y"], categories=["x", "y", "never"]))
+    prof = profile_column(series)
+    assert prof["n_unique"] == 2 and prof["top"] == {"x": 2, "y": 1}
+
+
+def test_mixed_object_values_are_keyed_by_text() -> None:
+    prof = profile_column(pd.Series([1, "1", "a", None], dtype=object))
+    assert prof["kind"] == "categorical"
+    assert prof["top"] == {"1": 2, "a": 1} and prof["n_unique"] == 2
+
+
+def test_boolean_column() -> None:
+    prof = profile_column(pd.Series([True, False, True, True]))
+    assert prof["kind"] == "boolean"
+    assert prof["top"] == {"True": 3, "False": 1} and prof["other"] == 0
+
+
+def test_datetime_column() -> None:
+    series = pd.Series(pd.to_datetime(["2024-01-02", None, "2024-01-01"]))
+    prof = profile_column(series)
+    assert prof == {"kind": "datetime", "count": 2, "nulls": 1, "null_share": 1 / 3,
+                    "min": "2024-01-01T00:00:00", "max": "2024-01-02T00:00:00"}
+
+
+def test_elec2_profile_is_json_ready() -> None:
+    df = read_source("data/elec2.csv.gz", base_dir=ELEC2_DIR)
+    prof = profile_frame(df)
+    assert prof["version"] == 1 and prof["rows"] == 45312
+    assert list(prof["columns"]) == list(df.columns)
+    assert prof["columns"]["up"]["histogram"]["counts"] == [
+        int((df["up"] == 0).sum()), int((df["up"] == 1).sum())
+    ]
+    text = json.dumps(prof, allow_nan=False)
+    assert json.loads(text) == prof
+    assert profile_frame(df) == prof  # deterministic
+
+
+def test_profile_arguments_are_checked() -> None:
+    with pytest.raises(ValueError, match="bins must be >= 1"):
+        profile_frame(pd.DataFrame({"a": [1]}), bins=0)
+
+
+@settings(max_examples=80, deadline=None)
+@given(values=st.lists(st.one_of(st.none(), st.floats(-1e9, 1e9)), min_size=1, max_size=300),
+       bins=st.integers(1, 30))
+def test_histogram_counts_every_finite_value(values: list[float | None], bins: int) -> None:
+    series = pd.Series(values, dtype="float64")
+    prof = profile_column(series, bins=bins, sample_size=50)
+    present = series.dropna().to_numpy()
+    assert prof["count"] == present.size and prof["nulls"] == series.isna().sum()
+    if present.size:
+        edges = prof["histogram"]["edges"]
+        assert sum(prof["histogram"]["counts"]) == present.size
+        assert np.histogram(present, bins=edges)[0].tolist() == prof["histogram"]["counts"]
+        assert len(prof["sample"]) == min(present.size, 50) and prof["sample"] == sorted(prof["sample"])
+    json.dumps(prof, allow_nan=False)
