@@ -1,0 +1,311 @@
+"""The shape of tidal.yaml as pydantic models: every section, key, default and allowed value.
+
+Every model forbids unknown keys and is frozen. A key written with no value (``drop:``) or ``null``
+means "the default" wherever the key has a default and ``null`` is not itself a meaningful value.
+Each field's ``description`` is what error messages say is expected, so keep it a short noun phrase.
+docs/spec.md documents the same keys for users; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from tidal.core.hashing import digest_of
+from tidal.spec.errors import closest, show, spec_problem
+from tidal.spec.gates import Gate, gate_from_yaml
+from tidal.spec.metrics import KNOWN_METRICS, Task, metrics_for, task_of
+
+NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
+ESTIMATOR_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$"
+
+
+def _admits_none(annotation: Any) -> bool:
+    return annotation is Any or annotation is None or type(None) in getattr(annotation, "__args__", ())
+
+
+class Section(BaseModel):
+    """Base of every section: unknown keys are errors, instances are immutable, keys are text."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _prepare_input(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        for key in data:
+            if not isinstance(key, str):
+                raise spec_problem("key_type", f"key {show(key)} is not text; expected a key name",
+                                   hint="put the key in quotes, or fix the indentation", at=(str(key),))
+        # `key:` with nothing after it (or `key: null`) means the default, where null means nothing else
+        return {
+            key: value for key, value in data.items()
+            if value is not None
+            or key not in cls.model_fields
+            or cls.model_fields[key].is_required()
+            or _admits_none(cls.model_fields[key].annotation)
+        }
+
+
+def _known_metric(name: str) -> str:
+    if name not in KNOWN_METRICS:
+        near = closest(name, KNOWN_METRICS)
+        raise spec_problem(
+            "unknown_metric",
+            f"unknown metric {name!r}; expected one of {', '.join(KNOWN_METRICS)}",
+            hint=f"did you mean {near!r}?" if near else "use one of the known metrics",
+        )
+    return name
+
+
+NonEmpty = Annotated[str, Field(min_length=1)]
+Metric = Annotated[str, AfterValidator(_known_metric)]
+GateItem = Annotated[Gate, BeforeValidator(gate_from_yaml)]
+Policy = Literal["warn", "error"]
+
+
+# -- data ---------------------------------------------------------------------------------------------
+
+
+class ChecksSpec(Section):
+    """How strictly a new data snapshot is compared with the training data."""
+
+    range_tolerance: float = Field(
+        0.5, ge=0, allow_inf_nan=False,
+        description="a number >= 0 (how far outside the training range a value may fall, "
+                    "as a share of that range)",
+    )
+    null_share_jump: float = Field(
+        0.1, ge=0, le=1, description="a number between 0 and 1 (the rise in a column's share of nulls "
+                                     "that is reported)",
+    )
+    unseen_category: Policy = Field("warn", description="warn or error")
+    range: Policy = Field("warn", description="warn or error")
+
+
+class DataSpec(Section):
+    """Where the data is and what its columns mean."""
+
+    source: NonEmpty = Field(description="where the data is: a file path, a glob or a URI")
+    query: NonEmpty | None = Field(None, description="an SQL query (for SQL URL sources), or null")
+    target: NonEmpty = Field(description="the name of the column to predict")
+    time: NonEmpty | None = Field(
+        None, description="the name of the time column, or null (file order is time order)"
+    )
+    id: NonEmpty | None = Field(None, description="the name of the row id column, or null")
+    features: list[NonEmpty] | None = Field(
+        None, description="a list of feature column names, or null (every column but target, time and id)"
+    )
+    drop: list[NonEmpty] = Field(default_factory=list, description="a list of column names to leave out")
+    checks: ChecksSpec = Field(
+        default_factory=ChecksSpec,
+        description="a checks: section (range_tolerance, null_share_jump, unseen_category, range)",
+    )
+
+    @model_validator(mode="after")
+    def _columns_agree(self) -> DataSpec:
+        for key in ("time", "id"):
+            if getattr(self, key) == self.target:
+                raise spec_problem("column_conflict",
+                                   f"{self.target!r} is also the target; expected a different column",
+                                   hint=f"the {key} column cannot be the column to predict", at=(key,))
+        for key in ("features", "drop"):
+            columns = getattr(self, key) or []
+            for i, column in enumerate(columns):
+                if column == self.target:
+                    raise spec_problem(
+                        "column_conflict", f"{column!r} is the target; expected other columns only",
+                        hint=f"remove {column!r} from {key}", at=(key, i),
+                    )
+                if column in columns[:i]:
+                    raise spec_problem("duplicate", f"{column!r} is listed twice",
+                                       hint="remove one of them", at=(key, i))
+        return self
+
+
+# -- prepare ------------------------------------------------------------------------------------------
+
+
+class ImputeSpec(Section):
+    """How missing values are filled, per column type (fitted on training data only)."""
+
+    numeric: Literal["median", "mean", "most_frequent", "zero", "none"] = Field(
+        "median", description="median, mean, most_frequent, zero or none"
+    )
+    categorical: Literal["most_frequent", "constant", "none"] = Field(
+        "most_frequent", description="most_frequent, constant or none"
+    )
+
+
+class PrepareSpec(Section):
+    """The preprocessing that is fitted with the model and travels inside it."""
+
+    impute: ImputeSpec = Field(
+        default_factory=ImputeSpec, description="an impute: section (numeric, categorical)"
+    )
+    scale: Literal["standard", "minmax", "none"] = Field("standard", description="standard, minmax or none")
+    encode: Literal["onehot", "ordinal"] = Field("onehot", description="onehot or ordinal")
+
+
+# -- model --------------------------------------------------------------------------------------------
+
+
+class ModelSpec(Section):
+    """The estimator to train. Only the shape of its path is checked here; the trainer imports it."""
+
+    estimator: str = Field(
+        pattern=ESTIMATOR_PATTERN,
+        description="a dotted import path to an estimator class, like "
+                    "sklearn.ensemble.HistGradientBoostingClassifier",
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="a mapping of the estimator's parameters"
+    )
+    seed: int | None = Field(0, description="a whole number, or null for no fixed seed")
+    task: Task | None = Field(None, description="classification, regression or null (decided from the data)")
+
+
+# -- validate -----------------------------------------------------------------------------------------
+
+
+class SplitSpec(Section):
+    """How the held-out test rows are chosen (before anything is fitted)."""
+
+    method: Literal["time", "random"] = Field("time", description="time or random")
+    test_size: float = Field(0.2, gt=0, lt=1, description="a number between 0 and 1 (exclusive)")
+
+
+class ValidateSpec(Section):
+    """What is measured on the held-out rows, and what a model must reach to be promoted."""
+
+    split: SplitSpec = Field(default_factory=SplitSpec, description="a split: section (method, test_size)")
+    metrics: list[Metric] = Field(
+        default_factory=list, description="a list of metric names (empty: the task's defaults)"
+    )
+    gates: list[GateItem] = Field(
+        default_factory=list, description="a list of gates, like 'accuracy >= 0.70'"
+    )
+
+    @model_validator(mode="after")
+    def _no_repeats(self) -> ValidateSpec:
+        for i, name in enumerate(self.metrics):
+            if name in self.metrics[:i]:
+                raise spec_problem("duplicate", f"{name!r} is listed twice", hint="remove one of them",
+                                   at=("metrics", i))
+        return self
+
+    def metric_names(self) -> list[str]:
+        """The metrics listed, then those only the gates name, each once, in order."""
+        names = list(self.metrics)
+        for gate in self.gates:
+            if gate.metric not in names:
+                names.append(gate.metric)
+        return names
+
+
+# -- deploy and storage -------------------------------------------------------------------------------
+
+
+class DeploySpec(Section):
+    """What happens to a model that passes its gates."""
+
+    auto_promote: bool = Field(True, description="true or false")
+
+
+class StorageSpec(Section):
+    """Where the workspace keeps metadata and artifacts, and how steps run (environment overrides it)."""
+
+    store: NonEmpty | None = Field(
+        None, description="a metadata store URL (sqlite:///... or postgresql://...), or null for the default"
+    )
+    artifacts: NonEmpty | None = Field(
+        None, description="an artifact folder or fsspec URL (s3://...), or null for the default"
+    )
+    executor: NonEmpty | None = Field(None, description="local, ray://address, or null for the default")
+
+
+# -- the whole file -----------------------------------------------------------------------------------
+
+with warnings.catch_warnings():
+    # the `validate` key shadows BaseModel.validate, a deprecated pydantic v1 class method; on an
+    # instance the field wins, which is what we want
+    warnings.filterwarnings("ignore", message='Field name "validate"', category=UserWarning)
+
+    class Spec(Section):
+        """A validated tidal.yaml. ``digest`` identifies it: formatting and comments do not change it."""
+
+        version: Literal[1] = Field(1, description="1 (the schema version)")
+        name: str = Field(
+            pattern=NAME_PATTERN,
+            description="a project name: a letter, then up to 63 letters, digits, '_', '.' or '-'",
+        )
+        data: DataSpec = Field(description="a data: section with at least source and target")
+        prepare: PrepareSpec = Field(
+            default_factory=PrepareSpec, description="a prepare: section (impute, scale, encode)"
+        )
+        model: ModelSpec = Field(description="a model: section with at least estimator")
+        validate: ValidateSpec = Field(
+            default_factory=ValidateSpec, description="a validate: section (split, metrics, gates)"
+        )
+        deploy: DeploySpec = Field(default_factory=DeploySpec, description="a deploy: section (auto_promote)")
+        storage: StorageSpec = Field(
+            default_factory=StorageSpec, description="a storage: section (store, artifacts, executor)"
+        )
+        monitor: dict[str, Any] | None = Field(None, description="a monitor: section (a mapping), or null")
+        retrain: dict[str, Any] | None = Field(None, description="a retrain: section (a mapping), or null")
+        backtest: dict[str, Any] | None = Field(None, description="a backtest: section (a mapping), or null")
+
+        @model_validator(mode="after")
+        def _one_task(self) -> Spec:
+            named = [(("metrics", i), m) for i, m in enumerate(self.validate.metrics)]
+            named += [(("gates", i), g.metric) for i, g in enumerate(self.validate.gates)]
+            task = self.model.task
+            first: tuple[str, str] | None = None
+            for (key, i), metric in named:
+                at = ("validate", key, i)
+                if task is not None and task_of(metric) != task:
+                    raise spec_problem(
+                        "task_mismatch",
+                        f"{metric!r} is a {task_of(metric)} metric, but model.task is {task}; "
+                        f"expected one of {', '.join(metrics_for(task))}",
+                        hint="change the metric, or model.task", at=at,
+                    )
+                if first is None:
+                    first = (f"validate.{key}[{i}]", metric)
+                elif task_of(metric) != task_of(first[1]):
+                    raise spec_problem(
+                        "task_mismatch",
+                        f"{metric!r} is a {task_of(metric)} metric, but {first[1]!r} ({first[0]}) is a "
+                        f"{task_of(first[1])} metric; expected metrics of one task",
+                        hint="remove the metrics of the other task", at=at,
+                    )
+            return self
+
+        @property
+        def digest(self) -> str:
+            """sha256 of the canonical JSON of the validated spec (defaults included, comments not)."""
+            return digest_of(self.model_dump(mode="json"))
+
+        def metric_task(self) -> Task | None:
+            """``model.task``, or the task the listed metrics and gates imply, or ``None``."""
+            if self.model.task is not None:
+                return self.model.task
+            names = self.validate.metric_names()
+            return task_of(names[0]) if names else None
+
+
+__all__ = [
+    "ChecksSpec",
+    "DataSpec",
+    "DeploySpec",
+    "ImputeSpec",
+    "ModelSpec",
+    "PrepareSpec",
+    "Spec",
+    "SplitSpec",
+    "StorageSpec",
+    "ValidateSpec",
+]

@@ -1,0 +1,86 @@
+"""The commented tidal.yaml that ``tidal init`` writes."""
+
+from __future__ import annotations
+
+import yaml
+
+from tidal.spec.metrics import KNOWN_METRICS, Task
+
+_ESTIMATORS: dict[Task, str] = {
+    "classification": "sklearn.ensemble.HistGradientBoostingClassifier",
+    "regression": "sklearn.ensemble.HistGradientBoostingRegressor",
+}
+
+_TEMPLATE = """\
+# tidal project file (schema version 1). Every key is documented in docs/spec.md.
+version: 1
+name: {name}
+
+data:
+  # where the data is: a file path, a glob (data/*.parquet) or a URI (s3://..., postgresql://...)
+  source: {source}
+  query: null               # an SQL query, for SQL URL sources only
+  # the column to predict
+  target: {target}
+  time: null                # the time column; null = file order is time order
+  id: null                  # a row id column, or null
+  features: null            # null = every column but target, time and id
+  drop: []                  # columns to leave out
+  checks:                   # how a new snapshot is compared with the training data
+    range_tolerance: 0.5    # a value may fall this share of the training range outside it
+    null_share_jump: 0.1    # report a column whose share of nulls rises by more than this
+    unseen_category: warn   # warn | error
+    range: warn             # warn | error
+
+prepare:                    # fitted on the training rows only; saved inside the model
+  impute: {{numeric: median, categorical: most_frequent}}
+  scale: standard           # standard | minmax | none
+  encode: onehot            # onehot | ordinal
+
+model:
+  estimator: {estimator}
+  params: {{}}                # passed to the estimator, e.g. {{max_iter: 200}}
+  seed: 0                   # null = no fixed seed
+  # classification | regression | null (decided from the data)
+  task: {task}
+
+validate:
+  split: {{method: time, test_size: 0.2}}   # time | random
+  # empty = the task's defaults; known: {metrics}
+  metrics: []
+  gates: []                 # a new model is promoted only if it passes every gate, e.g.
+  #  - accuracy >= 0.70
+  #  - roc_auc >= champion - 0.01
+  #  - rmse <= champion * 1.05
+
+deploy:
+  auto_promote: true        # promote a model that passes its gates
+
+storage:                    # null = the default; TIDAL_STORE_URL, TIDAL_ARTIFACTS_URL, TIDAL_EXECUTOR win
+  store: null               # default sqlite:///.tidal/tidal.db
+  artifacts: null           # default .tidal/artifacts
+  executor: null            # local | ray://address
+"""
+
+
+def _scalar(value: str) -> str:
+    """``value`` as a YAML scalar, quoted only where YAML needs it."""
+    text = yaml.safe_dump(value, default_flow_style=True, width=10_000, allow_unicode=True)
+    return text.removesuffix("\n...\n").strip()
+
+
+def default_spec_yaml(name: str, source: str, target: str, *, task: Task | None = None) -> str:
+    """A commented tidal.yaml for a new project, with every key at its default.
+
+    ``task`` picks the estimator (a classifier unless it is ``"regression"``) and fills ``model.task``.
+    The text is validated before it is returned, so a bad name raises ``SpecError`` naming the key.
+    """
+    from tidal.spec.loading import parse_spec  # the template must parse; checked here, lazily
+
+    text = _TEMPLATE.format(
+        name=_scalar(name), source=_scalar(source), target=_scalar(target),
+        estimator=_ESTIMATORS[task or "classification"], task=task or "null",
+        metrics=", ".join(KNOWN_METRICS),
+    )
+    parse_spec(text)
+    return text

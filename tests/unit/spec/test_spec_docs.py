@@ -1,0 +1,40 @@
+"""docs/spec.md documents every key of the schema, and its examples say what the code does."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from tidal.spec import Spec, parse_spec
+
+ROOT = Path(__file__).resolve().parents[3]
+DOC = (ROOT / "docs" / "spec.md").read_text()
+
+
+def _keys(model: type[BaseModel], prefix: str = "") -> list[str]:
+    keys = []
+    for name, info in model.model_fields.items():
+        path = f"{prefix}.{name}" if prefix else name
+        keys.append(path)
+        inner = info.annotation
+        if isinstance(inner, type) and issubclass(inner, BaseModel):
+            keys += _keys(inner, path)
+    return keys
+
+
+def test_every_key_is_documented() -> None:
+    missing = [key for key in _keys(Spec) if f"| `{key}` |" not in DOC]
+    assert not missing
+
+
+def test_no_documented_key_is_unknown() -> None:
+    documented = set(re.findall(r"^\| `([a-z_.]+)` \|", DOC, flags=re.MULTILINE))
+    assert documented == set(_keys(Spec))
+
+
+def test_the_example_in_the_doc_is_the_example_file() -> None:
+    example = (ROOT / "examples" / "elec2" / "tidal.yaml").read_text()
+    assert example in DOC
+    assert parse_spec(example).name == "elec2"
