@@ -1,0 +1,49 @@
+"""The validation gate: absolute thresholds and thresholds relative to the champion, on the same rows."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """Whether a candidate passed, with one human sentence per gate."""
+
+    passed: bool
+    reasons: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    champion: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"passed": self.passed, "reasons": self.reasons, "failed": self.failed,
+                "champion": self.champion}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> GateDecision:
+        return cls(passed=bool(d["passed"]), reasons=list(d.get("reasons", [])),
+                   failed=list(d.get("failed", [])), champion=d.get("champion"))
+
+
+def evaluate_gates(
+    gates: Sequence[Any], candidate: Mapping[str, float | None],
+    champion: Mapping[str, float | None] | None, champion_label: str | None = None,
+) -> GateDecision:
+    """Check every gate; ``champion`` holds the champion's metrics on the candidate's holdout (or None)."""
+    reasons: list[str] = []
+    failed: list[str] = []
+    for gate in gates:
+        value = candidate.get(gate.metric)
+        if value is None:
+            reason = f"{gate}: {gate.metric} could not be computed on the holdout"
+            reasons.append(reason)
+            failed.append(reason)
+            continue
+        champ_value = champion.get(gate.metric) if champion is not None else None
+        ok, reason = gate.check(value, champ_value)
+        reasons.append(reason)
+        if not ok:
+            failed.append(reason)
+    info = {"label": champion_label, "metrics": dict(champion)} if champion is not None else None
+    return GateDecision(passed=not failed, reasons=reasons, failed=failed, champion=info)

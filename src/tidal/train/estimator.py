@@ -1,0 +1,77 @@
+"""Build an estimator from its dotted path, params and seed, with errors that name the fix."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Mapping
+from difflib import get_close_matches
+from typing import Any
+
+from tidal.core.errors import TrainingError
+
+
+def import_estimator(dotted: str) -> type:
+    """The class at ``dotted`` (``sklearn.ensemble.HistGradientBoostingClassifier``)."""
+    module_name, _, cls_name = dotted.rpartition(".")
+    if not module_name:
+        raise TrainingError(f"model.estimator: {dotted!r} is not a dotted path",
+                            hint="write it as module.Class, e.g. sklearn.linear_model.LogisticRegression")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise TrainingError(f"model.estimator: cannot import module {module_name!r} ({exc})",
+                            hint="check the spelling, or install the package that provides it") from exc
+    cls = getattr(module, cls_name, None)
+    if not isinstance(cls, type):
+        names = [n for n in dir(module) if not n.startswith("_") and isinstance(getattr(module, n), type)]
+        close = get_close_matches(cls_name, names, n=1)
+        hint = f"did you mean {module_name}.{close[0]}?" if close else f"{module_name} has no class {cls_name}"
+        raise TrainingError(f"model.estimator: {dotted!r} not found", hint=hint)
+    return cls
+
+
+def build_estimator(dotted: str, params: Mapping[str, Any], seed: int | None) -> Any:
+    """An unfitted estimator; ``seed`` goes to ``random_state`` when the estimator has one and the
+    params do not set it, so a run is reproducible without the user thinking about it."""
+    cls = import_estimator(dotted)
+    try:
+        accepted = set(inspect.signature(cls).parameters)
+    except (TypeError, ValueError):
+        accepted = set()
+    unknown = [k for k in params if accepted and k not in accepted]
+    if unknown:
+        key = unknown[0]
+        close = get_close_matches(key, sorted(accepted), n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"{cls.__name__} accepts: {', '.join(sorted(accepted))}"
+        raise TrainingError(f"model.params.{key}: {cls.__name__} has no parameter {key!r}", hint=hint)
+    kwargs = dict(params)
+    if seed is not None and "random_state" in accepted and "random_state" not in kwargs:
+        kwargs["random_state"] = seed
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise TrainingError(f"model.params: {cls.__name__} refused its parameters: {exc}",
+                            hint="check the values in model.params") from exc
+
+
+def iteration_curves(model: Any) -> dict[str, list[float]]:
+    """Per-iteration curves a fitted estimator exposes, by metric name (step = list position)."""
+    curves: dict[str, list[float]] = {}
+    for attr, name in (
+        ("train_score_", "curve.train_score"),
+        ("validation_score_", "curve.validation_score"),
+        ("loss_curve_", "curve.loss"),
+        ("validation_scores_", "curve.validation_score"),
+        ("oob_improvement_", "curve.oob_improvement"),
+    ):
+        values = getattr(model, attr, None)
+        if values is None:
+            continue
+        try:
+            seq = [float(v) for v in values]
+        except (TypeError, ValueError):
+            continue
+        if seq:
+            curves[name] = seq
+    return curves

@@ -1,0 +1,58 @@
+"""Train: the preparation transformers and the estimator as one pipeline, fitted on training rows only."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.pipeline import Pipeline
+
+from tidal.core.errors import TrainingError
+from tidal.data.prepare import as_model_input, build_preprocessor
+from tidal.train.estimator import build_estimator, iteration_curves
+
+
+@dataclass
+class TrainResult:
+    """A fitted pipeline with what its training produced."""
+
+    model: Pipeline
+    columns: list[str]
+    curves: dict[str, list[float]] = field(default_factory=dict)
+    fit_seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+
+
+def fit_pipeline(
+    train: pd.DataFrame, *, target: str, columns: Sequence[str], kinds: Mapping[str, str],
+    prepare: Any, estimator: str, params: Mapping[str, Any], seed: int | None,
+) -> TrainResult:
+    """Fit ``prepare`` + ``estimator`` on ``train``; errors become :class:`TrainingError`."""
+    model = build_estimator(estimator, params, seed)
+    pipe = Pipeline([("prepare", build_preprocessor(prepare, kinds, columns)), ("model", model)])
+    X = as_model_input(train, columns, kinds)
+    y = train[target].to_numpy()
+    start = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            pipe.fit(X, y)
+        except (ValueError, TypeError) as exc:
+            raise TrainingError(f"training {estimator.rsplit('.', 1)[-1]} failed: {exc}",
+                                hint="check the data types and model.params") from exc
+    seconds = time.perf_counter() - start
+    notes = sorted({f"{w.category.__name__}: {w.message}" for w in caught})
+    return TrainResult(model=pipe, columns=list(columns), curves=iteration_curves(pipe.named_steps["model"]),
+                       fit_seconds=seconds, warnings=notes)
+
+
+def predict_frame(model: Any, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
+    """Predictions and, for classifiers, class probabilities."""
+    pred = np.asarray(model.predict(X))
+    proba = np.asarray(model.predict_proba(X)) if hasattr(model, "predict_proba") else None
+    return pred, proba

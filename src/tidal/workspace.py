@@ -1,0 +1,226 @@
+"""The composition root and public SDK: settings → adapters → services.
+
+Usage::
+
+    import tidal
+
+    ws = tidal.Workspace.open("examples/elec2")
+    result = ws.run()                 # collect → validate → split → profile → train → evaluate → gate → register
+    print(result.model.version, result.metrics["accuracy"])
+    ws.models.get("elec2:champion")
+    ws.promote("elec2", 1)
+    ws.events()
+
+The CLI, and later the server and the dashboard, call only this class, so a behaviour has one
+implementation.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from tidal.core.clock import SystemClock
+from tidal.core.entities import Alias, Event, Metric, ModelVersion, Run, RunStatus, StepRecord
+from tidal.core.errors import ModelNotFound, SpecError, TidalError
+from tidal.core.ports import ArtifactStore, Clock, MetadataStore
+from tidal.core.settings import Settings
+from tidal.executors import open_executor
+from tidal.loop.pipeline import RunResult, TrainingPipeline
+from tidal.loop.runner import StepListener
+from tidal.registry import CHAMPION, Registry, subject
+from tidal.spec import Spec, default_spec_yaml, load_spec
+from tidal.storage import open_artifact_store, open_metadata_store
+from tidal.train.tracking import Tracker
+
+SPEC_FILE = "tidal.yaml"
+EXAMPLES = ("elec2",)
+
+
+def examples_dir() -> Path:
+    """Where the bundled example projects are (inside the wheel, or the source checkout)."""
+    packaged = Path(str(resources.files("tidal"))) / "_examples"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parents[2] / "examples"
+
+
+@dataclass
+class RunDetail:
+    """Everything recorded about one run."""
+
+    run: Run
+    steps: list[StepRecord]
+    params: dict[str, str]
+    tags: dict[str, str]
+    metrics: list[Metric]
+    artifacts: dict[str, str] = field(default_factory=dict)
+
+
+class Runs:
+    """The runs of a workspace (``ws.runs``)."""
+
+    def __init__(self, ws: Workspace) -> None:
+        self._ws = ws
+
+    def list(self, limit: int = 50) -> list[Run]:
+        return self._ws.store.list_runs(self._ws.spec.name, limit=limit)
+
+    def get(self, run_id: str) -> RunDetail:
+        store = self._ws.store
+        try:
+            run = store.get_run(run_id)
+        except KeyError as exc:
+            raise TidalError(f"no run with id {run_id!r}", hint="run `tidal runs ls` to see the runs") from exc
+        return RunDetail(run=run, steps=store.list_steps(run.id), params=store.get_params(run.id),
+                         tags=store.get_tags(run.id), metrics=store.get_metrics(run.id),
+                         artifacts=store.list_run_artifacts(run.id))
+
+
+class Models:
+    """The model registry of a workspace (``ws.models``)."""
+
+    def __init__(self, ws: Workspace) -> None:
+        self._ws = ws
+
+    def list(self, name: str | None = None) -> list[ModelVersion]:
+        return self._ws.registry.list(name)
+
+    def get(self, ref: str, version: int | str | None = None) -> ModelVersion:
+        """A version by ``name``, ``name:3``, ``name:champion`` or ``name:latest``."""
+        name, _, tail = ref.partition(":")
+        return self._ws.registry.resolve(name, version if version is not None else (tail or None))
+
+    def aliases(self, name: str | None = None) -> list[Alias]:
+        return self._ws.store.list_aliases(name)
+
+    def aliases_of(self, mv: ModelVersion) -> list[str]:
+        return self._ws.registry.aliases_of(mv.name, mv.version)
+
+    def history(self, mv: ModelVersion) -> list[Event]:
+        """The events about this version, oldest first: why it exists and why it serves (or not)."""
+        return self._ws.store.list_events(subject=subject(mv.name, mv.version), limit=1000)
+
+    def load(self, ref: str) -> Any:
+        """The model object (verified against its digest, never unpickled)."""
+        return self._ws.registry.load(self.get(ref))
+
+
+def _project_name(folder: str) -> str:
+    """A valid project name from a folder name (``my data`` → ``my-data``, ``2024`` → ``p2024``)."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", folder).strip("-.")[:63] or "project"
+    return name if name[0].isalpha() else f"p{name}"[:64]
+
+
+class Workspace:
+    """A tidal project: its spec, its stores and the services over them."""
+
+    def __init__(self, spec: Spec, settings: Settings, *, clock: Clock | None = None) -> None:
+        self.spec = spec
+        self.settings = settings
+        self.clock: Clock = clock or SystemClock()
+        self.store: MetadataStore = open_metadata_store(settings.store_url)
+        self.artifacts: ArtifactStore = open_artifact_store(settings.artifacts_url)
+        self.executor = open_executor(settings.executor)
+        self.registry = Registry(self.store, self.artifacts, self.clock)
+        self.runs = Runs(self)
+        self.models = Models(self)
+
+    # -- opening ----------------------------------------------------------------------------------
+    @classmethod
+    def open(
+        cls, path: str | Path = ".", *, store_url: str | None = None, artifacts_url: str | None = None,
+        executor: str | None = None, clock: Clock | None = None,
+    ) -> Workspace:
+        """Open the project at ``path`` (a folder holding tidal.yaml, or the file itself)."""
+        p = Path(path)
+        spec_path = p if p.suffix in (".yaml", ".yml") else p / SPEC_FILE
+        spec = load_spec(spec_path)
+        settings = Settings.resolve(spec_path.parent, store_url=store_url, artifacts_url=artifacts_url,
+                                    executor=executor, spec_storage=spec.storage.model_dump())
+        return cls(spec, settings, clock=clock)
+
+    @staticmethod
+    def init(
+        path: str | Path = ".", *, example: str | None = None, name: str | None = None,
+        source: str | None = None, target: str | None = None, force: bool = False,
+    ) -> Path:
+        """Create a project in ``path``: a copy of a bundled example, or a commented tidal.yaml."""
+        root = Path(path)
+        spec_path = root / SPEC_FILE
+        if spec_path.exists() and not force:
+            raise SpecError(f"{spec_path} already exists", hint="use --force to overwrite it")
+        root.mkdir(parents=True, exist_ok=True)
+        if example is not None:
+            if example not in EXAMPLES:
+                from tidal.core.errors import PluginNotFound
+
+                raise PluginNotFound("example", example, EXAMPLES)
+            src = examples_dir() / example
+            for item in src.rglob("*"):
+                if item.is_file() and "__pycache__" not in item.parts:
+                    dest = root / item.relative_to(src)
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(item, dest)
+            return spec_path
+        project = name or _project_name(root.resolve().name)
+        spec_path.write_text(default_spec_yaml(project, source or "data/train.csv", target or "target"))
+        return spec_path
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def run(self, *, listener: StepListener | None = None, use_cache: bool = True,
+            trigger: str = "manual") -> RunResult:
+        """Run the pipeline once; steps whose code, inputs and environment are unchanged are reused."""
+        pipeline = TrainingPipeline(spec=self.spec, root=self.settings.root, store=self.store,
+                                    artifacts=self.artifacts, executor=self.executor, clock=self.clock,
+                                    registry=self.registry, listener=listener, trigger=trigger,
+                                    use_cache=use_cache)
+        return pipeline.run()
+
+    @contextmanager
+    def start_run(self, *, trigger: str = "sdk", info: dict[str, Any] | None = None) -> Iterator[Tracker]:
+        """A run for tracking by hand: log params, metrics and artifacts to the returned tracker.
+
+        The run is marked succeeded when the block ends, failed if it raises. Every ``log_*`` call is
+        one durable transaction; use ``with tracker.batch():`` to write many values at once.
+        """
+        run = Run(id=uuid.uuid4().hex, project=self.spec.name, status=RunStatus.RUNNING,
+                  started_at=self.clock.now(), spec_digest=self.spec.digest, trigger=trigger,
+                  info=dict(info or {}))
+        self.store.create_run(run)
+        tracker = Tracker(self.store, run.id, clock=self.clock, artifacts=self.artifacts)
+        try:
+            yield tracker
+        except BaseException as exc:
+            tracker.flush()
+            self.store.finish_run(run.id, RunStatus.FAILED, self.clock.now(), error=str(exc))
+            raise
+        tracker.flush()
+        self.store.finish_run(run.id, RunStatus.SUCCEEDED, self.clock.now())
+
+    def promote(self, name: str, version: int, *, alias: str = CHAMPION, reason: str | None = None) -> int | None:
+        """Point ``alias`` (champion by default) at ``version``; returns the version it pointed at."""
+        if not self.registry.list(name):
+            raise ModelNotFound(f"no model named {name!r}", hint="run `tidal models ls` to see the models")
+        return self.registry.set_alias(name, alias, version, reason=reason or "promoted by hand",
+                                       trigger="manual")
+
+    def events(self, *, limit: int = 100, subject: str | None = None, kind: str | None = None) -> list[Event]:
+        """The recorded decisions, oldest first among the newest ``limit``."""
+        return self.store.list_events(subject=subject, kind=kind, limit=limit)
