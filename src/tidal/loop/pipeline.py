@@ -173,6 +173,7 @@ class TrainingPipeline:
                     "artifacts": [info.digest]}
 
         out = runner.step("collect", collect, cacheable=file_inputs is not None,
+                          why_always="the source is not a local file, so it is read on every run",
                           inputs={"source": data.source, "query": data.query, "files": file_inputs},
                           reuse_note=lambda o: f"snapshot {o['snapshot'][:12]}, {o['rows']} rows").outputs
         snap_digest = out["snapshot"]
@@ -314,7 +315,7 @@ class TrainingPipeline:
             registered = runner.step("register", lambda: self._register(
                 result, decision, model_d=model_d, flavor=trained, prof_d=prof_d, train_d=train_d,
                 holdout_d=holdout_d, columns=columns, kinds=kinds, task=task, evaluated=evaluated),
-                inputs={}, cacheable=False).outputs
+                inputs={}, cacheable=False, why_always="a model that is not registered yet").outputs
             result.model = self.registry.get(spec.name, registered["version"])
         champ = self.registry.champion(spec.name)
         result.champion = champ.version if champ else None

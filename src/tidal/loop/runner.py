@@ -45,7 +45,7 @@ class StepRunner:
     def step(
         self, name: str, fn: Callable[[], dict[str, Any]], *, inputs: Mapping[str, Any],
         code_of: Callable[..., Any] | None = None, cacheable: bool = True,
-        reuse_note: Callable[[dict[str, Any]], str] | None = None,
+        reuse_note: Callable[[dict[str, Any]], str] | None = None, why_always: str = "this step always runs",
     ) -> StepOutcome:
         """Run ``fn`` (which returns JSON outputs) unless an identical earlier run can be reused.
 
@@ -68,7 +68,7 @@ class StepRunner:
             return self._finish(record, reused=True)
 
         if not cacheable:
-            record.explain = "ran: this step always runs"
+            record.explain = f"ran: {why_always}"
         elif not self.use_cache:
             record.explain = "ran: the cache was disabled for this run"
         else:
