@@ -1,9 +1,10 @@
 """Fixtures for the port contract suites: every adapter of a port runs the same tests.
 
-``IMPLEMENTATIONS`` names the metadata store adapters: ``memory``, ``sqlite`` (a file in ``tmp_path``) and
-``postgres``, which runs when ``TIDAL_TEST_POSTGRES_URL`` is set and is skipped otherwise. Each PostgreSQL
-test gets a fresh schema of its own (put first on the connection's ``search_path`` through the URL),
-dropped afterwards, so tests never see each other's rows and a rerun starts clean.
+``IMPLEMENTATIONS`` names the adapters of the metadata store and of the prediction log: ``memory``,
+``sqlite`` (a file in ``tmp_path``) and ``postgres``, which runs when ``TIDAL_TEST_POSTGRES_URL`` is set
+and is skipped otherwise. Each PostgreSQL test gets a fresh schema of its own (put first on the
+connection's ``search_path`` through the URL), dropped afterwards, so tests never see each other's rows
+and a rerun starts clean.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tidal.core.ports import MetadataStore
-from tidal.storage import open_metadata_store
+from tidal.core.ports import MetadataStore, PredictionLog
+from tidal.storage import open_metadata_store, open_prediction_log
 
 POSTGRES_ENV = "TIDAL_TEST_POSTGRES_URL"
 POSTGRES_SKIP = "set TIDAL_TEST_POSTGRES_URL to run the PostgreSQL contract tests"
@@ -80,6 +81,27 @@ def sql_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def store(store_url: str) -> Iterator[MetadataStore]:
     """An empty metadata store, once per implementation; closed after the test."""
     opened = open_metadata_store(store_url)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+@pytest.fixture(params=IMPLEMENTATIONS)
+def log_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of an empty prediction log, once per implementation (SQLite: its own file, as in a
+    workspace)."""
+    if request.param == "memory":
+        return "memory://"
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store' / 'predictions.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def log(log_url: str) -> Iterator[PredictionLog]:
+    """An empty prediction log, once per implementation; closed after the test."""
+    opened = open_prediction_log(log_url)
     try:
         yield opened
     finally:

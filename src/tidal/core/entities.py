@@ -153,3 +153,54 @@ class Event:
     time: datetime
     data: dict[str, Any] = field(default_factory=dict)
     id: int | None = None
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One served answer, stored before it is acknowledged.
+
+    ``inputs`` is the row as received (column → value); ``output`` the prediction; ``proba`` the class
+    probabilities in the order of the version's ``signature["classes"]`` (classifiers only).
+    ``deployment`` says what answered (``direct``, ``canary``, ``shadow``); ``served`` is False for an
+    answer computed but not returned (a shadow challenger). ``label`` arrives later, as feedback.
+    """
+
+    id: str
+    time: datetime
+    model: str
+    version: int
+    inputs: dict[str, Any]
+    output: Any
+    proba: list[float] | None = None
+    deployment: str = "direct"
+    served: bool = True
+    request_id: str | None = None
+    label: Any = None
+    label_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """The true label of a prediction, arriving later."""
+
+    prediction_id: str
+    label: Any
+    time: datetime
+
+
+@dataclass(frozen=True)
+class Report:
+    """A stored monitoring report: drift and performance of one model version over one window.
+
+    ``body`` holds the whole report (per-feature drift results, prediction drift, performance) as JSON.
+    """
+
+    id: str
+    model: str
+    version: int
+    created_at: datetime
+    window: dict[str, Any]
+    drift_share: float
+    drifted: bool
+    alerts: list[str] = field(default_factory=list)
+    body: dict[str, Any] = field(default_factory=dict)

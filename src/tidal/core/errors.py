@@ -15,6 +15,7 @@ The tree::
     │   └── IntegrityError     a stored artifact does not match its digest (tampered or corrupt)
     ├── StorageError           a metadata or artifact store failed
     ├── ServingError           the server could not answer
+    │   └── FeedbackRejected   a label for an unknown prediction, or a second label for one
     └── PluginNotFound         an unknown plugin name (source, flavor, drift test); lists the known ones
 
 Adapters translate library errors at the boundary (``raise StorageError(...) from exc``) and add the
@@ -107,6 +108,18 @@ class ServingError(TidalError):
     """The server could not answer a request."""
 
 
+class FeedbackRejected(ServingError):
+    """A label that cannot be stored. ``reason`` is ``unknown`` (no such prediction id) or ``duplicate``
+    (it already has a label); ``index`` is the position of the offending item in a batch."""
+
+    def __init__(self, message: str, *, reason: str, prediction_id: str, index: int = 0,
+                 hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.reason = reason
+        self.prediction_id = prediction_id
+        self.index = index
+
+
 class PluginNotFound(TidalError):
     """An unknown plugin name; the message lists the names that are known."""
 
@@ -127,6 +140,7 @@ class PluginNotFound(TidalError):
 __all__ = [
     "AliasConflict",
     "DataError",
+    "FeedbackRejected",
     "GateFailed",
     "IntegrityError",
     "ModelNotFound",

@@ -14,9 +14,12 @@ from tidal.core.entities import (
     Alias,
     CacheEntry,
     Event,
+    Feedback,
     Metric,
     ModelState,
     ModelVersion,
+    Prediction,
+    Report,
     Run,
     RunStatus,
     SnapshotInfo,
@@ -124,11 +127,65 @@ class MetadataStore(Protocol):
         """Oldest first among the newest ``limit`` matches. ``subject`` matches exactly or as a prefix
         ending in ``*`` (``model:elec2:*``)."""
         ...
+    # -- monitoring reports ---------------------------------------------------------------------
+    def save_report(self, report: Report) -> None:
+        """Store a report (idempotent by ``report.id``)."""
+        ...
+    def get_report(self, report_id: str) -> Report:
+        """The report with this id (or a unique prefix of at least 4 characters); ``KeyError`` if none."""
+        ...
+    def list_reports(self, model: str | None = None, limit: int = 50) -> list[Report]:
+        """Newest first."""
+        ...
+
+    # -- leases: one actor at a time (e.g. one controller per workspace) ------------------------
+    def acquire_lease(self, name: str, owner: str, until: datetime, now: datetime) -> bool:
+        """Atomically take or renew the lease ``name`` for ``owner`` until ``until``.
+
+        True when ``owner`` holds it afterwards: it was free, expired (its ``until`` <= ``now``), or
+        already ``owner``'s. False when another owner holds an unexpired lease.
+        """
+        ...
+    def release_lease(self, name: str, owner: str) -> None:
+        """Give the lease up if ``owner`` holds it (no-op otherwise)."""
+        ...
+
     def get_state(self, key: str) -> Any | None:
         """A JSON value stored under ``key`` (schemas, controller state)."""
         ...
     def put_state(self, key: str, value: Any) -> None: ...
 
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class PredictionLog(Protocol):
+    """Served predictions and the labels that arrive for them.
+
+    ``append`` is durable when it returns: the server answers a request only after its predictions are
+    committed. Concurrent ``append`` calls share commits (group commit), so durability does not cost
+    one disk flush per request.
+    """
+
+    def append(self, predictions: Sequence[Prediction]) -> None: ...
+    def add_feedback(self, feedback: Sequence[Feedback], *, overwrite: bool = False) -> int:
+        """Attach labels; all or nothing. Raises ``FeedbackRejected`` for an unknown prediction id, or
+        (unless ``overwrite``) for one that already has a label. Returns how many were stored."""
+        ...
+    def get(self, prediction_id: str) -> Prediction:
+        """One prediction with its label, if any; ``KeyError`` when unknown."""
+        ...
+    def window(
+        self, *, model: str | None = None, version: int | None = None, last: int | None = None,
+        since: datetime | None = None, until: datetime | None = None, labelled: bool | None = None,
+        served: bool | None = True, deployment: str | None = None,
+    ) -> list[Prediction]:
+        """Matching predictions, oldest first; ``last`` keeps the newest ``last`` of them."""
+        ...
+    def count(
+        self, *, model: str | None = None, version: int | None = None, since: datetime | None = None,
+        labelled: bool | None = None, served: bool | None = True,
+    ) -> int: ...
     def close(self) -> None: ...
 
 

@@ -2,7 +2,8 @@
 
 Nothing reads the environment at import time: :meth:`Settings.resolve` reads it when called.
 Precedence, strongest first: explicit arguments, environment (``TIDAL_STORE_URL``,
-``TIDAL_ARTIFACTS_URL``, ``TIDAL_EXECUTOR``), the ``storage:`` section of tidal.yaml, defaults.
+``TIDAL_ARTIFACTS_URL``, ``TIDAL_EXECUTOR``,
+``TIDAL_PREDICTIONS_URL``), the ``storage:`` section of tidal.yaml, defaults.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ class Settings:
     store_url: str
     artifacts_url: str
     executor: str = "local"
+    predictions_url: str = ""
 
     @property
     def workspace_dir(self) -> Path:
@@ -36,6 +38,7 @@ class Settings:
         store_url: str | None = None,
         artifacts_url: str | None = None,
         executor: str | None = None,
+        predictions_url: str | None = None,
         spec_storage: Mapping[str, str | None] | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> Settings:
@@ -53,6 +56,9 @@ class Settings:
         store = pick(store_url, "TIDAL_STORE_URL", "store", f"sqlite:///{ws / 'tidal.db'}")
         artifacts = pick(artifacts_url, "TIDAL_ARTIFACTS_URL", "artifacts", str(ws / "artifacts"))
         execu = pick(executor, "TIDAL_EXECUTOR", "executor", "local")
+        # The prediction log gets its own SQLite file by default: serving writes much more often than
+        # anything else, and a separate file keeps those writes from queueing behind run bookkeeping.
+        preds = pick(predictions_url, "TIDAL_PREDICTIONS_URL", "predictions", f"sqlite:///{ws / 'predictions.db'}")
         # A relative SQLite path or artifact folder is relative to the project, not the current folder.
         if store.startswith("sqlite:///") and not store.startswith("sqlite:////"):
             rel = store[len("sqlite:///"):]
@@ -60,4 +66,8 @@ class Settings:
                 store = f"sqlite:///{(root / rel).resolve()}"
         if "://" not in artifacts and not Path(artifacts).is_absolute():
             artifacts = str((root / artifacts).resolve())
-        return cls(root=root, store_url=store, artifacts_url=artifacts, executor=execu)
+        if preds.startswith("sqlite:///") and not preds.startswith("sqlite:////"):
+            rel = preds[len("sqlite:///"):]
+            if rel and not Path(rel).is_absolute():
+                preds = f"sqlite:///{(root / rel).resolve()}"
+        return cls(root=root, store_url=store, artifacts_url=artifacts, executor=execu, predictions_url=preds)

@@ -3,6 +3,8 @@
 - :func:`open_metadata_store`: ``memory://`` (in process), ``sqlite:///path/to/tidal.db``,
   ``postgresql+psycopg://user@host:5432/db`` (needs ``pip install 'tidal[postgres]'``).
 - :func:`open_artifact_store`: a local folder, or any fsspec URL (``memory://x``, ``s3://bucket/prefix``).
+- :func:`open_prediction_log`: ``memory://``, ``sqlite:///path/to/predictions.db`` (the workspace keeps
+  its own file, ``.tidal/predictions.db``) or a PostgreSQL URL, as for the metadata store.
 
 Only this package imports SQLAlchemy, Alembic and fsspec; the SQL modules are imported on first use, so
 ``memory://`` costs no SQLAlchemy import.
@@ -10,11 +12,20 @@ Only this package imports SQLAlchemy, Alembic and fsspec; the SQL modules are im
 
 from __future__ import annotations
 
+from typing import Literal
+
 from tidal.core.errors import StorageError
-from tidal.core.ports import ArtifactStore, MetadataStore
+from tidal.core.ports import ArtifactStore, MetadataStore, PredictionLog
 from tidal.storage._codec import SUPPORTED_METADATA_URLS
 from tidal.storage.artifacts import FsspecArtifactStore
 from tidal.storage.memory import MemoryMetadataStore
+from tidal.storage.memory_predictions import MemoryPredictionLog
+
+#: The prediction log URLs tidal understands, for error messages.
+SUPPORTED_PREDICTION_URLS = (
+    "sqlite:///path/to/predictions.db, postgresql+psycopg://user:password@host:5432/dbname, "
+    "memory:// (in-process, for tests)"
+)
 
 
 def open_metadata_store(url: str) -> MetadataStore:
@@ -36,6 +47,26 @@ def open_metadata_store(url: str) -> MetadataStore:
                        hint=f"use one of: {SUPPORTED_METADATA_URLS}")
 
 
+def open_prediction_log(url: str, *, durability: Literal["process", "power"] = "process") -> PredictionLog:
+    """The prediction log at ``url``, its database migrated to the current schema.
+
+    ``durability``: ``"process"`` (committed predictions survive the process being killed) or
+    ``"power"`` (they also survive an operating system crash or power cut: one fsync per group commit);
+    see :mod:`tidal.storage.predictions`. Raises StorageError as :func:`open_metadata_store` does.
+    """
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme == "memory":
+        return MemoryPredictionLog()
+    if scheme.partition("+")[0] in ("sqlite", "postgresql", "postgres"):
+        from tidal.storage.predictions import SqlPredictionLog
+
+        return SqlPredictionLog(url, durability=durability)
+    from tidal.storage.sql_engine import redact
+
+    raise StorageError(f"unsupported prediction log URL {redact(url)!r}",
+                       hint=f"use one of: {SUPPORTED_PREDICTION_URLS}")
+
+
 def open_artifact_store(url: str) -> ArtifactStore:
     """The artifact store at ``url``: a local folder (created if missing) or an fsspec URL."""
     return FsspecArtifactStore(url)
@@ -44,6 +75,8 @@ def open_artifact_store(url: str) -> ArtifactStore:
 __all__ = [
     "FsspecArtifactStore",
     "MemoryMetadataStore",
+    "MemoryPredictionLog",
     "open_artifact_store",
     "open_metadata_store",
+    "open_prediction_log",
 ]

@@ -21,6 +21,7 @@ from tidal.core.entities import (
     Metric,
     ModelState,
     ModelVersion,
+    Report,
     Run,
     RunStatus,
     SnapshotInfo,
@@ -287,3 +288,44 @@ def param_conflict(run_id: str, key: str, old: str, new: str) -> StorageError:
         hint="params are fixed once logged (they say how the run was made): log the new value as a "
         "tag or a metric, or start a new run",
     )
+
+
+# -- monitoring reports -----------------------------------------------------------------------------
+
+
+def encode_report(r: Report) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "model": r.model,
+        "version": int(r.version),
+        "created_at": utc(r.created_at),
+        "window": dumps(r.window, "report.window"),
+        "drift_share": metric_value(r.drift_share),
+        "drifted": bool(r.drifted),
+        "alerts": dumps(list(r.alerts), "report.alerts"),
+        "body": dumps(r.body, "report.body"),
+    }
+
+
+def decode_report(r: Row) -> Report:
+    share = r["drift_share"]
+    return Report(
+        id=r["id"], model=r["model"], version=r["version"], created_at=r["created_at"],
+        window=loads(r["window"]), drift_share=math.nan if share is None else share,
+        drifted=bool(r["drifted"]), alerts=loads(r["alerts"]), body=loads(r["body"]),
+    )
+
+
+def no_report(report_id: str) -> KeyError:
+    return KeyError(f"no report {report_id!r}")
+
+
+def short_report_prefix(prefix: str) -> KeyError:
+    return KeyError(
+        f"no report {prefix!r} (a report id prefix needs at least {MIN_RUN_PREFIX} characters to match)"
+    )
+
+
+def ambiguous_report(prefix: str, matches: list[str]) -> KeyError:
+    shown = ", ".join(matches[:5]) + (", ..." if len(matches) > 5 else "")
+    return KeyError(f"report id prefix {prefix!r} is ambiguous: it matches {shown}; give more characters")

@@ -20,6 +20,7 @@ from tidal.core.entities import (
     Metric,
     ModelState,
     ModelVersion,
+    Report,
     Run,
     RunStatus,
     SnapshotInfo,
@@ -62,6 +63,8 @@ class MemoryMetadataStore:
         self._aliases: dict[tuple[str, str], _Row] = {}
         self._events: list[_Row] = []
         self._state: dict[str, str] = {}
+        self._reports: dict[str, _Row] = {}
+        self._leases: dict[str, tuple[str, datetime]] = {}
 
     def __repr__(self) -> str:
         return "MemoryMetadataStore()"
@@ -367,6 +370,57 @@ class MemoryMetadataStore:
         text = codec.dumps(value, f"state {key!r}")
         with self._open():
             self._state[key] = text
+
+
+    # -- monitoring reports ---------------------------------------------------------------------------------
+
+    def save_report(self, report: Report) -> None:
+        """Store a report; idempotent by ``report.id`` (the first one stored wins: reports are records)."""
+        row = codec.encode_report(report)
+        with self._open():
+            self._reports.setdefault(report.id, row)
+
+    def get_report(self, report_id: str) -> Report:
+        """The report ``report_id``, or the only one whose id starts with it (4 characters or more)."""
+        with self._open():
+            if report_id in self._reports:
+                return codec.decode_report(self._reports[report_id])
+            if len(report_id) < codec.MIN_RUN_PREFIX:
+                raise codec.short_report_prefix(report_id)
+            matches = sorted(k for k in self._reports if k.startswith(report_id))
+            if not matches:
+                raise codec.no_report(report_id)
+            if len(matches) > 1:
+                raise codec.ambiguous_report(report_id, matches)
+            return codec.decode_report(self._reports[matches[0]])
+
+    def list_reports(self, model: str | None = None, limit: int = 50) -> list[Report]:
+        """Newest first (by creation time, then id)."""
+        if limit <= 0:
+            return []
+        with self._open():
+            rows = [r for r in self._reports.values() if model is None or r["model"] == model]
+        rows.sort(key=lambda r: _desc(r, "created_at", "id"), reverse=True)
+        return [codec.decode_report(r) for r in rows[:limit]]
+
+
+    # -- leases ---------------------------------------------------------------------------------------------
+
+    def acquire_lease(self, name: str, owner: str, until: datetime, now: datetime) -> bool:
+        """Take or renew the lease ``name`` for ``owner`` until ``until``; True when ``owner`` holds it
+        afterwards (it was free, expired at ``now``, or ``owner``'s already), False otherwise."""
+        with self._open():
+            held = self._leases.get(name)
+            if held is not None and held[0] != owner and held[1] > codec.utc(now):
+                return False
+            self._leases[name] = (owner, codec.utc(until))
+            return True
+
+    def release_lease(self, name: str, owner: str) -> None:
+        """Give the lease up if ``owner`` holds it (a no-op otherwise)."""
+        with self._open():
+            if self._leases.get(name, ("", None))[0] == owner:
+                del self._leases[name]
 
 
 __all__ = ["MemoryMetadataStore"]

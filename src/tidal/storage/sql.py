@@ -50,7 +50,9 @@ from tidal.storage.sql_engine import (
     redact,
     resolve_url,
 )
+from tidal.storage.sql_leases import SqlLeases
 from tidal.storage.sql_migrate import ensure_schema
+from tidal.storage.sql_reports import SqlReports
 
 #: Run ids per query in ``latest_cache_entry`` (well under SQLite's and PostgreSQL's parameter limits).
 _CHUNK = 500
@@ -66,7 +68,7 @@ def _upsert(table: sa.Table, dialect: str, keys: Sequence[str], *, update: bool)
     return stmt.on_conflict_do_update(index_elements=list(keys), set_=changed)
 
 
-class SqlMetadataStore:
+class SqlMetadataStore(SqlReports, SqlLeases):
     """The :class:`~tidal.core.ports.MetadataStore` on SQLite (``sqlite:///path/to/tidal.db``) or
     PostgreSQL (``postgresql+psycopg://user@host:5432/db``).
 

@@ -16,6 +16,7 @@ import contextlib
 import importlib.util
 import os
 import re
+import sqlite3
 import threading
 import time
 import weakref
@@ -125,11 +126,28 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
         # WAL: readers never block the writer; with synchronous=NORMAL a commit is one append to the
         # log (no fsync per commit), and committed data survives a process crash.
-        cursor.execute("PRAGMA journal_mode = WAL")
+        _set_wal(cursor)
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
     finally:
         cursor.close()
+
+
+def _set_wal(cursor: Any) -> None:
+    # Switching a fresh database to WAL needs an exclusive lock, and SQLite answers "database is locked"
+    # at once when another connection holds one, without calling the busy handler. Several processes
+    # (server workers) or threads opening a new database together meet this: wait as the handler would.
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    pause = 0.001
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
 
 
 # -- error translation ----------------------------------------------------------------------------------
@@ -189,9 +207,12 @@ class ThreadConnections:
     replaces its worker threads does not leak connections.
     """
 
-    def __init__(self, engine: Engine, shown: str) -> None:
+    def __init__(self, engine: Engine, shown: str, *, what: str = "metadata store",
+                 opener: str = "tidal.storage.open_metadata_store") -> None:
         self.engine = engine
         self.shown = shown
+        self._what = what  # for the message when used after close
+        self._opener = opener
         self.is_sqlite = engine.dialect.name == "sqlite"
         self._ping_after = None if self.is_sqlite else PG_PING_AFTER_S
         # SQLite allows one writer at a time. Threads of this process queue for it on this mutex; only
@@ -236,8 +257,8 @@ class ThreadConnections:
     def _open_new(self) -> Connection:
         with self._lock:
             if self._closed:
-                raise StorageError(f"the metadata store {self.shown} is closed",
-                                   hint="open a new one with tidal.storage.open_metadata_store")
+                raise StorageError(f"the {self._what} {self.shown} is closed",
+                                   hint=f"open a new one with {self._opener}")
             dead = [k for k, (t, _) in self._open.items() if not t.is_alive()]
             stale = [self._open.pop(k)[1] for k in dead]
         for old in stale:

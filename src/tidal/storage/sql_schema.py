@@ -1,6 +1,7 @@
-"""The tables of the SQL metadata store, as SQLAlchemy Core ``Table`` objects.
+"""The tables of the SQL metadata store and prediction log, as SQLAlchemy Core ``Table`` objects.
 
-This is the schema the queries in :mod:`tidal.storage.sql` are written against. The database itself is
+This is the schema the queries in :mod:`tidal.storage.sql` (and its companions ``sql_reports``,
+``sql_leases``, ``predictions``) are written against. The database itself is
 created and upgraded by the Alembic scripts in ``migrations/``; a contract test checks that a freshly
 migrated database matches this metadata exactly, so the two cannot drift apart.
 
@@ -25,7 +26,7 @@ from sqlalchemy.engine import Dialect
 #: The Alembic revision this code expects. Opening a store compares the database's revision with this
 #: constant (one cheap SELECT) before deciding whether Alembic needs to run at all.
 #: A test checks it is the head of ``migrations/versions``.
-SCHEMA_REVISION = "0001"
+SCHEMA_REVISION = "0002"
 
 #: Text sorted in code point order on every backend (see the module docstring).
 KeyText = sa.Text().with_variant(postgresql.TEXT(collation="C"), "postgresql")
@@ -222,4 +223,61 @@ state = sa.Table(
     metadata,
     sa.Column("key", KeyText, primary_key=True),
     _json("value"),
+)
+
+# -- 0002: the prediction log, monitoring reports, leases --------------------------------------------------
+
+predictions = sa.Table(
+    "predictions",
+    metadata,
+    # The order predictions were appended in, across threads and processes: ``window(last=N)`` means the
+    # newest N by this number. AUTOINCREMENT (below): SQLite never reuses one, even after old rows go.
+    sa.Column("seq", AutoId, primary_key=True, autoincrement=True),
+    sa.Column("id", KeyText, nullable=False),
+    sa.Column("time", UTCDateTime, nullable=False),
+    sa.Column("model", KeyText, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("deployment", KeyText, nullable=False),
+    sa.Column("served", sa.Boolean, nullable=False),
+    sa.Column("request_id", sa.Text),
+    _json("inputs"),
+    _json("output"),
+    sa.Column("proba", sa.Text),  # JSON, NULL for a regressor
+    # JSON; NULL exactly when ``label_time`` is NULL, so ``labelled`` is ``label_time IS NOT NULL``.
+    sa.Column("label", sa.Text),
+    sa.Column("label_time", UTCDateTime),
+    sa.Index(None, "id", unique=True),
+    # window(model=, last=N) walks this backwards from the newest; served is almost always filtered on
+    # (default True), so it comes before seq and the walk touches matching rows only.
+    sa.Index(None, "model", "served", "seq"),
+    # window(model=, since=/until=) and count(model=, since=).
+    sa.Index(None, "model", "served", "time"),
+    # count(model=, labelled=True|False) is answered from this index alone.
+    sa.Index(None, "model", "served", "label_time"),
+    sqlite_autoincrement=True,
+)
+
+reports = sa.Table(
+    "reports",
+    metadata,
+    sa.Column("id", KeyText, primary_key=True),
+    sa.Column("model", KeyText, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    _json("window"),
+    # NULL stands for NaN (a window with no features to compare), as for metric values.
+    sa.Column("drift_share", sa.Double),
+    sa.Column("drifted", sa.Boolean, nullable=False),
+    _json("alerts"),
+    _json("body"),
+    sa.Index(None, "model", "created_at"),
+    sa.Index(None, "created_at"),
+)
+
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("name", KeyText, primary_key=True),
+    sa.Column("owner", sa.Text, nullable=False),
+    sa.Column("until", UTCDateTime, nullable=False),
 )

@@ -1,0 +1,133 @@
+"""The in-memory prediction log: the test adapter of :class:`~tidal.core.ports.PredictionLog`.
+
+It keeps the same encoded rows as the SQL log (:mod:`tidal.storage._predictions_codec`) in a list behind
+one lock, and applies the same rules (repeated appends, feedback checks, filters, order), so the
+contract suite in ``tests/contract`` holds it to the same behaviour as SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from tidal.core.entities import Feedback, Prediction
+from tidal.core.errors import StorageError
+from tidal.storage import _predictions_codec as pc
+from tidal.storage._codec import utc
+
+_Row = dict[str, Any]
+
+
+class MemoryPredictionLog:
+    """The prediction log in process memory (``memory://``); thread-safe, nothing persisted.
+
+    ``append`` stores identical repeats once and refuses a different prediction under a stored id,
+    like :class:`~tidal.storage.predictions.SqlPredictionLog`.
+    """
+
+    url = "memory://"
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._closed = False
+        self._rows: list[_Row] = []  # in append order: the position is the row's seq
+        self._by_id: dict[str, _Row] = {}
+
+    def __repr__(self) -> str:
+        return "MemoryPredictionLog()"
+
+    def __enter__(self) -> MemoryPredictionLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """The log cannot be used afterwards (like a closed SQL log)."""
+        with self._lock:
+            self._closed = True
+
+    def _open(self) -> threading.Lock:
+        if self._closed:
+            raise StorageError("the prediction log memory:// is closed",
+                               hint="open a new one with tidal.storage.open_prediction_log")
+        return self._lock
+
+    def append(self, predictions: Sequence[Prediction]) -> None:
+        """Store ``predictions`` (all or nothing)."""
+        if not predictions:
+            return
+        rows = [pc.encode_prediction(p) for p in predictions]
+        with self._open():
+            fresh = pc.new_rows(rows, {r["id"]: self._by_id[r["id"]] for r in rows if r["id"] in self._by_id})
+            for row in fresh:
+                self._rows.append(row)
+                self._by_id[row["id"]] = row
+
+    def add_feedback(self, feedback: Sequence[Feedback], *, overwrite: bool = False) -> int:
+        """Attach labels, all or nothing; returns how many were stored."""
+        if not feedback:
+            return 0
+        params = [pc.encode_feedback(fb) for fb in feedback]
+        with self._open():
+            labelled = {fb.prediction_id: self._by_id[fb.prediction_id]["label_time"] is not None
+                        for fb in feedback if fb.prediction_id in self._by_id}
+            pc.check_feedback(feedback, labelled, overwrite=overwrite)
+            for p in params:
+                self._by_id[p["pid"]].update(label=p["label"], label_time=p["label_time"])
+        return len(params)
+
+    def get(self, prediction_id: str) -> Prediction:
+        """The prediction with its label, if any; KeyError when unknown."""
+        with self._open():
+            row = self._by_id.get(prediction_id)
+            if row is None:
+                raise pc.no_prediction(prediction_id)
+            return pc.decode_prediction(row)
+
+    def window(
+        self, *, model: str | None = None, version: int | None = None, last: int | None = None,
+        since: datetime | None = None, until: datetime | None = None, labelled: bool | None = None,
+        served: bool | None = True, deployment: str | None = None,
+    ) -> list[Prediction]:
+        """The matching predictions in append order; ``last`` keeps the newest ``last`` of them."""
+        if last is not None and last <= 0:
+            return []
+        with self._open():
+            rows = self._matching(model=model, version=version, since=since, until=until, labelled=labelled,
+                                  served=served, deployment=deployment)
+            if last is not None:
+                rows = rows[-last:]
+            return [pc.decode_prediction(r) for r in rows]
+
+    def count(
+        self, *, model: str | None = None, version: int | None = None, since: datetime | None = None,
+        labelled: bool | None = None, served: bool | None = True,
+    ) -> int:
+        """How many predictions match (the same filters as :meth:`window`)."""
+        with self._open():
+            return len(self._matching(model=model, version=version, since=since, until=None, labelled=labelled,
+                                      served=served, deployment=None))
+
+    def _matching(
+        self, *, model: str | None, version: int | None, since: datetime | None, until: datetime | None,
+        labelled: bool | None, served: bool | None, deployment: str | None,
+    ) -> list[_Row]:
+        lo = None if since is None else utc(since)
+        hi = None if until is None else utc(until)
+
+        def keep(r: _Row) -> bool:
+            return ((model is None or r["model"] == model)
+                    and (served is None or r["served"] == bool(served))
+                    and (version is None or r["version"] == version)
+                    and (lo is None or r["time"] >= lo)
+                    and (hi is None or r["time"] < hi)
+                    and (labelled is None or (r["label_time"] is not None) == labelled)
+                    and (deployment is None or r["deployment"] == deployment))
+
+        return [r for r in self._rows if keep(r)]
+
+
+__all__ = ["MemoryPredictionLog"]

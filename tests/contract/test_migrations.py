@@ -1,0 +1,83 @@
+"""Upgrading a database written by an older tidal: it migrates in place, on open, and keeps its data."""
+
+from __future__ import annotations
+
+from contextlib import closing
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from tidal.core.entities import Event, Metric
+from tidal.storage import _codec as codec
+from tidal.storage import open_metadata_store, open_prediction_log
+from tidal.storage import sql_schema as t
+from tidal.storage.sql_migrate import MIGRATIONS_DIR
+
+from .test_metadata_store import T0, make_mv, make_run
+from .test_prediction_log import make_prediction
+from .test_reports import make_report
+
+
+def _engine(url: str) -> sa.Engine:
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    return sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"), poolclass=sa.pool.NullPool)
+
+
+def _migrate_to(url: str, revision: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    engine = _engine(url)
+    try:
+        with engine.connect() as conn:
+            config = Config()
+            config.set_main_option("script_location", str(MIGRATIONS_DIR))
+            config.set_main_option("path_separator", "os")
+            config.attributes["connection"] = conn
+            command.upgrade(config, revision)
+            conn.commit()
+    finally:
+        engine.dispose()
+
+
+def test_a_store_at_0001_upgrades_in_place_and_keeps_its_data(sql_url: str) -> None:
+    _migrate_to(sql_url, "0001")
+    run, mv = make_run(info={"seed": 7}), make_mv()
+    engine = _engine(sql_url)
+    try:
+        with engine.begin() as conn:  # written as tidal 0001 wrote them
+            conn.execute(t.runs.insert(), codec.encode_run(run))
+            metrics = [codec.encode_metric(run.id, Metric("loss", 0.5, i, T0)) for i in range(3)]
+            conn.execute(t.metrics.insert(), metrics)
+            conn.execute(t.model_versions.insert(), codec.encode_model_version(mv, 1))
+            conn.execute(t.events.insert(), codec.encode_event(Event("trained", f"run:{run.id}", "ok", T0)))
+            conn.execute(t.state.insert(), {"key": "k", "value": codec.dumps({"a": 1}, "state")})
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+            assert not sa.inspect(conn).has_table("predictions")
+    finally:
+        engine.dispose()
+
+    with closing(open_metadata_store(sql_url)) as store:
+        assert store.get_run(run.id) == run
+        assert [m.value for m in store.get_metrics(run.id)] == [0.5, 0.5, 0.5]
+        assert store.get_model_version(mv.name, 1).artifact_digest == mv.artifact_digest
+        assert [e.kind for e in store.list_events()] == ["trained"]
+        assert store.get_state("k") == {"a": 1}
+        assert store.create_model_version(make_mv()).version == 2  # sequences carry on
+        report = make_report()
+        store.save_report(report)
+        assert store.list_reports() == [report]
+        assert store.acquire_lease("loop", "me", T0, T0)
+    with closing(open_prediction_log(sql_url)) as log:
+        p = make_prediction()
+        log.append([p])
+        assert log.get(p.id) == p
+
+    engine = _engine(sql_url)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == t.SCHEMA_REVISION
+    finally:
+        engine.dispose()
