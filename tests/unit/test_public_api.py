@@ -13,7 +13,7 @@ def test_all_names_resolve() -> None:
     for name in tidal.__all__:
         assert getattr(tidal, name) is not None, name
     assert sorted(tidal.__all__) == tidal.__all__
-    assert tidal.testing.__all__ == ["check_flavor", "check_source"]
+    assert tidal.testing.__all__ == ["check_drift_test", "check_flavor", "check_source"]
 
 
 def test_import_tidal_is_light() -> None:

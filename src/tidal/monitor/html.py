@@ -1,0 +1,188 @@
+"""The HTML report: one self-contained file (inline CSS and SVG, no script, nothing fetched).
+
+The newest report in detail — alerts, performance with its interval against validation, the drift
+table (test, statistic, threshold, verdict, sizes, nulls, unseen categories), prediction drift, and per
+feature the reference against the window as a chart — and, over all the reports given, the primary
+metric and the share of drifted features as small line charts. Only what the report body holds is
+shown (counts and statistics), never raw rows, so the file stays small: ~5 KB a feature.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from tidal.core.entities import ModelVersion, Report
+from tidal.monitor.svg import distribution_svg, line_svg
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:24px;color:#1f2937;max-width:1200px}
+h1{font-size:20px}h2{font-size:16px;margin-top:28px;border-bottom:1px solid #e5e7eb;padding-bottom:4px}
+table{border-collapse:collapse;font-size:12px}td,th{padding:3px 8px;border-bottom:1px solid #eee;text-align:left}
+th{background:#f9fafb}td.num{text-align:right;font-variant-numeric:tabular-nums}
+.bad{color:#dc2626;font-weight:600}.ok{color:#15803d}.muted{color:#6b7280}
+.alerts{background:#fef2f2;border:1px solid #fecaca;padding:8px 12px;border-radius:6px}
+.fine{background:#f0fdf4;border:1px solid #bbf7d0;padding:8px 12px;border-radius:6px}
+.grid{display:flex;flex-wrap:wrap;gap:12px}.card{border:1px solid #e5e7eb;border-radius:6px;padding:8px}
+.card h3{font-size:13px;margin:0 0 4px}.legend span{display:inline-block;width:10px;height:10px;margin:0 4px 0 10px}
+"""
+
+
+def render_html(reports: Sequence[Report], mv: ModelVersion, path: Path) -> Path:
+    """Write the HTML report of ``reports`` (the newest in detail, all of them as trends) to ``path``."""
+    path = Path(path)
+    ordered = sorted(reports, key=lambda r: r.created_at)
+    title = f"tidal monitor — {mv.name}:{mv.version}"
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title>"
+             f"<style>{_CSS}</style></head><body><h1>{escape(title)}</h1>"]
+    if not ordered:
+        parts.append("<p>No monitoring reports yet: run <code>tidal monitor</code> after the model has "
+                     "served some predictions.</p>")
+    else:
+        newest = ordered[-1]
+        body = newest.body or {}
+        parts.append(_header(newest, body))
+        parts.append(_alerts(body))
+        parts.append(_performance(body.get("performance") or {}))
+        parts.append(_trends(ordered))
+        drift = body.get("drift") or {}
+        parts.append("<h2>Data drift</h2>" + _drift_summary(drift) + _drift_table(drift.get("columns") or []))
+        parts.append(_legend() + _cards(drift.get("columns") or []))
+        outputs = body.get("prediction_drift") or {}
+        parts.append("<h2>Prediction drift</h2>")
+        if outputs.get("note"):
+            parts.append(f"<p class='muted'>{escape(str(outputs['note']))}</p>")
+        parts.append(_drift_table(outputs.get("columns") or []) + _cards(outputs.get("columns") or []))
+    parts.append("</body></html>")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(parts), encoding="utf-8")
+    return path
+
+
+def _header(report: Report, body: Mapping[str, Any]) -> str:
+    window = body.get("window") or report.window or {}
+    span = ""
+    if window.get("first"):
+        span = f", {escape(str(window['first']))} → {escape(str(window.get('last')))}"
+    return (f"<p>Report <code>{escape(report.id)}</code> made {escape(report.created_at.isoformat())} · window "
+            f"{int(window.get('rows') or 0):,} predictions{span} · {int(window.get('labelled') or 0):,} labelled</p>")
+
+
+def _alerts(body: Mapping[str, Any]) -> str:
+    alerts, notes = body.get("alerts") or [], body.get("notes") or []
+    out = "<div class='fine'>No alerts.</div>"
+    if alerts:
+        items = "".join(f"<li>{escape(str(a.get('message', '')))}</li>" for a in alerts)
+        out = f"<div class='alerts'><b>Alerts</b><ul>{items}</ul></div>"
+    if notes:
+        items = "".join(f"<li>{escape(str(n.get('message', '')))}</li>" for n in notes)
+        out += f"<div class='muted'><b>Notes</b><ul>{items}</ul></div>"
+    return out
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return escape(str(value))
+
+
+def _performance(perf: Mapping[str, Any]) -> str:
+    if not perf:
+        return ""
+    ci = perf.get("ci")
+    interval = f"{_fmt(ci[0])} to {_fmt(ci[1])}" if ci else "—"
+    status = escape(str(perf.get("status", "")))
+    cls = "bad" if perf.get("alert") else ("ok" if status == "ok" else "muted")
+    rows = [("metric", escape(str(perf.get("metric")))), ("value", _fmt(perf.get("value"))),
+            (f"{int(100 * (perf.get('confidence') or 0.95))}% interval", f"{interval} "
+             f"<span class='muted'>({escape(str(perf.get('ci_method') or 'n/a'))})</span>"),
+            ("validation", _fmt(perf.get("validation"))), ("floor", _fmt(perf.get("floor"))),
+            ("labelled rows", f"{int(perf.get('labelled') or 0):,} (min {perf.get('min_labelled')})"),
+            ("status", f"<span class='{cls}'>{status}</span> {escape(str(perf.get('why') or ''))}")]
+    others = perf.get("metrics") or {}
+    if others:
+        rows.append(("all metrics", ", ".join(f"{escape(str(k))} {_fmt(v)}" for k, v in others.items())))
+    table = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows)
+    return f"<h2>Performance</h2><table>{table}</table>"
+
+
+def _trends(reports: Sequence[Report]) -> str:
+    metric = None
+    perf_points: list[tuple[str, float | None, float | None, float | None]] = []
+    share_points: list[tuple[str, float | None, float | None, float | None]] = []
+    threshold = None
+    for report in reports:
+        body = report.body or {}
+        label = report.created_at.strftime("%m-%d %H:%M")
+        perf = body.get("performance") or {}
+        metric = metric or perf.get("metric")
+        ci = perf.get("ci") or [None, None]
+        value = perf.get("value") if perf.get("metric") == metric else None
+        perf_points.append((label, value, ci[0] if value is not None else None, ci[1] if value is not None else None))
+        share_points.append((label, report.drift_share, None, None))
+        threshold = (body.get("drift") or {}).get("share_threshold", threshold)
+    return ("<h2>Recent windows</h2><div class='grid'><div class='card'>"
+            + line_svg(perf_points, title=f"{metric or 'metric'} (95% interval shaded)")
+            + "</div><div class='card'>"
+            + line_svg(share_points, title="share of drifted features", threshold=threshold, percent=True)
+            + f"</div></div><p class='muted'>{len(reports)} report(s).</p>")
+
+
+def _drift_summary(drift: Mapping[str, Any]) -> str:
+    verdict = "<span class='bad'>drifted</span>" if drift.get("drifted") else "<span class='ok'>stable</span>"
+    return (f"<p>{verdict}: {int(drift.get('n_drifted') or 0)} of {int(drift.get('counted') or 0)} features "
+            f"drifted ({float(drift.get('share') or 0):.0%}; the dataset drifts at "
+            f"{float(drift.get('share_threshold') or 0):.0%}). Method: {escape(str(drift.get('method')))}.</p>")
+
+
+def _drift_table(columns: Sequence[Mapping[str, Any]]) -> str:
+    if not columns:
+        return ""
+    head = ("<tr><th>column</th><th>kind</th><th>test</th><th>statistic</th><th>threshold</th><th>verdict</th>"
+            "<th>n ref</th><th>n window</th><th>nulls ref → window</th><th>unseen</th><th>why</th></tr>")
+    rows = []
+    for c in columns:
+        verdict = "<span class='bad'>drift</span>" if c.get("drifted") else (
+            "<span class='ok'>ok</span>" if c.get("status") == "tested" else escape(str(c.get("status"))))
+        relation = "p &lt;" if c.get("is_pvalue") else "≥"
+        threshold = f"{relation} {_fmt(c.get('threshold'))}" if c.get("threshold") is not None else "—"
+        nulls_now = c.get("null_share_current")
+        nulls = f"{float(c.get('null_share_reference') or 0):.1%} → " + (
+            "—" if nulls_now is None else f"{float(nulls_now):.1%}")
+        unseen = "" if c.get("unseen") is None else f"{int(c['unseen']):,}"
+        rows.append(
+            f"<tr><td>{escape(str(c.get('column')))}</td><td>{escape(str(c.get('kind')))}</td>"
+            f"<td>{escape(str(c.get('test') or '—'))}</td><td class='num'>{_fmt(c.get('statistic'))}</td>"
+            f"<td class='num'>{threshold}</td><td>{verdict}</td>"
+            f"<td class='num'>{int(c.get('n_reference') or 0):,}</td>"
+            f"<td class='num'>{int(c.get('n_current') or 0):,}</td>"
+            f"<td class='num'>{nulls}</td><td class='num'>{unseen}</td>"
+            f"<td class='muted'>{escape(str(c.get('why') or ''))}</td></tr>")
+    return f"<table class='drift'>{head}{''.join(rows)}</table>"
+
+
+def _legend() -> str:
+    return ("<p class='legend muted'>Per feature:<span style='background:#9aa5b1'></span>reference (training)"
+            "<span style='background:#2563eb'></span>this window</p>")
+
+
+def _cards(columns: Sequence[Mapping[str, Any]]) -> str:
+    cards = []
+    for c in columns:
+        plot = c.get("plot")
+        mark = " <span class='bad'>drift</span>" if c.get("drifted") else ""
+        chart = distribution_svg(plot) if plot else f"<p class='muted'>{escape(str(c.get('why') or 'no plot'))}</p>"
+        unseen = c.get("unseen_categories") or {}
+        extra = ""
+        if unseen:
+            extra = "<div class='muted'>unseen: " + ", ".join(
+                f"{escape(str(k))} ({int(v):,})" for k, v in unseen.items()) + "</div>"
+        cards.append(f"<div class='card'><h3>{escape(str(c.get('column')))}{mark}</h3>{chart}{extra}</div>")
+    return f"<div class='grid'>{''.join(cards)}</div>"
+
+
+__all__ = ["render_html"]
