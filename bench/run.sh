@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Benchmarks, side by side with the tools a user would otherwise pick. The anchors (MLflow, ...) are
-# installed into their own environment, .venv-bench, together with tidal, so they never leak into the
-# project's own environment.
+# Benchmarks, side by side with the tools a user would otherwise pick. The anchors (MLflow, Evidently,
+# ...) are installed into their own environment, .venv-bench, together with tidal, so they never leak
+# into the project's own environment. Runs every bench/*.py, or the ones named: bash bench/run.sh tracking
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BENCH=.venv-bench
@@ -11,4 +11,14 @@ if [ ! -x "$BENCH/bin/python" ]; then
 fi
 "$BENCH/bin/python" -m pip install -q -e . -r bench/requirements.txt
 export PATH="$PWD/$BENCH/bin:$PATH"
-"$BENCH/bin/python" bench/tracking.py "$@"
+names=("$@")
+if [ ${#names[@]} -eq 0 ]; then
+  names=()
+  for f in bench/*.py; do b=$(basename "$f" .py); [[ $b == _* ]] || names+=("$b"); done
+fi
+status=0
+for name in "${names[@]}"; do
+  echo "== bench/$name.py"
+  "$BENCH/bin/python" "bench/$name.py" || status=1
+done
+exit $status

@@ -11,58 +11,19 @@ from __future__ import annotations
 import warnings
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
 from tidal.core.hashing import digest_of
-from tidal.spec.errors import closest, show, spec_problem
+from tidal.spec.errors import spec_problem
 from tidal.spec.gates import Gate, gate_from_yaml
-from tidal.spec.metrics import KNOWN_METRICS, Task, metrics_for, task_of
+from tidal.spec.metrics import Task, metrics_for, task_of
+from tidal.spec.policy import BacktestSpec, RetrainSpec, RollbackSpec, StrategySpec, strategy_from_yaml
+from tidal.spec.section import Metric, NonEmpty, Section
 
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
 ESTIMATOR_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$"
 
 
-def _admits_none(annotation: Any) -> bool:
-    return annotation is Any or annotation is None or type(None) in getattr(annotation, "__args__", ())
-
-
-class Section(BaseModel):
-    """Base of every section: unknown keys are errors, instances are immutable, keys are text."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _prepare_input(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        for key in data:
-            if not isinstance(key, str):
-                raise spec_problem("key_type", f"key {show(key)} is not text; expected a key name",
-                                   hint="put the key in quotes, or fix the indentation", at=(str(key),))
-        # `key:` with nothing after it (or `key: null`) means the default, where null means nothing else
-        return {
-            key: value for key, value in data.items()
-            if value is not None
-            or key not in cls.model_fields
-            or cls.model_fields[key].is_required()
-            or _admits_none(cls.model_fields[key].annotation)
-        }
-
-
-def _known_metric(name: str) -> str:
-    if name not in KNOWN_METRICS:
-        near = closest(name, KNOWN_METRICS)
-        raise spec_problem(
-            "unknown_metric",
-            f"unknown metric {name!r}; expected one of {', '.join(KNOWN_METRICS)}",
-            hint=f"did you mean {near!r}?" if near else "use one of the known metrics",
-        )
-    return name
-
-
-NonEmpty = Annotated[str, Field(min_length=1)]
-Metric = Annotated[str, AfterValidator(_known_metric)]
 GateItem = Annotated[Gate, BeforeValidator(gate_from_yaml)]
 Policy = Literal["warn", "error"]
 
@@ -210,9 +171,62 @@ class ValidateSpec(Section):
 
 
 class DeploySpec(Section):
-    """What happens to a model that passes its gates."""
+    """What happens to a model that passes its gates, and how the server runs."""
 
     auto_promote: bool = Field(True, description="true or false")
+    host: NonEmpty = Field("127.0.0.1", description="the address tidal serve listens on")
+    port: int = Field(8000, ge=0, le=65535, description="a port number (0 = any free port)")
+    workers: int = Field(1, ge=1, le=64, description="a number of server processes between 1 and 64")
+    max_request_bytes: int = Field(
+        1_048_576, ge=1024, description="the largest request body accepted, in bytes (at least 1024)"
+    )
+    max_rows: int = Field(10_000, ge=1, description="the most instances one /predict request may carry")
+    reload_seconds: float = Field(
+        1.0, gt=0, le=3600, description="how often the server checks whether the champion moved, in seconds"
+    )
+    feedback: Literal["reject", "overwrite"] = Field(
+        "reject", description="reject or overwrite: what a second label for the same prediction does"
+    )
+    strategy: Annotated[StrategySpec, BeforeValidator(strategy_from_yaml)] = Field(
+        default_factory=StrategySpec, description="direct, canary, shadow, or {canary: {percent, min_requests}}"
+    )
+    rollback: RollbackSpec | None = Field(
+        None, description="a rollback: section (metric, drop, after_rows), or null for no automatic rollback"
+    )
+
+
+# -- monitor ----------------------------------------------------------------------------------------
+
+
+class DriftSpec(Section):
+    """How drift is tested per feature and when the dataset counts as drifted."""
+
+    method: Literal["auto", "psi", "ks", "wasserstein", "chisquare", "jensenshannon"] = Field(
+        "auto", description="auto, psi, ks, wasserstein, chisquare or jensenshannon"
+    )
+    threshold: float | None = Field(
+        None, gt=0, description="a positive number overriding the test's default threshold, or null"
+    )
+    share: float = Field(0.5, gt=0, le=1, description="a share of drifted features in (0, 1]")
+    columns: list[NonEmpty] | None = Field(None, description="the features to test, or null for all")
+
+
+class PerformanceSpec(Section):
+    """Performance on labelled feedback, and the floor under which it alerts."""
+
+    metric: Metric | None = Field(None, description="a metric name, or null for the spec's first metric")
+    floor: float | None = Field(None, description="a number: alert when the metric is worse, or null")
+    min_labelled: int = Field(30, ge=1, description="the fewest labelled rows to report performance on")
+
+
+class MonitorSpec(Section):
+    """What `tidal monitor` looks at."""
+
+    window: int = Field(1000, ge=10, description="the number of most recent predictions in a window (>= 10)")
+    drift: DriftSpec = Field(default_factory=DriftSpec, description="a drift: section (method, threshold, share)")
+    performance: PerformanceSpec = Field(
+        default_factory=PerformanceSpec, description="a performance: section (metric, floor, min_labelled)"
+    )
 
 
 class StorageSpec(Section):
@@ -220,6 +234,9 @@ class StorageSpec(Section):
 
     store: NonEmpty | None = Field(
         None, description="a metadata store URL (sqlite:///... or postgresql://...), or null for the default"
+    )
+    predictions: NonEmpty | None = Field(
+        None, description="a prediction log URL (sqlite:///... or postgresql://...), or null for the default"
     )
     artifacts: NonEmpty | None = Field(
         None, description="an artifact folder or fsspec URL (s3://...), or null for the default"
@@ -250,13 +267,19 @@ with warnings.catch_warnings():
         validate: ValidateSpec = Field(
             default_factory=ValidateSpec, description="a validate: section (split, metrics, gates)"
         )
-        deploy: DeploySpec = Field(default_factory=DeploySpec, description="a deploy: section (auto_promote)")
+        deploy: DeploySpec = Field(default_factory=DeploySpec, description="a deploy: section")
         storage: StorageSpec = Field(
             default_factory=StorageSpec, description="a storage: section (store, artifacts, executor)"
         )
-        monitor: dict[str, Any] | None = Field(None, description="a monitor: section (a mapping), or null")
-        retrain: dict[str, Any] | None = Field(None, description="a retrain: section (a mapping), or null")
-        backtest: dict[str, Any] | None = Field(None, description="a backtest: section (a mapping), or null")
+        monitor: MonitorSpec = Field(
+            default_factory=MonitorSpec, description="a monitor: section (window, drift, performance)"
+        )
+        retrain: RetrainSpec = Field(
+            default_factory=RetrainSpec, description="a retrain: section (on, cooldown, max_per_day, window, ...)"
+        )
+        backtest: BacktestSpec = Field(
+            default_factory=BacktestSpec, description="a backtest: section (initial_rows, label_delay, ...)"
+        )
 
         @model_validator(mode="after")
         def _one_task(self) -> Spec:

@@ -55,9 +55,54 @@ validate:
 
 deploy:
   auto_promote: true        # promote a model that passes its gates
+  host: 127.0.0.1           # where `tidal serve` listens
+  port: 8000
+  workers: 1                # server processes; they share the prediction log
+  max_request_bytes: 1048576  # larger bodies get a 413
+  max_rows: 10000           # the most instances in one /predict request
+  reload_seconds: 1.0       # how often the server checks whether the champion moved
+  feedback: reject          # reject | overwrite: a second label for the same prediction
+  strategy:                 # direct | canary | shadow
+    kind: direct
+    percent: 10             # canary: share of traffic
+    min_requests: 500       # canary/shadow: labelled answers before deciding
+  rollback: null            # e.g. {{metric: accuracy, drop: 0.03, after_rows: 1000}}
+
+retrain:                    # when `tidal loop` retrains (no trigger = never by itself)
+  on:
+    drift: null             # e.g. {{share: 0.5}}
+    performance: null       # e.g. {{metric: accuracy, below: 0.70, or_drop: 0.05}}
+    new_data: null          # e.g. {{rows: 5000}}
+    schedule: null          # e.g. "0 3 * * *"
+  cooldown: {{rows: 2000, minutes: null}}
+  max_per_day: 4
+  window: {{last_rows: null, last_days: null}}   # both null = all rows
+  min_labelled: 500
+  include_source: true
+
+backtest:                   # `tidal backtest`
+  initial_rows: 0.2         # share (< 1) or count of rows that train the first champion
+  label_delay: 0            # rows until a label arrives (0: before the next row)
+  periodic_every: null      # null = retrain.cooldown.rows
+  tick_rows: 250
+  minutes_per_row: 30.0
+  max_rows: null
+
+monitor:                    # what `tidal monitor` compares
+  window: 1000              # the most recent predictions
+  drift:
+    method: auto            # auto | psi | ks | wasserstein | chisquare | jensenshannon
+    threshold: null         # null = the test's own calibrated threshold
+    share: 0.5              # the dataset drifts when this share of features drifts
+    columns: null           # null = every input
+  performance:
+    metric: null            # null = the first of validate.metrics
+    floor: null             # alert below this
+    min_labelled: 30        # the fewest labelled predictions to judge on
 
 storage:                    # null = the default; TIDAL_STORE_URL, TIDAL_ARTIFACTS_URL, TIDAL_EXECUTOR win
   store: null               # default sqlite:///.tidal/tidal.db
+  predictions: null         # the prediction log; default sqlite:///.tidal/predictions.db
   artifacts: null           # default .tidal/artifacts
   executor: null            # local | ray://address
 """

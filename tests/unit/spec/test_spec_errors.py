@@ -52,7 +52,7 @@ EXACT = {
     ),
     "known key in the wrong section": (
         EXAMPLE + "target: up\n",
-        "tidal.yaml line 23: target: unknown key here — target belongs under data:",
+        "tidal.yaml line 39: target: unknown key here — target belongs under data:",
     ),
     "unknown key in a nested section": (
         edit("test_size: 0.2}", "test_sise: 0.2}"),

@@ -11,6 +11,7 @@ import tidal.spec
 from tidal.core.errors import SpecError
 from tidal.core.hashing import digest_of
 from tidal.spec import Gate, Spec, default_spec_yaml, load_spec, parse_spec
+from tidal.spec.loading import _read_yaml
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE = ROOT / "examples" / "elec2" / "tidal.yaml"
@@ -25,7 +26,8 @@ def test_public_api_is_exactly_all() -> None:
     assert sorted(tidal.spec.__all__) == sorted(
         [
             "CLASSIFICATION_METRICS", "KNOWN_METRICS", "REGRESSION_METRICS", "ChecksSpec", "DataSpec",
-            "DeploySpec", "Gate", "ImputeSpec", "ModelSpec", "PrepareSpec", "Spec", "SpecIssue",
+            "DeploySpec", "DriftSpec", "Gate", "ImputeSpec", "ModelSpec", "MonitorSpec",
+            "PerformanceSpec", "PrepareSpec", "Spec", "SpecIssue",
             "SpecValidationError", "SplitSpec", "StorageSpec", "ValidateSpec", "default_spec_yaml",
             "load_spec", "parse_spec",
         ]
@@ -55,7 +57,10 @@ def test_example_parses_with_its_values() -> None:
     assert [str(g) for g in spec.validate.gates] == ["accuracy >= 0.70", "roc_auc >= champion - 0.01"]
     assert spec.deploy.auto_promote is True
     assert spec.storage.store is None
-    assert spec.monitor is None and spec.retrain is None and spec.backtest is None
+    assert spec.monitor.window == 1000 and spec.monitor.drift.method == "auto"
+    assert spec.retrain.on.drift is not None and spec.retrain.on.drift.share == 0.5
+    assert spec.retrain.window.last_rows == 20_000 and spec.backtest.initial_rows == 0.2
+    assert spec.deploy.rollback is not None and spec.deploy.rollback.drop == 0.03
     assert spec.metric_task() == "classification"
 
 
@@ -75,9 +80,9 @@ def test_digest_ignores_comments_whitespace_order_and_number_spelling(text: str)
     no_comments = "\n".join(line.split("#")[0].rstrip() for line in text.splitlines()) + "\n\n\n"
     assert parse_spec(no_comments).digest == base
     # block style, keys reordered, defaults written out, 0.70 spelled 0.7
-    data = yaml.safe_load(text)
+    data = _read_yaml(text, "tidal.yaml")[0]  # YAML 1.2, as tidal reads it: `on` stays a key
     data["validate"]["gates"] = ["accuracy >= 0.7", "roc_auc>=champion-0.01"]
-    data["deploy"] = {"auto_promote": True}
+    data["deploy"]["auto_promote"] = True
     reordered = dict(reversed(list(data.items())))
     rewritten = yaml.safe_dump(reordered, default_flow_style=False, sort_keys=False)
     assert parse_spec(rewritten).digest == base
@@ -126,11 +131,14 @@ def test_yaml_exponents_are_numbers() -> None:
 def test_later_sections_are_kept_as_mappings() -> None:
     spec = parse_spec(
         "name: t\ndata: {source: d.csv, target: y}\nmodel: {estimator: a.B}\n"
-        "monitor: {window: 1000}\nretrain: {on: drift}\nbacktest: {}\n"
+        "monitor: {window: 1000}\nretrain: {on: {drift: {share: 0.4}}, window: all}\nbacktest: {}\n"
+        "deploy: {strategy: {canary: {percent: 20}}}\n"
     )
-    assert spec.monitor == {"window": 1000}
-    assert spec.retrain == {"on": "drift"}
-    assert spec.backtest == {}
+    assert spec.monitor.window == 1000
+    assert spec.retrain.on.drift is not None and spec.retrain.on.drift.share == 0.4
+    assert spec.retrain.window.last_rows is None and spec.retrain.cooldown.rows == 2000
+    assert spec.backtest.label_delay == 0
+    assert (spec.deploy.strategy.kind, spec.deploy.strategy.percent) == ("canary", 20)
 
 
 def test_dump_round_trips(text: str) -> None:
@@ -152,8 +160,8 @@ def test_template_parses_and_holds_every_key() -> None:
     assert (spec.name, spec.data.source, spec.data.target) == ("churn", "data/churn.csv", "churned")
     assert spec.model.estimator.endswith("Classifier")
     assert "#" in text
-    expected = _paths(spec.model_dump(mode="json")) - {"monitor", "retrain", "backtest"}
-    assert _paths(yaml.safe_load(text)) == expected
+    expected = _paths(spec.model_dump(mode="json"))
+    assert _paths(_read_yaml(text, "tidal.yaml")[0]) == expected  # YAML 1.2: `on` is a key
     assert parse_spec(text).model_dump(exclude={"name", "data"}) == Spec(
         name="x", data={"source": "s", "target": "t"}, model={"estimator": spec.model.estimator}
     ).model_dump(exclude={"name", "data"})

@@ -1,0 +1,149 @@
+"""The closed loop's policy in tidal.yaml: when to retrain (``retrain``), how a winner is deployed and
+rolled back (``deploy.strategy``, ``deploy.rollback``), and how a backtest replays the data
+(``backtest``)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from tidal.spec.errors import spec_problem
+from tidal.spec.section import Metric, NonEmpty, Section
+
+# -- retrain ------------------------------------------------------------------------------------------
+
+
+class DriftTrigger(Section):
+    """Retrain when the share of drifted features in the last monitor window reaches ``share``."""
+
+    share: float = Field(0.5, gt=0, le=1, description="a share of drifted features in (0, 1]")
+
+
+class PerformanceTrigger(Section):
+    """Retrain when labelled performance falls below ``below``, or drops ``or_drop`` under validation."""
+
+    metric: Metric | None = Field(None, description="a metric name, or null for the first of validate.metrics")
+    below: float | None = Field(None, description="a number: retrain when the metric is worse than this")
+    or_drop: float | None = Field(
+        None, ge=0, description="a number >= 0: retrain when the metric is this much worse than at validation"
+    )
+
+
+class NewDataTrigger(Section):
+    """Retrain when this many new labelled rows arrived since the last training."""
+
+    rows: int = Field(ge=1, description="a number of rows (at least 1)")
+
+
+class TriggersSpec(Section):
+    """What starts a retrain; any one suffices. None configured: the loop never retrains by itself."""
+
+    drift: DriftTrigger | None = Field(None, description="a drift: section (share), or null")
+    performance: PerformanceTrigger | None = Field(
+        None, description="a performance: section (metric, below, or_drop), or null"
+    )
+    new_data: NewDataTrigger | None = Field(None, description="a new_data: section (rows), or null")
+    schedule: NonEmpty | None = Field(None, description="a cron expression such as '0 3 * * *', or null")
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        from croniter import croniter
+
+        if not croniter.is_valid(value):
+            raise spec_problem("bad_cron", f"{value!r} is not a cron expression; expected five fields "
+                               "(minute hour day month weekday)", hint="e.g. '0 3 * * *' for 03:00 every day")
+        return value
+
+
+class CooldownSpec(Section):
+    """No retrain until this many labelled rows (and/or minutes) passed since the last one."""
+
+    rows: int | None = Field(None, ge=0, description="a number of labelled rows, or null")
+    minutes: float | None = Field(None, ge=0, description="a number of minutes, or null")
+
+
+class WindowSpec(Section):
+    """Which rows a retrain trains on: all of them, the newest ``last_rows``, or the last ``last_days``."""
+
+    last_rows: int | None = Field(None, ge=10, description="a number of rows (at least 10), or null")
+    last_days: float | None = Field(None, gt=0, description="a number of days, or null")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _all(cls, data: Any) -> Any:
+        return {} if data == "all" else data
+
+
+class RetrainSpec(Section):
+    """When the loop retrains, with guards against retrain storms and too little feedback."""
+
+    on: TriggersSpec = Field(default_factory=TriggersSpec, description="an on: section (drift, performance, "
+                             "new_data, schedule)")
+    cooldown: CooldownSpec = Field(default_factory=lambda: CooldownSpec(rows=2000),
+                                   description="a cooldown: section (rows and/or minutes)")
+    max_per_day: int = Field(4, ge=1, description="a number of retrains per day (at least 1)")
+    window: WindowSpec = Field(default_factory=WindowSpec, description="all, or a section (last_rows, last_days)")
+    min_labelled: int = Field(500, ge=1, description="the fewest labelled rows a retrain may use")
+    include_source: bool = Field(
+        True, description="true or false: train on the data source again as well as on labelled predictions"
+    )
+
+
+# -- deploy strategy and rollback ----------------------------------------------------------------------
+
+
+class StrategySpec(Section):
+    """How a challenger that passed its gate reaches traffic: ``direct``, ``canary`` or ``shadow``."""
+
+    kind: Literal["direct", "canary", "shadow"] = Field("direct", description="direct, canary or shadow")
+    percent: float = Field(10, gt=0, lt=100, description="the share of traffic for a canary, in percent")
+    min_requests: int = Field(500, ge=1, description="labelled challenger requests before deciding")
+
+
+def strategy_from_yaml(value: Any) -> Any:
+    """``direct`` | ``canary`` | ``{canary: {percent: 10, min_requests: 500}}`` | ``{shadow: {...}}``."""
+    if isinstance(value, str):
+        return {"kind": value}
+    if isinstance(value, dict) and len(value) == 1:
+        (kind, opts), = value.items()
+        if kind in ("direct", "canary", "shadow"):
+            return {"kind": kind, **(opts or {})} if isinstance(opts, dict) or opts is None else value
+    return value
+
+
+class RollbackSpec(Section):
+    """After a promotion, move the alias back when the new champion does worse than the old one did."""
+
+    metric: Metric | None = Field(None, description="a metric name, or null for the first of validate.metrics")
+    drop: float = Field(0.03, ge=0, description="how much worse (a number >= 0) triggers the rollback")
+    after_rows: int = Field(1000, ge=1, description="labelled rows of the new champion before judging it")
+
+
+# -- backtest ----------------------------------------------------------------------------------------
+
+
+class BacktestSpec(Section):
+    """How `tidal backtest` replays the time-ordered data through the loop."""
+
+    initial_rows: float = Field(
+        0.2, gt=0, description="the first rows that train the first champion: a share (< 1) or a count"
+    )
+    label_delay: int = Field(0, ge=0, description="rows between a prediction and its label arriving")
+    periodic_every: int | None = Field(
+        None, ge=10, description="rows between retrains of the periodic baseline (null: the cooldown)"
+    )
+    tick_rows: int = Field(250, ge=1, description="rows between two ticks of the controller")
+    minutes_per_row: float = Field(
+        30.0, gt=0, description="simulated minutes per row when data.time is null (Elec2: 30)"
+    )
+    max_rows: int | None = Field(None, ge=10, description="replay at most this many rows after the first part")
+
+
+__all__ = [
+    "BacktestSpec", "CooldownSpec", "DriftTrigger", "NewDataTrigger", "PerformanceTrigger", "RetrainSpec",
+    "RollbackSpec", "StrategySpec", "TriggersSpec", "WindowSpec", "strategy_from_yaml",
+]
