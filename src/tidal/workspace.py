@@ -23,16 +23,20 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from tidal.core.clock import SystemClock
-from tidal.core.entities import Alias, Event, Metric, ModelVersion, Run, RunStatus, StepRecord
+from tidal.core.entities import Alias, Event, Metric, ModelVersion, Report, Run, RunStatus, StepRecord
 from tidal.core.errors import ModelNotFound, SpecError, TidalError
-from tidal.core.ports import ArtifactStore, Clock, MetadataStore
+from tidal.core.ports import ArtifactStore, Clock, MetadataStore, PredictionLog
 from tidal.core.settings import Settings
 from tidal.executors import open_executor
+from tidal.loop.backtest import BacktestResult, Progress, run_backtest
+from tidal.loop.context import LoopContext
+from tidal.loop.controller import Controller, TickReport
 from tidal.loop.pipeline import RunResult, TrainingPipeline
 from tidal.loop.runner import StepListener
 from tidal.registry import CHAMPION, Registry, subject
@@ -132,19 +136,30 @@ class Workspace:
         self.registry = Registry(self.store, self.artifacts, self.clock)
         self.runs = Runs(self)
         self.models = Models(self)
+        self._predictions: PredictionLog | None = None
+
+    @property
+    def predictions(self) -> PredictionLog:
+        """The prediction log (opened on first use: most commands never need it)."""
+        if self._predictions is None:
+            from tidal.storage import open_prediction_log
+
+            self._predictions = open_prediction_log(self.settings.predictions_url)
+        return self._predictions
 
     # -- opening ----------------------------------------------------------------------------------
     @classmethod
     def open(
         cls, path: str | Path = ".", *, store_url: str | None = None, artifacts_url: str | None = None,
-        executor: str | None = None, clock: Clock | None = None,
+        executor: str | None = None, predictions_url: str | None = None, clock: Clock | None = None,
     ) -> Workspace:
         """Open the project at ``path`` (a folder holding tidal.yaml, or the file itself)."""
         p = Path(path)
         spec_path = p if p.suffix in (".yaml", ".yml") else p / SPEC_FILE
         spec = load_spec(spec_path)
         settings = Settings.resolve(spec_path.parent, store_url=store_url, artifacts_url=artifacts_url,
-                                    executor=executor, spec_storage=spec.storage.model_dump())
+                                    executor=executor, predictions_url=predictions_url,
+                                    spec_storage=spec.storage.model_dump())
         return cls(spec, settings, clock=clock)
 
     @staticmethod
@@ -175,6 +190,8 @@ class Workspace:
         return spec_path
 
     def close(self) -> None:
+        if self._predictions is not None:
+            self._predictions.close()
         self.store.close()
 
     def __enter__(self) -> Workspace:
@@ -220,6 +237,108 @@ class Workspace:
             raise ModelNotFound(f"no model named {name!r}", hint="run `tidal models ls` to see the models")
         return self.registry.set_alias(name, alias, version, reason=reason or "promoted by hand",
                                        trigger="manual")
+
+    def rollback(self, name: str, *, reason: str | None = None, trigger: str = "manual") -> int:
+        """Move ``champion`` back to the version it pointed at before its last move; returns that version."""
+        current = self.store.get_alias(name, CHAMPION)
+        if current is None:
+            raise ModelNotFound(f"model {name!r} has no champion to roll back",
+                                hint="run `tidal models ls` to see the models")
+        for event in reversed(self.store.list_events(subject=f"model:{name}:*", kind="alias.moved", limit=10_000)):
+            data = event.data
+            # the move that made the current version champion; rollbacks themselves are not undone
+            if data.get("rollback") or data.get("alias") != CHAMPION or data.get("to") != current.version:
+                continue
+            if data.get("from"):
+                previous = int(data["from"])
+                self.registry.set_alias(name, CHAMPION, previous, trigger=trigger,
+                                        reason=reason or f"rolled back from {name}:{current.version}",
+                                        data={"rollback": True})
+                return previous
+            break
+        raise ModelNotFound(f"{name}:{current.version} is the first champion: there is nothing to roll back to",
+                            hint="promote another version with `tidal promote`")
+
+    def monitor(
+        self, *, window: int | None = None, since: datetime | None = None, model: str | None = None,
+        html: str | Path | None = None, all_versions: bool = False,
+    ) -> Report:
+        """Compare the champion's reference profile and validation metrics with its recent predictions.
+
+        The window is the newest ``window`` predictions (``monitor.window`` by default), or those since
+        ``since``, of the serving version (of every version with ``all_versions``). The report is stored;
+        an alert (dataset drift, performance below its floor) is recorded as an event.
+        """
+        from tidal.loop.monitoring import monitor_once
+        from tidal.monitor import render_html
+
+        mv = self.models.get(model or self.spec.name)
+        report = monitor_once(self.context(), mv, window=window, since=since, all_versions=all_versions)
+        if html is not None:
+            recent = list(reversed(self.store.list_reports(mv.name, limit=20)))
+            render_html(recent, mv, Path(html))
+        return report
+
+    def context(self) -> LoopContext:
+        """The spec and ports of this workspace, as the loop (controller, backtest) uses them."""
+        return LoopContext(spec=self.spec, root=self.settings.root, store=self.store, artifacts=self.artifacts,
+                           predictions=self.predictions, registry=self.registry, executor=self.executor,
+                           clock=self.clock)
+
+    def controller(self, *, owner: str | None = None, lease_seconds: float = 600.0) -> Controller:
+        """The closed loop's controller for this workspace (``tidal loop``)."""
+        return Controller(self.context(), owner=owner, lease_seconds=lease_seconds)
+
+    def loop_once(self) -> TickReport:
+        """One tick of the controller: observe, decide, act, record (``tidal loop --once``)."""
+        controller = self.controller()
+        try:
+            return controller.tick()
+        finally:
+            controller.release()
+
+    def backtest(self, *, progress: Progress | None = None) -> BacktestResult:
+        """Replay the project's time-ordered data through the real loop with a simulated clock.
+
+        Runs in throw-away stores (nothing is added to this workspace but one ``backtest.done`` event),
+        so it can be run any time without disturbing what serves.
+        """
+        import tempfile
+
+        from tidal.core.clock import SimulatedClock
+        from tidal.data.sources import read_source
+        from tidal.storage import open_prediction_log
+
+        data = read_source(self.spec.data.source, base_dir=self.settings.root, query=self.spec.data.query)
+        with tempfile.TemporaryDirectory(prefix="tidal-backtest-") as tmp:
+            clock = SimulatedClock()
+            store = open_metadata_store("memory://")
+            artifacts = open_artifact_store(str(Path(tmp) / "artifacts"))
+            preds = open_prediction_log("memory://")
+            ctx = LoopContext(spec=self.spec, root=self.settings.root, store=store, artifacts=artifacts,
+                              predictions=preds, registry=Registry(store, artifacts, clock), executor=self.executor,
+                              clock=clock)
+            result = run_backtest(ctx, data, progress=progress)
+        summary = result.to_dict()
+        self.store.append_event(Event(
+            kind="backtest.done", subject=f"project:{self.spec.name}", time=self.clock.now(),
+            message=f"backtest over {result.rows} rows: loop {result.loop['score']:.4f} "
+                    f"({result.loop['retrains']} retrains), static {result.static['score']:.4f}, periodic "
+                    f"{result.periodic['score']:.4f}, last_label {result.last_label['score']:.4f} ({result.metric})",
+            data=summary))
+        return result
+
+    def reports(self, *, model: str | None = None, limit: int = 50) -> list[Report]:
+        """Stored monitoring reports, newest first."""
+        return self.store.list_reports(model or self.spec.name, limit=limit)
+
+    def report(self, report_id: str) -> Report:
+        """One stored report by id or unique prefix."""
+        try:
+            return self.store.get_report(report_id)
+        except KeyError:
+            raise TidalError(f"no report with id {report_id!r}",
+                             hint="run `tidal reports ls` to see the reports") from None
 
     def events(self, *, limit: int = 100, subject: str | None = None, kind: str | None = None) -> list[Event]:
         """The recorded decisions, oldest first among the newest ``limit``."""

@@ -22,6 +22,8 @@ runs_app = typer.Typer(help="Runs of the pipeline.", no_args_is_help=True)
 models_app = typer.Typer(help="The model registry.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 app.add_typer(models_app, name="models")
+reports_app = typer.Typer(help="Monitoring reports.", no_args_is_help=True)
+app.add_typer(reports_app, name="reports")
 
 console = Console()
 err = Console(stderr=True)
@@ -227,28 +229,191 @@ def events(limit: int = 50, subject: str | None = None, kind: str | None = None,
 
 
 @app.command()
+def rollback(name: str, reason: Annotated[str | None, typer.Option(help="Why, recorded in the event.")] = None,
+             project: ProjectOpt = None) -> None:
+    """Move the champion alias back to the previous champion (a running server follows within seconds)."""
+    with _ws(project) as ws:
+        current = ws.models.get(f"{name}:champion").version
+        previous = ws.rollback(name, reason=reason)
+        console.print(f"champion of {name}: {current} → {previous} (rolled back)")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on (deploy.host).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (deploy.port); 0 picks a free one.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Server processes (deploy.workers).")] = None,
+    project: ProjectOpt = None,
+) -> None:
+    """Serve the champion over HTTP: /predict, /feedback, /healthz, /readyz, /metrics, /model, /docs."""
+    from tidal.serve import run_server
+
+    with _ws(project) as ws:
+        deploy = ws.spec.deploy
+        root = ws.settings.root
+    run_server(root, host=host or deploy.host, port=deploy.port if port is None else port,
+               workers=workers or deploy.workers)
+
+
+@app.command()
+def monitor(
+    window: Annotated[int | None, typer.Option(help="The newest N predictions (monitor.window).")] = None,
+    since: Annotated[str | None, typer.Option(help="Predictions since a time: ISO 8601, or 30m, 6h, 2d ago.")] = None,
+    html: Annotated[Path | None, typer.Option(help="Write an HTML report with plots to this file.")] = None,
+    all_versions: Annotated[bool, typer.Option(help="Include predictions of earlier versions.")] = False,
+    json_out: JsonOpt = False,
+    project: ProjectOpt = None,
+) -> None:
+    """Drift per feature, prediction drift and performance on labelled feedback, over one window."""
+    from tidal.cli.render import dump_json, report_table, report_to_dict
+    from tidal.monitor import summarize
+
+    with _ws(project) as ws:
+        report = ws.monitor(window=window, since=_parse_since(since), html=html, all_versions=all_versions)
+        if json_out:
+            dump_json(console, report_to_dict(report))
+            return
+        console.print(report_table(report))
+        for line in summarize(report):
+            console.print(escape(line))
+        if html is not None:
+            console.print(f"HTML report: [bold]{html}[/]")
+
+
+def _parse_since(text: str | None) -> Any:
+    if text is None:
+        return None
+    import re
+    from datetime import UTC, datetime, timedelta
+
+    from tidal.core.errors import TidalError
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", text)
+    if m:
+        unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[m.group(2)]
+        return datetime.now(UTC) - timedelta(**{unit: float(m.group(1))})
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise TidalError(f"--since {text!r} is not a time",
+                         hint="use ISO 8601 (2026-11-25T10:00) or an age like 30m, 6h, 2d") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+@reports_app.command("ls")
+def reports_ls(limit: int = 20, json_out: JsonOpt = False, project: ProjectOpt = None) -> None:
+    """List stored monitoring reports, newest first."""
+    from tidal.cli.render import dump_json, report_to_dict, reports_table
+
+    with _ws(project) as ws:
+        reports = ws.reports(limit=limit)
+        if json_out:
+            dump_json(console, [report_to_dict(r, body=False) for r in reports])
+        else:
+            console.print(reports_table(reports))
+
+
+@reports_app.command("show")
+def reports_show(report_id: str, json_out: JsonOpt = False, project: ProjectOpt = None) -> None:
+    """Show one stored report."""
+    from tidal.cli.render import dump_json, report_table, report_to_dict
+    from tidal.monitor import summarize
+
+    with _ws(project) as ws:
+        report = ws.report(report_id)
+        if json_out:
+            dump_json(console, report_to_dict(report))
+            return
+        console.print(report_table(report))
+        for line in summarize(report):
+            console.print(escape(line))
+
+
+@app.command("loop")
+def loop_cmd(
+    interval: Annotated[str, typer.Option(help="Time between ticks: 30s, 5m, 1h.")] = "30s",
+    once: Annotated[bool, typer.Option("--once", help="One tick, then exit.")] = False,
+    max_ticks: Annotated[int | None, typer.Option(help="Stop after this many ticks.")] = None,
+    json_out: JsonOpt = False,
+    project: ProjectOpt = None,
+) -> None:
+    """Run the controller: observe → decide (the retrain policy) → act → record, every INTERVAL."""
+    from tidal.cli.render import TickPrinter, tick_to_dict
+
+    seconds = _parse_interval(interval)
+    with _ws(project) as ws:
+        printer = TickPrinter(console)
+
+        def show(report: Any) -> None:
+            if json_out:
+                console.print_json(data=tick_to_dict(report))
+            else:
+                printer(report)
+
+        if once:
+            show(ws.loop_once())
+            return
+        if not json_out:
+            console.print(f"controller on [bold]{ws.spec.name}[/], a tick every {seconds:g}s (Ctrl-C stops)")
+        ws.controller().run(interval_s=seconds, max_ticks=max_ticks, on_tick=show)
+
+
+def _parse_interval(text: str) -> float:
+    import re
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*", text)
+    if not m or float(m.group(1)) <= 0:
+        raise TidalError(f"--interval {text!r} is not a duration", hint="use e.g. 30s, 5m or 1h")
+    return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[m.group(2)]
+
+
+@app.command()
+def backtest(
+    json_out: JsonOpt = False,
+    html: Annotated[Path | None, typer.Option(help="Write the scores over time, with the loop's events, here.")] = None,
+    project: ProjectOpt = None,
+) -> None:
+    """Replay the time-ordered data through the real loop (simulated clock) against static, periodic and
+    last-label baselines."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from tidal.cli.render import dump_json
+    from tidal.loop.backtest_html import render_backtest_html
+
+    with _ws(project) as ws:
+        if json_out:
+            result = ws.backtest()
+        else:
+            columns = (TextColumn("[bold]backtest[/]"), BarColumn(), TextColumn("{task.completed:,} rows"),
+                       TextColumn("{task.fields[note]}"), TimeElapsedColumn())
+            with Progress(*columns, console=console) as bar:
+                task = bar.add_task("replay", total=None, note="training the first champion")
+
+                def progress(done: int, total: int, tick: Any) -> None:
+                    note = f"champion v{tick.champion}" if tick is not None and tick.champion else ""
+                    if tick is not None and tick.events:
+                        note += f" · {tick.events[-1].kind}"
+                    bar.update(task, completed=done, total=total, note=note)
+
+                result = ws.backtest(progress=progress)
+        if html is not None:
+            render_backtest_html(result, html, title=f"tidal backtest · {ws.spec.name}")
+        if json_out:
+            dump_json(console, result.to_dict())
+            return
+        from tidal.cli.render import backtest_table
+
+        console.print(backtest_table(result))
+        if html is not None:
+            console.print(f"HTML: [bold]{html}[/]")
+
+
+@app.command()
 def demo(directory: Annotated[Path, typer.Argument(help="A folder for the demo project.")] = Path("demo")) -> None:
-    """Initialise the Elec2 example in a fresh folder and run it twice: the second run reuses every step."""
-    import shutil
+    """The whole lifecycle on Elec2, live: train, serve, stream, monitor, retrain, promote; then compare."""
+    from tidal.cli.demo import run_demo
 
-    from tidal.cli.render import StepPrinter
-    from tidal.workspace import Workspace
-
-    if directory.exists():
-        shutil.rmtree(directory)
-    Workspace.init(directory, example="elec2")
-    console.rule(f"[bold]tidal demo[/] · Elec2 in {directory}")
-    for i in (1, 2):
-        console.rule(f"run {i}" + (" (nothing changed: every step is reused)" if i == 2 else ""))
-        with Workspace.open(directory) as ws:
-            printer = StepPrinter(console, explain=i == 2)
-            try:
-                result = ws.run(listener=printer)
-            finally:
-                printer.close()
-            _print_result(ws, result)
-    console.print(f"\nThe project is in [bold]{directory}/[/]: tidal.yaml, data/, and .tidal/ (tidal.db, artifacts/).")
-    console.print(f"Try: [bold]tidal -C {directory} models show elec2[/] · [bold]tidal -C {directory} events[/]")
+    run_demo(directory, console)
 
 
 def main(argv: list[str] | None = None) -> int:

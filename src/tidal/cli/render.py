@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from tidal.core.entities import Event, ModelVersion, Run, StepRecord, StepStatus
+from tidal.core.entities import Event, ModelVersion, Report, Run, StepRecord, StepStatus
 
 STATUS_STYLE = {
     StepStatus.DONE: ("✓", "green"), StepStatus.REUSED: ("↺", "cyan"), StepStatus.FAILED: ("✗", "red"),
@@ -121,3 +121,102 @@ def model_to_dict(mv: ModelVersion, aliases: list[str]) -> dict[str, Any]:
 def event_to_dict(e: Event) -> dict[str, Any]:
     return {"id": e.id, "time": e.time.isoformat(), "kind": e.kind, "subject": e.subject,
             "message": e.message, "data": e.data}
+
+
+def report_to_dict(r: Report, *, body: bool = True) -> dict[str, Any]:
+    out = {"id": r.id, "model": r.model, "version": r.version, "created_at": r.created_at.isoformat(),
+           "window": r.window, "drift_share": r.drift_share, "drifted": r.drifted, "alerts": r.alerts}
+    # the body's own "alerts" are structured (kind, columns, message); the top level keeps the messages
+    return {**r.body, **out, "alert_details": r.body.get("alerts", [])} if body else out
+
+
+def reports_table(reports: list[Report]) -> Table:
+    table = Table(title="reports", title_justify="left")
+    for col in ("id", "created", "model", "rows", "drift share", "drifted", "alerts"):
+        table.add_column(col, overflow="fold")
+    for r in reports:
+        table.add_row(r.id[:12], when(r.created_at), f"{r.model}:{r.version}", str(r.window.get("rows", "")),
+                      f"{r.drift_share:.2f}", Text("yes", style="red") if r.drifted else Text("no", style="green"),
+                      Text("; ".join(r.alerts)))
+    return table
+
+
+def tick_to_dict(t: Any) -> dict[str, Any]:
+    d = t.decision
+    return {"time": t.time.isoformat(), "champion": t.champion, "acted": t.acted, "note": t.note,
+            "drift_share": t.drift_share, "metric": t.metric, "value": t.value,
+            "decision": None if d is None else {"retrain": d.retrain, "trigger": d.trigger, "reasons": d.reasons,
+                                                "blocked_by": d.blocked_by},
+            "events": [event_to_dict(e) for e in t.events]}
+
+
+class TickPrinter:
+    """One line per controller tick, then one line per event it recorded."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def __call__(self, t: Any) -> None:
+        parts = [when(t.time), f"champion v{t.champion}" if t.champion else "no champion"]
+        if t.drift_share is not None:
+            parts.append(f"drift {t.drift_share:.2f}")
+        if t.value is not None:
+            parts.append(f"{t.metric} {t.value:.3f}")
+        d = t.decision
+        if d is not None and d.retrain:
+            parts.append(f"[bold]retrain[/] ({d.trigger})")
+        elif d is not None and d.blocked_by:
+            parts.append(f"[yellow]{escape(d.trigger or '')} held back[/]: {escape(d.blocked_by)}")
+        if t.note:
+            parts.append(f"[dim]{escape(t.note)}[/]")
+        self.console.print(" · ".join(parts))
+        for e in t.events:
+            self.console.print(f"   [cyan]{escape(e.kind)}[/] {escape(e.message)}")
+
+
+def backtest_table(result: Any) -> Table:
+    table = Table(title=f"backtest: {result.rows:,} rows after {result.initial_rows:,} initial rows "
+                        f"(prequential {result.metric})", title_justify="left")
+    for col in ("strategy", result.metric, "what it did"):
+        table.add_column(col)
+    loop = result.loop
+    best = max if result.metric != "rmse" else min
+    top = best(result.loop["score"], result.static["score"], result.periodic["score"], result.last_label["score"])
+    for name, data, what in (
+        ("loop", loop, f"{loop['retrains']} retrains, {loop['promotions']} promotions, "
+                       f"{loop['rejections']} rejections, {loop['rollbacks']} rollbacks"),
+        ("static", result.static, "the first champion, never retrained"),
+        ("periodic", result.periodic, f"retrained every {result.periodic['every']:,} rows "
+                                      f"({result.periodic['retrains']} retrains)"),
+        ("last_label", result.last_label, "predicts the most recent label seen"),
+    ):
+        style = "bold green" if data["score"] == top else ""
+        table.add_row(name, Text(f"{data['score']:.4f}", style=style), what)
+    return table
+
+
+def report_table(r: Report) -> Table:
+    """The drift table of a report, one row per feature, with its performance line as the caption."""
+    drift = r.body.get("drift") or {}
+    table = Table(title=f"{r.model}:{r.version} · {r.window.get('rows', 0):,} predictions · drift share "
+                        f"{r.drift_share:.2f} ({'drifted' if r.drifted else 'no dataset drift'})",
+                  title_justify="left")
+    for col in ("feature", "test", "statistic", "threshold", "drifted", "nulls now"):
+        table.add_column(col)
+    for c in drift.get("columns", []):
+        stat = c.get("statistic")
+        table.add_row(Text(c["column"]), c.get("test") or c.get("status", ""),
+                      "" if stat is None else f"{stat:.4f}" + (" (p)" if c.get("is_pvalue") else ""),
+                      "" if c.get("threshold") is None else f"{c['threshold']:.4g}",
+                      Text("yes", style="red") if c.get("drifted") else Text("no", style="green"),
+                      "" if c.get("null_share_current") is None else f"{c['null_share_current']:.1%}")
+    perf = r.body.get("performance") or {}
+    if perf.get("value") is not None:
+        ci = perf.get("ci")
+        table.caption = (f"{perf['metric']} {perf['value']:.4f}"
+                         + (f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "")
+                         + f" on {perf['labelled']:,} labelled predictions; validation "
+                         + ("n/a" if perf.get("validation") is None else f"{perf['validation']:.4f}"))
+    elif perf:
+        table.caption = f"performance: {perf.get('why') or perf.get('status')}"
+    return table

@@ -86,8 +86,13 @@ class TrainingPipeline:
     def __init__(
         self, *, spec: Spec, root: Path, store: MetadataStore, artifacts: ArtifactStore, executor: Executor,
         clock: Clock, registry: Registry, listener: StepListener | None = None, trigger: str = "manual",
-        use_cache: bool = True,
+        use_cache: bool = True, frame: pd.DataFrame | None = None, frame_source: str = "",
+        promote: str | None = None,
     ) -> None:
+        """``frame`` replaces reading ``data.source`` (the loop passes source rows plus labelled
+        predictions; the backtest passes the rows seen so far); ``frame_source`` describes it.
+        ``promote`` says which alias a version that passes the gate gets: ``champion``, ``challenger``
+        or ``none``; by default ``champion`` when ``deploy.auto_promote`` is true, else ``challenger``."""
         self.spec = spec
         self.root = root
         self.store = store
@@ -100,6 +105,9 @@ class TrainingPipeline:
         self.use_cache = use_cache
         self._frames: dict[str, pd.DataFrame] = {}
         self._models: dict[str, Any] = {}
+        self.frame = frame
+        self.frame_source = frame_source or "frame"
+        self.promote = promote
 
     # -- helpers ------------------------------------------------------------------------------------
     def _frame(self, digest: str) -> pd.DataFrame:
@@ -163,17 +171,23 @@ class TrainingPipeline:
             file_inputs = [{"path": str(f), "size": f.stat().st_size, "mtime_ns": f.stat().st_mtime_ns}
                            for f in files]
 
+        source_label = self.frame_source if self.frame is not None else data.source
+
         def collect() -> dict[str, Any]:
-            df = read_source(data.source, base_dir=self.root, query=data.query)
-            info, payload = make_snapshot(df, project=spec.name, source=data.source, created_at=self.clock.now())
+            if self.frame is not None:
+                df = self.frame.reset_index(drop=True)
+            else:
+                df = read_source(data.source, base_dir=self.root, query=data.query)
+            info, payload = make_snapshot(df, project=spec.name, source=source_label, created_at=self.clock.now())
             self.artifacts.put(payload)
             self.store.put_snapshot(info)
             self._frames[info.digest] = read_snapshot_bytes(payload)
             return {"snapshot": info.digest, "rows": info.rows, "columns": info.columns,
                     "artifacts": [info.digest]}
 
-        out = runner.step("collect", collect, cacheable=file_inputs is not None,
-                          why_always="the source is not a local file, so it is read on every run",
+        out = runner.step("collect", collect, cacheable=file_inputs is not None and self.frame is None,
+                          why_always=(f"fresh data from {source_label}" if self.frame is not None else
+                                      "the source is not a local file, so it is read on every run"),
                           inputs={"source": data.source, "query": data.query, "files": file_inputs},
                           reuse_note=lambda o: f"snapshot {o['snapshot'][:12]}, {o['rows']} rows").outputs
         snap_digest = out["snapshot"]
@@ -374,11 +388,15 @@ class TrainingPipeline:
         if decision.passed:
             self._event("gate.passed", f"model:{label}", f"{label} passed the gate: {why}", decision.to_dict())
             # auto_promote (the default): a version that passed the gate serves; otherwise it waits as
-            # challenger for `tidal promote`.
-            alias = CHAMPION if spec.deploy.auto_promote else CHALLENGER
-            self.registry.set_alias(spec.name, alias, stored.version, trigger=f"run:{result.run.id}",
-                                    reason=f"passed the gate in run {result.run.id[:8]}"
-                                    + ("" if alias == CHAMPION else " (deploy.auto_promote is false)"))
+            # challenger for `tidal promote`. The loop decides for itself (canary and shadow deploy the
+            # challenger first).
+            alias = self.promote or (CHAMPION if spec.deploy.auto_promote else CHALLENGER)
+            if alias == "none":
+                return {"version": stored.version, "state": stored.state.value}
+            note = "" if alias == CHAMPION or self.promote else " (deploy.auto_promote is false)"
+            self.registry.set_alias(spec.name, alias, stored.version, trigger=self.trigger,
+                                    reason=f"passed the gate in run {result.run.id[:8]}{note}",
+                                    data={"run_id": result.run.id})
         else:
             self._event("gate.failed", f"model:{label}",
                         f"{label} rejected: {'; '.join(decision.failed)}", decision.to_dict())

@@ -1,0 +1,85 @@
+"""The backtest as a self-contained HTML page: each strategy's rolling score over the replayed rows, with
+the loop's events marked. Inline SVG, no scripts, nothing fetched: it opens on an offline machine."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+from tidal.loop.backtest import BacktestResult
+
+COLORS = {"loop": "#1f77b4", "static": "#d62728", "periodic": "#2ca02c", "last_label": "#7f7f7f"}
+EVENT_COLORS = {"loop.retrain": "#ff7f0e", "alias.moved": "#1f77b4", "gate.failed": "#d62728",
+                "loop.rollback": "#9467bd"}
+
+
+def _chart(result: BacktestResult, width: int = 900, height: int = 320) -> str:
+    pad_l, pad_r, pad_t, pad_b = 50, 20, 20, 40
+    rows = result.curve_rows or [0, 1]
+    values = [v for curve in result.curves.values() for v in curve] or [0.0, 1.0]
+    lo, hi = min(values), max(values)
+    span = (hi - lo) or 1.0
+    lo, hi = lo - 0.05 * span, hi + 0.05 * span
+    x_max = max(result.rows, 1)
+
+    def x(row: float) -> float:
+        return pad_l + (width - pad_l - pad_r) * row / x_max
+
+    def y(value: float) -> float:
+        return pad_t + (height - pad_t - pad_b) * (1 - (value - lo) / (hi - lo))
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}" role="img" aria-label="rolling {result.metric}">']
+    for i in range(5):
+        v = lo + (hi - lo) * i / 4
+        parts.append(f'<line x1="{pad_l}" x2="{width - pad_r}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#eee"/>'
+                     f'<text x="{pad_l - 6}" y="{y(v) + 4:.1f}" font-size="11" text-anchor="end">{v:.3f}</text>')
+    for e in result.events:
+        color = EVENT_COLORS.get(e["kind"], "#999")
+        parts.append(f'<line x1="{x(e["row"]):.1f}" x2="{x(e["row"]):.1f}" y1="{pad_t}" y2="{height - pad_b}" '
+                     f'stroke="{color}" stroke-opacity="0.35" stroke-dasharray="3,3">'
+                     f'<title>row {e["row"]}: {html.escape(e["message"])}</title></line>')
+    for name, curve in result.curves.items():
+        pts = " ".join(f"{x(r):.1f},{y(v):.1f}" for r, v in zip(rows, curve, strict=False))
+        parts.append(f'<polyline fill="none" stroke="{COLORS.get(name, "#000")}" stroke-width="1.8" '
+                     f'points="{pts}"><title>{name}</title></polyline>')
+    parts.append(f'<text x="{width / 2}" y="{height - 8}" font-size="12" text-anchor="middle">rows replayed</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def render_backtest_html(result: BacktestResult, path: Path, *, title: str = "tidal backtest") -> Path:
+    """Write the page to ``path`` and return it."""
+    rows = "".join(
+        f"<tr><td><span style='color:{COLORS[name]}'>■</span> {name}</td><td>{data['score']:.4f}</td>"
+        f"<td>{html.escape(_detail(name, data))}</td></tr>"
+        for name, data in (("loop", result.loop), ("static", result.static), ("periodic", result.periodic),
+                           ("last_label", result.last_label)))
+    legend = " · ".join(f"<span style='color:{c}'>┆ {k}</span>" for k, c in EVENT_COLORS.items())
+    events = "".join(
+        f"<tr><td>{e['row']}</td><td>{html.escape(e['kind'])}</td><td>{html.escape(e['message'])}</td></tr>"
+        for e in result.events)
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:960px}}table{{border-collapse:collapse}}
+td,th{{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left;font-size:14px}}</style></head><body>
+<h1>{html.escape(title)}</h1>
+<p>{result.rows:,} rows replayed in time order after {result.initial_rows:,} initial rows; prequential
+{result.metric} (each row predicted before its label arrived).</p>
+<table><tr><th>strategy</th><th>{result.metric}</th><th></th></tr>{rows}</table>
+<h2>Rolling {result.metric}</h2>{_chart(result)}<p style="font-size:12px">{legend}</p>
+<h2>What the loop did</h2><table><tr><th>row</th><th>event</th><th>what</th></tr>{events}</table>
+</body></html>"""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page)
+    return path
+
+
+def _detail(name: str, data: dict[str, object]) -> str:
+    if name == "loop":
+        return (f"{data['retrains']} retrains, {data['promotions']} promotions, {data['rejections']} rejections, "
+                f"{data['rollbacks']} rollbacks")
+    if name == "periodic":
+        return f"retrained every {data['every']} rows ({data['retrains']} retrains)"
+    if name == "static":
+        return "the first champion, never retrained"
+    return "the most recent label seen"

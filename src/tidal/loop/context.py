@@ -1,0 +1,24 @@
+"""What the loop works with: the spec and the ports of one workspace, wired by the Workspace."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from tidal.core.ports import ArtifactStore, Clock, Executor, MetadataStore, PredictionLog
+from tidal.registry import Registry
+from tidal.spec import Spec
+
+
+@dataclass
+class LoopContext:
+    """The spec, the stores and the clock of a workspace, as the loop's code needs them."""
+
+    spec: Spec
+    root: Path
+    store: MetadataStore
+    artifacts: ArtifactStore
+    predictions: PredictionLog
+    registry: Registry
+    executor: Executor
+    clock: Clock

@@ -1,0 +1,373 @@
+"""The controller: observe → decide → act → record, one tick at a time.
+
+Observe: the champion's recent predictions and feedback (a monitor report), new labelled rows, the
+clock. Decide: the retrain policy (``tidal.loop.policy``). Act: a retrain through the same pipeline as
+``tidal run``, a promotion after a canary or shadow trial, a rollback. Record: an Event for every
+decision, with the trigger and the figures that fired it.
+
+State lives in the MetadataStore, not in memory, so a controller survives its own restart; a lease in
+the store makes sure two controllers on one workspace never both act.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import pandas as pd
+
+from tidal.core.entities import Event, ModelState, ModelVersion
+from tidal.core.errors import TidalError
+from tidal.evaluate.metrics import LOWER_IS_BETTER, primary_metric
+from tidal.loop.context import LoopContext
+from tidal.loop.monitoring import monitor_once
+from tidal.loop.pipeline import RunResult, TrainingPipeline
+from tidal.loop.policy import Decision, LoopState, Observation, decide, worse
+from tidal.loop.scoring import score
+from tidal.registry import CHALLENGER, CHAMPION, subject
+
+
+@dataclass
+class TickReport:
+    """What one tick did, for people (the live display) and tests."""
+
+    time: datetime
+    acted: bool = False
+    champion: int | None = None
+    decision: Decision | None = None
+    drift_share: float | None = None
+    value: float | None = None
+    metric: str | None = None
+    events: list[Event] = field(default_factory=list)
+    note: str = ""
+
+
+class Controller:
+    """Runs the closed loop of one workspace."""
+
+    def __init__(
+        self, ctx: LoopContext, *, owner: str | None = None, lease_seconds: float = 600.0,
+        source_frame: Callable[[], pd.DataFrame] | None = None,
+        on_retrain: Callable[[RunResult], None] | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self.name = ctx.spec.name
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.lease_seconds = lease_seconds
+        self.source_frame = source_frame
+        self.on_retrain = on_retrain
+        self.state_key = f"loop:{self.name}"
+        self.lease_key = f"loop-lease:{self.name}"
+        self._events: list[Event] = []
+
+    # -- state and lease ------------------------------------------------------------------------
+    def load_state(self) -> LoopState:
+        return LoopState.from_dict(self.ctx.store.get_state(self.state_key))
+
+    def _save(self, state: LoopState) -> None:
+        self.ctx.store.put_state(self.state_key, state.to_dict())
+
+    def acquire(self) -> bool:
+        """Take (or renew) the workspace's controller lease; False when another controller holds it."""
+        now = self.ctx.clock.now()
+        return self.ctx.store.acquire_lease(self.lease_key, self.owner, now + timedelta(seconds=self.lease_seconds),
+                                            now)
+
+    def release(self) -> None:
+        self.ctx.store.release_lease(self.lease_key, self.owner)
+
+    def _event(self, kind: str, message: str, data: dict[str, Any], version: int | None = None) -> None:
+        event = self.ctx.store.append_event(Event(kind=kind, subject=subject(self.name, version), message=message,
+                                                  time=self.ctx.clock.now(), data=data))
+        self._events.append(event)
+
+    # -- the tick -------------------------------------------------------------------------------
+    def tick(self) -> TickReport:
+        """One round: observe, decide, act, record."""
+        now = self.ctx.clock.now()
+        self._events = []
+        report = TickReport(time=now)
+        if not self.acquire():
+            report.note = "another controller holds the lease; not acting"
+            return report
+        state = self.load_state()
+        state.ticks += 1
+        champion = self.ctx.registry.champion(self.name)
+        if champion is None:
+            report.note = "no champion yet: run `tidal run` first"
+            self._save(state)
+            return report
+        report.champion = champion.version
+        spec = self.ctx.spec
+        if spec.retrain.on.schedule and state.schedule_checked is None:
+            state.schedule_checked = now.isoformat()
+
+        if state.in_progress is not None:  # a retrain that a killed controller left behind
+            self._retrain(state, champion, state.in_progress["trigger"], list(state.in_progress["reasons"]),
+                          retry=True)
+            report.acted = True
+            champion = self.ctx.registry.champion(self.name) or champion
+        if state.watch is not None:
+            report.acted |= self._check_rollback(state, champion)
+            champion = self.ctx.registry.champion(self.name) or champion
+        if state.trial is not None:
+            report.acted |= self._check_trial(state, champion)
+            champion = self.ctx.registry.champion(self.name) or champion
+
+        obs = self._observe(champion, now)
+        report.drift_share, report.value, report.metric = obs.drift_share, obs.value, obs.metric
+        decision = decide(spec.retrain, obs, state)
+        report.decision = decision
+        if spec.retrain.on.schedule:
+            state.schedule_checked = now.isoformat()
+        if decision.retrain and state.trial is None and state.watch is None:
+            state.in_progress = {"trigger": decision.trigger, "reasons": decision.reasons, "started": now.isoformat(),
+                                 "labelled_total": obs.labelled_total}
+            self._save(state)
+            self._event("loop.retrain", f"retrain triggered by {decision.trigger}: {'; '.join(decision.reasons)}",
+                        {"trigger": decision.trigger, "reasons": decision.reasons,
+                         "labelled_total": obs.labelled_total, "drift_share": obs.drift_share,
+                         "metric": obs.metric, "value": obs.value}, champion.version)
+            self._retrain(state, champion, decision.trigger or "manual", decision.reasons)
+            report.acted = True
+        elif decision.trigger is not None:
+            why = decision.blocked_by or ("a canary/shadow trial or a rollback watch is running")
+            note = f"{decision.trigger}|{why.split(':')[0]}"
+            if note != state.last_note:  # record a suppression once, not on every tick
+                self._event("loop.suppressed", f"{decision.trigger} fired but no retrain: {why}",
+                            {"trigger": decision.trigger, "reasons": decision.reasons, "blocked_by": why},
+                            champion.version)
+                state.last_note = note
+        else:
+            state.last_note = None
+        champ_after = self.ctx.registry.champion(self.name)
+        report.champion = champ_after.version if champ_after else None
+        self._save(state)
+        report.events = list(self._events)
+        return report
+
+    def _observe(self, champion: ModelVersion, now: datetime) -> Observation:
+        spec = self.ctx.spec
+        rep = monitor_once(self.ctx, champion)
+        perf_cfg = spec.retrain.on.performance
+        metric = (perf_cfg.metric if perf_cfg and perf_cfg.metric else None) or primary_metric(
+            champion.task, spec.validate.metric_names())
+        perf = rep.body.get("performance") or {}
+        value = (perf.get("metrics") or {}).get(metric)
+        return Observation(
+            now=now, labelled_total=self.ctx.predictions.count(model=self.name, labelled=True),
+            drift_share=rep.drift_share, window_rows=int(rep.window.get("rows", 0)), metric=metric,
+            value=value, labelled_in_window=int(perf.get("labelled", 0) or 0),
+            validation=champion.metrics.get(metric), min_labelled_for_perf=spec.monitor.performance.min_labelled)
+
+    # -- acting ---------------------------------------------------------------------------------
+    def training_frame(self) -> tuple[pd.DataFrame, str]:
+        """The rows a retrain trains on: the source again (unless ``include_source`` is false) and every
+        labelled prediction, in time order, cut to ``retrain.window``."""
+        spec = self.ctx.spec
+        data, policy = spec.data, spec.retrain
+        parts: list[pd.DataFrame] = []
+        n_source = 0
+        if policy.include_source:
+            if self.source_frame is not None:
+                source = self.source_frame()
+            else:
+                from tidal.data.sources import read_source
+
+                source = read_source(data.source, base_dir=self.ctx.root, query=data.query)
+            n_source = len(source)
+            parts.append(source)
+        labelled = self.ctx.predictions.window(model=self.name, labelled=True)
+        if labelled:
+            rows = pd.DataFrame([p.inputs for p in labelled])
+            rows[data.target] = [p.label for p in labelled]
+            if data.time is not None:
+                rows[data.time] = [p.time for p in labelled]
+            parts.append(rows)
+        frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+        if policy.window.last_days is not None and data.time is not None and len(frame):
+            times = pd.to_datetime(frame[data.time], utc=True)
+            frame = frame[times >= pd.Timestamp(self.ctx.clock.now()) - pd.Timedelta(days=policy.window.last_days)]
+        if policy.window.last_rows is not None:
+            frame = frame.tail(policy.window.last_rows)
+        label = (f"loop window: {len(frame)} rows ({n_source} from the source, {len(labelled)} labelled "
+                 f"predictions before the window cut)")
+        return frame.reset_index(drop=True), label
+
+    def _retrain(self, state: LoopState, champion: ModelVersion, trigger: str, reasons: list[str],
+                 *, retry: bool = False) -> None:
+        spec = self.ctx.spec
+        kind = spec.deploy.strategy.kind
+        started = datetime.fromisoformat(state.in_progress["started"]) if state.in_progress else self.ctx.clock.now()
+        labelled_total = int((state.in_progress or {}).get("labelled_total", 0))
+        try:
+            frame, label = self.training_frame()
+            pipeline = TrainingPipeline(
+                spec=spec, root=self.ctx.root, store=self.ctx.store, artifacts=self.ctx.artifacts,
+                executor=self.ctx.executor, clock=self.ctx.clock, registry=self.ctx.registry,
+                trigger=f"loop:{trigger}", frame=frame, frame_source=label,
+                promote=CHAMPION if kind == "direct" else CHALLENGER)
+            result = pipeline.run()
+        except TidalError as exc:
+            self._event("loop.retrain_failed", f"retrain ({trigger}) failed: {exc}", {"trigger": trigger,
+                        "error": str(exc)}, champion.version)
+            result = None
+        now = self.ctx.clock.now()
+        state.in_progress = None
+        state.last_retrain = now.isoformat()
+        state.last_retrain_labelled = labelled_total
+        state.retrain_times = [t for t in state.retrain_times
+                               if datetime.fromisoformat(t) > now - timedelta(days=1)] + [now.isoformat()]
+        self._save(state)
+        if result is None or result.model is None:
+            return
+        if self.on_retrain is not None:
+            self.on_retrain(result)
+        mv = result.model
+        if mv.state != ModelState.VALIDATED:
+            return  # rejected: the pipeline recorded why; the champion stays
+        alias = CHAMPION if kind == "direct" else CHALLENGER
+        current = self.ctx.store.get_alias(self.name, alias)
+        if retry and mv.created_at >= started and (current is None or current.version != mv.version):
+            # the killed controller registered the version but did not get to move the alias
+            self.ctx.registry.set_alias(self.name, alias, mv.version, trigger=f"loop:{trigger}",
+                                        reason=f"passed the gate in run {result.run.id[:8]} (retried)")
+        if kind == "direct":
+            self._start_watch(state, new=mv, old=champion)
+        elif mv.version != champion.version:
+            state.trial = {"version": mv.version, "kind": kind, "since": now.isoformat(),
+                           "champion": champion.version}
+            self._event(f"loop.{kind}_started",
+                        f"{self.name}:{mv.version} deployed as {kind} beside champion {self.name}:{champion.version}"
+                        + (f" ({spec.deploy.strategy.percent:g}% of traffic)" if kind == "canary" else ""),
+                        {"version": mv.version, "champion": champion.version, "kind": kind}, mv.version)
+        self._save(state)
+
+    def _metric(self, mv: ModelVersion) -> str:
+        rb = self.ctx.spec.deploy.rollback
+        return (rb.metric if rb and rb.metric else None) or primary_metric(
+            mv.task, self.ctx.spec.validate.metric_names())
+
+    def _start_watch(self, state: LoopState, *, new: ModelVersion, old: ModelVersion) -> None:
+        rb = self.ctx.spec.deploy.rollback
+        if rb is None or new.version == old.version:
+            return
+        metric = self._metric(new)
+        recent = self.ctx.predictions.window(model=self.name, version=old.version, labelled=True, last=rb.after_rows)
+        baseline = score(old, recent, metric)
+        if baseline is None:
+            baseline = old.metrics.get(metric)
+        if baseline is None:
+            return
+        state.watch = {"version": new.version, "previous": old.version, "metric": metric, "baseline": baseline,
+                       "since": self.ctx.clock.now().isoformat()}
+
+    def _check_rollback(self, state: LoopState, champion: ModelVersion) -> bool:
+        watch, rb = state.watch or {}, self.ctx.spec.deploy.rollback
+        if rb is None or champion.version != watch.get("version"):
+            state.watch = None  # the champion moved on by other means: nothing to watch
+            return False
+        preds = self.ctx.predictions.window(model=self.name, version=champion.version, labelled=True)
+        if len(preds) < rb.after_rows:
+            return False
+        metric, baseline = watch["metric"], float(watch["baseline"])
+        value = score(champion, preds[: rb.after_rows], metric)
+        state.watch = None
+        if value is None:
+            return False
+        limit = baseline + rb.drop if metric in LOWER_IS_BETTER else baseline - rb.drop
+        figures = {"metric": metric, "value": value, "baseline": baseline, "drop": rb.drop,
+                   "rows": rb.after_rows, "from": champion.version, "to": watch["previous"]}
+        if worse(metric, value, limit):
+            self.ctx.registry.set_alias(
+                self.name, CHAMPION, int(watch["previous"]), trigger="loop:rollback",
+                reason=f"{self.name}:{champion.version} {metric} {value:.3f} on its first {rb.after_rows} labelled "
+                       f"rows is worse than {self.name}:{watch['previous']}'s {baseline:.3f} by more than {rb.drop:g}",
+                data={"rollback": True, **figures})
+            self._event("loop.rollback", f"rolled back {self.name}:{champion.version} → {watch['previous']}: "
+                        f"{metric} {value:.3f} vs {baseline:.3f} (allowed drop {rb.drop:g})", figures,
+                        champion.version)
+            return True
+        self._event("loop.kept", f"{self.name}:{champion.version} kept: {metric} {value:.3f} on its first "
+                    f"{rb.after_rows} labelled rows (old champion {baseline:.3f}, allowed drop {rb.drop:g})",
+                    figures, champion.version)
+        return False
+
+    def _check_trial(self, state: LoopState, champion: ModelVersion) -> bool:
+        trial = state.trial or {}
+        strategy = self.ctx.spec.deploy.strategy
+        try:
+            challenger = self.ctx.registry.get(self.name, int(trial["version"]))
+        except TidalError:
+            state.trial = None
+            return False
+        since = datetime.fromisoformat(trial["since"])
+        metric = self._metric(champion)
+        if trial.get("kind") == "shadow":
+            mine = self.ctx.predictions.window(model=self.name, version=champion.version, since=since,
+                                               labelled=True)
+            pairs: list[tuple[Any, Any]] = []
+            for p in mine:
+                try:
+                    pairs.append((p, self.ctx.predictions.get(f"{p.id}.shadow")))
+                except KeyError:
+                    continue
+            if len(pairs) < strategy.min_requests:
+                return False
+            champ_preds = [p for p, _ in pairs]
+            chall_preds = [_relabel(s, p.label) for p, s in pairs]
+        else:
+            chall_preds = self.ctx.predictions.window(model=self.name, version=challenger.version, since=since,
+                                                      labelled=True)
+            if len(chall_preds) < strategy.min_requests:
+                return False
+            champ_preds = self.ctx.predictions.window(model=self.name, version=champion.version, since=since,
+                                                      labelled=True)
+        champ_value, chall_value = score(champion, champ_preds, metric), score(challenger, chall_preds, metric)
+        state.trial = None
+        figures = {"metric": metric, "champion": champ_value, "challenger": chall_value,
+                   "rows": len(chall_preds), "kind": trial.get("kind")}
+        self.ctx.store.delete_alias(self.name, CHALLENGER)
+        if chall_value is not None and (champ_value is None or not worse(metric, chall_value, champ_value)):
+            self.ctx.registry.set_alias(
+                self.name, CHAMPION, challenger.version, trigger=f"loop:{trial.get('kind')}",
+                reason=f"{trial.get('kind')} trial: {metric} {chall_value:.3f} vs champion "
+                       + (f"{champ_value:.3f}" if champ_value is not None else "n/a")
+                       + f" on {len(chall_preds)} labelled requests", data=figures)
+            self._start_watch(state, new=challenger, old=champion)
+            return True
+        self.ctx.registry.set_state(self.name, challenger.version, ModelState.REJECTED,
+                                    [f"{trial.get('kind')} trial: {metric} {chall_value} worse than the champion's "
+                                     f"{champ_value} on {len(chall_preds)} labelled requests"])
+        return True
+
+    # -- running --------------------------------------------------------------------------------
+    def run(self, *, interval_s: float, max_ticks: int | None = None,
+            on_tick: Callable[[TickReport], None] | None = None, stop: Callable[[], bool] | None = None) -> None:
+        """Tick every ``interval_s`` seconds until ``stop()`` or ``max_ticks``; releases the lease at the end."""
+        import time
+
+        n = 0
+        try:
+            while (max_ticks is None or n < max_ticks) and not (stop and stop()):
+                started = time.monotonic()
+                report = self.tick()
+                if on_tick is not None:
+                    on_tick(report)
+                n += 1
+                if max_ticks is not None and n >= max_ticks:
+                    break
+                time.sleep(max(0.0, interval_s - (time.monotonic() - started)))
+        finally:
+            self.release()
+
+
+def _relabel(p: Any, label: Any) -> Any:
+    from dataclasses import replace
+
+    return replace(p, label=label)

@@ -1,0 +1,128 @@
+"""The retrain policy as pure functions: given what the controller observed and its stored state,
+should it retrain now, and if not, why not? No I/O here, so every rule is tested directly."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from tidal.evaluate.metrics import LOWER_IS_BETTER
+from tidal.spec.policy import RetrainSpec
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What one tick saw."""
+
+    now: datetime
+    labelled_total: int                     # labelled predictions of the model so far (every version)
+    drift_share: float | None = None        # of this tick's monitor window
+    window_rows: int = 0
+    metric: str | None = None               # the performance trigger's metric
+    value: float | None = None              # its value on the window's labelled rows
+    labelled_in_window: int = 0
+    validation: float | None = None         # the champion's value at validation
+    min_labelled_for_perf: int = 30
+
+
+@dataclass
+class LoopState:
+    """What the controller remembers between ticks; stored in the MetadataStore, so a restarted
+    controller carries on where the last one stopped."""
+
+    last_retrain: str | None = None          # ISO time of the last retrain
+    last_retrain_labelled: int = 0           # labelled_total then
+    retrain_times: list[str] = field(default_factory=list)
+    schedule_checked: str | None = None      # ISO time the cron schedule was last evaluated
+    in_progress: dict[str, Any] | None = None  # a retrain that started and has not finished
+    watch: dict[str, Any] | None = None      # a promotion under rollback watch
+    trial: dict[str, Any] | None = None      # a canary or shadow challenger being judged
+    last_note: str | None = None             # the last suppression recorded (not repeated every tick)
+    ticks: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> LoopState:
+        known = {k: v for k, v in (data or {}).items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Retrain or not; ``trigger`` and ``reasons`` say what fired, ``blocked_by`` what held it back."""
+
+    retrain: bool
+    trigger: str | None = None
+    reasons: list[str] = field(default_factory=list)
+    blocked_by: str | None = None
+
+
+def worse(metric: str, value: float, than: float) -> bool:
+    """True when ``value`` is worse than ``than`` for ``metric`` (lower is better for losses/errors)."""
+    return value > than if metric in LOWER_IS_BETTER else value < than
+
+
+def fired_triggers(policy: RetrainSpec, obs: Observation, state: LoopState) -> list[tuple[str, str]]:
+    """Every configured trigger that fires now, with the figures that fired it."""
+    on = policy.on
+    out: list[tuple[str, str]] = []
+    if on.drift is not None and obs.drift_share is not None and obs.window_rows > 0 \
+            and obs.drift_share >= on.drift.share:
+        out.append(("drift", f"drift share {obs.drift_share:.2f} >= {on.drift.share:.2f} "
+                             f"over {obs.window_rows} predictions"))
+    perf = on.performance
+    if perf is not None and obs.metric and obs.value is not None \
+            and obs.labelled_in_window >= obs.min_labelled_for_perf:
+        if perf.below is not None and worse(obs.metric, obs.value, perf.below):
+            out.append(("performance", f"{obs.metric} {obs.value:.3f} worse than the floor {perf.below:.3f} "
+                                       f"on {obs.labelled_in_window} labelled predictions"))
+        elif perf.or_drop is not None and obs.validation is not None:
+            limit = obs.validation + perf.or_drop if obs.metric in LOWER_IS_BETTER else obs.validation - perf.or_drop
+            if worse(obs.metric, obs.value, limit):
+                out.append(("performance", f"{obs.metric} {obs.value:.3f} dropped more than {perf.or_drop:.3f} "
+                                           f"from {obs.validation:.3f} at validation"))
+    new_rows = obs.labelled_total - state.last_retrain_labelled
+    if on.new_data is not None and new_rows >= on.new_data.rows:
+        out.append(("new_data", f"{new_rows} new labelled rows since the last training (>= {on.new_data.rows})"))
+    if on.schedule is not None and state.schedule_checked is not None:
+        from croniter import croniter
+
+        due = croniter(on.schedule, datetime.fromisoformat(state.schedule_checked)).get_next(datetime)
+        if due <= obs.now:
+            out.append(("schedule", f"schedule {on.schedule!r} was due at {due.isoformat(timespec='minutes')}"))
+    return out
+
+
+def blocking_guard(policy: RetrainSpec, obs: Observation, state: LoopState) -> str | None:
+    """Why a retrain may not start now (cooldown, max_per_day, min_labelled), or None."""
+    if obs.labelled_total < policy.min_labelled:
+        return f"min_labelled: only {obs.labelled_total} labelled rows (need {policy.min_labelled})"
+    if state.last_retrain is not None:
+        since_rows = obs.labelled_total - state.last_retrain_labelled
+        cool = policy.cooldown
+        if cool.rows is not None and since_rows < cool.rows:
+            return f"cooldown: {since_rows} labelled rows since the last retrain (need {cool.rows})"
+        if cool.minutes is not None:
+            elapsed = (obs.now - datetime.fromisoformat(state.last_retrain)).total_seconds() / 60
+            if elapsed < cool.minutes:
+                return f"cooldown: {elapsed:.0f} minutes since the last retrain (need {cool.minutes:g})"
+    day_ago = obs.now - timedelta(days=1)
+    recent = [t for t in state.retrain_times if datetime.fromisoformat(t) > day_ago]
+    if len(recent) >= policy.max_per_day:
+        return f"max_per_day: {len(recent)} retrains in the last 24 hours (limit {policy.max_per_day})"
+    return None
+
+
+def decide(policy: RetrainSpec, obs: Observation, state: LoopState) -> Decision:
+    """Retrain when a trigger fires and no guard holds it back."""
+    fired = fired_triggers(policy, obs, state)
+    if not fired:
+        return Decision(retrain=False)
+    reasons = [why for _, why in fired]
+    guard = blocking_guard(policy, obs, state)
+    if guard is not None:
+        return Decision(retrain=False, trigger=fired[0][0], reasons=reasons, blocked_by=guard)
+    return Decision(retrain=True, trigger=fired[0][0], reasons=reasons)
