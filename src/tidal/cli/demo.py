@@ -90,10 +90,13 @@ class _Controller(threading.Thread):
 
 def run_demo(directory: Path, console: Console) -> None:
     import httpx
+    from threadpoolctl import threadpool_limits
 
     from tidal.cli.render import StepPrinter
     from tidal.workspace import Workspace
 
+    # OpenMP's spinning threads cost a 2-core machine dearly while a server and a controller share it
+    threadpool_limits(limits=1)
     started = time.monotonic()
     console.rule(f"[bold]tidal demo[/] · Elec2 · {directory}")
     project, stream = prepare_project(directory)

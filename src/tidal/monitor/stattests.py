@@ -26,6 +26,7 @@ unseen categories land, so they count and never crash.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -77,7 +78,11 @@ def ks_pvalue(reference: Mapping[str, Any], values: np.ndarray) -> float:
     if sample.size == 0 or present.size == 0:
         return 1.0  # nothing to compare: no evidence of drift
     if max(sample.size, present.size) <= KS_SCIPY_MAX:
-        return float(stats.ks_2samp(sample, present).pvalue)
+        with warnings.catch_warnings():
+            # scipy says when it falls back from the exact p-value to the asymptotic one (ties); the
+            # p-value is still right, and the note would be printed to every user of `tidal monitor`
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return float(stats.ks_2samp(sample, present).pvalue)
     cuts, cdf = sample_cdf(sample)
     d = ks_from_cells(ecdf_cells(cuts, present), cdf)
     m, n = sorted((float(sample.size), float(present.size)), reverse=True)

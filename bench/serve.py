@@ -1,0 +1,352 @@
+"""Serving throughput: tidal (prediction log on) against ``mlflow models serve`` and a minimal FastAPI
+endpoint (the floor), the same model, the same load generator, in one run.
+
+The model is a HistGradientBoostingClassifier (default parameters) trained by ``tidal run`` on
+scikit-learn's breast_cancer data (569 rows, 30 features, shipped with scikit-learn), written as CSV in
+a temporary tidal project whose ``prepare`` step is the identity (no imputation, no scaling), so the
+three servers serve one fitted model:
+
+1. tidal: ``tidal.serve.run_server`` on the project, one worker; every prediction is committed to the
+   prediction log (SQLite, in the project) before it is answered.
+2. MLflow: the same fitted pipeline saved by ``mlflow.sklearn.save_model`` (skops, with the trusted
+   types it needs), served by ``mlflow models serve --env-manager local`` (one worker), which runs
+   ``uvicorn`` from PATH: bench/run.sh puts the bench venv's bin first.
+3. the floor: bench/_floor.py, FastAPI + ``predict_proba`` of the same estimator on a NumPy array, no
+   validation and no log: the least a server can do.
+
+The servers run one at a time, alone, each with ``OMP_NUM_THREADS=1`` (tidal caps its threads itself;
+the anchors get the same setting, so the comparison is not about OpenMP spinning). Cells: single-row
+requests at concurrency 1 and 8, and 1,000-row requests (concurrency 1 by default); each measured for
+``--seconds`` (20) after a short warm-up, by wrk (bench/_load.py). Before measuring, one request to each
+server checks that they give the same predictions. Prints a table with tidal/MLflow and tidal/floor ratios
+and writes bench/results/serve.json.
+
+Run it with ``make bench`` (``bash bench/run.sh serve``), or ``python bench/serve.py --seconds 5`` for a
+quick run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _load import ensure_wrk, run_load
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results" / "serve.json"
+SERVERS = ("tidal", "mlflow", "floor")
+ANCHOR_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+SPEC = """\
+version: 1
+name: cancer
+data: {source: data/breast_cancer.csv, target: target}
+prepare: {impute: {numeric: none, categorical: most_frequent}, scale: none, encode: onehot}
+model: {estimator: sklearn.ensemble.HistGradientBoostingClassifier, params: {}, seed: 0}
+validate: {split: {method: random, test_size: 0.2}, metrics: [accuracy, roc_auc], gates: []}
+deploy: {max_request_bytes: 16777216, max_rows: 10000}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# -- the model, three ways --------------------------------------------------------------------------------
+
+
+def build(folder: Path) -> dict[str, Any]:
+    """The tidal project (trained), the MLflow model folder and the floor's skops file."""
+    from sklearn.datasets import load_breast_cancer
+    from threadpoolctl import threadpool_limits
+
+    from tidal import Workspace
+
+    data = load_breast_cancer(as_frame=True)
+    df = data.frame
+    project = folder / "tidal"
+    (project / "data").mkdir(parents=True)
+    df.to_csv(project / "data" / "breast_cancer.csv", index=False)
+    (project / "tidal.yaml").write_text(SPEC)
+    with Workspace.open(project) as ws, threadpool_limits(1):  # OpenMP spinning slows training on 2 busy cores
+        result = ws.run()
+        mv = result.model
+        assert mv is not None and ws.registry.champion("cancer").version == mv.version
+        pipeline = ws.registry.load(mv)
+        columns = list(mv.signature["columns"])
+        metrics = {k: round(v, 4) for k, v in mv.metrics.items()}
+
+    import mlflow.sklearn
+    import skops.io as sio
+
+    mlflow_dir = folder / "mlflow-model"
+    trusted = sorted(set(sio.get_untrusted_types(data=sio.dumps(pipeline))))
+    sample = df[columns].iloc[:2].astype("float64")
+    mlflow.sklearn.save_model(pipeline, str(mlflow_dir), serialization_format="skops", skops_trusted_types=trusted,
+                              input_example=sample)
+    floor_model = folder / "floor.skops"
+    sio.dump(pipeline.named_steps["model"], floor_model)
+    rows = [{c: float(v) for c, v in rec.items()} for rec in df[columns].to_dict("records")]
+    return {"project": project, "mlflow_dir": mlflow_dir, "floor_model": floor_model, "columns": columns,
+            "rows": rows, "metrics": metrics, "trees": int(pipeline.named_steps["model"].n_iter_)}
+
+
+# -- servers ------------------------------------------------------------------------------------------------
+
+
+class Server:
+    """One server process, started alone, stopped by its own pid."""
+
+    def __init__(self, name: str, built: dict[str, Any], log: Path) -> None:
+        self.name = name
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, **ANCHOR_ENV}
+        if name == "tidal":
+            code = ("import sys; from pathlib import Path; from tidal.serve import run_server; "
+                    "run_server(Path(sys.argv[1]), host='127.0.0.1', port=int(sys.argv[2]))")
+            cmd = [sys.executable, "-c", code, str(built["project"]), str(self.port)]
+            self.path, self.ready = "/predict", "/readyz"
+        elif name == "mlflow":
+            mlflow_bin = shutil.which("mlflow") or str(Path(sys.executable).parent / "mlflow")
+            cmd = [mlflow_bin, "models", "serve", "-m", str(built["mlflow_dir"]), "--env-manager", "local",
+                   "-h", "127.0.0.1", "-p", str(self.port), "-w", "1"]
+            self.path, self.ready = "/invocations", "/ping"
+        else:
+            env.update(FLOOR_MODEL=str(built["floor_model"]), FLOOR_COLUMNS=json.dumps(built["columns"]))
+            cmd = [sys.executable, "-m", "uvicorn", "_floor:app", "--app-dir", str(HERE), "--host", "127.0.0.1",
+                   "--port", str(self.port), "--no-access-log", "--log-level", "warning"]
+            self.path, self.ready = "/predict", "/ping"
+        self.url = self.base + self.path
+        self.log = log
+        with open(log, "wb") as out:
+            # a session of its own, so that stopping it stops the workers MLflow's CLI starts under it
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(self.base + self.ready, timeout=2) as resp:
+                    if resp.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.25)
+        raise RuntimeError(f"{self.name} was not ready within {timeout} s:\n{self.log.read_text()[-3000:]}")
+
+    def post(self, doc: dict[str, Any]) -> dict[str, Any]:
+        import urllib.request
+
+        req = urllib.request.Request(self.url, data=json.dumps(doc).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return dict(json.loads(resp.read()))
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)  # the group of the process started above, and only it
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+
+
+# -- where tidal's time goes -------------------------------------------------------------------------------
+
+
+def stages(built: dict[str, Any], n_rows: int, folder: Path) -> dict[str, float]:
+    """Microseconds per request for each step of tidal's /predict on ``n_rows`` rows, in this process (best
+    of 3 runs): the generic path it replaced, then each step of the path it takes. The log appends go to a
+    log of their own (SQLite, like the server's), so the server's log starts empty."""
+    import orjson
+    from threadpoolctl import threadpool_limits
+
+    from tidal import Workspace
+    from tidal.core.entities import Prediction
+    from tidal.serve.predictor import GenericPredictor, build_predictor, to_json
+    from tidal.serve.service import new_ids
+
+    threadpool_limits(1)
+    with Workspace.open(built["project"], predictions_url=f"sqlite:///{folder / f'stages-{n_rows}.db'}") as ws:
+        mv = ws.registry.champion("cancer")
+        model = ws.registry.load(mv)
+        fast = build_predictor(model, mv.signature, mv.profile, task=mv.task)
+        generic = GenericPredictor(model, built["columns"], mv.signature["columns"], classifier=True)
+        body = json.dumps({"instances": (built["rows"] * 2)[:n_rows]}).encode()
+        rows = orjson.loads(body)["instances"]
+        out = fast.predictor.arrays(rows)
+        now = ws.clock.now()
+
+        def records() -> list[Prediction]:
+            preds, probas = to_json(out)
+            ids = new_ids(len(rows))
+            return [Prediction(id=i, time=now, model="cancer", version=1, inputs=r, output=o, proba=q)
+                    for i, r, o, q in zip(ids, rows, preds, probas or [], strict=True)]
+
+        answer = {"predictions": to_json(out)[0], "probabilities": to_json(out)[1], "prediction_ids": new_ids(n_rows)}
+        log = ws.predictions
+        steps = {
+            "generic path (DataFrame, predict, predict_proba)": lambda: generic.arrays(rows),
+            "parse JSON": lambda: orjson.loads(body),
+            "check rows against the signature": lambda: fast.schema.check_rows(rows),
+            f"{fast.predictor.path} path predictor": lambda: fast.predictor.arrays(rows),
+            "ids and Prediction records": records,
+            "prediction log append (commit)": lambda: log.append(records()),
+            "answer JSON": lambda: orjson.dumps(answer),
+        }
+        reps = 200 if n_rows == 1 else 5
+        result = {}
+        for name, step in steps.items():
+            step()
+            best = min(_timed(step, reps) for _ in range(3))
+            result[name] = round(best * 1e6, 1)
+    return result
+
+
+def _timed(step: Any, reps: int) -> float:
+    start = time.perf_counter()
+    for _ in range(reps):
+        step()
+    return (time.perf_counter() - start) / reps
+
+
+# -- the run ------------------------------------------------------------------------------------------------
+
+
+def cells(args: argparse.Namespace) -> list[dict[str, Any]]:
+    return [{"cell": "1 row, concurrency 1", "rows": 1, "connections": 1},
+            {"cell": "1 row, concurrency 8", "rows": 1, "connections": 8},
+            {"cell": f"{args.batch_rows} rows, concurrency {args.batch_connections}", "rows": args.batch_rows,
+             "connections": args.batch_connections}]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=20.0, help="measured seconds per cell (default 20)")
+    parser.add_argument("--batch-rows", type=int, default=1000)
+    parser.add_argument("--batch-connections", type=int, default=1)
+    parser.add_argument("--servers", default=",".join(SERVERS), help="which servers, comma-separated")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    servers = [s for s in args.servers.split(",") if s]
+    wrk = ensure_wrk()
+    print(f"load generator: {'wrk' if wrk else 'python (wrk not found: apt-get install -y wrk)'}")
+    results: dict[str, Any] = {"servers": {}, "cells": [c["cell"] for c in cells(args)],
+                               "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
+    with tempfile.TemporaryDirectory(prefix="tidal-bench-serve-") as tmp:
+        folder = Path(tmp)
+        t0 = time.perf_counter()
+        built = build(folder)
+        print(f"model: HistGradientBoostingClassifier, {built['trees']} trees, 30 features, holdout "
+              f"{built['metrics']} (built in {time.perf_counter() - t0:.1f} s)")
+        results["tidal_stages_us"] = {"1 row": stages(built, 1, folder),
+                                      f"{args.batch_rows} rows": stages(built, args.batch_rows, folder)}
+        for label, steps in results["tidal_stages_us"].items():
+            print(f"tidal /predict, {label}, microseconds per request, in process:")
+            for step, us in steps.items():
+                print(f"   {us:10.1f}  {step}")
+        reference: list[int] | None = None
+        check_rows = built["rows"][:50]
+        for name in servers:
+            server = Server(name, built, folder / f"{name}.log")
+            try:
+                server.wait_ready()
+                answer = server.post({"instances": check_rows})["predictions"]
+                if reference is None:
+                    reference = answer
+                assert answer == reference, f"{name} predicts differently from {servers[0]}"
+                results["servers"][name] = {}
+                for cell in cells(args):
+                    body = json.dumps({"instances": (built["rows"] * 2)[:cell["rows"]]}).encode()
+                    run_load(server.url, body, connections=cell["connections"], seconds=min(2.0, args.seconds / 4),
+                             wrk=wrk)  # warm-up
+                    out = run_load(server.url, body, connections=cell["connections"], seconds=args.seconds, wrk=wrk)
+                    results["servers"][name][cell["cell"]] = out
+                    print(f"{name:7s} {cell['cell']:28s} {out['rps']:9.1f} req/s   p50 {out['p50_ms']:8.2f} ms   "
+                          f"p99 {out['p99_ms']:8.2f} ms   failed {out['failed']}", flush=True)
+            finally:
+                server.stop()
+            if name == "tidal":
+                from tidal import Workspace
+
+                with Workspace.open(built["project"]) as ws:
+                    results["tidal_log_rows"] = ws.predictions.count(model="cancer")
+    results.update(ratios(results), environment=environment(args, wrk))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print_table(results)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def ratios(results: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"ratios": {}, "aims": {}}
+    s = results["servers"]
+    if "tidal" not in s:
+        return out
+    for cell in results["cells"]:
+        tidal = s["tidal"][cell]
+        row: dict[str, float] = {}
+        for anchor in ("mlflow", "floor"):
+            if anchor in s:
+                row[f"tidal/{anchor}"] = round(tidal["rps"] / s[anchor][cell]["rps"], 2)
+        out["ratios"][cell] = row
+        aims: dict[str, bool] = {}
+        if "tidal/mlflow" in row:
+            aims[">= 10x mlflow"] = row["tidal/mlflow"] >= 10
+        if "tidal/floor" in row:
+            aims[">= 0.8x floor"] = row["tidal/floor"] >= 0.8
+        if "concurrency 8" in cell:
+            aims["p99 <= 10 ms"] = tidal["p99_ms"] <= 10
+        out["aims"][cell] = aims
+    return out
+
+
+def environment(args: argparse.Namespace, wrk: str | None) -> dict[str, Any]:
+    import mlflow
+    import sklearn
+
+    return {"seconds_per_cell": args.seconds, "generator": "wrk -t1" if wrk else "python", "cpus": os.cpu_count(),
+            "load_average_at_end": [round(x, 2) for x in os.getloadavg()], "python": platform.python_version(),
+            "platform": platform.platform(), "mlflow": mlflow.__version__, "scikit-learn": sklearn.__version__,
+            "anchor_env": ANCHOR_ENV, "date": time.strftime("%Y-%m-%d %H:%M:%S %z")}
+
+
+def print_table(results: dict[str, Any]) -> None:
+    print()
+    print(f"{'cell':28s} " + " ".join(f"{s + ' req/s':>13s} {'p50':>7s} {'p99':>7s}" for s in results["servers"])
+          + "   tidal/mlflow  tidal/floor")
+    for cell in results["cells"]:
+        parts = []
+        for s in results["servers"]:
+            r = results["servers"][s][cell]
+            parts.append(f"{r['rps']:13.1f} {r['p50_ms']:7.2f} {r['p99_ms']:7.2f}")
+        ratio = results.get("ratios", {}).get(cell, {})
+        print(f"{cell:28s} " + " ".join(parts) + f"   {ratio.get('tidal/mlflow', float('nan')):12.2f}"
+              f"  {ratio.get('tidal/floor', float('nan')):11.2f}")
+    if "tidal_log_rows" in results:
+        print(f"tidal prediction log: {results['tidal_log_rows']} predictions stored")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

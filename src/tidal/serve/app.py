@@ -1,0 +1,286 @@
+"""The ASGI application: :func:`create_app` wires a workspace into a server.
+
+Two layers, one behaviour. :class:`TidalApp` is the ASGI callable uvicorn runs: it answers the hot
+routes (``POST /predict``, ``POST /feedback``) itself, straight from the ASGI messages (measured: FastAPI's
+routing and request object cost about 80 µs a request, as much as the compiled model's own work), and
+hands everything else to a FastAPI app: ``/healthz``, ``/readyz``, ``/metrics``, ``/model``, the OpenAPI
+docs at ``/docs``, and JSON 404/405 answers. FastAPI also declares ``/predict`` and ``/feedback`` (so the
+docs show them) and runs them through the same :class:`~tidal.serve.service.Service` code when it is
+reached directly.
+
+Every error is ``{"error": "..."}`` (plus ``error_id`` for a server-side failure). Answers of the hot
+routes carry an ``x-tidal-worker`` header, the process id that answered (the server log lines carry it
+too), which tells the workers of ``--workers N`` apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import warnings
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import Response
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from tidal.core.errors import ServingError
+from tidal.serve.body import ClientGone, read_body
+from tidal.serve.errors import ApiError, error_body, internal_error
+from tidal.serve.metrics import CONTENT_TYPE, ASGIApp, Receive, Scope, Send, ServerMetrics
+from tidal.serve.openapi import (
+    FeedbackItem,
+    FeedbackResponse,
+    Health,
+    ModelInfo,
+    PredictRequest,
+    PredictResponse,
+    Ready,
+    add_components,
+    errors,
+    json_body,
+)
+from tidal.serve.reloader import Reloader
+from tidal.serve.samples import sample_rows
+from tidal.serve.service import Service
+from tidal.serve.state import ServingState, Slot
+from tidal.serve.threads import cap_threads
+
+logger = logging.getLogger("tidal.serve")
+
+JSON = "application/json"
+HOT_ROUTES = ("/predict", "/feedback")
+ENDPOINTS = frozenset({*HOT_ROUTES, "/healthz", "/readyz", "/metrics", "/model", "/docs", "/openapi.json",
+                       "/docs/oauth2-redirect"})
+#: The deploy settings create_app accepts as keyword overrides (the rest of ``deploy`` is for the CLI).
+OVERRIDABLE = ("max_request_bytes", "max_rows", "reload_seconds", "feedback")
+#: How long startup waits for the first model load before it accepts connections anyway.
+FIRST_LOAD_SECONDS = 60.0
+
+
+class TidalApp:
+    """The ASGI app (see the module docstring). ``fastapi`` is the inner app, ``service`` the behaviour."""
+
+    def __init__(self, service: Service, fastapi: FastAPI, metrics: ServerMetrics, *, max_request_bytes: int,
+                 reloader: Reloader) -> None:
+        self.service = service
+        self.fastapi = fastapi
+        self.metrics = metrics
+        self.reloader = reloader
+        self.max_request_bytes = max_request_bytes
+        self._hot = {"/predict": service.predict, "/feedback": service.feedback}
+        self._inner: ASGIApp = metrics.middleware(fastapi)
+        self._pid = str(os.getpid()).encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            handler = self._hot.get(scope["path"])
+            if handler is not None:
+                await self._answer(scope["path"], handler, scope, receive, send)
+                return
+        await self._inner(scope, receive, send)
+
+    async def _answer(self, path: str, handler: Any, scope: Scope, receive: Receive, send: Send) -> None:
+        start = time.perf_counter()
+        try:
+            body = await read_body(scope, receive, self.max_request_bytes)
+            status, payload = 200, await handler(body)
+        except ApiError as exc:
+            status, payload = exc.status, exc.body()
+        except ClientGone:
+            return  # nobody to answer; nothing was predicted or stored
+        except Exception as exc:
+            err = internal_error(logger, path, exc)
+            status, payload = err.status, err.body()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(payload)).encode()),
+                                (b"x-tidal-worker", self._pid)]})
+        await send({"type": "http.response.body", "body": payload})
+        self.metrics.observe(path, status, time.perf_counter() - start)
+
+
+def create_app(root: Path, **overrides: Any) -> TidalApp:
+    """The server of the project at ``root``: it serves the version the ``champion`` alias of the
+    project's model points at, and follows the alias when it moves.
+
+    ``overrides`` replace settings of the spec's ``deploy`` section: ``max_request_bytes``, ``max_rows``,
+    ``reload_seconds``, ``feedback`` (``reject`` or ``overwrite``). Opens the workspace and the
+    prediction log at once (raising their TidalErrors). The model loads in the reloader's thread when the
+    server starts; startup waits for that first load (up to :data:`FIRST_LOAD_SECONDS`), and ``/readyz``
+    answers 503, saying why, while no version is loaded (no champion yet, or it failed its check).
+    """
+    from tidal.workspace import Workspace
+
+    unknown = sorted(set(overrides) - set(OVERRIDABLE))
+    if unknown:
+        raise ServingError(f"unknown server setting(s): {', '.join(unknown)}",
+                           hint=f"create_app accepts {', '.join(OVERRIDABLE)}")
+    ws = Workspace.open(root)
+    try:
+        try:
+            deploy = type(ws.spec.deploy).model_validate({**ws.spec.deploy.model_dump(), **overrides})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise ServingError(f"server setting {'.'.join(map(str, first['loc']))}: {first['msg']}",
+                               hint="see the deploy section in docs/spec.md") from None
+        log = ws.predictions  # opened (and migrated) now: a bad URL fails here, not on the first request
+    except BaseException:
+        ws.close()
+        raise
+    found = cap_threads()
+    # A category never seen in training is encoded as zeros by design; scikit-learn warns about it on
+    # every such request, which would flood the server log.
+    warnings.filterwarnings("ignore", message="Found unknown categories", category=UserWarning)
+    metrics = ServerMetrics(ENDPOINTS)
+    slot = Slot()
+    service = Service(slot=slot, log=log, clock=ws.clock, metrics=metrics, max_rows=deploy.max_rows,
+                      overwrite_feedback=deploy.feedback == "overwrite")
+    swapped = False
+
+    def on_swap(state: ServingState) -> None:
+        nonlocal swapped
+        metrics.model_served(state.name, state.version, swapped=swapped)
+        swapped = True
+
+    reloader = Reloader(ws.registry, ws.spec.name, slot, interval=deploy.reload_seconds, clock=ws.clock,
+                        on_swap=on_swap)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        logger.info("capped BLAS/OpenMP threads to 1 per model thread (found: %s): parallelism comes from "
+                    "concurrent requests and worker processes", ", ".join(
+                        f"{i.get('internal_api')} {i.get('num_threads')}" for i in found) or "none")
+        reloader.start()
+        # Accept connections only once the first load is over: with several workers sharing the socket,
+        # a worker still loading would otherwise answer 503 while the others serve. /readyz stays 503 if
+        # there is no champion, or the load takes longer than this.
+        await asyncio.to_thread(reloader.first_check.wait, FIRST_LOAD_SECONDS)
+        logger.info("tidal serve: model %r (champion alias), prediction log %s, limits %d bytes / %d rows, "
+                    "checking the champion every %g s", ws.spec.name, ws.settings.predictions_url,
+                    deploy.max_request_bytes, deploy.max_rows, deploy.reload_seconds)
+        try:
+            yield
+        finally:
+            reloader.stop()
+            service.close()
+            metrics.process_exit()
+            ws.close()
+
+    inner = _fastapi(service, metrics, lifespan, max_request_bytes=deploy.max_request_bytes, model=ws.spec.name)
+    return TidalApp(service, inner, metrics, max_request_bytes=deploy.max_request_bytes, reloader=reloader)
+
+
+def _json(doc: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(doc), status_code=status, media_type=JSON)
+
+
+def _fastapi(service: Service, metrics: ServerMetrics, lifespan: Any, *, max_request_bytes: int,
+             model: str) -> FastAPI:
+    app = FastAPI(
+        title=f"tidal: {model}", version="1",
+        description="Predictions from the model version the `champion` alias points at, each stored in the "
+                    "prediction log before it is answered; labels for them by /feedback. The server follows "
+                    "the alias: `tidal promote` and `tidal rollback` switch the version within "
+                    "`deploy.reload_seconds`, without failing a request. Every error is `{\"error\": ...}`.",
+        lifespan=lifespan, redoc_url=None)
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> Response:
+        return Response(exc.body(), status_code=exc.status, media_type=JSON)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404:
+            message = "not found: there is no endpoint at this path (see /docs)"
+        elif exc.status_code == 405:
+            allowed = (exc.headers or {}).get("Allow", "")
+            message = f"method not allowed: {request.url.path} accepts {allowed or 'other methods'}"
+        else:
+            message = str(exc.detail) if isinstance(exc.detail, str) else "the request was refused"
+        return Response(error_body(message), status_code=exc.status_code, media_type=JSON, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> Response:
+        return Response(error_body("the request does not match the documented schema (see /docs)"),
+                        status_code=422, media_type=JSON)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        err = internal_error(logger, request.url.path, exc)
+        return Response(err.body(), status_code=500, media_type=JSON)
+
+    async def body_of(request: Request) -> bytes:
+        try:
+            return await read_body(request.scope, request.receive, max_request_bytes)
+        except ClientGone:
+            raise ApiError(400, "the client disconnected before sending the whole body") from None
+
+    @app.post("/predict", response_model=None, summary="Predict rows",
+              responses={200: {"model": PredictResponse}, **errors(400, 413, 422, 500, 503)},
+              openapi_extra=json_body(PredictRequest))
+    async def predict(request: Request) -> Response:
+        """Predict one row or many. Every prediction is stored in the prediction log before the answer is
+        sent; its id can be given to /feedback later."""
+        return Response(await service.predict(await body_of(request)), media_type=JSON)
+
+    @app.post("/feedback", response_model=None, summary="Label earlier predictions",
+              responses={200: {"model": FeedbackResponse}, **errors(400, 404, 409, 413, 422, 503)},
+              openapi_extra=json_body(FeedbackItem, alternatives=(FeedbackItem,),
+                                      example={"prediction_id": "0f8fad5bd9cb469fa16570867728950e", "label": 1}))
+    async def feedback(request: Request) -> Response:
+        """The true label of one prediction, or a list of them (all stored, or none). A second label for the
+        same prediction is refused with 409, unless the spec says `deploy.feedback: overwrite`."""
+        return Response(await service.feedback(await body_of(request)), media_type=JSON)
+
+    @app.get("/healthz", response_model=Health, summary="Liveness")
+    async def healthz() -> Response:
+        """200 while the process runs."""
+        return _json({"status": "ok", "pid": os.getpid()})
+
+    @app.get("/readyz", response_model=Ready, summary="Readiness", responses=errors(503))
+    async def readyz() -> Response:
+        """200 once a model version is loaded and checked; 503 (saying why) before."""
+        state = service.slot.current
+        if state is None:
+            return Response(error_body(service.slot.status), status_code=503, media_type=JSON)
+        return _json({"status": "ready", "model": state.model_ref})
+
+    @app.get("/model", response_model=ModelInfo, summary="The model serving", responses=errors(503))
+    async def model_info() -> Response:
+        """Name, version, state, signature (with the columns that may be null), validation metrics, lineage,
+        and how it is served (fast or generic path)."""
+        return _json(service.model_info())
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response,
+             responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}})
+    async def prometheus() -> Response:
+        """Requests by endpoint and status, errors, a latency histogram, rows predicted, the model version
+        serving; totals over every worker process."""
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    def openapi() -> dict[str, Any]:
+        # Not cached: the example request shows the columns of the version serving now.
+        spec = add_components(get_openapi(title=app.title, version=app.version, description=app.description,
+                                          routes=app.routes))
+        state = service.slot.current
+        if state is not None:
+            example = {"instances": sample_rows(state.mv.signature, state.mv.profile, n=1)}
+            body = spec["paths"]["/predict"]["post"]["requestBody"]["content"][JSON]
+            body["example"] = example
+        return spec
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+__all__ = ["ENDPOINTS", "OVERRIDABLE", "TidalApp", "create_app"]

@@ -1,0 +1,146 @@
+"""Prometheus metrics of the server, correct across worker processes.
+
+Metrics (all prefixed ``tidal_``):
+
+- ``requests_total{endpoint, status}``: requests answered, by route and HTTP status;
+- ``request_errors_total{endpoint, status}``: the subset answered with a 4xx or 5xx;
+- ``request_duration_seconds{endpoint}``: a latency histogram, from the first byte of the request to
+  the last byte of the answer handed to the server;
+- ``rows_predicted_total{model}``: rows answered by ``/predict`` (stored in the log first);
+- ``model_version{model}``: the version each process serves (a ``pid`` label with several workers, so a
+  hot swap in progress shows which process serves what);
+- ``model_swaps_total{model}``: hot swaps done.
+
+``endpoint`` is a known route or ``other`` (unknown paths are not labels: a scanner cannot blow up
+the series count). With several workers, prometheus_client's multiprocess mode keeps each process's
+values in memory-mapped files under ``PROMETHEUS_MULTIPROC_DIR`` (a temporary folder per server, made
+by :func:`tidal.serve.server.run_server` before the workers start) and ``/metrics`` sums them, so any
+worker answers a scrape with the totals of all.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import values as _values
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+def multiprocess_enabled() -> bool:
+    """Whether prometheus_client stores values in shared files (it decides once, when it is imported,
+    from ``PROMETHEUS_MULTIPROC_DIR``)."""
+    return _values.ValueClass is not _values.MutexValue
+
+
+class ServerMetrics:
+    """The server's metrics; one instance per app."""
+
+    def __init__(self, endpoints: frozenset[str]) -> None:
+        self.endpoints = endpoints
+        self.multiprocess = multiprocess_enabled()
+        # One registry per app in a single process (two apps in one test process do not collide); in
+        # multiprocess mode values live in files and a scrape reads them all.
+        self.registry = None if self.multiprocess else CollectorRegistry(auto_describe=True)
+        reg = self.registry
+        self.requests = Counter("tidal_requests_total", "Requests answered, by endpoint and HTTP status.",
+                                ["endpoint", "status"], registry=reg)
+        self.errors = Counter("tidal_request_errors_total", "Requests answered with a 4xx or 5xx status.",
+                              ["endpoint", "status"], registry=reg)
+        self.latency = Histogram("tidal_request_duration_seconds", "Time to answer a request, in seconds.",
+                                 ["endpoint"], buckets=BUCKETS, registry=reg)
+        self.rows = Counter("tidal_rows_predicted_total", "Rows predicted (and stored) by /predict.", ["model"],
+                            registry=reg)
+        self.version = Gauge("tidal_model_version", "The model version this process serves.", ["model"],
+                             registry=reg, multiprocess_mode="liveall")
+        self.swaps = Counter("tidal_model_swaps_total", "Hot swaps to a new model version.", ["model"],
+                             registry=reg)
+        # label lookups cost a lock and a dict per call: the hot path reuses the children.
+        self._children: dict[tuple[str, int], tuple[Any, Any, Any]] = {}
+        self._rows: dict[str, Any] = {}
+
+    def endpoint(self, path: str) -> str:
+        return path if path in self.endpoints else "other"
+
+    def observe(self, endpoint: str, status: int, seconds: float) -> None:
+        """Count one answered request."""
+        key = (endpoint, status)
+        children = self._children.get(key)
+        if children is None:
+            label = str(status)
+            children = (self.requests.labels(endpoint, label),
+                        self.errors.labels(endpoint, label) if status >= 400 else None,
+                        self.latency.labels(endpoint))
+            self._children[key] = children
+        requests, errors, latency = children
+        requests.inc()
+        if errors is not None:
+            errors.inc()
+        latency.observe(seconds)
+
+    def rows_of(self, model: str) -> Any:
+        """The rows-predicted counter of ``model`` (its labelled child, looked up once)."""
+        child = self._rows.get(model)
+        if child is None:
+            child = self._rows[model] = self.rows.labels(model)
+        return child
+
+    def model_served(self, model: str, version: int, *, swapped: bool) -> None:
+        self.version.labels(model).set(version)
+        if swapped:
+            self.swaps.labels(model).inc()
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition: this process's values, or every worker's in multiprocess mode."""
+        if self.registry is not None:
+            return generate_latest(self.registry)
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry)
+
+    def process_exit(self) -> None:
+        """Drop this process's live gauges (its model version) from the shared files."""
+        if self.multiprocess:
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(os.getpid())
+
+    def middleware(self, app: ASGIApp) -> ASGIApp:
+        """An ASGI middleware that counts every HTTP request ``app`` answers."""
+        metrics = self
+
+        async def measured(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http":
+                await app(scope, receive, send)
+                return
+            start = time.perf_counter()
+            status = 500
+
+            async def send_status(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                await send(message)
+
+            try:
+                await app(scope, receive, send_status)
+            finally:
+                metrics.observe(metrics.endpoint(scope["path"]), status, time.perf_counter() - start)
+
+        return measured
+
+
+__all__ = ["BUCKETS", "CONTENT_TYPE", "ServerMetrics", "multiprocess_enabled"]

@@ -1,0 +1,142 @@
+"""The documented request and response schemas (OpenAPI, shown at ``/docs``).
+
+These pydantic models document the API; they do not parse requests. The hot endpoints parse bodies
+with orjson and check them in plain Python (:mod:`tidal.serve.inputs`), which measured about 80 µs a
+request cheaper than FastAPI's body handling, and behave exactly as described here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class PredictRequest(BaseModel):
+    """Rows to predict: each maps every input column of the serving model to a value."""
+
+    model_config = ConfigDict(extra="forbid")
+    instances: list[dict[str, Any]] = Field(
+        ..., min_length=1,
+        description="One object per row, with exactly the model's input columns (see GET /model: "
+                    "`inputs.columns`). Numbers for numeric and integer columns, true/false for boolean, "
+                    "strings for categorical, ISO 8601 strings for datetime; null only for the columns in "
+                    "`inputs.nullable`. At most `deploy.max_rows` rows and `deploy.max_request_bytes` bytes.")
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: int
+
+
+class PredictResponse(BaseModel):
+    """One prediction per row, in order, each stored in the prediction log before this answer."""
+
+    predictions: list[Any] = Field(..., description="The predicted class (classifiers) or value.")
+    probabilities: list[list[float]] | None = Field(
+        None, description="Classifiers only: per row, the probability of each class, in the order of "
+                          "GET /model `signature.classes`.")
+    prediction_ids: list[str] = Field(..., description="The id of each stored prediction, for POST /feedback.")
+    model: ModelRef
+
+
+class FeedbackItem(BaseModel):
+    """The true label of one earlier prediction."""
+
+    model_config = ConfigDict(extra="forbid")
+    prediction_id: str = Field(..., max_length=128, description="An id returned by POST /predict.")
+    label: str | int | float | bool = Field(
+        ..., description="The true class (one of the model's classes) or, for a regressor, the true value.")
+
+
+class FeedbackResponse(BaseModel):
+    stored: int = Field(..., description="How many labels were stored.")
+
+
+class ErrorResponse(BaseModel):
+    """Every error: what was wrong and where (``instances[3].nswprice: expected a number``), never the
+    submitted values. A server-side failure carries an ``error_id`` that the server log also carries."""
+
+    error: str
+    error_id: str | None = None
+
+
+class Health(BaseModel):
+    status: str
+    pid: int
+
+
+class Ready(BaseModel):
+    status: str
+    model: ModelRef
+
+
+class ModelInfo(BaseModel):
+    """The version serving, and where it came from."""
+
+    name: str
+    version: int
+    state: str
+    task: str
+    created_at: str
+    run_id: str
+    format: str
+    artifact_digest: str
+    signature: dict[str, Any] = Field(..., description="columns (name → kind), target, classes")
+    inputs: dict[str, Any] = Field(..., description="columns, nullable columns, what each column accepts")
+    metrics: dict[str, float]
+    lineage: dict[str, Any] = Field(..., description="run, data snapshots, spec digest, git commit, environment")
+    serving: dict[str, Any] = Field(..., description="predictor path (fast or generic, and why), load and "
+                                                     "check times, nullable columns, process id")
+
+
+SCHEMAS: tuple[type[BaseModel], ...] = (PredictRequest, PredictResponse, FeedbackItem, FeedbackResponse,
+                                        ErrorResponse, Health, Ready, ModelInfo, ModelRef)
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for error statuses."""
+    text = {400: "Not JSON", 404: "Unknown prediction id, or no such route", 409: "Already labelled",
+            413: "Body or row count over the limit", 422: "Wrong shape, columns or types",
+            500: "The model failed (error_id in the log)", 503: "No model loaded, or the log is unavailable"}
+    return {s: {"model": ErrorResponse, "description": text.get(s, "Error")} for s in statuses}
+
+
+def json_body(model: type[BaseModel], *, alternatives: tuple[type[BaseModel], ...] = (),
+              example: Any = None) -> dict[str, Any]:
+    """An ``openapi_extra`` request body that refers to the component schema of ``model``."""
+    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+    schema: dict[str, Any] = ref
+    if alternatives:
+        schema = {"oneOf": [ref, *({"type": "array", "items": {"$ref": f"#/components/schemas/{m.__name__}"}}
+                                   for m in alternatives)]}
+    content: dict[str, Any] = {"schema": schema}
+    if example is not None:
+        content["example"] = example
+    return {"requestBody": {"required": True, "content": {"application/json": content}}}
+
+
+def add_components(spec: dict[str, Any]) -> dict[str, Any]:
+    """Put every documented model (and its nested ones) under ``components.schemas``."""
+    schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+    for model in SCHEMAS:
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas.setdefault(model.__name__, schema)
+    return spec
+
+
+__all__ = [
+    "ErrorResponse",
+    "FeedbackItem",
+    "FeedbackResponse",
+    "Health",
+    "ModelInfo",
+    "ModelRef",
+    "PredictRequest",
+    "PredictResponse",
+    "Ready",
+    "add_components",
+    "errors",
+    "json_body",
+]

@@ -1,0 +1,64 @@
+"""The LogWriter: concurrent requests share appends, and each one hears how its own append went."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from tidal.core.entities import Prediction
+from tidal.core.errors import StorageError
+from tidal.serve.logwriter import LogWriter
+
+
+def prediction(i: int) -> Prediction:
+    return Prediction(id=f"p{i}", time=datetime.now(UTC), model="m", version=1, inputs={"x": i}, output=0)
+
+
+class SlowLog:
+    """Takes 5 ms per append; fails the appends that hold a prediction whose id is in ``poison``."""
+
+    def __init__(self, poison: frozenset[str] = frozenset()) -> None:
+        self.calls: list[list[str]] = []
+        self.poison = poison
+        self.lock = threading.Lock()
+
+    def append(self, predictions: Sequence[Prediction]) -> None:
+        time.sleep(0.005)
+        ids = [p.id for p in predictions]
+        with self.lock:
+            self.calls.append(ids)
+        if self.poison & set(ids):
+            raise StorageError("disk full")
+
+
+def test_concurrent_appends_share_flushes_and_all_land() -> None:
+    log = SlowLog()
+
+    async def scenario() -> None:
+        writer = LogWriter(log)  # type: ignore[arg-type]
+        await asyncio.gather(*(writer.append([prediction(i)]) for i in range(200)))
+        assert writer.appended == 200 and writer.flushes == len(log.calls)
+
+    asyncio.run(scenario())
+    stored = [pid for call in log.calls for pid in call]
+    assert sorted(stored) == sorted(f"p{i}" for i in range(200))
+    assert len(log.calls) < 20, f"{len(log.calls)} flushes for 200 concurrent appends"
+
+
+def test_a_failed_flush_fails_its_callers_only() -> None:
+    log = SlowLog(poison=frozenset({"p0"}))
+
+    async def scenario() -> list[BaseException | None]:
+        writer = LogWriter(log)  # type: ignore[arg-type]
+        first = asyncio.ensure_future(writer.append([prediction(0)]))
+        await asyncio.sleep(0)  # p0's flush starts alone; the rest queue behind it
+        rest = [asyncio.ensure_future(writer.append([prediction(i)])) for i in range(1, 5)]
+        results = await asyncio.gather(first, *rest, return_exceptions=True)
+        return list(results)  # type: ignore[arg-type]
+
+    results = asyncio.run(scenario())
+    assert isinstance(results[0], StorageError)
+    assert results[1:] == [None] * 4
