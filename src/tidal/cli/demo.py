@@ -17,7 +17,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -32,6 +31,7 @@ from rich.table import Table
 HISTORY_SHARE = 0.2
 BATCH = 50          # rows per /predict request
 LABEL_DELAY = 0     # rows before a label is sent back
+TICK_ROWS = 500     # rows between two ticks of the controller
 WINDOW = 1000       # rows of the live accuracy window
 
 
@@ -60,32 +60,6 @@ def prepare_project(directory: Path) -> tuple[Path, Any]:
     spec = spec.replace("max_per_day: 4", "max_per_day: 1000   # the demo compresses years into minutes")
     (directory / "tidal.yaml").write_text(spec)
     return directory, data.iloc[n0:].reset_index(drop=True)
-
-
-class _Controller(threading.Thread):
-    """The controller on its own thread (and its own Workspace), ticking until told to stop."""
-
-    def __init__(self, directory: Path, events: deque[str], state: dict[str, Any]) -> None:
-        super().__init__(daemon=True)
-        self.directory, self.events, self.state = directory, events, state
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        from tidal.workspace import Workspace
-
-        with Workspace.open(self.directory) as ws:
-            controller = ws.controller(owner="demo")
-            try:
-                while not self.stop.is_set():
-                    tick = controller.tick()
-                    self.state.update(drift=tick.drift_share, champion=tick.champion, ticks=self.state["ticks"] + 1)
-                    for e in tick.events:
-                        self.events.append(f"[cyan]{escape(e.kind)}[/] {escape(e.message)}")
-                        if e.kind == "loop.retrain":
-                            self.state["retrains"] += 1
-                    self.stop.wait(0.5)
-            finally:
-                controller.release()
 
 
 def run_demo(directory: Path, console: Console) -> None:
@@ -119,34 +93,40 @@ def run_demo(directory: Path, console: Console) -> None:
                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     events: deque[str] = deque(maxlen=10)
     state: dict[str, Any] = {"drift": None, "champion": first.version, "ticks": 0, "retrains": 0}
-    controller = _Controller(project, events, state)
     y = stream["up"].to_numpy()
     served = np.zeros(len(stream), dtype=int)
     versions = np.zeros(len(stream), dtype=int)
     try:
         url = f"http://127.0.0.1:{port}"
         _wait_ready(url, server, project)
-        console.print(f"2. the server answers on {url} (prediction log on); the controller starts")
-        controller.start()
+        console.print(f"2. the server answers on {url} (prediction log on); the controller ticks every "
+                      f"{TICK_ROWS} rows")
         features = stream[columns].to_dict(orient="records")
         pending: deque[tuple[str, int]] = deque()
-        with httpx.Client(base_url=url, timeout=60) as client, \
+        with httpx.Client(base_url=url, timeout=60) as client, Workspace.open(project) as cws, \
                 Live(console=console, refresh_per_second=4) as live:
-            for lo in range(0, len(stream), BATCH):
-                hi = min(len(stream), lo + BATCH)
-                body = client.post("/predict", json={"instances": features[lo:hi]}).raise_for_status().json()
-                served[lo:hi] = body["predictions"]
-                versions[lo:hi] = body["model"]["version"]
-                pending.extend(zip(body["prediction_ids"], y[lo:hi].tolist(), strict=True))
-                due = [pending.popleft() for _ in range(max(0, len(pending) - LABEL_DELAY))]
-                if due:
-                    client.post("/feedback", json=[{"prediction_id": p, "label": int(v)} for p, v in due]
-                                ).raise_for_status()
-                live.update(_panel(hi, len(stream), served, y, versions, state, events))
+            controller = cws.controller(owner="demo")
+            next_tick = TICK_ROWS
+            try:
+                for lo in range(0, len(stream), BATCH):
+                    hi = min(len(stream), lo + BATCH)
+                    body = client.post("/predict", json={"instances": features[lo:hi]}).raise_for_status().json()
+                    served[lo:hi] = body["predictions"]
+                    versions[lo:hi] = body["model"]["version"]
+                    pending.extend(zip(body["prediction_ids"], y[lo:hi].tolist(), strict=True))
+                    due = [pending.popleft() for _ in range(max(0, len(pending) - LABEL_DELAY))]
+                    if due:
+                        client.post("/feedback", json=[{"prediction_id": p, "label": int(v)} for p, v in due]
+                                    ).raise_for_status()
+                    if hi >= next_tick or hi == len(stream):
+                        next_tick += TICK_ROWS
+                        _tick(controller, state, events)
+                        _wait_serving(client, state["champion"])
+                    live.update(_panel(hi, len(stream), served, y, versions, state, events))
+            finally:
+                controller.release()
         console.print(f"3. streamed {len(stream):,} rows in {time.monotonic() - started:.0f} s")
     finally:
-        controller.stop.set()
-        controller.join(timeout=120)
         os.killpg(server.pid, signal.SIGTERM)
         try:
             server.wait(timeout=20)
@@ -155,6 +135,24 @@ def run_demo(directory: Path, console: Console) -> None:
         log.close()
     _summary(console, project, stream, columns, static_model, served, y, versions, state)
     console.print(f"done in {time.monotonic() - started:.0f} s")
+
+
+def _tick(controller: Any, state: dict[str, Any], events: deque[str]) -> None:
+    tick = controller.tick()
+    state.update(drift=tick.drift_share, champion=tick.champion, ticks=state["ticks"] + 1)
+    for e in tick.events:
+        events.append(f"[cyan]{escape(e.kind)}[/] {escape(e.message)}")
+        if e.kind == "loop.retrain":
+            state["retrains"] += 1
+
+
+def _wait_serving(client: Any, version: int | None, timeout: float = 15.0) -> None:
+    """After a promotion or rollback, wait (briefly) until the server has hot-swapped to ``version``."""
+    deadline = time.monotonic() + timeout
+    while version is not None and time.monotonic() < deadline:
+        if client.get("/model").json().get("version") == version:
+            return
+        time.sleep(0.1)
 
 
 def _wait_ready(url: str, server: subprocess.Popen[bytes], project: Path) -> None:

@@ -211,7 +211,7 @@ class Controller:
                 spec=spec, root=self.ctx.root, store=self.ctx.store, artifacts=self.ctx.artifacts,
                 executor=self.ctx.executor, clock=self.ctx.clock, registry=self.ctx.registry,
                 trigger=f"loop:{trigger}", frame=frame, frame_source=label,
-                promote=CHAMPION if kind == "direct" else CHALLENGER)
+                promote=CHAMPION if kind == "direct" else CHALLENGER, refit=spec.retrain.refit)
             result = pipeline.run()
         except TidalError as exc:
             self._event("loop.retrain_failed", f"retrain ({trigger}) failed: {exc}", {"trigger": trigger,
@@ -257,17 +257,13 @@ class Controller:
         rb = self.ctx.spec.deploy.rollback
         if rb is None or new.version == old.version:
             return
-        metric = self._metric(new)
-        recent = self.ctx.predictions.window(model=self.name, version=old.version, labelled=True, last=rb.after_rows)
-        baseline = score(old, recent, metric)
-        if baseline is None:
-            baseline = old.metrics.get(metric)
-        if baseline is None:
-            return
-        state.watch = {"version": new.version, "previous": old.version, "metric": metric, "baseline": baseline,
+        state.watch = {"version": new.version, "previous": old.version, "metric": self._metric(new),
                        "since": self.ctx.clock.now().isoformat()}
 
     def _check_rollback(self, state: LoopState, champion: ModelVersion) -> bool:
+        """Once the new champion has ``after_rows`` labelled answers, score the old champion on the same
+        rows (their inputs are in the log) and move the alias back if the new one is worse by ``drop``.
+        Comparing on the same rows matters: under drift, later rows are harder for every model."""
         watch, rb = state.watch or {}, self.ctx.spec.deploy.rollback
         if rb is None or champion.version != watch.get("version"):
             state.watch = None  # the champion moved on by other means: nothing to watch
@@ -275,27 +271,31 @@ class Controller:
         preds = self.ctx.predictions.window(model=self.name, version=champion.version, labelled=True)
         if len(preds) < rb.after_rows:
             return False
-        metric, baseline = watch["metric"], float(watch["baseline"])
-        value = score(champion, preds[: rb.after_rows], metric)
+        preds = preds[: rb.after_rows]
         state.watch = None
-        if value is None:
+        previous = self.ctx.registry.get(self.name, int(watch["previous"]))
+        metric = watch["metric"]
+        value = score(champion, preds, metric)
+        baseline = score(previous, _answers_of(self.ctx, previous, preds), metric)
+        if value is None or baseline is None:
             return False
         limit = baseline + rb.drop if metric in LOWER_IS_BETTER else baseline - rb.drop
         figures = {"metric": metric, "value": value, "baseline": baseline, "drop": rb.drop,
-                   "rows": rb.after_rows, "from": champion.version, "to": watch["previous"]}
+                   "rows": rb.after_rows, "from": champion.version, "to": previous.version}
         if worse(metric, value, limit):
             self.ctx.registry.set_alias(
-                self.name, CHAMPION, int(watch["previous"]), trigger="loop:rollback",
+                self.name, CHAMPION, previous.version, trigger="loop:rollback",
                 reason=f"{self.name}:{champion.version} {metric} {value:.3f} on its first {rb.after_rows} labelled "
-                       f"rows is worse than {self.name}:{watch['previous']}'s {baseline:.3f} by more than {rb.drop:g}",
+                       f"rows is worse than {self.name}:{previous.version}'s {baseline:.3f} on the same rows by "
+                       f"more than {rb.drop:g}",
                 data={"rollback": True, **figures})
-            self._event("loop.rollback", f"rolled back {self.name}:{champion.version} → {watch['previous']}: "
-                        f"{metric} {value:.3f} vs {baseline:.3f} (allowed drop {rb.drop:g})", figures,
-                        champion.version)
+            self._event("loop.rollback", f"rolled back {self.name}:{champion.version} → {previous.version}: "
+                        f"{metric} {value:.3f} vs {baseline:.3f} on the same {rb.after_rows} rows "
+                        f"(allowed drop {rb.drop:g})", figures, champion.version)
             return True
         self._event("loop.kept", f"{self.name}:{champion.version} kept: {metric} {value:.3f} on its first "
-                    f"{rb.after_rows} labelled rows (old champion {baseline:.3f}, allowed drop {rb.drop:g})",
-                    figures, champion.version)
+                    f"{rb.after_rows} labelled rows; {self.name}:{previous.version} would have scored "
+                    f"{baseline:.3f} (allowed drop {rb.drop:g})", figures, champion.version)
         return False
 
     def _check_trial(self, state: LoopState, champion: ModelVersion) -> bool:
@@ -365,6 +365,26 @@ class Controller:
                 time.sleep(max(0.0, interval_s - (time.monotonic() - started)))
         finally:
             self.release()
+
+
+def _answers_of(ctx: LoopContext, mv: ModelVersion, preds: list[Any]) -> list[Any]:
+    """What ``mv`` would have answered to the logged ``preds`` (same inputs, same labels)."""
+    from dataclasses import replace
+
+    from tidal.data.prepare import as_model_input
+    from tidal.train.fit import predict_frame
+
+    columns = dict(mv.signature.get("columns", {}))
+    frame = pd.DataFrame([p.inputs for p in preds])
+    if any(c not in frame.columns for c in columns):
+        return []
+    out, proba = predict_frame(ctx.registry.load(mv), as_model_input(frame, list(columns), columns))
+    return [replace(p, output=_plain(out[i]), proba=None if proba is None else [float(v) for v in proba[i]])
+            for i, p in enumerate(preds)]
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
 
 
 def _relabel(p: Any, label: Any) -> Any:

@@ -87,12 +87,14 @@ class TrainingPipeline:
         self, *, spec: Spec, root: Path, store: MetadataStore, artifacts: ArtifactStore, executor: Executor,
         clock: Clock, registry: Registry, listener: StepListener | None = None, trigger: str = "manual",
         use_cache: bool = True, frame: pd.DataFrame | None = None, frame_source: str = "",
-        promote: str | None = None,
+        promote: str | None = None, refit: bool = False,
     ) -> None:
         """``frame`` replaces reading ``data.source`` (the loop passes source rows plus labelled
         predictions; the backtest passes the rows seen so far); ``frame_source`` describes it.
         ``promote`` says which alias a version that passes the gate gets: ``champion``, ``challenger``
-        or ``none``; by default ``champion`` when ``deploy.auto_promote`` is true, else ``challenger``."""
+        or ``none``; by default ``champion`` when ``deploy.auto_promote`` is true, else ``challenger``.
+        ``refit``: a model that passes the gate is fitted again on every row, holdout included, and that
+        model is registered (the loop's choice: under drift the newest rows matter most)."""
         self.spec = spec
         self.root = root
         self.store = store
@@ -108,6 +110,7 @@ class TrainingPipeline:
         self.frame = frame
         self.frame_source = frame_source or "frame"
         self.promote = promote
+        self.refit = refit
 
     # -- helpers ------------------------------------------------------------------------------------
     def _frame(self, digest: str) -> pd.DataFrame:
@@ -306,7 +309,9 @@ class TrainingPipeline:
             tracker.log_metrics({f"train.{k}": v for k, v in evaluated["train"].items() if v is not None})
 
         # gate and register --------------------------------------------------------------------
-        existing = self.registry.find_by_artifact(spec.name, model_d, holdout=holdout_d)
+        existing = self.registry.find_by_artifact(spec.name, model_d, holdout=holdout_d) or next(
+            (mv for mv in reversed(self.registry.list(spec.name))
+             if mv.lineage.get("gated_model") == model_d and mv.lineage.get("holdout") == holdout_d), None)
         if existing is not None:
             note = f"this exact model is already registered as {spec.name}:{existing.version} ({existing.state.value})"
             runner.reuse("gate", dict(existing.info.get("gate") or {}), note)
@@ -369,6 +374,13 @@ class TrainingPipeline:
         spec = self.spec
         profile = json.loads(self.artifacts.get(prof_d))
         state = ModelState.VALIDATED if decision.passed else ModelState.REJECTED
+        gated_model = model_d
+        if self.refit and decision.passed:
+            whole = pd.concat([self._frame(train_d), self._frame(holdout_d)], ignore_index=True)
+            fitted = fit_pipeline(whole, target=spec.data.target, columns=columns, kinds=kinds, prepare=spec.prepare,
+                                  estimator=spec.model.estimator, params=spec.model.params, seed=spec.model.seed)
+            model_d = self.artifacts.put(flavor_for(fitted.model).save(fitted.model))
+            self._models[model_d] = fitted.model
         mv = ModelVersion(
             name=spec.name, version=0, state=state, created_at=self.clock.now(), run_id=result.run.id,
             artifact_digest=model_d, format=flavor["format"], task=task,
@@ -379,7 +391,8 @@ class TrainingPipeline:
             lineage={"run_id": result.run.id, "snapshot": result.run.info.get("snapshot"), "train": train_d,
                      "holdout": holdout_d, "spec_digest": spec.digest, "git": result.run.info.get("git"),
                      "environment_digest": result.run.info.get("environment_digest"), "seed": spec.model.seed,
-                     "estimator": spec.model.estimator, "params": spec.model.params},
+                     "estimator": spec.model.estimator, "params": spec.model.params,
+                     **({"gated_model": gated_model, "refit": "train + holdout"} if model_d != gated_model else {})},
             reasons=decision.failed, info={"flavor": flavor["flavor"], "gate": decision.to_dict(),
                                            "train_metrics": evaluated["train"]},
         )

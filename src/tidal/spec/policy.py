@@ -91,6 +91,9 @@ class RetrainSpec(Section):
     include_source: bool = Field(
         True, description="true or false: train on the data source again as well as on labelled predictions"
     )
+    refit: bool = Field(
+        True, description="true or false: refit a challenger that passed its gate on every row, holdout included"
+    )
 
 
 # -- deploy strategy and rollback ----------------------------------------------------------------------

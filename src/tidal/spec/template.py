@@ -79,6 +79,7 @@ retrain:                    # when `tidal loop` retrains (no trigger = never by 
   window: {{last_rows: null, last_days: null}}   # both null = all rows
   min_labelled: 500
   include_source: true
+  refit: true               # refit a challenger that passed on all rows, holdout included
 
 backtest:                   # `tidal backtest`
   initial_rows: 0.2         # share (< 1) or count of rows that train the first champion

@@ -59,7 +59,7 @@ def test_example_parses_with_its_values() -> None:
     assert spec.storage.store is None
     assert spec.monitor.window == 1000 and spec.monitor.drift.method == "auto"
     assert spec.retrain.on.drift is not None and spec.retrain.on.drift.share == 0.5
-    assert spec.retrain.window.last_rows == 20_000 and spec.backtest.initial_rows == 0.2
+    assert spec.retrain.window.last_rows == 5_000 and spec.backtest.initial_rows == 0.2
     assert spec.deploy.rollback is not None and spec.deploy.rollback.drop == 0.03
     assert spec.metric_task() == "classification"
 
