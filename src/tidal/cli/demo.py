@@ -125,6 +125,7 @@ def run_demo(directory: Path, console: Console) -> None:
                     live.update(_panel(hi, len(stream), served, y, versions, state, events))
             finally:
                 controller.release()
+        console.print()
         console.print(f"3. streamed {len(stream):,} rows in {time.monotonic() - started:.0f} s")
     finally:
         os.killpg(server.pid, signal.SIGTERM)

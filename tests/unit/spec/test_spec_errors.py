@@ -86,16 +86,16 @@ EXACT = {
         " got 'regresion' — did you mean 'regression'?",
     ),
     "bad gate syntax": (
-        edit("accuracy >= 0.70", "accuracy => 0.70"),
-        "tidal.yaml line 21: validate.gates[0]: could not read the gate 'accuracy => 0.70'; expected"
+        edit("accuracy >= 0.60", "accuracy => 0.60"),
+        "tidal.yaml line 21: validate.gates[0]: could not read the gate 'accuracy => 0.60'; expected"
         " 'metric >= 0.70', 'metric >= champion - 0.01' or 'metric <= champion * 1.05'"
         " (op: >=, >, <=, <) — write '>=' instead of '=>'",
     ),
     "unknown metric in a gate": (
-        edit("roc_auc >= champion", "rocauc >= champion"),
-        "tidal.yaml line 22: validate.gates[1]: unknown metric 'rocauc' in the gate"
-        " 'rocauc >= champion - 0.01'; expected one of accuracy, balanced_accuracy, f1, roc_auc,"
-        " log_loss, rmse, mae, r2 — did you mean 'roc_auc'?",
+        edit("accuracy >= champion", "acuracy >= champion"),
+        "tidal.yaml line 22: validate.gates[1]: unknown metric 'acuracy' in the gate"
+        " 'acuracy >= champion - 0.01'; expected one of accuracy, balanced_accuracy, f1, roc_auc,"
+        " log_loss, rmse, mae, r2 — did you mean 'accuracy'?",
     ),
     "unknown metric in metrics": (
         edit("[accuracy, roc_auc]", "[accuracy, auc]"),
