@@ -28,6 +28,7 @@ from tidal.data.prepare import as_model_input
 from tidal.loop.context import LoopContext
 from tidal.loop.controller import Controller, TickReport
 from tidal.loop.pipeline import TrainingPipeline
+from tidal.loop.scoring import plain
 from tidal.registry import CHAMPION
 from tidal.train.fit import fit_pipeline, predict_frame
 
@@ -139,13 +140,13 @@ def _run_backtest(ctx: LoopContext, data: pd.DataFrame, progress: Progress | Non
         loop_pred[lo:hi] = pred
         ctx.predictions.append([
             Prediction(id=f"bt-{lo + i}", time=times[n0 + lo + i], model=spec.name, version=champ.version,
-                       inputs=records[lo + i], output=_plain(pred[i]),
+                       inputs=records[lo + i], output=plain(pred[i]),
                        proba=None if proba is None else [float(v) for v in proba[i]], deployment="backtest")
             for i in range(hi - lo)])
         clock.set(times[n0 + hi - 1])
         upto = hi - cfg.label_delay  # labels of rows before this have arrived
         if upto > delivered:
-            ctx.predictions.add_feedback([Feedback(prediction_id=f"bt-{j}", label=_plain(y[j]), time=clock.now())
+            ctx.predictions.add_feedback([Feedback(prediction_id=f"bt-{j}", label=plain(y[j]), time=clock.now())
                                           for j in range(delivered, upto)])
             delivered = upto
         report = controller.tick()
@@ -217,10 +218,6 @@ def _row_at(row_of: dict[datetime, int], times: list[datetime], when: datetime) 
     import bisect
 
     return max(0, min(len(times) - 1, bisect.bisect_left(times, when)))
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value
 
 
 __all__ = ["BacktestResult", "run_backtest"]

@@ -28,7 +28,7 @@ from tidal.loop.context import LoopContext
 from tidal.loop.monitoring import monitor_once
 from tidal.loop.pipeline import RunResult, TrainingPipeline
 from tidal.loop.policy import Decision, LoopState, Observation, decide, worse
-from tidal.loop.scoring import score
+from tidal.loop.scoring import plain, score
 from tidal.registry import CHALLENGER, CHAMPION, subject
 
 
@@ -379,12 +379,8 @@ def _answers_of(ctx: LoopContext, mv: ModelVersion, preds: list[Any]) -> list[An
     if any(c not in frame.columns for c in columns):
         return []
     out, proba = predict_frame(ctx.registry.load(mv), as_model_input(frame, list(columns), columns))
-    return [replace(p, output=_plain(out[i]), proba=None if proba is None else [float(v) for v in proba[i]])
+    return [replace(p, output=plain(out[i]), proba=None if proba is None else [float(v) for v in proba[i]])
             for i, p in enumerate(preds)]
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value
 
 
 def _relabel(p: Any, label: Any) -> Any:

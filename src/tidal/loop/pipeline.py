@@ -309,9 +309,7 @@ class TrainingPipeline:
             tracker.log_metrics({f"train.{k}": v for k, v in evaluated["train"].items() if v is not None})
 
         # gate and register --------------------------------------------------------------------
-        existing = self.registry.find_by_artifact(spec.name, model_d, holdout=holdout_d) or next(
-            (mv for mv in reversed(self.registry.list(spec.name))
-             if mv.lineage.get("gated_model") == model_d and mv.lineage.get("holdout") == holdout_d), None)
+        existing = self.registry.find_by_artifact(spec.name, model_d, holdout=holdout_d)
         if existing is not None:
             note = f"this exact model is already registered as {spec.name}:{existing.version} ({existing.state.value})"
             runner.reuse("gate", dict(existing.info.get("gate") or {}), note)

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from tidal.core.entities import ModelVersion, Prediction
 from tidal.evaluate.metrics import compute_metrics
+
+
+def plain(value: Any) -> Any:
+    """A NumPy scalar as the plain Python value (JSON and the prediction log want those)."""
+    return value.item() if hasattr(value, "item") else value
 
 
 def score(mv: ModelVersion, preds: Sequence[Prediction], metric: str) -> float | None:

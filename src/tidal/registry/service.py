@@ -70,9 +70,11 @@ class Registry:
         return sorted(a.alias for a in self.store.list_aliases(name) if a.version == version)
 
     def find_by_artifact(self, name: str, digest: str, holdout: str | None = None) -> ModelVersion | None:
-        """The newest version of ``name`` with this artifact digest (and holdout snapshot, if given)."""
+        """The newest version of ``name`` made from this artifact digest (and holdout snapshot, if given):
+        stored under it, or refitted from the model that passed the gate under it (``lineage.gated_model``)."""
         for mv in reversed(self.store.list_model_versions(name)):
-            if mv.artifact_digest == digest and (holdout is None or mv.lineage.get("holdout") == holdout):
+            same = digest in (mv.artifact_digest, mv.lineage.get("gated_model"))
+            if same and (holdout is None or mv.lineage.get("holdout") == holdout):
                 return mv
         return None
 
