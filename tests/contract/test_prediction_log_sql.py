@@ -19,6 +19,7 @@ from tidal.core.entities import Feedback
 from tidal.core.errors import StorageError
 from tidal.storage import _predictions_codec as pc
 from tidal.storage import open_metadata_store, open_prediction_log
+from tidal.storage import sql_schema as t
 from tidal.storage.predictions import SqlPredictionLog
 
 from .test_metadata_store import T0, make_run
@@ -90,9 +91,9 @@ def test_a_clash_fails_only_the_call_that_brought_it(sql_url: str) -> None:
     with SqlPredictionLog(sql_url) as log:
         stored = make_prediction()
         log.append([stored])
-        ok = [pc.encode_prediction(make_prediction())]
-        retry = [pc.encode_prediction(stored)]
-        clash = [pc.encode_prediction(p) for p in (make_prediction(id=stored.id, output=42), make_prediction())]
+        ok = log._batch([make_prediction()])
+        retry = log._batch([stored])
+        clash = log._batch([make_prediction(id=stored.id, output=42), make_prediction()])
         # Three callers' rows in one batch, as the group commit's leader would write them.
         outcomes = log._write_batch([ok, clash, retry])
         assert outcomes[0] is None and outcomes[2] is None
@@ -194,3 +195,53 @@ def test_sqlite_reads_search_an_index(tmp_path: Path, call: Any, index: str) -> 
     assert "SCAN" not in plan, plan
     if index.endswith("_seq"):
         assert "TEMP B-TREE" not in plan, plan
+
+
+def test_the_driver_level_insert_stores_what_sqlalchemy_would(sql_url: str, tmp_path: Path) -> None:
+    # append() bypasses SQLAlchemy's per-row parameter handling (see _DriverInsert); the stored values must be
+    # exactly those of a plain SQLAlchemy INSERT: times in the dialect's format and zone, flags, JSON text.
+    from datetime import UTC, datetime, timedelta, timezone
+
+    import sqlalchemy as sa
+
+    zoned = datetime(2026, 3, 1, 12, 30, 15, 123456, tzinfo=timezone(timedelta(hours=5)))
+    naive = datetime(2026, 3, 1, 7, 30, 15, 654321)
+    cases = [make_prediction(time=zoned, served=False, deployment="shadow", request_id=None),
+             make_prediction(time=naive, label="UP", proba=None, inputs={"x": float("nan"), "big": 2**70}),
+             make_prediction(time=datetime(2026, 3, 1, tzinfo=UTC), label="DOWN", label_time=zoned)]
+    with SqlPredictionLog(sql_url) as log:
+        log.append(cases)
+        engine = log._conns.engine
+        with engine.begin() as conn:
+            fast = {r["id"]: dict(r) for r in conn.execute(sa.text("SELECT * FROM predictions")).mappings()}
+            conn.execute(sa.text("DELETE FROM predictions"))
+            conn.execute(t.predictions.insert(), [pc.encode_prediction(p) for p in cases])
+            plain = {r["id"]: dict(r) for r in conn.execute(sa.text("SELECT * FROM predictions")).mappings()}
+    assert set(fast) == set(plain) == {p.id for p in cases}
+    for pid, row in fast.items():
+        assert {k: v for k, v in row.items() if k != "seq"} == {k: v for k, v in plain[pid].items() if k != "seq"}
+
+
+def test_sqlite_checkpoints_run_in_the_background(tmp_path: Path) -> None:
+    # The request thread never copies the WAL back (the checkpointer thread does), and the WAL stays bounded.
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    with SqlPredictionLog(url) as log:
+        checkpointer = log._checkpointer
+        assert checkpointer is not None
+        for n in range(20):
+            log.append([make_prediction(n=n * 100 + i) for i in range(100)])
+        deadline = time.monotonic() + 10
+        while checkpointer.checkpoints == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert checkpointer.checkpoints >= 1
+        with closing(log._conns.engine.raw_connection()) as raw:
+            pages = raw.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+        assert pages > 1000  # the writers' own checkpoints are only the safety net
+        assert log.count(served=None) == 2000
+    with closing(open_prediction_log(url)) as again:
+        assert again.count(served=None) == 2000
+
+
+def test_postgres_has_no_checkpointer(sql_url: str) -> None:
+    with SqlPredictionLog(sql_url) as log:
+        assert (log._checkpointer is None) == (log.dialect != "sqlite")

@@ -90,24 +90,30 @@ def shown_id(prediction_id: str) -> str:
 # -- rows ---------------------------------------------------------------------------------------------
 
 
-def encode_prediction(p: Prediction) -> dict[str, Any]:
-    """The stored row of ``p``. A label given without ``label_time`` is taken to date from ``p.time``,
-    so that "labelled" always means "has a label time"."""
+#: The stored columns of a prediction, in the order of :func:`prediction_values`.
+COLUMNS = ("id", "time", "model", "version", "deployment", "served", "request_id", "inputs", "output", "proba",
+           "label", "label_time")
+
+
+def prediction_values(p: Prediction) -> tuple[Any, ...]:
+    """The stored values of ``p``, in the order of :data:`COLUMNS` (the hot path of ``append``: no dict).
+
+    A label given without ``label_time`` is taken to date from ``p.time``, so that "labelled" always
+    means "has a label time"."""
     labelled = p.label is not None or p.label_time is not None
-    return {
-        "id": p.id,
-        "time": utc(p.time),
-        "model": p.model,
-        "version": int(p.version),
-        "deployment": p.deployment,
-        "served": bool(p.served),
-        "request_id": p.request_id,
-        "inputs": dumps_value(p.inputs, "prediction.inputs"),
-        "output": dumps_value(p.output, "prediction.output"),
-        "proba": None if p.proba is None else dumps_value(p.proba, "prediction.proba"),
-        "label": dumps_value(p.label, "prediction.label") if labelled else None,
-        "label_time": (utc_or_none(p.label_time) or utc(p.time)) if labelled else None,
-    }
+    return (
+        p.id, utc(p.time), p.model, int(p.version), p.deployment, bool(p.served), p.request_id,
+        dumps_value(p.inputs, "prediction.inputs"),
+        dumps_value(p.output, "prediction.output"),
+        None if p.proba is None else dumps_value(p.proba, "prediction.proba"),
+        dumps_value(p.label, "prediction.label") if labelled else None,
+        (utc_or_none(p.label_time) or utc(p.time)) if labelled else None,
+    )
+
+
+def encode_prediction(p: Prediction) -> dict[str, Any]:
+    """The stored row of ``p``: column name → value (see :func:`prediction_values`)."""
+    return dict(zip(COLUMNS, prediction_values(p), strict=True))
 
 
 def decode_prediction(r: Mapping[Any, Any]) -> Prediction:
