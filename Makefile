@@ -30,4 +30,4 @@ bench: $(STAMP)
 	bash bench/run.sh
 
 clean:
-	rm -rf $(VENV) .venv-bench .pytest_cache .mypy_cache .ruff_cache demo
+	rm -rf $(VENV) .venv-bench .venv-bentoml .pytest_cache .mypy_cache .ruff_cache demo

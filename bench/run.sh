@@ -10,6 +10,16 @@ if [ ! -x "$BENCH/bin/python" ]; then
   "$BENCH/bin/python" -m pip install -q --upgrade pip
 fi
 "$BENCH/bin/python" -m pip install -q -e . -r bench/requirements.txt
+# BentoML (serve.py's third anchor) clashes with MLflow's pins: it gets an environment of its own, with the
+# same scikit-learn, so that the model file written by the bench environment loads there.
+BENTO=.venv-bentoml
+SKLEARN=$("$BENCH/bin/python" -c 'import sklearn; print(sklearn.__version__)')
+if [ ! -x "$BENTO/bin/bentoml" ] || ! "$BENTO/bin/python" -c "import sklearn, sys; sys.exit(sklearn.__version__ != '$SKLEARN')"; then
+  python3 -m venv "$BENTO"
+  "$BENTO/bin/python" -m pip install -q --upgrade pip
+  "$BENTO/bin/python" -m pip install -q -r bench/requirements-bentoml.txt "scikit-learn==$SKLEARN"
+fi
+export TIDAL_BENCH_BENTOML="$PWD/$BENTO/bin/bentoml"
 export PATH="$PWD/$BENCH/bin:$PATH"
 names=("$@")
 if [ ${#names[@]} -eq 0 ]; then

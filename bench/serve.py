@@ -1,5 +1,5 @@
-"""Serving throughput: tidal (prediction log on) against ``mlflow models serve`` and a minimal FastAPI
-endpoint (the floor), the same model, the same load generator, in one run.
+"""Serving throughput: tidal (prediction log on) against ``mlflow models serve``, BentoML and a minimal
+FastAPI endpoint (the floor), the same model, the same load generator, in one run.
 
 The model is a HistGradientBoostingClassifier (default parameters) trained by ``tidal run`` on
 scikit-learn's breast_cancer data (569 rows, 30 features, shipped with scikit-learn), written as CSV in
@@ -11,7 +11,11 @@ three servers serve one fitted model:
 2. MLflow: the same fitted pipeline saved by ``mlflow.sklearn.save_model`` (skops, with the trusted
    types it needs), served by ``mlflow models serve --env-manager local`` (one worker), which runs
    ``uvicorn`` from PATH: bench/run.sh puts the bench venv's bin first.
-3. the floor: bench/_floor.py, FastAPI + ``predict_proba`` of the same estimator on a NumPy array, no
+3. BentoML: bench/_bento.py, the ``@bentoml.service`` a BentoML user would write (typed input, the same
+   estimator's ``predict_proba``), served by ``bentoml serve`` (one worker) from its own environment
+   (``.venv-bentoml``; bench/run.sh sets ``TIDAL_BENCH_BENTOML`` to its ``bentoml``). Skipped, and said so,
+   when that is not set.
+4. the floor: bench/_floor.py, FastAPI + ``predict_proba`` of the same estimator on a NumPy array, no
    validation and no log: the least a server can do.
 
 The servers run one at a time, alone, each with ``OMP_NUM_THREADS=1`` (tidal caps its threads itself;
@@ -46,7 +50,7 @@ from _load import ensure_wrk, run_load
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "serve.json"
-SERVERS = ("tidal", "mlflow", "floor")
+SERVERS = ("tidal", "mlflow", "bentoml", "floor")
 ANCHOR_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 SPEC = """\
@@ -126,6 +130,11 @@ class Server:
             cmd = [mlflow_bin, "models", "serve", "-m", str(built["mlflow_dir"]), "--env-manager", "local",
                    "-h", "127.0.0.1", "-p", str(self.port), "-w", "1"]
             self.path, self.ready = "/invocations", "/ping"
+        elif name == "bentoml":
+            env.update(FLOOR_MODEL=str(built["floor_model"]), FLOOR_COLUMNS=json.dumps(built["columns"]))
+            cmd = [os.environ["TIDAL_BENCH_BENTOML"], "serve", "_bento:Cancer", "--working-dir", str(HERE),
+                   "--host", "127.0.0.1", "--port", str(self.port)]
+            self.path, self.ready = "/predict", "/readyz"
         else:
             env.update(FLOOR_MODEL=str(built["floor_model"]), FLOOR_COLUMNS=json.dumps(built["columns"]))
             cmd = [sys.executable, "-m", "uvicorn", "_floor:app", "--app-dir", str(HERE), "--host", "127.0.0.1",
@@ -249,6 +258,10 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     servers = [s for s in args.servers.split(",") if s]
+    if "bentoml" in servers and not os.environ.get("TIDAL_BENCH_BENTOML"):
+        print("bentoml: skipped (TIDAL_BENCH_BENTOML is not set: run this through bench/run.sh, which makes "
+              ".venv-bentoml)")
+        servers.remove("bentoml")
     wrk = ensure_wrk()
     print(f"load generator: {'wrk' if wrk else 'python (wrk not found: apt-get install -y wrk)'}")
     results: dict[str, Any] = {"servers": {}, "cells": [c["cell"] for c in cells(args)],
@@ -307,13 +320,15 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
     for cell in results["cells"]:
         tidal = s["tidal"][cell]
         row: dict[str, float] = {}
-        for anchor in ("mlflow", "floor"):
+        for anchor in ("mlflow", "bentoml", "floor"):
             if anchor in s:
                 row[f"tidal/{anchor}"] = round(tidal["rps"] / s[anchor][cell]["rps"], 2)
         out["ratios"][cell] = row
         aims: dict[str, bool] = {}
         if "tidal/mlflow" in row:
             aims[">= 10x mlflow"] = row["tidal/mlflow"] >= 10
+        if "tidal/bentoml" in row:
+            aims[">= 2.5x bentoml"] = row["tidal/bentoml"] >= 2.5
         if "tidal/floor" in row:
             aims[">= 0.8x floor"] = row["tidal/floor"] >= 0.8
         if "concurrency 8" in cell:
@@ -329,13 +344,21 @@ def environment(args: argparse.Namespace, wrk: str | None) -> dict[str, Any]:
     return {"seconds_per_cell": args.seconds, "generator": "wrk -t1" if wrk else "python", "cpus": os.cpu_count(),
             "load_average_at_end": [round(x, 2) for x in os.getloadavg()], "python": platform.python_version(),
             "platform": platform.platform(), "mlflow": mlflow.__version__, "scikit-learn": sklearn.__version__,
-            "anchor_env": ANCHOR_ENV, "date": time.strftime("%Y-%m-%d %H:%M:%S %z")}
+            "bentoml": _bentoml_version(), "anchor_env": ANCHOR_ENV, "date": time.strftime("%Y-%m-%d %H:%M:%S %z")}
+
+
+def _bentoml_version() -> str | None:
+    exe = os.environ.get("TIDAL_BENCH_BENTOML")
+    if not exe:
+        return None
+    out = subprocess.run([exe, "--version"], capture_output=True, text=True, check=False).stdout.strip()
+    return out.rsplit(" ", 1)[-1] or None
 
 
 def print_table(results: dict[str, Any]) -> None:
     print()
     print(f"{'cell':28s} " + " ".join(f"{s + ' req/s':>13s} {'p50':>7s} {'p99':>7s}" for s in results["servers"])
-          + "   tidal/mlflow  tidal/floor")
+          + "   tidal/mlflow tidal/bentoml  tidal/floor")
     for cell in results["cells"]:
         parts = []
         for s in results["servers"]:
@@ -343,7 +366,7 @@ def print_table(results: dict[str, Any]) -> None:
             parts.append(f"{r['rps']:13.1f} {r['p50_ms']:7.2f} {r['p99_ms']:7.2f}")
         ratio = results.get("ratios", {}).get(cell, {})
         print(f"{cell:28s} " + " ".join(parts) + f"   {ratio.get('tidal/mlflow', float('nan')):12.2f}"
-              f"  {ratio.get('tidal/floor', float('nan')):11.2f}")
+              f" {ratio.get('tidal/bentoml', float('nan')):13.2f}  {ratio.get('tidal/floor', float('nan')):11.2f}")
     if "tidal_log_rows" in results:
         print(f"tidal prediction log: {results['tidal_log_rows']} predictions stored")
 
