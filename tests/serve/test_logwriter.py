@@ -62,3 +62,47 @@ def test_a_failed_flush_fails_its_callers_only() -> None:
     results = asyncio.run(scenario())
     assert isinstance(results[0], StorageError)
     assert results[1:] == [None] * 4
+
+
+class ThreadLog(SlowLog):
+    """Records which thread each append ran on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: list[int] = []
+
+    def append(self, predictions: Sequence[Prediction]) -> None:
+        self.threads.append(threading.get_ident())
+        super().append(predictions)
+
+
+def test_small_flushes_run_inline_and_large_ones_in_the_pool() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    log = ThreadLog()
+    pool = ThreadPoolExecutor(1)
+
+    async def scenario() -> int:
+        writer = LogWriter(log, pool, inline_rows=4)  # type: ignore[arg-type]
+        await writer.append([prediction(0)])  # alone: inline, on the loop's thread
+        await writer.append([prediction(i) for i in range(1, 10)])  # 9 rows: in the pool
+        # concurrent small appends still share flushes, inline or not, and all land
+        await asyncio.gather(*(writer.append([prediction(i)]) for i in range(10, 40)))
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(scenario())
+    pool.shutdown()
+    assert log.threads[0] == loop_thread
+    assert log.threads[1] != loop_thread
+    assert sorted(pid for call in log.calls for pid in call) == sorted(f"p{i}" for i in range(40))
+    assert len(log.calls) < 2 + 30
+
+
+def test_an_inline_flush_that_fails_fails_its_callers() -> None:
+    log = SlowLog(poison=frozenset({"p0"}))
+
+    async def scenario() -> list[BaseException | None]:
+        writer = LogWriter(log, inline_rows=64)  # type: ignore[arg-type]
+        return list(await asyncio.gather(writer.append([prediction(0)]), return_exceptions=True))
+
+    assert isinstance(asyncio.run(scenario())[0], StorageError)

@@ -36,6 +36,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from tidal.core.errors import ServingError
 from tidal.serve.body import ClientGone, read_body
 from tidal.serve.errors import ApiError, error_body, internal_error
+from tidal.serve.logwriter import INLINE_LOG_ROWS
 from tidal.serve.metrics import CONTENT_TYPE, ASGIApp, Receive, Scope, Send, ServerMetrics
 from tidal.serve.openapi import (
     FeedbackItem,
@@ -49,10 +50,10 @@ from tidal.serve.openapi import (
     errors,
     json_body,
 )
-from tidal.serve.reloader import Reloader
+from tidal.serve.reloader import TRIAL_KINDS, Reloader
 from tidal.serve.samples import sample_rows
 from tidal.serve.service import Service
-from tidal.serve.state import ServingState, Slot
+from tidal.serve.state import ServingState, Slot, Trial
 from tidal.serve.threads import cap_threads
 
 logger = logging.getLogger("tidal.serve")
@@ -65,6 +66,8 @@ ENDPOINTS = frozenset({*HOT_ROUTES, "/healthz", "/readyz", "/metrics", "/model",
 OVERRIDABLE = ("max_request_bytes", "max_rows", "reload_seconds", "feedback")
 #: How long startup waits for the first model load before it accepts connections anyway.
 FIRST_LOAD_SECONDS = 60.0
+#: How long a stopping server waits for pending shadow work (the answers were given; their shadows are logged).
+SHADOW_DRAIN_SECONDS = 5.0
 
 
 class TidalApp:
@@ -109,15 +112,19 @@ class TidalApp:
         self.metrics.observe(path, status, time.perf_counter() - start)
 
 
-def create_app(root: Path, **overrides: Any) -> TidalApp:
+def create_app(root: Path, *, shared_log: bool = False, **overrides: Any) -> TidalApp:
     """The server of the project at ``root``: it serves the version the ``champion`` alias of the
-    project's model points at, and follows the alias when it moves.
+    project's model points at, and follows the alias when it moves. With ``deploy.strategy`` canary or
+    shadow it also runs the version the ``challenger`` alias points at beside it (docs/deploy.md).
 
     ``overrides`` replace settings of the spec's ``deploy`` section: ``max_request_bytes``, ``max_rows``,
     ``reload_seconds``, ``feedback`` (``reject`` or ``overwrite``). Opens the workspace and the
     prediction log at once (raising their TidalErrors). The model loads in the reloader's thread when the
     server starts; startup waits for that first load (up to :data:`FIRST_LOAD_SECONDS`), and ``/readyz``
     answers 503, saying why, while no version is loaded (no champion yet, or it failed its check).
+
+    ``shared_log``: other processes write to the same prediction log (``--workers N``); small appends then
+    never run on the event loop's thread (see :class:`~tidal.serve.logwriter.LogWriter`).
     """
     from tidal.workspace import Workspace
 
@@ -143,8 +150,13 @@ def create_app(root: Path, **overrides: Any) -> TidalApp:
     warnings.filterwarnings("ignore", message="Found unknown categories", category=UserWarning)
     metrics = ServerMetrics(ENDPOINTS)
     slot = Slot()
+    strategy = deploy.strategy
+    # Small appends commit on the event loop's thread only where that cannot stall it: a SQLite file that no
+    # other process writes to (another process may hold its lock; a network database may be slow to answer).
+    inline = INLINE_LOG_ROWS if getattr(log, "dialect", None) == "sqlite" and not shared_log else 0
     service = Service(slot=slot, log=log, clock=ws.clock, metrics=metrics, max_rows=deploy.max_rows,
-                      overwrite_feedback=deploy.feedback == "overwrite")
+                      overwrite_feedback=deploy.feedback == "overwrite", strategy=strategy.kind,
+                      inline_log_rows=inline)
     swapped = False
 
     def on_swap(state: ServingState) -> None:
@@ -152,8 +164,14 @@ def create_app(root: Path, **overrides: Any) -> TidalApp:
         metrics.model_served(state.name, state.version, swapped=swapped)
         swapped = True
 
+    def on_trial(trial: Trial | None) -> None:
+        metrics.challenger_served(ws.spec.name, strategy.kind, trial.version if trial is not None else None)
+
+    trial_kind = strategy.kind if strategy.kind in TRIAL_KINDS else None
+    if trial_kind is not None:
+        on_trial(None)  # the gauge exists (at 0) from the start of a trial strategy
     reloader = Reloader(ws.registry, ws.spec.name, slot, interval=deploy.reload_seconds, clock=ws.clock,
-                        on_swap=on_swap)
+                        on_swap=on_swap, trial_kind=trial_kind, percent=strategy.percent, on_trial=on_trial)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -166,11 +184,16 @@ def create_app(root: Path, **overrides: Any) -> TidalApp:
         # there is no champion, or the load takes longer than this.
         await asyncio.to_thread(reloader.first_check.wait, FIRST_LOAD_SECONDS)
         logger.info("tidal serve: model %r (champion alias), prediction log %s, limits %d bytes / %d rows, "
-                    "checking the champion every %g s", ws.spec.name, ws.settings.predictions_url,
-                    deploy.max_request_bytes, deploy.max_rows, deploy.reload_seconds)
+                    "checking the champion every %g s; deploy strategy %s", ws.spec.name,
+                    ws.settings.predictions_url, deploy.max_request_bytes, deploy.max_rows, deploy.reload_seconds,
+                    strategy.kind + (f" ({strategy.percent:g}% of requests to the challenger alias)"
+                                     if strategy.kind == "canary" else
+                                     " (the challenger alias predicts every request, unreturned)"
+                                     if strategy.kind == "shadow" else ""))
         try:
             yield
         finally:
+            await service.shadow.drain(SHADOW_DRAIN_SECONDS)
             reloader.stop()
             service.close()
             metrics.process_exit()
@@ -191,7 +214,10 @@ def _fastapi(service: Service, metrics: ServerMetrics, lifespan: Any, *, max_req
         description="Predictions from the model version the `champion` alias points at, each stored in the "
                     "prediction log before it is answered; labels for them by /feedback. The server follows "
                     "the alias: `tidal promote` and `tidal rollback` switch the version within "
-                    "`deploy.reload_seconds`, without failing a request. Every error is `{\"error\": ...}`.",
+                    "`deploy.reload_seconds`, without failing a request. With `deploy.strategy` canary, a "
+                    "share of the requests is answered by the `challenger` alias (the answer's `model` says "
+                    "which version answered); with shadow, the challenger predicts every request in the "
+                    "background and only the champion's answer is returned. Every error is `{\"error\": ...}`.",
         lifespan=lifespan, redoc_url=None)
 
     @app.exception_handler(ApiError)
@@ -258,14 +284,16 @@ def _fastapi(service: Service, metrics: ServerMetrics, lifespan: Any, *, max_req
     @app.get("/model", response_model=ModelInfo, summary="The model serving", responses=errors(503))
     async def model_info() -> Response:
         """Name, version, state, signature (with the columns that may be null), validation metrics, lineage,
-        and how it is served (fast or generic path)."""
+        how it is served (fast or generic path), and the deployment: the strategy and the challenger beside
+        the champion (canary share or shadow), or why there is none."""
         return _json(service.model_info())
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response,
              responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}})
     async def prometheus() -> Response:
         """Requests by endpoint and status, errors, a latency histogram, rows predicted, the model version
-        serving; totals over every worker process."""
+        serving, requests and rows by version and deployment (direct, canary, shadow), the challenger and
+        its failures; totals over every worker process."""
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     def openapi() -> dict[str, Any]:

@@ -6,7 +6,14 @@ the requests of this process that are waiting at the same moment share one call:
 flush in the log thread, and those that arrive meanwhile queue and go together in the next flush, one
 ``append`` (one transaction) for all of them.
 Each waiting request resolves only when the flush holding its predictions has committed, so a request
-is answered only once its predictions are durable. Several worker processes still share commits with
+is answered only once its predictions are durable.
+
+A flush of at most ``inline_rows`` rows runs on the event loop's thread instead (the server sets it to
+:data:`INLINE_LOG_ROWS` for a SQLite log that only this process writes). Handing a one-row append to
+the log thread and back costs two thread wake-ups, more than the append itself (~65 µs): measured with
+wrk against the breast_cancer model, single-row requests went from 1,930 to 2,670 req/s at
+concurrency 1 and from 3,700 to 5,690 at concurrency 8. Requests that arrive during such a flush wait
+in the socket, then all join the next one. Several worker processes still share commits with
 one another through the log's own group commit.
 """
 
@@ -22,14 +29,17 @@ from tidal.core.ports import PredictionLog
 
 #: Most predictions in one flush (a burst of large requests is written in several transactions).
 MAX_FLUSH = 4096
+#: Flushes of at most this many rows run on the event loop's thread, where the server allows it.
+INLINE_LOG_ROWS = 64
 
 
 class LogWriter:
     """Append predictions to ``log`` from coroutines; see the module docstring."""
 
-    def __init__(self, log: PredictionLog, executor: Executor | None = None) -> None:
+    def __init__(self, log: PredictionLog, executor: Executor | None = None, *, inline_rows: int = 0) -> None:
         self.log = log
         self.executor = executor
+        self.inline_rows = inline_rows
         self._queue: deque[tuple[Sequence[Prediction], asyncio.Future[None]]] = deque()
         self._flushing = False
         self._task: asyncio.Task[None] | None = None  # referenced, so it is not collected mid-flush
@@ -51,7 +61,10 @@ class LogWriter:
 
     async def _write(self, loop: asyncio.AbstractEventLoop, rows: list[Prediction]) -> BaseException | None:
         try:
-            await loop.run_in_executor(self.executor, self.log.append, rows)
+            if len(rows) <= self.inline_rows:
+                self.log.append(rows)
+            else:
+                await loop.run_in_executor(self.executor, self.log.append, rows)
         except Exception as exc:
             return exc
         finally:
@@ -81,4 +94,4 @@ class LogWriter:
             self._flushing = False
 
 
-__all__ = ["MAX_FLUSH", "LogWriter"]
+__all__ = ["INLINE_LOG_ROWS", "MAX_FLUSH", "LogWriter"]

@@ -9,7 +9,15 @@ Metrics (all prefixed ``tidal_``):
 - ``rows_predicted_total{model}``: rows answered by ``/predict`` (stored in the log first);
 - ``model_version{model}``: the version each process serves (a ``pid`` label with several workers, so a
   hot swap in progress shows which process serves what);
-- ``model_swaps_total{model}``: hot swaps done.
+- ``model_swaps_total{model}``: hot swaps done;
+- ``deployment_requests_total{model, version, deployment}`` and ``deployment_rows_total{...}``: requests
+  and rows predicted by each version, by how it answered: ``direct`` (the champion), ``canary`` (the
+  challenger answered), ``shadow`` (the challenger predicted beside the champion; logged, not returned);
+- ``challenger_version{model, deployment}``: the challenger each process runs beside the champion in a
+  canary or shadow trial (0 when none; a ``pid`` label with several workers);
+- ``challenger_errors_total{model, deployment}``: challenger predictions that failed (a canary request
+  then answered by the champion; a shadow answer then not logged) — never a failed request;
+- ``shadow_dropped_total{model}``: shadow predictions skipped because too many were still pending.
 
 ``endpoint`` is a known route or ``other`` (unknown paths are not labels: a scanner cannot blow up
 the series count). With several workers, prometheus_client's multiprocess mode keeps each process's
@@ -66,9 +74,24 @@ class ServerMetrics:
                              registry=reg, multiprocess_mode="liveall")
         self.swaps = Counter("tidal_model_swaps_total", "Hot swaps to a new model version.", ["model"],
                              registry=reg)
+        self.deployment_requests = Counter(
+            "tidal_deployment_requests_total", "Requests predicted, by model version and deployment "
+            "(direct, canary, shadow).", ["model", "version", "deployment"], registry=reg)
+        self.deployment_rows = Counter(
+            "tidal_deployment_rows_total", "Rows predicted, by model version and deployment (direct, canary, shadow).",
+            ["model", "version", "deployment"], registry=reg)
+        self.challenger = Gauge("tidal_challenger_version", "The challenger version this process runs beside the "
+                                "champion (canary or shadow), 0 when none.", ["model", "deployment"], registry=reg,
+                                multiprocess_mode="liveall")
+        self.challenger_errors = Counter(
+            "tidal_challenger_errors_total", "Challenger predictions that failed (the request was answered by the "
+            "champion all the same).", ["model", "deployment"], registry=reg)
+        self.shadow_dropped = Counter("tidal_shadow_dropped_total", "Shadow predictions skipped because too many "
+                                      "were pending.", ["model"], registry=reg)
         # label lookups cost a lock and a dict per call: the hot path reuses the children.
         self._children: dict[tuple[str, int], tuple[Any, Any, Any]] = {}
         self._rows: dict[str, Any] = {}
+        self._deployed: dict[tuple[str, int, str], tuple[Any, Any]] = {}
 
     def endpoint(self, path: str) -> str:
         return path if path in self.endpoints else "other"
@@ -95,6 +118,21 @@ class ServerMetrics:
         if child is None:
             child = self._rows[model] = self.rows.labels(model)
         return child
+
+    def predicted(self, model: str, version: int, deployment: str, rows: int) -> None:
+        """Count one request of ``rows`` rows predicted by ``model:version`` as ``deployment``."""
+        key = (model, version, deployment)
+        children = self._deployed.get(key)
+        if children is None:
+            labels = (model, str(version), deployment)
+            children = self._deployed[key] = (self.deployment_requests.labels(*labels),
+                                              self.deployment_rows.labels(*labels))
+        children[0].inc()
+        children[1].inc(rows)
+
+    def challenger_served(self, model: str, kind: str, version: int | None) -> None:
+        """The challenger this process now runs as ``kind`` (None: the trial ended)."""
+        self.challenger.labels(model, kind).set(version or 0)
 
     def model_served(self, model: str, version: int, *, swapped: bool) -> None:
         self.version.labels(model).set(version)

@@ -72,7 +72,7 @@ class Ready(BaseModel):
 
 
 class ModelInfo(BaseModel):
-    """The version serving, and where it came from."""
+    """The version serving, where it came from, and the challenger beside it (canary or shadow)."""
 
     name: str
     version: int
@@ -88,6 +88,10 @@ class ModelInfo(BaseModel):
     lineage: dict[str, Any] = Field(..., description="run, data snapshots, spec digest, git commit, environment")
     serving: dict[str, Any] = Field(..., description="predictor path (fast or generic, and why), load and "
                                                      "check times, nullable columns, process id")
+    deployment: dict[str, Any] = Field(
+        ..., description="strategy (direct, canary, shadow), champion, challenger beside it (name, version, mode, "
+                         "percent, loaded_at; canary: requests routed by this process) or null, and "
+                         "challenger_status (why there is none, or what failed)")
 
 
 SCHEMAS: tuple[type[BaseModel], ...] = (PredictRequest, PredictResponse, FeedbackItem, FeedbackResponse,

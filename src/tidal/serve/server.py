@@ -32,7 +32,7 @@ def worker_app() -> Any:
     root = os.environ.get(ROOT_ENV)
     if not root:
         raise RuntimeError(f"{ROOT_ENV} is not set: start workers with tidal.serve.run_server")
-    return create_app(Path(root))
+    return create_app(Path(root), shared_log=True)
 
 
 def log_config() -> dict[str, Any]:

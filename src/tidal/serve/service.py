@@ -6,6 +6,13 @@
 500 with an error id (logged with the stack trace); a log that cannot store is a 503 and the client is
 told the answer was not given, so nothing answered is ever missing from the log.
 
+In a canary trial, the requests the :class:`~tidal.serve.trials.CanaryRouter` picks are answered (all
+their rows) by the challenger, logged with its version and deployment ``canary``; a challenger that
+refuses the rows or raises is counted and logged, and the champion answers that request instead (as
+``direct``), so a broken challenger never fails a request. In a shadow trial, the champion answers
+every request as usual, and once its predictions are committed the request hands its body to the
+:class:`~tidal.serve.trials.ShadowRunner` and returns without waiting for it. See docs/deploy.md.
+
 ``/feedback``: labels for earlier predictions, all or nothing. An unknown id is a 404, a second label a
 409, unless ``deploy.feedback`` is ``overwrite`` (then the last label wins).
 """
@@ -21,16 +28,17 @@ from typing import Any
 
 import orjson
 
-from tidal.core.entities import Feedback, Prediction
+from tidal.core.entities import Feedback
 from tidal.core.errors import FeedbackRejected, StorageError
 from tidal.core.ports import Clock, PredictionLog
 from tidal.serve.errors import ApiError, internal_error
 from tidal.serve.inputs import feedback_items, parse_json
 from tidal.serve.logwriter import LogWriter
 from tidal.serve.metrics import ServerMetrics
-from tidal.serve.predictor import to_json
-from tidal.serve.state import ServingState, Slot
+from tidal.serve.records import Answers, make_records, predict_rows
+from tidal.serve.state import ServingState, Slot, Trial
 from tidal.serve.threads import cap_threads
+from tidal.serve.trials import CanaryRouter, ShadowRunner, Throttled
 
 logger = logging.getLogger("tidal.serve")
 
@@ -60,8 +68,11 @@ class Service:
     """The server's behaviour over a serving slot, a prediction log and the deploy settings."""
 
     def __init__(self, *, slot: Slot, log: PredictionLog, clock: Clock, metrics: ServerMetrics,
-                 max_rows: int, overwrite_feedback: bool) -> None:
+                 max_rows: int, overwrite_feedback: bool, strategy: str = "direct",
+                 inline_log_rows: int = 0) -> None:
         self.slot = slot
+        #: ``deploy.strategy.kind``: what the server does with a challenger (see docs/deploy.md).
+        self.strategy = strategy
         self.log = log
         self.clock = clock
         self.metrics = metrics
@@ -71,10 +82,14 @@ class Service:
         # predictions, each capped to one OpenMP thread.
         self._log_pool = ThreadPoolExecutor(1, thread_name_prefix="tidal-log")
         self._model_pool = ThreadPoolExecutor(2, thread_name_prefix="tidal-model", initializer=cap_threads)
-        self.writer = LogWriter(log, self._log_pool)
+        self.writer = LogWriter(log, self._log_pool, inline_rows=inline_log_rows)
+        self.router = CanaryRouter()
+        self.shadow = ShadowRunner(log, metrics, max_rows=max_rows, inline_rows=INLINE_MAX_ROWS)
+        self._canary_failed = Throttled()
 
     def close(self) -> None:
         self._model_pool.shutdown(wait=False, cancel_futures=True)
+        self.shadow.close()
         self._log_pool.shutdown(wait=True)
 
     def serving(self) -> ServingState:
@@ -85,44 +100,64 @@ class Service:
 
     # -- /predict ---------------------------------------------------------------------------------------
     async def predict(self, body: bytes) -> bytes:
-        state = self.serving()  # read once: this request uses this version to the end, swap or not
+        deployment = self.slot.deployment  # read once: this request uses these versions to the end, swap or not
+        champion, trial = deployment.champion, deployment.trial
+        if champion is None:
+            raise ApiError(503, self.slot.status)
         doc = parse_json(body)
-        rows = state.schema.instances(doc, max_rows=self.max_rows)
-        try:
-            if len(rows) <= INLINE_MAX_ROWS:
-                out = state.predictor.arrays(rows)
-            else:
-                loop = asyncio.get_running_loop()
-                out = await loop.run_in_executor(self._model_pool, state.predictor.arrays, rows)
-            predictions, probabilities = to_json(out)
-            if len(predictions) != len(rows):
-                raise RuntimeError(f"the model returned {len(predictions)} predictions for {len(rows)} rows")
-        except Exception as exc:
-            raise internal_error(logger, f"/predict ({state.label})", exc) from None
+        # Checked against the champion's signature whatever the route: bad input gets the champion's 4xx,
+        # and takes no canary turn, so the canary's share is exact over the requests that are answered.
+        rows = champion.schema.instances(doc, max_rows=self.max_rows)
+        state, how, answers = champion, "direct", None
+        if trial is not None and trial.kind == "canary" and self.router.take(trial):
+            found = await self._canary(trial, doc)
+            if found is not None:
+                state, how, (rows, answers) = trial.state, "canary", found
+        if answers is None:
+            try:
+                answers = await self._predict(champion, rows)
+            except Exception as exc:
+                raise internal_error(logger, f"/predict ({champion.label})", exc) from None
         ids = new_ids(len(rows) + 1)
         request_id = ids.pop()  # groups the rows of one request in the log
-        now = self.clock.now()
-        name, version = state.mv.name, state.mv.version
-        if probabilities is None:
-            records = [Prediction(id=i, time=now, model=name, version=version, inputs=row, output=out_,
-                                  request_id=request_id) for i, row, out_ in zip(ids, rows, predictions, strict=True)]
-        else:
-            records = [Prediction(id=i, time=now, model=name, version=version, inputs=row, output=out_, proba=p,
-                                  request_id=request_id)
-                       for i, row, out_, p in zip(ids, rows, predictions, probabilities, strict=True)]
+        records = make_records(state, rows, answers, ids, request_id=request_id, now=self.clock.now(),
+                               deployment=how)
         try:
             await self.writer.append(records)
         except Exception as exc:
             raise internal_error(logger, "/predict (prediction log)", exc, status=503,
                                  message="the predictions could not be stored, so they are not answered; "
                                          "try again") from None
-        self.metrics.rows_of(name).inc(len(rows))
+        if trial is not None and trial.kind == "shadow":
+            self.shadow.submit(trial, doc, records)  # returns at once: the answer does not wait for it
+        self.metrics.rows_of(state.name).inc(len(rows))
+        self.metrics.predicted(state.name, state.version, how, len(rows))
+        predictions, probabilities = answers
         answer: dict[str, Any] = {"predictions": predictions}
         if probabilities is not None:
             answer["probabilities"] = probabilities
         answer["prediction_ids"] = ids
         answer["model"] = state.model_ref
         return orjson.dumps(answer)
+
+    async def _predict(self, state: ServingState, rows: list[dict[str, Any]]) -> Answers:
+        if len(rows) <= INLINE_MAX_ROWS:
+            return predict_rows(state, rows)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._model_pool, predict_rows, state, rows)
+
+    async def _canary(self, trial: Trial, doc: Any) -> tuple[list[dict[str, Any]], Answers] | None:
+        """The canary challenger's rows and answers, or None when it cannot answer (the champion will: a
+        challenger that refuses rows the champion took, or raises, is counted and logged)."""
+        state = trial.state
+        try:
+            rows = state.schema.instances(doc, max_rows=self.max_rows)  # its own signature may differ
+            return rows, await self._predict(state, rows)
+        except Exception as exc:
+            self.metrics.challenger_errors.labels(state.name, "canary").inc()
+            self._canary_failed("canary %s failed, the champion answered instead: %s: %s", state.label,
+                                type(exc).__name__, exc, exc=None if isinstance(exc, ApiError) else exc)
+            return None
 
     # -- /feedback --------------------------------------------------------------------------------------
     async def feedback(self, body: bytes) -> bytes:
@@ -151,7 +186,10 @@ class Service:
 
     # -- /model, /readyz ----------------------------------------------------------------------------------
     def model_info(self) -> dict[str, Any]:
-        state = self.serving()
+        deployment = self.slot.deployment  # read once: the champion and its challenger, as deployed together
+        state = deployment.champion
+        if state is None:
+            raise ApiError(503, self.slot.status)
         mv = state.mv
         return {
             "name": mv.name, "version": mv.version, "state": mv.state.value, "task": mv.task,
@@ -161,7 +199,28 @@ class Service:
             "lineage": mv.lineage,
             "serving": {**state.report, "loaded_at": state.loaded_at.isoformat(), "pid": os.getpid(),
                         "deployment": "direct"},
+            "deployment": self.deployment_info(state, deployment.trial),
         }
+
+    def deployment_info(self, champion: ServingState, trial: Trial | None) -> dict[str, Any]:
+        """The strategy, the champion, and the challenger beside it (or why there is none), as this process
+        serves them."""
+        info: dict[str, Any] = {"strategy": self.strategy, "champion": champion.model_ref, "challenger": None,
+                                "challenger_status": self.slot.trial_status}
+        if trial is not None:
+            mv = trial.state.mv
+            challenger: dict[str, Any] = {
+                **trial.state.model_ref, "state": mv.state.value, "mode": trial.kind,
+                "loaded_at": trial.state.loaded_at.isoformat(), "path": trial.state.report.get("path"),
+                "metrics": mv.metrics}
+            # percent: the share of requests the challenger answers (a shadow predicts them all, answers none)
+            challenger["percent"] = trial.percent if trial.kind == "canary" else 0.0
+            if trial.kind == "canary":
+                challenger["routed"] = self.router.stats(trial)
+            else:
+                challenger["shadow"] = {"pending_rows": self.shadow.pending, "logged_rows": self.shadow.logged}
+            info["challenger"] = challenger
+        return info
 
 
 __all__ = ["INLINE_MAX_ROWS", "Service", "new_ids"]

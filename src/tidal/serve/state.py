@@ -1,8 +1,11 @@
-"""The serving state: one immutable object holding everything a request needs about the model it uses.
+"""The serving state: immutable objects holding everything a request needs about the models it uses.
 
-A request reads :attr:`Slot.current` once and uses that object to the end, so a hot swap (the reloader
-assigning a new state, a single atomic reference store) can never give a request the inputs of one
-version and the model of another, and never makes a request wait.
+:class:`ServingState` is one loaded, checked version. :class:`Deployment` is what the server runs now:
+the champion, and beside it (``deploy.strategy`` canary or shadow) the challenger as a :class:`Trial`.
+A request reads :attr:`Slot.deployment` once and uses that object to the end, so a hot swap (the
+reloader assigning a new deployment, a single atomic reference store) can never give a request the
+inputs of one version and the model of another, or a champion and a challenger that were never
+deployed together, and never makes a request wait. Only the reloader's thread assigns it.
 """
 
 from __future__ import annotations
@@ -60,18 +63,68 @@ def load_state(registry: Any, mv: ModelVersion, *, now: datetime, fast: bool = T
                         model_ref={"name": mv.name, "version": mv.version})
 
 
+@dataclass(frozen=True)
+class Trial:
+    """A challenger served beside the champion: ``kind`` is ``canary`` (it answers ``percent`` % of the
+    requests) or ``shadow`` (it predicts every request in the background; its answers are only logged)."""
+
+    state: ServingState
+    kind: str
+    percent: float = 0.0
+
+    @property
+    def version(self) -> int:
+        return self.state.version
+
+    def describe(self) -> str:
+        return f"{self.state.label} as {self.kind}" + (f" ({self.percent:g}% of requests)"
+                                                       if self.kind == "canary" else "")
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """The champion serving (None before the first load) and the challenger's trial, if any."""
+
+    champion: ServingState | None = None
+    trial: Trial | None = None
+
+
 class Slot:
-    """Where the current :class:`ServingState` lives, with a word on why there is none (yet)."""
+    """Where the current :class:`Deployment` lives, with a word on why there is no champion (yet) and on
+    what became of the challenger."""
 
     def __init__(self) -> None:
-        self.current: ServingState | None = None
+        self.deployment = Deployment()
         self.status: str = "starting: the model is not loaded yet"
+        self.trial_status: str = "none"
+
+    @property
+    def current(self) -> ServingState | None:
+        """The champion's state (None while nothing is loaded)."""
+        return self.deployment.champion
+
+    @property
+    def trial(self) -> Trial | None:
+        return self.deployment.trial
 
     def swap(self, state: ServingState) -> ServingState | None:
-        """Serve ``state`` from now on; returns the state it replaces."""
-        previous, self.current = self.current, state
+        """Serve ``state`` as champion from now on; returns the state it replaces. A trial of the very same
+        version ends in the same assignment (the challenger was promoted): a version never competes with
+        itself, not even for one request."""
+        before = self.deployment
+        trial = before.trial if before.trial is None or before.trial.version != state.version else None
+        self.deployment = Deployment(state, trial)
         self.status = f"serving {state.label}"
-        return previous
+        if before.trial is not None and trial is None:
+            self.trial_status = f"none: {before.trial.state.label} became the champion"
+        return before.champion
+
+    def set_trial(self, trial: Trial | None, status: str) -> Trial | None:
+        """Start (or end, with None) the challenger's trial; returns the trial it replaces."""
+        before = self.deployment
+        self.deployment = Deployment(before.champion, trial)
+        self.trial_status = status
+        return before.trial
 
 
-__all__ = ["ServingState", "Slot", "load_state"]
+__all__ = ["Deployment", "ServingState", "Slot", "Trial", "load_state"]

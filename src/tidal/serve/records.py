@@ -1,0 +1,46 @@
+"""From checked rows to logged predictions, the same for every deployment (direct, canary, shadow).
+
+:func:`predict_rows` runs a serving state's predictor and returns plain JSON values; :func:`make_records`
+builds the :class:`~tidal.core.entities.Prediction` of each row as the prediction log stores it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from tidal.core.entities import Prediction
+from tidal.serve.predictor import to_json
+from tidal.serve.state import ServingState
+
+#: A ``/predict`` answer as plain values: the predictions, and the class probabilities (None: a regressor).
+Answers = tuple[list[Any], list[list[float]] | None]
+
+
+def predict_rows(state: ServingState, rows: Sequence[dict[str, Any]]) -> Answers:
+    """``state``'s predictions (and probabilities) for ``rows``; raises what the model raises, or a
+    RuntimeError when it does not answer one prediction per row."""
+    predictions, probabilities = to_json(state.predictor.arrays(rows))
+    if len(predictions) != len(rows):
+        raise RuntimeError(f"the model returned {len(predictions)} predictions for {len(rows)} rows")
+    return predictions, probabilities
+
+
+def make_records(state: ServingState, rows: Sequence[dict[str, Any]], answers: Answers, ids: Sequence[str], *,
+                 request_id: str | None, now: datetime, deployment: str = "direct",
+                 served: bool = True) -> list[Prediction]:
+    """One Prediction per row, answered by ``state`` as ``deployment`` (``served`` False: computed but not
+    returned, as a shadow challenger's answers)."""
+    name, version = state.mv.name, state.mv.version
+    predictions, probabilities = answers
+    if probabilities is None:
+        return [Prediction(id=i, time=now, model=name, version=version, inputs=row, output=out, request_id=request_id,
+                           deployment=deployment, served=served)
+                for i, row, out in zip(ids, rows, predictions, strict=True)]
+    return [Prediction(id=i, time=now, model=name, version=version, inputs=row, output=out, proba=p,
+                       request_id=request_id, deployment=deployment, served=served)
+            for i, row, out, p in zip(ids, rows, predictions, probabilities, strict=True)]
+
+
+__all__ = ["Answers", "make_records", "predict_rows"]
