@@ -318,14 +318,21 @@ class Controller:
                 except KeyError:
                     continue
             if len(pairs) < strategy.min_requests:
-                return False
+                # every labelled champion answer should have its shadow: min_requests of them should do
+                return self._abandon_trial(state, challenger, trial, got=len(pairs), champion_labelled=len(mine),
+                                           expected=strategy.min_requests * strategy.patience)
             champ_preds = [p for p, _ in pairs]
             chall_preds = [_relabel(s, p.label) for p, s in pairs]
         else:
             chall_preds = self.ctx.predictions.window(model=self.name, version=challenger.version, since=since,
                                                       labelled=True)
             if len(chall_preds) < strategy.min_requests:
-                return False
+                # the champion answers (100 - percent) requests for every `percent` of the challenger's
+                mine_n = self.ctx.predictions.count(model=self.name, version=champion.version, since=since,
+                                                    labelled=True)
+                share = strategy.percent / 100
+                return self._abandon_trial(state, challenger, trial, got=len(chall_preds), champion_labelled=mine_n,
+                                           expected=strategy.min_requests * strategy.patience * (1 - share) / share)
             champ_preds = self.ctx.predictions.window(model=self.name, version=champion.version, since=since,
                                                       labelled=True)
         champ_value, chall_value = score(champion, champ_preds, metric), score(challenger, chall_preds, metric)
@@ -344,6 +351,26 @@ class Controller:
         self.ctx.registry.set_state(self.name, challenger.version, ModelState.REJECTED,
                                     [f"{trial.get('kind')} trial: {metric} {chall_value} worse than the champion's "
                                      f"{champ_value} on {len(chall_preds)} labelled requests"])
+        return True
+
+    def _abandon_trial(self, state: LoopState, challenger: ModelVersion, trial: dict[str, Any], *, got: int,
+                       champion_labelled: int, expected: float) -> bool:
+        """End a trial whose challenger is not getting labelled answers (it fails every request it is given,
+        or the server does not run it), once the champion has ``expected`` labelled answers since it began:
+        otherwise a broken challenger would hold the loop (no retrain starts during a trial) for ever.
+        Returns whether it ended."""
+        if champion_labelled < expected:
+            return False
+        kind, need = trial.get("kind"), self.ctx.spec.deploy.strategy.min_requests
+        why = (f"{kind} trial abandoned: {got} labelled challenger answers of the {need} needed, while the "
+               f"champion got {champion_labelled} (deploy.strategy.patience); is the server running the "
+               "challenger? (GET /model shows it; the server log says why it is not)")
+        state.trial = None
+        self.ctx.store.delete_alias(self.name, CHALLENGER)
+        self.ctx.registry.set_state(self.name, challenger.version, ModelState.REJECTED, [why])
+        self._event("loop.trial_abandoned", f"{self.name}:{challenger.version} {why}",
+                    {"kind": kind, "challenger_labelled": got, "needed": need,
+                     "champion_labelled": champion_labelled}, challenger.version)
         return True
 
     # -- running --------------------------------------------------------------------------------

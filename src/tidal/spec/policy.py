@@ -105,6 +105,9 @@ class StrategySpec(Section):
     kind: Literal["direct", "canary", "shadow"] = Field("direct", description="direct, canary or shadow")
     percent: float = Field(10, gt=0, lt=100, description="the share of traffic for a canary, in percent")
     min_requests: int = Field(500, ge=1, description="labelled challenger requests before deciding")
+    patience: float = Field(
+        5, ge=1, description="a trial whose challenger still has fewer than min_requests labelled answers after "
+                             "patience times the traffic that should have brought them is abandoned (rejected)")
 
 
 def strategy_from_yaml(value: Any) -> Any:

@@ -66,6 +66,7 @@ deploy:
     kind: direct
     percent: 10             # canary: share of traffic
     min_requests: 500       # canary/shadow: labelled answers before deciding
+    patience: 5             # abandon a trial whose challenger gets no answers after 5x the traffic needed
   rollback: null            # e.g. {{metric: accuracy, drop: 0.03, after_rows: 1000}}
 
 retrain:                    # when `tidal loop` retrains (no trigger = never by itself)
