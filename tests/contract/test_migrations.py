@@ -81,3 +81,40 @@ def test_a_store_at_0001_upgrades_in_place_and_keeps_its_data(sql_url: str) -> N
             assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == t.SCHEMA_REVISION
     finally:
         engine.dispose()
+
+
+def test_a_prediction_log_at_0002_is_carried_into_batches_with_its_order_and_labels(sql_url: str) -> None:
+    from datetime import timedelta
+
+    from tidal.core.entities import Feedback
+    from tidal.storage import _predictions_codec as pc
+
+    _migrate_to(sql_url, "0002")
+    old = [make_prediction(n=0, label="UP", label_time=T0 + timedelta(hours=1)),
+           make_prediction(n=1, served=False, deployment="shadow", request_id="r1"),
+           make_prediction(n=2, proba=None, inputs={"x": 2.5, "nested": {"a": [1, None]}})]
+    engine = _engine(sql_url)
+    try:
+        with engine.begin() as conn:  # written as tidal 0002 wrote them: one row per prediction
+            table = sa.Table("predictions", sa.MetaData(), autoload_with=conn)
+            for p in old:
+                conn.execute(table.insert(), pc.encode_prediction(p))
+    finally:
+        engine.dispose()
+
+    with closing(open_prediction_log(sql_url)) as log:
+        assert log.window(served=None) == old
+        assert [log.get(p.id) for p in old] == old
+        assert log.count(served=None) == 3 and log.count(served=None, labelled=True) == 1
+        assert log.window(served=False) == [old[1]]
+        new = make_prediction(n=3)
+        log.append([new])
+        assert log.window(served=None, last=2) == [old[2], new]  # appended after the carried ones
+        log.add_feedback([Feedback(old[2].id, "DOWN", T0)])
+        assert log.get(old[2].id).label == "DOWN"
+    engine = _engine(sql_url)
+    try:
+        with engine.connect() as conn:
+            assert not sa.inspect(conn).has_table("predictions")
+    finally:
+        engine.dispose()

@@ -362,3 +362,43 @@ def test_any_json_value_round_trips(log: PredictionLog, value: Any) -> None:
     log.append([p])
     got = log.get(p.id)
     assert got.inputs == {"v": value} and got.output == value
+
+
+# -- column-wise batches (what the server appends) ----------------------------------------------------------
+
+
+def _batch(n: int, **kw: Any) -> Any:
+    from tidal.core.batches import PredictionBatch
+
+    fields: dict[str, Any] = dict(ids=[uid() for _ in range(n)], time=T0, model="churn", version=3,
+                                  inputs=[{"x": float(i), "colour": "red"} for i in range(n)],
+                                  outputs=[i % 2 for i in range(n)], probas=[[0.5, 0.5]] * n, request_id="r")
+    fields.update(kw)
+    return PredictionBatch(**fields)
+
+
+def test_a_batch_is_stored_as_the_predictions_it_holds(log: PredictionLog) -> None:
+    from tidal.core.batches import PredictionChain
+
+    one, two = _batch(3), _batch(2, probas=None, deployment="canary", version=4, time=T0 + timedelta(seconds=5))
+    single = make_prediction(n=9)
+    log.append(PredictionChain([one, [single], two]))
+    assert log.window(model="churn") == [*one, single, *two]
+    assert [p.proba for p in log.window(model="churn", version=4)] == [None, None]
+    assert log.get(two.ids[1]).deployment == "canary"
+    assert log.count(model="churn") == 6
+    log.add_feedback([Feedback(one.ids[2], 1, T0)])
+    assert log.window(model="churn", labelled=True) == [replace(one[2], label=1, label_time=T0)]
+    log.append(one)  # the very same batch again: stored once
+    assert log.count(model="churn") == 6
+    with pytest.raises(StorageError, match="different prediction"):
+        log.append(_batch(1, ids=[one.ids[0]], outputs=[42]))
+
+
+def test_a_batch_value_that_is_not_json_stores_nothing_of_the_call(log: PredictionLog) -> None:
+    from tidal.core.batches import PredictionChain
+
+    bad = _batch(2, inputs=[{"x": 1.0}, {"x": object()}])
+    with pytest.raises(StorageError, match=r"prediction\.inputs"):
+        log.append(PredictionChain([_batch(1), bad]))
+    assert log.count(served=None) == 0

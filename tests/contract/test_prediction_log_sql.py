@@ -17,7 +17,6 @@ import pytest
 
 from tidal.core.entities import Feedback
 from tidal.core.errors import StorageError
-from tidal.storage import _predictions_codec as pc
 from tidal.storage import open_metadata_store, open_prediction_log
 from tidal.storage import sql_schema as t
 from tidal.storage.predictions import SqlPredictionLog
@@ -175,31 +174,34 @@ def _plans(log: SqlPredictionLog, call: Any) -> list[str]:
 
 
 @pytest.mark.parametrize("call, index", [
-    # The newest come straight off the index, walked backwards: no sort, whatever the table's size.
-    (lambda log: log.window(model="m", last=100), "ix_predictions_model_served_seq"),
-    (lambda log: log.window(model="m", labelled=True, last=100), "ix_predictions_model_served_seq"),
-    (lambda log: log.window(model="m"), "ix_predictions_model_served_seq"),
-    # A time range is found on the time index; only the rows in it are sorted.
-    (lambda log: log.window(model="m", since=T0), "ix_predictions_model_served_time"),
+    # The newest come straight off the batch index, walked backwards (seq and n from the index alone).
+    (lambda log: log.window(model="m", last=100), "COVERING INDEX ix_prediction_batches_model_served_seq_n"),
+    (lambda log: log.window(model="m", labelled=True, last=100), "ix_prediction_labels_model_served_seq_pos"),
+    (lambda log: log.window(model="m"), "ix_prediction_batches_model_served_seq_n"),
+    # A time range is found on the time index; only the batches in it are sorted.
+    (lambda log: log.window(model="m", since=T0), "ix_prediction_batches_model_served_time_n"),
     # Counts read an index alone, never the rows.
-    (lambda log: log.count(model="m"), "COVERING INDEX ix_predictions_model_served_"),
-    (lambda log: log.count(model="m", labelled=True), "COVERING INDEX ix_predictions_model_served_label_time"),
-    (lambda log: log.count(model="m", since=T0), "COVERING INDEX ix_predictions_model_served_time"),
-    (lambda log: log.get(log.window(last=1)[0].id), "ix_predictions_id"),
+    (lambda log: log.count(model="m"), "COVERING INDEX ix_prediction_batches_model_served_"),
+    (lambda log: log.count(model="m", labelled=True), "COVERING INDEX ix_prediction_labels_model_served_seq_pos"),
+    (lambda log: log.count(model="m", since=T0), "COVERING INDEX ix_prediction_batches_model_served_time_n"),
+    (lambda log: log.get(log.window(model="m", last=1)[0].id), "prediction_ids USING PRIMARY KEY"),
 ])
 def test_sqlite_reads_search_an_index(tmp_path: Path, call: Any, index: str) -> None:
     with SqlPredictionLog(f"sqlite:///{tmp_path / 'p.db'}") as log:
         log.append([make_prediction("m", n=i) for i in range(50)])
-        *_, plan = _plans(log, lambda: call(log))  # the last SELECT
-    assert "SEARCH" in plan and index in plan, plan
-    assert "SCAN" not in plan, plan
-    if index.endswith("_seq"):
-        assert "TEMP B-TREE" not in plan, plan
+        log.add_feedback([Feedback(p.id, 1, T0) for p in log.window(model="m")[::3]])
+        plans = _plans(log, lambda: call(log))
+    # every SELECT searches an index (a batch's rows and labels are found by their primary keys), none scans
+    assert all("SEARCH" in plan and "SCAN" not in plan for plan in plans), plans
+    assert any(index in plan for plan in plans), plans
+    assert not any("TEMP B-TREE" in plan for plan in plans if "_seq" in plan), plans
 
 
 def test_the_driver_level_insert_stores_what_sqlalchemy_would(sql_url: str, tmp_path: Path) -> None:
-    # append() bypasses SQLAlchemy's per-row parameter handling (see _DriverInsert); the stored values must be
-    # exactly those of a plain SQLAlchemy INSERT: times in the dialect's format and zone, flags, JSON text.
+    # append() bypasses SQLAlchemy's parameter handling (see _driver_insert); the stored values must be
+    # exactly those SQLAlchemy's own INSERT writes for the same values: times in the dialect's format and
+    # zone, flags, JSON text. Read every row back through SQLAlchemy, write it again through
+    # table.insert(), and compare what the database holds, byte for byte.
     from datetime import UTC, datetime, timedelta, timezone
 
     import sqlalchemy as sa
@@ -209,17 +211,25 @@ def test_the_driver_level_insert_stores_what_sqlalchemy_would(sql_url: str, tmp_
     cases = [make_prediction(time=zoned, served=False, deployment="shadow", request_id=None),
              make_prediction(time=naive, label="UP", proba=None, inputs={"x": float("nan"), "big": 2**70}),
              make_prediction(time=datetime(2026, 3, 1, tzinfo=UTC), label="DOWN", label_time=zoned)]
+    tables = (t.prediction_batches, t.prediction_ids, t.prediction_labels)
     with SqlPredictionLog(sql_url) as log:
         log.append(cases)
-        engine = log._conns.engine
-        with engine.begin() as conn:
-            fast = {r["id"]: dict(r) for r in conn.execute(sa.text("SELECT * FROM predictions")).mappings()}
-            conn.execute(sa.text("DELETE FROM predictions"))
-            conn.execute(t.predictions.insert(), [pc.encode_prediction(p) for p in cases])
-            plain = {r["id"]: dict(r) for r in conn.execute(sa.text("SELECT * FROM predictions")).mappings()}
-    assert set(fast) == set(plain) == {p.id for p in cases}
-    for pid, row in fast.items():
-        assert {k: v for k, v in row.items() if k != "seq"} == {k: v for k, v in plain[pid].items() if k != "seq"}
+        log.add_feedback([Feedback(cases[0].id, "UP", zoned)])
+
+        def raw(conn: Any) -> list[list[tuple[Any, ...]]]:
+            return [sorted(tuple(r) for r in conn.execute(sa.text(f"SELECT * FROM {table.name}")))
+                    for table in tables]
+
+        with log._conns.engine.begin() as conn:
+            fast = raw(conn)
+            typed = [[dict(r) for r in conn.execute(sa.select(table)).mappings()] for table in tables]
+            for table in tables:
+                conn.execute(sa.delete(table))
+            for table, rows in zip(tables, typed, strict=True):
+                conn.execute(table.insert(), rows)
+            plain = raw(conn)
+    assert [len(rows) for rows in fast] == [3, 3, 3]
+    assert fast == plain
 
 
 def test_sqlite_checkpoints_run_in_the_background(tmp_path: Path) -> None:

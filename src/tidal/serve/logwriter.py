@@ -24,6 +24,7 @@ from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Executor
 
+from tidal.core.batches import PredictionChain
 from tidal.core.entities import Prediction
 from tidal.core.ports import PredictionLog
 
@@ -59,7 +60,7 @@ class LogWriter:
             self._task = loop.create_task(self._drain())
         await future
 
-    async def _write(self, loop: asyncio.AbstractEventLoop, rows: list[Prediction]) -> BaseException | None:
+    async def _write(self, loop: asyncio.AbstractEventLoop, rows: Sequence[Prediction]) -> BaseException | None:
         try:
             if len(rows) <= self.inline_rows:
                 self.log.append(rows)
@@ -83,7 +84,8 @@ class LogWriter:
                     item = self._queue.popleft()
                     batch.append(item)
                     size += len(item[0])
-                error = await self._write(loop, [p for preds, _ in batch for p in preds])
+                # chained, not copied: a request's PredictionBatch reaches the log as its columns
+                error = await self._write(loop, PredictionChain([preds for preds, _ in batch]))
                 for _, future in batch:
                     if not future.done():
                         if error is None:

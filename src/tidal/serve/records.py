@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from tidal.core.entities import Prediction
+from tidal.core.batches import PredictionBatch
 from tidal.serve.predictor import to_json
 from tidal.serve.state import ServingState
 
@@ -29,18 +29,14 @@ def predict_rows(state: ServingState, rows: Sequence[dict[str, Any]]) -> Answers
 
 def make_records(state: ServingState, rows: Sequence[dict[str, Any]], answers: Answers, ids: Sequence[str], *,
                  request_id: str | None, now: datetime, deployment: str = "direct",
-                 served: bool = True) -> list[Prediction]:
-    """One Prediction per row, answered by ``state`` as ``deployment`` (``served`` False: computed but not
-    returned, as a shadow challenger's answers)."""
-    name, version = state.mv.name, state.mv.version
+                 served: bool = True) -> PredictionBatch:
+    """The predictions of one request's rows, answered by ``state`` as ``deployment`` (``served`` False:
+    computed but not returned, as a shadow challenger's answers): a column-wise batch, so that a request of
+    a thousand rows does not build a thousand records (the prediction log stores the columns)."""
     predictions, probabilities = answers
-    if probabilities is None:
-        return [Prediction(id=i, time=now, model=name, version=version, inputs=row, output=out, request_id=request_id,
-                           deployment=deployment, served=served)
-                for i, row, out in zip(ids, rows, predictions, strict=True)]
-    return [Prediction(id=i, time=now, model=name, version=version, inputs=row, output=out, proba=p,
-                       request_id=request_id, deployment=deployment, served=served)
-            for i, row, out, p in zip(ids, rows, predictions, probabilities, strict=True)]
+    return PredictionBatch(ids=ids, time=now, model=state.mv.name, version=state.mv.version, inputs=rows,
+                           outputs=predictions, probas=probabilities, deployment=deployment, served=served,
+                           request_id=request_id)
 
 
 __all__ = ["Answers", "make_records", "predict_rows"]

@@ -42,9 +42,11 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from tidal.core.batches import PredictionBatch, PredictionChain
 from tidal.core.entities import Prediction
 from tidal.core.ports import PredictionLog
 from tidal.serve.errors import ApiError
@@ -132,7 +134,7 @@ class ShadowRunner:
         # shadow work only.
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="tidal-shadow", initializer=cap_threads)
         self._tasks: set[asyncio.Task[None]] = set()  # referenced, so a running task is not collected
-        self._batch: list[tuple[ServingState, list[Prediction]]] = []
+        self._batch: list[tuple[ServingState, Sequence[Prediction]]] = []
         self._batched_rows = 0
         self._pending_rows = 0  # submitted, not yet stored (or failed)
         self._flusher: asyncio.Task[None] | None = None
@@ -146,7 +148,7 @@ class ShadowRunner:
         """Rows whose shadow answers are not stored yet."""
         return self._pending_rows
 
-    def submit(self, trial: Trial, doc: Any, served: list[Prediction]) -> None:
+    def submit(self, trial: Trial, doc: Any, served: Sequence[Prediction]) -> None:
         """Start the shadow work of one request whose champion answers ``served`` are committed; returns at
         once (call it on the event loop)."""
         if not served:
@@ -161,7 +163,7 @@ class ShadowRunner:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _shadow(self, trial: Trial, doc: Any, served: list[Prediction]) -> None:
+    async def _shadow(self, trial: Trial, doc: Any, served: Sequence[Prediction]) -> None:
         state = trial.state
         try:
             rows = state.schema.instances(doc, max_rows=self.max_rows)
@@ -170,7 +172,8 @@ class ShadowRunner:
             else:
                 answers = await asyncio.get_running_loop().run_in_executor(self._pool, predict_rows, state, rows)
             first = served[0]
-            records = make_records(state, rows, answers, [p.id + SHADOW_SUFFIX for p in served],
+            ids = served.ids if isinstance(served, PredictionBatch) else [p.id for p in served]
+            records = make_records(state, rows, answers, [i + SHADOW_SUFFIX for i in ids],
                                    request_id=first.request_id, now=first.time, deployment="shadow", served=False)
         except Exception as exc:
             self._pending_rows -= len(served)
@@ -208,11 +211,11 @@ class ShadowRunner:
         finally:
             self._flusher = None
 
-    def _store(self, batch: list[tuple[ServingState, list[Prediction]]]) -> list[BaseException | None]:
+    def _store(self, batch: list[tuple[ServingState, Sequence[Prediction]]]) -> list[BaseException | None]:
         """Append a batch in one transaction; if that fails, each request's rows on their own (in the
         shadow thread: appending blocks until the commit)."""
         try:
-            self.log.append([p for _, records in batch for p in records])
+            self.log.append(PredictionChain([records for _, records in batch]))
             return [None] * len(batch)
         except Exception as exc:
             if len(batch) == 1:

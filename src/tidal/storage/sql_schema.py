@@ -26,7 +26,7 @@ from sqlalchemy.engine import Dialect
 #: The Alembic revision this code expects. Opening a store compares the database's revision with this
 #: constant (one cheap SELECT) before deciding whether Alembic needs to run at all.
 #: A test checks it is the head of ``migrations/versions``.
-SCHEMA_REVISION = "0002"
+SCHEMA_REVISION = "0003"
 
 #: Text sorted in code point order on every backend (see the module docstring).
 KeyText = sa.Text().with_variant(postgresql.TEXT(collation="C"), "postgresql")
@@ -225,36 +225,65 @@ state = sa.Table(
     _json("value"),
 )
 
-# -- 0002: the prediction log, monitoring reports, leases --------------------------------------------------
+# -- 0002: monitoring reports, leases (and the first prediction log, replaced in 0003) -----------------------
 
-predictions = sa.Table(
-    "predictions",
+# -- 0003: the prediction log, one row per append batch ---------------------------------------------------
+#
+# A request's predictions share their time, model, version and deployment, and are appended together: they
+# are stored as one row of ``prediction_batches`` (the inputs, outputs and probabilities as JSON arrays), so
+# that logging a 1,000-row request writes one row and a thousand index entries of 30 bytes, not a thousand
+# rows of a kilobyte and four thousand index entries (measured at 1,000 rows: 2.6 ms instead of 10.5 ms).
+# ``prediction_ids`` finds a prediction by id (feedback, get) and keeps ids unique; ``prediction_labels``
+# holds the labels that feedback brings, keyed by (batch, position).
+
+prediction_batches = sa.Table(
+    "prediction_batches",
     metadata,
-    # The order predictions were appended in, across threads and processes: ``window(last=N)`` means the
-    # newest N by this number. AUTOINCREMENT (below): SQLite never reuses one, even after old rows go.
+    # The order batches were appended in, across threads and processes: ``window(last=N)`` means the newest
+    # N predictions by (seq, position). AUTOINCREMENT (below): SQLite never reuses one.
     sa.Column("seq", AutoId, primary_key=True, autoincrement=True),
-    sa.Column("id", KeyText, nullable=False),
     sa.Column("time", UTCDateTime, nullable=False),
     sa.Column("model", KeyText, nullable=False),
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("deployment", KeyText, nullable=False),
     sa.Column("served", sa.Boolean, nullable=False),
     sa.Column("request_id", sa.Text),
+    sa.Column("n", sa.Integer, nullable=False),  # predictions in the batch
+    _json("ids"),  # JSON arrays of n values each
     _json("inputs"),
-    _json("output"),
-    sa.Column("proba", sa.Text),  # JSON, NULL for a regressor
-    # JSON; NULL exactly when ``label_time`` is NULL, so ``labelled`` is ``label_time IS NOT NULL``.
-    sa.Column("label", sa.Text),
-    sa.Column("label_time", UTCDateTime),
-    sa.Index(None, "id", unique=True),
-    # window(model=, last=N) walks this backwards from the newest; served is almost always filtered on
-    # (default True), so it comes before seq and the walk touches matching rows only.
-    sa.Index(None, "model", "served", "seq"),
+    _json("outputs"),
+    sa.Column("probas", sa.Text),  # NULL when no prediction of the batch has probabilities (a regressor)
+    # window(model=, last=N) walks this backwards from the newest; ``n`` lets it (and count) stop or sum
+    # without reading the rows.
+    sa.Index(None, "model", "served", "seq", "n"),
     # window(model=, since=/until=) and count(model=, since=).
-    sa.Index(None, "model", "served", "time"),
-    # count(model=, labelled=True|False) is answered from this index alone.
-    sa.Index(None, "model", "served", "label_time"),
+    sa.Index(None, "model", "served", "time", "n"),
     sqlite_autoincrement=True,
+)
+
+prediction_ids = sa.Table(
+    "prediction_ids",
+    metadata,
+    sa.Column("id", KeyText, primary_key=True),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("pos", sa.Integer, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+prediction_labels = sa.Table(
+    "prediction_labels",
+    metadata,
+    sa.Column("seq", sa.BigInteger, primary_key=True),
+    sa.Column("pos", sa.Integer, primary_key=True),
+    # the batch's, copied: count(labelled=True) and the newest labelled predictions read this table alone
+    sa.Column("model", KeyText, nullable=False),
+    sa.Column("served", sa.Boolean, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("time", UTCDateTime, nullable=False),
+    _json("label"),
+    sa.Column("label_time", UTCDateTime, nullable=False),
+    sa.Index(None, "model", "served", "seq", "pos"),
+    sqlite_with_rowid=False,
 )
 
 reports = sa.Table(

@@ -1,0 +1,194 @@
+"""The reads of the batched SQL prediction log: get, window and count over batches, ids and labels.
+
+Every filter but ``labelled`` is a property of a whole batch (model, version, deployment, served, time),
+so the queries pick batches by the indexes of ``prediction_batches`` and explode only the batches they
+need; ``labelled`` reads ``prediction_labels``, which carries the batch's model, served, version and time
+so that counting labels needs no join.
+
+- ``window(last=N)`` walks the batch index ``(model, served, seq, n)`` backwards, summing ``n`` from the
+  index alone, until it has N predictions, then reads just those batches;
+- ``window(labelled=True)`` walks the label index ``(model, served, seq, pos)`` and reads the batches of
+  the labels it found;
+- ``count`` sums ``n`` from a batch index (``labelled=True``: counts label rows; ``False``: the difference).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from tidal.core.entities import Prediction
+from tidal.storage import sql_schema as t
+from tidal.storage._batch_codec import decode_batch
+
+B = t.prediction_batches.c
+L = t.prediction_labels.c
+I = t.prediction_ids.c  # noqa: E741 (the ids table, as B and L)
+
+#: Seqs per ``IN (...)`` query (well under SQLite's and PostgreSQL's parameter limits).
+CHUNK = 500
+#: Batch headers read per step when walking backwards for ``window(last=N)``.
+WALK = 256
+
+_BATCH = sa.select(t.prediction_batches)
+
+
+def chunks(values: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(values), size):
+        yield values[i:i + size]
+
+
+def batch_filters(*, model: str | None, version: int | None, since: datetime | None, until: datetime | None,
+                  served: bool | None, deployment: str | None) -> list[sa.ColumnElement[bool]]:
+    conds: list[sa.ColumnElement[bool]] = []
+    if model is not None:
+        conds.append(B.model == model)
+    if served is not None:
+        conds.append(B.served == bool(served))
+    if version is not None:
+        conds.append(B.version == int(version))
+    if since is not None:
+        conds.append(B.time >= since)
+    if until is not None:
+        conds.append(B.time < until)
+    if deployment is not None:
+        conds.append(B.deployment == deployment)
+    return conds
+
+
+def label_filters(*, model: str | None, version: int | None, since: datetime | None,
+                  served: bool | None) -> list[sa.ColumnElement[bool]]:
+    conds: list[sa.ColumnElement[bool]] = []
+    if model is not None:
+        conds.append(L.model == model)
+    if served is not None:
+        conds.append(L.served == bool(served))
+    if version is not None:
+        conds.append(L.version == int(version))
+    if since is not None:
+        conds.append(L.time >= since)
+    return conds
+
+
+def batches(conn: Connection, seqs: Sequence[int]) -> dict[int, Any]:
+    """The batch rows of ``seqs`` (seq → row mapping)."""
+    out: dict[int, Any] = {}
+    for part in chunks(sorted(set(seqs))):
+        out.update((r["seq"], r) for r in conn.execute(_BATCH.where(B.seq.in_(part))).mappings())
+    return out
+
+
+def labels_of(conn: Connection, seqs: Sequence[int]) -> dict[int, dict[int, tuple[str, datetime]]]:
+    """The labels of the batches ``seqs``: seq → position → (label JSON, label time)."""
+    out: dict[int, dict[int, tuple[str, datetime]]] = {}
+    for part in chunks(sorted(set(seqs))):
+        query = sa.select(L.seq, L.pos, L.label, L.label_time).where(L.seq.in_(part))
+        for seq, pos, label, label_time in conn.execute(query):
+            out.setdefault(seq, {})[pos] = (label, label_time)
+    return out
+
+
+def get(conn: Connection, prediction_id: str) -> Prediction | None:
+    found = conn.execute(sa.select(I.seq, I.pos).where(I.id == prediction_id)).first()
+    if found is None:
+        return None
+    seq, pos = found
+    row = conn.execute(_BATCH.where(B.seq == seq)).mappings().one()
+    label = conn.execute(sa.select(L.label, L.label_time).where(L.seq == seq, L.pos == pos)).first()
+    return decode_batch(row, {pos: (label[0], label[1])} if label is not None else {}, [pos])[0]
+
+
+def get_many(conn: Connection, ids: Sequence[str]) -> dict[str, Prediction]:
+    """The stored predictions among ``ids`` (id → prediction)."""
+    where: dict[int, list[int]] = {}
+    for part in chunks(sorted(set(ids))):
+        for seq, pos in conn.execute(sa.select(I.seq, I.pos).where(I.id.in_(part))):
+            where.setdefault(seq, []).append(pos)
+    rows, labels = batches(conn, list(where)), labels_of(conn, list(where))
+    return {p.id: p for seq, positions in where.items()
+            for p in decode_batch(rows[seq], labels.get(seq, {}), sorted(positions))}
+
+
+def window(conn: Connection, *, last: int | None, labelled: bool | None, model: str | None, version: int | None,
+           since: datetime | None, until: datetime | None, served: bool | None,
+           deployment: str | None) -> list[Prediction]:
+    """See :meth:`tidal.storage.predictions.SqlPredictionLog.window`."""
+    conds = batch_filters(model=model, version=version, since=since, until=until, served=served,
+                          deployment=deployment)
+    if labelled:
+        return _labelled_window(conn, conds, last=last, model=model, served=served)
+    if last is None:
+        rows = conn.execute(_BATCH.where(*conds).order_by(B.seq)).mappings().all()
+        labels = labels_of(conn, [r["seq"] for r in rows])
+        found = [p for r in rows for p in decode_batch(r, labels.get(r["seq"], {}))]
+        return [p for p in found if p.label_time is None] if labelled is False else found
+    # The newest `last`: walk the batch index backwards (seq and n come from the index), then read
+    # only the batches that hold them.
+    picked: list[int] = []
+    labels: dict[int, dict[int, tuple[str, datetime]]] = {}
+    have, before = 0, None
+    while have < last:
+        query = sa.select(B.seq, B.n).where(*conds)
+        if before is not None:
+            query = query.where(B.seq < before)
+        step = conn.execute(query.order_by(B.seq.desc()).limit(WALK)).all()
+        if not step:
+            break
+        if labelled is False:
+            labels.update(labels_of(conn, [s for s, _ in step]))
+        for seq, n in step:
+            picked.append(seq)
+            have += n - (len(labels.get(seq, {})) if labelled is False else 0)
+            if have >= last:
+                break
+        before = step[-1][0]
+    rows = batches(conn, picked)
+    if labelled is None:
+        labels = labels_of(conn, picked)
+    found = [p for seq in reversed(picked) for p in decode_batch(rows[seq], labels.get(seq, {}))]
+    if labelled is False:
+        found = [p for p in found if p.label_time is None]
+    return found[-last:]
+
+
+def _labelled_window(conn: Connection, conds: list[sa.ColumnElement[bool]], *, last: int | None,
+                     model: str | None, served: bool | None) -> list[Prediction]:
+    # The label index leads with (model, served): put those conditions on the label columns, the others
+    # on the batch each label belongs to.
+    lconds = label_filters(model=model, version=None, since=None, served=served)
+    query = (sa.select(L.seq, L.pos, L.label, L.label_time)
+             .select_from(t.prediction_labels.join(t.prediction_batches, B.seq == L.seq))
+             .where(*lconds, *conds))
+    if last is None:
+        found = conn.execute(query.order_by(L.seq, L.pos)).all()
+    else:
+        found = list(reversed(conn.execute(query.order_by(L.seq.desc(), L.pos.desc()).limit(last)).all()))
+    by_seq: dict[int, dict[int, tuple[str, datetime]]] = {}
+    for seq, pos, label, label_time in found:
+        by_seq.setdefault(seq, {})[pos] = (label, label_time)
+    rows = batches(conn, list(by_seq))
+    decoded = {seq: dict(zip(sorted(by_seq[seq]), decode_batch(rows[seq], by_seq[seq], sorted(by_seq[seq])),
+                             strict=True)) for seq in by_seq}
+    return [decoded[seq][pos] for seq, pos, _, _ in found]
+
+
+def count(conn: Connection, *, model: str | None, version: int | None, since: datetime | None,
+          labelled: bool | None, served: bool | None) -> int:
+    """See :meth:`tidal.storage.predictions.SqlPredictionLog.count`."""
+    lconds = label_filters(model=model, version=version, since=since, served=served)
+    with_labels = 0
+    if labelled is not None:
+        query = sa.select(sa.func.count()).select_from(t.prediction_labels).where(*lconds)
+        with_labels = int(conn.execute(query).scalar_one())
+        if labelled:
+            return with_labels
+    conds = batch_filters(model=model, version=version, since=since, until=None, served=served, deployment=None)
+    query = sa.select(sa.func.coalesce(sa.func.sum(B.n), 0)).where(*conds)
+    return int(conn.execute(query).scalar_one()) - with_labels
+
+
+__all__ = ["batches", "count", "get", "get_many", "labels_of", "window"]
