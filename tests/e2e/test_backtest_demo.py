@@ -19,9 +19,9 @@ def test_backtest_on_elec2(elec2_project: Path) -> None:
     loop, static, periodic = result["loop"], result["static"], result["periodic"]
     assert set(loop) == {"score", "retrains", "promotions", "rejections", "rollbacks"}
     assert loop["retrains"] > 0 and loop["promotions"] > 0
-    assert loop["score"] > static["score"]                    # the loop beats the model it started from
+    assert loop["score"] > static["score"] + 0.02             # the loop clearly beats the model it started from
     assert loop["retrains"] < periodic["retrains"]            # with fewer retrains than retraining blindly
-    assert periodic["every"] == 2000
+    assert periodic["every"] == 1000                          # the cooldown: retrain as often as the loop may
     assert 0.5 < result["last_label"]["score"] < 1
     html = (elec2_project / "backtest.html").read_text()
     assert html.count("<polyline") == 4 and "loop.retrain" in html

@@ -35,7 +35,7 @@ def _edit(project: Path, old: str, new: str) -> None:
 @pytest.fixture
 def loop_project(small_project: Path) -> Path:
     """3,000 Elec2 rows; retrain on drift or performance; small cooldown and window for speed."""
-    _edit(small_project, "cooldown: {rows: 2000}", "cooldown: {rows: 300}")
+    _edit(small_project, "cooldown: {rows: 1000}", "cooldown: {rows: 300}")
     _edit(small_project, "min_labelled: 500", "min_labelled: 200")
     _edit(small_project, "rollback: {metric: accuracy, drop: 0.03, after_rows: 1000}",
           "rollback: {metric: accuracy, drop: 0.03, after_rows: 200}")

@@ -94,7 +94,7 @@ EXACT = {
     "unknown metric in a gate": (
         edit("accuracy >= champion", "acuracy >= champion"),
         "tidal.yaml line 22: validate.gates[1]: unknown metric 'acuracy' in the gate"
-        " 'acuracy >= champion - 0.01'; expected one of accuracy, balanced_accuracy, f1, roc_auc,"
+        " 'acuracy >= champion - 0.03'; expected one of accuracy, balanced_accuracy, f1, roc_auc,"
         " log_loss, rmse, mae, r2 — did you mean 'accuracy'?",
     ),
     "unknown metric in metrics": (

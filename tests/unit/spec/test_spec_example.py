@@ -52,14 +52,15 @@ def test_example_parses_with_its_values() -> None:
     assert spec.validate.metrics == ["accuracy", "roc_auc"]
     assert spec.validate.gates == [
         Gate(metric="accuracy", op=">=", kind="absolute", value=0.60),
-        Gate(metric="accuracy", op=">=", kind="relative", value=-0.01),
+        Gate(metric="accuracy", op=">=", kind="relative", value=-0.03),
     ]
-    assert [str(g) for g in spec.validate.gates] == ["accuracy >= 0.60", "accuracy >= champion - 0.01"]
+    assert [str(g) for g in spec.validate.gates] == ["accuracy >= 0.60", "accuracy >= champion - 0.03"]
     assert spec.deploy.auto_promote is True
     assert spec.storage.store is None
     assert spec.monitor.window == 1000 and spec.monitor.drift.method == "auto"
     assert spec.retrain.on.drift is not None and spec.retrain.on.drift.share == 0.5
     assert spec.retrain.window.last_rows == 5_000 and spec.backtest.initial_rows == 0.2
+    assert spec.retrain.cooldown.rows == 1_000 and spec.backtest.periodic_every is None
     assert spec.deploy.rollback is not None and spec.deploy.rollback.drop == 0.03
     assert spec.metric_task() == "classification"
 
@@ -81,7 +82,7 @@ def test_digest_ignores_comments_whitespace_order_and_number_spelling(text: str)
     assert parse_spec(no_comments).digest == base
     # block style, keys reordered, defaults written out, 0.70 spelled 0.7
     data = _read_yaml(text, "tidal.yaml")[0]  # YAML 1.2, as tidal reads it: `on` stays a key
-    data["validate"]["gates"] = ["accuracy >= 0.6", "accuracy>=champion-0.01"]
+    data["validate"]["gates"] = ["accuracy >= 0.6", "accuracy>=champion-0.03"]
     data["deploy"]["auto_promote"] = True
     reordered = dict(reversed(list(data.items())))
     rewritten = yaml.safe_dump(reordered, default_flow_style=False, sort_keys=False)
