@@ -32,7 +32,7 @@ from tidal.core.entities import Feedback
 from tidal.core.errors import FeedbackRejected, StorageError
 from tidal.core.ports import Clock, PredictionLog
 from tidal.serve.errors import ApiError, internal_error
-from tidal.serve.inputs import feedback_items, parse_json
+from tidal.serve.inputs import feedback_items, instances_text, parse_json
 from tidal.serve.logwriter import LogWriter
 from tidal.serve.metrics import ServerMetrics
 from tidal.serve.records import Answers, make_records, predict_rows
@@ -120,8 +120,9 @@ class Service:
                 raise internal_error(logger, f"/predict ({champion.label})", exc) from None
         ids = new_ids(len(rows) + 1)
         request_id = ids.pop()  # groups the rows of one request in the log
+        # the rows are the body's own "instances" (checked, not converted): the log stores that text as is
         records = make_records(state, rows, answers, ids, request_id=request_id, now=self.clock.now(),
-                               deployment=how)
+                               deployment=how, inputs_json=instances_text(body))
         try:
             await self.writer.append(records)
         except Exception as exc:

@@ -62,7 +62,7 @@ def _encode_batch(b: PredictionBatch) -> Group:
     return Group(
         header=(utc(b.time), b.model, int(b.version), b.deployment, bool(b.served), b.request_id),
         ids=list(b.ids), ids_json=dumps_value(list(b.ids), "prediction.id"),
-        inputs=dumps_value(list(b.inputs), "prediction.inputs"),
+        inputs=b.inputs_json if b.inputs_json is not None else dumps_value(list(b.inputs), "prediction.inputs"),
         outputs=dumps_value(list(b.outputs), "prediction.output"),
         probas=None if probas is None or all(q is None for q in probas) else dumps_value(list(probas),
                                                                                          "prediction.proba"),

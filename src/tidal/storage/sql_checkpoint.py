@@ -51,10 +51,10 @@ class WalCheckpointer:
     Call :meth:`wrote` after each commit (it only counts), and :meth:`close` at the end.
     """
 
-    def __init__(self, engine: Engine, shown: str, *, interval: float = INTERVAL_S) -> None:
+    def __init__(self, engine: Engine, shown: str, *, interval: float | None = None) -> None:
         self._engine = engine
         self._shown = shown
-        self._interval = interval
+        self._interval = INTERVAL_S if interval is None else interval
         event.listen(engine, "connect", _pragmas)
         self._written = 0     # rows written, ever (read by the thread, so no lock is needed)
         self._checkpointed = 0
