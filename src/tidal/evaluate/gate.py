@@ -28,13 +28,20 @@ class GateDecision:
 
 def evaluate_gates(
     gates: Sequence[Any], candidate: Mapping[str, float | None],
-    champion: Mapping[str, float | None] | None, champion_label: str | None = None,
+    champion: Mapping[str, float | None] | None, champion_label: str | None = None, *,
+    candidate_vs_champion: Mapping[str, float | None] | None = None, compared: Mapping[str, Any] | None = None,
 ) -> GateDecision:
-    """Check every gate; ``champion`` holds the champion's metrics on the candidate's holdout (or None)."""
+    """Check every gate; ``champion`` holds the champion's metrics on the candidate's holdout (or None).
+
+    When the champion was compared on part of the holdout only (the rows it had not trained on),
+    ``candidate_vs_champion`` holds the candidate's metrics on those same rows: gates that name the
+    champion use them, absolute gates the whole holdout. ``compared`` says which rows (recorded with
+    the decision)."""
     reasons: list[str] = []
     failed: list[str] = []
     for gate in gates:
-        value = candidate.get(gate.metric)
+        relative = gate.kind != "absolute" and candidate_vs_champion is not None
+        value = (candidate_vs_champion if relative else candidate).get(gate.metric)  # type: ignore[union-attr]
         if value is None:
             reason = f"{gate}: {gate.metric} could not be computed on the holdout"
             reasons.append(reason)
@@ -45,5 +52,15 @@ def evaluate_gates(
         reasons.append(reason)
         if not ok:
             failed.append(reason)
+    if champion is not None and compared:
+        if compared.get("note"):
+            reasons.append(str(compared["note"]))
+        elif compared.get("rows") != compared.get("of"):
+            reasons.append(f"{champion_label or 'the champion'} was compared on the {compared.get('rows')} of the "
+                           f"{compared.get('of')} holdout rows it had not trained on")
     info = {"label": champion_label, "metrics": dict(champion)} if champion is not None else None
+    if info is not None and compared:
+        info["compared"] = dict(compared)
+        if candidate_vs_champion is not None:
+            info["candidate_metrics"] = dict(candidate_vs_champion)
     return GateDecision(passed=not failed, reasons=reasons, failed=failed, champion=info)

@@ -37,6 +37,10 @@ from tidal.train.fit import fit_pipeline, predict_frame
 from tidal.train.flavors import flavor_for, get_flavor
 from tidal.train.tracking import Tracker
 
+#: The fewest holdout rows the champion has not trained on that the gate compares it on; with fewer, it is
+#: compared on the whole holdout and the decision says so.
+MIN_COMPARED_ROWS = 30
+
 STEPS = ("collect", "validate", "split", "profile", "train", "evaluate", "gate", "register")
 
 
@@ -320,11 +324,28 @@ class TrainingPipeline:
             champion = self.registry.champion(spec.name)
 
             def gate() -> dict[str, Any]:
-                champ_metrics = None
-                if champion is not None:
-                    champ_metrics = self._score_champion(champion, holdout_d, kinds, task)
-                label = f"{spec.name}:{champion.version}" if champion else None
-                return evaluate_gates(spec.validate.gates, evaluated["validation"], champ_metrics, label).to_dict()
+                if champion is None:
+                    return evaluate_gates(spec.validate.gates, evaluated["validation"], None).to_dict()
+                label = f"{spec.name}:{champion.version}"
+                holdout = self._frame(holdout_d)
+                unseen = self._unseen_by(champion, holdout)
+                compared: dict[str, Any] = {"rows": len(holdout), "of": len(holdout)}
+                mine = None
+                if unseen is not None and not unseen.all():
+                    fresh = int(unseen.sum())
+                    compared["champion_trained_on"] = len(holdout) - fresh
+                    if fresh >= MIN_COMPARED_ROWS:
+                        # Judge both on the rows neither trained on: the champion (refit on every row it had)
+                        # has learned the others, which would favour it.
+                        holdout = holdout[unseen.to_numpy()].reset_index(drop=True)
+                        compared["rows"] = fresh
+                        mine = self._metrics_on(self._model(model_d, flavor_name), holdout, columns, kinds, task)
+                    else:
+                        compared["note"] = (f"the champion had trained on all but {fresh} of the holdout's rows: "
+                                            "it is compared on all of them, which favours it")
+                champ_metrics = self._score_champion(champion, holdout, kinds, task)
+                return evaluate_gates(spec.validate.gates, evaluated["validation"], champ_metrics, label,
+                                      candidate_vs_champion=mine, compared=compared).to_dict()
 
             decision = GateDecision.from_dict(runner.step("gate", gate, code_of=_gate_code, inputs={
                 "model": model_d, "holdout": holdout_d, "gates": [g.canonical for g in spec.validate.gates],
@@ -352,17 +373,37 @@ class TrainingPipeline:
         return infer_task(self._frame(snap_digest)[self.spec.data.target], estimator=est)
 
     def _score_champion(
-        self, champion: ModelVersion, holdout_d: str, kinds: dict[str, str], task: str,
+        self, champion: ModelVersion, df: pd.DataFrame, kinds: dict[str, str], task: str,
     ) -> dict[str, float | None] | None:
-        """The champion's metrics on the candidate's holdout: both are judged on the same rows."""
-        df = self._frame(holdout_d)
+        """The champion's metrics on (part of) the candidate's holdout: both are judged on the same rows."""
         champ_cols = list(champion.signature.get("columns", {}))
         if any(c not in df.columns for c in champ_cols):
             return None  # the champion needs columns the new data lacks: it cannot be compared
-        model = self.registry.load(champion)
-        pred, proba = predict_frame(model, as_model_input(df, champ_cols, kinds))
+        return self._metrics_on(self.registry.load(champion), df, champ_cols, kinds, task)
+
+    def _metrics_on(self, model: Any, df: pd.DataFrame, columns: list[str], kinds: dict[str, str],
+                    task: str) -> dict[str, float | None]:
+        pred, proba = predict_frame(model, as_model_input(df, columns, kinds))
         return compute_metrics(task, df[self.spec.data.target].to_numpy(), pred, proba,
                                classes=getattr(model, "classes_", None))
+
+    def _unseen_by(self, champion: ModelVersion, holdout: pd.DataFrame) -> pd.Series | None:
+        """Which rows of ``holdout`` the champion did not train on (True), matched by content on every
+        column both have; None when its training data is unknown (a version registered without lineage,
+        or whose snapshots are gone). A version refit after its gate trained on its holdout too."""
+        lineage = champion.lineage or {}
+        digests = [lineage.get("train")] + ([lineage.get("holdout")] if lineage.get("refit") else [])
+        try:
+            seen = [self._frame(d) for d in digests if d]
+        except (KeyError, TidalError):  # gone, or no longer what was stored
+            return None
+        if not seen or len(seen) != len(digests):
+            return None
+        common = [c for c in holdout.columns if all(c in f.columns for f in seen)]
+        if self.spec.data.target not in common:
+            return None
+        trained = pd.concat([pd.util.hash_pandas_object(f[common], index=False) for f in seen], ignore_index=True)
+        return ~pd.util.hash_pandas_object(holdout[common], index=False).isin(set(trained.to_numpy()))
 
     def _register(
         self, result: RunResult, decision: GateDecision, *, model_d: str, flavor: dict[str, Any], prof_d: str,
