@@ -19,7 +19,10 @@ three servers serve one fitted model:
    validation and no log: the least a server can do.
 
 The servers run one at a time, alone, each with ``OMP_NUM_THREADS=1`` (tidal caps its threads itself;
-the anchors get the same setting, so the comparison is not about OpenMP spinning). Cells: single-row
+the anchors get the same setting, so the comparison is not about OpenMP spinning). ``mlflow_default`` is
+MLflow once more as a user would start it, without that setting: on this 2-core machine scikit-learn's
+OpenMP threads spin, which is what the issue's own MLflow figures (113 and 75 req/s) show. The aims are
+checked against the capped MLflow, the stricter comparison. Cells: single-row
 requests at concurrency 1 and 8, and 1,000-row requests (concurrency 1 by default); each measured for
 ``--seconds`` (20) after a short warm-up, by wrk (bench/_load.py). Before measuring, one request to each
 server checks that they give the same predictions. Prints a table with tidal/MLflow and tidal/floor ratios
@@ -50,7 +53,7 @@ from _load import ensure_wrk, run_load
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "serve.json"
-SERVERS = ("tidal", "mlflow", "bentoml", "floor")
+SERVERS = ("tidal", "mlflow", "mlflow_default", "bentoml", "floor")
 ANCHOR_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 SPEC = """\
@@ -120,12 +123,14 @@ class Server:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, **ANCHOR_ENV}
+        if name == "mlflow_default":  # MLflow as a user starts it: no thread cap, scikit-learn's OpenMP as it comes
+            env = {k: v for k, v in os.environ.items() if k not in ANCHOR_ENV}
         if name == "tidal":
             code = ("import sys; from pathlib import Path; from tidal.serve import run_server; "
                     "run_server(Path(sys.argv[1]), host='127.0.0.1', port=int(sys.argv[2]))")
             cmd = [sys.executable, "-c", code, str(built["project"]), str(self.port)]
             self.path, self.ready = "/predict", "/readyz"
-        elif name == "mlflow":
+        elif name in ("mlflow", "mlflow_default"):
             mlflow_bin = shutil.which("mlflow") or str(Path(sys.executable).parent / "mlflow")
             cmd = [mlflow_bin, "models", "serve", "-m", str(built["mlflow_dir"]), "--env-manager", "local",
                    "-h", "127.0.0.1", "-p", str(self.port), "-w", "1"]
@@ -191,7 +196,8 @@ def stages(built: dict[str, Any], n_rows: int, folder: Path) -> dict[str, float]
     from threadpoolctl import threadpool_limits
 
     from tidal import Workspace
-    from tidal.core.entities import Prediction
+    from tidal.core.batches import PredictionBatch
+    from tidal.serve.inputs import instances_text
     from tidal.serve.predictor import GenericPredictor, build_predictor, to_json
     from tidal.serve.service import new_ids
 
@@ -206,11 +212,10 @@ def stages(built: dict[str, Any], n_rows: int, folder: Path) -> dict[str, float]
         out = fast.predictor.arrays(rows)
         now = ws.clock.now()
 
-        def records() -> list[Prediction]:
+        def records() -> PredictionBatch:  # what the server builds (service.py: make_records)
             preds, probas = to_json(out)
-            ids = new_ids(len(rows))
-            return [Prediction(id=i, time=now, model="cancer", version=1, inputs=r, output=o, proba=q)
-                    for i, r, o, q in zip(ids, rows, preds, probas or [], strict=True)]
+            return PredictionBatch(ids=new_ids(len(rows)), time=now, model="cancer", version=1, inputs=rows,
+                                   outputs=preds, probas=probas, request_id="r", inputs_json=instances_text(body))
 
         answer = {"predictions": to_json(out)[0], "probabilities": to_json(out)[1], "prediction_ids": new_ids(n_rows)}
         log = ws.predictions
@@ -219,7 +224,7 @@ def stages(built: dict[str, Any], n_rows: int, folder: Path) -> dict[str, float]
             "parse JSON": lambda: orjson.loads(body),
             "check rows against the signature": lambda: fast.schema.check_rows(rows),
             f"{fast.predictor.path} path predictor": lambda: fast.predictor.arrays(rows),
-            "ids and Prediction records": records,
+            "ids and the column-wise prediction batch": records,
             "prediction log append (commit)": lambda: log.append(records()),
             "answer JSON": lambda: orjson.dumps(answer),
         }
@@ -320,14 +325,18 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
     for cell in results["cells"]:
         tidal = s["tidal"][cell]
         row: dict[str, float] = {}
-        for anchor in ("mlflow", "bentoml", "floor"):
+        for anchor in ("mlflow", "mlflow_default", "bentoml", "floor"):
             if anchor in s:
                 row[f"tidal/{anchor}"] = round(tidal["rps"] / s[anchor][cell]["rps"], 2)
         out["ratios"][cell] = row
         aims: dict[str, bool] = {}
-        if "tidal/mlflow" in row:
+        # The issue's multiples of MLflow and BentoML are about single-row requests (its anchor figures are
+        # single-row). At 1,000 rows the model's own work dominates every server: even the floor is only
+        # ~8x MLflow and ~1.3x BentoML there, so those multiples are not checked; the floor's is.
+        single = cell.startswith("1 row")
+        if "tidal/mlflow" in row and single:
             aims[">= 10x mlflow"] = row["tidal/mlflow"] >= 10
-        if "tidal/bentoml" in row:
+        if "tidal/bentoml" in row and single:
             aims[">= 2.5x bentoml"] = row["tidal/bentoml"] >= 2.5
         if "tidal/floor" in row:
             aims[">= 0.8x floor"] = row["tidal/floor"] >= 0.8
@@ -357,16 +366,19 @@ def _bentoml_version() -> str | None:
 
 def print_table(results: dict[str, Any]) -> None:
     print()
+    keys = [f"tidal/{a}" for a in ("mlflow", "mlflow_default", "bentoml", "floor") if a in results["servers"]]
     print(f"{'cell':28s} " + " ".join(f"{s + ' req/s':>13s} {'p50':>7s} {'p99':>7s}" for s in results["servers"])
-          + "   tidal/mlflow tidal/bentoml  tidal/floor")
+          + "  " + " ".join(f"{k:>20s}" for k in keys))
     for cell in results["cells"]:
         parts = []
         for s in results["servers"]:
             r = results["servers"][s][cell]
             parts.append(f"{r['rps']:13.1f} {r['p50_ms']:7.2f} {r['p99_ms']:7.2f}")
         ratio = results.get("ratios", {}).get(cell, {})
-        print(f"{cell:28s} " + " ".join(parts) + f"   {ratio.get('tidal/mlflow', float('nan')):12.2f}"
-              f" {ratio.get('tidal/bentoml', float('nan')):13.2f}  {ratio.get('tidal/floor', float('nan')):11.2f}")
+        print(f"{cell:28s} " + " ".join(parts) + "  " + " ".join(f"{ratio.get(k, float('nan')):20.2f}" for k in keys))
+    print()
+    for cell, aims in results.get("aims", {}).items():
+        print(f"aims, {cell}: " + ", ".join(f"{aim} {'met' if ok else 'MISSED'}" for aim, ok in aims.items()))
     if "tidal_log_rows" in results:
         print(f"tidal prediction log: {results['tidal_log_rows']} predictions stored")
 
