@@ -7,24 +7,18 @@ holdout would favour the champion. The gate then compares them on the unseen row
 
 from __future__ import annotations
 
-import gzip
-import io
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from tests.e2e.test_loop import _rows
 from tidal import Workspace
 from tidal.core.clock import SimulatedClock
 from tidal.loop.pipeline import MIN_COMPARED_ROWS, TrainingPipeline
 from tidal.registry import CHAMPION
 
 ELEC2 = Path(__file__).resolve().parents[2] / "examples" / "elec2"
-
-
-def _rows(n: int, start: int = 0) -> pd.DataFrame:
-    raw = gzip.decompress((ELEC2 / "data" / "elec2.csv.gz").read_bytes())
-    return pd.read_csv(io.BytesIO(raw)).iloc[start:start + n].reset_index(drop=True)
 
 
 def _retrain(ws: Workspace, frame: pd.DataFrame, *, refit: bool) -> dict[str, Any]:

@@ -12,10 +12,6 @@ which of two models happens to be better on a few dozen rows.
 
 from __future__ import annotations
 
-import gzip
-import io
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,7 +19,8 @@ import httpx
 import pandas as pd
 import pytest
 
-from tests.serve.server import ServerProcess
+from tests.e2e.test_loop import _edit, _rows
+from tests.serve.server import ServerProcess, eventually
 from tidal import Workspace
 from tidal.core.entities import ModelState
 from tidal.registry import CHALLENGER
@@ -32,28 +29,6 @@ pytestmark = pytest.mark.slow  # a real server, two trainings and a few hundred 
 
 ELEC2 = Path(__file__).resolve().parents[2] / "examples" / "elec2"
 T = TypeVar("T")
-
-
-def _rows(n: int, start: int) -> pd.DataFrame:
-    raw = gzip.decompress((ELEC2 / "data" / "elec2.csv.gz").read_bytes())
-    return pd.read_csv(io.BytesIO(raw)).iloc[start:start + n].reset_index(drop=True)
-
-
-def _edit(project: Path, old: str, new: str) -> None:
-    text = (project / "tidal.yaml").read_text()
-    assert old in text, old
-    (project / "tidal.yaml").write_text(text.replace(old, new))
-
-
-def _eventually(probe: Callable[[], T | None], timeout: float = 10.0, what: str = "the condition") -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not hold within {timeout} s")
-        time.sleep(0.05)
 
 
 def _trial_project(project: Path, strategy: str) -> Path:
@@ -99,7 +74,7 @@ def _start_trial(project: Path, http: httpx.Client, kind: str) -> int:
         version = int(started.data["version"])
         assert ws.models.get("elec2:champion").version == 1
         assert ws.store.get_alias("elec2", CHALLENGER).version == version  # type: ignore[union-attr]
-    _eventually(lambda: (_deployment(http)["challenger"] or {}).get("version") == version,
+    eventually(lambda: (_deployment(http)["challenger"] or {}).get("version") == version,
                 what=f"the server running the {kind}")
     return version
 
@@ -126,7 +101,7 @@ def test_a_canary_trial_rejects_a_worse_challenger_and_the_champion_serves_on(sm
             assert rejected.state == ModelState.REJECTED and "canary trial" in rejected.reasons[0]
             assert ws.store.get_alias("elec2", CHALLENGER) is None
             assert ws.models.get("elec2:champion").version == 1
-        _eventually(lambda: _deployment(http)["challenger"] is None, what="the server ending the canary")
+        eventually(lambda: _deployment(http)["challenger"] is None, what="the server ending the canary")
         after = {a["model"]["version"] for a in _predict(http, _rows(20, 3160))}
         assert after == {1}
     assert f"canary trial of elec2:{challenger} ended" in srv.log_text()
@@ -150,7 +125,7 @@ def test_a_shadow_trial_promotes_a_better_challenger_and_the_server_swaps(small_
                 except KeyError:
                     return None
 
-            found = _eventually(shadows, what="the shadow answers logged")
+            found = eventually(shadows, what="the shadow answers logged")
         assert {(s.version, s.deployment, s.served) for s in found} == {(challenger, "shadow", False)}
         # the truth is what the challenger said: it wins (or ties) on the same rows
         _label(http, [(pid, s.output) for pid, s in zip(ids, found, strict=True)])
@@ -162,7 +137,7 @@ def test_a_shadow_trial_promotes_a_better_challenger_and_the_server_swaps(small_
                         and e.data.get("alias") == "champion"]
             assert promoted and promoted[-1].data["trigger"] == "loop:shadow"
             assert promoted[-1].data["rows"] == 40 and promoted[-1].data["challenger"] == 1.0
-        doc = _eventually(lambda: (d := _deployment(http))["champion"]["version"] == challenger and d,
+        doc = eventually(lambda: (d := _deployment(http))["champion"]["version"] == challenger and d,
                           what="the server serving the new champion")
         assert doc["challenger"] is None
         after = _predict(http, _rows(20, 3120))

@@ -8,7 +8,6 @@ with direct it ignores the challenger. A challenger that cannot load, or raises,
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
@@ -18,7 +17,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from tests.serve.server import ServerProcess
+from tests.serve.server import ServerProcess, eventually
 from tests.serve.test_http import ROW, metric
 
 pytestmark = pytest.mark.slow  # real servers, a few hundred requests each
@@ -40,18 +39,6 @@ def set_strategy(project: Path, strategy: str) -> None:
 def row(i: int) -> dict[str, float]:
     """Rows that differ from one another (so that the two versions do not always agree)."""
     return {**ROW, "period": (i % 48) / 48, "nswprice": 0.03 + (i % 17) / 200, "nswdemand": (i % 23) / 23}
-
-
-def eventually(probe: Callable[[], T | None], timeout: float = 10.0, what: str = "the condition") -> T:
-    """Poll ``probe`` until it returns something truthy (bounded in time)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not hold within {timeout} s")
-        time.sleep(0.05)
 
 
 def deployment(http: httpx.Client) -> dict[str, Any]:
