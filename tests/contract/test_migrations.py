@@ -118,3 +118,36 @@ def test_a_prediction_log_at_0002_is_carried_into_batches_with_its_order_and_lab
             assert not sa.inspect(conn).has_table("predictions")
     finally:
         engine.dispose()
+
+
+def test_0003_downgrades_to_one_row_per_prediction_and_upgrades_back(sql_url: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from tidal.core.batches import PredictionBatch
+    from tidal.core.entities import Feedback
+
+    batch = PredictionBatch(ids=["b0", "b1"], time=T0, model="churn", version=2,
+                            inputs=[{"x": 1.5}, {"x": None}], outputs=[1, 0], probas=[[0.2, 0.8], [0.9, 0.1]])
+    single = make_prediction(n=5, proba=None)
+    with closing(open_prediction_log(sql_url)) as log:
+        log.append(batch)
+        log.append([single])
+        log.add_feedback([Feedback("b1", 0, T0)])
+        before = log.window(served=None)
+    engine = _engine(sql_url)
+    try:
+        with engine.connect() as conn:
+            config = Config()
+            config.set_main_option("script_location", str(MIGRATIONS_DIR))
+            config.set_main_option("path_separator", "os")
+            config.attributes["connection"] = conn
+            command.downgrade(config, "0002")
+            conn.commit()
+            rows = conn.execute(sa.text("SELECT id, inputs, label FROM predictions ORDER BY seq")).all()
+            assert [(r[0], r[2]) for r in rows] == [("b0", None), ("b1", "0"), (single.id, None)]
+            assert not sa.inspect(conn).has_table("prediction_batches")
+    finally:
+        engine.dispose()
+    with closing(open_prediction_log(sql_url)) as log:  # upgraded again on open: nothing lost
+        assert log.window(served=None) == before

@@ -8,8 +8,8 @@ Create Date: 2026-11-25
 ``prediction_batches`` (the predictions of one append that share time, model, version, deployment and
 request, their inputs, outputs and probabilities as JSON arrays), ``prediction_ids`` (id → batch and
 position) and ``prediction_labels``. Every stored prediction is carried over as a batch of one, with the
-same ``seq``, so the append order is kept, and with its label; then ``predictions`` is dropped. As in
-0001 and 0002, column types are written out here, frozen.
+same ``seq``, so the append order is kept, and with its label; then ``predictions`` is dropped. The
+downgrade does the reverse. As in 0001 and 0002, column types are written out here, frozen.
 """
 
 from __future__ import annotations
@@ -94,4 +94,57 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    raise NotImplementedError("0003 cannot be downgraded: restore the database from a backup taken before it")
+    """Back to 0002's one row per prediction: every batch is exploded in order (new ``seq`` values, the same
+    order), each prediction with its label. Done in Python, not SQL: cutting JSON arrays apart is written
+    differently on every database."""
+    import json
+
+    op.create_table(
+        "predictions",
+        sa.Column("seq", AUTO_ID, nullable=False, autoincrement=True),
+        sa.Column("id", KEY, nullable=False),
+        sa.Column("time", TIME, nullable=False),
+        sa.Column("model", KEY, nullable=False),
+        sa.Column("version", sa.Integer, nullable=False),
+        sa.Column("deployment", KEY, nullable=False),
+        sa.Column("served", sa.Boolean, nullable=False),
+        sa.Column("request_id", sa.Text, nullable=True),
+        sa.Column("inputs", sa.Text, nullable=False),
+        sa.Column("output", sa.Text, nullable=False),
+        sa.Column("proba", sa.Text, nullable=True),
+        sa.Column("label", sa.Text, nullable=True),
+        sa.Column("label_time", TIME, nullable=True),
+        sa.PrimaryKeyConstraint("seq", name="pk_predictions"),
+        sqlite_autoincrement=True,
+    )
+    conn = op.get_bind()
+    meta = sa.MetaData()
+    batches = sa.Table("prediction_batches", meta, autoload_with=conn)
+    labels = sa.Table("prediction_labels", meta, autoload_with=conn)
+    predictions = sa.Table("predictions", meta, sa.Column("time", TIME), sa.Column("label_time", TIME),
+                           autoload_with=conn)
+    found = {(seq, pos): (label, label_time) for seq, pos, label, label_time in
+             conn.execute(sa.select(labels.c.seq, labels.c.pos, labels.c.label, labels.c.label_time))}
+
+    def text(value: object) -> str:
+        return json.dumps(value, separators=(",", ":"))
+
+    for b in conn.execute(sa.select(batches).order_by(batches.c.seq)).mappings():
+        ids, inputs, outputs = json.loads(b["ids"]), json.loads(b["inputs"]), json.loads(b["outputs"])
+        probas = json.loads(b["probas"]) if b["probas"] is not None else [None] * len(ids)
+        rows = []
+        for pos, pid in enumerate(ids):
+            label, label_time = found.get((b["seq"], pos), (None, None))
+            rows.append({"id": pid, "time": b["time"], "model": b["model"], "version": b["version"],
+                         "deployment": b["deployment"], "served": b["served"], "request_id": b["request_id"],
+                         "inputs": text(inputs[pos]), "output": text(outputs[pos]),
+                         "proba": None if probas[pos] is None else text(probas[pos]),
+                         "label": label, "label_time": label_time})
+        conn.execute(predictions.insert(), rows)
+    op.create_index("ix_predictions_id", "predictions", ["id"], unique=True)
+    op.create_index("ix_predictions_model_served_seq", "predictions", ["model", "served", "seq"])
+    op.create_index("ix_predictions_model_served_time", "predictions", ["model", "served", "time"])
+    op.create_index("ix_predictions_model_served_label_time", "predictions", ["model", "served", "label_time"])
+    op.drop_table("prediction_labels")
+    op.drop_table("prediction_ids")
+    op.drop_table("prediction_batches")
