@@ -197,9 +197,9 @@ def stages(built: dict[str, Any], n_rows: int, folder: Path) -> dict[str, float]
 
     from tidal import Workspace
     from tidal.core.batches import PredictionBatch
+    from tidal.core.ids import new_ids
     from tidal.serve.inputs import instances_text
     from tidal.serve.predictor import GenericPredictor, build_predictor, to_json
-    from tidal.serve.service import new_ids
 
     threadpool_limits(1)
     with Workspace.open(built["project"], predictions_url=f"sqlite:///{folder / f'stages-{n_rows}.db'}") as ws:
@@ -217,7 +217,8 @@ def stages(built: dict[str, Any], n_rows: int, folder: Path) -> dict[str, float]
             return PredictionBatch(ids=new_ids(len(rows)), time=now, model="cancer", version=1, inputs=rows,
                                    outputs=preds, probas=probas, request_id="r", inputs_json=instances_text(body))
 
-        answer = {"predictions": to_json(out)[0], "probabilities": to_json(out)[1], "prediction_ids": new_ids(n_rows)}
+        answer = {"predictions": to_json(out)[0], "probabilities": to_json(out)[1],
+                  "prediction_ids": list(new_ids(n_rows))}
         log = ws.predictions
         steps = {
             "generic path (DataFrame, predict, predict_proba)": lambda: generic.arrays(rows),

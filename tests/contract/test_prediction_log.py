@@ -10,14 +10,16 @@ import math
 import threading
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tidal.core.batches import PredictionBatch
 from tidal.core.entities import Feedback, Prediction
 from tidal.core.errors import FeedbackRejected, StorageError
+from tidal.core.ids import IdRange, new_ids
 from tidal.core.ports import PredictionLog
 from tidal.storage import open_prediction_log
 
@@ -142,6 +144,62 @@ def test_feedback_after_a_repeated_append_is_kept(log: PredictionLog) -> None:
     log.add_feedback([Feedback(p.id, 1, T0)])
     log.append([p])  # a retry after the label arrived: the label stays
     assert log.get(p.id).label == 1
+
+
+# -- a request's ids as a range (tidal.core.ids) ----------------------------------------------------------
+
+
+def served_batch(n: int, *, output: int = 1, ids: Any = None) -> PredictionBatch:
+    """What the server appends for one request of ``n`` rows: its ids an IdRange under a fresh prefix."""
+    ids = new_ids(n) if ids is None else ids
+    return PredictionBatch(ids=ids, time=T0, model="churn", version=1, inputs=[{"x": float(i)} for i in range(n)],
+                           outputs=[output] * n, probas=[[0.25, 0.75]] * n, request_id="req")
+
+
+def test_a_range_of_ids_is_found_id_by_id_and_takes_labels(log: PredictionLog) -> None:
+    batch = served_batch(3)
+    log.append(batch)
+    assert [log.get(pid).inputs for pid in batch.ids] == [{"x": 0.0}, {"x": 1.0}, {"x": 2.0}]
+    assert log.window() == list(batch)
+    assert log.add_feedback([Feedback(batch.ids[2], 0, T0), Feedback(batch.ids[0], 1, T0)]) == 2
+    assert [log.get(pid).label for pid in batch.ids] == [1, None, 0]
+    # the prefix numbers three ids: a fourth is unknown, as is the prefix itself
+    prefix = cast(IdRange, batch.ids).prefix
+    fourth = prefix + "0003"
+    for missing in (fourth, prefix):
+        with pytest.raises(KeyError):
+            log.get(missing)
+    with pytest.raises(FeedbackRejected) as info:
+        log.add_feedback([Feedback(batch.ids[1], 1, T0), Feedback(fourth, 1, T0)])
+    assert (info.value.reason, info.value.index) == ("unknown", 1)
+    assert log.get(batch.ids[1]).label is None
+
+
+def test_a_range_appended_again_is_stored_once_and_a_different_one_is_refused(log: PredictionLog) -> None:
+    batch = served_batch(4)
+    log.append(batch)
+    log.add_feedback([Feedback(batch.ids[1], 1, T0)])
+    log.append(batch)  # a retry
+    assert log.window() == [replace(p, label=1, label_time=T0) if p.id == batch.ids[1] else p for p in batch]
+    with pytest.raises(StorageError, match="different prediction"):
+        log.append(served_batch(4, output=0, ids=batch.ids))
+    assert log.count(served=None) == 4
+
+
+def test_ids_of_a_range_stored_one_by_one_are_the_same_ids(log: PredictionLog) -> None:
+    """A prediction appended on its own under an id that a stored range holds is a repeat (or a clash), and
+    so is a range whose ids were stored one by one."""
+    ranged = served_batch(3)
+    log.append(ranged)
+    log.append([ranged[1]])  # the same prediction: a no-op
+    with pytest.raises(StorageError, match="different prediction"):
+        log.append([replace(ranged[2], output=7)])
+    single = served_batch(2)
+    log.append(list(single))  # records, not the range
+    log.append(single)  # the same predictions as a range: a no-op
+    with pytest.raises(StorageError, match="different prediction"):
+        log.append(served_batch(2, output=0, ids=single.ids))
+    assert log.count(served=None) == 5 and log.window() == [*ranged, *single]
 
 
 # -- window and count -----------------------------------------------------------------------------------

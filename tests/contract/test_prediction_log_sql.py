@@ -11,7 +11,7 @@ import threading
 import time
 from contextlib import closing
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -230,6 +230,27 @@ def test_the_driver_level_insert_stores_what_sqlalchemy_would(sql_url: str, tmp_
             plain = raw(conn)
     assert [len(rows) for rows in fast] == [3, 3, 3]
     assert fast == plain
+
+
+def test_a_request_range_is_one_id_entry(sql_url: str) -> None:
+    """A served request's ids are stored as one entry of prediction_ids (its prefix, and minus its count),
+    whatever its size; ids appended one by one keep an entry each."""
+    import sqlalchemy as sa
+
+    from tidal.core.batches import PredictionBatch
+    from tidal.core.ids import IdRange, new_ids
+
+    with closing(open_prediction_log(sql_url)) as log:
+        assert isinstance(log, SqlPredictionLog)
+        ids = cast(IdRange, new_ids(1000))
+        log.append(PredictionBatch(ids=ids, time=T0, model="m", version=1, inputs=[{"x": i} for i in range(1000)],
+                                   outputs=[0] * 1000))
+        log.append([make_prediction(n=i) for i in range(3)])
+        with log._conns.engine.connect() as conn:
+            rows = conn.execute(sa.select(t.prediction_ids.c.id, t.prediction_ids.c.pos)
+                                .order_by(t.prediction_ids.c.pos)).all()
+        assert len(rows) == 4 and tuple(rows[0]) == (ids.prefix, -1000) and [r[1] for r in rows[1:]] == [0, 0, 0]
+        assert log.get(ids[999]).inputs == {"x": 999} and log.count(served=None) == 1003
 
 
 def test_sqlite_checkpoints_run_in_the_background(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -67,6 +68,55 @@ def test_overwrite_rule_and_a_failing_log(project: Path) -> None:
             assert "could not be stored" in body["error"] and body["error_id"] and "disk" not in body["error"]
             assert "prediction_ids" not in body
             assert app.service.log.count(model="elec2") == before
+
+    asyncio.run(scenario())
+
+
+def test_a_quiet_server_commits_at_once_and_concurrent_requests_share_commits(project: Path) -> None:
+    """A request that finds no other in flight (and none just ended) commits its predictions in its own call;
+    requests that arrive together wait a loop turn and share a commit (app.QUIET_S, LogWriter.append)."""
+
+    async def scenario() -> None:
+        app = create_app(project)
+        async with running(app) as http:
+            writer = app.service.writer
+            seen: list[bool] = []
+            append = writer.append
+
+            async def spy(predictions: Any, *, at_once: bool = False) -> None:
+                seen.append(at_once)
+                await append(predictions, at_once=at_once)
+
+            writer.append = spy  # type: ignore[method-assign]
+            for _ in range(3):
+                assert (await http.post("/predict", json={"instances": [ROW]})).status_code == 200
+                await asyncio.sleep(0.01)
+            assert seen == [True, True, True]
+            seen.clear()
+            flushes = writer.flushes
+            # Eight requests in flight together: each body arrives a loop turn after its headers, so all of
+            # them are inside the app before the first is answered (httpx's transport calls the app one
+            # request after another, each alone).
+            body = json.dumps({"instances": [ROW]}).encode()
+            answers: list[list[dict[str, Any]]] = [[] for _ in range(8)]
+
+            async def request(out: list[dict[str, Any]]) -> None:
+                async def receive() -> dict[str, Any]:
+                    await asyncio.sleep(0)
+                    return {"type": "http.request", "body": body, "more_body": False}
+
+                async def send(message: dict[str, Any]) -> None:
+                    out.append(message)
+
+                scope = {"type": "http", "method": "POST", "path": "/predict", "headers": []}
+                await app(scope, receive, send)
+
+            await asyncio.gather(*(request(out) for out in answers))
+            assert [out[0]["status"] for out in answers] == [200] * 8
+            assert seen.count(True) == 1 and seen[0], seen  # only the first found the server quiet
+            assert writer.flushes - flushes < 8  # the others shared commits
+            ids = [json.loads(out[1]["body"])["prediction_ids"][0] for out in answers]
+            assert all(app.service.log.get(pid) is not None for pid in ids)
 
     asyncio.run(scenario())
 

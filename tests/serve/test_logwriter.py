@@ -106,3 +106,48 @@ def test_an_inline_flush_that_fails_fails_its_callers() -> None:
         return list(await asyncio.gather(writer.append([prediction(0)]), return_exceptions=True))
 
     assert isinstance(asyncio.run(scenario())[0], StorageError)
+
+
+def test_at_once_commits_in_the_call_when_nothing_else_is_pending() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    log = ThreadLog()
+    pool = ThreadPoolExecutor(1)
+
+    async def scenario() -> None:
+        writer = LogWriter(log, pool, inline_rows=4)  # type: ignore[arg-type]
+        coro = writer.append([prediction(0)], at_once=True)
+        task = asyncio.ensure_future(coro)
+        await asyncio.sleep(0)  # one turn: the task ran to its end, with no flush task of the writer's own
+        assert task.done() and log.calls == [["p0"]] and writer._task is None
+        # rows over the inline limit still go to the pool, at_once or not
+        await writer.append([prediction(i) for i in range(1, 10)], at_once=True)
+        assert log.threads[1] != threading.get_ident()
+        # while a flush is under way (9 rows, in the pool: 5 ms), at_once joins the queue: had it written at
+        # once, its call would be stored before the pool's
+        slow = asyncio.ensure_future(writer.append([prediction(i) for i in range(10, 19)]))
+        await asyncio.sleep(0)
+        assert writer._flushing
+        await asyncio.gather(slow, writer.append([prediction(19)], at_once=True))
+        assert log.calls[-2:] == [[f"p{i}" for i in range(10, 19)], ["p19"]]
+        assert writer.appended == 20 and writer.flushes == len(log.calls)
+
+    asyncio.run(scenario())
+    pool.shutdown()
+
+
+def test_at_once_raises_what_the_log_raised() -> None:
+    log = SlowLog(poison=frozenset({"p0"}))
+
+    async def scenario() -> None:
+        writer = LogWriter(log, inline_rows=64)  # type: ignore[arg-type]
+        try:
+            await writer.append([prediction(0)], at_once=True)
+        except StorageError:
+            pass
+        else:
+            raise AssertionError("the failed append was not reported")
+        await writer.append([prediction(1)], at_once=True)  # the writer goes on
+        assert writer.appended == 1 and writer.flushes == 2
+
+    asyncio.run(scenario())

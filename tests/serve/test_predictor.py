@@ -122,6 +122,14 @@ def test_hgb_compiled_trees_match_scikit_learn_bit_for_bit() -> None:
     assert np.array_equal(trees.raw(test), model._raw_predict(test))
     for i in range(10):
         assert np.array_equal(trees.raw(test[i:i + 1]), model._raw_predict(test[i:i + 1]))
+    # several classes: one tree per class and iteration, summed class by class (single rows take a walk of
+    # their own, see CompiledTrees.raw)
+    three = HistGradientBoostingClassifier(max_iter=30, random_state=0).fit(X, y + (X[:, 2] > 1))
+    trees = CompiledTrees(three)
+    assert trees.n_per_iter == 3
+    assert np.array_equal(trees.raw(test), three._raw_predict(test))
+    for i in range(20):
+        assert np.array_equal(trees.raw(test[i:i + 1]), three._raw_predict(test[i:i + 1]))
 
 
 def test_unknown_transformers_fall_back_to_the_generic_path() -> None:

@@ -18,6 +18,7 @@ from typing import Any
 
 from tidal.core.batches import PredictionBatch, parts_of
 from tidal.core.entities import Prediction
+from tidal.core.ids import IdRange
 from tidal.storage._codec import utc, utc_or_none
 from tidal.storage._predictions_codec import dumps_value, loads_value
 
@@ -37,6 +38,8 @@ class Group:
     probas: str | None
     #: (position, label JSON, label time) of the predictions appended with their label
     labels: list[tuple[int, str, datetime]]
+    #: (prefix, count) when the ids are an :class:`~tidal.core.ids.IdRange`: stored as one entry, not one per id
+    id_range: tuple[str, int] | None = None
 
 
 def header(p: Prediction) -> Header:
@@ -59,9 +62,11 @@ def encode_groups(predictions: Sequence[Prediction]) -> list[Group]:
 
 def _encode_batch(b: PredictionBatch) -> Group:
     probas = b.probas
+    ids = b.ids.tolist() if isinstance(b.ids, IdRange) else list(b.ids)
     return Group(
         header=(utc(b.time), b.model, int(b.version), b.deployment, bool(b.served), b.request_id),
-        ids=list(b.ids), ids_json=dumps_value(list(b.ids), "prediction.id"),
+        ids=ids, ids_json=dumps_value(ids, "prediction.id"),
+        id_range=(b.ids.prefix, b.ids.n) if isinstance(b.ids, IdRange) else None,
         inputs=b.inputs_json if b.inputs_json is not None else dumps_value(list(b.inputs), "prediction.inputs"),
         outputs=dumps_value(list(b.outputs), "prediction.output"),
         probas=None if probas is None or all(q is None for q in probas) else dumps_value(list(probas),

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from tidal.core.entities import Prediction
+from tidal.core.ids import split_id
 from tidal.storage import sql_schema as t
 from tidal.storage._batch_codec import decode_batch
 
@@ -92,8 +93,35 @@ def labels_of(conn: Connection, seqs: Sequence[int]) -> dict[int, dict[int, tupl
     return out
 
 
+def locate(conn: Connection, ids: Sequence[str], *, for_update: bool = False) -> dict[str, tuple[int, int]]:
+    """Where the stored predictions among ``ids`` are: id → (batch seq, position).
+
+    An id is found by its own row of ``prediction_ids``, or as a member of a range: the row of its prefix,
+    whose ``pos`` is minus the number of ids the range holds (see :mod:`tidal.core.ids`). ``for_update``
+    locks the rows read (PostgreSQL), in key order, so that concurrent labellers queue without deadlocks.
+    """
+    found: dict[str, tuple[int, int]] = {}
+    wanted = sorted(set(ids))
+    for part in chunks(wanted):
+        query = sa.select(I.id, I.seq, I.pos).where(I.id.in_(part), I.pos >= 0).order_by(I.id)
+        found.update((pid, (seq, pos)) for pid, seq, pos in conn.execute(
+            query.with_for_update() if for_update else query))
+    ranged = {pid: where for pid in wanted if pid not in found and (where := split_id(pid)) is not None}
+    prefixes = sorted({prefix for prefix, _ in ranged.values()})
+    ranges: dict[str, tuple[int, int]] = {}
+    for part in chunks(prefixes):
+        query = sa.select(I.id, I.seq, I.pos).where(I.id.in_(part), I.pos < 0).order_by(I.id)
+        ranges.update((prefix, (seq, -neg)) for prefix, seq, neg in conn.execute(
+            query.with_for_update() if for_update else query))
+    for pid, (prefix, position) in ranged.items():
+        held = ranges.get(prefix)
+        if held is not None and position < held[1]:
+            found[pid] = (held[0], position)
+    return found
+
+
 def get(conn: Connection, prediction_id: str) -> Prediction | None:
-    found = conn.execute(sa.select(I.seq, I.pos).where(I.id == prediction_id)).first()
+    found = locate(conn, [prediction_id]).get(prediction_id)
     if found is None:
         return None
     seq, pos = found
@@ -105,9 +133,8 @@ def get(conn: Connection, prediction_id: str) -> Prediction | None:
 def get_many(conn: Connection, ids: Sequence[str]) -> dict[str, Prediction]:
     """The stored predictions among ``ids`` (id → prediction)."""
     where: dict[int, list[int]] = {}
-    for part in chunks(sorted(set(ids))):
-        for seq, pos in conn.execute(sa.select(I.seq, I.pos).where(I.id.in_(part))):
-            where.setdefault(seq, []).append(pos)
+    for seq, pos in locate(conn, ids).values():
+        where.setdefault(seq, []).append(pos)
     rows, labels = batches(conn, list(where)), labels_of(conn, list(where))
     return {p.id: p for seq, positions in where.items()
             for p in decode_batch(rows[seq], labels.get(seq, {}), sorted(positions))}

@@ -39,6 +39,7 @@ from sqlalchemy.engine import Connection
 
 from tidal.core.entities import Feedback, Prediction
 from tidal.core.errors import StorageError
+from tidal.core.ids import split_id
 from tidal.storage import _prediction_reads as reads
 from tidal.storage import _predictions_codec as pc
 from tidal.storage import sql_schema as t
@@ -48,6 +49,7 @@ from tidal.storage._driver_insert import DriverInsert
 from tidal.storage.group_commit import CommitStats, GroupCommit
 from tidal.storage.sql_checkpoint import WalCheckpointer
 from tidal.storage.sql_engine import (
+    DriverTransaction,
     ThreadConnections,
     Transaction,
     create_engine_for,
@@ -124,9 +126,13 @@ class SqlPredictionLog:
         # SQLite reports the new batch's seq as lastrowid (RETURNING needs SQLite 3.35); PostgreSQL returns it.
         self._returning = dialect.name != "sqlite"
         self._dbapi: Any = dialect.dbapi
+        self._dialect = dialect
         self._insert_batch = DriverInsert(t.prediction_batches, _BATCH_COLUMNS, dialect,
                                           returning="seq" if self._returning else None)
         self._insert_ids = DriverInsert(t.prediction_ids, ("id", "seq", "pos"), dialect)
+        self._mark = "?" if dialect.paramstyle in ("qmark", "numeric") else "%s"
+        self._overlap_sql = (f"SELECT 1 FROM prediction_ids WHERE id >= {self._mark} AND id < {self._mark} "
+                             "AND pos >= 0 LIMIT 1")
         self._insert_labels = DriverInsert(t.prediction_labels, _LABEL_COLUMNS, dialect)
 
     @property
@@ -169,14 +175,14 @@ class SqlPredictionLog:
 
     def _write_batch(self, batches: Sequence[_Batch]) -> list[BaseException | None]:
         """The group commit's write: every caller's groups in one transaction."""
+        groups = [g for b in batches for g in b.groups]
         try:
-            with Transaction(self._conns, True, "appending predictions") as conn:
-                try:
-                    self._insert(conn, [g for b in batches for g in b.groups])
-                except sa_exc.IntegrityError as exc:
-                    if is_unique_violation(exc):
-                        raise _RepeatedId from exc
-                    raise
+            if self._conns.is_sqlite:
+                with DriverTransaction(self._conns, "appending predictions") as cursor:
+                    self._unique(cursor, groups)
+            else:
+                with Transaction(self._conns, True, "appending predictions") as conn:
+                    self._unique(conn, groups)
             return [None] * len(batches)
         except _RepeatedId:
             pass
@@ -191,20 +197,33 @@ class SqlPredictionLog:
                 outcomes.append(exc)
         return outcomes
 
-    def _insert(self, conn: Connection, groups: Sequence[Group]) -> None:
+    def _unique(self, on: Any, groups: Sequence[Group]) -> None:
+        """:meth:`_insert`, raising _RepeatedId when an id is stored already."""
+        try:
+            self._insert(on, groups)
+        except sa_exc.IntegrityError as exc:
+            if is_unique_violation(exc):
+                raise _RepeatedId from exc
+            raise
+
+    def _insert(self, on: Any, groups: Sequence[Group]) -> None:
         """Insert ``groups``: a batch row each, then every id (a repeated id raises IntegrityError) and the
         labels given with the predictions.
 
         The statements run on the driver's cursor: SQLAlchemy's execution context costs ~13 µs a statement,
         a fifth of a one-row append. The driver's errors are wrapped as SQLAlchemy's own would be, so the
         transaction translates them (and a repeated id is recognised) exactly as for any other statement.
+        ``on`` is the transaction's SQLAlchemy connection, or (:class:`DriverTransaction`) its DB-API cursor.
         """
         ids: list[tuple[Any, ...]] = []
         labels: list[tuple[Any, ...]] = []
         insert = self._insert_batch
-        if not conn.in_transaction():
-            conn.begin()  # PostgreSQL: SQLAlchemy must know the transaction the driver opens, to commit it
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        if isinstance(on, Connection):
+            if not on.in_transaction():
+                on.begin()  # PostgreSQL: SQLAlchemy must know the transaction the driver opens, to commit it
+            cursor, own = on.connection.dbapi_connection.cursor(), True  # type: ignore[union-attr]
+        else:
+            cursor, own = on, False
         sql, params = insert.sql, None
         try:
             for g in groups:
@@ -213,9 +232,14 @@ class SqlPredictionLog:
                                             g.ids_json, g.inputs, g.outputs, g.probas)])
                 cursor.execute(sql, params)
                 seq = cursor.fetchone()[0] if self._returning else cursor.lastrowid
-                ids.extend((pid, seq, pos) for pos, pid in enumerate(g.ids))
+                if g.id_range is not None:  # one entry for the range: its prefix, and minus its count
+                    ids.append((g.id_range[0], seq, -g.id_range[1]))
+                else:
+                    ids.extend((pid, seq, pos) for pos, pid in enumerate(g.ids))
                 labels.extend((seq, pos, model, served, version, time, label, label_time)
                               for pos, label, label_time in g.labels)
+            sql, params = self._overlap_sql, None
+            self._check_overlaps(cursor, groups)
             sql, params = self._insert_ids.sql, ids
             if len(ids) == 1:
                 cursor.execute(sql, ids[0])
@@ -226,9 +250,33 @@ class SqlPredictionLog:
                 cursor.executemany(sql, params)
         except self._dbapi.Error as exc:
             raise sa_exc.DBAPIError.instance(sql, params, exc, self._dbapi.Error, hide_parameters=True,
-                                             dialect=conn.dialect) from exc
+                                             dialect=self._dialect) from exc
         finally:
-            cursor.close()
+            if own:
+                cursor.close()
+
+    def _check_overlaps(self, cursor: Any, groups: Sequence[Group]) -> None:
+        """Raise _RepeatedId where an id is stored already in the other form: a range whose ids are stored
+        one by one, or an id stored on its own that a stored range holds. (The same id twice in one form is
+        the primary key's to refuse.) Server requests are ranges under fresh prefixes: one index probe each."""
+        for g in groups:
+            if g.id_range is not None:
+                prefix = g.id_range[0]
+                cursor.execute(self._overlap_sql, (prefix + "0000", prefix + "g"))  # "g" sorts after every digit
+                if cursor.fetchone() is not None:
+                    raise _RepeatedId
+        singles = {where for g in groups if g.id_range is None for pid in g.ids
+                   if (where := split_id(pid)) is not None}
+        prefixes = sorted({prefix for prefix, _ in singles})
+        for part in reads.chunks(prefixes):
+            cursor.execute(self._ranges_sql(len(part)), tuple(part))
+            held = {prefix: -neg for prefix, neg in cursor.fetchall()}
+            if any(position < held.get(prefix, 0) for prefix, position in singles):
+                raise _RepeatedId
+
+    def _ranges_sql(self, n: int) -> str:
+        marks = ", ".join([self._mark] * n)
+        return f"SELECT id, pos FROM prediction_ids WHERE pos < 0 AND id IN ({marks})"
 
     def _append_settled(self, predictions: Sequence[Prediction]) -> None:
         """Append ``predictions`` minus those stored already; a different prediction under a stored id (or
@@ -263,13 +311,10 @@ class SqlPredictionLog:
                    for fb in feedback]
         ids = sorted({fb.prediction_id for fb in feedback})
         with Transaction(self._conns, True, "storing feedback") as conn:
-            where: dict[str, tuple[int, int]] = {}
-            for part in reads.chunks(ids):
-                # FOR UPDATE (PostgreSQL; SQLite's BEGIN IMMEDIATE already excludes other writers): a
-                # concurrent labeller waits, then sees this label, so two "first" labels cannot both win.
-                # Rows are locked in id order, so two batches cannot deadlock on each other.
-                query = sa.select(_I.id, _I.seq, _I.pos).where(_I.id.in_(part)).order_by(_I.id).with_for_update()
-                where.update((pid, (seq, pos)) for pid, seq, pos in conn.execute(query))
+            # FOR UPDATE (PostgreSQL; SQLite's BEGIN IMMEDIATE already excludes other writers): a concurrent
+            # labeller waits, then sees this label, so two "first" labels cannot both win. Rows are locked in
+            # key order, so two batches cannot deadlock on each other.
+            where = reads.locate(conn, ids, for_update=True)
             seqs = sorted({seq for seq, _ in where.values()})
             existing = reads.labels_of(conn, seqs)
             labelled = {pid: pos in existing.get(seq, {}) for pid, (seq, pos) in where.items()}
