@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tidal.core.batches import PredictionBatch
+from tidal.core.batches import PredictionBatch, PredictionChain
 from tidal.core.entities import Feedback, Prediction
 from tidal.core.errors import FeedbackRejected, StorageError
 from tidal.core.ids import IdRange, new_ids
@@ -184,6 +184,14 @@ def test_a_range_appended_again_is_stored_once_and_a_different_one_is_refused(lo
     with pytest.raises(StorageError, match="different prediction"):
         log.append(served_batch(4, output=0, ids=batch.ids))
     assert log.count(served=None) == 4
+
+
+def test_several_ranges_in_one_append(log: PredictionLog) -> None:
+    """A flush of the server holds the requests of several clients: a range each, one transaction."""
+    first, second, third = served_batch(2), served_batch(1), served_batch(3)
+    log.append(PredictionChain([first, second, third]))
+    assert log.window() == [*first, *second, *third]
+    assert all(log.get(pid).id == pid for b in (first, second, third) for pid in b.ids)
 
 
 def test_ids_of_a_range_stored_one_by_one_are_the_same_ids(log: PredictionLog) -> None:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+from scipy.special import expit
 
 from tidal.data.prepare import NUMERIC_KINDS
 from tidal.serve.features import FeatureEncoder, compile_prepare
@@ -107,6 +108,12 @@ class FastPredictor:
         self.fortran = fortran
         self.trees: CompiledTrees | None = None
         self._hgb = type(estimator).__name__ in _HGB
+        # Two classes and the logit link: P(class 1) is scipy's expit of the raw prediction, which is what
+        # scikit-learn's loss computes under three layers of array-API dispatch (a sizeable part of a
+        # one-row request once its caches are cold).
+        loss = getattr(estimator, "_loss", None)
+        self._binary_logit = (self._hgb and classifier and type(loss).__name__ == "HalfBinomialLoss"
+                              and type(getattr(loss, "link", None)).__name__ == "LogitLink")
         if self._hgb:
             try:
                 self.trees = CompiledTrees(estimator)
@@ -128,7 +135,12 @@ class FastPredictor:
         raw = self.trees.raw(X) if small else est._raw_predict(X)  # type: ignore[union-attr]
         if not self.classifier:
             return np.asarray(est._loss.link.inverse(raw.ravel())), None
-        proba = np.asarray(est._loss.predict_proba(raw), dtype=np.float64)
+        if self._binary_logit:
+            proba = np.empty((raw.shape[0], 2), dtype=np.float64)
+            proba[:, 1] = expit(raw[:, 0])
+            proba[:, 0] = 1 - proba[:, 1]
+        else:
+            proba = np.asarray(est._loss.predict_proba(raw), dtype=np.float64)
         encoded = (raw.ravel() > 0).astype(int) if raw.shape[1] == 1 else np.argmax(raw, axis=1)
         return est.classes_[encoded], proba
 

@@ -70,7 +70,7 @@ class CompiledTrees:
         self._node_column = np.ascontiguousarray(self._column[0::2])
         self._node_threshold = np.ascontiguousarray(self._threshold[0::2])
         self._node_value = np.ascontiguousarray(self._value[0::2])
-        self._node_even = 2 * index
+        self._node_left, self._node_right = left, right
         self._node_roots = offsets
         self.depth = int(flat["depth"].max())
         self.n_trees = len(nodes)
@@ -83,8 +83,7 @@ class CompiledTrees:
         kids, column, threshold = self._kids, self._column, self._threshold
         if n == 1:
             row = both[0]
-            # kids[2i + decision] is 2·next(i) (see __init__); shifted back to a node index
-            step = kids[self._node_even + (row[self._node_column] <= self._node_threshold)] >> 1
+            step = np.where(row[self._node_column] <= self._node_threshold, self._node_left, self._node_right)
             pos = self._node_roots
             for _ in range(self.depth):
                 pos = step[pos]

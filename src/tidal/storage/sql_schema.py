@@ -233,8 +233,10 @@ state = sa.Table(
 # are stored as one row of ``prediction_batches`` (the inputs, outputs and probabilities as JSON arrays), so
 # that logging a 1,000-row request writes one row and a thousand index entries of 30 bytes, not a thousand
 # rows of a kilobyte and four thousand index entries (measured at 1,000 rows: 2.6 ms instead of 10.5 ms).
-# ``prediction_ids`` finds a prediction by id (feedback, get) and keeps ids unique; ``prediction_labels``
-# holds the labels that feedback brings, keyed by (batch, position).
+# ``prediction_ids`` finds a prediction by id (feedback, get) and keeps ids unique: an entry per id, or
+# (a served request, whose ids are a range under one prefix: tidal.core.ids) one entry for the whole
+# request, its ``id`` the prefix and its ``pos`` minus the number of ids; ``prediction_labels`` holds the
+# labels that feedback brings, keyed by (batch, position).
 
 prediction_batches = sa.Table(
     "prediction_batches",
