@@ -71,8 +71,12 @@ def run_server(root: Path, *, host: str | None = None, port: int | None = None, 
     if workers < 1:
         raise ValueError("workers must be at least 1")
     cap_env()  # processes started from here load BLAS/OpenMP with one thread
+    # proxy_headers off: tidal reads neither the client's address nor the scheme, so uvicorn's middleware
+    # that rewrites them from X-Forwarded-* would only cost every request a layer; server_header off: the
+    # answers do not advertise the server software.
     options: dict[str, Any] = {"host": host, "port": port, "log_config": log_config(), "access_log": False,
-                               "loop": "auto", "http": "auto", "lifespan": "on", "timeout_graceful_shutdown": 10}
+                               "loop": "auto", "http": "auto", "lifespan": "on", "timeout_graceful_shutdown": 10,
+                               "proxy_headers": False, "server_header": False}
     if workers == 1:
         import logging.config
 
