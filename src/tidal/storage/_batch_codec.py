@@ -62,11 +62,12 @@ def encode_groups(predictions: Sequence[Prediction]) -> list[Group]:
 
 def _encode_batch(b: PredictionBatch) -> Group:
     probas = b.probas
-    ids = b.ids.tolist() if isinstance(b.ids, IdRange) else list(b.ids)
+    ranged = b.ids if isinstance(b.ids, IdRange) else None
+    ids = ranged.tolist() if ranged is not None else list(b.ids)
     return Group(
         header=(utc(b.time), b.model, int(b.version), b.deployment, bool(b.served), b.request_id),
         ids=ids, ids_json=dumps_value(ids, "prediction.id"),
-        id_range=(b.ids.prefix, b.ids.n) if isinstance(b.ids, IdRange) else None,
+        id_range=(ranged.prefix, ranged.n) if ranged is not None else None,
         inputs=b.inputs_json if b.inputs_json is not None else dumps_value(list(b.inputs), "prediction.inputs"),
         outputs=dumps_value(list(b.outputs), "prediction.output"),
         probas=None if probas is None or all(q is None for q in probas) else dumps_value(list(probas),

@@ -21,7 +21,8 @@ class DriverInsert:
 
     def __init__(self, table: sa.Table, columns: Sequence[str], dialect: Any, *, returning: str | None = None) -> None:
         quote = dialect.identifier_preparer.quote
-        mark = "?" if dialect.paramstyle in ("qmark", "numeric") else "%s"
+        #: the driver's parameter placeholder, for other statements written for the same driver
+        self.mark = mark = "?" if dialect.paramstyle in ("qmark", "numeric") else "%s"
         self.columns = list(columns)
         self.sql = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in self.columns)}) "
                     f"VALUES ({', '.join([mark] * len(self.columns))})")

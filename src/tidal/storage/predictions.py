@@ -137,8 +137,7 @@ class SqlPredictionLog:
         self._insert_batch = DriverInsert(t.prediction_batches, _BATCH_COLUMNS, dialect,
                                           returning="seq" if self._returning else None)
         self._insert_ids = DriverInsert(t.prediction_ids, ("id", "seq", "pos"), dialect)
-        self._mark = "?" if dialect.paramstyle in ("qmark", "numeric") else "%s"
-        m = self._mark
+        self._mark = m = self._insert_ids.mark
         self._insert_range_sql = (f"INSERT INTO prediction_ids (id, seq, pos) SELECT {m}, {m}, {m} WHERE NOT EXISTS "
                                   f"(SELECT 1 FROM prediction_ids WHERE id >= {m} AND id < {m} AND pos >= 0)")
         self._insert_labels = DriverInsert(t.prediction_labels, _LABEL_COLUMNS, dialect)
