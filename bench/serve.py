@@ -198,7 +198,6 @@ def stages(built: dict[str, Any], n_rows: int, folder: Path) -> dict[str, float]
     from tidal import Workspace
     from tidal.core.batches import PredictionBatch
     from tidal.core.ids import new_ids
-    from tidal.serve.inputs import instances_text
     from tidal.serve.predictor import GenericPredictor, build_predictor, to_json
 
     threadpool_limits(1)
@@ -215,7 +214,7 @@ def stages(built: dict[str, Any], n_rows: int, folder: Path) -> dict[str, float]
         def records() -> PredictionBatch:  # what the server builds (service.py: make_records)
             preds, probas = to_json(out)
             return PredictionBatch(ids=new_ids(len(rows)), time=now, model="cancer", version=1, inputs=rows,
-                                   outputs=preds, probas=probas, request_id="r", inputs_json=instances_text(body))
+                                   outputs=preds, probas=probas, request_id="r")
 
         answer = {"predictions": to_json(out)[0], "probabilities": to_json(out)[1],
                   "prediction_ids": list(new_ids(n_rows))}

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from tidal.core.clock import SystemClock
-from tidal.core.entities import Alias, Event, Metric, ModelVersion, Report, Run, RunStatus, StepRecord
+from tidal.core.entities import Alias, Event, LogCheck, Metric, ModelVersion, Report, Run, RunStatus, StepRecord
 from tidal.core.errors import ModelNotFound, SpecError, TidalError
 from tidal.core.ports import ArtifactStore, Clock, MetadataStore, PredictionLog
 from tidal.core.settings import Settings
@@ -343,3 +343,20 @@ class Workspace:
     def events(self, *, limit: int = 100, subject: str | None = None, kind: str | None = None) -> list[Event]:
         """The recorded decisions, oldest first among the newest ``limit``."""
         return self.store.list_events(subject=subject, kind=kind, limit=limit)
+
+    def check_predictions(self, *, quarantine: bool = False) -> LogCheck:
+        """Read every stored prediction back (``tidal predictions check``) and list the batches that cannot
+        be read; with ``quarantine``, move them aside (kept whole, see :meth:`PredictionLog.check`) and
+        record a ``predictions.quarantined`` event naming them."""
+        found = self.predictions.check(quarantine=quarantine)
+        if found.quarantined:
+            refs = [b.ref for b in found.unreadable]
+            count = sum(b.predictions for b in found.unreadable)
+            self.store.append_event(Event(
+                kind="predictions.quarantined", subject=f"project:{self.spec.name}", time=self.clock.now(),
+                message=f"{found.quarantined} unreadable prediction batch{'es' if found.quarantined > 1 else ''} "
+                        f"({count} predictions) moved to quarantine: {', '.join(refs[:10])}"
+                        + (f" and {len(refs) - 10} more" if len(refs) > 10 else ""),
+                data={"refs": refs, "predictions": count,
+                      "reasons": {b.ref: b.reason for b in found.unreadable}}))
+        return found

@@ -47,7 +47,8 @@ def test_a_store_at_0001_upgrades_in_place_and_keeps_its_data(sql_url: str) -> N
     engine = _engine(sql_url)
     try:
         with engine.begin() as conn:  # written as tidal 0001 wrote them
-            conn.execute(t.runs.insert(), codec.encode_run(run))
+            old_row = {k: v for k, v in codec.encode_run(run).items() if k != "heartbeat_at"}  # 0004 added it
+            conn.execute(t.runs.insert().values(old_row))
             metrics = [codec.encode_metric(run.id, Metric("loss", 0.5, i, T0)) for i in range(3)]
             conn.execute(t.metrics.insert(), metrics)
             conn.execute(t.model_versions.insert(), codec.encode_model_version(mv, 1))

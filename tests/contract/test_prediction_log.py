@@ -468,10 +468,3 @@ def test_a_batch_value_that_is_not_json_stores_nothing_of_the_call(log: Predicti
     with pytest.raises(StorageError, match=r"prediction\.inputs"):
         log.append(PredictionChain([_batch(1), bad]))
     assert log.count(served=None) == 0
-
-
-def test_a_batch_with_its_inputs_as_sent_reads_back_the_same_inputs(log: PredictionLog) -> None:
-    batch = _batch(2, inputs=[{"x": 1.5, "colour": "red"}, {"x": 2, "colour": "blue"}],
-                   inputs_json='[ {"x": 1.50, "colour": "red"},\n {"x": 2, "colour": "blue"} ]')
-    log.append(batch)
-    assert [p.inputs for p in log.window(model="churn")] == [{"x": 1.5, "colour": "red"}, {"x": 2, "colour": "blue"}]

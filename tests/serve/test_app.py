@@ -119,17 +119,3 @@ def test_a_quiet_server_commits_at_once_and_concurrent_requests_share_commits(pr
             assert all(app.service.log.get(pid) is not None for pid in ids)
 
     asyncio.run(scenario())
-
-
-def test_instances_text_cuts_the_array_out_of_a_checked_body() -> None:
-    import orjson
-
-    from tidal.serve.inputs import instances_text
-
-    for body in (b'{"instances": [{"a": 1}, {"a": 2.50}]}', b' \n{ "instances" :\t[{"a": 1e2}] }\r\n',
-                 b'{"instances":[{"a":"x\\"}]"}]}'):
-        text = instances_text(body)
-        assert text is not None and orjson.loads(text) == orjson.loads(body)["instances"]
-    # written some other way: not cut out (the log encodes the rows itself)
-    assert instances_text(b'{"\\u0069nstances": [{"a": 1}]}') is None
-    assert instances_text(b'[{"a": 1}]') is None

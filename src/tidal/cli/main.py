@@ -24,6 +24,11 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(models_app, name="models")
 reports_app = typer.Typer(help="Monitoring reports.", no_args_is_help=True)
 app.add_typer(reports_app, name="reports")
+predictions_app = typer.Typer(help="The prediction log.", no_args_is_help=True)
+app.add_typer(predictions_app, name="predictions")
+
+#: Exit code of ``tidal predictions check`` when it found unreadable predictions and left them in place.
+EXIT_PROBLEMS = 4
 
 console = Console()
 err = Console(stderr=True)
@@ -327,6 +332,41 @@ def reports_show(report_id: str, json_out: JsonOpt = False, project: ProjectOpt 
         console.print(report_table(report))
         for line in summarize(report):
             console.print(escape(line))
+
+
+@predictions_app.command("check")
+def predictions_check(
+    quarantine: Annotated[bool, typer.Option("--quarantine", help="Move unreadable batches aside (kept whole).")]
+    = False,
+    json_out: JsonOpt = False,
+    project: ProjectOpt = None,
+) -> None:
+    """Read every stored prediction back and list the batches that cannot be read (monitoring and retraining
+    skip them); --quarantine moves them out of the log, whole, into a quarantine table. Exit code 0 when the
+    log reads back whole (or everything unreadable was quarantined), 4 when unreadable batches remain."""
+    from tidal.cli.render import dump_json, when
+
+    with _ws(project) as ws:
+        found = ws.check_predictions(quarantine=quarantine)
+    if json_out:
+        dump_json(console, {"batches": found.batches, "predictions": found.predictions, "ok": found.ok,
+                            "quarantined": found.quarantined,
+                            "unreadable": [{"ref": b.ref, "model": b.model, "version": b.version, "time": b.time,
+                                            "predictions": b.predictions, "reason": b.reason}
+                                           for b in found.unreadable]})
+    else:
+        console.print(f"read back {found.predictions:,} predictions in {found.batches:,} batches")
+        for b in found.unreadable:
+            console.print(f"[red]unreadable[/] {b.ref}: {b.predictions} predictions of {b.model}:{b.version} "
+                          f"at {when(b.time)}: {escape(b.reason)}")
+        if found.quarantined:
+            console.print(f"[yellow]moved {found.quarantined} to quarantine[/]: reads no longer meet them")
+        elif found.unreadable:
+            console.print("run [bold]tidal predictions check --quarantine[/] to move them aside")
+        else:
+            console.print("[green]every stored prediction reads back[/]")
+    if found.unreadable and not found.quarantined:
+        raise typer.Exit(EXIT_PROBLEMS)
 
 
 @app.command("loop")

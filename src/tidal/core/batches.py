@@ -20,25 +20,20 @@ from tidal.core.entities import Prediction
 class PredictionBatch(Sequence[Prediction]):
     """``len(ids)`` predictions that share ``time``, ``model``, ``version``, ``deployment``, ``served`` and
     ``request_id``; ``inputs``, ``outputs`` and ``probas`` (None for a regressor) are parallel lists.
-    Unlabelled (labels arrive as feedback).
+    Unlabelled (labels arrive as feedback)."""
 
-    ``inputs_json``, when given, is ``inputs`` as JSON text, as the client sent it (the server has the
-    request body): a log may store it instead of encoding ``inputs`` again. It must be the JSON array
-    that parses to ``inputs``."""
-
-    __slots__ = ("deployment", "ids", "inputs", "inputs_json", "model", "outputs", "probas", "request_id", "served",
-                 "time", "version")
+    __slots__ = ("deployment", "ids", "inputs", "model", "outputs", "probas", "request_id", "served", "time",
+                 "version")
 
     def __init__(self, *, ids: Sequence[str], time: datetime, model: str, version: int,
                  inputs: Sequence[dict[str, Any]], outputs: Sequence[Any],
                  probas: Sequence[list[float] | None] | None = None, deployment: str = "direct",
-                 served: bool = True, request_id: str | None = None, inputs_json: str | None = None) -> None:
+                 served: bool = True, request_id: str | None = None) -> None:
         if len(inputs) != len(ids) or len(outputs) != len(ids) or (probas is not None and len(probas) != len(ids)):
             raise ValueError(f"a batch of {len(ids)} ids needs as many inputs, outputs and probas")
         self.ids, self.time, self.model, self.version = ids, time, model, version
         self.inputs, self.outputs, self.probas = inputs, outputs, probas
         self.deployment, self.served, self.request_id = deployment, served, request_id
-        self.inputs_json = inputs_json
 
     def __len__(self) -> int:
         return len(self.ids)

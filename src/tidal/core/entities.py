@@ -13,9 +13,14 @@ from typing import Any
 
 
 class RunStatus(StrEnum):
+    """Where a run stands. ``abandoned``: the process running it stopped (killed, crashed, its machine
+    lost) before it finished; found by its missing heartbeat, it is neither a success nor a failure of
+    the pipeline."""
+
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    ABANDONED = "abandoned"
 
 
 class StepStatus(StrEnum):
@@ -49,6 +54,8 @@ class Run:
     trigger: str = "manual"
     error: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    #: when the process running it last said it was alive (None: never, e.g. a run tracked by hand)
+    heartbeat_at: datetime | None = None
 
 
 @dataclass
@@ -144,6 +151,15 @@ class Alias:
 
 
 @dataclass(frozen=True)
+class Lease:
+    """Who holds a named lease (one actor at a time, e.g. the loop controller of a project), and until when."""
+
+    name: str
+    owner: str
+    until: datetime
+
+
+@dataclass(frozen=True)
 class Event:
     """An explained decision. ``subject`` is what it is about (``model:elec2:3``, ``run:<id>``)."""
 
@@ -204,3 +220,35 @@ class Report:
     drifted: bool
     alerts: list[str] = field(default_factory=list)
     body: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class UnreadableBatch:
+    """Stored predictions that cannot be read back (their stored text is not what tidal writes: a bug of an
+    earlier version, or an edit by hand). Reads skip them and say so; ``PredictionLog.check`` finds them all
+    and can move them to quarantine, where they are kept whole.
+
+    ``ref`` is how the log names the batch (``batch 17``); ``predictions`` how many it holds by its header.
+    """
+
+    ref: str
+    model: str
+    version: int
+    time: datetime
+    predictions: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class LogCheck:
+    """What ``PredictionLog.check`` found: every stored batch read back, the unreadable ones listed."""
+
+    batches: int
+    predictions: int
+    unreadable: tuple[UnreadableBatch, ...] = ()
+    #: how many of the unreadable batches were moved to quarantine by this check
+    quarantined: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.unreadable

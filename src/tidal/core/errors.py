@@ -12,6 +12,7 @@ The tree::
     ├── RegistryError          the model registry refused an operation
     │   ├── ModelNotFound      no such model, version or alias
     │   ├── AliasConflict      an alias move that would break an invariant
+    │   │   └── AliasMoved     the alias moved since the caller looked (a concurrent promotion)
     │   └── IntegrityError     a stored artifact does not match its digest (tampered or corrupt)
     ├── StorageError           a metadata or artifact store failed
     ├── ServingError           the server could not answer
@@ -96,6 +97,16 @@ class AliasConflict(RegistryError):
     """An alias move that would break an invariant (e.g. pointing champion at a rejected version)."""
 
 
+class AliasMoved(AliasConflict):
+    """An alias move made on the condition that the alias still points where the caller last saw it (a
+    champion gated against), refused because it has moved since: ``current`` is where it points now
+    (None: nowhere)."""
+
+    def __init__(self, message: str, *, current: int | None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.current = current
+
+
 class IntegrityError(RegistryError):
     """A stored artifact does not match its recorded digest."""
 
@@ -139,6 +150,7 @@ class PluginNotFound(TidalError):
 
 __all__ = [
     "AliasConflict",
+    "AliasMoved",
     "DataError",
     "FeedbackRejected",
     "GateFailed",

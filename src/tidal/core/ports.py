@@ -7,6 +7,7 @@ Each port has a conformance suite in ``tests/contract/`` that every adapter must
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -15,6 +16,8 @@ from tidal.core.entities import (
     CacheEntry,
     Event,
     Feedback,
+    Lease,
+    LogCheck,
     Metric,
     ModelState,
     ModelVersion,
@@ -24,6 +27,7 @@ from tidal.core.entities import (
     RunStatus,
     SnapshotInfo,
     StepRecord,
+    UnreadableBatch,
 )
 
 T = TypeVar("T")
@@ -38,12 +42,21 @@ class MetadataStore(Protocol):
     params by run and key): writing the same thing twice stores it once.
     """
 
+    def atomic(self) -> AbstractContextManager[None]:
+        """A unit of work: every call made in the ``with`` block (on this thread) commits together when it
+        ends, or not at all if it raises or the process dies first. A state change and the event that
+        explains it are written this way, so that one is never stored without the other."""
+        ...
+
     # -- runs and steps ------------------------------------------------------------------------
     def create_run(self, run: Run) -> None: ...
     def finish_run(
         self, run_id: str, status: RunStatus, ended_at: datetime, *, error: str | None = None,
         info: Mapping[str, Any] | None = None,
     ) -> None: ...
+    def heartbeat_run(self, run_id: str, at: datetime) -> None:
+        """Record that the process running ``run_id`` is alive at ``at`` (KeyError for an unknown run)."""
+        ...
     def get_run(self, run_id: str) -> Run:
         """The run with ``run_id``; a unique prefix of at least 4 characters also matches.
 
@@ -109,8 +122,14 @@ class MetadataStore(Protocol):
     def list_model_versions(self, name: str | None = None) -> list[ModelVersion]:
         """Ordered by name, then version."""
         ...
-    def set_alias(self, name: str, alias: str, version: int, at: datetime) -> int | None:
-        """Point ``alias`` at ``version``; returns the version it pointed at before, if any."""
+    def set_alias(
+        self, name: str, alias: str, version: int, at: datetime, *, expected: int | None = None,
+    ) -> int | None:
+        """Point ``alias`` at ``version``; returns the version it pointed at before, if any.
+
+        ``expected``: move it only if it points at that version now (``0``: only if it points nowhere),
+        else raise :class:`~tidal.core.errors.AliasMoved` — checked and moved under one lock, so a caller
+        that compared a candidate with the champion promotes it only over that very champion."""
         ...
     def get_alias(self, name: str, alias: str) -> Alias | None: ...
     def delete_alias(self, name: str, alias: str) -> None: ...
@@ -139,12 +158,16 @@ class MetadataStore(Protocol):
         ...
 
     # -- leases: one actor at a time (e.g. one controller per workspace) ------------------------
-    def acquire_lease(self, name: str, owner: str, until: datetime, now: datetime) -> bool:
+    def acquire_lease(self, name: str, owner: str, until: datetime, now: datetime, *, force: bool = False) -> bool:
         """Atomically take or renew the lease ``name`` for ``owner`` until ``until``.
 
         True when ``owner`` holds it afterwards: it was free, expired (its ``until`` <= ``now``), or
-        already ``owner``'s. False when another owner holds an unexpired lease.
+        already ``owner``'s. False when another owner holds an unexpired lease. ``force`` takes it from
+        whoever holds it (an operator who knows the holder is dead).
         """
+        ...
+    def get_lease(self, name: str) -> Lease | None:
+        """Who holds the lease ``name`` and until when (expired or not); None when nobody took it."""
         ...
     def release_lease(self, name: str, owner: str) -> None:
         """Give the lease up if ``owner`` holds it (no-op otherwise)."""
@@ -180,12 +203,23 @@ class PredictionLog(Protocol):
         since: datetime | None = None, until: datetime | None = None, labelled: bool | None = None,
         served: bool | None = True, deployment: str | None = None,
     ) -> list[Prediction]:
-        """Matching predictions, oldest first; ``last`` keeps the newest ``last`` of them."""
+        """Matching predictions, oldest first; ``last`` keeps the newest ``last`` of them. A stored batch that
+        cannot be read is skipped (see :meth:`skipped`), never an error for the whole window."""
         ...
     def count(
         self, *, model: str | None = None, version: int | None = None, since: datetime | None = None,
         labelled: bool | None = None, served: bool | None = True,
-    ) -> int: ...
+    ) -> int:
+        """How many stored predictions match (unreadable ones included, until they are quarantined)."""
+        ...
+    def skipped(self) -> list[UnreadableBatch]:
+        """The unreadable batches that reads of this log object met and skipped, since it was opened (each
+        once). ``get`` of a prediction in one raises StorageError instead."""
+        ...
+    def check(self, *, quarantine: bool = False) -> LogCheck:
+        """Read every stored prediction back and list the batches that cannot be read; with ``quarantine``,
+        move those out of the log (kept whole, with the reason, where reads no longer meet them)."""
+        ...
     def close(self) -> None: ...
 
 

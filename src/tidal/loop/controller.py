@@ -22,10 +22,10 @@ from typing import Any
 import pandas as pd
 
 from tidal.core.entities import Event, ModelState, ModelVersion
-from tidal.core.errors import TidalError
+from tidal.core.errors import AliasMoved, TidalError
 from tidal.evaluate.metrics import LOWER_IS_BETTER, primary_metric
 from tidal.loop.context import LoopContext
-from tidal.loop.monitoring import monitor_once
+from tidal.loop.monitoring import monitor_once, note_unreadable
 from tidal.loop.pipeline import RunResult, TrainingPipeline
 from tidal.loop.policy import Decision, LoopState, Observation, decide, worse
 from tidal.loop.scoring import plain, score
@@ -183,6 +183,7 @@ class Controller:
             n_source = len(source)
             parts.append(source)
         labelled = self.ctx.predictions.window(model=self.name, labelled=True)
+        note_unreadable(self.ctx, self.name)
         if labelled:
             rows = pd.DataFrame([p.inputs for p in labelled])
             rows[data.target] = [p.label for p in labelled]
@@ -283,20 +284,36 @@ class Controller:
         figures = {"metric": metric, "value": value, "baseline": baseline, "drop": rb.drop,
                    "rows": rb.after_rows, "from": champion.version, "to": previous.version}
         if worse(metric, value, limit):
+            try:
+                self._roll_back(state, champion, previous, figures, after_rows=rb.after_rows)
+            except AliasMoved as moved:  # promoted or rolled back by hand meanwhile: that decision stands
+                self._event("loop.watch_ended", f"{self.name}:{champion.version} was no longer champion when its "
+                            f"watch ended (champion: {moved.current}); no rollback", figures, champion.version)
+                return False
+            return True
+        with self.ctx.store.atomic():
+            self._event("loop.kept", f"{self.name}:{champion.version} kept: {metric} {value:.3f} on its first "
+                        f"{rb.after_rows} labelled rows; {self.name}:{previous.version} would have scored "
+                        f"{baseline:.3f} (allowed drop {rb.drop:g})", figures, champion.version)
+            self._save(state)
+        return False
+
+    def _roll_back(self, state: LoopState, champion: ModelVersion, previous: ModelVersion, figures: dict[str, Any],
+                   *, after_rows: int) -> None:
+        """Move the champion back to ``previous``, with its events and the loop's state, all or nothing;
+        AliasMoved (nothing changed) if ``champion`` is no longer champion."""
+        metric, value, baseline, drop = figures["metric"], figures["value"], figures["baseline"], figures["drop"]
+        with self.ctx.store.atomic():  # the move, its events and the loop's state: all or nothing
             self.ctx.registry.set_alias(
                 self.name, CHAMPION, previous.version, trigger="loop:rollback",
-                reason=f"{self.name}:{champion.version} {metric} {value:.3f} on its first {rb.after_rows} labelled "
-                       f"rows is worse than {self.name}:{previous.version}'s {baseline:.3f} on the same rows by "
-                       f"more than {rb.drop:g}",
-                data={"rollback": True, **figures})
+                reason=f"{self.name}:{champion.version} {metric} {value:.3f} on its first {after_rows} "
+                       f"labelled rows is worse than {self.name}:{previous.version}'s {baseline:.3f} on the same "
+                       f"rows by more than {drop:g}",
+                data={"rollback": True, **figures}, expected=champion.version)
             self._event("loop.rollback", f"rolled back {self.name}:{champion.version} → {previous.version}: "
-                        f"{metric} {value:.3f} vs {baseline:.3f} on the same {rb.after_rows} rows "
-                        f"(allowed drop {rb.drop:g})", figures, champion.version)
-            return True
-        self._event("loop.kept", f"{self.name}:{champion.version} kept: {metric} {value:.3f} on its first "
-                    f"{rb.after_rows} labelled rows; {self.name}:{previous.version} would have scored "
-                    f"{baseline:.3f} (allowed drop {rb.drop:g})", figures, champion.version)
-        return False
+                        f"{metric} {value:.3f} vs {baseline:.3f} on the same {after_rows} rows "
+                        f"(allowed drop {drop:g})", figures, champion.version)
+            self._save(state)
 
     def _check_trial(self, state: LoopState, champion: ModelVersion) -> bool:
         trial = state.trial or {}
@@ -339,18 +356,25 @@ class Controller:
         state.trial = None
         figures = {"metric": metric, "champion": champ_value, "challenger": chall_value,
                    "rows": len(chall_preds), "kind": trial.get("kind")}
-        self.ctx.store.delete_alias(self.name, CHALLENGER)
-        if chall_value is not None and (champ_value is None or not worse(metric, chall_value, champ_value)):
-            self.ctx.registry.set_alias(
-                self.name, CHAMPION, challenger.version, trigger=f"loop:{trial.get('kind')}",
-                reason=f"{trial.get('kind')} trial: {metric} {chall_value:.3f} vs champion "
-                       + (f"{champ_value:.3f}" if champ_value is not None else "n/a")
-                       + f" on {len(chall_preds)} labelled requests", data=figures)
-            self._start_watch(state, new=challenger, old=champion)
-            return True
-        self.ctx.registry.set_state(self.name, challenger.version, ModelState.REJECTED,
-                                    [f"{trial.get('kind')} trial: {metric} {chall_value} worse than the champion's "
-                                     f"{champ_value} on {len(chall_preds)} labelled requests"])
+        kind = trial.get("kind")
+        won = chall_value is not None and (champ_value is None or not worse(metric, chall_value, champ_value))
+        # The alias moves, their events and the loop's state commit together: a controller killed half way
+        # leaves the trial as it was, and the next tick judges it again.
+        with self.ctx.store.atomic():
+            self.ctx.registry.remove_alias(self.name, CHALLENGER, reason=f"the {kind} trial ended",
+                                           trigger=f"loop:{kind}")
+            if won:
+                self.ctx.registry.set_alias(
+                    self.name, CHAMPION, challenger.version, trigger=f"loop:{kind}",
+                    reason=f"{kind} trial: {metric} {chall_value:.3f} vs champion "
+                           + (f"{champ_value:.3f}" if champ_value is not None else "n/a")
+                           + f" on {len(chall_preds)} labelled requests", data=figures)
+                self._start_watch(state, new=challenger, old=champion)
+            else:
+                self.ctx.registry.set_state(self.name, challenger.version, ModelState.REJECTED,
+                                            [f"{kind} trial: {metric} {chall_value} worse than the champion's "
+                                             f"{champ_value} on {len(chall_preds)} labelled requests"])
+            self._save(state)
         return True
 
     def _abandon_trial(self, state: LoopState, challenger: ModelVersion, trial: dict[str, Any], *, got: int,
@@ -366,11 +390,14 @@ class Controller:
                f"champion got {champion_labelled} (deploy.strategy.patience); is the server running the "
                "challenger? (GET /model shows it; the server log says why it is not)")
         state.trial = None
-        self.ctx.store.delete_alias(self.name, CHALLENGER)
-        self.ctx.registry.set_state(self.name, challenger.version, ModelState.REJECTED, [why])
-        self._event("loop.trial_abandoned", f"{self.name}:{challenger.version} {why}",
-                    {"kind": kind, "challenger_labelled": got, "needed": need,
-                     "champion_labelled": champion_labelled}, challenger.version)
+        with self.ctx.store.atomic():
+            self.ctx.registry.remove_alias(self.name, CHALLENGER, reason=f"the {kind} trial was abandoned",
+                                           trigger=f"loop:{kind}")
+            self.ctx.registry.set_state(self.name, challenger.version, ModelState.REJECTED, [why])
+            self._event("loop.trial_abandoned", f"{self.name}:{challenger.version} {why}",
+                        {"kind": kind, "challenger_labelled": got, "needed": need,
+                         "champion_labelled": champion_labelled}, challenger.version)
+            self._save(state)
         return True
 
     # -- running --------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from tidal.core.entities import Event, ModelVersion, Report
+from tidal.core.entities import Event, ModelVersion, Report, UnreadableBatch
 from tidal.evaluate.metrics import task_metrics
 from tidal.loop.context import LoopContext
 from tidal.monitor import build_report
@@ -31,6 +31,9 @@ def monitor_once(
                                    last=last)
     report = build_report(mv, preds, cfg, metrics=monitored_metrics(ctx, mv), report_id=uuid.uuid4().hex,
                           now=ctx.clock.now())
+    skipped = note_unreadable(ctx, mv.name) if record else ctx.predictions.skipped()
+    if skipped:
+        report.window["unreadable"] = {"batches": len(skipped), "predictions": sum(b.predictions for b in skipped)}
     if record:
         ctx.store.save_report(report)
         if report.alerts:
@@ -40,3 +43,26 @@ def monitor_once(
                 data={"report": report.id, "alerts": report.alerts, "drift_share": report.drift_share,
                       "drifted": report.drifted, "window": report.window}))
     return report
+
+
+def note_unreadable(ctx: LoopContext, name: str) -> list[UnreadableBatch]:
+    """The unreadable batches of model ``name`` that reads of this workspace's log skipped; each is recorded
+    once (a ``predictions.unreadable`` event, whichever process met it first) with the way to repair it."""
+    skipped = [b for b in ctx.predictions.skipped() if b.model == name]
+    if not skipped:
+        return []
+    events = ctx.store.list_events(subject=subject(name), kind="predictions.unreadable", limit=10_000)
+    reported = {ref for e in events for ref in e.data.get("refs", [])}
+    new = [b for b in skipped if b.ref not in reported]
+    if new:
+        count = sum(b.predictions for b in new)
+        shown = "; ".join(f"{b.ref} ({b.predictions} predictions of {b.model}:{b.version}): {b.reason}"
+                          for b in new[:5]) + (f"; and {len(new) - 5} more" if len(new) > 5 else "")
+        ctx.store.append_event(Event(
+            kind="predictions.unreadable", subject=subject(name), time=ctx.clock.now(),
+            message=f"{len(new)} stored prediction batch{'es' if len(new) > 1 else ''} ({count} predictions) "
+                    f"cannot be read and {'were' if len(new) > 1 else 'was'} skipped: {shown} — run "
+                    "`tidal predictions check --quarantine` to move them aside",
+            data={"refs": [b.ref for b in new], "predictions": count,
+                  "reasons": {b.ref: b.reason for b in new}}))
+    return skipped

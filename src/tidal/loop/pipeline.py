@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from tidal.core.entities import Event, ModelState, ModelVersion, Run, RunStatus, StepRecord
-from tidal.core.errors import SchemaError, TidalError
+from tidal.core.errors import AliasMoved, SchemaError, TidalError
 from tidal.core.ports import ArtifactStore, Clock, Executor, MetadataStore
 from tidal.data.prepare import as_model_input, feature_columns, infer_task, split_rows
 from tidal.data.profile import profile_frame
@@ -40,6 +40,8 @@ from tidal.train.tracking import Tracker
 #: The fewest holdout rows the champion has not trained on that the gate compares it on; with fewer, it is
 #: compared on the whole holdout and the decision says so.
 MIN_COMPARED_ROWS = 30
+#: How many times a run gates again when the champion moved between its gate and its registration.
+MAX_REGATES = 3
 
 STEPS = ("collect", "validate", "split", "profile", "train", "evaluate", "gate", "register")
 
@@ -111,6 +113,7 @@ class TrainingPipeline:
         self.use_cache = use_cache
         self._frames: dict[str, pd.DataFrame] = {}
         self._models: dict[str, Any] = {}
+        self._refits: dict[tuple[str, str, str], str] = {}
         self.frame = frame
         self.frame_source = frame_source or "frame"
         self.promote = promote
@@ -321,9 +324,7 @@ class TrainingPipeline:
             result.model = existing
             result.decision = GateDecision.from_dict(existing.info["gate"]) if existing.info.get("gate") else None
         else:
-            champion = self.registry.champion(spec.name)
-
-            def gate() -> dict[str, Any]:
+            def gate(champion: ModelVersion | None) -> dict[str, Any]:
                 if champion is None:
                     return evaluate_gates(spec.validate.gates, evaluated["validation"], None).to_dict()
                 label = f"{spec.name}:{champion.version}"
@@ -347,14 +348,36 @@ class TrainingPipeline:
                 return evaluate_gates(spec.validate.gates, evaluated["validation"], champ_metrics, label,
                                       candidate_vs_champion=mine, compared=compared).to_dict()
 
-            decision = GateDecision.from_dict(runner.step("gate", gate, code_of=_gate_code, inputs={
+            champion = self.registry.champion(spec.name)
+            decision = GateDecision.from_dict(runner.step("gate", lambda: gate(champion), code_of=_gate_code, inputs={
                 "model": model_d, "holdout": holdout_d, "gates": [g.canonical for g in spec.validate.gates],
                 "champion": champion.artifact_digest if champion else None}).outputs)
             result.decision = decision
-            registered = runner.step("register", lambda: self._register(
-                result, decision, model_d=model_d, flavor=trained, prof_d=prof_d, train_d=train_d,
-                holdout_d=holdout_d, columns=columns, kinds=kinds, task=task, evaluated=evaluated),
-                inputs={}, cacheable=False, why_always="a model that is not registered yet").outputs
+
+            def register() -> dict[str, Any]:
+                # The gate compared the candidate with the champion of its time; another run may have moved
+                # the champion since. The move is made only over the champion the decision was made against
+                # (AliasMoved otherwise, and nothing of this registration is stored): then gate again
+                # against the new one, and try again.
+                gated_against, regated = champion, []
+                for _ in range(MAX_REGATES + 1):
+                    try:
+                        return {**self._register(result, result.decision, gated_against, model_d=model_d,
+                                                 flavor=trained, prof_d=prof_d, train_d=train_d, holdout_d=holdout_d,
+                                                 columns=columns, kinds=kinds, task=task, evaluated=evaluated),
+                                "regated": regated}
+                    except AliasMoved as moved:
+                        gated_against = None if moved.current is None else self.registry.get(spec.name, moved.current)
+                        regated.append(f"the champion moved to {moved.current} while this run was gated: "
+                                       "gated again against it")
+                        result.decision = GateDecision.from_dict(gate(gated_against))
+                raise TidalError(f"the champion of {spec.name} kept moving while this run tried to register its "
+                                 f"model ({MAX_REGATES} times)", hint="run it again once the other runs are done")
+
+            registered = runner.step("register", register, inputs={}, cacheable=False,
+                                     why_always="a model that is not registered yet").outputs
+            if registered["regated"]:
+                runner.amend("gate", result.decision.to_dict(), "; ".join(registered["regated"]))
             result.model = self.registry.get(spec.name, registered["version"])
         champ = self.registry.champion(spec.name)
         result.champion = champ.version if champ else None
@@ -406,20 +429,28 @@ class TrainingPipeline:
         return ~pd.util.hash_pandas_object(holdout[common], index=False).isin(set(trained.to_numpy()))
 
     def _register(
-        self, result: RunResult, decision: GateDecision, *, model_d: str, flavor: dict[str, Any], prof_d: str,
-        train_d: str, holdout_d: str, columns: list[str], kinds: dict[str, str], task: str,
-        evaluated: dict[str, Any],
+        self, result: RunResult, decision: GateDecision, champion: ModelVersion | None, *, model_d: str,
+        flavor: dict[str, Any], prof_d: str, train_d: str, holdout_d: str, columns: list[str], kinds: dict[str, str],
+        task: str, evaluated: dict[str, Any],
     ) -> dict[str, Any]:
+        """Register the model as validated or rejected by ``decision`` (made against ``champion``), with the
+        gate's event and, if it passed, its alias: all in one transaction. Raises AliasMoved (nothing stored)
+        when it should become champion but the champion is no longer ``champion``."""
         spec = self.spec
         profile = json.loads(self.artifacts.get(prof_d))
         state = ModelState.VALIDATED if decision.passed else ModelState.REJECTED
         gated_model = model_d
         if self.refit and decision.passed:
-            whole = pd.concat([self._frame(train_d), self._frame(holdout_d)], ignore_index=True)
-            fitted = fit_pipeline(whole, target=spec.data.target, columns=columns, kinds=kinds, prepare=spec.prepare,
-                                  estimator=spec.model.estimator, params=spec.model.params, seed=spec.model.seed)
-            model_d = self.artifacts.put(flavor_for(fitted.model).save(fitted.model))
-            self._models[model_d] = fitted.model
+            key = (model_d, train_d, holdout_d)
+            if key not in self._refits:  # a second attempt (the champion moved) reuses the refit model
+                whole = pd.concat([self._frame(train_d), self._frame(holdout_d)], ignore_index=True)
+                fitted = fit_pipeline(whole, target=spec.data.target, columns=columns, kinds=kinds,
+                                      prepare=spec.prepare, estimator=spec.model.estimator, params=spec.model.params,
+                                      seed=spec.model.seed)
+                refit_d = self.artifacts.put(flavor_for(fitted.model).save(fitted.model))
+                self._models[refit_d] = fitted.model
+                self._refits[key] = refit_d
+            model_d = self._refits[key]
         mv = ModelVersion(
             name=spec.name, version=0, state=state, created_at=self.clock.now(), run_id=result.run.id,
             artifact_digest=model_d, format=flavor["format"], task=task,
@@ -436,23 +467,24 @@ class TrainingPipeline:
                                            "train_metrics": evaluated["train"]},
         )
         why = "; ".join(decision.reasons) if decision.reasons else "no gates configured"
-        stored = self.registry.register(mv, reason=f"run {result.run.id[:8]} ({why})")
-        label = f"{spec.name}:{stored.version}"
-        if decision.passed:
-            self._event("gate.passed", f"model:{label}", f"{label} passed the gate: {why}", decision.to_dict())
-            # auto_promote (the default): a version that passed the gate serves; otherwise it waits as
-            # challenger for `tidal promote`. The loop decides for itself (canary and shadow deploy the
-            # challenger first).
-            alias = self.promote or (CHAMPION if spec.deploy.auto_promote else CHALLENGER)
-            if alias == "none":
-                return {"version": stored.version, "state": stored.state.value}
-            note = "" if alias == CHAMPION or self.promote else " (deploy.auto_promote is false)"
-            self.registry.set_alias(spec.name, alias, stored.version, trigger=self.trigger,
-                                    reason=f"passed the gate in run {result.run.id[:8]}{note}",
-                                    data={"run_id": result.run.id})
-        else:
-            self._event("gate.failed", f"model:{label}",
-                        f"{label} rejected: {'; '.join(decision.failed)}", decision.to_dict())
+        # auto_promote (the default): a version that passed the gate serves; otherwise it waits as
+        # challenger for `tidal promote`. The loop decides for itself (canary and shadow deploy the
+        # challenger first).
+        alias = self.promote or (CHAMPION if spec.deploy.auto_promote else CHALLENGER)
+        with self.store.atomic():
+            stored = self.registry.register(mv, reason=f"run {result.run.id[:8]} ({why})")
+            label = f"{spec.name}:{stored.version}"
+            if not decision.passed:
+                self._event("gate.failed", f"model:{label}", f"{label} rejected: {'; '.join(decision.failed)}",
+                            decision.to_dict())
+            else:
+                self._event("gate.passed", f"model:{label}", f"{label} passed the gate: {why}", decision.to_dict())
+                if alias != "none":
+                    note = "" if alias == CHAMPION or self.promote else " (deploy.auto_promote is false)"
+                    self.registry.set_alias(
+                        spec.name, alias, stored.version, trigger=self.trigger,
+                        reason=f"passed the gate in run {result.run.id[:8]}{note}", data={"run_id": result.run.id},
+                        expected=(champion.version if champion is not None else 0) if alias == CHAMPION else None)
         return {"version": stored.version, "state": stored.state.value}
 
 

@@ -99,6 +99,17 @@ class StepRunner:
                             outputs=outputs, explain=f"reused: {why}", position=len(self.records))
         return self._finish(record, reused=True)
 
+    def amend(self, name: str, outputs: dict[str, Any], note: str) -> None:
+        """Replace the outputs of the recorded step ``name`` and add ``note`` to its explanation (a decision
+        made again later in the run: the gate, when the champion moved before the registration)."""
+        for record in self.records:
+            if record.name == name:
+                record.outputs = outputs
+                record.explain = f"{record.explain}; {note}" if record.explain else note
+                self._save(record)
+                return
+        raise KeyError(f"no step {name!r} recorded in this run")
+
     def skip(self, name: str, why: str) -> StepRecord:
         """Record a step that did not run (an earlier step stopped the run)."""
         record = StepRecord(run_id=self.run_id, name=name, status=StepStatus.SKIPPED, explain=why,

@@ -120,6 +120,10 @@ def summarize(report: Report, *, notes: bool = False) -> list[str]:
     body = report.body or {}
     alerts = body.get("alerts")
     lines = list(report.alerts) if alerts is None else [str(a.get("message", "")) for a in alerts]
+    unreadable = (report.window or {}).get("unreadable")
+    if unreadable:
+        lines.append(f"{unreadable['predictions']} stored predictions ({unreadable['batches']} batches) cannot be "
+                     "read and were left out of this window: run `tidal predictions check --quarantine`")
     if notes:
         lines += [f"note: {n.get('message', '')}" for n in body.get("notes") or []]
     return lines

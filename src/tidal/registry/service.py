@@ -93,43 +93,66 @@ class Registry:
         return get_flavor(mv.info.get("flavor", "sklearn")).load(data)
 
     # -- writing --------------------------------------------------------------------------------
+    # Each change and the event that explains it commit in one transaction (store.atomic): a process killed
+    # between the two leaves both or neither, never a moved alias without its record.
+
     def register(self, mv: ModelVersion, *, reason: str) -> ModelVersion:
         """Store a new version (its number is assigned here) and record why."""
-        stored = self.store.create_model_version(mv)
-        self._event("model.registered", stored.name, stored.version,
-                    f"{stored.name}:{stored.version} registered as {stored.state.value}: {reason}",
-                    {"state": stored.state.value, "run_id": stored.run_id, "reasons": stored.reasons})
+        with self.store.atomic():
+            stored = self.store.create_model_version(mv)
+            self._event("model.registered", stored.name, stored.version,
+                        f"{stored.name}:{stored.version} registered as {stored.state.value}: {reason}",
+                        {"state": stored.state.value, "run_id": stored.run_id, "reasons": stored.reasons})
         return stored
 
     def set_state(self, name: str, version: int, state: ModelState, reasons: Sequence[str] = ()) -> ModelVersion:
-        before = self.get(name, version)
-        mv = self.store.update_model_version(name, version, state=state, reasons=list(reasons))
-        self._event(f"model.{state.value}", name, version,
-                    f"{name}:{version} {before.state.value} → {state.value}"
-                    + (f": {'; '.join(reasons)}" if reasons else ""),
-                    {"from": before.state.value, "to": state.value, "reasons": list(reasons)})
+        with self.store.atomic():
+            before = self.get(name, version)
+            mv = self.store.update_model_version(name, version, state=state, reasons=list(reasons))
+            self._event(f"model.{state.value}", name, version,
+                        f"{name}:{version} {before.state.value} → {state.value}"
+                        + (f": {'; '.join(reasons)}" if reasons else ""),
+                        {"from": before.state.value, "to": state.value, "reasons": list(reasons)})
         return mv
 
     def set_alias(
         self, name: str, alias: str, version: int, *, reason: str, trigger: str = "manual",
-        data: dict[str, Any] | None = None,
+        data: dict[str, Any] | None = None, expected: int | None = None,
     ) -> int | None:
-        """Point ``alias`` at ``version``; a rejected or retired version can never be champion."""
-        mv = self.get(name, version)
-        if alias in (CHAMPION, CHALLENGER) and mv.state not in SERVABLE:
-            raise AliasConflict(
-                f"{name}:{version} is {mv.state.value} and cannot be {alias}",
-                hint="only validated or deployed versions can serve"
-                + (f" (rejected because: {'; '.join(mv.reasons)})" if mv.reasons else ""))
-        previous = self.store.set_alias(name, alias, version, self.clock.now())
-        if previous == version:
-            return previous
-        moved = f"{alias} of {name}: " + (f"{previous} → {version}" if previous else f"set to {version}")
-        self._event("alias.moved", name, version, f"{moved} ({reason})",
-                    {"alias": alias, "from": previous, "to": version, "reason": reason, "trigger": trigger,
-                     **(data or {})})
+        """Point ``alias`` at ``version``, with its ``alias.moved`` event, in one transaction; a rejected or
+        retired version can never be champion. ``expected``: only if the alias still points at that version
+        (0: at none), else :class:`~tidal.core.errors.AliasMoved` and nothing changes."""
+        with self.store.atomic():
+            mv = self.get(name, version)
+            if alias in (CHAMPION, CHALLENGER) and mv.state not in SERVABLE:
+                raise AliasConflict(
+                    f"{name}:{version} is {mv.state.value} and cannot be {alias}",
+                    hint="only validated or deployed versions can serve"
+                    + (f" (rejected because: {'; '.join(mv.reasons)})" if mv.reasons else ""))
+            previous = self.store.set_alias(name, alias, version, self.clock.now(), expected=expected)
+            if previous == version:
+                return previous
+            moved = f"{alias} of {name}: " + (f"{previous} → {version}" if previous else f"set to {version}")
+            self._event("alias.moved", name, version, f"{moved} ({reason})",
+                        {"alias": alias, "from": previous, "to": version, "reason": reason, "trigger": trigger,
+                         **(data or {})})
         return previous
 
+    def remove_alias(self, name: str, alias: str, *, reason: str, trigger: str = "manual") -> int | None:
+        """Remove ``alias`` (with an ``alias.removed`` event, in one transaction); returns where it pointed."""
+        with self.store.atomic():
+            current = self.store.get_alias(name, alias)
+            if current is None:
+                return None
+            self.store.delete_alias(name, alias)
+            self._event("alias.removed", name, current.version, f"{alias} of {name} removed from {current.version} "
+                        f"({reason})", {"alias": alias, "from": current.version, "reason": reason, "trigger": trigger})
+        return current.version
+
+    def event(self, kind: str, name: str, version: int | None, message: str, data: dict[str, Any]) -> Event:
+        """Record an event about a model (``version`` None) or one of its versions."""
+        return self.store.append_event(Event(kind=kind, subject=subject(name, version), message=message,
+                                             time=self.clock.now(), data=data))
+
     def _event(self, kind: str, name: str, version: int, message: str, data: dict[str, Any]) -> None:
-        self.store.append_event(Event(kind=kind, subject=subject(name, version), message=message,
-                                      time=self.clock.now(), data=data))
+        self.event(kind, name, version, message, data)

@@ -57,27 +57,6 @@ def parse_json(body: bytes) -> Any:
         raise ApiError(400, f"the request body is not valid JSON (at byte {exc.pos})") from None
 
 
-def instances_text(body: bytes) -> str | None:
-    """The ``instances`` array of a ``/predict`` body as the client wrote it, or None when it cannot be cut
-    out simply. Call it only for a body whose JSON was parsed and checked to be ``{"instances": [...]}``:
-    the text is then that one member's value. The prediction log stores it as the rows' inputs, which saves
-    encoding them again (0.8 ms a 1,000-row request); a body written some other way (the key escaped, say)
-    is simply encoded."""
-    text = body.strip()
-    if text[:1] != b"{" or text[-1:] != b"}":
-        return None
-    inner = text[1:-1].strip()
-    if not inner.startswith(b'"instances"'):
-        return None
-    value = inner[len(b'"instances"'):].lstrip()
-    if value[:1] != b":":
-        return None
-    value = value[1:].strip()
-    if value[:1] != b"[" or value[-1:] != b"]":
-        return None
-    return value.decode()
-
-
 class InputSchema:
     """The columns a model version takes, their kinds, and which of them may be null."""
 

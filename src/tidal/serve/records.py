@@ -29,15 +29,14 @@ def predict_rows(state: ServingState, rows: Sequence[dict[str, Any]]) -> Answers
 
 def make_records(state: ServingState, rows: Sequence[dict[str, Any]], answers: Answers, ids: Sequence[str], *,
                  request_id: str | None, now: datetime, deployment: str = "direct",
-                 served: bool = True, inputs_json: str | None = None) -> PredictionBatch:
+                 served: bool = True) -> PredictionBatch:
     """The predictions of one request's rows, answered by ``state`` as ``deployment`` (``served`` False:
     computed but not returned, as a shadow challenger's answers): a column-wise batch, so that a request of
-    a thousand rows does not build a thousand records (the prediction log stores the columns).
-    ``inputs_json``: ``rows`` as the client sent them (see :func:`~tidal.serve.inputs.instances_text`)."""
+    a thousand rows does not build a thousand records (the prediction log stores the columns)."""
     predictions, probabilities = answers
     return PredictionBatch(ids=ids, time=now, model=state.mv.name, version=state.mv.version, inputs=rows,
                            outputs=predictions, probas=probabilities, deployment=deployment, served=served,
-                           request_id=request_id, inputs_json=inputs_json)
+                           request_id=request_id)
 
 
 __all__ = ["Answers", "make_records", "predict_rows"]

@@ -32,7 +32,7 @@ from tidal.core.errors import FeedbackRejected, StorageError
 from tidal.core.ids import IdRange, new_ids, new_prefix
 from tidal.core.ports import Clock, PredictionLog
 from tidal.serve.errors import ApiError, internal_error
-from tidal.serve.inputs import feedback_items, instances_text, parse_json
+from tidal.serve.inputs import feedback_items, parse_json
 from tidal.serve.logwriter import LogWriter
 from tidal.serve.metrics import ServerMetrics
 from tidal.serve.records import Answers, make_records, predict_rows
@@ -106,9 +106,10 @@ class Service:
         ids = new_ids(len(rows))
         # groups the rows of one request in the log: the prefix their ids share
         request_id = ids.prefix if isinstance(ids, IdRange) else new_prefix()
-        # the rows are the body's own "instances" (checked, not converted): the log stores that text as is
+        # The log stores these rows, as parsed, checked and predicted, encoded again: never the client's text,
+        # which may say something else (a repeated "instances" key: a JSON reader keeps the last one).
         records = make_records(state, rows, answers, ids, request_id=request_id, now=self.clock.now(),
-                               deployment=how, inputs_json=instances_text(body))
+                               deployment=how)
         try:
             await self.writer.append(records, at_once=quiet)
         except Exception as exc:

@@ -68,7 +68,7 @@ def _encode_batch(b: PredictionBatch) -> Group:
         header=(utc(b.time), b.model, int(b.version), b.deployment, bool(b.served), b.request_id),
         ids=ids, ids_json=dumps_value(ids, "prediction.id"),
         id_range=(ranged.prefix, ranged.n) if ranged is not None else None,
-        inputs=b.inputs_json if b.inputs_json is not None else dumps_value(list(b.inputs), "prediction.inputs"),
+        inputs=dumps_value(list(b.inputs), "prediction.inputs"),
         outputs=dumps_value(list(b.outputs), "prediction.output"),
         probas=None if probas is None or all(q is None for q in probas) else dumps_value(list(probas),
                                                                                          "prediction.proba"),
@@ -101,25 +101,54 @@ def _encode(head: Header, preds: Sequence[Prediction]) -> Group:
         labels=labels)
 
 
+class Unreadable(Exception):
+    """A stored batch row that cannot be decoded into its predictions; the message says why."""
+
+
+def check_batch(row: Mapping[str, Any]) -> tuple[list[Any], list[Any], list[Any], list[Any] | None]:
+    """The ids, inputs, outputs and probabilities of a batch ``row``, checked to be what tidal writes: JSON
+    arrays of ``n`` values each, ids strings, inputs objects. Raises :class:`Unreadable` otherwise."""
+    n = row["n"]
+    try:
+        ids = loads_value(row["ids"])
+        inputs = loads_value(row["inputs"])
+        outputs = loads_value(row["outputs"])
+        probas = loads_value(row["probas"]) if row["probas"] is not None else None
+    except ValueError as exc:  # orjson's and json's decode errors both are ValueErrors
+        raise Unreadable(f"its stored JSON does not parse ({type(exc).__name__}: {str(exc)[:120]})") from None
+    for name, values in (("ids", ids), ("inputs", inputs), ("outputs", outputs), ("probabilities", probas)):
+        if values is None and name == "probabilities":
+            continue
+        if type(values) is not list or len(values) != n:
+            what = f"{len(values)} values" if type(values) is list else f"a {type(values).__name__}"
+            raise Unreadable(f"its {name} are {what}, not a list of the {n} predictions it holds")
+    if not all(type(i) is str for i in ids):
+        raise Unreadable("some of its prediction ids are not strings")
+    if not all(type(r) is dict for r in inputs):
+        raise Unreadable("some of its inputs are not objects (column → value)")
+    return ids, inputs, outputs, probas
+
+
 def decode_batch(row: Mapping[str, Any], labels: Mapping[int, tuple[str, datetime]],
                  positions: Sequence[int] | None = None) -> list[Prediction]:
     """The predictions of a batch ``row`` (all, or those at ``positions``), with their ``labels``
-    (position → (label JSON, label time))."""
-    ids = loads_value(row["ids"])
-    inputs = loads_value(row["inputs"])
-    outputs = loads_value(row["outputs"])
-    probas = loads_value(row["probas"]) if row["probas"] is not None else None
+    (position → (label JSON, label time)). Raises :class:`Unreadable` for a row that is not what tidal
+    writes (see :func:`check_batch`)."""
+    ids, inputs, outputs, probas = check_batch(row)
     time, model, version, deployment = row["time"], row["model"], row["version"], row["deployment"]
     served, request_id = bool(row["served"]), row["request_id"]
     out = []
     for pos in range(len(ids)) if positions is None else positions:
         label = labels.get(pos)
+        try:
+            value = None if label is None else loads_value(label[0])
+        except ValueError:
+            raise Unreadable(f"the label of its prediction {pos} does not parse") from None
         out.append(Prediction(
             id=ids[pos], time=time, model=model, version=version, inputs=inputs[pos], output=outputs[pos],
             proba=None if probas is None else probas[pos], deployment=deployment, served=served,
-            request_id=request_id, label=None if label is None else loads_value(label[0]),
-            label_time=None if label is None else label[1]))
+            request_id=request_id, label=value, label_time=None if label is None else label[1]))
     return out
 
 
-__all__ = ["Group", "Header", "decode_batch", "encode_groups", "header"]
+__all__ = ["Group", "Header", "Unreadable", "check_batch", "decode_batch", "encode_groups", "header"]

@@ -28,7 +28,7 @@ from tidal.core.entities import (
     StepRecord,
     StepStatus,
 )
-from tidal.core.errors import StorageError
+from tidal.core.errors import AliasMoved, StorageError
 
 Row = Mapping[Any, Any]  # a dict, or a SQLAlchemy RowMapping (keyed by column name)
 
@@ -90,6 +90,7 @@ def encode_run(run: Run) -> dict[str, Any]:
         "trigger": run.trigger,
         "error": run.error,
         "info": dumps(run.info, "run.info"),
+        "heartbeat_at": utc_or_none(run.heartbeat_at),
     }
 
 
@@ -97,7 +98,7 @@ def decode_run(r: Row) -> Run:
     return Run(
         id=r["id"], project=r["project"], status=RunStatus(r["status"]), started_at=r["started_at"],
         ended_at=r["ended_at"], spec_digest=r["spec_digest"], trigger=r["trigger"], error=r["error"],
-        info=loads(r["info"]),
+        info=loads(r["info"]), heartbeat_at=r["heartbeat_at"],
     )
 
 
@@ -272,6 +273,16 @@ def short_run_prefix(prefix: str) -> KeyError:
     return KeyError(
         f"no run {prefix!r} (a run id prefix needs at least {MIN_RUN_PREFIX} characters to match)"
     )
+
+
+def check_expected_alias(name: str, alias: str, current: int | None, expected: int | None) -> None:
+    """Raise AliasMoved when ``expected`` is given and ``alias`` does not point there now (0: nowhere)."""
+    if expected is None or (current or 0) == expected:
+        return
+    now = f"points at {current}" if current is not None else "points nowhere"
+    was = f"at {expected}" if expected else "nowhere"
+    raise AliasMoved(f"the {alias} alias of {name} moved meanwhile: it {now}, not {was}", current=current,
+                     hint="compare with the version it points at now, then move it again")
 
 
 def no_model_version(name: str, version: int) -> KeyError:

@@ -21,10 +21,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from tidal.core.entities import Prediction
+from tidal.core.entities import Prediction, UnreadableBatch
+from tidal.core.errors import StorageError
 from tidal.core.ids import split_id
 from tidal.storage import sql_schema as t
-from tidal.storage._batch_codec import decode_batch
+from tidal.storage._batch_codec import Unreadable, decode_batch
 
 B = t.prediction_batches.c
 L = t.prediction_labels.c
@@ -36,6 +37,29 @@ CHUNK = 500
 WALK = 256
 
 _BATCH = sa.select(t.prediction_batches)
+
+
+class Skips:
+    """The unreadable batches a read met (seq → what is known of it): reads skip them rather than fail the
+    whole window, and the log reports them (:meth:`~tidal.storage.predictions.SqlPredictionLog.skipped`)."""
+
+    def __init__(self) -> None:
+        self.found: dict[int, UnreadableBatch] = {}
+
+    def decode(self, row: Any, labels: dict[int, tuple[str, datetime]],
+               positions: Sequence[int] | None = None) -> list[Prediction]:
+        """:func:`decode_batch`, or no predictions (and a note) for a batch that cannot be read."""
+        try:
+            return decode_batch(row, labels, positions)
+        except Unreadable as exc:
+            self.found[row["seq"]] = unreadable(row, str(exc))
+            return []
+
+
+def unreadable(row: Any, reason: str) -> UnreadableBatch:
+    """What is known of an unreadable batch ``row``: its header, and why it cannot be read."""
+    return UnreadableBatch(ref=f"batch {row['seq']}", model=row["model"], version=row["version"], time=row["time"],
+                           predictions=row["n"], reason=reason)
 
 
 def chunks(values: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
@@ -127,31 +151,35 @@ def get(conn: Connection, prediction_id: str) -> Prediction | None:
     seq, pos = found
     row = conn.execute(_BATCH.where(B.seq == seq)).mappings().one()
     label = conn.execute(sa.select(L.label, L.label_time).where(L.seq == seq, L.pos == pos)).first()
-    return decode_batch(row, {pos: (label[0], label[1])} if label is not None else {}, [pos])[0]
+    try:
+        return decode_batch(row, {pos: (label[0], label[1])} if label is not None else {}, [pos])[0]
+    except Unreadable as exc:
+        raise StorageError(f"the prediction is stored in a batch that cannot be read (batch {seq}: {exc})",
+                           hint="run `tidal predictions check --quarantine` to move such batches aside") from None
 
 
-def get_many(conn: Connection, ids: Sequence[str]) -> dict[str, Prediction]:
-    """The stored predictions among ``ids`` (id → prediction)."""
+def get_many(conn: Connection, ids: Sequence[str], skips: Skips) -> dict[str, Prediction]:
+    """The stored, readable predictions among ``ids`` (id → prediction)."""
     where: dict[int, list[int]] = {}
     for seq, pos in locate(conn, ids).values():
         where.setdefault(seq, []).append(pos)
     rows, labels = batches(conn, list(where)), labels_of(conn, list(where))
     return {p.id: p for seq, positions in where.items()
-            for p in decode_batch(rows[seq], labels.get(seq, {}), sorted(positions))}
+            for p in skips.decode(rows[seq], labels.get(seq, {}), sorted(positions))}
 
 
 def window(conn: Connection, *, last: int | None, labelled: bool | None, model: str | None, version: int | None,
            since: datetime | None, until: datetime | None, served: bool | None,
-           deployment: str | None) -> list[Prediction]:
-    """See :meth:`tidal.storage.predictions.SqlPredictionLog.window`."""
+           deployment: str | None, skips: Skips) -> list[Prediction]:
+    """See :meth:`tidal.storage.predictions.SqlPredictionLog.window`; unreadable batches go to ``skips``."""
     conds = batch_filters(model=model, version=version, since=since, until=until, served=served,
                           deployment=deployment)
     if labelled:
-        return _labelled_window(conn, conds, last=last, model=model, served=served)
+        return _labelled_window(conn, conds, last=last, model=model, served=served, skips=skips)
     if last is None:
         rows = conn.execute(_BATCH.where(*conds).order_by(B.seq)).mappings().all()
         labels = labels_of(conn, [r["seq"] for r in rows])
-        found = [p for r in rows for p in decode_batch(r, labels.get(r["seq"], {}))]
+        found = [p for r in rows for p in skips.decode(r, labels.get(r["seq"], {}))]
         return [p for p in found if p.label_time is None] if labelled is False else found
     # The newest `last`: walk the batch index backwards (seq and n come from the index), then read
     # only the batches that hold them.
@@ -176,14 +204,14 @@ def window(conn: Connection, *, last: int | None, labelled: bool | None, model: 
     rows = batches(conn, picked)
     if labelled is None:
         labels = labels_of(conn, picked)
-    found = [p for seq in reversed(picked) for p in decode_batch(rows[seq], labels.get(seq, {}))]
+    found = [p for seq in reversed(picked) for p in skips.decode(rows[seq], labels.get(seq, {}))]
     if labelled is False:
         found = [p for p in found if p.label_time is None]
     return found[-last:]
 
 
 def _labelled_window(conn: Connection, conds: list[sa.ColumnElement[bool]], *, last: int | None,
-                     model: str | None, served: bool | None) -> list[Prediction]:
+                     model: str | None, served: bool | None, skips: Skips) -> list[Prediction]:
     # The label index leads with (model, served): put those conditions on the label columns, the others
     # on the batch each label belongs to.
     lconds = label_filters(model=model, version=None, since=None, served=served)
@@ -198,9 +226,13 @@ def _labelled_window(conn: Connection, conds: list[sa.ColumnElement[bool]], *, l
     for seq, pos, label, label_time in found:
         by_seq.setdefault(seq, {})[pos] = (label, label_time)
     rows = batches(conn, list(by_seq))
-    decoded = {seq: dict(zip(sorted(by_seq[seq]), decode_batch(rows[seq], by_seq[seq], sorted(by_seq[seq])),
-                             strict=True)) for seq in by_seq}
-    return [decoded[seq][pos] for seq, pos, _, _ in found]
+    decoded: dict[int, dict[int, Prediction]] = {}
+    for seq, got in by_seq.items():
+        positions = sorted(got)
+        predictions = skips.decode(rows[seq], got, positions)
+        if predictions:
+            decoded[seq] = dict(zip(positions, predictions, strict=True))
+    return [decoded[seq][pos] for seq, pos, _, _ in found if seq in decoded]
 
 
 def count(conn: Connection, *, model: str | None, version: int | None, since: datetime | None,
@@ -218,4 +250,4 @@ def count(conn: Connection, *, model: str | None, version: int | None, since: da
     return int(conn.execute(query).scalar_one()) - with_labels
 
 
-__all__ = ["batches", "count", "get", "get_many", "labels_of", "window"]
+__all__ = ["Skips", "batches", "count", "get", "get_many", "labels_of", "unreadable", "window"]

@@ -8,8 +8,10 @@ to the same behaviour.
 
 from __future__ import annotations
 
+import copy
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +19,7 @@ from tidal.core.entities import (
     Alias,
     CacheEntry,
     Event,
+    Lease,
     Metric,
     ModelState,
     ModelVersion,
@@ -86,6 +89,18 @@ class MemoryMetadataStore:
                                hint="open a new one with tidal.storage.open_metadata_store")
         return self._lock
 
+    @contextmanager
+    def atomic(self, doing: str = "a unit of work") -> Iterator[None]:
+        """Every call made in the block commits together, or none does: the store's state is copied at the
+        start and put back if the block raises. Other threads wait for the block to end."""
+        with self._open():
+            saved = copy.deepcopy({k: v for k, v in vars(self).items() if k not in ("_lock", "_closed")})
+            try:
+                yield
+            except BaseException:
+                vars(self).update(saved)
+                raise
+
     def _require_run(self, run_id: str) -> None:
         if run_id not in self._runs:
             raise codec.no_run(run_id)
@@ -112,6 +127,12 @@ class MemoryMetadataStore:
             if info is not None:
                 values["info"] = codec.dumps({**codec.loads(row["info"]), **info}, "run.info")
             row.update(values)
+
+    def heartbeat_run(self, run_id: str, at: datetime) -> None:
+        """Record that the process running ``run_id`` is alive at ``at``; KeyError for an unknown run."""
+        with self._open():
+            self._require_run(run_id)
+            self._runs[run_id]["heartbeat_at"] = codec.utc(at)
 
     def get_run(self, run_id: str) -> Run:
         """The run with ``run_id``, or the only run whose id starts with it (4 characters or more)."""
@@ -300,15 +321,20 @@ class MemoryMetadataStore:
             rows = [r for (n, _), r in sorted(self._versions.items()) if name is None or n == name]
             return [codec.decode_model_version(r) for r in rows]
 
-    def set_alias(self, name: str, alias: str, version: int, at: datetime) -> int | None:
-        """Point ``alias`` at an existing ``version`` (else KeyError); returns the version it pointed at."""
+    def set_alias(
+        self, name: str, alias: str, version: int, at: datetime, *, expected: int | None = None,
+    ) -> int | None:
+        """Point ``alias`` at an existing ``version`` (else KeyError); returns the version it pointed at.
+        ``expected``: only if the alias points there now (0: nowhere), else AliasMoved (see the port)."""
         row = {"name": name, "alias": alias, "version": int(version), "updated_at": codec.utc(at)}
         with self._open():
             if (name, version) not in self._versions:
                 raise codec.no_model_version(name, version)
-            previous = self._aliases.get((name, alias))
+            stored = self._aliases.get((name, alias))
+            previous = None if stored is None else int(stored["version"])
+            codec.check_expected_alias(name, alias, previous, expected)
             self._aliases[(name, alias)] = row
-        return None if previous is None else previous["version"]
+        return previous
 
     def get_alias(self, name: str, alias: str) -> Alias | None:
         """The alias ``alias`` of model ``name``, or None."""
@@ -406,15 +432,21 @@ class MemoryMetadataStore:
 
     # -- leases ---------------------------------------------------------------------------------------------
 
-    def acquire_lease(self, name: str, owner: str, until: datetime, now: datetime) -> bool:
+    def acquire_lease(self, name: str, owner: str, until: datetime, now: datetime, *, force: bool = False) -> bool:
         """Take or renew the lease ``name`` for ``owner`` until ``until``; True when ``owner`` holds it
-        afterwards (it was free, expired at ``now``, or ``owner``'s already), False otherwise."""
+        afterwards (it was free, expired at ``now``, or ``owner``'s already, or ``force``), False otherwise."""
         with self._open():
             held = self._leases.get(name)
-            if held is not None and held[0] != owner and held[1] > codec.utc(now):
+            if not force and held is not None and held[0] != owner and held[1] > codec.utc(now):
                 return False
             self._leases[name] = (owner, codec.utc(until))
             return True
+
+    def get_lease(self, name: str) -> Lease | None:
+        """Who holds the lease ``name`` and until when (expired or not), or None."""
+        with self._open():
+            held = self._leases.get(name)
+        return None if held is None else Lease(name=name, owner=held[0], until=held[1])
 
     def release_lease(self, name: str, owner: str) -> None:
         """Give the lease up if ``owner`` holds it (a no-op otherwise)."""

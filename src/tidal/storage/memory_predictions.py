@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from tidal.core.entities import Feedback, Prediction
+from tidal.core.entities import Feedback, LogCheck, Prediction, UnreadableBatch
 from tidal.core.errors import StorageError
 from tidal.storage import _predictions_codec as pc
 from tidal.storage._codec import utc
@@ -34,6 +34,8 @@ class MemoryPredictionLog:
         self._closed = False
         self._rows: list[_Row] = []  # in append order: the position is the row's seq
         self._by_id: dict[str, _Row] = {}
+        self._skipped: dict[str, UnreadableBatch] = {}
+        self._quarantine: list[tuple[_Row, str]] = []
 
     def __repr__(self) -> str:
         return "MemoryPredictionLog()"
@@ -85,7 +87,11 @@ class MemoryPredictionLog:
             row = self._by_id.get(prediction_id)
             if row is None:
                 raise pc.no_prediction(prediction_id)
-            return pc.decode_prediction(row)
+            try:
+                return pc.decode_prediction(row)
+            except ValueError as exc:
+                raise StorageError(f"the prediction is stored as text that cannot be read ({exc})",
+                                   hint="run `tidal predictions check --quarantine` to move it aside") from None
 
     def window(
         self, *, model: str | None = None, version: int | None = None, last: int | None = None,
@@ -100,7 +106,38 @@ class MemoryPredictionLog:
                                   served=served, deployment=deployment)
             if last is not None:
                 rows = rows[-last:]
-            return [pc.decode_prediction(r) for r in rows]
+            return [p for r in rows if (p := self._decode(r)) is not None]
+
+    def _decode(self, row: _Row) -> Prediction | None:
+        try:
+            return pc.decode_prediction(row)
+        except ValueError as exc:  # stored text that does not parse (only an edit by hand can make one here)
+            self._skipped[row["id"]] = _unreadable(row, exc)
+            return None
+
+    def skipped(self) -> list[UnreadableBatch]:
+        """The unreadable records reads met and skipped since the log was made, each once."""
+        with self._open():
+            return list(self._skipped.values())
+
+    def check(self, *, quarantine: bool = False) -> LogCheck:
+        """Read every record back; list (and with ``quarantine``, move aside) those that cannot be read."""
+        with self._open():
+            bad: list[tuple[_Row, UnreadableBatch]] = []
+            for row in self._rows:
+                try:
+                    pc.decode_prediction(row)
+                except ValueError as exc:
+                    bad.append((row, _unreadable(row, exc)))
+            if quarantine:
+                for row, found in bad:
+                    self._rows.remove(row)
+                    del self._by_id[row["id"]]
+                    self._skipped.pop(row["id"], None)
+                    self._quarantine.append((row, found.reason))
+            return LogCheck(batches=len(self._rows) + (len(bad) if quarantine else 0),
+                            predictions=len(self._rows) + (len(bad) if quarantine else 0),
+                            unreadable=tuple(b for _, b in bad), quarantined=len(bad) if quarantine else 0)
 
     def count(
         self, *, model: str | None = None, version: int | None = None, since: datetime | None = None,
@@ -128,6 +165,11 @@ class MemoryPredictionLog:
                     and (deployment is None or r["deployment"] == deployment))
 
         return [r for r in self._rows if keep(r)]
+
+
+def _unreadable(row: _Row, exc: Exception) -> UnreadableBatch:
+    return UnreadableBatch(ref=f"prediction {row['id']}", model=row["model"], version=row["version"],
+                           time=row["time"], predictions=1, reason=f"{type(exc).__name__}: {str(exc)[:120]}")
 
 
 __all__ = ["MemoryPredictionLog"]

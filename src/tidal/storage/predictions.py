@@ -35,8 +35,9 @@ the operating system or a power cut. ``durability="power"`` adds an ``fsync`` pe
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple
 
 import sqlalchemy as sa
@@ -44,13 +45,13 @@ from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 
-from tidal.core.entities import Feedback, Prediction
+from tidal.core.entities import Feedback, LogCheck, Prediction, UnreadableBatch
 from tidal.core.errors import StorageError
 from tidal.core.ids import split_id
 from tidal.storage import _prediction_reads as reads
 from tidal.storage import _predictions_codec as pc
 from tidal.storage import sql_schema as t
-from tidal.storage._batch_codec import Group, encode_groups
+from tidal.storage._batch_codec import Group, Unreadable, check_batch, encode_groups
 from tidal.storage._codec import utc
 from tidal.storage._driver_insert import DriverInsert
 from tidal.storage.group_commit import CommitStats, GroupCommit
@@ -141,6 +142,8 @@ class SqlPredictionLog:
         self._insert_range_sql = (f"INSERT INTO prediction_ids (id, seq, pos) SELECT {m}, {m}, {m} WHERE NOT EXISTS "
                                   f"(SELECT 1 FROM prediction_ids WHERE id >= {m} AND id < {m} AND pos >= 0)")
         self._insert_labels = DriverInsert(t.prediction_labels, _LABEL_COLUMNS, dialect)
+        self._skipped: dict[int, UnreadableBatch] = {}
+        self._skipped_lock = threading.Lock()
 
     @property
     def url(self) -> str:
@@ -290,8 +293,10 @@ class SqlPredictionLog:
         """Append ``predictions`` minus those stored already; a different prediction under a stored id (or
         twice in the call) raises StorageError and stores nothing."""
         with Transaction(self._conns, True, "appending predictions") as conn:
+            skips = reads.Skips()
             stored = {pid: pc.prediction_values(p)[:_IDENTITY]
-                      for pid, p in reads.get_many(conn, [p.id for p in predictions]).items()}
+                      for pid, p in reads.get_many(conn, [p.id for p in predictions], skips).items()}
+            self._note(skips)
             fresh: list[Prediction] = []
             for p in predictions:
                 key = pc.prediction_values(p)[:_IDENTITY]
@@ -365,9 +370,68 @@ class SqlPredictionLog:
         """
         if last is not None and last <= 0:
             return []
+        skips = reads.Skips()
         with Transaction(self._conns, False, "reading predictions") as conn:
-            return reads.window(conn, last=last, labelled=labelled, model=model, version=version, since=since,
-                                until=until, served=served, deployment=deployment)
+            found = reads.window(conn, last=last, labelled=labelled, model=model, version=version, since=since,
+                                 until=until, served=served, deployment=deployment, skips=skips)
+        self._note(skips)
+        return found
+
+    def _note(self, skips: reads.Skips) -> None:
+        if skips.found:
+            with self._skipped_lock:
+                self._skipped.update(skips.found)
+
+    def skipped(self) -> list[UnreadableBatch]:
+        """The unreadable batches that reads of this log met and skipped since it was opened, each once."""
+        with self._skipped_lock:
+            return [self._skipped[seq] for seq in sorted(self._skipped)]
+
+    def check(self, *, quarantine: bool = False) -> LogCheck:
+        """Read every stored batch back (in chunks, oldest first) and list those that cannot be read; with
+        ``quarantine``, move each to ``prediction_quarantine`` whole — its batch row, its id entries and its
+        labels, with the reason — in a transaction of its own (see :mod:`tidal.storage.sql_schema`)."""
+        batches = predictions = 0
+        bad: list[tuple[int, UnreadableBatch]] = []
+        after = -1
+        while True:
+            with Transaction(self._conns, False, "checking the prediction log") as conn:
+                rows = conn.execute(sa.select(t.prediction_batches).where(_B.seq > after).order_by(_B.seq)
+                                    .limit(reads.CHUNK)).mappings().all()
+                labels = reads.labels_of(conn, [r["seq"] for r in rows])
+            if not rows:
+                break
+            for row in rows:
+                batches += 1
+                predictions += row["n"]
+                reason = _unreadable_reason(row, labels.get(row["seq"], {}))
+                if reason is not None:
+                    bad.append((row["seq"], reads.unreadable(row, reason)))
+            after = rows[-1]["seq"]
+        moved = sum(self._quarantine(seq, found.reason) for seq, found in bad) if quarantine else 0
+        return LogCheck(batches=batches, predictions=predictions, unreadable=tuple(b for _, b in bad),
+                        quarantined=moved)
+
+    def _quarantine(self, seq: int, reason: str) -> bool:
+        """Move the batch ``seq`` to the quarantine table, whole; False when it is gone already."""
+        now = datetime.now(UTC)
+        with Transaction(self._conns, True, "quarantining a prediction batch") as conn:
+            row = conn.execute(sa.select(t.prediction_batches).where(_B.seq == seq)).mappings().first()
+            if row is None:
+                return False
+            id_rows = [[pid, pos] for pid, pos in conn.execute(sa.select(_I.id, _I.pos).where(_I.seq == seq)
+                                                                .order_by(_I.id))]
+            labels = [[pos, label, label_time.isoformat()] for pos, label, label_time in conn.execute(
+                sa.select(_L.pos, _L.label, _L.label_time).where(_L.seq == seq).order_by(_L.pos))]
+            conn.execute(t.prediction_quarantine.insert().values(
+                **dict(row), id_rows=pc.dumps_value(id_rows, "quarantine.id_rows"),
+                labels=pc.dumps_value(labels, "quarantine.labels"), reason=reason, quarantined_at=now))
+            conn.execute(t.prediction_labels.delete().where(_L.seq == seq))
+            conn.execute(t.prediction_ids.delete().where(_I.seq == seq))
+            conn.execute(t.prediction_batches.delete().where(_B.seq == seq))
+        with self._skipped_lock:
+            self._skipped.pop(seq, None)
+        return True
 
     def count(
         self, *, model: str | None = None, version: int | None = None, since: datetime | None = None,
@@ -376,3 +440,16 @@ class SqlPredictionLog:
         """How many predictions match (the same filters as :meth:`window`)."""
         with Transaction(self._conns, False, "counting predictions") as conn:
             return reads.count(conn, model=model, version=version, since=since, labelled=labelled, served=served)
+
+
+def _unreadable_reason(row: Any, labels: dict[int, tuple[str, datetime]]) -> str | None:
+    """Why the batch ``row`` (with its ``labels``) cannot be read back, or None when it can."""
+    try:
+        check_batch(row)
+        for label, _ in labels.values():
+            pc.loads_value(label)
+    except Unreadable as exc:
+        return str(exc)
+    except ValueError as exc:
+        return f"a label does not parse ({type(exc).__name__})"
+    return None

@@ -18,7 +18,8 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -120,6 +121,18 @@ class SqlMetadataStore(SqlReports, SqlLeases):
         """Close every thread's connection; the store cannot be used afterwards."""
         self._conns.close()
 
+    @contextmanager
+    def atomic(self, doing: str = "a unit of work") -> Iterator[None]:
+        """Every store call made in the block on this thread commits together at its end, or none does (an
+        error, or the process dying before the commit). On SQLite the block holds the write lock: keep it
+        short (no training, no network calls inside)."""
+        with self._write(doing) as conn:
+            # Nearly every unit of work records an event, and appending one takes the events lock: take it
+            # first, so that every transaction takes its locks in the same order (events, then a model's)
+            # and two of them cannot deadlock on PostgreSQL.
+            self._lock(conn, "events")
+            yield
+
     def _write(self, doing: str) -> Transaction:
         return Transaction(self._conns, True, doing)
 
@@ -164,6 +177,13 @@ class SqlMetadataStore(SqlReports, SqlLeases):
             if info is not None:
                 values["info"] = codec.dumps({**codec.loads(stored), **info}, "run.info")
             conn.execute(t.runs.update().where(t.runs.c.id == run_id).values(values))
+
+    def heartbeat_run(self, run_id: str, at: datetime) -> None:
+        """Record that the process running ``run_id`` is alive at ``at``; KeyError for an unknown run."""
+        with self._write("recording a run heartbeat") as conn:
+            done = conn.execute(t.runs.update().where(t.runs.c.id == run_id).values(heartbeat_at=codec.utc(at)))
+            if done.rowcount == 0:
+                raise codec.no_run(run_id)
 
     def get_run(self, run_id: str) -> Run:
         """The run with ``run_id``, or the only run whose id starts with it (4 characters or more)."""
@@ -414,8 +434,11 @@ class SqlMetadataStore(SqlReports, SqlLeases):
         with self._read("listing model versions") as conn:
             return [codec.decode_model_version(r) for r in conn.execute(query).mappings()]
 
-    def set_alias(self, name: str, alias: str, version: int, at: datetime) -> int | None:
-        """Point ``alias`` at an existing ``version`` (else KeyError); returns the version it pointed at."""
+    def set_alias(
+        self, name: str, alias: str, version: int, at: datetime, *, expected: int | None = None,
+    ) -> int | None:
+        """Point ``alias`` at an existing ``version`` (else KeyError); returns the version it pointed at.
+        ``expected``: only if the alias points there now (0: nowhere), else AliasMoved (see the port)."""
         v, a = t.model_versions.c, t.aliases.c
         row = {"name": name, "alias": alias, "version": int(version), "updated_at": codec.utc(at)}
         with self._write("moving an alias") as conn:
@@ -424,6 +447,7 @@ class SqlMetadataStore(SqlReports, SqlLeases):
             if conn.execute(exists).first() is None:
                 raise codec.no_model_version(name, version)
             previous = conn.execute(sa.select(a.version).where(a.name == name, a.alias == alias)).scalar()
+            codec.check_expected_alias(name, alias, previous, expected)
             conn.execute(self._upsert_alias, row)
         return previous
 

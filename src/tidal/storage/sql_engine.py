@@ -321,9 +321,14 @@ class Transaction:
     (the database's write lock, so concurrent read-modify-write transactions queue instead of failing
     half way); a read starts with ``BEGIN`` so that its statements see one snapshot. PostgreSQL begins
     implicitly.
+
+    Transactions nest: one opened on a thread that is already inside a write transaction of the same
+    connections *joins* it (same connection, no commit of its own), so that several store calls made
+    inside :meth:`~tidal.storage.sql.SqlMetadataStore.atomic` commit together or not at all. An error in
+    a joined block propagates, and the outermost transaction rolls everything back.
     """
 
-    __slots__ = ("_conn", "_conns", "_doing", "_locked", "_write")
+    __slots__ = ("_conn", "_conns", "_doing", "_joined", "_locked", "_write")
 
     def __init__(self, conns: ThreadConnections, write: bool, doing: str) -> None:
         self._conns = conns
@@ -331,9 +336,17 @@ class Transaction:
         self._doing = doing
         self._conn: Connection | None = None
         self._locked = False
+        self._joined = False
 
     def __enter__(self) -> Connection:
         conns = self._conns
+        outer: Transaction | None = getattr(conns._local, "transaction", None)
+        if outer is not None and outer._conn is not None:
+            if self._write and not outer._write:
+                raise RuntimeError("a write inside a read transaction: open the outer one for writing")
+            self._joined = True
+            self._conn = outer._conn
+            return outer._conn
         conn = conns.get()
         self._conn = conn
         if conns.is_sqlite:
@@ -348,13 +361,17 @@ class Transaction:
                 if isinstance(exc, sa_exc.SQLAlchemyError):
                     raise translate(exc, conns.shown, self._doing) from exc
                 raise
+        conns._local.transaction = self
         return conn
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None,
     ) -> None:
+        if self._joined:
+            return  # the outermost transaction commits, or rolls back on the error now propagating
         conn = self._conn
         assert conn is not None
+        self._conns._local.transaction = None
         try:
             if exc is None:
                 try:

@@ -26,7 +26,7 @@ from sqlalchemy.engine import Dialect
 #: The Alembic revision this code expects. Opening a store compares the database's revision with this
 #: constant (one cheap SELECT) before deciding whether Alembic needs to run at all.
 #: A test checks it is the head of ``migrations/versions``.
-SCHEMA_REVISION = "0003"
+SCHEMA_REVISION = "0004"
 
 #: Text sorted in code point order on every backend (see the module docstring).
 KeyText = sa.Text().with_variant(postgresql.TEXT(collation="C"), "postgresql")
@@ -88,6 +88,8 @@ runs = sa.Table(
     sa.Column("trigger", sa.Text, nullable=False),
     sa.Column("error", sa.Text),
     _json("info"),
+    # when the process running it last said it was alive: a running run whose heartbeat stops is abandoned
+    sa.Column("heartbeat_at", UTCDateTime),
     sa.Index(None, "project", "started_at"),
     sa.Index(None, "started_at"),
 )
@@ -286,6 +288,31 @@ prediction_labels = sa.Table(
     sa.Column("label_time", UTCDateTime, nullable=False),
     sa.Index(None, "model", "served", "seq", "pos"),
     sqlite_with_rowid=False,
+)
+
+# A batch that cannot be read back (``tidal predictions check --quarantine``) is moved here whole: its
+# stored columns as they were, its ``prediction_ids`` entries (JSON list of [id, pos]) and its labels (JSON
+# list of [pos, label JSON, label time]), why it was unreadable and when it was moved. Reads never meet it
+# again; nothing of it is lost (migration 0004's downgrade puts it back).
+prediction_quarantine = sa.Table(
+    "prediction_quarantine",
+    metadata,
+    sa.Column("seq", sa.BigInteger, primary_key=True),
+    sa.Column("time", UTCDateTime, nullable=False),
+    sa.Column("model", KeyText, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("deployment", KeyText, nullable=False),
+    sa.Column("served", sa.Boolean, nullable=False),
+    sa.Column("request_id", sa.Text),
+    sa.Column("n", sa.Integer, nullable=False),
+    sa.Column("ids", sa.Text, nullable=False),
+    sa.Column("inputs", sa.Text, nullable=False),
+    sa.Column("outputs", sa.Text, nullable=False),
+    sa.Column("probas", sa.Text),
+    sa.Column("id_rows", sa.Text, nullable=False),
+    sa.Column("labels", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("quarantined_at", UTCDateTime, nullable=False),
 )
 
 reports = sa.Table(
