@@ -36,7 +36,8 @@ from tidal.core.settings import Settings
 from tidal.executors import open_executor
 from tidal.loop.backtest import BacktestResult, Progress, run_backtest
 from tidal.loop.context import LoopContext
-from tidal.loop.controller import Controller, TickReport
+from tidal.loop.controller import LEASE_S, Controller, TickReport
+from tidal.loop.liveness import RUN_HEARTBEAT_S, mark_abandoned
 from tidal.loop.pipeline import RunResult, TrainingPipeline
 from tidal.loop.runner import StepListener
 from tidal.registry import CHAMPION, Registry, subject
@@ -75,6 +76,8 @@ class Runs:
         self._ws = ws
 
     def list(self, limit: int = 50) -> list[Run]:
+        """The project's runs, newest first; runs whose process is gone are marked abandoned first."""
+        mark_abandoned(self._ws.store, self._ws.spec.name, self._ws.clock)
         return self._ws.store.list_runs(self._ws.spec.name, limit=limit)
 
     def get(self, run_id: str) -> RunDetail:
@@ -203,11 +206,13 @@ class Workspace:
     # -- the loop ---------------------------------------------------------------------------------
     def run(self, *, listener: StepListener | None = None, use_cache: bool = True,
             trigger: str = "manual") -> RunResult:
-        """Run the pipeline once; steps whose code, inputs and environment are unchanged are reused."""
+        """Run the pipeline once; steps whose code, inputs and environment are unchanged are reused. Earlier
+        runs whose process is gone are marked abandoned first."""
+        mark_abandoned(self.store, self.spec.name, self.clock)
         pipeline = TrainingPipeline(spec=self.spec, root=self.settings.root, store=self.store,
                                     artifacts=self.artifacts, executor=self.executor, clock=self.clock,
                                     registry=self.registry, listener=listener, trigger=trigger,
-                                    use_cache=use_cache)
+                                    use_cache=use_cache, heartbeat_s=RUN_HEARTBEAT_S)
         return pipeline.run()
 
     @contextmanager
@@ -283,15 +288,19 @@ class Workspace:
         """The spec and ports of this workspace, as the loop (controller, backtest) uses them."""
         return LoopContext(spec=self.spec, root=self.settings.root, store=self.store, artifacts=self.artifacts,
                            predictions=self.predictions, registry=self.registry, executor=self.executor,
-                           clock=self.clock)
+                           clock=self.clock, heartbeat_s=RUN_HEARTBEAT_S)
 
-    def controller(self, *, owner: str | None = None, lease_seconds: float = 600.0) -> Controller:
-        """The closed loop's controller for this workspace (``tidal loop``)."""
-        return Controller(self.context(), owner=owner, lease_seconds=lease_seconds)
+    def controller(self, *, owner: str | None = None, lease_seconds: float = LEASE_S,
+                   take_over: bool = False) -> Controller:
+        """The closed loop's controller for this workspace (``tidal loop``). ``take_over``: take the
+        controller lease even from a controller that holds it (``tidal loop --take-over``, for an operator
+        who knows that controller is dead; recorded as an event)."""
+        return Controller(self.context(), owner=owner, lease_seconds=lease_seconds, take_over=take_over)
 
-    def loop_once(self) -> TickReport:
-        """One tick of the controller: observe, decide, act, record (``tidal loop --once``)."""
-        controller = self.controller()
+    def loop_once(self, *, take_over: bool = False) -> TickReport:
+        """One tick of the controller: observe, decide, act, record (``tidal loop --once``). A tick that
+        another controller's lease kept from acting says so in ``blocked_by`` and ``note``."""
+        controller = self.controller(take_over=take_over)
         try:
             return controller.tick()
         finally:

@@ -29,6 +29,8 @@ app.add_typer(predictions_app, name="predictions")
 
 #: Exit code of ``tidal predictions check`` when it found unreadable predictions and left them in place.
 EXIT_PROBLEMS = 4
+#: Exit code of ``tidal loop --once`` when another controller held the lease and the tick did nothing.
+EXIT_BUSY = 5
 
 console = Console()
 err = Console(stderr=True)
@@ -374,10 +376,15 @@ def loop_cmd(
     interval: Annotated[str, typer.Option(help="Time between ticks: 30s, 5m, 1h.")] = "30s",
     once: Annotated[bool, typer.Option("--once", help="One tick, then exit.")] = False,
     max_ticks: Annotated[int | None, typer.Option(help="Stop after this many ticks.")] = None,
+    take_over: Annotated[bool, typer.Option(
+        "--take-over", help="Take the controller lease from the controller holding it (only when you know that "
+                            "process is dead; recorded as an event).")] = False,
     json_out: JsonOpt = False,
     project: ProjectOpt = None,
 ) -> None:
-    """Run the controller: observe → decide (the retrain policy) → act → record, every INTERVAL."""
+    """Run the controller: observe → decide (the retrain policy) → act → record, every INTERVAL. One
+    controller acts per project at a time (a lease); with --once, exit code 5 says another controller held
+    it and this tick did nothing."""
     from tidal.cli.render import TickPrinter, tick_to_dict
 
     seconds = _parse_interval(interval)
@@ -391,11 +398,14 @@ def loop_cmd(
                 printer(report)
 
         if once:
-            show(ws.loop_once())
+            report = ws.loop_once(take_over=take_over)
+            show(report)
+            if report.blocked_by is not None:
+                raise typer.Exit(EXIT_BUSY)
             return
         if not json_out:
             console.print(f"controller on [bold]{ws.spec.name}[/], a tick every {seconds:g}s (Ctrl-C stops)")
-        ws.controller().run(interval_s=seconds, max_ticks=max_ticks, on_tick=show)
+        ws.controller(take_over=take_over).run(interval_s=seconds, max_ticks=max_ticks, on_tick=show)
 
 
 def _parse_interval(text: str) -> float:

@@ -72,7 +72,7 @@ def runs_table(runs: list[Run]) -> Table:
         model = r.info.get("model") or {}
         label = f"{model.get('name')}:{model.get('version')} ({model.get('state')})" if model else ""
         secs = f"{(r.ended_at - r.started_at).total_seconds():.1f}" if r.ended_at else ""
-        style = {"succeeded": "green", "failed": "red"}.get(r.status.value, "yellow")
+        style = {"succeeded": "green", "failed": "red", "abandoned": "magenta"}.get(r.status.value, "yellow")
         table.add_row(r.id[:12], when(r.started_at), f"[{style}]{r.status.value}[/]", r.trigger, label, secs)
     return table
 
@@ -143,7 +143,9 @@ def reports_table(reports: list[Report]) -> Table:
 
 def tick_to_dict(t: Any) -> dict[str, Any]:
     d = t.decision
+    lease = t.blocked_by
     return {"time": t.time.isoformat(), "champion": t.champion, "acted": t.acted, "note": t.note,
+            "blocked_by": None if lease is None else {"owner": lease.owner, "until": lease.until.isoformat()},
             "drift_share": t.drift_share, "metric": t.metric, "value": t.value,
             "decision": None if d is None else {"retrain": d.retrain, "trigger": d.trigger, "reasons": d.reasons,
                                                 "blocked_by": d.blocked_by},

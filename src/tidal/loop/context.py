@@ -22,3 +22,5 @@ class LoopContext:
     registry: Registry
     executor: Executor
     clock: Clock
+    #: seconds between the heartbeats of the runs the loop starts (None: no heartbeat, as in a backtest)
+    heartbeat_s: float | None = None

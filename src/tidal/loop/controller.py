@@ -21,10 +21,11 @@ from typing import Any
 
 import pandas as pd
 
-from tidal.core.entities import Event, ModelState, ModelVersion
+from tidal.core.entities import Event, Lease, ModelState, ModelVersion
 from tidal.core.errors import AliasMoved, TidalError
 from tidal.evaluate.metrics import LOWER_IS_BETTER, primary_metric
 from tidal.loop.context import LoopContext
+from tidal.loop.liveness import Heartbeat
 from tidal.loop.monitoring import monitor_once, note_unreadable
 from tidal.loop.pipeline import RunResult, TrainingPipeline
 from tidal.loop.policy import Decision, LoopState, Observation, decide, worse
@@ -45,16 +46,25 @@ class TickReport:
     metric: str | None = None
     events: list[Event] = field(default_factory=list)
     note: str = ""
+    #: the lease of another controller that kept this tick from acting (None: the tick held the lease)
+    blocked_by: Lease | None = None
+
+
+#: Seconds a controller's lease lasts; it is renewed every third of that while the controller lives, so a
+#: controller killed without releasing it blocks a new one for this long at most.
+LEASE_S = 30.0
 
 
 class Controller:
     """Runs the closed loop of one workspace."""
 
     def __init__(
-        self, ctx: LoopContext, *, owner: str | None = None, lease_seconds: float = 600.0,
+        self, ctx: LoopContext, *, owner: str | None = None, lease_seconds: float = LEASE_S,
         source_frame: Callable[[], pd.DataFrame] | None = None,
-        on_retrain: Callable[[RunResult], None] | None = None,
+        on_retrain: Callable[[RunResult], None] | None = None, take_over: bool = False,
     ) -> None:
+        """``take_over``: take the lease even from a controller that holds it (an operator who knows that
+        controller is dead); recorded as a ``loop.lease_taken_over`` event."""
         self.ctx = ctx
         self.name = ctx.spec.name
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -64,6 +74,9 @@ class Controller:
         self.state_key = f"loop:{self.name}"
         self.lease_key = f"loop-lease:{self.name}"
         self._events: list[Event] = []
+        self._take_over = take_over
+        self._keeper: Heartbeat | None = None
+        self.lease_lost = False
 
     # -- state and lease ------------------------------------------------------------------------
     def load_state(self) -> LoopState:
@@ -73,12 +86,43 @@ class Controller:
         self.ctx.store.put_state(self.state_key, state.to_dict())
 
     def acquire(self) -> bool:
-        """Take (or renew) the workspace's controller lease; False when another controller holds it."""
+        """Take (or renew) the workspace's controller lease; False when another controller holds it. While
+        it is held in real time, a background heartbeat renews it (see :data:`LEASE_S`)."""
         now = self.ctx.clock.now()
-        return self.ctx.store.acquire_lease(self.lease_key, self.owner, now + timedelta(seconds=self.lease_seconds),
-                                            now)
+        until = now + timedelta(seconds=self.lease_seconds)
+        if self._take_over:
+            before = self.ctx.store.get_lease(self.lease_key)
+            with self.ctx.store.atomic():
+                self.ctx.store.acquire_lease(self.lease_key, self.owner, until, now, force=True)
+                if before is not None and before.owner != self.owner and before.until > now:
+                    self._event("loop.lease_taken_over", f"controller lease taken over from {before.owner} (it held "
+                                f"it until {before.until.isoformat()}) by {self.owner}",
+                                {"from": before.owner, "until": before.until.isoformat(), "by": self.owner})
+            self._take_over = False
+            ok = True
+        else:
+            ok = self.ctx.store.acquire_lease(self.lease_key, self.owner, until, now)
+        if ok:
+            self.lease_lost = False
+            if self._keeper is None and self.ctx.heartbeat_s is not None:
+                self._keeper = Heartbeat(self._renew, self.lease_seconds / 3, name="tidal-lease").start()
+        return ok
+
+    def _renew(self) -> None:
+        now = self.ctx.clock.now()
+        if not self.ctx.store.acquire_lease(self.lease_key, self.owner, now + timedelta(seconds=self.lease_seconds),
+                                            now):
+            self.lease_lost = True  # taken over: the next tick finds out and does not act
+
+    def holder(self) -> Lease | None:
+        """Who holds the controller lease of this workspace now, and until when."""
+        return self.ctx.store.get_lease(self.lease_key)
 
     def release(self) -> None:
+        """Stop renewing the lease and give it up (a no-op if another controller holds it)."""
+        if self._keeper is not None:
+            self._keeper.stop()
+            self._keeper = None
         self.ctx.store.release_lease(self.lease_key, self.owner)
 
     def _event(self, kind: str, message: str, data: dict[str, Any], version: int | None = None) -> None:
@@ -93,7 +137,11 @@ class Controller:
         self._events = []
         report = TickReport(time=now)
         if not self.acquire():
-            report.note = "another controller holds the lease; not acting"
+            lease = self.holder()
+            champion = self.ctx.registry.champion(self.name)
+            report.champion = champion.version if champion else None
+            report.blocked_by = lease
+            report.note = blocked_note(lease, now)
             return report
         state = self.load_state()
         state.ticks += 1
@@ -212,7 +260,8 @@ class Controller:
                 spec=spec, root=self.ctx.root, store=self.ctx.store, artifacts=self.ctx.artifacts,
                 executor=self.ctx.executor, clock=self.ctx.clock, registry=self.ctx.registry,
                 trigger=f"loop:{trigger}", frame=frame, frame_source=label,
-                promote=CHAMPION if kind == "direct" else CHALLENGER, refit=spec.retrain.refit)
+                promote=CHAMPION if kind == "direct" else CHALLENGER, refit=spec.retrain.refit,
+                heartbeat_s=self.ctx.heartbeat_s)
             result = pipeline.run()
         except TidalError as exc:
             self._event("loop.retrain_failed", f"retrain ({trigger}) failed: {exc}", {"trigger": trigger,
@@ -419,6 +468,16 @@ class Controller:
                 time.sleep(max(0.0, interval_s - (time.monotonic() - started)))
         finally:
             self.release()
+
+
+def blocked_note(lease: Lease | None, now: datetime) -> str:
+    """Why a tick did not act: who holds the controller lease, until when, and what an operator can do."""
+    if lease is None:  # released between the two reads: the next tick takes it
+        return "another controller held the lease a moment ago; not acting this tick"
+    left = int((lease.until - now).total_seconds())
+    return (f"another controller holds the lease: {lease.owner}, until {lease.until.isoformat(timespec='seconds')} "
+            f"({max(left, 0)} s from now); not acting. If that process is dead, the lease frees itself then, or run "
+            "`tidal loop --take-over`")
 
 
 def _answers_of(ctx: LoopContext, mv: ModelVersion, preds: list[Any]) -> list[Any]:

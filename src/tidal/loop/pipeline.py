@@ -29,6 +29,7 @@ from tidal.evaluate.gate import GateDecision, evaluate_gates
 from tidal.evaluate.metrics import compute_metrics
 from tidal.loop.cache import environment, environment_digest
 from tidal.loop.lineage import git_commit
+from tidal.loop.liveness import beating, owner_info
 from tidal.loop.runner import StepListener, StepRunner
 from tidal.registry import CHALLENGER, CHAMPION, Registry
 from tidal.spec import Spec
@@ -93,14 +94,16 @@ class TrainingPipeline:
         self, *, spec: Spec, root: Path, store: MetadataStore, artifacts: ArtifactStore, executor: Executor,
         clock: Clock, registry: Registry, listener: StepListener | None = None, trigger: str = "manual",
         use_cache: bool = True, frame: pd.DataFrame | None = None, frame_source: str = "",
-        promote: str | None = None, refit: bool = False,
+        promote: str | None = None, refit: bool = False, heartbeat_s: float | None = None,
     ) -> None:
         """``frame`` replaces reading ``data.source`` (the loop passes source rows plus labelled
         predictions; the backtest passes the rows seen so far); ``frame_source`` describes it.
         ``promote`` says which alias a version that passes the gate gets: ``champion``, ``challenger``
         or ``none``; by default ``champion`` when ``deploy.auto_promote`` is true, else ``challenger``.
         ``refit``: a model that passes the gate is fitted again on every row, holdout included, and that
-        model is registered (the loop's choice: under drift the newest rows matter most)."""
+        model is registered (the loop's choice: under drift the newest rows matter most).
+        ``heartbeat_s``: record the run's heartbeat this often while it runs (see
+        :mod:`tidal.loop.liveness`); None (a backtest's simulated runs) records none."""
         self.spec = spec
         self.root = root
         self.store = store
@@ -118,6 +121,7 @@ class TrainingPipeline:
         self.frame_source = frame_source or "frame"
         self.promote = promote
         self.refit = refit
+        self.heartbeat_s = heartbeat_s
 
     # -- helpers ------------------------------------------------------------------------------------
     def _frame(self, digest: str) -> pd.DataFrame:
@@ -145,14 +149,16 @@ class TrainingPipeline:
         run = Run(id=uuid.uuid4().hex, project=spec.name, status=RunStatus.RUNNING, started_at=self.clock.now(),
                   spec_digest=spec.digest, trigger=self.trigger,
                   info={"git": git_commit(self.root), "environment": environment(),
-                        "environment_digest": environment_digest(), "executor": self.executor.name})
+                        "environment_digest": environment_digest(), "executor": self.executor.name,
+                        "owner": owner_info()},
+                  heartbeat_at=self.clock.now() if self.heartbeat_s is not None else None)
         self.store.create_run(run)
         tracker = Tracker(self.store, run.id, clock=self.clock, artifacts=self.artifacts)
         runner = StepRunner(store=self.store, artifacts=self.artifacts, executor=self.executor,
                             clock=self.clock, run_id=run.id, listener=self.listener, use_cache=self.use_cache)
         result = RunResult(run=run, steps=runner.records)
         try:
-            with _thread_cap():
+            with _thread_cap(), beating(self.store, run.id, self.clock, self.heartbeat_s):
                 self._steps(runner, tracker, result)
         except BaseException as exc:
             done = {s.name for s in runner.records}

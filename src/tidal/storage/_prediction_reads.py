@@ -181,9 +181,10 @@ def window(conn: Connection, *, last: int | None, labelled: bool | None, model: 
         labels = labels_of(conn, [r["seq"] for r in rows])
         found = [p for r in rows for p in skips.decode(r, labels.get(r["seq"], {}))]
         return [p for p in found if p.label_time is None] if labelled is False else found
-    # The newest `last`: walk the batch index backwards (seq and n come from the index), then read
-    # only the batches that hold them.
+    # The newest `last`: walk the batch index backwards (seq and n come from the index), then read only the
+    # batches that hold them; an unreadable batch counts for nothing, and the walk goes on past it.
     picked: list[int] = []
+    decoded: dict[int, list[Prediction]] = {}
     labels: dict[int, dict[int, tuple[str, datetime]]] = {}
     have, before = 0, None
     while have < last:
@@ -195,16 +196,23 @@ def window(conn: Connection, *, last: int | None, labelled: bool | None, model: 
             break
         if labelled is False:
             labels.update(labels_of(conn, [s for s, _ in step]))
+        chosen: list[tuple[int, int]] = []
         for seq, n in step:
-            picked.append(seq)
-            have += n - (len(labels.get(seq, {})) if labelled is False else 0)
+            counted = n - (len(labels.get(seq, {})) if labelled is False else 0)
+            chosen.append((seq, counted))
+            have += counted
             if have >= last:
                 break
-        before = step[-1][0]
-    rows = batches(conn, picked)
-    if labelled is None:
-        labels = labels_of(conn, picked)
-    found = [p for seq in reversed(picked) for p in skips.decode(rows[seq], labels.get(seq, {}))]
+        before = chosen[-1][0]
+        rows = batches(conn, [seq for seq, _ in chosen])
+        if labelled is None:
+            labels.update(labels_of(conn, [seq for seq, _ in chosen]))
+        for seq, counted in chosen:
+            decoded[seq] = skips.decode(rows[seq], labels.get(seq, {}))
+            if seq in skips.found:
+                have -= counted
+            picked.append(seq)
+    found = [p for seq in reversed(picked) for p in decoded[seq]]
     if labelled is False:
         found = [p for p in found if p.label_time is None]
     return found[-last:]
