@@ -23,6 +23,7 @@ from tidal.core.errors import (
     StorageError,
     TidalError,
     TrainingError,
+    UntrustedModel,
 )
 
 __version__ = "0.1.0"
@@ -53,6 +54,7 @@ __all__ = [
     "StorageError",
     "TidalError",
     "TrainingError",
+    "UntrustedModel",
     "Workspace",
     "__version__",
 ]

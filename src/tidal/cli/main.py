@@ -105,6 +105,10 @@ def run(
 
 
 def _print_result(ws: Any, result: Any) -> None:
+    if result.source.get("outside_project"):
+        src = result.source
+        console.print(f"[yellow]note[/] data.source {escape(src['uri'])} reads {escape(src['path'])}, outside the "
+                      "project folder (recorded in the run and the model's lineage)")
     for w in result.warnings:
         console.print(f"[yellow]warning[/] {escape(w)}")
     mv = result.model

@@ -14,6 +14,7 @@ The tree::
     │   ├── AliasConflict      an alias move that would break an invariant
     │   │   └── AliasMoved     the alias moved since the caller looked (a concurrent promotion)
     │   └── IntegrityError     a stored artifact does not match its digest (tampered or corrupt)
+    │       └── UntrustedModel a model file names code or types tidal never loads; refused before it is built
     ├── StorageError           a metadata or artifact store failed
     ├── ServingError           the server could not answer
     │   └── FeedbackRejected   a label for an unknown prediction, or a second label for one
@@ -111,6 +112,17 @@ class IntegrityError(RegistryError):
     """A stored artifact does not match its recorded digest."""
 
 
+class UntrustedModel(IntegrityError):
+    """A model file names functions, methods or types tidal never loads; ``refused`` lists them with why.
+
+    Raised before anything from the file is built, so nothing it names has run.
+    """
+
+    def __init__(self, message: str, *, refused: Sequence[str] = (), hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.refused = list(refused)
+
+
 class StorageError(TidalError):
     """A metadata or artifact store failed."""
 
@@ -165,6 +177,7 @@ __all__ = [
     "StorageError",
     "TidalError",
     "TrainingError",
+    "UntrustedModel",
 ]
 
 

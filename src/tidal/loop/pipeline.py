@@ -6,7 +6,6 @@ Each step goes through the :class:`StepRunner` (cache, records, explanations). T
 
 from __future__ import annotations
 
-import glob
 import json
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -28,7 +27,7 @@ from tidal.data.validate import ValidationRules, validate_frame
 from tidal.evaluate.gate import GateDecision, evaluate_gates
 from tidal.evaluate.metrics import compute_metrics
 from tidal.loop.cache import environment, environment_digest
-from tidal.loop.lineage import git_commit
+from tidal.loop.lineage import git_commit, source_files, source_location
 from tidal.loop.liveness import beating, owner_info
 from tidal.loop.runner import StepListener, StepRunner
 from tidal.registry import CHALLENGER, CHAMPION, Registry
@@ -58,6 +57,8 @@ class RunResult:
     metrics: dict[str, float | None] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     champion: int | None = None
+    #: where a local data.source was read: ``{"uri", "path", "outside_project"}`` (empty otherwise)
+    source: dict[str, Any] = field(default_factory=dict)
 
     @property
     def reused(self) -> list[str]:
@@ -73,18 +74,8 @@ class RunResult:
                                               "artifact": mv.artifact_digest, "reasons": mv.reasons},
             "gate": None if self.decision is None else self.decision.to_dict(),
             "metrics": self.metrics, "warnings": self.warnings, "champion": self.champion,
+            "source": self.source or None,
         }
-
-
-def _source_files(source: str, base: Path) -> list[Path] | None:
-    """The local files behind ``source``, or None when it is not a local file or glob (SQL, remote)."""
-    if "://" in source and not source.startswith("file://"):
-        return None
-    path = source.removeprefix("file://")
-    full = path if Path(path).is_absolute() else str(base / path)
-    if glob.has_magic(full):
-        return sorted(Path(p) for p in glob.glob(full))
-    return [Path(full)]
 
 
 class TrainingPipeline:
@@ -182,13 +173,17 @@ class TrainingPipeline:
                           "git_commit": (result.run.info.get("git") or {}).get("commit", "")})
 
         # collect ------------------------------------------------------------------------------
-        files = _source_files(data.source, self.root)
+        files = source_files(data.source, self.root)
         file_inputs = None
         if files is not None and files and all(f.is_file() for f in files):
             file_inputs = [{"path": str(f), "size": f.stat().st_size, "mtime_ns": f.stat().st_mtime_ns}
                            for f in files]
 
         source_label = self.frame_source if self.frame is not None else data.source
+        if self.frame is None and (where := source_location(data.source, self.root)) is not None:
+            # A relative path may lead out of the project: allowed, and recorded in the run and the lineage.
+            result.source = {"uri": data.source, **where}
+            result.run.info["source"] = result.source
 
         def collect() -> dict[str, Any]:
             if self.frame is not None:
@@ -395,6 +390,7 @@ class TrainingPipeline:
         if self.spec.model.task:
             return self.spec.model.task
         try:
+            # import_estimator refuses anything but an estimator class before it is called
             cls: Any = import_estimator(self.spec.model.estimator)
             est = cls()
         except Exception:  # the train step reports a bad estimator with the full message
@@ -468,6 +464,7 @@ class TrainingPipeline:
                      "holdout": holdout_d, "spec_digest": spec.digest, "git": result.run.info.get("git"),
                      "environment_digest": result.run.info.get("environment_digest"), "seed": spec.model.seed,
                      "estimator": spec.model.estimator, "params": spec.model.params,
+                     **({"source": result.source} if result.source else {}),
                      **({"gated_model": gated_model, "refit": "train + holdout"} if model_d != gated_model else {})},
             reasons=decision.failed, info={"flavor": flavor["flavor"], "gate": decision.to_dict(),
                                            "train_metrics": evaluated["train"]},

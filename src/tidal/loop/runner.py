@@ -82,6 +82,7 @@ class StepRunner:
             record.status = StepStatus.FAILED
             record.ended_at = self.clock.now()
             record.outputs = {"error": str(exc)}
+            self.records.append(record)  # so the run does not record it again as skipped
             self._save(record)
             raise
         record.status = StepStatus.DONE

@@ -1,4 +1,10 @@
-"""Build an estimator from its dotted path, params and seed, with errors that name the fix."""
+"""Build an estimator from its dotted path, params and seed, with errors that name the fix.
+
+``model.estimator`` is the one place a spec names code: tidal imports its module and calls the class, but
+only once it is known to be an estimator class (a scikit-learn ``BaseEstimator`` subclass, or a class a
+registered flavor accepts). A function, a builtin or any other class (``subprocess.Popen``) is refused
+before anything is called.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +15,17 @@ from difflib import get_close_matches
 from typing import Any
 
 from tidal.core.errors import TrainingError
+from tidal.train.flavors import accepting_flavor
+
+_EXPECTED = ("a scikit-learn estimator class (a subclass of sklearn.base.BaseEstimator) or a class a registered "
+             "flavor accepts, e.g. sklearn.ensemble.HistGradientBoostingClassifier")
 
 
 def import_estimator(dotted: str) -> type:
-    """The class at ``dotted`` (``sklearn.ensemble.HistGradientBoostingClassifier``)."""
+    """The estimator class at ``dotted`` (``sklearn.ensemble.HistGradientBoostingClassifier``).
+
+    :class:`TrainingError` when it is not a class, or not an estimator class: nothing is called first.
+    """
     module_name, _, cls_name = dotted.rpartition(".")
     if not module_name:
         raise TrainingError(f"model.estimator: {dotted!r} is not a dotted path",
@@ -23,11 +36,17 @@ def import_estimator(dotted: str) -> type:
         raise TrainingError(f"model.estimator: cannot import module {module_name!r} ({exc})",
                             hint="check the spelling, or install the package that provides it") from exc
     cls = getattr(module, cls_name, None)
+    if cls is not None and not isinstance(cls, type):
+        raise TrainingError(f"model.estimator: {dotted!r} is a {type(cls).__name__}, not a class; tidal never "
+                            "calls it", hint=f"name {_EXPECTED}")
     if not isinstance(cls, type):
         names = [n for n in dir(module) if not n.startswith("_") and isinstance(getattr(module, n), type)]
         close = get_close_matches(cls_name, names, n=1)
         hint = f"did you mean {module_name}.{close[0]}?" if close else f"{module_name} has no class {cls_name}"
         raise TrainingError(f"model.estimator: {dotted!r} not found", hint=hint)
+    if accepting_flavor(cls) is None:
+        raise TrainingError(f"model.estimator: {dotted!r} is a class but not an estimator; tidal never calls it",
+                            hint=f"name {_EXPECTED}")
     return cls
 
 

@@ -5,6 +5,12 @@ or from the spec (``data.query``), or as ``?table=NAME`` for a whole table. A re
 relative to the project folder. Messages name the database with its password masked, and carry the
 database's own error message.
 
+A query only reads: it must be one statement (split by ``sqlparse``, under both the standard and the
+backslash-escape quoting rules, so a string literal cannot hide a second statement from the check), and it
+runs in a transaction that is read-only where the database offers it (SQLite ``PRAGMA query_only`` plus an
+authorizer that allows only reads, PostgreSQL ``READ ONLY`` for the transaction and the session, MySQL and
+MariaDB ``START TRANSACTION READ ONLY``) and that is always rolled back, never committed.
+
 SQLAlchemy is imported when a query runs, not when tidal starts, so ``can_read`` costs nothing.
 """
 
@@ -41,7 +47,8 @@ _DRIVER_INSTALL = {
     "cx_oracle": "pip install cx_Oracle",
 }
 _ASYNC_DRIVERS = frozenset({"asyncpg", "aiosqlite", "aiomysql", "asyncmy", "psycopg_async", "aioodbc"})
-_QUERY_HINT = "check data.query in tidal.yaml (or the ?query= part of data.source)"
+_QUERY_HINT = ("check data.query in tidal.yaml (or the ?query= part of data.source); it runs as one read-only "
+               "statement, a SELECT or WITH ... SELECT")
 _CONNECT_HINT = "check the host, port, user and database in data.source, and that the server is running"
 
 
@@ -120,8 +127,47 @@ def _statement(url: URL, query: str | None) -> tuple[Any, URL]:
     text = query or in_url
     if not isinstance(text, str):
         raise SourceError(f"?query= appears more than once in {shown}", hint="give one query")
-    # A str is run as the driver's own SQL, untouched: no ':name' binds, no '%' placeholders.
-    return text, url
+    # A str is run as the driver's own SQL: no ':name' binds, no '%' placeholders.
+    return one_statement(text, shown), url
+
+
+def _is_code(token: Any) -> bool:
+    """Whether a sqlparse token is code: not whitespace, not a comment, not a statement's ``;``."""
+    from sqlparse import tokens as T
+
+    return not (token.is_whitespace or token.ttype in T.Comment
+                or (token.ttype is T.Punctuation and token.value == ";"))
+
+
+def _statements(text: str) -> list[str]:
+    """The statements of ``text`` that hold code (``SELECT 1;;`` and a trailing comment hold one)."""
+    import sqlparse
+
+    return [part for part in sqlparse.split(text)
+            if any(_is_code(t) for stmt in sqlparse.parse(part) for t in stmt.flatten())]
+
+
+def one_statement(text: str, shown: str) -> str:
+    """``text`` as a single SQL statement without its trailing ``;`` and comments, or :class:`SourceError`
+    when it holds more than one (``SELECT ...; DROP TABLE t``) or none.
+
+    Split twice: as written, and with backslashes neutralised. PostgreSQL reads ``'a\\'`` as a whole
+    string where MySQL reads an escaped quote, so a query must be one statement under either rule.
+    """
+    import sqlparse
+
+    statements = _statements(text)
+    count = max(len(statements), len(_statements(text.replace("\\", "_"))))
+    if count > 1:
+        raise SourceError(
+            f"the query for {shown} holds {count} SQL statements; tidal runs exactly one, read-only",
+            hint="keep a single SELECT (or WITH ... SELECT) in data.query and remove the other statements",
+        )
+    if not statements:
+        raise SourceError(f"the query for {shown} is empty (only comments or ';')", hint=_QUERY_HINT)
+    tokens = list(sqlparse.parse(statements[0])[0].flatten())
+    last = max(i for i, t in enumerate(tokens) if _is_code(t))
+    return "".join(t.value for t in tokens[: last + 1])
 
 
 def _resolve_sqlite(url: URL, base_dir: Path) -> URL:
@@ -183,14 +229,45 @@ def _run(url: URL, statement: Any, shown: str) -> pd.DataFrame:
         except (DBAPIError, SQLAlchemyError) as exc:
             raise SourceError(f"cannot connect to {shown}: {clean(exc)}", hint=_CONNECT_HINT) from exc
         with conn:
+            # One transaction, begun here so pandas does not begin (and commit) its own, rolled back at
+            # the end: nothing a query does is ever committed.
+            transaction = conn.begin()
             try:
+                _read_only(conn)
                 # no_parameters: the driver runs the text as is, so a '%' in LIKE 'a%' is not taken for
                 # a placeholder (psycopg, pymysql) when there are no parameters.
                 return pd.read_sql_query(statement, conn.execution_options(no_parameters=True))
             except (DBAPIError, SQLAlchemyError, pd.errors.DatabaseError) as exc:
-                raise SourceError(f"SQL query failed on {shown}: {clean(exc)}", hint=_QUERY_HINT) from exc
+                text = clean(exc)
+                if text in ("not authorized", "authorization denied"):  # the SQLite authorizer in _read_only
+                    text += " (tidal lets a SQLite query only read)"
+                raise SourceError(f"SQL query failed on {shown}: {text}", hint=_QUERY_HINT) from exc
+            finally:
+                transaction.rollback()
     finally:
         engine.dispose()
+
+
+def _read_only(conn: Any) -> None:
+    """Make the connection's transaction read-only where the database offers it (before the query runs)."""
+    backend = conn.dialect.name
+    if backend == "sqlite":
+        import sqlite3
+
+        conn.exec_driver_sql("PRAGMA query_only = ON")
+        # query_only still lets ATTACH and VACUUM INTO create files: allow reads only.
+        reads = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_TRANSACTION,
+                 getattr(sqlite3, "SQLITE_RECURSIVE", 33)}
+        raw = conn.connection.dbapi_connection
+        if isinstance(raw, sqlite3.Connection):
+            raw.set_authorizer(lambda action, *_: sqlite3.SQLITE_OK if action in reads else sqlite3.SQLITE_DENY)
+    elif backend == "postgresql":
+        # The session default too: should a statement end the transaction, the next one is read-only as well.
+        conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+        conn.exec_driver_sql("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+    elif backend in ("mysql", "mariadb"):
+        conn.exec_driver_sql("SET SESSION TRANSACTION READ ONLY")
+        conn.exec_driver_sql("START TRANSACTION READ ONLY")
 
 
 def _install_hint(url: URL, module: str | None) -> str:

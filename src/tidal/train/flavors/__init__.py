@@ -32,6 +32,14 @@ def flavor_for(model: Any) -> Flavor:
     raise PluginNotFound("flavor", type(model).__name__, _FLAVORS)
 
 
+def accepting_flavor(cls: type) -> Flavor | None:
+    """The first registered flavor that accepts ``cls`` as a ``model.estimator`` class, or None."""
+    for flavor in _FLAVORS.values():
+        if flavor.accepts(cls):
+            return flavor
+    return None
+
+
 register_flavor(SklearnFlavor())
 
-__all__ = ["Flavor", "flavor_for", "get_flavor", "register_flavor"]
+__all__ = ["Flavor", "accepting_flavor", "flavor_for", "get_flavor", "register_flavor"]

@@ -10,18 +10,19 @@ Worked example — a flavor for a library with its own JSON format::
         name = "mybooster"
         format = "mybooster-json"
 
-        @abstractmethod
-    def handles(self, model):
+        def handles(self, model):
             return type(model).__module__.startswith("mybooster")
 
-        @abstractmethod
-    def save(self, model) -> bytes:
+        def save(self, model) -> bytes:
             return model.to_json().encode()
 
-        @abstractmethod
-    def load(self, data: bytes):
+        def load(self, data: bytes):
             import mybooster
             return mybooster.Booster.from_json(data.decode())
+
+        def accepts(self, cls) -> bool:        # lets model.estimator name mybooster.Booster
+            import mybooster
+            return issubclass(cls, mybooster.Booster)
 
     register_flavor(MyBoosterFlavor())
 
@@ -52,3 +53,9 @@ class Flavor(ABC):
     @abstractmethod
     def load(self, data: bytes) -> Any:
         """The model back from :meth:`save`'s bytes, without executing code from the file."""
+
+    def accepts(self, cls: type) -> bool:
+        """True when ``model.estimator`` may name ``cls``: tidal calls a spec's estimator class only when a
+        registered flavor accepts it (the sklearn flavor: ``BaseEstimator`` subclasses). Checked before the
+        class is called; the default accepts nothing."""
+        return False

@@ -1,4 +1,8 @@
-"""The scikit-learn flavor: skops files with an explicit list of trusted types, made byte-reproducible.
+"""The scikit-learn flavor: skops files that may name only trusted classes, made byte-reproducible.
+
+Loading checks every node of the file against :mod:`tidal.train.flavors.skops_trust` (an explicit list of
+classes; functions, methods and gadgets never) before skops builds anything: a refused file raises
+:class:`~tidal.core.errors.UntrustedModel` naming each refused name and why, and nothing from it has run.
 
 skops names the arrays inside its zip after ``id()`` of the objects and stamps each entry with the current
 time, so two saves of the same model differ. :func:`canonical_skops` rewrites the archive with ids
@@ -13,13 +17,12 @@ import json
 import zipfile
 from typing import Any
 
-from tidal.core.errors import IntegrityError
+from tidal.core.errors import IntegrityError, UntrustedModel
 from tidal.train.flavors.base import Flavor
+from tidal.train.flavors.skops_trust import audit_schema
 
-# Types outside skops' default trust list that tidal loads. Everything here is a data container or a
-# scikit-learn / NumPy / SciPy class whose state is restored by skops' own loaders, never by pickle.
-TRUSTED_MODULE_PREFIXES: tuple[str, ...] = ("sklearn.", "numpy.", "scipy.sparse.")
-TRUSTED_TYPES: frozenset[str] = frozenset({"numpy.dtype", "builtins.slice", "builtins.tuple"})
+_INVALID = "the model file is not a valid skops archive"
+_INVALID_HINT = "it may be truncated or corrupted; re-run `tidal run`"
 
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 
@@ -63,9 +66,31 @@ def canonical_skops(data: bytes) -> bytes:
     return out.getvalue()
 
 
-def untrusted(types: list[str]) -> list[str]:
-    """The types in ``types`` that tidal does not trust."""
-    return [t for t in types if t not in TRUSTED_TYPES and not t.startswith(TRUSTED_MODULE_PREFIXES)]
+def read_schema(data: bytes) -> Any:
+    """The parsed ``schema.json`` of a skops archive, or :class:`IntegrityError` when it is not one."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            return json.loads(archive.read("schema.json"))
+    except (zipfile.BadZipFile, KeyError, ValueError, UnicodeDecodeError) as exc:
+        raise IntegrityError(_INVALID, hint=_INVALID_HINT) from exc
+
+
+def check_trusted(data: bytes) -> list[str]:
+    """The names the skops archive ``data`` uses, all trusted; :class:`UntrustedModel` when any is not.
+
+    Reads only the archive's JSON: nothing in the file is imported, called or built.
+    """
+    trusted, refused = audit_schema(read_schema(data))
+    if refused:
+        shown = "; ".join(str(r) for r in refused)
+        raise UntrustedModel(
+            f"the model file names {len(refused)} thing{'s' if len(refused) > 1 else ''} tidal never loads, "
+            f"refused before anything in it was built: {shown}",
+            refused=[r.name for r in refused],
+            hint="a tidal model holds only scikit-learn estimators, their fitted parts and NumPy/SciPy data, "
+                 "never code to call; retrain it with `tidal run` (a file you did not make may be hostile)",
+        )
+    return trusted
 
 
 class SklearnFlavor(Flavor):
@@ -77,23 +102,28 @@ class SklearnFlavor(Flavor):
     def handles(self, model: Any) -> bool:
         return hasattr(model, "fit") and hasattr(model, "get_params")
 
+    def accepts(self, cls: type) -> bool:
+        """scikit-learn estimator classes (``BaseEstimator`` subclasses, wherever they are defined)."""
+        from sklearn.base import BaseEstimator
+
+        return isinstance(cls, type) and issubclass(cls, BaseEstimator)
+
     def save(self, model: Any) -> bytes:
         import skops.io as sio
 
         return canonical_skops(sio.dumps(model))
 
     def load(self, data: bytes) -> Any:
+        """The model in ``data``; every name in the file is checked first (:func:`check_trusted`), and skops
+        is told to trust exactly those names, so its own audit refuses anything tidal did not see."""
         import skops.io as sio
+        from skops.io.exceptions import UntrustedTypesFoundException
 
+        trusted = check_trusted(data)
         try:
-            found = sio.get_untrusted_types(data=data)
-        except (zipfile.BadZipFile, KeyError, ValueError) as exc:
-            raise IntegrityError("the model file is not a valid skops archive",
-                                 hint="it may be truncated or corrupted; re-run `tidal run`") from exc
-        refused = untrusted(found)
-        if refused:
-            raise IntegrityError(
-                f"the model file asks to load types tidal does not trust: {', '.join(sorted(refused))}",
-                hint="tidal loads only scikit-learn, NumPy and SciPy types; retrain the model with them",
-            )
-        return sio.loads(data, trusted=found)
+            return sio.loads(data, trusted=trusted)
+        except UntrustedTypesFoundException as exc:  # a name skops sees that tidal's check did not
+            raise UntrustedModel(f"the model file names types tidal never loads: {exc}",
+                                 hint="retrain it with `tidal run`") from exc
+        except (zipfile.BadZipFile, KeyError, ValueError, TypeError, AttributeError) as exc:
+            raise IntegrityError(f"{_INVALID}: {type(exc).__name__}: {exc}", hint=_INVALID_HINT) from exc
