@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -36,9 +37,13 @@ def free_port() -> int:
 class ServerProcess:
     """``tidal.serve.run_server(root, workers=...)`` in a subprocess."""
 
-    def __init__(self, root: Path, *, workers: int = 1, log: Path | None = None) -> None:
+    def __init__(self, root: Path, *, workers: int = 1, log: Path | None = None, nofile: int | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.root = root
         self.workers = workers
+        #: The server's limit on open files (RLIMIT_NOFILE, soft and hard), where a test sets one.
+        self.nofile = nofile
+        self.env = env or {}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log or root / f"server-{self.port}.log"
@@ -47,12 +52,18 @@ class ServerProcess:
     def start(self, *, ready: bool = True, timeout: float = 30.0) -> ServerProcess:
         code = ("import sys; from pathlib import Path; from tidal.serve import run_server; "
                 "run_server(Path(sys.argv[1]), host='127.0.0.1', port=int(sys.argv[2]), workers=int(sys.argv[3]))")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        nofile = self.nofile
+
+        def limit() -> None:  # runs in the child, before it executes Python
+            if nofile is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen([sys.executable, "-c", code, str(self.root), str(self.port),
                                           str(self.workers)], cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
-                                         env=env)
+                                         env=env, preexec_fn=limit if nofile is not None else None)
         if ready:
             self.wait_ready(timeout)
         return self
@@ -70,6 +81,11 @@ class ServerProcess:
                 pass
             time.sleep(0.1)
         raise AssertionError(f"the server was not ready within {timeout} s:\n{self.log_text()}")
+
+    def open_files(self) -> int:
+        """How many file descriptors the server process holds now (from /proc)."""
+        assert self.proc is not None
+        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""

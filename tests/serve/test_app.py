@@ -108,7 +108,8 @@ def test_a_quiet_server_commits_at_once_and_concurrent_requests_share_commits(pr
                 async def send(message: dict[str, Any]) -> None:
                     out.append(message)
 
-                scope = {"type": "http", "method": "POST", "path": "/predict", "headers": []}
+                scope = {"type": "http", "method": "POST", "path": "/predict",
+                         "headers": [(b"content-type", b"application/json")]}
                 await app(scope, receive, send)
 
             await asyncio.gather(*(request(out) for out in answers))

@@ -96,7 +96,8 @@ def test_body_size_limit_is_checked_before_parsing(http: httpx.Client) -> None:
     streamed = http.post("/predict", content=chunks(), headers={"content-type": "application/json"})
     assert "content-length" not in streamed.request.headers
     assert_error(streamed, 413, "larger than the limit of 4096 bytes")
-    assert_error(http.post("/feedback", content=big), 413, "larger than the limit")
+    assert_error(http.post("/feedback", content=big, headers={"content-type": "application/json"}), 413,
+                 "larger than the limit")
 
 
 def test_unknown_routes_and_methods_are_json(http: httpx.Client) -> None:
@@ -108,7 +109,8 @@ def test_unknown_routes_and_methods_are_json(http: httpx.Client) -> None:
 
 def test_feedback_refuses_bad_input(http: httpx.Client) -> None:
     pid = http.post("/predict", json={"instances": [ROW]}).json()["prediction_ids"][0]
-    assert_error(http.post("/feedback", content=b"{" + SECRET.encode()), 400, "not valid JSON")
+    assert_error(http.post("/feedback", content=b"{" + SECRET.encode(), headers={"content-type": "application/json"}),
+                 400, "not valid JSON")
     assert_error(http.post("/feedback", json=SECRET), 422, "prediction_id")
     assert_error(http.post("/feedback", json=[]), 422, "empty")
     assert_error(http.post("/feedback", json={"prediction_id": pid}), 422, "label: missing")

@@ -8,16 +8,17 @@ docs at ``/docs``, and JSON 404/405 answers. FastAPI also declares ``/predict`` 
 docs show them) and runs them through the same :class:`~tidal.serve.service.Service` code when it is
 reached directly.
 
-Every error is ``{"error": "..."}`` (plus ``error_id`` for a server-side failure). Answers of the hot
-routes carry an ``x-tidal-worker`` header, the process id that answered (the server log lines carry it
-too), which tells the workers of ``--workers N`` apart.
+Every error is ``{"error": "..."}`` (plus ``error_id`` for a server-side failure). ``/predict`` and
+``/feedback`` take JSON bodies only (415 otherwise, see :mod:`tidal.serve.body`); no answer carries CORS
+headers, so a web page on another origin cannot have a browser send them JSON. ``HEAD`` is answered as
+``GET`` is, without the body. Answers show neither the process id nor filesystem paths: the server log
+lines carry those (each with the process id of the worker that wrote it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 import warnings
 from collections.abc import AsyncIterator
@@ -35,7 +36,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tidal.core.errors import ServingError
 from tidal.serve.body import ClientGone, read_body
-from tidal.serve.errors import ApiError, error_body, internal_error
+from tidal.serve.errors import ApiError, close_error_logs, error_body, internal_error
 from tidal.serve.logwriter import INLINE_LOG_ROWS
 from tidal.serve.metrics import CONTENT_TYPE, ASGIApp, Receive, Scope, Send, ServerMetrics
 from tidal.serve.openapi import (
@@ -90,38 +91,47 @@ class TidalApp:
         self._hot: dict[str, Any] = {"/predict": service.predict,
                                      "/feedback": lambda body, quiet: service.feedback(body)}
         self._inner: ASGIApp = metrics.middleware(fastapi)
-        self._pid = str(os.getpid()).encode()
         # Whether a request finds the server quiet (see QUIET_S): hot requests in flight, and when the last ended.
         self._active = 0
         self._last_end = 0.0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            handler = self._hot.get(scope["path"])
-            if handler is not None:
-                await self._answer(scope["path"], handler, scope, receive, send)
+        if scope["type"] == "http":
+            method = scope["method"]
+            if method == "POST":
+                handler = self._hot.get(scope["path"])
+                if handler is not None:
+                    await self._answer(scope["path"], handler, scope, receive, send)
+                    return
+            elif method == "HEAD":  # answered as GET is (status and headers), without the body
+                await self._inner({**scope, "method": "GET"}, receive, _without_body(send))
                 return
         await self._inner(scope, receive, send)
+
+    def connections_closed(self, reason: str) -> None:
+        """Count a connection the connection guard closed (:mod:`tidal.serve.connections` calls this)."""
+        self.metrics.connections_closed.labels(reason).inc()
 
     async def _answer(self, path: str, handler: Any, scope: Scope, receive: Receive, send: Send) -> None:
         start = time.perf_counter()
         self._active += 1
         quiet = self._active == 1 and start - self._last_end > QUIET_S
+        close = False
         try:
             try:
                 body = await read_body(scope, receive, self.max_request_bytes)
                 status, payload = 200, await handler(body, quiet)
             except ApiError as exc:
-                status, payload = exc.status, exc.body()
+                status, payload, close = exc.status, exc.body(), exc.close
             except ClientGone:
                 return  # nobody to answer; nothing was predicted or stored
             except Exception as exc:
                 err = internal_error(logger, path, exc)
                 status, payload = err.status, err.body()
-            await send({"type": "http.response.start", "status": status,
-                        "headers": [(b"content-type", b"application/json"),
-                                    (b"content-length", str(len(payload)).encode()),
-                                    (b"x-tidal-worker", self._pid)]})
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+            if close:  # the body may be unread: do not wait for the rest of it
+                headers.append((b"connection", b"close"))
+            await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": payload})
         finally:
             self._active -= 1
@@ -213,6 +223,7 @@ def create_app(root: Path, *, shared_log: bool = False, **overrides: Any) -> Tid
             await service.shadow.drain(SHADOW_DRAIN_SECONDS)
             reloader.stop()
             service.close()
+            close_error_logs()  # count the repeats of the errors logged in the last interval
             metrics.process_exit()
             ws.close()
 
@@ -222,6 +233,17 @@ def create_app(root: Path, *, shared_log: bool = False, **overrides: Any) -> Tid
 
 def _json(doc: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(doc), status_code=status, media_type=JSON)
+
+
+def _without_body(send: Send) -> Send:
+    """``send`` with every body chunk emptied (the answer to a HEAD request; headers unchanged)."""
+
+    async def head_send(message: Any) -> None:
+        if message["type"] == "http.response.body":
+            message = {"type": "http.response.body", "body": b"", "more_body": message.get("more_body", False)}
+        await send(message)
+
+    return head_send
 
 
 def _fastapi(service: Service, metrics: ServerMetrics, lifespan: Any, *, max_request_bytes: int,
@@ -239,7 +261,8 @@ def _fastapi(service: Service, metrics: ServerMetrics, lifespan: Any, *, max_req
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> Response:
-        return Response(exc.body(), status_code=exc.status, media_type=JSON)
+        return Response(exc.body(), status_code=exc.status, media_type=JSON,
+                        headers={"connection": "close"} if exc.close else None)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -269,7 +292,7 @@ def _fastapi(service: Service, metrics: ServerMetrics, lifespan: Any, *, max_req
             raise ApiError(400, "the client disconnected before sending the whole body") from None
 
     @app.post("/predict", response_model=None, summary="Predict rows",
-              responses={200: {"model": PredictResponse}, **errors(400, 413, 422, 500, 503)},
+              responses={200: {"model": PredictResponse}, **errors(400, 413, 415, 422, 500, 503)},
               openapi_extra=json_body(PredictRequest))
     async def predict(request: Request) -> Response:
         """Predict one row or many. Every prediction is stored in the prediction log before the answer is
@@ -277,7 +300,7 @@ def _fastapi(service: Service, metrics: ServerMetrics, lifespan: Any, *, max_req
         return Response(await service.predict(await body_of(request)), media_type=JSON)
 
     @app.post("/feedback", response_model=None, summary="Label earlier predictions",
-              responses={200: {"model": FeedbackResponse}, **errors(400, 404, 409, 413, 422, 503)},
+              responses={200: {"model": FeedbackResponse}, **errors(400, 404, 409, 413, 415, 422, 503)},
               openapi_extra=json_body(FeedbackItem, alternatives=(FeedbackItem,),
                                       example={"prediction_id": "0f8fad5bd9cb469fa16570867728950e", "label": 1}))
     async def feedback(request: Request) -> Response:
@@ -288,7 +311,7 @@ def _fastapi(service: Service, metrics: ServerMetrics, lifespan: Any, *, max_req
     @app.get("/healthz", response_model=Health, summary="Liveness")
     async def healthz() -> Response:
         """200 while the process runs."""
-        return _json({"status": "ok", "pid": os.getpid()})
+        return _json({"status": "ok"})
 
     @app.get("/readyz", response_model=Ready, summary="Readiness", responses=errors(503))
     async def readyz() -> Response:

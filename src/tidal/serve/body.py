@@ -3,6 +3,16 @@
 The limit is checked twice, before anything is parsed: against ``Content-Length`` when the client
 declares one (a 413 before a byte of the body is read), and while the body streams in (a chunked body,
 or a client that declared less than it sends), so an oversized body is never held in memory whole.
+
+The body must be declared JSON (``Content-Type: application/json``, with parameters such as ``charset``,
+or an ``application/*+json`` type); anything else, or no type, is a 415 before a byte is read. A web page
+can make a visitor's browser POST ``text/plain``, a form or multipart to any address, a local server's
+included, without asking it first; a JSON POST from another origin needs the server's consent (a CORS
+preflight), which tidal never gives, so such a request never reaches the endpoint.
+
+An error answered before the whole body was read closes the connection (``ApiError.close``): the rest of
+the body is not waited for. How long a body may take to arrive is the connection guard's business
+(:mod:`tidal.serve.connections`).
 """
 
 from __future__ import annotations
@@ -21,20 +31,40 @@ class ClientGone(Exception):
 
 def too_large(limit: int) -> ApiError:
     return ApiError(413, f"the request body is larger than the limit of {limit} bytes "
-                         "(deploy.max_request_bytes); send fewer rows per request")
+                         "(deploy.max_request_bytes); send fewer rows per request", close=True)
+
+
+def not_json() -> ApiError:
+    return ApiError(415, "the body must be JSON, sent with Content-Type: application/json (or another "
+                         "application/*+json type); this request declared another type, or none", close=True)
+
+
+def is_json(content_type: bytes) -> bool:
+    """Whether a Content-Type header value declares JSON: ``application/json`` or ``application/*+json``,
+    with any parameters, in any case."""
+    if content_type == b"application/json":
+        return True
+    media = content_type.split(b";", 1)[0].strip().lower()
+    return media == b"application/json" or (media.startswith(b"application/") and media.endswith(b"+json"))
 
 
 async def read_body(scope: MutableMapping[str, Any], receive: Receive, limit: int) -> bytes:
-    """The whole body, at most ``limit`` bytes; raises ApiError 413 (or 400 for a bad Content-Length)."""
-    for key, value in scope["headers"]:
+    """The whole body, at most ``limit`` bytes, declared JSON; raises ApiError 415 (not declared JSON), 413
+    (too large) or 400 (a bad Content-Length)."""
+    declared = -1
+    json = False
+    for key, value in scope["headers"]:  # one pass over the headers for both
         if key == b"content-length":
             try:
                 declared = int(value)
             except ValueError:
-                raise ApiError(400, "the Content-Length header is not a number") from None
-            if declared > limit:
-                raise too_large(limit)
-            break
+                raise ApiError(400, "the Content-Length header is not a number", close=True) from None
+        elif key == b"content-type":
+            json = is_json(value)
+    if not json:
+        raise not_json()
+    if declared > limit:
+        raise too_large(limit)
     first = await receive()
     if first["type"] == "http.disconnect":
         raise ClientGone
@@ -58,4 +88,4 @@ async def read_body(scope: MutableMapping[str, Any], receive: Receive, limit: in
             return b"".join(chunks)
 
 
-__all__ = ["ClientGone", "read_body", "too_large"]
+__all__ = ["ClientGone", "is_json", "not_json", "read_body", "too_large"]

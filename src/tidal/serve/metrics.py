@@ -17,7 +17,11 @@ Metrics (all prefixed ``tidal_``):
   canary or shadow trial (0 when none; a ``pid`` label with several workers);
 - ``challenger_errors_total{model, deployment}``: challenger predictions that failed (a canary request
   then answered by the champion; a shadow answer then not logged) — never a failed request;
-- ``shadow_dropped_total{model}``: shadow predictions skipped because too many were still pending.
+- ``shadow_dropped_total{model}``: shadow predictions skipped because too many were still pending;
+- ``connections_closed_total{reason}``: connections the connection guard closed
+  (:mod:`tidal.serve.connections`): ``header_timeout``, ``body_timeout``, ``headers_too_large``, ``evicted``
+  (idle, to admit a new one at ``deploy.max_connections``), ``refused`` (a new one, while every open one had
+  a request in progress).
 
 ``endpoint`` is a known route or ``other`` (unknown paths are not labels: a scanner cannot blow up
 the series count). With several workers, prometheus_client's multiprocess mode keeps each process's
@@ -88,6 +92,11 @@ class ServerMetrics:
             "champion all the same).", ["model", "deployment"], registry=reg)
         self.shadow_dropped = Counter("tidal_shadow_dropped_total", "Shadow predictions skipped because too many "
                                       "were pending.", ["model"], registry=reg)
+        self.connections_closed = Counter(
+            "tidal_connections_closed_total", "Connections the server closed to protect itself: header_timeout, "
+            "body_timeout, headers_too_large, evicted (idle, to admit a new one at deploy.max_connections), "
+            "refused (all busy).",
+            ["reason"], registry=reg)
         # label lookups cost a lock and a dict per call: the hot path reuses the children.
         self._children: dict[tuple[str, int], tuple[Any, Any, Any]] = {}
         self._rows: dict[str, Any] = {}

@@ -63,7 +63,6 @@ class ErrorResponse(BaseModel):
 
 class Health(BaseModel):
     status: str
-    pid: int
 
 
 class Ready(BaseModel):
@@ -87,7 +86,7 @@ class ModelInfo(BaseModel):
     metrics: dict[str, float]
     lineage: dict[str, Any] = Field(..., description="run, data snapshots, spec digest, git commit, environment")
     serving: dict[str, Any] = Field(..., description="predictor path (fast or generic, and why), load and "
-                                                     "check times, nullable columns, process id")
+                                                     "check times, nullable columns")
     deployment: dict[str, Any] = Field(
         ..., description="strategy (direct, canary, shadow), champion, challenger beside it (name, version, mode, "
                          "percent, loaded_at; canary: requests routed by this process) or null, and "
@@ -101,7 +100,8 @@ SCHEMAS: tuple[type[BaseModel], ...] = (PredictRequest, PredictResponse, Feedbac
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` entries for error statuses."""
     text = {400: "Not JSON", 404: "Unknown prediction id, or no such route", 409: "Already labelled",
-            413: "Body or row count over the limit", 422: "Wrong shape, columns or types",
+            413: "Body or row count over the limit", 415: "The body is not declared JSON (Content-Type)",
+            422: "Wrong shape, columns or types",
             500: "The model failed (error_id in the log)", 503: "No model loaded, or the log is unavailable"}
     return {s: {"model": ErrorResponse, "description": text.get(s, "Error")} for s in statuses}
 

@@ -7,7 +7,8 @@ version, checks it answers (:func:`~tidal.serve.predictor.build_predictor`), and
 with one reference assignment (:meth:`~tidal.serve.state.Slot.swap`). Requests keep being answered by
 the previous version during the load and never wait for it. A version that fails to load or to answer
 is not served: the previous one keeps serving, the failure is logged once, and the same version is
-tried again only after :data:`RETRY_SECONDS`.
+tried again only after :data:`RETRY_SECONDS`. The reason shown to clients (``/readyz``, 503 answers,
+``/model``'s ``challenger_status``) leaves out filesystem paths and URLs; the log line has them.
 
 With ``deploy.strategy`` canary or shadow (``trial_kind``), the same poll follows the ``challenger``
 alias too, after the champion: a challenger is loaded and checked the same way and put beside the
@@ -31,6 +32,7 @@ from typing import Any
 from tidal.core.clock import SystemClock
 from tidal.core.ports import Clock
 from tidal.registry import CHALLENGER, CHAMPION
+from tidal.serve.errors import public_message
 from tidal.serve.state import ServingState, Slot, Trial, load_state
 from tidal.serve.threads import cap_threads
 
@@ -147,7 +149,8 @@ class Reloader:
             self._failed[key] = time.monotonic()
             still = f"; still serving {current.label}" if current is not None else ""
             if current is None:
-                self.slot.status = f"{label} could not be loaded: {type(exc).__name__}: {exc}"
+                # answered by /readyz and every 503: what failed and the hint, without paths (the log has them)
+                self.slot.status = f"{label} could not be loaded: {public_message(exc)}"
             logger.error("champion %s is not served: %s: %s%s (tried again in %.0f s)", label,
                          type(exc).__name__, exc, still, RETRY_SECONDS)
             return False
@@ -217,7 +220,7 @@ class Reloader:
                 state = load_state(self.registry, mv, now=self.clock.now(), fast=self.fast)
         except Exception as exc:
             self._failed[key] = time.monotonic()
-            self.slot.trial_status = f"{label} could not be loaded: {type(exc).__name__}: {exc}"
+            self.slot.trial_status = f"{label} could not be loaded: {public_message(exc)}"
             logger.error("challenger %s is not served (the champion %s answers every request): %s: %s (tried "
                          "again in %.0f s)", label, champion.label, type(exc).__name__, exc, RETRY_SECONDS)
             return trial is not None

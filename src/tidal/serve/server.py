@@ -7,14 +7,21 @@ uvicorn starts that many processes that share the listening socket; each builds 
 root in the environment variable :data:`ROOT_ENV`. All of them append to the same prediction log, and
 their metrics go to a temporary folder made for this server (prometheus_client's multiprocess mode), so
 ``/metrics`` from any worker shows the totals of all; the folder is removed when the server stops.
+
+Every process guards its connections (:mod:`tidal.serve.connections`): header and body timeouts and a cap
+on open connections from the spec (``deploy.timeouts``, ``deploy.max_connections``), uvicorn's keep-alive
+timeout from ``deploy.timeouts.keep_alive_s``. The server has no authentication: listening on an address
+other than loopback logs a warning that says so (:func:`exposure_warning`).
 """
 
 from __future__ import annotations
 
 import copy
+import ipaddress
 import logging
 import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -48,16 +55,37 @@ def log_config() -> dict[str, Any]:
     return config
 
 
+def exposure_warning(host: str) -> str | None:
+    """The warning for a server listening on ``host``, or None when only this machine can reach it (a
+    loopback address, or a name that resolves to loopback addresses only)."""
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        try:
+            found = {info[4][0] for info in socket.getaddrinfo(host, None)} if host else set()
+        except OSError:
+            found = set()
+        loopback = bool(found) and all(ipaddress.ip_address(str(a).split("%")[0]).is_loopback for a in found)
+    if loopback:
+        return None
+    return (f"tidal serve listens on {host or 'every address'}, and the server has no authentication (a later "
+            "version adds it): anyone who can reach this address can predict, label predictions (/feedback) and "
+            "read the model's details (/model, /metrics). Listen on 127.0.0.1 behind an authenticating proxy, or "
+            "make sure only trusted clients can reach it")
+
+
 def run_server(root: Path, *, host: str | None = None, port: int | None = None, workers: int | None = None) -> None:
     """Serve the project at ``root`` (a folder holding tidal.yaml, or the file) until interrupted (SIGINT
-    or SIGTERM). ``host``, ``port`` and ``workers`` default to the spec's ``deploy`` section.
+    or SIGTERM). ``host``, ``port`` and ``workers`` default to the spec's ``deploy`` section; the connection
+    limits come from it (``deploy.timeouts``, ``deploy.max_connections``).
 
     The workspace and the prediction log are opened (and the log's database migrated) here, once, before
     listening: a missing tidal.yaml or an unreachable database raises its TidalError before anything
     starts, and several workers never race to create the same tables.
     """
-    import uvicorn
+    import logging.config
 
+    from tidal.serve.connections import GuardedProtocol, Limits, TidalConfig, fit_open_files
     from tidal.serve.threads import cap_env
     from tidal.workspace import Workspace
 
@@ -71,26 +99,32 @@ def run_server(root: Path, *, host: str | None = None, port: int | None = None, 
     if workers < 1:
         raise ValueError("workers must be at least 1")
     cap_env()  # processes started from here load BLAS/OpenMP with one thread
+    logging.config.dictConfig(log_config())  # create_app and the warnings below log before uvicorn would set it up
+    for warning in (exposure_warning(host), fit_open_files(deploy.max_connections)):
+        if warning is not None:
+            logger.warning("%s", warning)
+    limits = Limits(header_s=deploy.timeouts.header_s, body_s=deploy.timeouts.body_s,
+                    max_connections=deploy.max_connections)
     # proxy_headers off: tidal reads neither the client's address nor the scheme, so uvicorn's middleware
     # that rewrites them from X-Forwarded-* would only cost every request a layer; server_header off: the
-    # answers do not advertise the server software.
+    # answers do not advertise the server software. http: uvicorn's httptools protocol with the connection
+    # guard; ws none: tidal has no WebSocket endpoint, so no upgrade hands a connection to another protocol.
+    # limit_concurrency stays unset: the guard's connection cap replaces it (see tidal.serve.connections).
     options: dict[str, Any] = {"host": host, "port": port, "log_config": log_config(), "access_log": False,
-                               "loop": "auto", "http": "auto", "lifespan": "on", "timeout_graceful_shutdown": 10,
+                               "loop": "auto", "http": GuardedProtocol, "ws": "none", "lifespan": "on",
+                               "timeout_graceful_shutdown": 10, "timeout_keep_alive": deploy.timeouts.keep_alive_s,
                                "proxy_headers": False, "server_header": False}
     if workers == 1:
-        import logging.config
-
         from tidal.serve.app import create_app
 
-        logging.config.dictConfig(options["log_config"])  # create_app logs before uvicorn would set this up
-        uvicorn.run(create_app(root), **options)
+        _serve(TidalConfig(create_app(root), limits=limits, **options))
         return
     metrics_dir = tempfile.mkdtemp(prefix="tidal-metrics-")
     previous = {k: os.environ.get(k) for k in (ROOT_ENV, METRICS_ENV)}
     os.environ[ROOT_ENV] = str(root)
     os.environ[METRICS_ENV] = metrics_dir
     try:
-        uvicorn.run("tidal.serve.server:worker_app", factory=True, workers=workers, **options)
+        _serve(TidalConfig("tidal.serve.server:worker_app", factory=True, workers=workers, limits=limits, **options))
     finally:
         for key, value in previous.items():
             if value is None:
@@ -100,4 +134,25 @@ def run_server(root: Path, *, host: str | None = None, port: int | None = None, 
         shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
-__all__ = ["METRICS_ENV", "ROOT_ENV", "log_config", "run_server", "worker_app"]
+def _serve(config: Any) -> None:
+    """Run uvicorn with ``config`` until it stops: what ``uvicorn.run`` does once it has built its config
+    (tidal builds its own, :class:`~tidal.serve.connections.TidalConfig`, to carry the connection limits)."""
+    import sys
+
+    import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.supervisors import Multiprocess
+
+    server = uvicorn.Server(config)
+    try:
+        if config.workers > 1:
+            Multiprocess(config, sockets=[config.bind_socket()]).run()
+        else:
+            server.run()
+    except KeyboardInterrupt:
+        pass
+    if config.workers == 1 and not server.started:
+        sys.exit(STARTUP_FAILURE)
+
+
+__all__ = ["METRICS_ENV", "ROOT_ENV", "exposure_warning", "log_config", "run_server", "worker_app"]

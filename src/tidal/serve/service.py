@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -185,8 +184,7 @@ class Service:
             "artifact_digest": mv.artifact_digest,
             "signature": mv.signature, "inputs": state.schema.describe(), "metrics": mv.metrics,
             "lineage": mv.lineage,
-            "serving": {**state.report, "loaded_at": state.loaded_at.isoformat(), "pid": os.getpid(),
-                        "deployment": "direct"},
+            "serving": {**state.report, "loaded_at": state.loaded_at.isoformat(), "deployment": "direct"},
             "deployment": self.deployment_info(state, deployment.trial),
         }
 

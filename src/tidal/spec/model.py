@@ -170,6 +170,22 @@ class ValidateSpec(Section):
 # -- deploy and storage -------------------------------------------------------------------------------
 
 
+class TimeoutsSpec(Section):
+    """How long the server waits for a client before it closes the connection (docs/deploy.md)."""
+
+    header_s: float = Field(
+        10.0, gt=0, le=3600,
+        description="seconds a client has to send a request's headers, from opening the connection (or from the "
+                    "first byte of the next request on a kept-alive one)",
+    )
+    body_s: float = Field(
+        30.0, gt=0, le=3600, description="seconds a client has to send a request's whole body, from its headers"
+    )
+    keep_alive_s: float = Field(
+        5.0, gt=0, le=3600, description="seconds an idle connection is kept open after an answer"
+    )
+
+
 class DeploySpec(Section):
     """What happens to a model that passes its gates, and how the server runs."""
 
@@ -183,6 +199,12 @@ class DeploySpec(Section):
     max_rows: int = Field(10_000, ge=1, description="the most instances one /predict request may carry")
     reload_seconds: float = Field(
         1.0, gt=0, le=3600, description="how often the server checks whether the champion moved, in seconds"
+    )
+    timeouts: TimeoutsSpec = Field(
+        default_factory=TimeoutsSpec, description="a timeouts: section (header_s, body_s, keep_alive_s)"
+    )
+    max_connections: int = Field(
+        1000, ge=1, le=1_000_000, description="the most open connections per server process (at least 1)"
     )
     feedback: Literal["reject", "overwrite"] = Field(
         "reject", description="reject or overwrite: what a second label for the same prediction does"
@@ -330,5 +352,6 @@ __all__ = [
     "Spec",
     "SplitSpec",
     "StorageSpec",
+    "TimeoutsSpec",
     "ValidateSpec",
 ]

@@ -61,6 +61,11 @@ deploy:
   max_request_bytes: 1048576  # larger bodies get a 413
   max_rows: 10000           # the most instances in one /predict request
   reload_seconds: 1.0       # how often the server checks whether the champion moved
+  timeouts:                 # how long the server waits for a client (then 408, or closed)
+    header_s: 10            # to send a request's headers
+    body_s: 30              # to send a request's body, after its headers
+    keep_alive_s: 5         # an idle connection stays open after an answer
+  max_connections: 1000     # per server process; beyond it the longest idle one is closed
   feedback: reject          # reject | overwrite: a second label for the same prediction
   strategy:                 # direct | canary | shadow
     kind: direct

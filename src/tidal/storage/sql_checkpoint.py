@@ -13,6 +13,12 @@ truncates the WAL after a reset, so a burst does not leave a large file behind.
 
 The thread starts on the first write and again after a ``fork`` (a forked worker has no threads), and
 holds no lock a fork could leave taken: it polls two plain attributes.
+
+A checkpoint that fails (a full disk: the WAL's pages cannot be copied into a database file that would
+have to grow) never stops the thread for good. It logs the first failure, closes its connection, and
+tries again after a pause that doubles up to :data:`MAX_BACKOFF_S`; the first checkpoint that succeeds
+again logs one line with how many attempts failed, over how long. Meanwhile the writers' own
+checkpoints (:data:`SAFETY_PAGES`) still bound the WAL.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ SAFETY_PAGES = 16_384
 JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
 #: Seconds between checks for new writes.
 INTERVAL_S = 0.2
+#: The longest pause between two attempts while checkpoints fail.
+MAX_BACKOFF_S = 5.0
 
 logger = logging.getLogger("tidal.storage")
 
@@ -51,23 +59,26 @@ class WalCheckpointer:
     Call :meth:`wrote` after each commit (it only counts), and :meth:`close` at the end.
     """
 
-    def __init__(self, engine: Engine, shown: str, *, interval: float | None = None) -> None:
+    def __init__(self, engine: Engine, shown: str, *, interval: float | None = None,
+                 max_backoff: float = MAX_BACKOFF_S) -> None:
         self._engine = engine
         self._shown = shown
         self._interval = INTERVAL_S if interval is None else interval
+        self._max_backoff = max_backoff
         event.listen(engine, "connect", _pragmas)
         self._written = 0     # rows written, ever (read by the thread, so no lock is needed)
         self._checkpointed = 0
         self._stop = False
-        self._failed = False
         self._thread: threading.Thread | None = None
         self.checkpoints = 0
+        #: Attempts that failed since the last checkpoint that succeeded.
+        self.failures = 0
 
     def wrote(self, rows: int) -> None:
         """Note that ``rows`` were committed; starts the thread if it is not running (first write, fork)."""
         self._written += rows
         thread = self._thread
-        if (thread is None or not thread.is_alive()) and not (self._stop or self._failed):
+        if (thread is None or not thread.is_alive()) and not self._stop:
             self._thread = threading.Thread(target=self._run, name="tidal-wal-checkpoint", daemon=True)
             self._thread.start()
 
@@ -80,29 +91,51 @@ class WalCheckpointer:
 
     def _run(self) -> None:
         conn: Any = None
+        pause = self._interval
+        first_failure = 0.0
         try:
             while not self._stop:
-                time.sleep(self._interval)
+                time.sleep(pause)
                 written = self._written
                 if written == self._checkpointed:
                     continue
-                if conn is None:
-                    conn = self._engine.raw_connection()
-                cursor = conn.cursor()
                 try:
-                    cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                    cursor.fetchall()
-                finally:
-                    cursor.close()
+                    if conn is None:
+                        conn = self._engine.raw_connection()
+                    cursor = conn.cursor()
+                    try:
+                        cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                        cursor.fetchall()
+                    finally:
+                        cursor.close()
+                except Exception as exc:
+                    # A full disk, a database that cannot be opened: say so once, start again from a new
+                    # connection after a longer pause, and keep trying. The writers' own checkpoints
+                    # (SAFETY_PAGES) still bound the WAL meanwhile.
+                    if self.failures == 0:
+                        first_failure = time.monotonic()
+                        logger.warning("background checkpoints of %s failed: %s: %s (retrying, at most every "
+                                       "%g s, until one succeeds)", self._shown, type(exc).__name__, exc,
+                                       self._max_backoff)
+                    self.failures += 1
+                    if conn is not None:
+                        with contextlib.suppress(Exception):
+                            conn.close()
+                        conn = None
+                    pause = min(max(pause, self._interval) * 2, self._max_backoff)
+                    continue
+                if self.failures:
+                    logger.info("background checkpoints of %s resumed after %d failed attempt%s over %.0f s",
+                                self._shown, self.failures, "" if self.failures == 1 else "s",
+                                time.monotonic() - first_failure)
+                    self.failures = 0
+                    pause = self._interval
                 self._checkpointed = written
                 self.checkpoints += 1
-        except Exception as exc:  # the writers' own checkpoints (SAFETY_PAGES) still bound the WAL
-            self._failed = True
-            logger.warning("background checkpoints of %s stopped: %s: %s", self._shown, type(exc).__name__, exc)
         finally:
             if conn is not None:
                 with contextlib.suppress(Exception):
                     conn.close()
 
 
-__all__ = ["WalCheckpointer"]
+__all__ = ["INTERVAL_S", "MAX_BACKOFF_S", "WalCheckpointer"]
