@@ -183,7 +183,7 @@ class Service:
             "created_at": mv.created_at.isoformat(), "run_id": mv.run_id, "format": mv.format,
             "artifact_digest": mv.artifact_digest,
             "signature": mv.signature, "inputs": state.schema.describe(), "metrics": mv.metrics,
-            "lineage": mv.lineage,
+            "lineage": _shown_lineage(mv.lineage),
             "serving": {**state.report, "loaded_at": state.loaded_at.isoformat(), "deployment": "direct"},
             "deployment": self.deployment_info(state, deployment.trial),
         }
@@ -207,6 +207,15 @@ class Service:
                 challenger["shadow"] = {"pending_rows": self.shadow.pending, "logged_rows": self.shadow.logged}
             info["challenger"] = challenger
         return info
+
+
+def _shown_lineage(lineage: dict[str, Any]) -> dict[str, Any]:
+    """The lineage as ``/model`` shows it: where the training data was read stays in the registry (``tidal models
+    show``), not in answers: an absolute path tells a client about the server's file system."""
+    source = lineage.get("source")
+    if not isinstance(source, dict) or "path" not in source:
+        return lineage
+    return {**lineage, "source": {k: v for k, v in source.items() if k != "path"}}
 
 
 __all__ = ["INLINE_MAX_ROWS", "Service"]
