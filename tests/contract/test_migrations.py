@@ -24,7 +24,7 @@ def _engine(url: str) -> sa.Engine:
     return sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"), poolclass=sa.pool.NullPool)
 
 
-def _migrate_to(url: str, revision: str) -> None:
+def _migrate_to(url: str, revision: str, *, down: bool = False) -> None:
     from alembic import command
     from alembic.config import Config
 
@@ -35,7 +35,7 @@ def _migrate_to(url: str, revision: str) -> None:
             config.set_main_option("script_location", str(MIGRATIONS_DIR))
             config.set_main_option("path_separator", "os")
             config.attributes["connection"] = conn
-            command.upgrade(config, revision)
+            (command.downgrade if down else command.upgrade)(config, revision)
             conn.commit()
     finally:
         engine.dispose()

@@ -240,23 +240,30 @@ state = sa.Table(
 # request, its ``id`` the prefix and its ``pos`` minus the number of ids; ``prediction_labels`` holds the
 # labels that feedback brings, keyed by (batch, position).
 
+def _batch_columns() -> list[sa.Column[Any]]:
+    """The columns of a stored batch after its ``seq`` (new objects each call: a column belongs to one table)."""
+    return [
+        sa.Column("time", UTCDateTime, nullable=False),
+        sa.Column("model", KeyText, nullable=False),
+        sa.Column("version", sa.Integer, nullable=False),
+        sa.Column("deployment", KeyText, nullable=False),
+        sa.Column("served", sa.Boolean, nullable=False),
+        sa.Column("request_id", sa.Text),
+        sa.Column("n", sa.Integer, nullable=False),  # predictions in the batch
+        _json("ids"),  # JSON arrays of n values each
+        _json("inputs"),
+        _json("outputs"),
+        sa.Column("probas", sa.Text),  # NULL when no prediction of the batch has probabilities (a regressor)
+    ]
+
+
 prediction_batches = sa.Table(
     "prediction_batches",
     metadata,
     # The order batches were appended in, across threads and processes: ``window(last=N)`` means the newest
     # N predictions by (seq, position). AUTOINCREMENT (below): SQLite never reuses one.
     sa.Column("seq", AutoId, primary_key=True, autoincrement=True),
-    sa.Column("time", UTCDateTime, nullable=False),
-    sa.Column("model", KeyText, nullable=False),
-    sa.Column("version", sa.Integer, nullable=False),
-    sa.Column("deployment", KeyText, nullable=False),
-    sa.Column("served", sa.Boolean, nullable=False),
-    sa.Column("request_id", sa.Text),
-    sa.Column("n", sa.Integer, nullable=False),  # predictions in the batch
-    _json("ids"),  # JSON arrays of n values each
-    _json("inputs"),
-    _json("outputs"),
-    sa.Column("probas", sa.Text),  # NULL when no prediction of the batch has probabilities (a regressor)
+    *_batch_columns(),
     # window(model=, last=N) walks this backwards from the newest; ``n`` lets it (and count) stop or sum
     # without reading the rows.
     sa.Index(None, "model", "served", "seq", "n"),
@@ -298,17 +305,7 @@ prediction_quarantine = sa.Table(
     "prediction_quarantine",
     metadata,
     sa.Column("seq", sa.BigInteger, primary_key=True),
-    sa.Column("time", UTCDateTime, nullable=False),
-    sa.Column("model", KeyText, nullable=False),
-    sa.Column("version", sa.Integer, nullable=False),
-    sa.Column("deployment", KeyText, nullable=False),
-    sa.Column("served", sa.Boolean, nullable=False),
-    sa.Column("request_id", sa.Text),
-    sa.Column("n", sa.Integer, nullable=False),
-    sa.Column("ids", sa.Text, nullable=False),
-    sa.Column("inputs", sa.Text, nullable=False),
-    sa.Column("outputs", sa.Text, nullable=False),
-    sa.Column("probas", sa.Text),
+    *_batch_columns(),
     sa.Column("id_rows", sa.Text, nullable=False),
     sa.Column("labels", sa.Text, nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
