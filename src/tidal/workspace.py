@@ -209,11 +209,7 @@ class Workspace:
         """Run the pipeline once; steps whose code, inputs and environment are unchanged are reused. Earlier
         runs whose process is gone are marked abandoned first."""
         mark_abandoned(self.store, self.spec.name, self.clock)
-        pipeline = TrainingPipeline(spec=self.spec, root=self.settings.root, store=self.store,
-                                    artifacts=self.artifacts, executor=self.executor, clock=self.clock,
-                                    registry=self.registry, listener=listener, trigger=trigger,
-                                    use_cache=use_cache, heartbeat_s=RUN_HEARTBEAT_S)
-        return pipeline.run()
+        return TrainingPipeline(self.context(), listener=listener, trigger=trigger, use_cache=use_cache).run()
 
     @contextmanager
     def start_run(self, *, trigger: str = "sdk", info: dict[str, Any] | None = None) -> Iterator[Tracker]:
@@ -244,25 +240,12 @@ class Workspace:
                                        trigger="manual")
 
     def rollback(self, name: str, *, reason: str | None = None, trigger: str = "manual") -> int:
-        """Move ``champion`` back to the version it pointed at before its last move; returns that version."""
+        """Move ``champion`` back one step in its history (the champion before the current one, and with
+        repeated rollbacks the one before that, skipping versions that can no longer serve); returns the
+        version it points at now. ModelNotFound when the current champion is the first."""
         current = self.store.get_alias(name, CHAMPION)
-        if current is None:
-            raise ModelNotFound(f"model {name!r} has no champion to roll back",
-                                hint="run `tidal models ls` to see the models")
-        for event in reversed(self.store.list_events(subject=f"model:{name}:*", kind="alias.moved", limit=10_000)):
-            data = event.data
-            # the move that made the current version champion; rollbacks themselves are not undone
-            if data.get("rollback") or data.get("alias") != CHAMPION or data.get("to") != current.version:
-                continue
-            if data.get("from"):
-                previous = int(data["from"])
-                self.registry.set_alias(name, CHAMPION, previous, trigger=trigger,
-                                        reason=reason or f"rolled back from {name}:{current.version}",
-                                        data={"rollback": True})
-                return previous
-            break
-        raise ModelNotFound(f"{name}:{current.version} is the first champion: there is nothing to roll back to",
-                            hint="promote another version with `tidal promote`")
+        return self.registry.rollback(name, trigger=trigger, reason=reason or (
+            f"rolled back from {name}:{current.version}" if current else "rolled back"))
 
     def monitor(
         self, *, window: int | None = None, since: datetime | None = None, model: str | None = None,

@@ -30,6 +30,7 @@ from tidal.core.entities import (
 )
 from tidal.core.errors import StorageError
 from tidal.core.ports import MetadataStore
+from tidal.core.signature import Lineage, Signature
 from tidal.storage import open_metadata_store
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
@@ -483,8 +484,9 @@ def test_model_versions_are_numbered_per_name(store: MetadataStore) -> None:
 
 def test_model_version_round_trip(store: MetadataStore) -> None:
     mv = make_mv(
-        "élec2", state=ModelState.VALIDATED, created_at=T0.astimezone(PLUS2), signature={"nswprice": "f"},
-        metrics={"auc": 0.91, "f1": 0.5}, profile=NESTED, lineage={"run_id": "r1", "snapshots": ["s1"]},
+        "élec2", state=ModelState.VALIDATED, created_at=T0.astimezone(PLUS2),
+        signature=Signature(columns={"nswprice": "numeric"}, extra={"note": "ü"}),
+        metrics={"auc": 0.91, "f1": 0.5}, profile=NESTED, lineage=Lineage(run_id="r1", extra={"snapshots": ["s1"]}),
         reasons=["auc 0.91 >= 0.8 ✓"], info={"size": 12},
     )
     stored = store.create_model_version(mv)

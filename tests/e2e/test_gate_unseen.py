@@ -15,7 +15,8 @@ import pandas as pd
 from tests.e2e.test_loop import _rows
 from tidal import Workspace
 from tidal.core.clock import SimulatedClock
-from tidal.loop.pipeline import MIN_COMPARED_ROWS, TrainingPipeline
+from tidal.evaluate import MIN_COMPARED_ROWS
+from tidal.loop.pipeline import TrainingPipeline
 from tidal.registry import CHAMPION
 
 ELEC2 = Path(__file__).resolve().parents[2] / "examples" / "elec2"
@@ -23,9 +24,8 @@ ELEC2 = Path(__file__).resolve().parents[2] / "examples" / "elec2"
 
 def _retrain(ws: Workspace, frame: pd.DataFrame, *, refit: bool) -> dict[str, Any]:
     ctx = ws.context()
-    result = TrainingPipeline(spec=ctx.spec, root=ctx.root, store=ctx.store, artifacts=ctx.artifacts,
-                              executor=ctx.executor, clock=ctx.clock, registry=ctx.registry, trigger="test",
-                              frame=frame, frame_source="test frame", promote=CHAMPION, refit=refit).run()
+    result = TrainingPipeline(ctx, trigger="test", frame=frame, frame_source="test frame", promote=CHAMPION,
+                              refit=refit).run()
     assert result.decision is not None
     return {**(result.decision.champion or {}), "reasons": result.decision.reasons}
 

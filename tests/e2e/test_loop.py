@@ -89,7 +89,7 @@ def test_drift_triggers_a_retrain_that_is_gated_promoted_and_explained(loop_proj
             assert history[:2] == ["model.registered", "gate.passed"] and "alias.moved" in history
             moved = next(e for e in ws.models.history(new) if e.kind == "alias.moved")
             assert moved.data["trigger"].startswith("loop:")
-            assert new.lineage.get("refit") == "train + holdout" and new.lineage["gated_model"]
+            assert new.lineage.refit == "train + holdout" and new.lineage.gated_model
         else:
             assert champion.version == 1 and new.reasons
         # the cooldown holds: more drifted traffic right away does not retrain again

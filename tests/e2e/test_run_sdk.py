@@ -27,12 +27,12 @@ def test_first_run_registers_a_validated_champion_with_lineage(elec2_project: Pa
         assert mv is not None and mv.state == ModelState.VALIDATED
         assert ws.models.get("elec2:champion").version == mv.version == 1
         assert mv.metrics["accuracy"] > 0.70 and mv.metrics["roc_auc"] > 0.75
-        assert set(mv.signature["columns"]) == {"period", "nswprice", "nswdemand", "vicprice", "vicdemand", "transfer"}
+        assert set(mv.signature.columns) == {"period", "nswprice", "nswdemand", "vicprice", "vicdemand", "transfer"}
         lineage = mv.lineage
-        assert lineage["run_id"] == result.run.id
-        assert len(lineage["snapshot"]) == 64 and lineage["snapshot"] == ws.store.list_snapshots()[0].digest
-        assert lineage["spec_digest"] == ws.spec.digest
-        assert len(lineage["environment_digest"]) == 64
+        assert lineage.run_id == result.run.id
+        assert len(lineage.snapshot) == 64 and lineage.snapshot == ws.store.list_snapshots()[0].digest
+        assert lineage.spec_digest == ws.spec.digest
+        assert len(lineage.environment_digest) == 64
         assert "nswprice" in mv.profile["features"]["columns"]  # the reference profile travels with the version
         # the holdout is the last 20 % in time order, and the model was trained on the rest only
         split = next(s for s in result.steps if s.name == "split").outputs
@@ -81,5 +81,5 @@ def test_two_fresh_workspaces_give_the_same_model_and_metrics(tmp_path: Path, el
         ra, rb = a.run(), b.run()
         assert ra.model is not None and rb.model is not None
         assert ra.model.artifact_digest == rb.model.artifact_digest
-        assert ra.model.lineage["snapshot"] == rb.model.lineage["snapshot"]
+        assert ra.model.lineage.snapshot == rb.model.lineage.snapshot
         assert ra.metrics == rb.metrics

@@ -79,7 +79,7 @@ def test_a_source_outside_the_project_is_read_and_recorded(tmp_path: Path) -> No
                                  "outside_project": True}
         assert result.to_dict()["source"]["outside_project"] is True
         assert ws.runs.get(result.run.id).run.info["source"]["outside_project"] is True
-        assert result.model is not None and result.model.lineage["source"]["path"] == str(outside.resolve())
+        assert result.model is not None and result.model.lineage.source["path"] == str(outside.resolve())
     proc = _cli(root)("run", "--no-cache")
     assert proc.returncode == 0, proc.stderr
     assert "outside the project folder" in proc.stdout and str(outside.resolve()) in proc.stdout
@@ -93,5 +93,5 @@ def test_a_source_inside_the_project_is_recorded_as_inside(tmp_path: Path) -> No
     with Workspace.open(root) as ws:
         result = ws.run()
         assert result.source["outside_project"] is False
-        assert result.model is not None and result.model.lineage["source"]["outside_project"] is False
+        assert result.model is not None and result.model.lineage.source["outside_project"] is False
     assert "outside the project" not in _cli(root)("run").stdout

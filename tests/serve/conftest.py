@@ -18,6 +18,7 @@ import pytest
 
 from tests.conftest import ELEC2
 from tests.serve.server import ServerProcess
+from tidal.core.signature import Signature
 
 ROWS = 6000
 
@@ -102,7 +103,7 @@ def colors_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
         mv = ws.registry.register(ModelVersion(
             name="colors", version=0, state=ModelState.VALIDATED, created_at=ws.clock.now(), run_id="handmade",
             artifact_digest=digest, format=flavor.format, task="classification",
-            signature={"columns": {"color": "categorical", "size": "numeric"}, "target": "y", "classes": [0, 1]},
+            signature=Signature(columns={"color": "categorical", "size": "numeric"}, target="y", classes=[0, 1]),
             profile={"features": profile_frame(df)}, info={"flavor": flavor.name}), reason="a test model")
         ws.registry.set_alias("colors", CHAMPION, mv.version, reason="test")
     return root

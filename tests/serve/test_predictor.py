@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tidal.core.signature import Signature
 from tidal.data.prepare import as_model_input, build_preprocessor
 from tidal.data.profile import profile_frame
 from tidal.serve.inputs import InputSchema
@@ -50,7 +51,7 @@ def fitted(estimator: Any, *, scale: str = "standard", encode: str = "onehot", n
     cols = list(KINDS)
     model = Pipeline([("prepare", build_preprocessor(prepare, KINDS, cols)), ("model", estimator)])
     model.fit(as_model_input(df, cols, KINDS), df[target])
-    signature = {"columns": KINDS, "target": target}
+    signature = Signature(columns=KINDS, target=target)
     return model, signature, {"features": profile_frame(df[[*cols, target]])}, df
 
 
@@ -144,7 +145,7 @@ def test_unknown_transformers_fall_back_to_the_generic_path() -> None:
     model = Pipeline([("prepare", prepare), ("model", LogisticRegression(max_iter=2000))])
     model.fit(df[["k", "color"]].fillna("red").astype(object), df["y"])
     kinds = {"k": "integer", "color": "categorical"}
-    built = build_predictor(model, {"columns": kinds}, {"features": profile_frame(df)}, task="classification")
+    built = build_predictor(model, Signature(columns=kinds), {"features": profile_frame(df)}, task="classification")
     assert built.predictor.path == "generic" and "does not replay" in built.report["fast_path"]
     assert built.schema.nullable == set()  # NaN reaches LogisticRegression, or an OrdinalEncoder without it
 
@@ -157,7 +158,7 @@ def test_a_model_that_fails_its_samples_is_refused() -> None:
             raise RuntimeError("boom")
 
     with pytest.raises(ModelCheckFailed, match="fails on sample rows"):
-        build_predictor(Broken(), {"columns": {"a": "numeric"}}, None, task="regression")
+        build_predictor(Broken(), Signature(columns={"a": "numeric"}), None, task="regression")
 
 
 def test_input_schema_messages() -> None:

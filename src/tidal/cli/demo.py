@@ -85,7 +85,7 @@ def run_demo(directory: Path, console: Console) -> None:
         assert first is not None
         console.print(f"   champion [bold]elec2:{first.version}[/]: holdout accuracy {first.metrics['accuracy']:.3f}")
         static_model = ws.models.load(f"elec2:{first.version}")
-        columns = list(first.signature["columns"])
+        columns = first.signature.names
 
     port = _free_port()
     log = open(project / "server.log", "w")  # noqa: SIM115 - closed in finally
@@ -192,7 +192,7 @@ def _summary(console: Console, project: Path, stream: Any, columns: list[str], s
     from tidal.workspace import Workspace
 
     with Workspace.open(project) as ws:
-        kinds = dict(ws.models.get("elec2:1").signature["columns"])
+        kinds = dict(ws.models.get("elec2:1").signature.columns)
         static = np.asarray(static_model.predict(as_model_input(stream, columns, kinds)))
         last_label = np.concatenate([[y[0]], y[:-1]]) if LABEL_DELAY == 0 else np.roll(y, LABEL_DELAY + 1)
         events = ws.events(limit=10_000)

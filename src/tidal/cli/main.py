@@ -206,11 +206,11 @@ def models_show(ref: Annotated[str, typer.Argument(help="NAME, NAME:VERSION or N
         if mv.reasons:
             console.print("[red]rejected because[/] " + escape("; ".join(mv.reasons)))
         console.print("metrics (holdout): " + ", ".join(f"{k} {fmt(v)}" for k, v in mv.metrics.items()))
-        console.print("inputs: " + ", ".join(f"{c} ({k})" for c, k in mv.signature.get("columns", {}).items()))
+        console.print("inputs: " + ", ".join(f"{c} ({k})" for c, k in mv.signature.columns.items()))
         lin = mv.lineage
-        console.print(f"lineage: run {str(lin.get('run_id'))[:12]} · snapshot {str(lin.get('snapshot'))[:12]} · "
-                      f"spec {str(lin.get('spec_digest'))[:12]} · git {(lin.get('git') or {}).get('commit', '-')}"
-                      f" · environment {str(lin.get('environment_digest'))[:12]} · artifact {mv.artifact_digest[:12]}")
+        console.print(f"lineage: run {str(lin.run_id)[:12]} · snapshot {str(lin.snapshot)[:12]} · "
+                      f"spec {str(lin.spec_digest)[:12]} · git {(lin.git or {}).get('commit', '-')}"
+                      f" · environment {str(lin.environment_digest)[:12]} · artifact {mv.artifact_digest[:12]}")
         console.print(events_table(history))
 
 

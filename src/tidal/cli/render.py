@@ -114,8 +114,8 @@ def events_table(events: list[Event]) -> Table:
 def model_to_dict(mv: ModelVersion, aliases: list[str]) -> dict[str, Any]:
     return {"name": mv.name, "version": mv.version, "state": mv.state.value, "aliases": aliases,
             "created_at": mv.created_at.isoformat(), "run_id": mv.run_id, "artifact": mv.artifact_digest,
-            "format": mv.format, "task": mv.task, "signature": mv.signature, "metrics": mv.metrics,
-            "lineage": mv.lineage, "reasons": mv.reasons}
+            "format": mv.format, "task": mv.task, "signature": mv.signature.to_dict(), "metrics": mv.metrics,
+            "lineage": mv.lineage.to_dict(), "reasons": mv.reasons}
 
 
 def event_to_dict(e: Event) -> dict[str, Any]:

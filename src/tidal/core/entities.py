@@ -6,10 +6,12 @@ timezone-aware UTC datetimes, so every store adapter can persist them without kn
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
+
+from tidal.core.signature import Lineage, Signature
 
 
 class RunStatus(StrEnum):
@@ -120,8 +122,9 @@ class SnapshotInfo:
 class ModelVersion:
     """A registered model version.
 
-    ``signature`` maps input column → dtype kind; ``profile`` is the reference statistics profile of the
-    training data; ``lineage`` holds run id, snapshot digests, spec digest, git commit, environment digest.
+    ``signature`` says what it takes and answers (:class:`~tidal.core.signature.Signature`); ``profile`` is
+    the reference statistics profile of the training data; ``lineage`` where it comes from (run, snapshot
+    digests, spec digest, git commit, environment digest: :class:`~tidal.core.signature.Lineage`).
     """
 
     name: str
@@ -132,12 +135,18 @@ class ModelVersion:
     artifact_digest: str
     format: str
     task: str
-    signature: dict[str, Any] = field(default_factory=dict)
+    signature: Signature = field(default_factory=Signature)
     metrics: dict[str, float] = field(default_factory=dict)
     profile: dict[str, Any] = field(default_factory=dict)
-    lineage: dict[str, Any] = field(default_factory=dict)
+    lineage: Lineage = field(default_factory=Lineage)
     reasons: list[str] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # The task is stored with the version (a column: the registry filters on it) and read through the
+        # signature by the code that serves and scores it: both say the same.
+        if self.signature.task is None and self.task:
+            self.signature = replace(self.signature, task=self.task)
 
 
 @dataclass(frozen=True)

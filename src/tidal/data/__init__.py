@@ -14,11 +14,10 @@ from tidal.data.profile import profile_frame
 from tidal.data.schema import column_kind, infer_schema
 from tidal.data.snapshot import canonical_parquet_bytes, make_snapshot, read_snapshot_bytes, snapshot_digest
 from tidal.data.sources import read_source
-from tidal.data.validate import Anomaly, ValidationRules, raise_for_errors, validate_frame
+from tidal.data.validate import Anomaly, raise_for_errors, validate_frame
 
 __all__ = [
     "Anomaly",
-    "ValidationRules",
     "canonical_parquet_bytes",
     "column_kind",
     "infer_schema",

@@ -19,6 +19,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, OrdinalEncoder, StandardScaler
 
 from tidal.core.errors import DataError
+from tidal.spec.model import PrepareSpec
 
 NUMERIC_KINDS = frozenset({"numeric", "integer", "boolean"})
 
@@ -109,7 +110,7 @@ def split_rows(
 
 
 def build_preprocessor(
-    prepare: Any, kinds: Mapping[str, str], columns: Sequence[str]
+    prepare: PrepareSpec, kinds: Mapping[str, str], columns: Sequence[str]
 ) -> ColumnTransformer:
     """A ColumnTransformer from the ``prepare`` section (``impute``, ``scale``, ``encode``).
 

@@ -7,7 +7,7 @@ table, the target (missing, all null, constant), duplicate column names, and col
 except for a few text values (a typo that makes pandas read the whole column as text). Against the
 schema of an earlier snapshot (``infer_schema``) it also reports missing columns (error), new columns
 (warning), changed kinds (error), unseen categories and values far out of the seen range (warnings, or
-errors by ``ValidationRules``) and a jump in the share of nulls (warning).
+errors by the spec's ``data.checks``) and a jump in the share of nulls (warning).
 
 Anomaly kinds, for code that reacts to them: ``empty_table``, ``duplicate_columns``,
 ``missing_target``, ``target_all_null``, ``constant_target``, ``text_in_numeric``, ``missing_column``,
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -28,6 +28,7 @@ import pandas as pd
 
 from tidal.core.errors import SchemaError
 from tidal.data.schema import NUMBER_KINDS, as_float, category_counts, column_kind
+from tidal.spec.model import ChecksSpec
 
 Severity = Literal["error", "warning"]
 Policy = Literal["warn", "error"]
@@ -49,29 +50,11 @@ class Anomaly:
         return f"{self.severity}: {self.message}"
 
 
-@dataclass(frozen=True)
-class ValidationRules:
-    """Thresholds of the checks.
-
-    - ``range_tolerance``: warn about numbers beyond ``max + tolerance * (max - min)`` (or below
-      ``min - ...``) of the seen range; for a column that had one value, the band is
-      ``tolerance * |value|`` (or ``tolerance`` when that value is 0).
-    - ``null_share_jump``: warn when the share of nulls grows by more than this (absolute).
-    - ``unseen_category`` and ``range``: "warn" (the default) or "error", the severity of unseen
-      categories and of out-of-range values (the spec's ``data.checks`` keys of the same names).
-    - ``numeric_text_share``: a text column whose values are numbers for more than this share is
-      reported as a numeric column with bad values.
-    - ``text_columns``: columns declared text in the spec, exempt from that check.
-    - ``max_listed``: how many examples a message lists.
-    """
-
-    range_tolerance: float = 0.5
-    null_share_jump: float = 0.1
-    unseen_category: Policy = "warn"
-    range: Policy = "warn"
-    numeric_text_share: float = 0.95
-    text_columns: frozenset[str] = field(default_factory=frozenset)
-    max_listed: int = 5
+#: A text column whose values are numbers for more than this share is reported as a numeric column with
+#: bad values (a typo that made pandas read the whole column as text).
+NUMERIC_TEXT_SHARE = 0.95
+#: How many examples a message lists.
+MAX_LISTED = 5
 
 
 def validate_frame(
@@ -79,12 +62,17 @@ def validate_frame(
     schema: Mapping[str, Any] | None,
     *,
     target: str,
-    rules: ValidationRules = ValidationRules(),
+    checks: ChecksSpec | None = None,
+    text_columns: Iterable[str] = (),
 ) -> list[Anomaly]:
     """Every anomaly in ``df``, errors and warnings, table-level first and then column by column.
 
     ``schema`` is what ``infer_schema`` returned for an earlier snapshot, or None for the first one.
+    ``checks`` is the spec's ``data.checks`` (its thresholds and severities; the defaults when None);
+    ``text_columns`` are exempt from the "numbers with a few text values" check.
     """
+    checks = checks or ChecksSpec()
+    text = frozenset(text_columns)
     found: list[Anomaly] = []
     if df.shape[1] == 0 or len(df) == 0:
         what = "no columns" if df.shape[1] == 0 else "no rows"
@@ -92,21 +80,21 @@ def validate_frame(
     columns = [str(c) for c in df.columns]
     if len(set(columns)) != len(columns):
         dupes = sorted({c for c in columns if columns.count(c) > 1})
-        listed = _listing([repr(d) for d in dupes], rules)
+        listed = _listing([repr(d) for d in dupes])
         found.append(Anomaly("error", "duplicate_columns", None, f"duplicate column names: {listed}"))
         df = df.loc[:, ~df.columns.duplicated()]
-    found += _check_target(df, target, rules)
+    found += _check_target(df, target)
 
     known: Mapping[str, Any] = schema["columns"] if schema is not None else {}
     for name in df.columns:
         name = str(name)
         if name in known:
-            found += _compare_column(name, df[name], known[name], rules)
+            found += _compare_column(name, df[name], known[name], checks)
         else:
             if schema is not None:
                 message = f"column {name!r} is new (not in the schema)"
                 found.append(Anomaly("warning", "new_column", name, message))
-            found += _check_text_in_numbers(name, df[name], rules)
+            found += _check_text_in_numbers(name, df[name], text)
     for name in known:
         if name not in df.columns and name != target:
             message = f"column {name!r} is missing (it is in the schema)"
@@ -135,7 +123,7 @@ def raise_for_errors(anomalies: Iterable[Anomaly]) -> None:
 # -- table-level checks ---------------------------------------------------------------------------
 
 
-def _check_target(df: pd.DataFrame, target: str, rules: ValidationRules) -> list[Anomaly]:
+def _check_target(df: pd.DataFrame, target: str) -> list[Anomaly]:
     if target not in df.columns:
         present = [str(c) for c in df.columns]
         message = f"target column {target!r} not found; columns present: {_names(present)}"
@@ -187,8 +175,8 @@ def _is_text(series: pd.Series) -> bool:
     return column_kind(series) == "categorical" and not isinstance(series.dtype, pd.CategoricalDtype)
 
 
-def _check_text_in_numbers(name: str, series: pd.Series, rules: ValidationRules) -> list[Anomaly]:
-    if name in rules.text_columns or not _is_text(series):
+def _check_text_in_numbers(name: str, series: pd.Series, text_columns: frozenset[str]) -> list[Anomaly]:
+    if name in text_columns or not _is_text(series):
         return []
     present = series.dropna()
     if len(present) == 0:
@@ -198,7 +186,7 @@ def _check_text_in_numbers(name: str, series: pd.Series, rules: ValidationRules)
     if head.notna().mean() < 0.5:
         return []
     share, n_bad, position, value = _first_text(series)
-    if n_bad == 0 or share <= rules.numeric_text_share:
+    if n_bad == 0 or share <= NUMERIC_TEXT_SHARE:
         return []
     return [Anomaly(
         "error", "text_in_numeric", name,
@@ -211,7 +199,7 @@ def _check_text_in_numbers(name: str, series: pd.Series, rules: ValidationRules)
 
 
 def _compare_column(
-    name: str, series: pd.Series, expected: Mapping[str, Any], rules: ValidationRules
+    name: str, series: pd.Series, expected: Mapping[str, Any], checks: ChecksSpec
 ) -> list[Anomaly]:
     found: list[Anomaly] = []
     rows = len(series)
@@ -223,13 +211,13 @@ def _compare_column(
     if new_kind != old_kind and not (old_kind in NUMBER_KINDS and new_kind in NUMBER_KINDS):
         found.append(Anomaly("error", "kind_changed", name, _kind_message(name, series, old_kind, new_kind)))
     elif new_kind in NUMBER_KINDS and nulls < rows:
-        found += _check_range(name, series, expected, rules)
+        found += _check_range(name, series, expected, checks)
     elif new_kind in ("categorical", "boolean") and expected.get("categories") is not None:
-        found += _check_categories(name, series, expected["categories"], rules)
+        found += _check_categories(name, series, expected["categories"], checks)
 
     old_share = float(expected.get("null_share") or 0.0)
     new_share = nulls / rows if rows else 0.0
-    if new_share - old_share > rules.null_share_jump:
+    if new_share - old_share > checks.null_share_jump:
         found.append(Anomaly(
             "warning", "null_share", name,
             f"column {name!r} is {new_share:.1%} null, was {old_share:.1%} "
@@ -250,13 +238,13 @@ def _kind_message(name: str, series: pd.Series, old_kind: str, new_kind: str) ->
 
 
 def _check_range(
-    name: str, series: pd.Series, expected: Mapping[str, Any], rules: ValidationRules
+    name: str, series: pd.Series, expected: Mapping[str, Any], checks: ChecksSpec
 ) -> list[Anomaly]:
     lo, hi = expected.get("min"), expected.get("max")
     if lo is None or hi is None:
         return []
     span = hi - lo
-    band = rules.range_tolerance * (span if span > 0 else (abs(hi) or 1.0))
+    band = checks.range_tolerance * (span if span > 0 else (abs(hi) or 1.0))
     low, high = lo - band, hi + band
     values = as_float(series)
     values = values[np.isfinite(values)]
@@ -264,23 +252,23 @@ def _check_range(
     if outside.size == 0:
         return []
     return [Anomaly(
-        _severity(rules.range), "out_of_range", name,
+        _severity(checks.range), "out_of_range", name,
         f"column {name!r} has {outside.size} value(s) outside [{low:.6g}, {high:.6g}] "
-        f"(the seen range [{lo:.6g}, {hi:.6g}] widened by {rules.range_tolerance:.0%}): "
+        f"(the seen range [{lo:.6g}, {hi:.6g}] widened by {checks.range_tolerance:.0%}): "
         f"min {values.min():.6g}, max {values.max():.6g}",
     )]
 
 
-def _check_categories(name: str, series: pd.Series, seen: list[str], rules: ValidationRules) -> list[Anomaly]:
+def _check_categories(name: str, series: pd.Series, seen: list[str], checks: ChecksSpec) -> list[Anomaly]:
     counts = category_counts(series)
     known = set(seen)
     unseen = [key for key in counts.sort_values(ascending=False, kind="stable").index if key not in known]
     if not unseen:
         return []
     return [Anomaly(
-        _severity(rules.unseen_category), "unseen_categories", name,
+        _severity(checks.unseen_category), "unseen_categories", name,
         f"column {name!r} has {len(unseen)} categor{'y' if len(unseen) == 1 else 'ies'} not seen before: "
-        f"{_listing([_short(k) for k in unseen], rules)}",
+        f"{_listing([_short(k) for k in unseen])}",
     )]
 
 
@@ -296,9 +284,9 @@ def _short(value: Any, limit: int = 30) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _listing(items: list[str], rules: ValidationRules) -> str:
-    shown = ", ".join(items[: rules.max_listed])
-    return shown + (f" and {len(items) - rules.max_listed} more" if len(items) > rules.max_listed else "")
+def _listing(items: list[str]) -> str:
+    shown = ", ".join(items[:MAX_LISTED])
+    return shown + (f" and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else "")
 
 
 def _names(names: list[str], limit: int = 20) -> str:
@@ -310,7 +298,6 @@ __all__ = [
     "Anomaly",
     "Policy",
     "Severity",
-    "ValidationRules",
     "errors_of",
     "raise_for_errors",
     "validate_frame",

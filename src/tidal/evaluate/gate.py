@@ -6,6 +6,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tidal.spec.gates import Gate
+
 
 @dataclass(frozen=True)
 class GateDecision:
@@ -27,7 +29,7 @@ class GateDecision:
 
 
 def evaluate_gates(
-    gates: Sequence[Any], candidate: Mapping[str, float | None],
+    gates: Sequence[Gate], candidate: Mapping[str, float | None],
     champion: Mapping[str, float | None] | None, champion_label: str | None = None, *,
     candidate_vs_champion: Mapping[str, float | None] | None = None, compared: Mapping[str, Any] | None = None,
 ) -> GateDecision:
@@ -41,7 +43,8 @@ def evaluate_gates(
     failed: list[str] = []
     for gate in gates:
         relative = gate.kind != "absolute" and candidate_vs_champion is not None
-        value = (candidate_vs_champion if relative else candidate).get(gate.metric)  # type: ignore[union-attr]
+        values = candidate_vs_champion if relative and candidate_vs_champion is not None else candidate
+        value = values.get(gate.metric)
         if value is None:
             reason = f"{gate}: {gate.metric} could not be computed on the holdout"
             reasons.append(reason)

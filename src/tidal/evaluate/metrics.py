@@ -8,15 +8,6 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn import metrics as skm
 
-CLASSIFICATION = ("accuracy", "balanced_accuracy", "f1", "roc_auc", "log_loss")
-REGRESSION = ("rmse", "mae", "r2")
-LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})
-
-
-def task_metrics(task: str) -> tuple[str, ...]:
-    """Every metric tidal computes for ``task``."""
-    return CLASSIFICATION if task == "classification" else REGRESSION
-
 
 def primary_metric(task: str, requested: Sequence[str]) -> str:
     """The metric that summarises a model: the first requested one, else accuracy / rmse."""

@@ -109,15 +109,14 @@ def _run_backtest(ctx: LoopContext, data: pd.DataFrame, progress: Progress | Non
     clock.set(times[n0 - 1])
 
     # the first champion, through the same pipeline as `tidal run`
-    TrainingPipeline(spec=spec, root=ctx.root, store=ctx.store, artifacts=ctx.artifacts, executor=ctx.executor,
-                     clock=clock, registry=ctx.registry, trigger="backtest:initial", frame=initial,
-                     frame_source=f"backtest: the first {n0} rows", promote=CHAMPION).run()
+    TrainingPipeline(ctx, trigger="backtest:initial", frame=initial, frame_source=f"backtest: the first {n0} rows",
+                     promote=CHAMPION).run()
     first = ctx.registry.champion(spec.name)
     if first is None:
         raise DataError("the first champion failed its gate, so there is nothing to backtest",
                         hint="relax validate.gates or use more backtest.initial_rows")
-    columns = list(first.signature["columns"])
-    kinds = dict(first.signature["columns"])
+    columns = first.signature.names
+    kinds = dict(first.signature.columns)
     task = first.task
     y = stream[target].to_numpy()
     X_stream = as_model_input(stream, columns, kinds)
@@ -197,7 +196,7 @@ def _periodic(ctx: LoopContext, data: pd.DataFrame, n0: int, stream: pd.DataFram
         if window is not None:
             known = known.tail(window)
         fitted = fit_pipeline(known, target=spec.data.target, columns=columns, kinds=kinds, prepare=spec.prepare,
-                              estimator=spec.model.estimator, params=spec.model.params, seed=spec.model.seed)
+                              model=spec.model)
         retrains += 1
         hi = min(len(stream), lo + every)
         out[lo:hi] = predict_frame(fitted.model, X.iloc[lo:hi])[0]

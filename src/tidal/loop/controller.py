@@ -23,14 +23,16 @@ import pandas as pd
 
 from tidal.core.entities import Event, Lease, ModelState, ModelVersion
 from tidal.core.errors import AliasMoved, TidalError
-from tidal.evaluate.metrics import LOWER_IS_BETTER, primary_metric
+from tidal.evaluate.metrics import primary_metric
 from tidal.loop.context import LoopContext
 from tidal.loop.liveness import Heartbeat
 from tidal.loop.monitoring import monitor_once, note_unreadable
 from tidal.loop.pipeline import RunResult, TrainingPipeline
 from tidal.loop.policy import Decision, LoopState, Observation, decide, worse
 from tidal.loop.scoring import plain, score
+from tidal.monitor.frame import inputs_frame
 from tidal.registry import CHALLENGER, CHAMPION, subject
+from tidal.spec.metrics import LOWER_IS_BETTER
 
 
 @dataclass
@@ -233,7 +235,7 @@ class Controller:
         labelled = self.ctx.predictions.window(model=self.name, labelled=True)
         note_unreadable(self.ctx, self.name)
         if labelled:
-            rows = pd.DataFrame([p.inputs for p in labelled])
+            rows = inputs_frame(labelled)
             rows[data.target] = [p.label for p in labelled]
             if data.time is not None:
                 rows[data.time] = [p.time for p in labelled]
@@ -256,12 +258,8 @@ class Controller:
         labelled_total = int((state.in_progress or {}).get("labelled_total", 0))
         try:
             frame, label = self.training_frame()
-            pipeline = TrainingPipeline(
-                spec=spec, root=self.ctx.root, store=self.ctx.store, artifacts=self.ctx.artifacts,
-                executor=self.ctx.executor, clock=self.ctx.clock, registry=self.ctx.registry,
-                trigger=f"loop:{trigger}", frame=frame, frame_source=label,
-                promote=CHAMPION if kind == "direct" else CHALLENGER, refit=spec.retrain.refit,
-                heartbeat_s=self.ctx.heartbeat_s)
+            pipeline = TrainingPipeline(self.ctx, trigger=f"loop:{trigger}", frame=frame, frame_source=label,
+                                        promote=CHAMPION if kind == "direct" else CHALLENGER, refit=spec.retrain.refit)
             result = pipeline.run()
         except TidalError as exc:
             self._event("loop.retrain_failed", f"retrain ({trigger}) failed: {exc}", {"trigger": trigger,
@@ -353,12 +351,11 @@ class Controller:
         AliasMoved (nothing changed) if ``champion`` is no longer champion."""
         metric, value, baseline, drop = figures["metric"], figures["value"], figures["baseline"], figures["drop"]
         with self.ctx.store.atomic():  # the move, its events and the loop's state: all or nothing
-            self.ctx.registry.set_alias(
-                self.name, CHAMPION, previous.version, trigger="loop:rollback",
+            self.ctx.registry.rollback(
+                self.name, to=previous.version, expected=champion.version, trigger="loop:rollback",
                 reason=f"{self.name}:{champion.version} {metric} {value:.3f} on its first {after_rows} "
                        f"labelled rows is worse than {self.name}:{previous.version}'s {baseline:.3f} on the same "
-                       f"rows by more than {drop:g}",
-                data={"rollback": True, **figures}, expected=champion.version)
+                       f"rows by more than {drop:g}", data=figures)
             self._event("loop.rollback", f"rolled back {self.name}:{champion.version} → {previous.version}: "
                         f"{metric} {value:.3f} vs {baseline:.3f} on the same {after_rows} rows "
                         f"(allowed drop {drop:g})", figures, champion.version)
@@ -487,8 +484,8 @@ def _answers_of(ctx: LoopContext, mv: ModelVersion, preds: list[Any]) -> list[An
     from tidal.data.prepare import as_model_input
     from tidal.train.fit import predict_frame
 
-    columns = dict(mv.signature.get("columns", {}))
-    frame = pd.DataFrame([p.inputs for p in preds])
+    columns = dict(mv.signature.columns)
+    frame = inputs_frame(preds)
     if any(c not in frame.columns for c in columns):
         return []
     out, proba = predict_frame(ctx.registry.load(mv), as_model_input(frame, list(columns), columns))

@@ -9,15 +9,15 @@ import uuid
 from datetime import datetime
 
 from tidal.core.entities import Event, ModelVersion, Report, UnreadableBatch
-from tidal.evaluate.metrics import task_metrics
 from tidal.loop.context import LoopContext
 from tidal.monitor import build_report
 from tidal.registry import subject
+from tidal.spec.metrics import metrics_for
 
 
 def monitored_metrics(ctx: LoopContext, mv: ModelVersion) -> list[str]:
     """The metrics a report computes: the spec's (and its gates'), else the task's defaults."""
-    return list(ctx.spec.validate.metric_names()) or list(task_metrics(mv.task))
+    return list(ctx.spec.validate.metric_names()) or list(metrics_for(mv.task))
 
 
 def monitor_once(

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from tidal.evaluate.metrics import LOWER_IS_BETTER
+from tidal.spec.metrics import LOWER_IS_BETTER
 from tidal.spec.policy import RetrainSpec
 
 

@@ -6,7 +6,7 @@ so a crashed run still shows how far it got.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -43,15 +43,18 @@ class StepRunner:
         self.records: list[StepRecord] = []
 
     def step(
-        self, name: str, fn: Callable[[], dict[str, Any]], *, inputs: Mapping[str, Any],
+        self, name: str, fn: Callable[..., Any], *, inputs: Mapping[str, Any],
+        args: Callable[[], Sequence[Any]] | None = None, save: Callable[[Any], dict[str, Any]] | None = None,
         code_of: Callable[..., Any] | None = None, cacheable: bool = True,
         reuse_note: Callable[[dict[str, Any]], str] | None = None, why_always: str = "this step always runs",
     ) -> StepOutcome:
-        """Run ``fn`` (which returns JSON outputs) unless an identical earlier run can be reused.
+        """Run the step ``fn`` unless an identical earlier run can be reused.
 
-        ``inputs`` is everything the result depends on besides code and environment: params and the
-        digests of input data. Outputs listing ``artifacts`` (digests) are reused only while those
-        artifacts still exist.
+        ``fn`` is a stage's step function: ``args()`` loads its inputs (only when it runs), the executor
+        calls ``fn(*args())``, and ``save`` stores what it returned and gives the step's JSON outputs (without
+        ``save``, ``fn`` returns them itself). ``inputs`` is everything the result depends on besides code
+        and environment: params and the digests of input data. Outputs listing ``artifacts`` (digests) are
+        reused only while those artifacts still exist.
         """
         code = code_version(code_of or fn)
         key = cache_key(name, code, inputs)
@@ -77,7 +80,8 @@ class StepRunner:
             record.explain = explain_miss(fingerprint, prev_fp, code, prev_fp.get("code") if prev_fp else None)
         self._save(record)
         try:
-            outputs = self.executor.run(fn)
+            result = self.executor.run(fn, *(args() if args is not None else ()))
+            outputs = save(result) if save is not None else result
         except BaseException as exc:
             record.status = StepStatus.FAILED
             record.ended_at = self.clock.now()

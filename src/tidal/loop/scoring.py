@@ -24,7 +24,7 @@ def score(mv: ModelVersion, preds: Sequence[Prediction], metric: str) -> float |
     y_true = np.asarray([p.label for p in labelled])
     y_pred = np.asarray([p.output for p in labelled])
     proba = None
-    classes = mv.signature.get("classes")
+    classes = mv.signature.classes
     if mv.task == "classification" and all(p.proba is not None for p in labelled):
         proba = np.asarray([p.proba for p in labelled], dtype=float)
     try:

@@ -23,15 +23,21 @@ PREDICTION, SCORE, PROBA, LABEL, TIME = "__prediction", "__score", "__proba", "_
 RESERVED = (PREDICTION, SCORE, PROBA, LABEL, TIME)
 
 
+def inputs_frame(predictions: Sequence[Prediction]) -> pd.DataFrame:
+    """The inputs of ``predictions`` as a table: one row each, one column per input name (a column absent
+    from every row stays absent; missing values are NaN)."""
+    records = [p.inputs if isinstance(p.inputs, dict) else {} for p in predictions]
+    return pd.DataFrame.from_records(records) if records else pd.DataFrame(index=pd.RangeIndex(0))
+
+
 def frame_of(predictions: Sequence[Prediction], mv: ModelVersion | None = None) -> pd.DataFrame:
     """The window as a DataFrame: inputs as columns, plus ``__prediction``, ``__score``, ``__proba``,
     ``__label`` and ``__time`` (see the module docstring). Inputs outside ``mv``'s signature are kept."""
-    records = [p.inputs if isinstance(p.inputs, dict) else {} for p in predictions]
-    frame = pd.DataFrame.from_records(records) if records else pd.DataFrame(index=pd.RangeIndex(0))
+    frame = inputs_frame(predictions)
     frame = frame.drop(columns=[c for c in RESERVED if c in frame.columns])
     if mv is not None:
         # signature columns first, in signature order, for stable reports; extras after
-        order = [c for c in (mv.signature.get("columns") or {}) if c in frame.columns]
+        order = [c for c in mv.signature.columns if c in frame.columns]
         frame = frame[order + [c for c in frame.columns if c not in order]]
     frame[PREDICTION] = pd.Series([p.output for p in predictions], dtype=object, index=frame.index)
     frame[SCORE] = np.asarray([score_of(p.proba) for p in predictions], dtype="float64")
@@ -90,4 +96,4 @@ def _is_null(value: Any) -> bool:
 
 
 __all__ = ["LABEL", "PREDICTION", "PROBA", "RESERVED", "SCORE", "TIME", "class_key", "class_keys", "frame_of",
-           "score_of"]
+           "inputs_frame", "score_of"]

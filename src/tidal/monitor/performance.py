@@ -26,9 +26,10 @@ import numpy as np
 import pandas as pd
 
 from tidal.core.entities import ModelVersion
-from tidal.evaluate.metrics import LOWER_IS_BETTER, compute_metrics, primary_metric, task_metrics
+from tidal.evaluate.metrics import compute_metrics, primary_metric
 from tidal.monitor.frame import LABEL, PREDICTION, PROBA, class_key, class_keys
 from tidal.monitor.scores import score_fn
+from tidal.spec.metrics import LOWER_IS_BETTER, metrics_for
 from tidal.spec.model import PerformanceSpec
 
 CONFIDENCE = 0.95
@@ -81,7 +82,7 @@ def assess_performance(
     """The performance section of a report (JSON-ready): metrics on the labelled rows of ``frame``
     (``frame_of``'s layout), the primary metric's interval, the validation value, and the verdict."""
     task = mv.task
-    names = list(metrics) or list(task_metrics(task))
+    names = list(metrics) or list(metrics_for(task))
     primary = spec.metric or primary_metric(task, list(metrics))
     if primary not in names:
         names.append(primary)
@@ -171,7 +172,7 @@ def _encode(
         p = pd.to_numeric(labelled[PREDICTION], errors="coerce").to_numpy(dtype="float64")
         ok = np.isfinite(y) & np.isfinite(p)
         return y[ok], p[ok], None, int((~ok).sum()), 0
-    classes = list(mv.signature.get("classes") or [])
+    classes = list(mv.signature.classes or [])
     codes = {class_key(c): i for i, c in enumerate(classes)}
     y = np.asarray([codes.get(k, -1) for k in class_keys(labelled[LABEL])], dtype=np.int64)
     p = np.asarray([codes.get(k, -1) for k in class_keys(labelled[PREDICTION])], dtype=np.int64)

@@ -141,10 +141,10 @@ def describe_window(frame: pd.DataFrame, predictions: Sequence[Prediction] = ())
 
 
 def _feature_columns(mv: ModelVersion) -> list[str]:
-    signature = list((mv.signature or {}).get("columns") or {})
+    signature = mv.signature.names
     if signature:
         return signature
-    target = (mv.signature or {}).get("target")
+    target = mv.signature.target
     return [c for c in ((mv.profile.get("features") or {}).get("columns") or {}) if c != target]
 
 

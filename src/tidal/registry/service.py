@@ -12,6 +12,7 @@ from typing import Any
 from tidal.core.entities import Event, ModelState, ModelVersion
 from tidal.core.errors import AliasConflict, IntegrityError, ModelNotFound
 from tidal.core.ports import ArtifactStore, Clock, MetadataStore
+from tidal.evaluate.gate import GateDecision
 from tidal.train.flavors import get_flavor
 
 CHAMPION = "champion"
@@ -73,8 +74,8 @@ class Registry:
         """The newest version of ``name`` made from this artifact digest (and holdout snapshot, if given):
         stored under it, or refitted from the model that passed the gate under it (``lineage.gated_model``)."""
         for mv in reversed(self.store.list_model_versions(name)):
-            same = digest in (mv.artifact_digest, mv.lineage.get("gated_model"))
-            if same and (holdout is None or mv.lineage.get("holdout") == holdout):
+            same = digest in (mv.artifact_digest, mv.lineage.gated_model)
+            if same and (holdout is None or mv.lineage.holdout == holdout):
                 return mv
         return None
 
@@ -137,6 +138,71 @@ class Registry:
                         {"alias": alias, "from": previous, "to": version, "reason": reason, "trigger": trigger,
                          **(data or {})})
         return previous
+
+    def register_gated(
+        self, mv: ModelVersion, decision: GateDecision, *, alias: str | None, over: int | None, trigger: str,
+        run_id: str, note: str = "",
+    ) -> ModelVersion:
+        """Register ``mv`` as its gate ``decision`` says (validated or rejected, with the ``gate.passed`` or
+        ``gate.failed`` event) and, if it passed and ``alias`` is given, point ``alias`` at it: all in one
+        transaction. A champion move is made only over the champion the decision compared it with
+        (``over``; None: there was none), else :class:`~tidal.core.errors.AliasMoved` and nothing is stored.
+        ``note`` is added to the alias move's reason.
+        """
+        why = "; ".join(decision.reasons) if decision.reasons else "no gates configured"
+        with self.store.atomic():
+            stored = self.register(mv, reason=f"run {run_id[:8]} ({why})")
+            label = f"{stored.name}:{stored.version}"
+            if not decision.passed:
+                self.event("gate.failed", stored.name, stored.version,
+                           f"{label} rejected: {'; '.join(decision.failed)}", decision.to_dict())
+                return stored
+            self.event("gate.passed", stored.name, stored.version, f"{label} passed the gate: {why}",
+                       decision.to_dict())
+            if alias is not None:
+                self.set_alias(stored.name, alias, stored.version, trigger=trigger, data={"run_id": run_id},
+                               reason=f"passed the gate in run {run_id[:8]}{note}",
+                               expected=(over or 0) if alias == CHAMPION else None)
+        return stored
+
+    def champion_history(self, name: str) -> list[int]:
+        """The champions of ``name`` as a stack, oldest first, the current one last: every champion move
+        pushes the version it made champion; a rollback pops back to the version it restored."""
+        stack: list[int] = []
+        for event in self.store.list_events(subject=f"{subject(name)}:*", kind="alias.moved", limit=1_000_000):
+            data = event.data
+            if data.get("alias") != CHAMPION:
+                continue
+            to = int(data["to"])
+            if data.get("rollback") and to in stack:
+                del stack[len(stack) - stack[::-1].index(to):]
+            else:
+                stack.append(to)
+        return stack
+
+    def rollback(
+        self, name: str, *, reason: str, trigger: str = "manual", to: int | None = None, expected: int | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> int:
+        """Move ``champion`` back one step in its history (:meth:`champion_history`), skipping versions that
+        can no longer serve, or to ``to``; ``expected``: only if the champion is that version now. Returns
+        the version it points at afterwards; ModelNotFound when there is nothing to roll back to."""
+        current = self.store.get_alias(name, CHAMPION)
+        if current is None:
+            raise ModelNotFound(f"model {name!r} has no champion to roll back",
+                                hint="run `tidal models ls` to see the models")
+        if to is None:
+            history = self.champion_history(name)
+            if not history or history[-1] != current.version:
+                history.append(current.version)
+            earlier = [v for v in history[:-1] if v != current.version and self.get(name, v).state in SERVABLE]
+            if not earlier:
+                raise ModelNotFound(f"{name}:{current.version} is the first champion: there is nothing to roll "
+                                    "back to", hint="promote another version with `tidal promote`")
+            to = earlier[-1]
+        self.set_alias(name, CHAMPION, to, reason=reason, trigger=trigger, data={"rollback": True, **(data or {})},
+                       expected=current.version if expected is None else expected)
+        return to
 
     def remove_alias(self, name: str, alias: str, *, reason: str, trigger: str = "manual") -> int | None:
         """Remove ``alias`` (with an ``alias.removed`` event, in one transaction); returns where it pointed."""

@@ -30,6 +30,7 @@ from typing import Any
 
 import orjson
 
+from tidal.core.signature import Signature
 from tidal.serve.errors import ApiError, names
 
 _NUMBER = (int, float)
@@ -79,10 +80,9 @@ class InputSchema:
             else [(itemgetter(*cols, cols[0]), ok) for ok, cols in groups.items()])
 
     @classmethod
-    def from_signature(cls, signature: Mapping[str, Any], nullable: Iterable[str] = ()) -> InputSchema:
-        """The schema of a model version's ``signature`` (``{"columns": {column: kind}, ...}``)."""
-        cols = signature.get("columns") or {}
-        return cls(list(cols), cols, nullable)
+    def from_signature(cls, signature: Signature, nullable: Iterable[str] = ()) -> InputSchema:
+        """The schema of a model version's ``signature``."""
+        return cls(signature.names, signature.columns, nullable)
 
     def describe(self) -> dict[str, Any]:
         """The input schema as documented by ``GET /model``."""

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 from scipy.special import expit
 
+from tidal.core.signature import Signature
 from tidal.data.prepare import NUMERIC_KINDS
 from tidal.serve.features import FeatureEncoder, compile_prepare
 from tidal.serve.inputs import InputSchema
@@ -155,17 +156,17 @@ class BuiltPredictor:
     report: dict[str, Any] = field(default_factory=dict)
 
 
-def build_predictor(model: Any, signature: Mapping[str, Any], profile: Mapping[str, Any] | None, *,
+def build_predictor(model: Any, signature: Signature, profile: Mapping[str, Any] | None, *,
                     task: str, fast: bool = True) -> BuiltPredictor:
     """Check the model on sample rows and choose its predictor (see the module docstring).
 
     Raises :class:`ModelCheckFailed` when the model cannot answer its sample rows.
     """
     start = time.perf_counter()
-    columns = list((signature.get("columns") or {}).keys())
+    columns = signature.names
     if not columns:
         raise ModelCheckFailed("the version's signature lists no input columns")
-    kinds = {c: str(k) for c, k in signature["columns"].items()}
+    kinds = dict(signature.columns)
     classifier = task == "classification" and hasattr(model, "predict_proba")
     generic = GenericPredictor(model, columns, kinds, classifier)
     rows = sample_rows(signature, profile)

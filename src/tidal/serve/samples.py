@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from tidal.core.signature import Signature
+
 #: A category no training data has: probes how the model treats an unseen value.
 UNSEEN = "\x00tidal-unseen-category"
 
@@ -40,9 +42,9 @@ def column_values(kind: str, profile: Mapping[str, Any] | None, count: int) -> l
     return top[:count] or ["a"]
 
 
-def sample_rows(signature: Mapping[str, Any], profile: Mapping[str, Any] | None, n: int = 12) -> list[dict[str, Any]]:
+def sample_rows(signature: Signature, profile: Mapping[str, Any] | None, n: int = 12) -> list[dict[str, Any]]:
     """``n`` rows of plausible values for the signature's columns."""
-    columns: Mapping[str, str] = signature.get("columns") or {}
+    columns: Mapping[str, str] = signature.columns
     per_column = ((profile or {}).get("features") or {}).get("columns") or {}
     values = {c: column_values(k, per_column.get(c), n) for c, k in columns.items()}
     rows = []

@@ -182,8 +182,8 @@ class Service:
             "name": mv.name, "version": mv.version, "state": mv.state.value, "task": mv.task,
             "created_at": mv.created_at.isoformat(), "run_id": mv.run_id, "format": mv.format,
             "artifact_digest": mv.artifact_digest,
-            "signature": mv.signature, "inputs": state.schema.describe(), "metrics": mv.metrics,
-            "lineage": _shown_lineage(mv.lineage),
+            "signature": mv.signature.to_dict(), "inputs": state.schema.describe(), "metrics": mv.metrics,
+            "lineage": _shown_lineage(mv.lineage.to_dict()),
             "serving": {**state.report, "loaded_at": state.loaded_at.isoformat(), "deployment": "direct"},
             "deployment": self.deployment_info(state, deployment.trial),
         }

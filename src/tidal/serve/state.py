@@ -57,7 +57,7 @@ def load_state(registry: Any, mv: ModelVersion, *, now: datetime, fast: bool = T
     loaded = time.perf_counter() - start
     built = build_predictor(model, mv.signature, mv.profile, task=mv.task, fast=fast)
     report = {**built.report, "load_seconds": round(loaded, 4)}
-    classes = mv.signature.get("classes") if mv.task == "classification" else None
+    classes = mv.signature.classes if mv.task == "classification" else None
     return ServingState(mv=mv, predictor=built.predictor, schema=built.schema, report=report, loaded_at=now,
                         classes=list(classes) if classes is not None else None,
                         model_ref={"name": mv.name, "version": mv.version})

@@ -29,6 +29,7 @@ from tidal.core.entities import (
     StepStatus,
 )
 from tidal.core.errors import AliasMoved, StorageError
+from tidal.core.signature import Lineage, Signature
 
 Row = Mapping[Any, Any]  # a dict, or a SQLAlchemy RowMapping (keyed by column name)
 
@@ -196,10 +197,10 @@ def encode_model_version(mv: ModelVersion, version: int) -> dict[str, Any]:
         "artifact_digest": mv.artifact_digest,
         "format": mv.format,
         "task": mv.task,
-        "signature": dumps(mv.signature, "model_version.signature"),
+        "signature": dumps(mv.signature.to_dict(), "model_version.signature"),
         "metrics": dumps(mv.metrics, "model_version.metrics"),
         "profile": dumps(mv.profile, "model_version.profile"),
-        "lineage": dumps(mv.lineage, "model_version.lineage"),
+        "lineage": dumps(mv.lineage.to_dict(), "model_version.lineage"),
         "reasons": dumps(list(mv.reasons), "model_version.reasons"),
         "info": dumps(mv.info, "model_version.info"),
     }
@@ -209,8 +210,9 @@ def decode_model_version(r: Row) -> ModelVersion:
     return ModelVersion(
         name=r["name"], version=r["version"], state=ModelState(r["state"]), created_at=r["created_at"],
         run_id=r["run_id"], artifact_digest=r["artifact_digest"], format=r["format"], task=r["task"],
-        signature=loads(r["signature"]), metrics=loads(r["metrics"]), profile=loads(r["profile"]),
-        lineage=loads(r["lineage"]), reasons=loads(r["reasons"]), info=loads(r["info"]),
+        signature=Signature.from_dict(loads(r["signature"]), task=r["task"]), metrics=loads(r["metrics"]),
+        profile=loads(r["profile"]), lineage=Lineage.from_dict(loads(r["lineage"])), reasons=loads(r["reasons"]),
+        info=loads(r["info"]),
     )
 
 

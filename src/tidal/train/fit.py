@@ -14,6 +14,7 @@ from sklearn.pipeline import Pipeline
 
 from tidal.core.errors import TrainingError
 from tidal.data.prepare import as_model_input, build_preprocessor
+from tidal.spec.model import ModelSpec, PrepareSpec
 from tidal.train.estimator import build_estimator, iteration_curves
 
 
@@ -29,12 +30,14 @@ class TrainResult:
 
 
 def fit_pipeline(
-    train: pd.DataFrame, *, target: str, columns: Sequence[str], kinds: Mapping[str, str],
-    prepare: Any, estimator: str, params: Mapping[str, Any], seed: int | None,
+    train: pd.DataFrame, *, target: str, columns: Sequence[str], kinds: Mapping[str, str], prepare: PrepareSpec,
+    model: ModelSpec,
 ) -> TrainResult:
-    """Fit ``prepare`` + ``estimator`` on ``train``; errors become :class:`TrainingError`."""
-    model = build_estimator(estimator, params, seed)
-    pipe = Pipeline([("prepare", build_preprocessor(prepare, kinds, columns)), ("model", model)])
+    """Fit the ``prepare`` transformers and the ``model`` section's estimator as one pipeline on ``train``
+    (its ``columns``, read as ``kinds``, to predict ``target``); errors become :class:`TrainingError`."""
+    estimator = model.estimator
+    built = build_estimator(estimator, model.params, model.seed)
+    pipe = Pipeline([("prepare", build_preprocessor(prepare, kinds, columns)), ("model", built)])
     X = as_model_input(train, columns, kinds)
     y = train[target].to_numpy()
     start = time.perf_counter()

@@ -14,7 +14,8 @@ import pytest
 from tidal.core.errors import SchemaError
 from tidal.data.schema import column_kind, infer_schema, schema_kinds
 from tidal.data.sources import read_source
-from tidal.data.validate import Anomaly, ValidationRules, errors_of, raise_for_errors, validate_frame
+from tidal.data.validate import Anomaly, errors_of, raise_for_errors, validate_frame
+from tidal.spec.model import ChecksSpec
 
 ELEC2_DIR = Path(__file__).resolve().parents[3] / "examples" / "elec2"
 
@@ -153,8 +154,7 @@ def test_text_columns_are_not_mistaken_for_numbers() -> None:
     codes = pd.Series([str(i) for i in range(100)] + ["K1A"], dtype="str")
     df = pd.DataFrame({"code": codes, "y": [0, 1] * 50 + [0]})
     assert _kinds(validate_frame(df, None, target="y")) == [("error", "text_in_numeric", "code")]
-    rules = ValidationRules(text_columns=frozenset({"code"}))
-    assert validate_frame(df, None, target="y", rules=rules) == []
+    assert validate_frame(df, None, target="y", text_columns={"code"}) == []
     # Mostly text, or numbers below the threshold: plainly a text column.
     half = pd.DataFrame({"code": ["1", "2", "a", "b"], "y": [0, 1, 0, 1]})
     assert validate_frame(half, None, target="y") == []
@@ -237,8 +237,8 @@ def test_values_far_outside_the_seen_range() -> None:
         "column 'price' has 2 value(s) outside [-0.3, 1.3] (the seen range [0.1, 0.9] widened by 50%): "
         "min -0.5, max 2"
     )
-    strict = ValidationRules(range_tolerance=0.0)
-    assert _kinds(validate_frame(inside, schema, target="y", rules=strict)) == [
+    strict = ChecksSpec(range_tolerance=0.0)
+    assert _kinds(validate_frame(inside, schema, target="y", checks=strict)) == [
         ("warning", "out_of_range", "price"),
     ]
 
@@ -249,18 +249,10 @@ def test_policies_make_range_and_categories_errors() -> None:
     assert _kinds(validate_frame(df, schema, target="y")) == [
         ("warning", "out_of_range", "price"), ("warning", "unseen_categories", "day"),
     ]
-    strict = ValidationRules(range="error", unseen_category="error")
-    assert _kinds(validate_frame(df, schema, target="y", rules=strict)) == [
+    strict = ChecksSpec(range="error", unseen_category="error")
+    assert _kinds(validate_frame(df, schema, target="y", checks=strict)) == [
         ("error", "out_of_range", "price"), ("error", "unseen_categories", "day"),
     ]
-
-
-def test_rules_take_the_spec_checks_keys() -> None:
-    # The loop builds the rules from tidal.yaml's data.checks: ValidationRules(**checks.model_dump()).
-    spec_model = pytest.importorskip("tidal.spec.model")
-    checks = spec_model.ChecksSpec(range_tolerance=0.2, unseen_category="error")
-    rules = ValidationRules(**checks.model_dump())
-    assert (rules.range_tolerance, rules.unseen_category, rules.range) == (0.2, "error", "warn")
 
 
 def test_range_of_a_column_that_had_one_value() -> None:

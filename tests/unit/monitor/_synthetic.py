@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from tidal.core.entities import ModelState, ModelVersion, Prediction
+from tidal.core.signature import Signature
 from tidal.data.profile import profile_frame
 
 COLUMNS = [f"f{i:02d}" for i in range(20)]
@@ -53,7 +54,7 @@ def toy_version(rows: int = 5_000, seed: int = 0) -> ModelVersion:
     return ModelVersion(
         name="toy", version=1, state=ModelState.VALIDATED, created_at=START, run_id="r", artifact_digest="d",
         format="skops", task="classification",
-        signature={"columns": kinds, "target": "y", "classes": [0, 1]},
+        signature=Signature(columns=kinds, target="y", classes=[0, 1]),
         metrics={"accuracy": accuracy, "roc_auc": 0.9},
         profile={"features": profile_frame(train), "predictions": profile_frame(outputs)},
     )

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tidal.core.signature import Signature
 from tidal.evaluate.metrics import compute_metrics
 from tidal.monitor import assess_performance, bootstrap_interval, frame_of, wilson_interval
 from tidal.monitor.scores import score_fn
@@ -105,7 +106,7 @@ def test_alert_with_a_floor_and_only_with_enough_labels() -> None:
     assert assess_performance(mv, _frame(0.0), spec, metrics=["accuracy"])["alert"]
     few = assess_performance(mv, _frame(0.0, labelled=0.01, rows=1_000), spec, metrics=["accuracy"])
     assert few["labelled"] < 30 and not few["alert"] and few["status"] == "too few labels"
-    errors = dataclasses.replace(mv, task="regression", signature={"columns": {}, "target": "y"},
+    errors = dataclasses.replace(mv, task="regression", signature=Signature(target="y"),
                                  metrics={"rmse": 0.5})
     frame = pd.DataFrame({"__prediction": [1.0] * 40, "__label": [3.0] * 40})
     out = assess_performance(errors, frame, PerformanceSpec(floor=1.0), metrics=["rmse"])

@@ -27,7 +27,9 @@ from tests.unit.train.hostile_models import X, gallery, injected, pipeline
 from tidal import Workspace
 from tidal.core.entities import ModelState, ModelVersion
 from tidal.core.errors import IntegrityError, UntrustedModel
+from tidal.core.signature import Signature
 from tidal.data.prepare import as_model_input
+from tidal.spec.model import ModelSpec
 from tidal.train.fit import fit_pipeline
 from tidal.train.flavors import get_flavor
 from tidal.train.flavors.skops_trust import trusted_class
@@ -188,7 +190,7 @@ def test_models_tidal_trains_load_and_predict_identically(frame: pd.DataFrame, e
                                                           params: dict[str, Any], target: str) -> None:
     prepare = PREPARES[ESTIMATORS.index((estimator, params, target)) % len(PREPARES)]
     fitted = fit_pipeline(frame, target=target, columns=list(KINDS), kinds=KINDS, prepare=prepare,
-                          estimator=estimator, params=params, seed=0)
+                          model=ModelSpec(estimator=estimator, params=params, seed=0))
     flavor = get_flavor("sklearn")
     data = flavor.save(fitted.model)
     assert flavor.save(fitted.model) == data  # still byte-reproducible
@@ -217,7 +219,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory, hostile: Gallery) -> Ite
             mv = ws.registry.register(ModelVersion(
                 name="hostile", version=0, state=ModelState.VALIDATED, created_at=ws.clock.now(), run_id="hostile",
                 artifact_digest=ws.artifacts.put(data), format="skops", task="classification",
-                signature={"columns": {"x0": "numeric", "x1": "numeric"}, "target": "y", "classes": [0, 1]},
+                signature=Signature(columns={"x0": "numeric", "x1": "numeric"}, target="y", classes=[0, 1]),
                 profile={}, info={"flavor": "sklearn"}), reason="a hostile file, for the test")
             versions[name] = mv
         yield ws, versions

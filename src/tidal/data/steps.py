@@ -1,0 +1,51 @@
+"""The data stage's steps of the pipeline: collect, validate, split and profile, each from its inputs to its
+outputs (tables and plain values in, tables and plain values out; no store is touched here: the pipeline
+in :mod:`tidal.loop.pipeline` reads and writes them, so a step can run wherever its inputs can be sent).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from tidal.core.entities import SnapshotInfo
+from tidal.data.prepare import split_rows
+from tidal.data.profile import profile_frame
+from tidal.data.snapshot import make_snapshot
+from tidal.data.sources import read_source
+from tidal.data.validate import Anomaly, validate_frame
+from tidal.spec.model import DataSpec, SplitSpec
+
+
+def collect(data: DataSpec, *, base_dir: Path, project: str, created_at: datetime,
+            frame: pd.DataFrame | None = None, label: str | None = None) -> tuple[SnapshotInfo, bytes]:
+    """The snapshot of the rows to train on: ``frame`` when given (the loop's window, a backtest's rows,
+    described by ``label``), else ``data.source`` read afresh."""
+    df = frame.reset_index(drop=True) if frame is not None else read_source(data.source, base_dir=base_dir,
+                                                                            query=data.query)
+    return make_snapshot(df, project=project, source=label or data.source, created_at=created_at)
+
+
+def validate(df: pd.DataFrame, schema: dict[str, Any] | None, data: DataSpec) -> list[Anomaly]:
+    """The anomalies of ``df`` against the stored ``schema`` (None: the first snapshot), by ``data.checks``."""
+    return validate_frame(df, schema, target=data.target, checks=data.checks)
+
+
+def split(df: pd.DataFrame, how: SplitSpec, *, target: str, time: str | None, task: str,
+          seed: int | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The training rows and the holdout, chosen before anything is fitted (see :func:`split_rows`)."""
+    parts = split_rows(df, method=how.method, test_size=how.test_size, target=target, time=time, task=task, seed=seed)
+    return df.iloc[parts.train].reset_index(drop=True), df.iloc[parts.test].reset_index(drop=True)
+
+
+def profile(train: pd.DataFrame, columns: Sequence[str], target: str) -> dict[str, Any]:
+    """The reference profile of the training rows' inputs and target, stored with the model version so that
+    monitoring never needs the training data again."""
+    return profile_frame(train[[*columns, target]])
+
+
+__all__ = ["collect", "profile", "split", "validate"]
