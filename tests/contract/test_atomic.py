@@ -22,7 +22,7 @@ import pytest
 
 from tidal.core.clock import SimulatedClock
 from tidal.core.entities import Event, ModelState
-from tidal.core.errors import AliasMoved
+from tidal.core.errors import AliasMoved, RunNotFound
 from tidal.core.ports import MetadataStore
 from tidal.registry import CHAMPION, Registry
 from tidal.storage import open_artifact_store, open_metadata_store
@@ -117,7 +117,7 @@ def test_a_heartbeat_is_recorded_on_the_run(store: MetadataStore) -> None:
     assert store.get_run(run.id).heartbeat_at is None
     store.heartbeat_run(run.id, T0 + timedelta(seconds=10))
     assert store.get_run(run.id).heartbeat_at == T0 + timedelta(seconds=10)
-    with pytest.raises(KeyError):
+    with pytest.raises(RunNotFound):
         store.heartbeat_run("no-such-run", T0)
 
 

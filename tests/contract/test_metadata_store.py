@@ -28,7 +28,7 @@ from tidal.core.entities import (
     StepRecord,
     StepStatus,
 )
-from tidal.core.errors import StorageError
+from tidal.core.errors import ModelNotFound, RunNotFound, SnapshotNotFound, StorageError
 from tidal.core.ports import MetadataStore
 from tidal.storage import open_metadata_store
 
@@ -145,13 +145,13 @@ def test_finish_run_sets_status_and_merges_info(store: MetadataStore) -> None:
     assert again.error is None and again.info == got.info and again.status is RunStatus.SUCCEEDED
 
 
-def test_finish_unknown_run_raises_keyerror(store: MetadataStore) -> None:
-    with pytest.raises(KeyError):
+def test_finish_unknown_run_raises_not_found(store: MetadataStore) -> None:
+    with pytest.raises(RunNotFound):
         store.finish_run("nope", RunStatus.SUCCEEDED, T0)
 
 
-def test_get_unknown_run_raises_keyerror(store: MetadataStore) -> None:
-    with pytest.raises(KeyError):
+def test_get_unknown_run_raises_not_found(store: MetadataStore) -> None:
+    with pytest.raises(RunNotFound):
         store.get_run("0123456789abcdef")
 
 
@@ -162,13 +162,13 @@ def test_get_run_by_unique_prefix(store: MetadataStore) -> None:
     assert store.get_run("abcd1").id == "abcd1234ef"
     assert store.get_run("abcd5678ef").id == "abcd5678ef"
     assert store.get_run("ABCE").id == "ABCE0000"
-    with pytest.raises(KeyError, match="ambiguous"):
+    with pytest.raises(RunNotFound, match="ambiguous"):
         store.get_run("abcd")
-    with pytest.raises(KeyError, match="at least 4"):
+    with pytest.raises(RunNotFound, match="at least 4"):
         store.get_run("abc")  # too short, even though it would be unique among "abc..." ids
-    with pytest.raises(KeyError):
+    with pytest.raises(RunNotFound):
         store.get_run("ABCD")  # prefixes are case-sensitive
-    with pytest.raises(KeyError):
+    with pytest.raises(RunNotFound):
         store.get_run("abcd9")
 
 
@@ -178,14 +178,14 @@ def test_run_prefix_treats_like_wildcards_literally(store: MetadataStore) -> Non
     store.create_run(make_run("50%-off"))
     assert store.get_run("ab_c").id == "ab_cd-1"
     assert store.get_run("50%-").id == "50%-off"
-    with pytest.raises(KeyError):
+    with pytest.raises(RunNotFound):
         store.get_run("5%-o")
 
 
 def test_ambiguous_prefix_names_the_matches(store: MetadataStore) -> None:
     for i in range(7):
         store.create_run(make_run(f"feed{i}"))
-    with pytest.raises(KeyError) as info:
+    with pytest.raises(RunNotFound) as info:
         store.get_run("feed")
     message = str(info.value)
     assert "feed0" in message and "feed4" in message and "..." in message and "feed6" not in message
@@ -230,9 +230,9 @@ def test_steps_round_trip_in_position_order_and_replace(store: MetadataStore) ->
 
 
 def test_steps_of_unknown_run_raise_keyerror(store: MetadataStore) -> None:
-    with pytest.raises(KeyError):
+    with pytest.raises(RunNotFound):
         store.save_step(StepRecord(run_id="nope", name="x", status=StepStatus.DONE))
-    with pytest.raises(KeyError):
+    with pytest.raises(RunNotFound):
         store.list_steps("nope")
     run = make_run()
     store.create_run(run)
@@ -309,17 +309,17 @@ def test_tags_can_be_overwritten(store: MetadataStore) -> None:
     assert store.get_tags(run.id) == {"keep": "k", "stage": "b"}
 
 
-def test_tracking_unknown_run_raises_keyerror(store: MetadataStore) -> None:
-    with pytest.raises(KeyError):
+def test_tracking_unknown_run_raises_not_found(store: MetadataStore) -> None:
+    with pytest.raises(RunNotFound):
         store.log_batch("nope", metrics=[Metric("m", 1.0)])
-    with pytest.raises(KeyError):
+    with pytest.raises(RunNotFound):
         store.log_batch("nope", params={"a": "b"})
-    with pytest.raises(KeyError):
+    with pytest.raises(RunNotFound):
         store.log_batch("nope", tags={"a": "b"})
-    with pytest.raises(KeyError):
+    with pytest.raises(RunNotFound):
         store.log_batch("nope")
     for read in (store.get_params, store.get_tags, store.get_metrics, store.list_run_artifacts):
-        with pytest.raises(KeyError):
+        with pytest.raises(RunNotFound):
             read("nope")
 
 
@@ -340,7 +340,7 @@ def test_run_artifacts(store: MetadataStore) -> None:
     store.add_run_artifact(run.id, "report.html", "b" * 64)
     store.add_run_artifact(run.id, "model", "c" * 64)
     assert store.list_run_artifacts(run.id) == {"model": "c" * 64, "report.html": "b" * 64}
-    with pytest.raises(KeyError):
+    with pytest.raises(RunNotFound):
         store.add_run_artifact("nope", "model", "a" * 64)
 
 
@@ -380,8 +380,8 @@ def test_snapshot_round_trip(store: MetadataStore) -> None:
     assert_utc(got.created_at)
 
 
-def test_unknown_snapshot_raises_keyerror(store: MetadataStore) -> None:
-    with pytest.raises(KeyError):
+def test_unknown_snapshot_raises_not_found(store: MetadataStore) -> None:
+    with pytest.raises(SnapshotNotFound):
         store.get_snapshot("0" * 64)
 
 
@@ -509,13 +509,13 @@ def test_update_model_version_merges_metrics_and_info(store: MetadataStore) -> N
     assert only_state == replace(updated, state=ModelState.RETIRED)
 
 
-def test_unknown_model_version_raises_keyerror(store: MetadataStore) -> None:
+def test_unknown_model_version_raises_not_found(store: MetadataStore) -> None:
     store.create_model_version(make_mv())
-    with pytest.raises(KeyError):
+    with pytest.raises(ModelNotFound):
         store.get_model_version("churn", 2)
-    with pytest.raises(KeyError):
+    with pytest.raises(ModelNotFound):
         store.get_model_version("other", 1)
-    with pytest.raises(KeyError):
+    with pytest.raises(ModelNotFound):
         store.update_model_version("churn", 2, state=ModelState.VALIDATED)
 
 
@@ -569,11 +569,11 @@ def test_aliases(store: MetadataStore) -> None:
     assert store.list_aliases("none") == []
 
 
-def test_alias_to_unknown_version_raises_keyerror(store: MetadataStore) -> None:
+def test_alias_to_unknown_version_raises_not_found(store: MetadataStore) -> None:
     store.create_model_version(make_mv())
-    with pytest.raises(KeyError):
+    with pytest.raises(ModelNotFound):
         store.set_alias("churn", "champion", 2, T0)
-    with pytest.raises(KeyError):
+    with pytest.raises(ModelNotFound):
         store.set_alias("other", "champion", 1, T0)
     assert store.list_aliases() == []
 
@@ -640,7 +640,7 @@ def test_state_round_trips_any_json(store: MetadataStore, value: Any) -> None:
 def test_values_that_are_not_json_are_refused(store: MetadataStore) -> None:
     with pytest.raises(StorageError, match=r"run\.info"):
         store.create_run(make_run("notjson", info={"when": datetime.now(UTC)}))
-    with pytest.raises(KeyError):
+    with pytest.raises(RunNotFound):
         store.get_run("notjson")
     with pytest.raises(StorageError, match="state"):
         store.put_state("k", {1, 2})

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tidal.core.entities import Report
-from tidal.core.errors import StorageError
+from tidal.core.errors import ReportNotFound, StorageError
 from tidal.core.ports import MetadataStore
 
 from .test_metadata_store import JSON, NESTED, PLUS2, PROPERTY, T0, TEXT, assert_utc, uid
@@ -69,16 +69,16 @@ def test_report_prefix_errors(store: MetadataStore) -> None:
     b = make_report("abcd5678-" + uid())
     store.save_report(a)
     store.save_report(b)
-    with pytest.raises(KeyError, match="ambiguous") as info:
+    with pytest.raises(ReportNotFound, match="ambiguous") as info:
         store.get_report("abcd")
     assert a.id in str(info.value) and b.id in str(info.value)
-    with pytest.raises(KeyError, match="at least 4"):
+    with pytest.raises(ReportNotFound, match="at least 4"):
         store.get_report("abc")
-    with pytest.raises(KeyError, match="no report"):
+    with pytest.raises(ReportNotFound, match="no report"):
         store.get_report("ABCD1234")  # prefixes match case-sensitively
-    with pytest.raises(KeyError, match="no report"):
+    with pytest.raises(ReportNotFound, match="no report"):
         store.get_report("ab_d")  # LIKE wildcards are taken literally
-    with pytest.raises(KeyError, match="no report"):
+    with pytest.raises(ReportNotFound, match="no report"):
         store.get_report("zzzz")
 
 
@@ -104,7 +104,7 @@ def test_a_report_that_is_not_json_is_refused(store: MetadataStore) -> None:
     report = make_report(body={"when": datetime.now(UTC)})
     with pytest.raises(StorageError, match=r"report\.body"):
         store.save_report(report)
-    with pytest.raises(KeyError):
+    with pytest.raises(ReportNotFound):
         store.get_report(report.id)
 
 

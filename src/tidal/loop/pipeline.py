@@ -420,7 +420,7 @@ class TrainingPipeline:
         digests = [lineage.get("train")] + ([lineage.get("holdout")] if lineage.get("refit") else [])
         try:
             seen = [self._frame(d) for d in digests if d]
-        except (KeyError, TidalError):  # gone, or no longer what was stored
+        except TidalError:  # gone (NotFound), or no longer what was stored
             return None
         if not seen or len(seen) != len(digests):
             return None

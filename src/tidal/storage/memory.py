@@ -244,7 +244,7 @@ class MemoryMetadataStore:
         with self._open():
             row = self._snapshots.get(digest)
         if row is None:
-            raise KeyError(f"no snapshot {digest!r}")
+            raise codec.no_snapshot(digest)
         return codec.decode_snapshot(row)
 
     def list_snapshots(self, project: str | None = None, limit: int = 50) -> list[SnapshotInfo]:

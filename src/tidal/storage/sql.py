@@ -336,7 +336,7 @@ class SqlMetadataStore(SqlReports, SqlLeases):
             query = sa.select(t.snapshots).where(t.snapshots.c.digest == digest)
             row = conn.execute(query).mappings().first()
         if row is None:
-            raise KeyError(f"no snapshot {digest!r}")
+            raise codec.no_snapshot(digest)
         return codec.decode_snapshot(row)
 
     def list_snapshots(self, project: str | None = None, limit: int = 50) -> list[SnapshotInfo]:
