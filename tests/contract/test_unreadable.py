@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from tidal.core.entities import Feedback
 from tidal.storage import open_prediction_log
-from tidal.storage import sql_schema as t
+from tidal.storage.testing import tables as t
 
 from .test_metadata_store import T0
 from .test_migrations import _engine, _migrate_to
@@ -120,7 +120,7 @@ def test_the_downgrade_puts_quarantined_batches_back(sql_url: str) -> None:
         bad_seq = _seqs(sql_url, t.prediction_batches)[2]
         _corrupt(sql_url, bad_seq)
         assert log.check(quarantine=True).quarantined == 1
-    _migrate_to_down(sql_url, "0003")
+    _migrate_to(sql_url, "0003", down=True)
     assert bad_seq in _seqs(sql_url, t.prediction_batches)
     _migrate_to(sql_url, "head")
     with closing(open_prediction_log(sql_url)) as log:
@@ -128,21 +128,3 @@ def test_the_downgrade_puts_quarantined_batches_back(sql_url: str) -> None:
         assert [b.ref for b in found.unreadable] == [f"batch {bad_seq}"]  # back, with its label
         assert log.count(model="churn", labelled=True) == 1
 
-
-def _migrate_to_down(url: str, revision: str) -> None:
-    from alembic import command
-    from alembic.config import Config
-
-    from tidal.storage.sql_migrate import MIGRATIONS_DIR
-
-    engine = _engine(url)
-    try:
-        with engine.connect() as conn:
-            config = Config()
-            config.set_main_option("script_location", str(MIGRATIONS_DIR))
-            config.set_main_option("path_separator", "os")
-            config.attributes["connection"] = conn
-            command.downgrade(config, revision)
-            conn.commit()
-    finally:
-        engine.dispose()

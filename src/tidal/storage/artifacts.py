@@ -91,7 +91,7 @@ class FsspecArtifactStore:
     def get(self, digest: str) -> bytes:
         """The bytes stored under ``digest``, verified.
 
-        Raises KeyError when absent and IntegrityError when the stored bytes no longer match the digest.
+        Raises ArtifactNotFound when absent and IntegrityError when the stored bytes no longer match the digest.
         """
         if not _DIGEST.fullmatch(digest):
             raise ArtifactNotFound(f"no artifact {digest!r}: not a sha256 hex digest")
