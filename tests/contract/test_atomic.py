@@ -27,7 +27,7 @@ from tidal.core.ports import MetadataStore
 from tidal.registry import CHAMPION, Registry
 from tidal.storage import open_artifact_store, open_metadata_store
 
-from .test_metadata_store import T0, make_mv
+from ._make import T0, make_mv
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -110,7 +110,7 @@ def test_leases_name_their_holder_and_can_be_taken_over(store: MetadataStore) ->
 
 
 def test_a_heartbeat_is_recorded_on_the_run(store: MetadataStore) -> None:
-    from .test_metadata_store import make_run
+    from ._make import make_run
 
     run = make_run()
     store.create_run(run)

@@ -12,9 +12,8 @@ from tidal.storage import open_metadata_store, open_prediction_log
 from tidal.storage import testing as st
 from tidal.storage.testing import tables as t
 
-from .test_metadata_store import T0, make_mv, make_run
+from ._make import T0, make_mv, make_report, make_run
 from .test_prediction_log import make_prediction
-from .test_reports import make_report
 
 
 def _engine(url: str) -> sa.Engine:

@@ -23,7 +23,7 @@ from tidal.core.ids import IdRange, new_ids
 from tidal.core.ports import PredictionLog
 from tidal.storage import open_prediction_log
 
-from .test_metadata_store import DATETIMES, JSON, NESTED, PLUS2, PROPERTY, T0, TEXT, assert_utc, uid
+from ._make import DATETIMES, JSON, NESTED, PLUS2, PROPERTY, T0, TEXT, assert_utc, uid
 
 
 def make_prediction(model: str = "churn", *, n: int = 0, **kw: Any) -> Prediction:

@@ -20,7 +20,7 @@ from tidal.core.errors import StorageError
 from tidal.storage import SqlPredictionLog, open_metadata_store, open_prediction_log
 from tidal.storage.testing import tables as t
 
-from .test_metadata_store import T0, make_run
+from ._make import T0, make_run
 from .test_prediction_log import make_prediction
 
 WRITER = Path(__file__).with_name("_prediction_writer.py")

@@ -16,7 +16,7 @@ from tidal.core.errors import StorageError
 from tidal.core.ports import MetadataStore
 from tidal.storage import open_metadata_store
 
-from .test_metadata_store import T0, make_mv, make_run, uid
+from ._make import T0, make_mv, make_run, uid
 
 
 def test_reopened_store_still_has_the_data(sql_url: str) -> None:

@@ -18,7 +18,7 @@ from tidal.core.entities import Feedback
 from tidal.storage import open_prediction_log
 from tidal.storage.testing import tables as t
 
-from .test_metadata_store import T0
+from ._make import T0
 from .test_migrations import _engine, _migrate_to
 from .test_prediction_log import _batch
 
