@@ -49,8 +49,8 @@ server's ``ClientGone``); ``tests/unit/test_error_tree.py`` holds the list and c
 ``NotFound`` is a ``LookupError``, so code that catches Python's "not there" error catches it; it is not a
 ``KeyError``, which means a missing key of a mapping: ``except KeyError`` around a store call would also
 hide a bug of that kind, where ``except NotFound`` catches only what the store did not find. ``NotFound``
-is not a ``StorageError`` either: a store that answers "not there" has not failed (the server answers a
-``StorageError`` with 503, a ``NotFound`` with 404).
+is not a ``StorageError`` either: a store that answers "not there" has not failed, and what a caller does
+about a failed store (the server answers 503, "try again") is wrong for it.
 
 Adapters translate library errors at the boundary (``raise StorageError(...) from exc``) and add the
 context a user needs: which file, which column, which step. Every message says what is wrong and, where
