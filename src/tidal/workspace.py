@@ -30,7 +30,7 @@ from typing import Any
 
 from tidal.core.clock import SystemClock
 from tidal.core.entities import Alias, Event, LogCheck, Metric, ModelVersion, Report, Run, RunStatus, StepRecord
-from tidal.core.errors import ModelNotFound, SpecError, TidalError
+from tidal.core.errors import ModelNotFound, ReportNotFound, RunNotFound, SpecError, TidalError
 from tidal.core.ports import ArtifactStore, Clock, MetadataStore, PredictionLog
 from tidal.core.settings import Settings
 from tidal.executors import open_executor
@@ -84,7 +84,7 @@ class Runs:
         store = self._ws.store
         try:
             run = store.get_run(run_id)
-        except KeyError as exc:
+        except RunNotFound as exc:
             raise TidalError(f"no run with id {run_id!r}", hint="run `tidal runs ls` to see the runs") from exc
         return RunDetail(run=run, steps=store.list_steps(run.id), params=store.get_params(run.id),
                          tags=store.get_tags(run.id), metrics=store.get_metrics(run.id),
@@ -328,7 +328,7 @@ class Workspace:
         """One stored report by id or unique prefix."""
         try:
             return self.store.get_report(report_id)
-        except KeyError:
+        except ReportNotFound:
             raise TidalError(f"no report with id {report_id!r}",
                              hint="run `tidal reports ls` to see the reports") from None
 

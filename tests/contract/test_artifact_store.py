@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tidal.core.errors import IntegrityError, StorageError
+from tidal.core.errors import ArtifactNotFound, IntegrityError, StorageError
 from tidal.core.ports import ArtifactStore
 from tidal.storage import FsspecArtifactStore, open_artifact_store
 
@@ -72,17 +72,17 @@ def test_put_is_idempotent(artifacts: FsspecArtifactStore, monkeypatch: pytest.M
     assert artifacts.get(digest) == b"once"
 
 
-def test_absent_digest_raises_keyerror(artifacts: FsspecArtifactStore) -> None:
+def test_absent_digest_raises_artifact_not_found(artifacts: FsspecArtifactStore) -> None:
     missing = hashlib.sha256(b"never stored").hexdigest()
     assert not artifacts.exists(missing)
-    with pytest.raises(KeyError):
+    with pytest.raises(ArtifactNotFound):
         artifacts.get(missing)
 
 
 @pytest.mark.parametrize("bad", ["", "abc", "../../etc/passwd", "A" * 64, "g" * 64])
 def test_malformed_digest_is_absent(artifacts: FsspecArtifactStore, bad: str) -> None:
     assert not artifacts.exists(bad)
-    with pytest.raises(KeyError):
+    with pytest.raises(ArtifactNotFound):
         artifacts.get(bad)
 
 

@@ -22,12 +22,12 @@ import pytest
 
 from tidal.core.clock import SimulatedClock
 from tidal.core.entities import Event, ModelState
-from tidal.core.errors import AliasMoved
+from tidal.core.errors import AliasMoved, RunNotFound
 from tidal.core.ports import MetadataStore
 from tidal.registry import CHAMPION, Registry
 from tidal.storage import open_artifact_store, open_metadata_store
 
-from .test_metadata_store import T0, make_mv
+from ._make import T0, make_mv
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -110,14 +110,14 @@ def test_leases_name_their_holder_and_can_be_taken_over(store: MetadataStore) ->
 
 
 def test_a_heartbeat_is_recorded_on_the_run(store: MetadataStore) -> None:
-    from .test_metadata_store import make_run
+    from ._make import make_run
 
     run = make_run()
     store.create_run(run)
     assert store.get_run(run.id).heartbeat_at is None
     store.heartbeat_run(run.id, T0 + timedelta(seconds=10))
     assert store.get_run(run.id).heartbeat_at == T0 + timedelta(seconds=10)
-    with pytest.raises(KeyError):
+    with pytest.raises(RunNotFound):
         store.heartbeat_run("no-such-run", T0)
 
 

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
-from tidal.storage.group_commit import GroupCommit
+from tidal.storage.testing import GroupCommit
 
 
 class Gate:

@@ -8,14 +8,12 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from tidal.core.entities import Event, Metric
-from tidal.storage import _codec as codec
 from tidal.storage import open_metadata_store, open_prediction_log
-from tidal.storage import sql_schema as t
-from tidal.storage.sql_migrate import MIGRATIONS_DIR
+from tidal.storage import testing as st
+from tidal.storage.testing import tables as t
 
-from .test_metadata_store import T0, make_mv, make_run
+from ._make import T0, make_mv, make_report, make_run
 from .test_prediction_log import make_prediction
-from .test_reports import make_report
 
 
 def _engine(url: str) -> sa.Engine:
@@ -25,17 +23,10 @@ def _engine(url: str) -> sa.Engine:
 
 
 def _migrate_to(url: str, revision: str, *, down: bool = False) -> None:
-    from alembic import command
-    from alembic.config import Config
-
     engine = _engine(url)
     try:
         with engine.connect() as conn:
-            config = Config()
-            config.set_main_option("script_location", str(MIGRATIONS_DIR))
-            config.set_main_option("path_separator", "os")
-            config.attributes["connection"] = conn
-            (command.downgrade if down else command.upgrade)(config, revision)
+            st.migrate(conn, revision, down=down)
             conn.commit()
     finally:
         engine.dispose()
@@ -47,13 +38,13 @@ def test_a_store_at_0001_upgrades_in_place_and_keeps_its_data(sql_url: str) -> N
     engine = _engine(sql_url)
     try:
         with engine.begin() as conn:  # written as tidal 0001 wrote them
-            old_row = {k: v for k, v in codec.encode_run(run).items() if k != "heartbeat_at"}  # 0004 added it
+            old_row = {k: v for k, v in st.encode_run(run).items() if k != "heartbeat_at"}  # 0004 added it
             conn.execute(t.runs.insert().values(old_row))
-            metrics = [codec.encode_metric(run.id, Metric("loss", 0.5, i, T0)) for i in range(3)]
+            metrics = [st.encode_metric(run.id, Metric("loss", 0.5, i, T0)) for i in range(3)]
             conn.execute(t.metrics.insert(), metrics)
-            conn.execute(t.model_versions.insert(), codec.encode_model_version(mv, 1))
-            conn.execute(t.events.insert(), codec.encode_event(Event("trained", f"run:{run.id}", "ok", T0)))
-            conn.execute(t.state.insert(), {"key": "k", "value": codec.dumps({"a": 1}, "state")})
+            conn.execute(t.model_versions.insert(), st.encode_model_version(mv, 1))
+            conn.execute(t.events.insert(), st.encode_event(Event("trained", f"run:{run.id}", "ok", T0)))
+            conn.execute(t.state.insert(), {"key": "k", "value": st.json_text({"a": 1})})
         with engine.connect() as conn:
             assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0001"
             assert not sa.inspect(conn).has_table("predictions")
@@ -79,7 +70,7 @@ def test_a_store_at_0001_upgrades_in_place_and_keeps_its_data(sql_url: str) -> N
     engine = _engine(sql_url)
     try:
         with engine.connect() as conn:
-            assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == t.SCHEMA_REVISION
+            assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == st.SCHEMA_REVISION
     finally:
         engine.dispose()
 
@@ -88,7 +79,6 @@ def test_a_prediction_log_at_0002_is_carried_into_batches_with_its_order_and_lab
     from datetime import timedelta
 
     from tidal.core.entities import Feedback
-    from tidal.storage import _predictions_codec as pc
 
     _migrate_to(sql_url, "0002")
     old = [make_prediction(n=0, label="UP", label_time=T0 + timedelta(hours=1)),
@@ -99,7 +89,7 @@ def test_a_prediction_log_at_0002_is_carried_into_batches_with_its_order_and_lab
         with engine.begin() as conn:  # written as tidal 0002 wrote them: one row per prediction
             table = sa.Table("predictions", sa.MetaData(), autoload_with=conn)
             for p in old:
-                conn.execute(table.insert(), pc.encode_prediction(p))
+                conn.execute(table.insert(), st.encode_prediction(p))
     finally:
         engine.dispose()
 
@@ -122,9 +112,6 @@ def test_a_prediction_log_at_0002_is_carried_into_batches_with_its_order_and_lab
 
 
 def test_0003_downgrades_to_one_row_per_prediction_and_upgrades_back(sql_url: str) -> None:
-    from alembic import command
-    from alembic.config import Config
-
     from tidal.core.batches import PredictionBatch
     from tidal.core.entities import Feedback
 
@@ -139,11 +126,7 @@ def test_0003_downgrades_to_one_row_per_prediction_and_upgrades_back(sql_url: st
     engine = _engine(sql_url)
     try:
         with engine.connect() as conn:
-            config = Config()
-            config.set_main_option("script_location", str(MIGRATIONS_DIR))
-            config.set_main_option("path_separator", "os")
-            config.attributes["connection"] = conn
-            command.downgrade(config, "0002")
+            st.migrate(conn, "0002", down=True)
             conn.commit()
             rows = conn.execute(sa.text("SELECT id, inputs, label FROM predictions ORDER BY seq")).all()
             assert [(r[0], r[2]) for r in rows] == [("b0", None), ("b1", "0"), (single.id, None)]

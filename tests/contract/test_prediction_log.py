@@ -18,12 +18,12 @@ from hypothesis import strategies as st
 
 from tidal.core.batches import PredictionBatch, PredictionChain
 from tidal.core.entities import Feedback, Prediction
-from tidal.core.errors import FeedbackRejected, StorageError
+from tidal.core.errors import FeedbackRejected, PredictionNotFound, StorageError
 from tidal.core.ids import IdRange, new_ids
 from tidal.core.ports import PredictionLog
 from tidal.storage import open_prediction_log
 
-from .test_metadata_store import DATETIMES, JSON, NESTED, PLUS2, PROPERTY, T0, TEXT, assert_utc, uid
+from ._make import DATETIMES, JSON, NESTED, PLUS2, PROPERTY, T0, TEXT, assert_utc, uid
 
 
 def make_prediction(model: str = "churn", *, n: int = 0, **kw: Any) -> Prediction:
@@ -81,8 +81,8 @@ def test_regressor_without_proba_and_naive_times(log: PredictionLog) -> None:
     assert got.time == datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
-def test_get_unknown_raises_keyerror(log: PredictionLog) -> None:
-    with pytest.raises(KeyError, match="no prediction"):
+def test_get_unknown_raises_prediction_not_found(log: PredictionLog) -> None:
+    with pytest.raises(PredictionNotFound, match="no prediction"):
         log.get("nope")
 
 
@@ -127,7 +127,7 @@ def test_a_different_prediction_under_a_stored_id_is_refused_with_its_whole_batc
         log.append([new, clash])
     assert "already logged" in str(info.value)
     assert log.window() == [stored]
-    with pytest.raises(KeyError):
+    with pytest.raises(PredictionNotFound):
         log.get(new.id)
 
 
@@ -167,7 +167,7 @@ def test_a_range_of_ids_is_found_id_by_id_and_takes_labels(log: PredictionLog) -
     prefix = cast(IdRange, batch.ids).prefix
     fourth = prefix + "0003"
     for missing in (fourth, prefix):
-        with pytest.raises(KeyError):
+        with pytest.raises(PredictionNotFound):
             log.get(missing)
     with pytest.raises(FeedbackRejected) as info:
         log.add_feedback([Feedback(batch.ids[1], 1, T0), Feedback(fourth, 1, T0)])

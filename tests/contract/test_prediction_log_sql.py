@@ -17,11 +17,10 @@ import pytest
 
 from tidal.core.entities import Feedback
 from tidal.core.errors import StorageError
-from tidal.storage import open_metadata_store, open_prediction_log
-from tidal.storage import sql_schema as t
-from tidal.storage.predictions import SqlPredictionLog
+from tidal.storage import SqlPredictionLog, open_metadata_store, open_prediction_log
+from tidal.storage.testing import tables as t
 
-from .test_metadata_store import T0, make_run
+from ._make import T0, make_run
 from .test_prediction_log import make_prediction
 
 WRITER = Path(__file__).with_name("_prediction_writer.py")

@@ -16,7 +16,7 @@ from tidal.core.errors import StorageError
 from tidal.core.ports import MetadataStore
 from tidal.storage import open_metadata_store
 
-from .test_metadata_store import T0, make_mv, make_run, uid
+from ._make import T0, make_mv, make_run, uid
 
 
 def test_reopened_store_still_has_the_data(sql_url: str) -> None:
@@ -77,12 +77,11 @@ def test_opening_the_same_store_from_threads_at_once(sql_url: str) -> None:
 
 def test_opening_an_up_to_date_store_does_not_migrate(sql_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     open_metadata_store(sql_url).close()
-    from tidal.storage import sql_migrate
 
     def fail(*args: Any) -> None:
         raise AssertionError("Alembic ran on a store that was already at head")
 
-    monkeypatch.setattr(sql_migrate, "_upgrade", fail)
+    monkeypatch.setattr("alembic.command.upgrade", fail)
     open_metadata_store(sql_url).close()
     open_metadata_store(sql_url).close()
 
@@ -92,7 +91,7 @@ def test_migrated_schema_matches_the_table_definitions(sql_url: str) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    from tidal.storage.sql_schema import metadata
+    from tidal.storage.testing import metadata
 
     open_metadata_store(sql_url).close()
     engine = sa.create_engine(sql_url.replace("postgresql://", "postgresql+psycopg://"))
@@ -107,8 +106,7 @@ def test_migrated_schema_matches_the_table_definitions(sql_url: str) -> None:
 def test_schema_revision_is_the_newest_migration() -> None:
     from alembic.script import ScriptDirectory
 
-    from tidal.storage.sql_migrate import MIGRATIONS_DIR
-    from tidal.storage.sql_schema import SCHEMA_REVISION
+    from tidal.storage.testing import MIGRATIONS_DIR, SCHEMA_REVISION
 
     assert ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head() == SCHEMA_REVISION
 

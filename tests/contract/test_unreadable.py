@@ -16,9 +16,9 @@ import sqlalchemy as sa
 
 from tidal.core.entities import Feedback
 from tidal.storage import open_prediction_log
-from tidal.storage import sql_schema as t
+from tidal.storage.testing import tables as t
 
-from .test_metadata_store import T0
+from ._make import T0
 from .test_migrations import _engine, _migrate_to
 from .test_prediction_log import _batch
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tidal.storage.sql_checkpoint import WalCheckpointer
+from tidal.storage.testing import WalCheckpointer
 
 
 def test_checkpoints_resume_after_failures(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -23,6 +23,7 @@ from tests.e2e.test_loop import _edit, _rows
 from tests.serve.server import ServerProcess, eventually
 from tidal import Workspace
 from tidal.core.entities import ModelState
+from tidal.core.errors import PredictionNotFound
 from tidal.registry import CHALLENGER
 
 pytestmark = pytest.mark.slow  # a real server, two trainings and a few hundred requests
@@ -122,7 +123,7 @@ def test_a_shadow_trial_promotes_a_better_challenger_and_the_server_swaps(small_
             def shadows() -> list[Any] | None:
                 try:
                     return [log.get(f"{pid}.shadow") for pid in ids]
-                except KeyError:
+                except PredictionNotFound:
                     return None
 
             found = eventually(shadows, what="the shadow answers logged")

@@ -54,6 +54,7 @@ async def load(srv: ServerProcess) -> tuple[list[tuple[dict[str, Any], dict[str,
 
 def test_sigkill_under_load_loses_no_answered_prediction(project: Path) -> None:
     from tidal import Workspace
+    from tidal.core.errors import PredictionNotFound
 
     srv = ServerProcess(project).start()
     try:
@@ -71,7 +72,7 @@ def test_sigkill_under_load_loses_no_answered_prediction(project: Path) -> None:
         for inputs, body in answered:
             try:
                 stored = ws.predictions.get(body["prediction_ids"][0])
-            except KeyError:
+            except PredictionNotFound:
                 lost.append(body["prediction_ids"][0])
                 continue
             assert stored.inputs == inputs

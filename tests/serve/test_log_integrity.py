@@ -139,7 +139,7 @@ def test_an_unreadable_batch_is_skipped_reported_once_and_quarantined(
     import sqlalchemy as sa
 
     from tidal import Workspace
-    from tidal.storage import sql_schema as t
+    from tidal.storage.testing import tables as t
 
     with Workspace.open(project) as ws:
         rows = [{**ROW, "period": i / 10} for i in range(6)]

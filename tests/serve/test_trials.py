@@ -251,6 +251,7 @@ def _colors_with_a_robust_champion(colors: Path) -> None:
 @pytest.mark.parametrize("kind", ["canary", "shadow"])
 def test_a_challenger_that_raises_never_fails_a_request(colors: Path, kind: str) -> None:
     from tidal import Workspace
+    from tidal.core.errors import PredictionNotFound
 
     _colors_with_a_robust_champion(colors)
     set_strategy(colors, "{canary: {percent: 50}}" if kind == "canary" else "shadow")
@@ -276,7 +277,7 @@ def test_a_challenger_that_raises_never_fails_a_request(colors: Path, kind: str)
                 eventually(lambda: ws.predictions.count(model="colors", served=False) == 20,
                            what="the shadow rows of the known colors")
                 for a in unseen:
-                    with pytest.raises(KeyError):
+                    with pytest.raises(PredictionNotFound):
                         ws.predictions.get(a.json()["prediction_ids"][0] + ".shadow")
     log = srv.log_text()
     assert f"{kind} colors:1 failed" in log and "Traceback" in log

@@ -1,24 +1,56 @@
 """Errors raised by tidal.
 
-The tree::
+The tree (classes defined outside this module are named with their module)::
 
     TidalError                 every error tidal raises on purpose; the CLI prints it as one line, exit 2
     ├── SpecError              tidal.yaml is malformed, has an unknown key or a wrong value
+    │   ├── SpecValidationError    every problem found in one tidal.yaml (tidal.spec.errors)
+    │   └── GateSyntaxError        a validation gate's text cannot be read (tidal.spec.gates)
     ├── DataError              the data cannot be used
     │   ├── SourceError        a source cannot be read (missing file, bad URI, failed query)
-    │   └── SchemaError        a snapshot violates the stored schema (missing column, new category, ...)
+    │   │   └── EmptySourceError   a source that holds no rows (tidal.data.sources.base)
+    │   ├── SchemaError        a snapshot violates the stored schema (missing column, new category, ...)
+    │   └── FeedbackRejected   a label for an unknown prediction, or a second label for one
     ├── TrainingError          the estimator could not be built or fitted
     ├── GateFailed             a model failed its validation gate (it is registered as rejected)
     ├── RegistryError          the model registry refused an operation
-    │   ├── ModelNotFound      no such model, version or alias
+    │   ├── ModelNotFound      no such model, version or alias (also a NotFound)
     │   ├── AliasConflict      an alias move that would break an invariant
     │   │   └── AliasMoved     the alias moved since the caller looked (a concurrent promotion)
     │   └── IntegrityError     a stored artifact does not match its digest (tampered or corrupt)
     │       └── UntrustedModel a model file names code or types tidal never loads; refused before it is built
-    ├── StorageError           a metadata or artifact store failed
+    ├── NotFound               nothing is stored under that id or name (also a LookupError)
+    │   ├── RunNotFound        no such run, or a run id prefix that is too short or matches several
+    │   ├── SnapshotNotFound   no snapshot with that digest
+    │   ├── ReportNotFound     no such report, or a report id prefix that is too short or matches several
+    │   ├── PredictionNotFound no prediction with that id in the prediction log
+    │   ├── ArtifactNotFound   no artifact with that digest in the artifact store
+    │   └── ModelNotFound      (also a RegistryError, above)
+    ├── StorageError           a metadata store, prediction log or artifact store failed (could not answer)
     ├── ServingError           the server could not answer
-    │   └── FeedbackRejected   a label for an unknown prediction, or a second label for one
+    │   ├── ApiError           a request refused with an HTTP status; its message is the answer's body
+    │   │                      (tidal.serve.errors)
+    │   └── ModelCheckFailed   a version that fails on its own sample rows; it never serves
+    │                          (tidal.serve.predictor)
+    ├── PluginCheckFailed      a plugin broke its contract in a conformance check (also an AssertionError)
+    │   ├── SourceCheckFailed      a source plugin (tidal.data.sources.checks)
+    │   ├── FlavorCheckFailed      a model flavor plugin (tidal.train.flavors.checks)
+    │   └── DriftTestCheckFailed   a drift test plugin (tidal.monitor.checks)
     └── PluginNotFound         an unknown plugin name (source, flavor, drift test); lists the known ones
+
+    TidalWarning               (a UserWarning) a condition worth telling that does not stop the work
+
+The rule: every exception class tidal defines is in this tree, and every warning class is a
+``TidalWarning``. The only exceptions are internal control flow: a class raised and caught inside one
+package that never escapes a public call (the prediction log's ``_RepeatedId`` and ``Unreadable``, the
+server's ``ClientGone``); ``tests/unit/test_error_tree.py`` holds the list and checks every class under
+``src/tidal`` against it.
+
+``NotFound`` is a ``LookupError``, so code that catches Python's "not there" error catches it; it is not a
+``KeyError``, which means a missing key of a mapping: ``except KeyError`` around a store call would also
+hide a bug of that kind, where ``except NotFound`` catches only what the store did not find. ``NotFound``
+is not a ``StorageError`` either: a store that answers "not there" has not failed, and what a caller does
+about a failed store (the server answers 503, "try again") is wrong for it.
 
 Adapters translate library errors at the boundary (``raise StorageError(...) from exc``) and add the
 context a user needs: which file, which column, which step. Every message says what is wrong and, where
@@ -74,6 +106,19 @@ class SchemaError(DataError):
         self.violations = list(violations)
 
 
+class FeedbackRejected(DataError):
+    """A label that cannot be stored, raised by the prediction log (whoever sends the labels: the server,
+    the SDK). ``reason`` is ``unknown`` (no such prediction id) or ``duplicate`` (it already has a label);
+    ``index`` is the position of the offending item in a batch; ``prediction_id`` the id it names."""
+
+    def __init__(self, message: str, *, reason: str, prediction_id: str, index: int = 0,
+                 hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.reason = reason
+        self.prediction_id = prediction_id
+        self.index = index
+
+
 class TrainingError(TidalError):
     """The estimator could not be built or fitted."""
 
@@ -90,8 +135,33 @@ class RegistryError(TidalError):
     """The model registry refused an operation."""
 
 
-class ModelNotFound(RegistryError):
-    """No such model, version or alias."""
+class NotFound(TidalError, LookupError):
+    """Nothing is stored under the id or name asked for (a run, snapshot, report, prediction, artifact or
+    model version). A ``LookupError``, not a ``StorageError``: the store answered, and the answer is "none"."""
+
+
+class RunNotFound(NotFound):
+    """No such run, or a run id prefix that is too short or matches several runs (the message says which)."""
+
+
+class SnapshotNotFound(NotFound):
+    """No snapshot with that digest."""
+
+
+class ReportNotFound(NotFound):
+    """No such monitoring report, or a report id prefix that is too short or matches several."""
+
+
+class PredictionNotFound(NotFound):
+    """No prediction with that id in the prediction log."""
+
+
+class ArtifactNotFound(NotFound):
+    """No artifact with that digest in the artifact store."""
+
+
+class ModelNotFound(RegistryError, NotFound):
+    """No such model, version or alias: a registry error, and a ``NotFound``."""
 
 
 class AliasConflict(RegistryError):
@@ -131,16 +201,9 @@ class ServingError(TidalError):
     """The server could not answer a request."""
 
 
-class FeedbackRejected(ServingError):
-    """A label that cannot be stored. ``reason`` is ``unknown`` (no such prediction id) or ``duplicate``
-    (it already has a label); ``index`` is the position of the offending item in a batch."""
-
-    def __init__(self, message: str, *, reason: str, prediction_id: str, index: int = 0,
-                 hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.reason = reason
-        self.prediction_id = prediction_id
-        self.index = index
+class PluginCheckFailed(TidalError, AssertionError):
+    """A plugin broke its contract in one of the conformance checks tidal offers plugin authors (e.g.
+    ``check_source``); an ``AssertionError`` too, so that a test runner reports it as a failed test."""
 
 
 class PluginNotFound(TidalError):
@@ -163,15 +226,22 @@ class PluginNotFound(TidalError):
 __all__ = [
     "AliasConflict",
     "AliasMoved",
+    "ArtifactNotFound",
     "DataError",
     "FeedbackRejected",
     "GateFailed",
     "IntegrityError",
     "ModelNotFound",
+    "NotFound",
+    "PluginCheckFailed",
     "PluginNotFound",
+    "PredictionNotFound",
     "RegistryError",
+    "ReportNotFound",
+    "RunNotFound",
     "SchemaError",
     "ServingError",
+    "SnapshotNotFound",
     "SourceError",
     "SpecError",
     "StorageError",

@@ -2,6 +2,18 @@
 
 Logic (versioning policy, hashing, lineage) lives above the ports; an adapter only stores and returns.
 Each port has a conformance suite in ``tests/contract/`` that every adapter must pass.
+
+- The metadata ports, each small and about one thing: :class:`RunStore` (runs, steps, tracking),
+  :class:`SnapshotStore` (snapshots, the step cache), :class:`ModelStore` (model versions, aliases,
+  events) and :class:`LoopStore` (leases, state, reports); each has :meth:`UnitOfWork.atomic`.
+  :class:`MetadataStore` is all of them in one store (one database), as the workspace opens it; a stage
+  depends on the port it uses.
+- :class:`PredictionLog` (served predictions and their labels), :class:`ArtifactStore` (bytes by digest),
+  :class:`Executor` (where a step runs) and :class:`Clock`.
+
+An adapter raises tidal's errors (:mod:`tidal.core.errors`), never a library's: a
+:class:`~tidal.core.errors.NotFound` subclass for an id or name with nothing stored under it, a
+:class:`~tidal.core.errors.StorageError` when the store itself fails.
 """
 
 from __future__ import annotations
@@ -30,37 +42,48 @@ from tidal.core.entities import (
     UnreadableBatch,
 )
 
-T = TypeVar("T")
 R = TypeVar("R")
 
 
 @runtime_checkable
-class MetadataStore(Protocol):
-    """Runs, steps, tracking data, snapshots, the step cache, model versions, aliases and events.
-
-    Writes are idempotent where the entity has a natural key (snapshots by digest, cache entries by key,
-    params by run and key): writing the same thing twice stores it once.
-    """
+class UnitOfWork(Protocol):
+    """Calls on a store that commit together. Every metadata port has it, so that a stage which depends on
+    one port only can still write a state change and the event that explains it as one unit."""
 
     def atomic(self) -> AbstractContextManager[None]:
-        """A unit of work: every call made in the ``with`` block (on this thread) commits together when it
-        ends, or not at all if it raises or the process dies first. A state change and the event that
-        explains it are written this way, so that one is never stored without the other."""
+        """A unit of work: every call made on this store in the ``with`` block (on this thread, through any of
+        its ports) commits together when it ends, or not at all if it raises or the process dies first. A
+        state change and the event that explains it are written this way, so that one is never stored
+        without the other."""
         ...
 
+
+@runtime_checkable
+class RunStore(UnitOfWork, Protocol):
+    """Pipeline runs, their steps and their tracking data (metrics, params, tags, artifacts).
+
+    Every call that names a run raises :class:`~tidal.core.errors.RunNotFound` when there is no such run.
+    Params are fixed once logged: the same value again is a no-op, a different one a StorageError.
+    """
+
     # -- runs and steps ------------------------------------------------------------------------
-    def create_run(self, run: Run) -> None: ...
+    def create_run(self, run: Run) -> None:
+        """Store a new run; an id that exists already raises StorageError."""
+        ...
     def finish_run(
         self, run_id: str, status: RunStatus, ended_at: datetime, *, error: str | None = None,
         info: Mapping[str, Any] | None = None,
-    ) -> None: ...
+    ) -> None:
+        """Set the final status, end time and error; ``info`` is merged into the stored info."""
+        ...
     def heartbeat_run(self, run_id: str, at: datetime) -> None:
-        """Record that the process running ``run_id`` is alive at ``at`` (KeyError for an unknown run)."""
+        """Record that the process running ``run_id`` is alive at ``at``."""
         ...
     def get_run(self, run_id: str) -> Run:
         """The run with ``run_id``; a unique prefix of at least 4 characters also matches.
 
-        Raises ``KeyError`` when there is no such run.
+        Raises :class:`~tidal.core.errors.RunNotFound` when there is no such run, or the prefix is too
+        short or matches several (the message lists some).
         """
         ...
     def list_runs(self, project: str | None = None, limit: int = 50) -> list[Run]:
@@ -77,25 +100,35 @@ class MetadataStore(Protocol):
     def log_batch(
         self, run_id: str, *, metrics: Sequence[Metric] = (), params: Mapping[str, str] | None = None,
         tags: Mapping[str, str] | None = None,
-    ) -> None: ...
+    ) -> None:
+        """Store metrics, params and tags of a run, all or nothing."""
+        ...
     def get_params(self, run_id: str) -> dict[str, str]: ...
     def get_tags(self, run_id: str) -> dict[str, str]: ...
     def get_metrics(self, run_id: str, key: str | None = None) -> list[Metric]:
         """Ordered by key, then step, then timestamp."""
         ...
-    def add_run_artifact(self, run_id: str, name: str, digest: str) -> None: ...
+    def add_run_artifact(self, run_id: str, name: str, digest: str) -> None:
+        """Record that the run produced artifact ``name`` with ``digest`` (a later call replaces it)."""
+        ...
     def list_run_artifacts(self, run_id: str) -> dict[str, str]: ...
 
-    # -- snapshots and schemas -----------------------------------------------------------------
+
+@runtime_checkable
+class SnapshotStore(UnitOfWork, Protocol):
+    """Snapshot records and the step cache: what the pipeline made, under a key derived from its content
+    (a snapshot's digest, a step's cache key), so that the same work is recognised and reused. Writes are
+    idempotent by that key."""
+
     def put_snapshot(self, snapshot: SnapshotInfo) -> None:
-        """Idempotent by digest."""
+        """Idempotent by digest (the first one stored wins)."""
         ...
     def get_snapshot(self, digest: str) -> SnapshotInfo:
-        """Raises ``KeyError`` when unknown."""
+        """Raises :class:`~tidal.core.errors.SnapshotNotFound` when unknown."""
         ...
-    def list_snapshots(self, project: str | None = None, limit: int = 50) -> list[SnapshotInfo]: ...
-
-    # -- step cache ----------------------------------------------------------------------------
+    def list_snapshots(self, project: str | None = None, limit: int = 50) -> list[SnapshotInfo]:
+        """Newest first."""
+        ...
     def put_cache_entry(self, entry: CacheEntry) -> None:
         """Insert or replace by key."""
         ...
@@ -104,7 +137,11 @@ class MetadataStore(Protocol):
         """The newest entry for ``step`` (optionally among runs ``project_run_ids``), to explain misses."""
         ...
 
-    # -- model registry ------------------------------------------------------------------------
+
+@runtime_checkable
+class ModelStore(UnitOfWork, Protocol):
+    """The model registry's records (versions and aliases) and the events that explain every decision."""
+
     def create_model_version(self, mv: ModelVersion) -> ModelVersion:
         """Store ``mv`` under the next version number of ``mv.name`` (1, 2, ...), assigned atomically;
         ``mv.version`` is ignored. Returns the stored version."""
@@ -114,10 +151,11 @@ class MetadataStore(Protocol):
         reasons: Sequence[str] | None = None, metrics: Mapping[str, float] | None = None,
         info: Mapping[str, Any] | None = None,
     ) -> ModelVersion:
-        """Change the given fields; ``metrics`` and ``info`` are merged into what is stored."""
+        """Change the given fields; ``metrics`` and ``info`` are merged into what is stored.
+        :class:`~tidal.core.errors.ModelNotFound` for an unknown version."""
         ...
     def get_model_version(self, name: str, version: int) -> ModelVersion:
-        """Raises ``KeyError`` when unknown."""
+        """Raises :class:`~tidal.core.errors.ModelNotFound` when unknown."""
         ...
     def list_model_versions(self, name: str | None = None) -> list[ModelVersion]:
         """Ordered by name, then version."""
@@ -125,17 +163,22 @@ class MetadataStore(Protocol):
     def set_alias(
         self, name: str, alias: str, version: int, at: datetime, *, expected: int | None = None,
     ) -> int | None:
-        """Point ``alias`` at ``version``; returns the version it pointed at before, if any.
+        """Point ``alias`` at ``version`` (:class:`~tidal.core.errors.ModelNotFound` if there is no such
+        version); returns the version it pointed at before, if any.
 
         ``expected``: move it only if it points at that version now (``0``: only if it points nowhere),
         else raise :class:`~tidal.core.errors.AliasMoved` — checked and moved under one lock, so a caller
         that compared a candidate with the champion promotes it only over that very champion."""
         ...
     def get_alias(self, name: str, alias: str) -> Alias | None: ...
-    def delete_alias(self, name: str, alias: str) -> None: ...
-    def list_aliases(self, name: str | None = None) -> list[Alias]: ...
+    def delete_alias(self, name: str, alias: str) -> None:
+        """Remove the alias; removing one that does not exist is a no-op."""
+        ...
+    def list_aliases(self, name: str | None = None) -> list[Alias]:
+        """Ordered by model name, then alias."""
+        ...
 
-    # -- events and key/value state -------------------------------------------------------------
+    # -- events: every decision, with its inputs and reasons ------------------------------------
     def append_event(self, event: Event) -> Event:
         """Store the event; returns it with its ``id`` (increasing)."""
         ...
@@ -146,18 +189,13 @@ class MetadataStore(Protocol):
         """Oldest first among the newest ``limit`` matches. ``subject`` matches exactly or as a prefix
         ending in ``*`` (``model:elec2:*``)."""
         ...
-    # -- monitoring reports ---------------------------------------------------------------------
-    def save_report(self, report: Report) -> None:
-        """Store a report (idempotent by ``report.id``)."""
-        ...
-    def get_report(self, report_id: str) -> Report:
-        """The report with this id (or a unique prefix of at least 4 characters); ``KeyError`` if none."""
-        ...
-    def list_reports(self, model: str | None = None, limit: int = 50) -> list[Report]:
-        """Newest first."""
-        ...
 
-    # -- leases: one actor at a time (e.g. one controller per workspace) ------------------------
+
+@runtime_checkable
+class LoopStore(UnitOfWork, Protocol):
+    """What the loop keeps between ticks and between processes: leases (one actor at a time, e.g. one
+    controller per workspace), key/value state (schemas, controller state) and monitoring reports."""
+
     def acquire_lease(self, name: str, owner: str, until: datetime, now: datetime, *, force: bool = False) -> bool:
         """Atomically take or renew the lease ``name`` for ``owner`` until ``until``.
 
@@ -176,9 +214,35 @@ class MetadataStore(Protocol):
     def get_state(self, key: str) -> Any | None:
         """A JSON value stored under ``key`` (schemas, controller state)."""
         ...
-    def put_state(self, key: str, value: Any) -> None: ...
+    def put_state(self, key: str, value: Any) -> None:
+        """Store a JSON value under ``key``, replacing what was there."""
+        ...
 
-    def close(self) -> None: ...
+    def save_report(self, report: Report) -> None:
+        """Store a report (idempotent by ``report.id``: the first one stored wins)."""
+        ...
+    def get_report(self, report_id: str) -> Report:
+        """The report with this id (or a unique prefix of at least 4 characters);
+        :class:`~tidal.core.errors.ReportNotFound` if none, or if the prefix is too short or ambiguous."""
+        ...
+    def list_reports(self, model: str | None = None, limit: int = 50) -> list[Report]:
+        """Newest first."""
+        ...
+
+
+@runtime_checkable
+class MetadataStore(RunStore, SnapshotStore, ModelStore, LoopStore, Protocol):
+    """Every metadata port in one store: what a workspace opens (one database, one set of migrations, and
+    units of work that span ports). A stage depends on the port it uses; the composition root owns this
+    whole store, and closes it.
+
+    Writes are idempotent where the entity has a natural key (snapshots by digest, cache entries by key,
+    params by run and key): writing the same thing twice stores it once.
+    """
+
+    def close(self) -> None:
+        """Release connections; the store refuses work afterwards (StorageError)."""
+        ...
 
 
 @runtime_checkable
@@ -192,11 +256,12 @@ class PredictionLog(Protocol):
 
     def append(self, predictions: Sequence[Prediction]) -> None: ...
     def add_feedback(self, feedback: Sequence[Feedback], *, overwrite: bool = False) -> int:
-        """Attach labels; all or nothing. Raises ``FeedbackRejected`` for an unknown prediction id, or
-        (unless ``overwrite``) for one that already has a label. Returns how many were stored."""
+        """Attach labels; all or nothing. Raises :class:`~tidal.core.errors.FeedbackRejected` for an unknown
+        prediction id, or (unless ``overwrite``) for one that already has a label. Returns how many were
+        stored."""
         ...
     def get(self, prediction_id: str) -> Prediction:
-        """One prediction with its label, if any; ``KeyError`` when unknown."""
+        """One prediction with its label, if any; :class:`~tidal.core.errors.PredictionNotFound` when unknown."""
         ...
     def window(
         self, *, model: str | None = None, version: int | None = None, last: int | None = None,
@@ -233,7 +298,8 @@ class ArtifactStore(Protocol):
     def get(self, digest: str) -> bytes:
         """The bytes stored under ``digest``, verified against it.
 
-        Raises ``KeyError`` when absent and ``IntegrityError`` when the bytes do not match the digest.
+        Raises :class:`~tidal.core.errors.ArtifactNotFound` when absent and
+        :class:`~tidal.core.errors.IntegrityError` when the bytes do not match the digest.
         """
         ...
     def exists(self, digest: str) -> bool: ...
@@ -245,12 +311,11 @@ class ArtifactStore(Protocol):
 
 @runtime_checkable
 class Executor(Protocol):
-    """Runs a step, or a batch of independent trials."""
+    """Runs a step."""
 
     name: str
 
     def run(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R: ...
-    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]: ...
 
 
 @runtime_checkable

@@ -1,11 +1,10 @@
-"""The local executor: steps and trials run in this process, one after another."""
+"""The local executor: steps run in this process, one after another."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, TypeVar
 
-T = TypeVar("T")
 R = TypeVar("R")
 
 
@@ -16,6 +15,3 @@ class LocalExecutor:
 
     def run(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
         return fn(*args, **kwargs)
-
-    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
-        return [fn(item) for item in items]

@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 
 from tidal.core.entities import Event, Lease, ModelState, ModelVersion
-from tidal.core.errors import AliasMoved, TidalError
+from tidal.core.errors import AliasMoved, PredictionNotFound, TidalError
 from tidal.evaluate.metrics import primary_metric
 from tidal.loop.context import LoopContext
 from tidal.loop.liveness import Heartbeat
@@ -378,7 +378,7 @@ class Controller:
             for p in mine:
                 try:
                     pairs.append((p, self.ctx.predictions.get(f"{p.id}.shadow")))
-                except KeyError:
+                except PredictionNotFound:
                     continue
             if len(pairs) < strategy.min_requests:
                 # every labelled champion answer should have its shadow: min_requests of them should do

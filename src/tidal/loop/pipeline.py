@@ -330,7 +330,7 @@ class TrainingPipeline:
         """The champion as the gate sees it, with the tables it trained on (None when they are gone)."""
         try:
             seen: list[pd.DataFrame] | None = [self._frame(d) for d in mv.lineage.trained_on] or None
-        except (KeyError, TidalError):  # gone, or no longer what was stored
+        except TidalError:  # gone (NotFound), or no longer what was stored
             seen = None
         return Champion(label=f"{mv.name}:{mv.version}", model=self.registry.load(mv), columns=mv.signature.names,
                         trained_on=seen)

@@ -13,6 +13,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from tidal.core.errors import PluginCheckFailed
 from tidal.data.profile import profile_column
 from tidal.data.schema import as_float
 from tidal.monitor.base import NUMERIC_KINDS, TESTABLE_KINDS, DriftTest
@@ -21,7 +22,7 @@ _N = 2_000
 _LETTERS = np.array(["a", "b", "c", "d", "e"], dtype=object)
 
 
-class DriftTestCheckFailed(AssertionError):
+class DriftTestCheckFailed(PluginCheckFailed):
     """A drift test broke the contract; the message names the test, the column kind and the clause."""
 
 

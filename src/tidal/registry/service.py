@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tidal.core.entities import Event, ModelState, ModelVersion
-from tidal.core.errors import AliasConflict, IntegrityError, ModelNotFound
+from tidal.core.errors import AliasConflict, ArtifactNotFound, IntegrityError, ModelNotFound
 from tidal.core.ports import ArtifactStore, Clock, MetadataStore
 from tidal.evaluate.gate import GateDecision
 from tidal.train.flavors import get_flavor
@@ -37,7 +37,7 @@ class Registry:
     def get(self, name: str, version: int) -> ModelVersion:
         try:
             return self.store.get_model_version(name, version)
-        except KeyError:
+        except ModelNotFound:
             known = sorted({mv.version for mv in self.store.list_model_versions(name)})
             hint = (f"{name} has versions {', '.join(map(str, known))}" if known
                     else "run `tidal models ls` to see the registered models")
@@ -83,7 +83,7 @@ class Registry:
         """The model object of ``mv``, verified against its digest; never unpickles."""
         try:
             data = self.artifacts.get(mv.artifact_digest)
-        except KeyError:
+        except ArtifactNotFound:
             raise IntegrityError(
                 f"the artifact of {mv.name}:{mv.version} ({mv.artifact_digest[:12]}) is missing from the "
                 f"artifact store {self.artifacts.url}",

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import orjson
 
+from tidal.core.errors import ServingError
+
 #: Longest name (column, field) quoted in an error message.
 MAX_NAME = 64
 #: Most names listed in one message.
@@ -39,14 +41,16 @@ ERROR_INTERVAL_S = 60.0
 MAX_DISTINCT_ERRORS = 20
 
 
-class ApiError(Exception):
+class ApiError(ServingError):
     """A request the server refuses: an HTTP ``status`` and a ``message`` safe to send back. ``close``: the
-    request's body may be unread, so the connection is closed after the answer rather than kept alive."""
+    request's body may be unread, so the connection is closed after the answer rather than kept alive.
+
+    A :class:`~tidal.core.errors.ServingError` (the one tree of tidal's errors), defined here because only
+    the HTTP edge raises it: it is the answer itself, status and body, never a hint for a terminal."""
 
     def __init__(self, status: int, message: str, *, error_id: str | None = None, close: bool = False) -> None:
         super().__init__(message)
         self.status = status
-        self.message = message
         self.error_id = error_id
         self.close = close
 

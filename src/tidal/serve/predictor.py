@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 from scipy.special import expit
 
+from tidal.core.errors import ServingError
 from tidal.core.signature import Signature
 from tidal.data.prepare import NUMERIC_KINDS
 from tidal.serve.features import FeatureEncoder, compile_prepare
@@ -41,7 +42,7 @@ COMPILED_MAX_ROWS = 24
 _HGB = frozenset({"HistGradientBoostingClassifier", "HistGradientBoostingRegressor"})
 
 
-class ModelCheckFailed(Exception):
+class ModelCheckFailed(ServingError):
     """A model version that does not answer its own sample rows: it must not serve."""
 
 

@@ -48,14 +48,12 @@ FORMS = "'metric >= 0.70', 'metric >= champion - 0.01' or 'metric <= champion * 
 """The accepted forms, as shown in error messages."""
 
 
-class GateSyntaxError(ValueError):
+class GateSyntaxError(SpecError):
     """A gate's text cannot be read; ``kind`` is ``gate_syntax`` or ``unknown_metric``."""
 
     def __init__(self, kind: str, message: str, hint: str | None) -> None:
-        super().__init__(message)
+        super().__init__(message, hint=hint)
         self.kind = kind
-        self.message = message
-        self.hint = hint
 
 
 def _syntax_hint(text: str) -> str:

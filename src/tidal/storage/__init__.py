@@ -8,6 +8,16 @@
 
 Only this package imports SQLAlchemy, Alembic and fsspec; the SQL modules are imported on first use, so
 ``memory://`` costs no SQLAlchemy import.
+
+Which names are public. This package's names (the ``open_*`` factories and the adapter classes, the SQL
+ones loaded on first use) and the modules that define an adapter class: :mod:`~tidal.storage.memory`,
+:mod:`~tidal.storage.artifacts`, :mod:`~tidal.storage.sql.store`, :mod:`~tidal.storage.predictions.sql_log`
+and :mod:`~tidal.storage.predictions.memory_log`; plus :mod:`~tidal.storage.testing`, what tests need
+beyond the ports. Every other module's name starts with ``_``: it is internal to this package, may change
+in any release, and nothing outside ``tidal.storage`` imports it (a test checks, over ``src`` and
+``tests``). Layout: ``sql/`` (the SQL machinery and the SQL metadata store, split by port),
+``predictions/`` (the prediction logs and their codecs), ``_codec`` (the metadata rows both metadata
+stores share).
 """
 
 from __future__ import annotations
@@ -19,7 +29,7 @@ from tidal.core.ports import ArtifactStore, MetadataStore, PredictionLog
 from tidal.storage._codec import SUPPORTED_METADATA_URLS
 from tidal.storage.artifacts import FsspecArtifactStore
 from tidal.storage.memory import MemoryMetadataStore
-from tidal.storage.memory_predictions import MemoryPredictionLog
+from tidal.storage.predictions.memory_log import MemoryPredictionLog
 
 #: The prediction log URLs tidal understands, for error messages.
 SUPPORTED_PREDICTION_URLS = (
@@ -38,10 +48,10 @@ def open_metadata_store(url: str) -> MetadataStore:
     if scheme == "memory":
         return MemoryMetadataStore()
     if scheme.partition("+")[0] in ("sqlite", "postgresql", "postgres"):
-        from tidal.storage.sql import SqlMetadataStore
+        from tidal.storage.sql.store import SqlMetadataStore
 
         return SqlMetadataStore(url)
-    from tidal.storage.sql_engine import redact
+    from tidal.storage.sql._engine import redact
 
     raise StorageError(f"unsupported metadata store URL {redact(url)!r}",
                        hint=f"use one of: {SUPPORTED_METADATA_URLS}")
@@ -52,16 +62,16 @@ def open_prediction_log(url: str, *, durability: Literal["process", "power"] = "
 
     ``durability``: ``"process"`` (committed predictions survive the process being killed) or
     ``"power"`` (they also survive an operating system crash or power cut: one fsync per group commit);
-    see :mod:`tidal.storage.predictions`. Raises StorageError as :func:`open_metadata_store` does.
+    see :mod:`tidal.storage.predictions.sql_log`. Raises StorageError as :func:`open_metadata_store` does.
     """
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme == "memory":
         return MemoryPredictionLog()
     if scheme.partition("+")[0] in ("sqlite", "postgresql", "postgres"):
-        from tidal.storage.predictions import SqlPredictionLog
+        from tidal.storage.predictions.sql_log import SqlPredictionLog
 
         return SqlPredictionLog(url, durability=durability)
-    from tidal.storage.sql_engine import redact
+    from tidal.storage.sql._engine import redact
 
     raise StorageError(f"unsupported prediction log URL {redact(url)!r}",
                        hint=f"use one of: {SUPPORTED_PREDICTION_URLS}")
@@ -72,10 +82,27 @@ def open_artifact_store(url: str) -> ArtifactStore:
     return FsspecArtifactStore(url)
 
 
+def __getattr__(name: str) -> object:
+    # The SQL adapters load SQLAlchemy: import them when asked for, not with the package.
+    if name == "SqlMetadataStore":
+        from tidal.storage.sql.store import SqlMetadataStore
+
+        return SqlMetadataStore
+    if name == "SqlPredictionLog":
+        from tidal.storage.predictions.sql_log import SqlPredictionLog
+
+        return SqlPredictionLog
+    raise AttributeError(f"module 'tidal.storage' has no attribute {name!r}")
+
+
 __all__ = [
+    "SUPPORTED_METADATA_URLS",
+    "SUPPORTED_PREDICTION_URLS",
     "FsspecArtifactStore",
     "MemoryMetadataStore",
     "MemoryPredictionLog",
+    "SqlMetadataStore",
+    "SqlPredictionLog",
     "open_artifact_store",
     "open_metadata_store",
     "open_prediction_log",

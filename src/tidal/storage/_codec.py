@@ -28,7 +28,7 @@ from tidal.core.entities import (
     StepRecord,
     StepStatus,
 )
-from tidal.core.errors import AliasMoved, StorageError
+from tidal.core.errors import AliasMoved, ModelNotFound, ReportNotFound, RunNotFound, SnapshotNotFound, StorageError
 from tidal.core.signature import Lineage, Signature
 
 Row = Mapping[Any, Any]  # a dict, or a SQLAlchemy RowMapping (keyed by column name)
@@ -262,17 +262,17 @@ def subject_prefix(subject: str) -> str | None:
 # -- errors with one wording in every adapter ---------------------------------------------------------
 
 
-def no_run(run_id: str) -> KeyError:
-    return KeyError(f"no run {run_id!r}")
+def no_run(run_id: str) -> RunNotFound:
+    return RunNotFound(f"no run {run_id!r}")
 
 
-def ambiguous_run(prefix: str, matches: list[str]) -> KeyError:
+def ambiguous_run(prefix: str, matches: list[str]) -> RunNotFound:
     shown = ", ".join(matches[:5]) + (", ..." if len(matches) > 5 else "")
-    return KeyError(f"run id prefix {prefix!r} is ambiguous: it matches {shown}; give more characters")
+    return RunNotFound(f"run id prefix {prefix!r} is ambiguous: it matches {shown}; give more characters")
 
 
-def short_run_prefix(prefix: str) -> KeyError:
-    return KeyError(
+def short_run_prefix(prefix: str) -> RunNotFound:
+    return RunNotFound(
         f"no run {prefix!r} (a run id prefix needs at least {MIN_RUN_PREFIX} characters to match)"
     )
 
@@ -287,8 +287,12 @@ def check_expected_alias(name: str, alias: str, current: int | None, expected: i
                      hint="compare with the version it points at now, then move it again")
 
 
-def no_model_version(name: str, version: int) -> KeyError:
-    return KeyError(f"no model version {name!r} v{version}")
+def no_model_version(name: str, version: int) -> ModelNotFound:
+    return ModelNotFound(f"no model version {name!r} v{version}")
+
+
+def no_snapshot(digest: str) -> SnapshotNotFound:
+    return SnapshotNotFound(f"no snapshot {digest!r}")
 
 
 def duplicate_run(run_id: str) -> StorageError:
@@ -329,16 +333,16 @@ def decode_report(r: Row) -> Report:
     )
 
 
-def no_report(report_id: str) -> KeyError:
-    return KeyError(f"no report {report_id!r}")
+def no_report(report_id: str) -> ReportNotFound:
+    return ReportNotFound(f"no report {report_id!r}")
 
 
-def short_report_prefix(prefix: str) -> KeyError:
-    return KeyError(
+def short_report_prefix(prefix: str) -> ReportNotFound:
+    return ReportNotFound(
         f"no report {prefix!r} (a report id prefix needs at least {MIN_RUN_PREFIX} characters to match)"
     )
 
 
-def ambiguous_report(prefix: str, matches: list[str]) -> KeyError:
+def ambiguous_report(prefix: str, matches: list[str]) -> ReportNotFound:
     shown = ", ".join(matches[:5]) + (", ..." if len(matches) > 5 else "")
-    return KeyError(f"report id prefix {prefix!r} is ambiguous: it matches {shown}; give more characters")
+    return ReportNotFound(f"report id prefix {prefix!r} is ambiguous: it matches {shown}; give more characters")

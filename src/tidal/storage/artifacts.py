@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from tidal.core.errors import IntegrityError, StorageError
+from tidal.core.errors import ArtifactNotFound, IntegrityError, StorageError
 from tidal.core.hashing import sha256_bytes
 
 _DIGEST = re.compile(r"[0-9a-f]{64}")
@@ -91,15 +91,15 @@ class FsspecArtifactStore:
     def get(self, digest: str) -> bytes:
         """The bytes stored under ``digest``, verified.
 
-        Raises KeyError when absent and IntegrityError when the stored bytes no longer match the digest.
+        Raises ArtifactNotFound when absent and IntegrityError when the stored bytes no longer match the digest.
         """
         if not _DIGEST.fullmatch(digest):
-            raise KeyError(f"no artifact {digest!r}: not a sha256 hex digest")
+            raise ArtifactNotFound(f"no artifact {digest!r}: not a sha256 hex digest")
         path = self.path(digest)
         try:
             data = Path(path).read_bytes() if self._local is not None else self._fs.cat_file(path)
         except FileNotFoundError:
-            raise KeyError(f"no artifact {digest} (looked at {path})") from None
+            raise ArtifactNotFound(f"no artifact {digest} (looked at {path})") from None
         except OSError as exc:
             raise StorageError(f"cannot read artifact {digest} at {path}: {exc}",
                                hint="check that the artifact location is reachable and readable") from exc

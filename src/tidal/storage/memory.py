@@ -2,8 +2,9 @@
 
 It keeps the same encoded rows as the SQL store (:mod:`tidal.storage._codec`) in plain dicts behind one
 lock, so it behaves exactly like SQLite and PostgreSQL: JSON round trips, UTC datetimes, param
-conflicts, KeyError for unknown runs, ordering. The contract suite in ``tests/contract`` holds all three
-to the same behaviour.
+conflicts, RunNotFound for unknown runs, ordering. The contract suites in ``tests/contract`` (one per
+port) hold all three to the same behaviour. Its methods come in the order of the ports: runs, snapshots
+and the step cache, models and events, then leases, state and reports.
 """
 
 from __future__ import annotations
@@ -129,7 +130,7 @@ class MemoryMetadataStore:
             row.update(values)
 
     def heartbeat_run(self, run_id: str, at: datetime) -> None:
-        """Record that the process running ``run_id`` is alive at ``at``; KeyError for an unknown run."""
+        """Record that the process running ``run_id`` is alive at ``at``; RunNotFound for an unknown run."""
         with self._open():
             self._require_run(run_id)
             self._runs[run_id]["heartbeat_at"] = codec.utc(at)
@@ -195,13 +196,13 @@ class MemoryMetadataStore:
                 rows.append((self._metric_seq, row))
 
     def get_params(self, run_id: str) -> dict[str, str]:
-        """The run's params, by key; KeyError for an unknown run."""
+        """The run's params, by key; RunNotFound for an unknown run."""
         with self._open():
             self._require_run(run_id)
             return dict(sorted(self._params.get(run_id, {}).items()))
 
     def get_tags(self, run_id: str) -> dict[str, str]:
-        """The run's tags, by key; KeyError for an unknown run."""
+        """The run's tags, by key; RunNotFound for an unknown run."""
         with self._open():
             self._require_run(run_id)
             return dict(sorted(self._tags.get(run_id, {}).items()))
@@ -240,11 +241,11 @@ class MemoryMetadataStore:
             self._snapshots.setdefault(snapshot.digest, row)
 
     def get_snapshot(self, digest: str) -> SnapshotInfo:
-        """The snapshot with ``digest``; KeyError when unknown."""
+        """The snapshot with ``digest``; SnapshotNotFound when unknown."""
         with self._open():
             row = self._snapshots.get(digest)
         if row is None:
-            raise KeyError(f"no snapshot {digest!r}")
+            raise codec.no_snapshot(digest)
         return codec.decode_snapshot(row)
 
     def list_snapshots(self, project: str | None = None, limit: int = 50) -> list[SnapshotInfo]:
@@ -308,7 +309,7 @@ class MemoryMetadataStore:
             return codec.decode_model_version(row)
 
     def get_model_version(self, name: str, version: int) -> ModelVersion:
-        """Version ``version`` of model ``name``; KeyError when unknown."""
+        """Version ``version`` of model ``name``; ModelNotFound when unknown."""
         with self._open():
             row = self._versions.get((name, version))
         if row is None:
@@ -324,7 +325,7 @@ class MemoryMetadataStore:
     def set_alias(
         self, name: str, alias: str, version: int, at: datetime, *, expected: int | None = None,
     ) -> int | None:
-        """Point ``alias`` at an existing ``version`` (else KeyError); returns the version it pointed at.
+        """Point ``alias`` at an existing ``version`` (else ModelNotFound); returns the version it pointed at.
         ``expected``: only if the alias points there now (0: nowhere), else AliasMoved (see the port)."""
         row = {"name": name, "alias": alias, "version": int(version), "updated_at": codec.utc(at)}
         with self._open():
@@ -353,7 +354,7 @@ class MemoryMetadataStore:
             rows = [r for (n, _), r in sorted(self._aliases.items()) if name is None or n == name]
         return [codec.decode_alias(r) for r in rows]
 
-    # -- events and state -----------------------------------------------------------------------------------
+    # -- events ---------------------------------------------------------------------------------------------
 
     def append_event(self, event: Event) -> Event:
         """Store the event (its ``id`` is ignored); returns it with its new, increasing id."""
@@ -385,6 +386,32 @@ class MemoryMetadataStore:
             rows = [r for r in self._events if matches(r)]
         return [codec.decode_event(r) for r in rows[-limit:]]
 
+    # -- leases ---------------------------------------------------------------------------------------------
+
+    def acquire_lease(self, name: str, owner: str, until: datetime, now: datetime, *, force: bool = False) -> bool:
+        """Take or renew the lease ``name`` for ``owner`` until ``until``; True when ``owner`` holds it
+        afterwards (it was free, expired at ``now``, or ``owner``'s already, or ``force``), False otherwise."""
+        with self._open():
+            held = self._leases.get(name)
+            if not force and held is not None and held[0] != owner and held[1] > codec.utc(now):
+                return False
+            self._leases[name] = (owner, codec.utc(until))
+            return True
+
+    def get_lease(self, name: str) -> Lease | None:
+        """Who holds the lease ``name`` and until when (expired or not), or None."""
+        with self._open():
+            held = self._leases.get(name)
+        return None if held is None else Lease(name=name, owner=held[0], until=held[1])
+
+    def release_lease(self, name: str, owner: str) -> None:
+        """Give the lease up if ``owner`` holds it (a no-op otherwise)."""
+        with self._open():
+            if self._leases.get(name, ("", None))[0] == owner:
+                del self._leases[name]
+
+    # -- state ----------------------------------------------------------------------------------------------
+
     def get_state(self, key: str) -> Any | None:
         """The JSON value stored under ``key``, or None."""
         with self._open():
@@ -396,7 +423,6 @@ class MemoryMetadataStore:
         text = codec.dumps(value, f"state {key!r}")
         with self._open():
             self._state[key] = text
-
 
     # -- monitoring reports ---------------------------------------------------------------------------------
 
@@ -428,31 +454,6 @@ class MemoryMetadataStore:
             rows = [r for r in self._reports.values() if model is None or r["model"] == model]
         rows.sort(key=lambda r: _desc(r, "created_at", "id"), reverse=True)
         return [codec.decode_report(r) for r in rows[:limit]]
-
-
-    # -- leases ---------------------------------------------------------------------------------------------
-
-    def acquire_lease(self, name: str, owner: str, until: datetime, now: datetime, *, force: bool = False) -> bool:
-        """Take or renew the lease ``name`` for ``owner`` until ``until``; True when ``owner`` holds it
-        afterwards (it was free, expired at ``now``, or ``owner``'s already, or ``force``), False otherwise."""
-        with self._open():
-            held = self._leases.get(name)
-            if not force and held is not None and held[0] != owner and held[1] > codec.utc(now):
-                return False
-            self._leases[name] = (owner, codec.utc(until))
-            return True
-
-    def get_lease(self, name: str) -> Lease | None:
-        """Who holds the lease ``name`` and until when (expired or not), or None."""
-        with self._open():
-            held = self._leases.get(name)
-        return None if held is None else Lease(name=name, owner=held[0], until=held[1])
-
-    def release_lease(self, name: str, owner: str) -> None:
-        """Give the lease up if ``owner`` holds it (a no-op otherwise)."""
-        with self._open():
-            if self._leases.get(name, ("", None))[0] == owner:
-                del self._leases[name]
 
 
 __all__ = ["MemoryMetadataStore"]

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from tidal.core.errors import SourceError
+from tidal.core.errors import PluginCheckFailed, SourceError
 from tidal.data.sources.base import Source, url_scheme
 
 # can_read must answer False (or True) for odd input, never raise.
 _ODD_URIS = ("", "x", "://", "?", "no-such-scheme://x", "C:\\data\\x.csv", "data/*", " ")
 
 
-class SourceCheckFailed(AssertionError):
+class SourceCheckFailed(PluginCheckFailed):
     """A source broke the ``Source`` contract; the message says which clause."""
 
 

@@ -4,7 +4,7 @@ Revision ID: 0001
 Revises:
 Create Date: 2024-11-25
 
-The column types are written out here rather than imported from ``sql_schema`` on purpose: a migration
+The column types are written out here rather than imported from ``_schema`` on purpose: a migration
 is a frozen record of what the database looked like at that revision, and must not change when the
 current schema does.
 """
@@ -20,7 +20,7 @@ down_revision = None
 branch_labels = None
 depends_on = None
 
-# Sorted text compares in code point order on PostgreSQL too (see sql_schema.KeyText).
+# Sorted text compares in code point order on PostgreSQL too (see _schema.KeyText).
 KEY = sa.Text().with_variant(postgresql.TEXT(collation="C"), "postgresql")
 # An auto-incrementing id: BIGINT on PostgreSQL, the rowid alias (INTEGER PRIMARY KEY) on SQLite.
 AUTO_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")

@@ -24,8 +24,8 @@ from sqlalchemy.engine import Connection
 from tidal.core.entities import Prediction, UnreadableBatch
 from tidal.core.errors import StorageError
 from tidal.core.ids import split_id
-from tidal.storage import sql_schema as t
-from tidal.storage._batch_codec import Unreadable, decode_batch
+from tidal.storage.predictions._batch_codec import Unreadable, decode_batch
+from tidal.storage.sql import _schema as t
 
 B = t.prediction_batches.c
 L = t.prediction_labels.c
@@ -41,7 +41,7 @@ _BATCH = sa.select(t.prediction_batches)
 
 class Skips:
     """The unreadable batches a read met (seq → what is known of it): reads skip them rather than fail the
-    whole window, and the log reports them (:meth:`~tidal.storage.predictions.SqlPredictionLog.skipped`)."""
+    whole window, and the log reports them (:meth:`~tidal.storage.predictions.sql_log.SqlPredictionLog.skipped`)."""
 
     def __init__(self) -> None:
         self.found: dict[int, UnreadableBatch] = {}
@@ -171,7 +171,7 @@ def get_many(conn: Connection, ids: Sequence[str], skips: Skips) -> dict[str, Pr
 def window(conn: Connection, *, last: int | None, labelled: bool | None, model: str | None, version: int | None,
            since: datetime | None, until: datetime | None, served: bool | None,
            deployment: str | None, skips: Skips) -> list[Prediction]:
-    """See :meth:`tidal.storage.predictions.SqlPredictionLog.window`; unreadable batches go to ``skips``."""
+    """See :meth:`tidal.storage.predictions.sql_log.SqlPredictionLog.window`; unreadable batches go to ``skips``."""
     conds = batch_filters(model=model, version=version, since=since, until=until, served=served,
                           deployment=deployment)
     if labelled:
@@ -245,7 +245,7 @@ def _labelled_window(conn: Connection, conds: list[sa.ColumnElement[bool]], *, l
 
 def count(conn: Connection, *, model: str | None, version: int | None, since: datetime | None,
           labelled: bool | None, served: bool | None) -> int:
-    """See :meth:`tidal.storage.predictions.SqlPredictionLog.count`."""
+    """See :meth:`tidal.storage.predictions.sql_log.SqlPredictionLog.count`."""
     lconds = label_filters(model=model, version=version, since=since, served=served)
     with_labels = 0
     if labelled is not None:

@@ -4,7 +4,7 @@ An ``append`` call's predictions are cut into *groups*: runs of consecutive pred
 header (time, model, version, deployment, served, request id), which is every prediction of a served
 request. A group is stored as one batch row, its ids, inputs, outputs and probabilities as JSON arrays
 (one ``orjson.dumps`` each: a thousand rows cost one call, not a thousand). Values are encoded by the
-same rules as every other prediction log (:mod:`tidal.storage._predictions_codec`): NaN as null, the
+same rules as every other prediction log (:mod:`tidal.storage.predictions._codec`): NaN as null, the
 same error naming the field of a value that cannot be stored, a label without a time dating from the
 prediction.
 """
@@ -20,7 +20,7 @@ from tidal.core.batches import PredictionBatch, parts_of
 from tidal.core.entities import Prediction
 from tidal.core.ids import IdRange
 from tidal.storage._codec import utc, utc_or_none
-from tidal.storage._predictions_codec import dumps_value, loads_value
+from tidal.storage.predictions._codec import dumps_value, loads_value
 
 #: What the predictions of one batch row share.
 Header = tuple[datetime, str, int, str, bool, str | None]

@@ -324,7 +324,7 @@ class Transaction:
 
     Transactions nest: one opened on a thread that is already inside a write transaction of the same
     connections *joins* it (same connection, no commit of its own), so that several store calls made
-    inside :meth:`~tidal.storage.sql.SqlMetadataStore.atomic` commit together or not at all. An error in
+    inside :meth:`~tidal.storage.sql.store.SqlMetadataStore.atomic` commit together or not at all. An error in
     a joined block propagates, and the outermost transaction rolls everything back.
     """
 

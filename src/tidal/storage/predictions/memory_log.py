@@ -1,6 +1,6 @@
 """The in-memory prediction log: the test adapter of :class:`~tidal.core.ports.PredictionLog`.
 
-It keeps the same encoded rows as the SQL log (:mod:`tidal.storage._predictions_codec`) in a list behind
+It keeps the same encoded rows as the SQL log (:mod:`tidal.storage.predictions._codec`) in a list behind
 one lock, and applies the same rules (repeated appends, feedback checks, filters, order), so the
 contract suite in ``tests/contract`` holds it to the same behaviour as SQLite and PostgreSQL.
 """
@@ -14,8 +14,8 @@ from typing import Any
 
 from tidal.core.entities import Feedback, LogCheck, Prediction, UnreadableBatch
 from tidal.core.errors import StorageError
-from tidal.storage import _predictions_codec as pc
 from tidal.storage._codec import utc
+from tidal.storage.predictions import _codec as pc
 
 _Row = dict[str, Any]
 
@@ -24,7 +24,7 @@ class MemoryPredictionLog:
     """The prediction log in process memory (``memory://``); thread-safe, nothing persisted.
 
     ``append`` stores identical repeats once and refuses a different prediction under a stored id,
-    like :class:`~tidal.storage.predictions.SqlPredictionLog`.
+    like :class:`~tidal.storage.predictions.sql_log.SqlPredictionLog`.
     """
 
     url = "memory://"
@@ -82,7 +82,7 @@ class MemoryPredictionLog:
         return len(params)
 
     def get(self, prediction_id: str) -> Prediction:
-        """The prediction with its label, if any; KeyError when unknown."""
+        """The prediction with its label, if any; PredictionNotFound when unknown."""
         with self._open():
             row = self._by_id.get(prediction_id)
             if row is None:

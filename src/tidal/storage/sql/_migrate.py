@@ -1,6 +1,6 @@
 """Bring a database to the schema this code expects, when a store is opened.
 
-The common case (the database is already at :data:`~tidal.storage.sql_schema.SCHEMA_REVISION`) costs
+The common case (the database is already at :data:`~tidal.storage.sql._schema.SCHEMA_REVISION`) costs
 one SELECT and never imports Alembic. Otherwise the migration runs under a lock, so that two processes
 opening the same fresh database at once do not both create the tables: SQLite takes its write lock with
 ``BEGIN IMMEDIATE`` (the second opener waits up to the busy timeout, then finds the schema in place);
@@ -18,8 +18,8 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 
 from tidal.core.errors import StorageError
-from tidal.storage.sql_engine import translate
-from tidal.storage.sql_schema import SCHEMA_REVISION
+from tidal.storage.sql._engine import translate
+from tidal.storage.sql._schema import SCHEMA_REVISION
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 

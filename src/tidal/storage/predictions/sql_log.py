@@ -12,19 +12,19 @@ inputs, outputs and probabilities JSON arrays; ``prediction_ids`` maps each id t
 one prefix (:class:`~tidal.core.ids.IdRange`): ``prediction_ids`` then holds one entry for the request,
 not one per id. Logging a 1,000-row request is one batch row and one id entry: 1.3 ms on SQLite, where
 a thousand id entries took 2.1 ms and a row per prediction with its four indexes 10.5 ms (see
-:mod:`tidal.storage.sql_schema`, and :mod:`tidal.storage._prediction_reads` for how reads find ids in
+:mod:`tidal.storage.sql._schema`, and :mod:`tidal.storage.predictions._reads` for how reads find ids in
 ranges and explode batches). An id stored one way is the same id the other way: a prediction appended on
 its own under an id that a stored range holds is a repeat (or a clash), and so is the reverse.
 
 On SQLite the append's transaction runs at the driver level
-(:class:`~tidal.storage.sql_engine.DriverTransaction`): SQLAlchemy's transaction bookkeeping cost a
+(:class:`~tidal.storage.sql._engine.DriverTransaction`): SQLAlchemy's transaction bookkeeping cost a
 third of a one-row append.
 
-``append`` goes through :class:`~tidal.storage.group_commit.GroupCommit`: the predictions of concurrent
-calls are written in one transaction, and each call returns once that transaction has committed.
+``append`` goes through :class:`~tidal.storage.predictions._group_commit.GroupCommit`: the predictions of
+concurrent calls are written in one transaction, and each call returns once that transaction has committed.
 Several processes (server workers) may append to the same SQLite file: SQLite lets one write at a time
 and the others wait for it (busy timeout), batch by batch. On SQLite, WAL checkpoints run in a background
-thread (:mod:`tidal.storage.sql_checkpoint`), not in the commit of a waiting request.
+thread (:mod:`tidal.storage.sql._checkpoint`), not in the commit of a waiting request.
 
 Durability. ``durability="process"`` (the default): on SQLite a commit is a write to the WAL file, no
 ``fsync``: a committed prediction survives the process being killed (SIGKILL included), not a crash of
@@ -48,15 +48,15 @@ from sqlalchemy.engine import Connection
 from tidal.core.entities import Feedback, LogCheck, Prediction, UnreadableBatch
 from tidal.core.errors import StorageError
 from tidal.core.ids import split_id
-from tidal.storage import _prediction_reads as reads
-from tidal.storage import _predictions_codec as pc
-from tidal.storage import sql_schema as t
-from tidal.storage._batch_codec import Group, Unreadable, check_batch, encode_groups
 from tidal.storage._codec import utc
-from tidal.storage._driver_insert import DriverInsert
-from tidal.storage.group_commit import CommitStats, GroupCommit
-from tidal.storage.sql_checkpoint import WalCheckpointer
-from tidal.storage.sql_engine import (
+from tidal.storage.predictions import _codec as pc
+from tidal.storage.predictions import _reads as reads
+from tidal.storage.predictions._batch_codec import Group, Unreadable, check_batch, encode_groups
+from tidal.storage.predictions._group_commit import CommitStats, GroupCommit
+from tidal.storage.sql import _schema as t
+from tidal.storage.sql._checkpoint import WalCheckpointer
+from tidal.storage.sql._driver_insert import DriverInsert
+from tidal.storage.sql._engine import (
     DriverTransaction,
     ThreadConnections,
     Transaction,
@@ -65,7 +65,7 @@ from tidal.storage.sql_engine import (
     redact,
     resolve_url,
 )
-from tidal.storage.sql_migrate import ensure_schema
+from tidal.storage.sql._migrate import ensure_schema
 
 Durability = Literal["process", "power"]
 
@@ -73,7 +73,7 @@ _B, _I, _L = reads.B, reads.I, reads.L
 _BATCH_COLUMNS = ("time", "model", "version", "deployment", "served", "request_id", "n", "ids", "inputs",
                   "outputs", "probas")
 _LABEL_COLUMNS = ("seq", "pos", "model", "served", "version", "time", "label", "label_time")
-#: How many leading values of :func:`~tidal.storage._predictions_codec.prediction_values` make a prediction
+#: How many leading values of :func:`~tidal.storage.predictions._codec.prediction_values` make a prediction
 #: what it is (its labels aside): a repeated append must match them all.
 _IDENTITY = len(pc.IDENTITY)
 
@@ -90,7 +90,7 @@ class _RepeatedId(Exception):
 
 
 def _full_sync(dbapi_connection: Any, _record: Any) -> None:
-    # Runs after sql_engine's own connect hook (listeners run in order), replacing synchronous=NORMAL.
+    # Runs after _engine's own connect hook (listeners run in order), replacing synchronous=NORMAL.
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute("PRAGMA synchronous = FULL")
@@ -351,7 +351,7 @@ class SqlPredictionLog:
     # -- reads ----------------------------------------------------------------------------------------
 
     def get(self, prediction_id: str) -> Prediction:
-        """The prediction ``prediction_id`` with its label, if any; KeyError when unknown."""
+        """The prediction ``prediction_id`` with its label, if any; PredictionNotFound when unknown."""
         with Transaction(self._conns, False, "reading a prediction") as conn:
             found = reads.get(conn, prediction_id)
         if found is None:
@@ -390,7 +390,7 @@ class SqlPredictionLog:
     def check(self, *, quarantine: bool = False) -> LogCheck:
         """Read every stored batch back (in chunks, oldest first) and list those that cannot be read; with
         ``quarantine``, move each to ``prediction_quarantine`` whole — its batch row, its id entries and its
-        labels, with the reason — in a transaction of its own (see :mod:`tidal.storage.sql_schema`)."""
+        labels, with the reason — in a transaction of its own (see :mod:`tidal.storage.sql._schema`)."""
         batches = predictions = 0
         bad: list[tuple[int, UnreadableBatch]] = []
         after = -1

@@ -5,7 +5,7 @@ Revises: 0001
 Create Date: 2024-11-26
 
 Only new tables: a database at 0001 upgrades in place and keeps every row it had. As in 0001, the
-column types are written out here, frozen, rather than imported from ``sql_schema``.
+column types are written out here, frozen, rather than imported from ``_schema``.
 """
 
 from __future__ import annotations

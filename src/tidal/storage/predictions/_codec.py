@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from tidal.core.entities import Feedback, Prediction
-from tidal.core.errors import FeedbackRejected, StorageError
+from tidal.core.errors import FeedbackRejected, PredictionNotFound, StorageError
 from tidal.storage._codec import utc, utc_or_none
 
 _OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
@@ -176,8 +176,8 @@ def check_feedback(feedback: Sequence[Feedback], labelled: Mapping[str, bool], *
 # -- errors with one wording in every adapter (never quoting a label: it is the user's data) ----------
 
 
-def no_prediction(prediction_id: str) -> KeyError:
-    return KeyError(f"no prediction {shown_id(prediction_id)}")
+def no_prediction(prediction_id: str) -> PredictionNotFound:
+    return PredictionNotFound(f"no prediction {shown_id(prediction_id)}")
 
 
 def conflicting_prediction(prediction_id: str) -> StorageError:

@@ -1,6 +1,6 @@
 """Alembic environment for the tidal metadata store.
 
-tidal runs migrations itself when a store is opened (``tidal.storage.sql_migrate``): it passes its own
+tidal runs migrations itself when a store is opened (``tidal.storage.sql._migrate``): it passes its own
 connection, already inside a locked transaction, as ``config.attributes["connection"]``, and the
 migrations join that transaction. For development (``alembic revision --autogenerate``) a URL in the
 ``sqlalchemy.url`` option works too.
@@ -12,7 +12,7 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 from sqlalchemy.engine import Connection
 
-from tidal.storage.sql_schema import metadata
+from tidal.storage.sql._schema import metadata
 
 config = context.config
 

@@ -1,7 +1,7 @@
 """The tables of the SQL metadata store and prediction log, as SQLAlchemy Core ``Table`` objects.
 
-This is the schema the queries in :mod:`tidal.storage.sql` (and its companions ``sql_reports``,
-``sql_leases``, ``predictions``) are written against. The database itself is
+This is the schema the queries of :mod:`tidal.storage.sql` (the metadata store's parts) and
+:mod:`tidal.storage.predictions` (the SQL prediction log) are written against. The database itself is
 created and upgraded by the Alembic scripts in ``migrations/``; a contract test checks that a freshly
 migrated database matches this metadata exactly, so the two cannot drift apart.
 
