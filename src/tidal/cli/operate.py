@@ -64,7 +64,7 @@ def monitor(
                               html=html, lines=summarize(report))
             return
         if json_out:
-            dump_json(console, {**report_to_dict(report), "outcome": "reported"})
+            dump_json(console, {**report_to_dict(report), "outcome": "reported", "stored": True})
             return
         console.print(report_table(report))
         for line in summarize(report):
