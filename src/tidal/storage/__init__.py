@@ -73,6 +73,8 @@ def open_artifact_store(url: str) -> ArtifactStore:
 
 
 __all__ = [
+    "SUPPORTED_METADATA_URLS",
+    "SUPPORTED_PREDICTION_URLS",
     "FsspecArtifactStore",
     "MemoryMetadataStore",
     "MemoryPredictionLog",
