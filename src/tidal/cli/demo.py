@@ -90,12 +90,12 @@ def _names(names: list[str]) -> str:
 
 
 def prepare_project(directory: Path) -> tuple[Path, Any]:
-    """The Elec2 example with its history (first 20 %) as the source and the rest kept to stream."""
+    """The Elec2 example with its history (first 20 %) as the source and the rest kept to stream, in a
+    folder :func:`claim_folder` took."""
     import pandas as pd
 
     from tidal.workspace import Workspace
 
-    claim_folder(directory)
     Workspace.init(directory, example="elec2")
     raw = gzip.decompress((directory / "data" / "elec2.csv.gz").read_bytes())
     data = pd.read_csv(io.BytesIO(raw))
@@ -128,6 +128,7 @@ def _run_demo(directory: Path, console: Console) -> dict[str, Any]:
     # OpenMP's spinning threads cost a 2-core machine dearly while a server and a controller share it
     threadpool_limits(limits=1)
     started = time.monotonic()
+    claim_folder(directory)  # refuses before anything is shown or written
     console.rule(f"[bold]tidal demo[/] · Elec2 · {directory}")
     project, stream = prepare_project(directory)
     console.print(f"1. train the first champion on the first {HISTORY_SHARE:.0%} of Elec2 "
@@ -164,6 +165,7 @@ def _run_demo(directory: Path, console: Console) -> dict[str, Any]:
         with httpx.Client(base_url=url, timeout=60) as client, Workspace.open(project) as cws, \
                 Live(console=console, refresh_per_second=4) as live:
             controller = cws.controller(owner="demo")
+            state["last_event"] = max((e.id for e in cws.events(limit=1)), default=0)
             next_tick = TICK_ROWS
             try:
                 for lo in range(0, len(stream), BATCH):
@@ -178,7 +180,7 @@ def _run_demo(directory: Path, console: Console) -> dict[str, Any]:
                                     ).raise_for_status()
                     if hi >= next_tick or hi == len(stream):
                         next_tick += TICK_ROWS
-                        _tick(controller, state, events, row=hi)
+                        _tick(controller, cws, state, events, row=hi)
                         _wait_serving(client, state["champion"])
                     live.update(_panel(hi, len(stream), served, y, versions, state, events))
             finally:
@@ -213,15 +215,20 @@ def _stop(server: subprocess.Popen[bytes]) -> None:
 STORY = ("loop.retrain", "alias.moved", "gate.failed", "loop.rollback")
 
 
-def _tick(controller: Any, state: dict[str, Any], events: deque[str], *, row: int) -> None:
+def _tick(controller: Any, ws: Any, state: dict[str, Any], events: deque[str], *, row: int) -> None:
     tick = controller.tick()
     state.update(drift=tick.drift_share, champion=tick.champion, ticks=state["ticks"] + 1)
     for e in tick.events:
         events.append(f"[cyan]{escape(e.kind)}[/] {escape(e.message)}")
         if e.kind == "loop.retrain":
             state["retrains"] += 1
-        if e.kind in STORY:  # the streamed row the tick came after: where the event shows on the chart
+    # the tick's own events, and those of the run a retrain made (gate, registration, promotion), all placed
+    # at the streamed row the tick came after: where they show on the chart
+    recorded = [e for e in ws.events(limit=500) if e.id > state["last_event"]]
+    for e in recorded:
+        if e.kind in STORY:
             state["story"].append({"row": row, "kind": e.kind, "message": e.message})
+    state["last_event"] = max([state["last_event"], *(e.id for e in recorded)])
 
 
 def _wait_serving(client: Any, version: int | None, timeout: float = 15.0) -> None:

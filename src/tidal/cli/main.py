@@ -48,15 +48,12 @@ def main(argv: list[str] | None = None) -> int:
             raise
         report_failure(err, exc.message, exc.hint, json_mode=json_mode)
         return exit_code_for(exc)
-    except typer.Abort:  # end of input where click waited for some: the user stopped it
-        err.print("aborted")
+    except (typer.Abort, KeyboardInterrupt):  # Ctrl-C (typer turns most into exit code 130 itself)
+        report_failure(err, "interrupted", None, json_mode=json_mode)
         return exits.INTERRUPTED
     except Terminated as exc:
-        err.print(f"stopped by {exc}")
+        report_failure(err, f"stopped by {exc}", None, json_mode=json_mode)
         return 128 + exc.signum
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        return exits.INTERRUPTED
     except Exception as exc:  # a bug in tidal, not a user mistake: still one line, with the way to see more
         if state["debug"]:
             raise
