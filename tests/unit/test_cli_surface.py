@@ -170,6 +170,18 @@ def test_the_demo_takes_only_a_folder_it_made(tmp_path: Path) -> None:
         claim_folder(fresh)
     assert (fresh / "notes.txt").read_text() == "mine" and (fresh / MARKER).is_file()
 
+    older = tmp_path / "older"  # made by a tidal demo that wrote no marker file yet
+    (older / "data").mkdir(parents=True)
+    (older / "tidal.yaml").write_text("retrain:\n  max_per_day: 1000   # the demo compresses years into minutes\n")
+    (older / "server.log").write_text("")
+    claim_folder(older)
+    assert sorted(p.name for p in older.iterdir()) == [MARKER]
+    (tmp_path / "lookalike").mkdir()
+    (tmp_path / "lookalike" / "tidal.yaml").write_text("name: mine\n")  # a project of the user's
+    with pytest.raises(TidalError, match="is not empty"):
+        claim_folder(tmp_path / "lookalike")
+    assert (tmp_path / "lookalike" / "tidal.yaml").read_text() == "name: mine\n"
+
     empty = tmp_path / "empty"
     empty.mkdir()
     claim_folder(empty)

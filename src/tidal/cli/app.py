@@ -30,7 +30,7 @@ for _sub, _name in ((runs_app, "runs"), (models_app, "models"), (reports_app, "r
 console = Console()
 err = Console(stderr=True)
 #: Set by the root callback and by :func:`tidal.cli.main.main` before a command runs.
-state: dict[str, Any] = {"project": Path("."), "debug": False, "json": False}
+state: dict[str, Any] = {"project": Path("."), "debug": False}
 
 ProjectOpt = Annotated[Path | None, typer.Option("--project", "-C", help="The project folder (holds tidal.yaml).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts (an error too: {\"error\", \"hint\"}).")]

@@ -67,7 +67,7 @@ def claim_folder(directory: Path) -> None:
     if directory.exists() and not directory.is_dir():
         raise TidalError(f"{directory} is a file, not a folder", hint=hint)
     entries = sorted(p.name for p in directory.iterdir()) if directory.is_dir() else []
-    if entries and MARKER not in entries:
+    if entries and MARKER not in entries and not _made_before_the_marker(directory):
         raise TidalError(f"{directory} is not empty ({_names(entries)}) and tidal demo did not make it; the demo "
                          "replaces only a folder it made", hint=hint)
     foreign = [name for name in entries if name not in _made_by_demo()]
@@ -83,6 +83,21 @@ def claim_folder(directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / MARKER).write_text("Made by `tidal demo`: the next `tidal demo` in this folder replaces what the "
                                     "demo made here, and refuses if anything else is in it.\n")
+
+
+#: A line only the demo writes into its tidal.yaml: it also marks the folders of demos run before the marker.
+DEMO_SPEC_LINE = "max_per_day: 1000   # the demo compresses years into minutes"
+
+
+def _made_before_the_marker(directory: Path) -> bool:
+    """A demo folder from a tidal that wrote no marker: only what a demo makes, and the tidal.yaml line
+    that only the demo writes."""
+    spec = directory / "tidal.yaml"
+    try:
+        text = spec.read_text() if spec.is_file() else ""
+    except OSError:
+        return False
+    return DEMO_SPEC_LINE in text and {p.name for p in directory.iterdir()} <= _made_by_demo()
 
 
 def _names(names: list[str]) -> str:
@@ -104,7 +119,7 @@ def prepare_project(directory: Path) -> tuple[Path, Any]:
     spec = (directory / "tidal.yaml").read_text()
     spec = spec.replace("source: data/elec2.csv.gz", "source: data/history.csv")
     # the demo replays 2.5 years in minutes: a per-day cap meant for wall-clock days would stop it cold
-    spec = spec.replace("max_per_day: 4", "max_per_day: 1000   # the demo compresses years into minutes")
+    spec = spec.replace("max_per_day: 4", DEMO_SPEC_LINE)
     (directory / "tidal.yaml").write_text(spec)
     return directory, data.iloc[n0:].reset_index(drop=True)
 

@@ -38,7 +38,7 @@ def _split_flags(args: list[str]) -> tuple[list[str], bool, bool]:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``tidal`` script; returns the exit code."""
     args, debug, json_mode = _split_flags(list(sys.argv[1:] if argv is None else argv))
-    state.update(debug=debug, json=json_mode)
+    state.update(debug=debug)
     try:
         code = typer.main.get_command(app).main(args=args, prog_name="tidal", standalone_mode=False)
     except _CLICK_ERROR as exc:  # a usage mistake: unknown option, missing argument, bad value
