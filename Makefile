@@ -1,21 +1,30 @@
-# Every target creates .venv and installs the project into it first, so each works as the first
-# command on a fresh machine.
+# Every target creates .venv if it is missing and installs what it needs into it first, so each works as
+# the first command on a fresh machine, and in any order after another. `make demo` installs tidal alone
+# (what the demo runs on); `make test` adds the developer tools and the PostgreSQL driver. Each has its own
+# stamp, so a later `make test` after `make demo` (or the reverse) installs only what is missing.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-stamp
+RUNTIME_STAMP := $(VENV)/.stamp-runtime
+DEV_STAMP     := $(VENV)/.stamp-dev
 
 .PHONY: install test lint demo bench clean
 
-$(STAMP): pyproject.toml
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+
+$(RUNTIME_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+	@touch $@
+
+$(DEV_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[dev,postgres]'
-	@touch $(STAMP)
+	@touch $@ $(RUNTIME_STAMP)
 
-install: $(STAMP)
+install: $(DEV_STAMP)
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/lint-imports
 	$(BIN)/mypy
@@ -23,10 +32,11 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest -q
 
-demo: $(STAMP)
+demo: $(RUNTIME_STAMP)
 	$(BIN)/tidal demo
+	@echo "tidal is installed in .venv: run .venv/bin/tidal, or 'source .venv/bin/activate' and then tidal"
 
-bench: $(STAMP)
+bench: $(DEV_STAMP)
 	bash bench/run.sh
 
 clean:

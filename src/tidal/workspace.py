@@ -17,6 +17,7 @@ implementation.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import uuid
@@ -30,9 +31,10 @@ from typing import Any
 
 from tidal.core.clock import SystemClock
 from tidal.core.entities import Alias, Event, LogCheck, Metric, ModelVersion, Report, Run, RunStatus, StepRecord
-from tidal.core.errors import ModelNotFound, ReportNotFound, RunNotFound, SpecError, TidalError
+from tidal.core.errors import ModelNotFound, ReportNotFound, RunNotFound, SourceError, SpecError, TidalError
 from tidal.core.ports import ArtifactStore, Clock, MetadataStore, PredictionLog
 from tidal.core.settings import Settings
+from tidal.data.sources.base import url_scheme
 from tidal.executors import open_executor
 from tidal.loop.backtest import BacktestResult, Progress, run_backtest
 from tidal.loop.context import LoopContext
@@ -126,6 +128,26 @@ def _project_name(folder: str) -> str:
     return name if name[0].isalpha() else f"p{name}"[:64]
 
 
+def _source_for(root: Path, source: str) -> str:
+    """``source`` (given from the current folder) as tidal.yaml in ``root`` names it: a path relative to
+    ``root`` when it lies inside, absolute otherwise; URLs (``s3://``, ``sqlite:///``, SQL URLs) are kept
+    as written, and globs only made relative to ``root``. A file that is not there is refused."""
+    if url_scheme(source) is not None:
+        return source
+    full = Path(os.path.abspath(Path(source).expanduser()))
+    if not re.search(r"[*?\[]", source):
+        if full.is_dir():
+            raise SourceError(f"data source {source!r} is a folder, not a file ({full})",
+                              hint=f"name a file, or a glob such as {source.rstrip('/')}/*.csv")
+        if not full.is_file():
+            raise SourceError(f"data source {source!r} not found: no file {full}",
+                              hint="give the path from the folder you run tidal in, or an absolute one")
+    try:
+        return full.relative_to(Path(os.path.abspath(root))).as_posix()
+    except ValueError:
+        return str(full)
+
+
 class Workspace:
     """A tidal project: its spec, its stores and the services over them."""
 
@@ -170,11 +192,19 @@ class Workspace:
         path: str | Path = ".", *, example: str | None = None, name: str | None = None,
         source: str | None = None, target: str | None = None, force: bool = False,
     ) -> Path:
-        """Create a project in ``path``: a copy of a bundled example, or a commented tidal.yaml."""
+        """Create a project in ``path``: a copy of a bundled example, or a commented tidal.yaml.
+
+        A local ``source`` is a path from the current folder (as every path given to a command is); it is
+        written into tidal.yaml relative to the project when it lies inside it, absolute otherwise, and a
+        file that does not exist is refused (a glob is placed the same way, unchecked). URLs are written as
+        given.
+        """
         root = Path(path)
         spec_path = root / SPEC_FILE
         if spec_path.exists() and not force:
             raise SpecError(f"{spec_path} already exists", hint="use --force to overwrite it")
+        if source is not None and example is None:
+            _source_for(root, source)  # refused before anything is created
         root.mkdir(parents=True, exist_ok=True)
         if example is not None:
             if example not in EXAMPLES:
@@ -189,7 +219,8 @@ class Workspace:
                     shutil.copyfile(item, dest)
             return spec_path
         project = name or _project_name(root.resolve().name)
-        spec_path.write_text(default_spec_yaml(project, source or "data/train.csv", target or "target"))
+        written = "data/train.csv" if source is None else _source_for(root, source)
+        spec_path.write_text(default_spec_yaml(project, written, target or "target"))
         return spec_path
 
     def close(self) -> None:
@@ -255,14 +286,16 @@ class Workspace:
 
         The window is the newest ``window`` predictions (``monitor.window`` by default), or those since
         ``since``, of the serving version (of every version with ``all_versions``). The report is stored;
-        an alert (dataset drift, performance below its floor) is recorded as an event.
+        an alert (dataset drift, performance below its floor) is recorded as an event. A window with no
+        predictions has nothing to judge: the report returned has ``window["rows"] == 0`` and is neither
+        stored nor written as HTML.
         """
         from tidal.loop.monitoring import monitor_once
         from tidal.monitor import render_html
 
         mv = self.models.get(model or self.spec.name)
         report = monitor_once(self.context(), mv, window=window, since=since, all_versions=all_versions)
-        if html is not None:
+        if html is not None and report.window.get("rows"):
             recent = list(reversed(self.store.list_reports(mv.name, limit=20)))
             render_html(recent, mv, Path(html))
         return report

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -32,11 +33,23 @@ def test_backtest_on_elec2(elec2_project: Path) -> None:
 @pytest.mark.slow
 def test_demo_runs_the_whole_loop_and_beats_the_static_model(tmp_path: Path) -> None:
     started = time.monotonic()
-    proc = _cli(tmp_path)("demo", "demo", check=True)
+    proc = _cli(tmp_path)("demo", "demo", "--json", check=True)
     assert time.monotonic() - started < 300
-    out = proc.stdout
-    assert "the loop beats the static model" in out, out[-3000:]
+    shown = proc.stderr  # with --json the live display goes to stderr, the comparison to stdout
+    assert "the loop beats the static model" in shown, shown[-3000:]
     for line in ("loop", "static", "last_label"):
-        assert any(ln.strip("│ ").startswith(line) for ln in out.splitlines()), line
-    assert (tmp_path / "demo" / "reports" / "loop.html").is_file()
-    assert (tmp_path / "demo" / "reports" / "monitor.html").is_file()
+        assert any(ln.strip("│ ").startswith(line) for ln in shown.splitlines()), line
+    summary = json.loads(proc.stdout)
+    assert summary["beats_static"] and summary["loop"]["score"] > summary["static"]["score"]
+    assert summary["rows"] == 36_250 and summary["loop"]["retrains"] > 0
+    demo = tmp_path / "demo"
+    assert (demo / ".tidal-demo").is_file()
+    assert Path(summary["reports"]["monitor"]) == Path("demo") / "reports" / "monitor.html"
+    assert (demo / "reports" / "monitor.html").is_file()
+    page = (demo / "reports" / "loop.html").read_text()
+    # no periodic strategy was run live: no "nan" score, no "retrained every 0 rows"
+    assert "nan" not in page and "every 0" not in page
+    # each event at the streamed row of the tick that made it, promotions included
+    rows = [(int(r.replace(",", "")), k) for r, k in re.findall(r"<tr><td>([\d,]+)</td><td>([a-z.]+)</td>", page)]
+    assert {k for _, k in rows} >= {"loop.retrain", "alias.moved"}
+    assert min(r for r, _ in rows) > 0 and len({r for r, _ in rows}) > 5

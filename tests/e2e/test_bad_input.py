@@ -1,5 +1,5 @@
-"""Bad input through the CLI: one line that names the problem and the fix, exit code 2, no traceback,
-and nothing already stored is lost or corrupted."""
+"""Bad input through the CLI: one line that names the problem and the fix, exit code 2 (3 for a model that
+failed its gate), no traceback, and nothing already stored is lost or corrupted."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from tidal import Workspace
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 
 
-def _fails(proc: subprocess.CompletedProcess[str], *needles: str) -> str:
+def _fails(proc: subprocess.CompletedProcess[str], *needles: str, code: int = 2) -> str:
     out = proc.stdout + proc.stderr
-    assert proc.returncode == 2, out
+    assert proc.returncode == code, out
     assert "Traceback" not in out, out
     line = proc.stderr.strip()
     assert line.startswith("error:") and len(line.splitlines()) == 1, proc.stderr
@@ -142,7 +142,7 @@ def test_a_failed_gate_rejects_the_version_and_the_champion_stays(trained: tuple
     project, cli = trained
     _edit(project / "tidal.yaml", "max_iter: 30", "max_iter: 5")
     _edit(project / "tidal.yaml", "accuracy >= 0.60", "accuracy >= 0.99")
-    line = _fails(cli("run"), "elec2:2", "rejected", "accuracy", "champion stays elec2:1")
+    line = _fails(cli("run"), "elec2:2", "rejected", "accuracy", "champion stays elec2:1", code=3)  # its own code
     assert "0.99" in line
     models = json.loads(cli("models", "ls", "--json", check=True).stdout)
     assert [(m["version"], m["state"], m["aliases"]) for m in models] == [

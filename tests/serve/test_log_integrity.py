@@ -161,7 +161,7 @@ def test_an_unreadable_batch_is_skipped_reported_once_and_quarantined(
     for _ in range(2):
         monitor = cli("-C", str(project), "monitor")
         assert monitor.returncode == 0, monitor.stderr
-        assert "2 stored predictions (1 batches) cannot be read" in monitor.stdout, monitor.stdout
+        assert "2 stored predictions (1 batch) cannot be read" in monitor.stdout, monitor.stdout
     with Workspace.open(project) as ws:
         (event,) = ws.events(kind="predictions.unreadable")  # reported once, not on every read
         assert event.data["refs"] == [f"batch {seq + 1}"] and "--quarantine" in event.message

@@ -5,6 +5,9 @@ loopback port; the rest of Elec2 streams through it over HTTP in time order, eac
 after a delay; the controller monitors, retrains, gates and promotes in the background while the server
 hot-swaps; a live display shows the window accuracy, drift and every event. It ends with the comparison
 table (the loop against the static first champion and the last-label baseline) and HTML reports.
+
+The demo writes into a folder it makes (marked by a ``.tidal-demo`` file), and replaces only such a folder:
+a folder with anything else in it is refused. SIGTERM and SIGHUP stop it as Ctrl-C does, server included.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
+from tidal.cli.failures import signals_as_interrupts
+
 HISTORY_SHARE = 0.2
 BATCH = 50          # rows per /predict request
 LABEL_DELAY = 0     # rows before a label is sent back
@@ -41,14 +46,71 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+#: The file that marks a folder as made by ``tidal demo``.
+MARKER = ".tidal-demo"
+#: What a demo puts in its folder besides the example's own files.
+MADE_HERE = (MARKER, ".tidal", "reports", "server.log")
+
+
+def _made_by_demo() -> set[str]:
+    from tidal.workspace import examples_dir
+
+    return {p.name for p in (examples_dir() / "elec2").iterdir()} | set(MADE_HERE)
+
+
+def claim_folder(directory: Path) -> None:
+    """Make ``directory`` the demo's: create it, take it if empty, or clear what an earlier demo made in it.
+    Anything else is refused before a file is touched: tidal removes only what it made."""
+    from tidal.core.errors import TidalError
+
+    hint = "choose a new or empty folder: tidal demo OTHER_FOLDER"
+    if directory.exists() and not directory.is_dir():
+        raise TidalError(f"{directory} is a file, not a folder", hint=hint)
+    entries = sorted(p.name for p in directory.iterdir()) if directory.is_dir() else []
+    if entries and MARKER not in entries and not _made_before_the_marker(directory):
+        raise TidalError(f"{directory} is not empty ({_names(entries)}) and tidal demo did not make it; the demo "
+                         "replaces only a folder it made", hint=hint)
+    foreign = [name for name in entries if name not in _made_by_demo()]
+    if foreign:
+        raise TidalError(f"{directory} holds files an earlier tidal demo did not make ({_names(foreign)}), and a "
+                         "new demo replaces the folder", hint=f"move them out, or {hint}")
+    for name in entries:
+        path = directory / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / MARKER).write_text("Made by `tidal demo`: the next `tidal demo` in this folder replaces what the "
+                                    "demo made here, and refuses if anything else is in it.\n")
+
+
+#: A line only the demo writes into its tidal.yaml: it also marks the folders of demos run before the marker.
+DEMO_SPEC_LINE = "max_per_day: 1000   # the demo compresses years into minutes"
+
+
+def _made_before_the_marker(directory: Path) -> bool:
+    """A demo folder from a tidal that wrote no marker: only what a demo makes, and the tidal.yaml line
+    that only the demo writes."""
+    spec = directory / "tidal.yaml"
+    try:
+        text = spec.read_text() if spec.is_file() else ""
+    except OSError:
+        return False
+    return DEMO_SPEC_LINE in text and {p.name for p in directory.iterdir()} <= _made_by_demo()
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+
+
 def prepare_project(directory: Path) -> tuple[Path, Any]:
-    """The Elec2 example with its history (first 20 %) as the source and the rest kept to stream."""
+    """The Elec2 example with its history (first 20 %) as the source and the rest kept to stream, in a
+    folder :func:`claim_folder` took."""
     import pandas as pd
 
     from tidal.workspace import Workspace
 
-    if directory.exists():
-        shutil.rmtree(directory)
     Workspace.init(directory, example="elec2")
     raw = gzip.decompress((directory / "data" / "elec2.csv.gz").read_bytes())
     data = pd.read_csv(io.BytesIO(raw))
@@ -57,12 +119,21 @@ def prepare_project(directory: Path) -> tuple[Path, Any]:
     spec = (directory / "tidal.yaml").read_text()
     spec = spec.replace("source: data/elec2.csv.gz", "source: data/history.csv")
     # the demo replays 2.5 years in minutes: a per-day cap meant for wall-clock days would stop it cold
-    spec = spec.replace("max_per_day: 4", "max_per_day: 1000   # the demo compresses years into minutes")
+    spec = spec.replace("max_per_day: 4", DEMO_SPEC_LINE)
     (directory / "tidal.yaml").write_text(spec)
     return directory, data.iloc[n0:].reset_index(drop=True)
 
 
-def run_demo(directory: Path, console: Console) -> None:
+def run_demo(directory: Path, console: Console) -> dict[str, Any]:
+    """Run the demo in ``directory``, showing it on ``console``; returns the comparison (``--json``).
+
+    SIGTERM and SIGHUP stop it as Ctrl-C does: the server it started is stopped before it exits.
+    """
+    with signals_as_interrupts(signal.SIGTERM, signal.SIGHUP):
+        return _run_demo(directory, console)
+
+
+def _run_demo(directory: Path, console: Console) -> dict[str, Any]:
     import httpx
     from threadpoolctl import threadpool_limits
 
@@ -72,6 +143,7 @@ def run_demo(directory: Path, console: Console) -> None:
     # OpenMP's spinning threads cost a 2-core machine dearly while a server and a controller share it
     threadpool_limits(limits=1)
     started = time.monotonic()
+    claim_folder(directory)  # refuses before anything is shown or written
     console.rule(f"[bold]tidal demo[/] · Elec2 · {directory}")
     project, stream = prepare_project(directory)
     console.print(f"1. train the first champion on the first {HISTORY_SHARE:.0%} of Elec2 "
@@ -89,14 +161,16 @@ def run_demo(directory: Path, console: Console) -> None:
 
     port = _free_port()
     log = open(project / "server.log", "w")  # noqa: SIM115 - closed in finally
-    server = subprocess.Popen([sys.executable, "-m", "tidal", "-C", str(project), "serve", "--port", str(port)],
-                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     events: deque[str] = deque(maxlen=10)
-    state: dict[str, Any] = {"drift": None, "champion": first.version, "ticks": 0, "retrains": 0}
+    state: dict[str, Any] = {"drift": None, "champion": first.version, "ticks": 0, "retrains": 0, "story": []}
     y = stream["up"].to_numpy()
     served = np.zeros(len(stream), dtype=int)
     versions = np.zeros(len(stream), dtype=int)
+    server: subprocess.Popen[bytes] | None = None
     try:
+        # its own session: a Ctrl-C in the terminal reaches the demo only, which then stops the server itself
+        server = subprocess.Popen([sys.executable, "-m", "tidal", "-C", str(project), "serve", "--port", str(port)],
+                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         url = f"http://127.0.0.1:{port}"
         _wait_ready(url, server, project)
         console.print(f"2. the server answers on {url} (prediction log on); the controller ticks every "
@@ -106,6 +180,7 @@ def run_demo(directory: Path, console: Console) -> None:
         with httpx.Client(base_url=url, timeout=60) as client, Workspace.open(project) as cws, \
                 Live(console=console, refresh_per_second=4) as live:
             controller = cws.controller(owner="demo")
+            state["last_event"] = max((e.id for e in cws.events(limit=1)), default=0)
             next_tick = TICK_ROWS
             try:
                 for lo in range(0, len(stream), BATCH):
@@ -120,7 +195,7 @@ def run_demo(directory: Path, console: Console) -> None:
                                     ).raise_for_status()
                     if hi >= next_tick or hi == len(stream):
                         next_tick += TICK_ROWS
-                        _tick(controller, state, events)
+                        _tick(controller, cws, state, events, row=hi)
                         _wait_serving(client, state["champion"])
                     live.update(_panel(hi, len(stream), served, y, versions, state, events))
             finally:
@@ -128,23 +203,47 @@ def run_demo(directory: Path, console: Console) -> None:
         console.print()
         console.print(f"3. streamed {len(stream):,} rows in {time.monotonic() - started:.0f} s")
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
+        if server is not None:
+            _stop(server)
         log.close()
-    _summary(console, project, stream, columns, static_model, served, y, versions, state)
-    console.print(f"done in {time.monotonic() - started:.0f} s")
+    summary = _summary(console, project, stream, columns, static_model, served, y, state)
+    summary["seconds"] = round(time.monotonic() - started, 1)
+    console.print(f"done in {summary['seconds']:.0f} s")
+    return summary
 
 
-def _tick(controller: Any, state: dict[str, Any], events: deque[str]) -> None:
+def _stop(server: subprocess.Popen[bytes]) -> None:
+    """Stop the server's process group: SIGTERM (a graceful stop), SIGKILL after 20 s."""
+    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(server.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            server.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+#: The events the loop's story (the HTML report's table and chart marks) shows.
+STORY = ("loop.retrain", "alias.moved", "gate.failed", "loop.rollback")
+
+
+def _tick(controller: Any, ws: Any, state: dict[str, Any], events: deque[str], *, row: int) -> None:
     tick = controller.tick()
     state.update(drift=tick.drift_share, champion=tick.champion, ticks=state["ticks"] + 1)
     for e in tick.events:
         events.append(f"[cyan]{escape(e.kind)}[/] {escape(e.message)}")
         if e.kind == "loop.retrain":
             state["retrains"] += 1
+    # the tick's own events, and those of the run a retrain made (gate, registration, promotion), all placed
+    # at the streamed row the tick came after: where they show on the chart
+    recorded = [e for e in ws.events(limit=500) if e.id > state["last_event"]]
+    for e in recorded:
+        if e.kind in STORY:
+            state["story"].append({"row": row, "kind": e.kind, "message": e.message})
+    state["last_event"] = max([state["last_event"], *(e.id for e in recorded)])
 
 
 def _wait_serving(client: Any, version: int | None, timeout: float = 15.0) -> None:
@@ -185,7 +284,8 @@ def _panel(done: int, total: int, served: np.ndarray, y: np.ndarray, versions: n
 
 
 def _summary(console: Console, project: Path, stream: Any, columns: list[str], static_model: Any,
-             served: np.ndarray, y: np.ndarray, versions: np.ndarray, state: dict[str, Any]) -> None:
+             served: np.ndarray, y: np.ndarray, state: dict[str, Any]) -> dict[str, Any]:
+    from tidal.core.text import count
     from tidal.data.prepare import as_model_input
     from tidal.loop.backtest import BacktestResult, _rolling
     from tidal.loop.backtest_html import render_backtest_html
@@ -195,41 +295,37 @@ def _summary(console: Console, project: Path, stream: Any, columns: list[str], s
         kinds = dict(ws.models.get("elec2:1").signature.columns)
         static = np.asarray(static_model.predict(as_model_input(stream, columns, kinds)))
         last_label = np.concatenate([[y[0]], y[:-1]]) if LABEL_DELAY == 0 else np.roll(y, LABEL_DELAY + 1)
-        events = ws.events(limit=10_000)
-        loop_events = [e for e in events if e.kind in ("loop.retrain", "alias.moved", "gate.failed", "loop.rollback")]
-        promotions = sum(1 for e in events if e.kind == "alias.moved" and e.data.get("alias") == "champion"
-                         and str(e.data.get("trigger", "")).startswith("loop") and not e.data.get("rollback"))
+        story = state["story"]
+        promotions = sum(1 for e in ws.events(kind="alias.moved", limit=10_000)
+                         if e.data.get("alias") == "champion" and not e.data.get("rollback")
+                         and str(e.data.get("trigger", "")).startswith("loop"))
         width = max(200, len(y) // 40)
         points = np.unique(np.linspace(width, len(y), num=200, dtype=int))
-        first_served = {}
-        for i, v in enumerate(versions):
-            first_served.setdefault(int(v), i)
-        story = [{"row": first_served.get(int(e.subject.rsplit(":", 1)[-1]), 0) if e.kind == "alias.moved" else 0,
-                  "kind": e.kind, "message": e.message} for e in loop_events]
         result = BacktestResult(
             metric="accuracy", rows=len(y), initial_rows=int(len(y) * HISTORY_SHARE / (1 - HISTORY_SHARE)),
             loop={"score": float(np.mean(served == y)), "retrains": state["retrains"], "promotions": promotions,
-                  "rejections": sum(e.kind == "gate.failed" for e in events),
-                  "rollbacks": sum(e.kind == "loop.rollback" for e in events)},
+                  "rejections": sum(e["kind"] == "gate.failed" for e in story),
+                  "rollbacks": sum(e["kind"] == "loop.rollback" for e in story)},
             static={"score": float(np.mean(static == y))},
-            periodic={"score": float("nan"), "every": 0, "retrains": 0},
+            periodic={},  # not run live: retraining blindly is what `tidal backtest` compares against
             last_label={"score": float(np.mean(last_label == y))},
             curves={"loop": _rolling("classification", y, served, width, points),
                     "static": _rolling("classification", y, static, width, points),
                     "last_label": _rolling("classification", y, last_label, width, points)},
             curve_rows=[int(p) for p in points], events=story)
+        loop = result.loop
         table = Table(title="the live run: prequential accuracy on the streamed rows", title_justify="left")
         for col in ("strategy", "accuracy", "what it did"):
             table.add_column(col)
-        table.add_row("loop", f"{result.loop['score']:.4f}",
-                      f"{state['retrains']} retrains, {promotions} promotions, {result.loop['rejections']} "
-                      f"rejections, {result.loop['rollbacks']} rollbacks")
+        table.add_row("loop", f"{loop['score']:.4f}",
+                      f"{count(loop['retrains'], 'retrain')}, {count(promotions, 'promotion')}, "
+                      f"{count(loop['rejections'], 'rejection')}, {count(loop['rollbacks'], 'rollback')}")
         table.add_row("static", f"{result.static['score']:.4f}", "the first champion, never retrained")
         table.add_row("last_label", f"{result.last_label['score']:.4f}", "predicts the most recent label seen")
         console.print(table)
-        verdict = "beats" if result.loop["score"] > result.static["score"] else "does not beat"
+        verdict = "beats" if loop["score"] > result.static["score"] else "does not beat"
         console.print(f"the loop {verdict} the static model by "
-                      f"{(result.loop['score'] - result.static['score']) * 100:+.1f} accuracy points")
+                      f"{(loop['score'] - result.static['score']) * 100:+.1f} accuracy points")
         monitor_html = project / "reports" / "monitor.html"
         ws.monitor(html=monitor_html)
         comparison_html = render_backtest_html(result, project / "reports" / "loop.html",
@@ -238,3 +334,7 @@ def _summary(console: Console, project: Path, stream: Any, columns: list[str], s
                       f"[bold]{monitor_html}[/] (drift and performance of the serving champion)")
         console.print(f"the whole story: [bold]tidal -C {project} events[/] · why this champion: "
                       f"[bold]tidal -C {project} models show elec2[/]")
+        return {"project": str(project), "metric": "accuracy", "rows": len(y), "loop": loop,
+                "static": result.static, "last_label": result.last_label,
+                "beats_static": loop["score"] > result.static["score"],
+                "reports": {"loop": str(comparison_html), "monitor": str(monitor_html)}}

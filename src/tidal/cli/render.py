@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tidal.core.entities import Event, ModelVersion, Report, Run, StepRecord, StepStatus
+from tidal.core.text import count
 
 STATUS_STYLE = {
     StepStatus.DONE: ("✓", "green"), StepStatus.REUSED: ("↺", "cyan"), StepStatus.FAILED: ("✗", "red"),
@@ -177,7 +178,7 @@ class TickPrinter:
 
 
 def backtest_table(result: Any) -> Table:
-    table = Table(title=f"backtest: {result.rows:,} rows after {result.initial_rows:,} initial rows "
+    table = Table(title=f"backtest: {count(result.rows, 'row')} after {count(result.initial_rows, 'initial row')} "
                         f"(prequential {result.metric})", title_justify="left")
     for col in ("strategy", result.metric, "what it did"):
         table.add_column(col)
@@ -185,11 +186,11 @@ def backtest_table(result: Any) -> Table:
     best = max if result.metric != "rmse" else min
     top = best(result.loop["score"], result.static["score"], result.periodic["score"], result.last_label["score"])
     for name, data, what in (
-        ("loop", loop, f"{loop['retrains']} retrains, {loop['promotions']} promotions, "
-                       f"{loop['rejections']} rejections, {loop['rollbacks']} rollbacks"),
+        ("loop", loop, f"{count(loop['retrains'], 'retrain')}, {count(loop['promotions'], 'promotion')}, "
+                       f"{count(loop['rejections'], 'rejection')}, {count(loop['rollbacks'], 'rollback')}"),
         ("static", result.static, "the first champion, never retrained"),
-        ("periodic", result.periodic, f"retrained every {result.periodic['every']:,} rows "
-                                      f"({result.periodic['retrains']} retrains)"),
+        ("periodic", result.periodic, f"retrained every {count(result.periodic['every'], 'row')} "
+                                      f"({count(result.periodic['retrains'], 'retrain')})"),
         ("last_label", result.last_label, "predicts the most recent label seen"),
     ):
         style = "bold green" if data["score"] == top else ""
@@ -200,7 +201,7 @@ def backtest_table(result: Any) -> Table:
 def report_table(r: Report) -> Table:
     """The drift table of a report, one row per feature, with its performance line as the caption."""
     drift = r.body.get("drift") or {}
-    table = Table(title=f"{r.model}:{r.version} · {r.window.get('rows', 0):,} predictions · drift share "
+    table = Table(title=f"{r.model}:{r.version} · {count(r.window.get('rows', 0), 'prediction')} · drift share "
                         f"{r.drift_share:.2f} ({'drifted' if r.drifted else 'no dataset drift'})",
                   title_justify="left")
     for col in ("feature", "test", "statistic", "threshold", "drifted", "nulls now"):
@@ -217,7 +218,7 @@ def report_table(r: Report) -> Table:
         ci = perf.get("ci")
         table.caption = (f"{perf['metric']} {perf['value']:.4f}"
                          + (f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "")
-                         + f" on {perf['labelled']:,} labelled predictions; validation "
+                         + f" on {count(perf['labelled'], 'labelled prediction')}; validation "
                          + ("n/a" if perf.get("validation") is None else f"{perf['validation']:.4f}"))
     elif perf:
         table.caption = f"performance: {perf.get('why') or perf.get('status')}"

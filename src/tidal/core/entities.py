@@ -185,7 +185,7 @@ class Prediction:
     """One served answer, stored before it is acknowledged.
 
     ``inputs`` is the row as received (column → value); ``output`` the prediction; ``proba`` the class
-    probabilities in the order of the version's ``signature["classes"]`` (classifiers only).
+    probabilities in the order of the version's ``signature.classes`` (classifiers only).
     ``deployment`` says what answered (``direct``, ``canary``, ``shadow``); ``served`` is False for an
     answer computed but not returned (a shadow challenger). ``label`` arrives later, as feedback.
     """

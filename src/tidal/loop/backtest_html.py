@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
+from typing import Any
 
+from tidal.core.text import count
 from tidal.loop.backtest import BacktestResult
 
 COLORS = {"loop": "#1f77b4", "static": "#d62728", "periodic": "#2ca02c", "last_label": "#7f7f7f"}
@@ -38,7 +40,7 @@ def _chart(result: BacktestResult, width: int = 900, height: int = 320) -> str:
         color = EVENT_COLORS.get(e["kind"], "#999")
         parts.append(f'<line x1="{x(e["row"]):.1f}" x2="{x(e["row"]):.1f}" y1="{pad_t}" y2="{height - pad_b}" '
                      f'stroke="{color}" stroke-opacity="0.35" stroke-dasharray="3,3">'
-                     f'<title>row {e["row"]}: {html.escape(e["message"])}</title></line>')
+                     f'<title>row {e["row"]:,}: {html.escape(e["message"])}</title></line>')
     for name, curve in result.curves.items():
         pts = " ".join(f"{x(r):.1f},{y(v):.1f}" for r, v in zip(rows, curve, strict=False))
         parts.append(f'<polyline fill="none" stroke="{COLORS.get(name, "#000")}" stroke-width="1.8" '
@@ -50,20 +52,21 @@ def _chart(result: BacktestResult, width: int = 900, height: int = 320) -> str:
 
 def render_backtest_html(result: BacktestResult, path: Path, *, title: str = "tidal backtest") -> Path:
     """Write the page to ``path`` and return it."""
+    # a strategy that was not run (the live demo runs no periodic retraining) has no score: no row
     rows = "".join(
         f"<tr><td><span style='color:{COLORS[name]}'>■</span> {name}</td><td>{data['score']:.4f}</td>"
         f"<td>{html.escape(_detail(name, data))}</td></tr>"
         for name, data in (("loop", result.loop), ("static", result.static), ("periodic", result.periodic),
-                           ("last_label", result.last_label)))
+                           ("last_label", result.last_label)) if data.get("score") is not None)
     legend = " · ".join(f"<span style='color:{c}'>┆ {k}</span>" for k, c in EVENT_COLORS.items())
     events = "".join(
-        f"<tr><td>{e['row']}</td><td>{html.escape(e['kind'])}</td><td>{html.escape(e['message'])}</td></tr>"
+        f"<tr><td>{e['row']:,}</td><td>{html.escape(e['kind'])}</td><td>{html.escape(e['message'])}</td></tr>"
         for e in result.events)
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:960px}}table{{border-collapse:collapse}}
 td,th{{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left;font-size:14px}}</style></head><body>
 <h1>{html.escape(title)}</h1>
-<p>{result.rows:,} rows replayed in time order after {result.initial_rows:,} initial rows; prequential
+<p>{count(result.rows, 'row')} replayed in time order after {count(result.initial_rows, 'initial row')}; prequential
 {result.metric} (each row predicted before its label arrived).</p>
 <table><tr><th>strategy</th><th>{result.metric}</th><th></th></tr>{rows}</table>
 <h2>Rolling {result.metric}</h2>{_chart(result)}<p style="font-size:12px">{legend}</p>
@@ -74,12 +77,12 @@ td,th{{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left;font-size:1
     return path
 
 
-def _detail(name: str, data: dict[str, object]) -> str:
+def _detail(name: str, data: dict[str, Any]) -> str:
     if name == "loop":
-        return (f"{data['retrains']} retrains, {data['promotions']} promotions, {data['rejections']} rejections, "
-                f"{data['rollbacks']} rollbacks")
+        return (f"{count(data['retrains'], 'retrain')}, {count(data['promotions'], 'promotion')}, "
+                f"{count(data['rejections'], 'rejection')}, {count(data['rollbacks'], 'rollback')}")
     if name == "periodic":
-        return f"retrained every {data['every']} rows ({data['retrains']} retrains)"
+        return f"retrained every {count(data['every'], 'row')} ({count(data['retrains'], 'retrain')})"
     if name == "static":
         return "the first champion, never retrained"
     return "the most recent label seen"

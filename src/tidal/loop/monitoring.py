@@ -24,7 +24,11 @@ def monitor_once(
     ctx: LoopContext, mv: ModelVersion, *, window: int | None = None, since: datetime | None = None,
     all_versions: bool = False, record: bool = True,
 ) -> Report:
-    """Build (and store, when ``record``) a report over ``mv``'s most recent predictions."""
+    """Build (and store, when ``record``) a report over ``mv``'s most recent predictions.
+
+    A window with no predictions has nothing to judge: its report is built (``window["rows"]`` is 0; the
+    controller reads it as "no drift seen") but never stored and never alerted on.
+    """
     cfg = ctx.spec.monitor
     last = None if since is not None and window is None else (window or cfg.window)
     preds = ctx.predictions.window(model=mv.name, version=None if all_versions else mv.version, since=since,
@@ -34,7 +38,7 @@ def monitor_once(
     skipped = note_unreadable(ctx, mv.name) if record else ctx.predictions.skipped()
     if skipped:
         report.window["unreadable"] = {"batches": len(skipped), "predictions": sum(b.predictions for b in skipped)}
-    if record:
+    if record and preds:
         ctx.store.save_report(report)
         if report.alerts:
             ctx.store.append_event(Event(

@@ -4,7 +4,7 @@
 every row stays absent, so drift can report it missing), then ``__prediction`` (the output),
 ``__score`` (classifiers: the positive-class probability for two classes, the top probability for
 more, as the validation-time profile has it), ``__proba`` (the logged probabilities, in
-``signature["classes"]`` order, or None), ``__label`` (the feedback, or None) and ``__time``.
+``signature.classes`` order, or None), ``__label`` (the feedback, or None) and ``__time``.
 """
 
 from __future__ import annotations

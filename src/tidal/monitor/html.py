@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tidal.core.entities import ModelVersion, Report
+from tidal.core.text import count
 from tidal.monitor.svg import distribution_svg, line_svg
 
 _CSS = """
@@ -67,7 +68,8 @@ def _header(report: Report, body: Mapping[str, Any]) -> str:
     if window.get("first"):
         span = f", {escape(str(window['first']))} → {escape(str(window.get('last')))}"
     return (f"<p>Report <code>{escape(report.id)}</code> made {escape(report.created_at.isoformat())} · window "
-            f"{int(window.get('rows') or 0):,} predictions{span} · {int(window.get('labelled') or 0):,} labelled</p>")
+            f"{count(int(window.get('rows') or 0), 'prediction')}{span} · {int(window.get('labelled') or 0):,} "
+            "labelled</p>")
 
 
 def _alerts(body: Mapping[str, Any]) -> str:
@@ -129,7 +131,7 @@ def _trends(reports: Sequence[Report]) -> str:
             + line_svg(perf_points, title=f"{metric or 'metric'} (95% interval shaded)")
             + "</div><div class='card'>"
             + line_svg(share_points, title="share of drifted features", threshold=threshold, percent=True)
-            + f"</div></div><p class='muted'>{len(reports)} report(s).</p>")
+            + f"</div></div><p class='muted'>{count(len(reports), 'report')}.</p>")
 
 
 def _drift_summary(drift: Mapping[str, Any]) -> str:

@@ -159,7 +159,7 @@ def _encode(
     mv: ModelVersion, frame: pd.DataFrame,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, int, int] | None:
     """(y, prediction, proba, unusable rows, number of classes) over the labelled rows: classes as
-    codes in ``signature["classes"]`` order, numbers as float64 for regression. A row is unusable when
+    codes in ``signature.classes`` order, numbers as float64 for regression. A row is unusable when
     its label or its prediction is not one of the model's classes (or not a number, for regression):
     it is counted, and left out of the metrics."""
     if LABEL not in frame.columns or len(frame) == 0:

@@ -44,6 +44,7 @@ from typing import Any
 import pandas as pd
 
 from tidal.core.entities import ModelVersion, Prediction, Report
+from tidal.core.text import count
 from tidal.monitor.auto import AUTO
 from tidal.monitor.drift import DatasetDrift, detect_drift
 from tidal.monitor.frame import LABEL, TIME, frame_of
@@ -122,8 +123,10 @@ def summarize(report: Report, *, notes: bool = False) -> list[str]:
     lines = list(report.alerts) if alerts is None else [str(a.get("message", "")) for a in alerts]
     unreadable = (report.window or {}).get("unreadable")
     if unreadable:
-        lines.append(f"{unreadable['predictions']} stored predictions ({unreadable['batches']} batches) cannot be "
-                     "read and were left out of this window: run `tidal predictions check --quarantine`")
+        lines.append(f"{count(unreadable['predictions'], 'stored prediction')} "
+                     f"({count(unreadable['batches'], 'batch', 'batches')}) cannot be read and "
+                     f"{'was' if unreadable['predictions'] == 1 else 'were'} left out of this window: run "
+                     "`tidal predictions check --quarantine`")
     if notes:
         lines += [f"note: {n.get('message', '')}" for n in body.get("notes") or []]
     return lines

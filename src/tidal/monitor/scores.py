@@ -3,7 +3,7 @@
 A report's point estimates come from :func:`tidal.evaluate.metrics.compute_metrics`; a bootstrap
 interval recomputes one metric a few hundred times, where scikit-learn's input validation would cost
 more than the arithmetic. These functions give the same numbers (a unit test holds them to it) on
-encoded inputs: classes as codes ``0..k-1`` in ``signature["classes"]`` order (``-1`` for a predicted
+encoded inputs: classes as codes ``0..k-1`` in ``signature.classes`` order (``-1`` for a predicted
 class outside them), ``proba`` with one column per class in that order.
 """
 

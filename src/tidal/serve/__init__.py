@@ -4,7 +4,7 @@
   ``POST /feedback``, ``GET /healthz``, ``/readyz``, ``/metrics``, ``/model``, docs at ``/docs``.
 - :func:`run_server` (``root, *, host, port, workers``) runs it with uvicorn (``tidal serve``).
 
-Only this package (and ``tidal.ui``) imports FastAPI, Starlette and uvicorn; importing it loads FastAPI
+Only this package imports FastAPI, Starlette and uvicorn; importing it loads FastAPI
 but not the model stack, which loads with the workspace.
 """
 

@@ -17,6 +17,7 @@ other than loopback logs a warning that says so (:func:`exposure_warning`).
 from __future__ import annotations
 
 import copy
+import errno
 import ipaddress
 import logging
 import os
@@ -74,6 +75,33 @@ def exposure_warning(host: str) -> str | None:
             "make sure only trusted clients can reach it")
 
 
+def check_port(host: str, port: int) -> None:
+    """Raise :class:`~tidal.core.errors.ServingError` if the server could not listen on ``host``:``port``
+    (in use, not allowed, no such address). Checked before uvicorn starts: its own failure comes after
+    "Application startup complete", as an ``[Errno 98]`` line among its logs. Port 0 (any free port)
+    always binds."""
+    from tidal.core.errors import ServingError
+
+    if port == 0:
+        return
+    # as uvicorn binds: the address family from the host, SO_REUSEADDR (a port left in TIME_WAIT is free)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ServingError(f"port {port} on {host} is in use",
+                                   hint="choose another with --port or deploy.port") from None
+            if exc.errno == errno.EACCES:
+                raise ServingError(f"not allowed to listen on port {port} on {host}",
+                                   hint="ports below 1024 need privileges: choose another with --port or "
+                                        "deploy.port") from None
+            raise ServingError(f"cannot listen on {host} port {port}: {exc.strerror or exc}",
+                               hint="check --host and --port (deploy.host, deploy.port)") from None
+
+
 def run_server(root: Path, *, host: str | None = None, port: int | None = None, workers: int | None = None) -> None:
     """Serve the project at ``root`` (a folder holding tidal.yaml, or the file) until interrupted (SIGINT
     or SIGTERM). ``host``, ``port`` and ``workers`` default to the spec's ``deploy`` section; the connection
@@ -98,6 +126,7 @@ def run_server(root: Path, *, host: str | None = None, port: int | None = None, 
     workers = deploy.workers if workers is None else workers
     if workers < 1:
         raise ValueError("workers must be at least 1")
+    check_port(host, port)
     cap_env()  # processes started from here load BLAS/OpenMP with one thread
     logging.config.dictConfig(log_config())  # create_app and the warnings below log before uvicorn would set it up
     for warning in (exposure_warning(host), fit_open_files(deploy.max_connections)):
@@ -155,4 +184,4 @@ def _serve(config: Any) -> None:
         sys.exit(STARTUP_FAILURE)
 
 
-__all__ = ["METRICS_ENV", "ROOT_ENV", "exposure_warning", "log_config", "run_server", "worker_app"]
+__all__ = ["METRICS_ENV", "ROOT_ENV", "check_port", "exposure_warning", "log_config", "run_server", "worker_app"]

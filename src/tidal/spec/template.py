@@ -111,7 +111,7 @@ storage:                    # null = the default; TIDAL_STORE_URL, TIDAL_ARTIFAC
   store: null               # default sqlite:///.tidal/tidal.db
   predictions: null         # the prediction log; default sqlite:///.tidal/predictions.db
   artifacts: null           # default .tidal/artifacts
-  executor: null            # local | ray://address
+  executor: null            # local (the only executor so far)
 """
 
 

@@ -42,4 +42,4 @@ def accepting_flavor(cls: type) -> Flavor | None:
 
 register_flavor(SklearnFlavor())
 
-__all__ = ["Flavor", "accepting_flavor", "flavor_for", "get_flavor", "register_flavor"]
+__all__ = ["Flavor", "SklearnFlavor", "accepting_flavor", "flavor_for", "get_flavor", "register_flavor"]

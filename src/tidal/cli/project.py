@@ -1,0 +1,254 @@
+"""``tidal init``, ``run``, ``runs``, ``models``, ``promote``, ``rollback`` and ``events``: the pipeline and
+the registry. Each parses, calls :class:`tidal.Workspace` and renders; nothing else."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from tidal.cli import exits
+from tidal.cli.app import (
+    JsonOpt,
+    ProjectOpt,
+    app,
+    console,
+    err,
+    models_app,
+    open_workspace,
+    project_flag,
+    runs_app,
+)
+from tidal.cli.failures import report_failure
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Where to create the project.")] = Path("."),
+    example: Annotated[str | None, typer.Option(help="Copy a bundled example (elec2).")] = None,
+    name: Annotated[str | None, typer.Option(help="Project name (default: the folder's name).")] = None,
+    source: Annotated[str | None, typer.Option(
+        help="data.source of the new tidal.yaml: a file (relative to the current folder), a glob or a URL.")]
+    = None,
+    target: Annotated[str | None, typer.Option(help="data.target of the new tidal.yaml.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing tidal.yaml.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Create a project: a bundled example, or a commented tidal.yaml to fill in."""
+    from tidal.cli.render import dump_json
+    from tidal.workspace import Workspace
+
+    path = Workspace.init(directory, example=example, name=name, source=source, target=target, force=force)
+    following = f"tidal {project_flag(directory)}run"
+    if json_out:
+        dump_json(console, {"created": str(path), "project": str(directory), "next": following})
+        return
+    console.print(f"[green]created[/] {escape(str(path))}")
+    console.print(f"next: [bold]{escape(following)}[/]")
+
+
+@app.command()
+def run(
+    explain: Annotated[bool, typer.Option("--explain", help="Say for each step why it was or was not reused.")] = False,
+    json_out: JsonOpt = False,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Run every step, reusing nothing.")] = False,
+    project: ProjectOpt = None,
+) -> None:
+    """Run the pipeline: collect → validate → split → profile → train → evaluate → gate → register. A model
+    that fails its gate is registered as rejected and the command exits 3."""
+    from tidal.cli.render import StepPrinter, dump_json
+    from tidal.core.errors import GateFailed
+
+    with open_workspace(project) as ws:
+        printer = None if json_out else StepPrinter(console, explain=explain)
+        try:
+            result = ws.run(listener=printer, use_cache=not no_cache)
+        finally:
+            if printer is not None:
+                printer.close()
+        failed = result.decision is not None and not result.decision.passed
+        if not failed:
+            if json_out:
+                dump_json(console, result.to_dict())
+            else:
+                _print_result(ws, result)
+            return
+        champ = f"the champion stays {ws.spec.name}:{result.champion}" if result.champion else "no champion"
+        failure = GateFailed(f"{ws.spec.name}:{result.model.version} failed the gate and is rejected "
+                             f"({'; '.join(result.decision.failed)}); {champ}",
+                             reasons=result.decision.failed,
+                             hint="improve the model or relax validate.gates in tidal.yaml")
+        if not json_out:
+            _print_result(ws, result)
+            raise failure
+        # one JSON document on stdout: the run's result, with the error and its hint
+        report_failure(err, failure.message, failure.hint, json_mode=True, document=result.to_dict())
+        raise typer.Exit(exits.GATE_FAILED)
+
+
+def _print_result(ws: Any, result: Any) -> None:
+    if result.source.get("outside_project"):
+        src = result.source
+        console.print(f"[yellow]note[/] data.source {escape(src['uri'])} reads {escape(src['path'])}, outside the "
+                      "project folder (recorded in the run and the model's lineage)")
+    for w in result.warnings:
+        console.print(f"[yellow]warning[/] {escape(w)}")
+    mv = result.model
+    if mv is None:
+        return
+    aliases = ws.models.aliases_of(mv)
+    style = "green" if mv.state.value == "validated" else "red"
+    label = f"[bold]{mv.name}:{mv.version}[/] [{style}]{mv.state.value}[/]" + (
+        f" ({', '.join(aliases)})" if aliases else "")
+    metrics = "  ".join(f"{k} {v:.4f}" for k, v in result.metrics.items() if v is not None)
+    console.print(f"model {label}   {metrics}")
+    if result.decision is not None:
+        for reason in result.decision.reasons:
+            console.print(f"  gate: {escape(reason)}")
+    console.print(f"[dim]run {result.run.id[:12]} · store {ws.settings.store_url} · "
+                  f"artifacts {ws.artifacts.url}[/]")
+
+
+@runs_app.command("ls")
+def runs_ls(limit: Annotated[int, typer.Option(help="Show at most this many runs.")] = 20,
+            json_out: JsonOpt = False, project: ProjectOpt = None) -> None:
+    """List runs, newest first."""
+    from tidal.cli.render import dump_json, runs_table
+
+    with open_workspace(project) as ws:
+        runs = ws.runs.list(limit=limit)
+        if json_out:
+            dump_json(console, [{"id": r.id, "status": r.status.value, "started_at": r.started_at,
+                                 "ended_at": r.ended_at, "trigger": r.trigger, "error": r.error,
+                                 "model": r.info.get("model")} for r in runs])
+        else:
+            console.print(runs_table(runs))
+
+
+@runs_app.command("show")
+def runs_show(run_id: Annotated[str, typer.Argument(help="A run id, or a unique prefix of one.")],
+              json_out: JsonOpt = False, project: ProjectOpt = None) -> None:
+    """Show one run: steps, params, metrics, lineage."""
+    from tidal.cli.render import dump_json, fmt, steps_table, when
+
+    with open_workspace(project) as ws:
+        d = ws.runs.get(run_id)
+        last: dict[str, Any] = {}
+        for m in d.metrics:
+            last[m.key] = m.value
+        if json_out:
+            dump_json(console, {"id": d.run.id, "status": d.run.status.value, "trigger": d.run.trigger,
+                                "started_at": d.run.started_at, "ended_at": d.run.ended_at, "error": d.run.error,
+                                "spec_digest": d.run.spec_digest, "info": d.run.info, "params": d.params,
+                                "tags": d.tags, "metrics": last,
+                                "steps": [{"name": s.name, "status": s.status.value, "explain": s.explain,
+                                           "seconds": s.duration_s, "outputs": s.outputs} for s in d.steps]})
+            return
+        console.print(f"[bold]run {d.run.id}[/]  {d.run.status.value}  trigger {d.run.trigger}  "
+                      f"started {when(d.run.started_at)}")
+        if d.run.error:
+            console.print(f"[red]error[/] {escape(d.run.error)}")
+        console.print(steps_table(d.steps))
+        console.print("params: " + ", ".join(f"{k}={v}" for k, v in sorted(d.params.items())))
+        console.print("metrics: " + ", ".join(f"{k}={fmt(v)}" for k, v in sorted(last.items())
+                                              if not k.startswith("curve.")))
+        console.print(f"spec {d.run.spec_digest[:12]} · git {(d.run.info.get('git') or {}).get('commit', '-')}"
+                      f" · environment {str(d.run.info.get('environment_digest', ''))[:12]}")
+
+
+@models_app.command("ls")
+def models_ls(json_out: JsonOpt = False, project: ProjectOpt = None) -> None:
+    """List every registered model version."""
+    from tidal.cli.render import dump_json, model_to_dict, models_table
+
+    with open_workspace(project) as ws:
+        versions = ws.models.list()
+        aliases: dict[tuple[str, int], list[str]] = {}
+        for a in ws.models.aliases():
+            aliases.setdefault((a.name, a.version), []).append(a.alias)
+        if json_out:
+            dump_json(console, [model_to_dict(mv, aliases.get((mv.name, mv.version), [])) for mv in versions])
+        else:
+            console.print(models_table(versions, aliases))
+
+
+@models_app.command("show")
+def models_show(ref: Annotated[str, typer.Argument(help="NAME, NAME:VERSION or NAME:ALIAS")],
+                json_out: JsonOpt = False, project: ProjectOpt = None) -> None:
+    """Show a model version: state, metrics, signature, lineage, and the events that explain it."""
+    from tidal.cli.render import dump_json, event_to_dict, events_table, fmt, model_to_dict, when
+
+    with open_workspace(project) as ws:
+        mv = ws.models.get(ref)
+        aliases = ws.models.aliases_of(mv)
+        history = ws.models.history(mv)
+        if json_out:
+            dump_json(console, {**model_to_dict(mv, aliases), "events": [event_to_dict(e) for e in history]})
+            return
+        console.print(f"[bold]{mv.name}:{mv.version}[/]  {mv.state.value}"
+                      + (f"  aliases: {', '.join(aliases)}" if aliases else "") + f"  created {when(mv.created_at)}")
+        if mv.reasons:
+            console.print("[red]rejected because[/] " + escape("; ".join(mv.reasons)))
+        console.print("metrics (holdout): " + ", ".join(f"{k} {fmt(v)}" for k, v in mv.metrics.items()))
+        console.print("inputs: " + ", ".join(f"{c} ({k})" for c, k in mv.signature.columns.items()))
+        lin = mv.lineage
+        console.print(f"lineage: run {str(lin.run_id)[:12]} · snapshot {str(lin.snapshot)[:12]} · "
+                      f"spec {str(lin.spec_digest)[:12]} · git {(lin.git or {}).get('commit', '-')}"
+                      f" · environment {str(lin.environment_digest)[:12]} · artifact {mv.artifact_digest[:12]}")
+        console.print(events_table(history))
+
+
+@app.command()
+def promote(name: Annotated[str, typer.Argument(help="The model's name.")],
+            version: Annotated[int, typer.Argument(help="The version the alias will point at.")],
+            alias: Annotated[str, typer.Option(help="The alias to move.")] = "champion",
+            reason: Annotated[str | None, typer.Option(help="Why, recorded in the event.")] = None,
+            json_out: JsonOpt = False,
+            project: ProjectOpt = None) -> None:
+    """Point an alias (champion by default) at a version."""
+    from tidal.cli.render import dump_json
+
+    with open_workspace(project) as ws:
+        previous = ws.promote(name, version, alias=alias, reason=reason)
+    if json_out:
+        dump_json(console, {"name": name, "alias": alias, "from": previous, "to": version})
+        return
+    console.print(f"{alias} of {name}: {previous if previous is not None else '(none)'} → {version}")
+
+
+@app.command()
+def events(limit: Annotated[int, typer.Option(help="Show at most the newest N events.")] = 50,
+           subject: Annotated[str | None, typer.Option(
+               help="Only events about this subject (model:NAME, model:NAME:VERSION, project:NAME); a "
+                    "trailing * makes it a prefix: model:NAME:* for every version.")] = None,
+           kind: Annotated[str | None, typer.Option(
+               help="Only events of this kind, e.g. gate.failed, alias.moved, loop.retrain.")] = None,
+           json_out: JsonOpt = False, project: ProjectOpt = None) -> None:
+    """The recorded decisions: data rejected, gates passed or failed, promotions."""
+    from tidal.cli.render import dump_json, event_to_dict, events_table
+
+    with open_workspace(project) as ws:
+        evs = ws.events(limit=limit, subject=subject, kind=kind)
+        if json_out:
+            dump_json(console, [event_to_dict(e) for e in evs])
+        else:
+            console.print(events_table(evs))
+
+
+@app.command()
+def rollback(name: Annotated[str, typer.Argument(help="The model's name.")],
+             reason: Annotated[str | None, typer.Option(help="Why, recorded in the event.")] = None,
+             json_out: JsonOpt = False,
+             project: ProjectOpt = None) -> None:
+    """Move the champion alias back to the previous champion (a running server follows within seconds)."""
+    from tidal.cli.render import dump_json
+
+    with open_workspace(project) as ws:
+        current = ws.models.get(f"{name}:champion").version
+        previous = ws.rollback(name, reason=reason)
+    if json_out:
+        dump_json(console, {"name": name, "alias": "champion", "from": current, "to": previous})
+        return
+    console.print(f"champion of {name}: {current} → {previous} (rolled back)")

@@ -1,0 +1,69 @@
+"""``make demo`` installs what the demo needs and no more; ``make test`` adds the developer tools; each works
+first on a fresh machine and after the other (issue #10, point 0). Checked with ``make -n`` (what make would
+run), on a copy of the Makefile with a stand-in ``.venv``."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+
+
+def _plan(folder: Path, *targets: str) -> list[str]:
+    out = subprocess.run(["make", "-n", *targets], cwd=folder, capture_output=True, text=True, timeout=30,
+                         check=True).stdout
+    return [line.strip() for line in out.splitlines() if line.strip()]
+
+
+@pytest.fixture
+def checkout(tmp_path: Path) -> Path:
+    for name in ("Makefile", "pyproject.toml"):
+        shutil.copy(REPO / name, tmp_path / name)
+    return tmp_path
+
+
+def _venv(folder: Path, *stamps: str) -> None:
+    """A stand-in .venv that make sees as created (and, per stamp, installed) after pyproject.toml."""
+    past = time.time() - 60
+    os.utime(folder / "pyproject.toml", (past, past))
+    (folder / ".venv" / "bin").mkdir(parents=True)
+    (folder / ".venv" / "bin" / "python").write_text("")
+    for stamp in stamps:
+        (folder / ".venv" / stamp).write_text("")
+
+
+def test_demo_first_creates_the_venv_and_installs_tidal_alone(checkout: Path) -> None:
+    plan = _plan(checkout, "demo")
+    assert plan[0].endswith("-m venv .venv")
+    installs = [line for line in plan if "pip install" in line and "--upgrade pip" not in line]
+    assert installs == [".venv/bin/python -m pip install -q -e ."]
+    assert ".venv/bin/tidal demo" in plan
+
+
+def test_test_first_creates_the_venv_and_installs_the_dev_tools(checkout: Path) -> None:
+    plan = _plan(checkout, "test")
+    assert plan[0].endswith("-m venv .venv")
+    installs = [line for line in plan if "pip install" in line and "--upgrade pip" not in line]
+    assert installs == [".venv/bin/python -m pip install -q -e '.[dev,postgres]'"]
+    assert plan[-1] == ".venv/bin/pytest -q"
+
+
+def test_test_after_demo_adds_the_dev_tools_to_the_same_venv(checkout: Path) -> None:
+    _venv(checkout, ".stamp-runtime")
+    plan = _plan(checkout, "test")
+    assert not any("-m venv" in line for line in plan)
+    assert ".venv/bin/python -m pip install -q -e '.[dev,postgres]'" in plan
+
+
+def test_demo_after_test_installs_nothing_more(checkout: Path) -> None:
+    _venv(checkout, ".stamp-runtime", ".stamp-dev")
+    assert not any("pip install" in line for line in _plan(checkout, "demo"))
+    assert _plan(checkout, "demo")[0] == ".venv/bin/tidal demo"
