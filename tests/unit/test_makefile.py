@@ -18,8 +18,11 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs make
 
 
 def _plan(folder: Path, *targets: str) -> list[str]:
-    out = subprocess.run(["make", "-n", *targets], cwd=folder, capture_output=True, text=True, timeout=30,
-                         check=True).stdout
+    # Under CI this test itself runs inside `make test`: the inherited MAKELEVEL/MAKEFLAGS would make the
+    # inner make print "Entering directory" lines, so it runs as a top-level make.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES")}
+    out = subprocess.run(["make", "--no-print-directory", "-n", *targets], cwd=folder, capture_output=True,
+                         text=True, timeout=30, check=True, env=env).stdout
     return [line.strip() for line in out.splitlines() if line.strip()]
 
 
