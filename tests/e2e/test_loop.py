@@ -16,7 +16,7 @@ import pytest
 from tidal import Workspace
 from tidal.core.clock import SimulatedClock
 from tidal.core.entities import Feedback, ModelState, Prediction
-from tidal.loop.policy import LoopState
+from tidal.loop.state import LoopState, Retraining, Watch
 
 ELEC2 = Path(__file__).resolve().parents[2] / "examples" / "elec2"
 
@@ -126,7 +126,7 @@ def test_a_regressing_new_champion_is_rolled_back(loop_project: Path) -> None:
         ws.run()
         assert ws.models.get("elec2:champion").version == 2
         controller = ws.controller(owner="t")
-        state = LoopState(watch={"version": 2, "previous": 1, "metric": "accuracy", "since": clock.now().isoformat()})
+        state = LoopState(watch=Watch(version=2, previous=1, metric="accuracy", since=clock.now()))
         ws.store.put_state("loop:elec2", state.to_dict())
         # the new champion answers badly on its first labelled rows; the old one, on the same rows, well
         _traffic(ws, _rows(250, 3000), wrong=True, version=2)
@@ -157,9 +157,8 @@ def test_a_controller_killed_mid_retrain_is_retried_cleanly(loop_project: Path) 
         ws.run()
         _traffic(ws, _rows(400, 3000), shift=0.5)
         # what a controller killed during its retrain leaves behind: the intent, no new version
-        ws.store.put_state("loop:elec2", LoopState(in_progress={
-            "trigger": "drift", "reasons": ["drift share 0.67 >= 0.50"], "started": clock.now().isoformat(),
-            "labelled_total": 400}).to_dict())
+        ws.store.put_state("loop:elec2", LoopState(in_progress=Retraining(
+            trigger="drift", reasons=["drift share 0.67 >= 0.50"], started=clock.now(), labelled_total=400)).to_dict())
         tick = ws.loop_once()
         assert tick.acted
         state = LoopState.from_dict(ws.store.get_state("loop:elec2"))

@@ -12,7 +12,7 @@ from tests.e2e.test_loop import _edit, _rows, _traffic
 from tidal import Workspace
 from tidal.core.clock import SimulatedClock
 from tidal.core.entities import ModelState
-from tidal.loop.policy import LoopState
+from tidal.loop.state import LoopState, Trial
 from tidal.registry import CHALLENGER, CHAMPION
 
 
@@ -39,7 +39,7 @@ def test_a_trial_without_challenger_answers_is_abandoned(small_project: Path, st
     _two_versions(small_project, clock)
     with Workspace.open(small_project, clock=clock) as ws:
         kind = "canary" if "canary" in strategy else "shadow"
-        trial = {"version": 2, "kind": kind, "since": clock.now().isoformat(), "champion": 1}
+        trial = Trial(version=2, kind=kind, since=clock.now(), champion=1)
         ws.store.put_state("loop:elec2", LoopState(trial=trial).to_dict())
         # only the champion answers (the challenger fails every request, or no server runs it)
         _traffic(ws, _rows(enough - 1, 3000), version=1)

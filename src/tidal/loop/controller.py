@@ -28,8 +28,9 @@ from tidal.loop.context import LoopContext
 from tidal.loop.liveness import Heartbeat
 from tidal.loop.monitoring import monitor_once, note_unreadable
 from tidal.loop.pipeline import RunResult, TrainingPipeline
-from tidal.loop.policy import Decision, LoopState, Observation, decide, worse
+from tidal.loop.policy import Decision, Observation, decide, worse
 from tidal.loop.scoring import plain, score
+from tidal.loop.state import LoopState, Retraining, Trial, Watch
 from tidal.monitor.frame import inputs_frame
 from tidal.registry import CHALLENGER, CHAMPION, subject
 from tidal.spec.metrics import LOWER_IS_BETTER
@@ -155,11 +156,10 @@ class Controller:
         report.champion = champion.version
         spec = self.ctx.spec
         if spec.retrain.on.schedule and state.schedule_checked is None:
-            state.schedule_checked = now.isoformat()
+            state.schedule_checked = now
 
         if state.in_progress is not None:  # a retrain that a killed controller left behind
-            self._retrain(state, champion, state.in_progress["trigger"], list(state.in_progress["reasons"]),
-                          retry=True)
+            self._retrain(state, champion, state.in_progress.trigger, list(state.in_progress.reasons), retry=True)
             report.acted = True
             champion = self.ctx.registry.champion(self.name) or champion
         if state.watch is not None:
@@ -174,10 +174,10 @@ class Controller:
         decision = decide(spec.retrain, obs, state)
         report.decision = decision
         if spec.retrain.on.schedule:
-            state.schedule_checked = now.isoformat()
+            state.schedule_checked = now
         if decision.retrain and state.trial is None and state.watch is None:
-            state.in_progress = {"trigger": decision.trigger, "reasons": decision.reasons, "started": now.isoformat(),
-                                 "labelled_total": obs.labelled_total}
+            state.in_progress = Retraining(trigger=decision.trigger or "manual", reasons=list(decision.reasons),
+                                           started=now, labelled_total=obs.labelled_total)
             self._save(state)
             self._event("loop.retrain", f"retrain triggered by {decision.trigger}: {'; '.join(decision.reasons)}",
                         {"trigger": decision.trigger, "reasons": decision.reasons,
@@ -254,8 +254,8 @@ class Controller:
                  *, retry: bool = False) -> None:
         spec = self.ctx.spec
         kind = spec.deploy.strategy.kind
-        started = datetime.fromisoformat(state.in_progress["started"]) if state.in_progress else self.ctx.clock.now()
-        labelled_total = int((state.in_progress or {}).get("labelled_total", 0))
+        started = state.in_progress.started if state.in_progress else self.ctx.clock.now()
+        labelled_total = state.in_progress.labelled_total if state.in_progress else 0
         try:
             frame, label = self.training_frame()
             pipeline = TrainingPipeline(self.ctx, trigger=f"loop:{trigger}", frame=frame, frame_source=label,
@@ -267,10 +267,9 @@ class Controller:
             result = None
         now = self.ctx.clock.now()
         state.in_progress = None
-        state.last_retrain = now.isoformat()
+        state.last_retrain = now
         state.last_retrain_labelled = labelled_total
-        state.retrain_times = [t for t in state.retrain_times
-                               if datetime.fromisoformat(t) > now - timedelta(days=1)] + [now.isoformat()]
+        state.retrain_times = [t for t in state.retrain_times if t > now - timedelta(days=1)] + [now]
         self._save(state)
         if result is None or result.model is None:
             return
@@ -288,8 +287,7 @@ class Controller:
         if kind == "direct":
             self._start_watch(state, new=mv, old=champion)
         elif mv.version != champion.version:
-            state.trial = {"version": mv.version, "kind": kind, "since": now.isoformat(),
-                           "champion": champion.version}
+            state.trial = Trial(version=mv.version, kind=kind, since=now, champion=champion.version)
             self._event(f"loop.{kind}_started",
                         f"{self.name}:{mv.version} deployed as {kind} beside champion {self.name}:{champion.version}"
                         + (f" ({spec.deploy.strategy.percent:g}% of traffic)" if kind == "canary" else ""),
@@ -305,15 +303,15 @@ class Controller:
         rb = self.ctx.spec.deploy.rollback
         if rb is None or new.version == old.version:
             return
-        state.watch = {"version": new.version, "previous": old.version, "metric": self._metric(new),
-                       "since": self.ctx.clock.now().isoformat()}
+        state.watch = Watch(version=new.version, previous=old.version, metric=self._metric(new),
+                            since=self.ctx.clock.now())
 
     def _check_rollback(self, state: LoopState, champion: ModelVersion) -> bool:
         """Once the new champion has ``after_rows`` labelled answers, score the old champion on the same
         rows (their inputs are in the log) and move the alias back if the new one is worse by ``drop``.
         Comparing on the same rows matters: under drift, later rows are harder for every model."""
-        watch, rb = state.watch or {}, self.ctx.spec.deploy.rollback
-        if rb is None or champion.version != watch.get("version"):
+        watch, rb = state.watch, self.ctx.spec.deploy.rollback
+        if watch is None or rb is None or champion.version != watch.version:
             state.watch = None  # the champion moved on by other means: nothing to watch
             return False
         preds = self.ctx.predictions.window(model=self.name, version=champion.version, labelled=True)
@@ -321,8 +319,8 @@ class Controller:
             return False
         preds = preds[: rb.after_rows]
         state.watch = None
-        previous = self.ctx.registry.get(self.name, int(watch["previous"]))
-        metric = watch["metric"]
+        previous = self.ctx.registry.get(self.name, watch.previous)
+        metric = watch.metric
         value = score(champion, preds, metric)
         baseline = score(previous, _answers_of(self.ctx, previous, preds), metric)
         if value is None or baseline is None:
@@ -362,16 +360,18 @@ class Controller:
             self._save(state)
 
     def _check_trial(self, state: LoopState, champion: ModelVersion) -> bool:
-        trial = state.trial or {}
+        trial = state.trial
+        if trial is None:
+            return False
         strategy = self.ctx.spec.deploy.strategy
         try:
-            challenger = self.ctx.registry.get(self.name, int(trial["version"]))
+            challenger = self.ctx.registry.get(self.name, trial.version)
         except TidalError:
             state.trial = None
             return False
-        since = datetime.fromisoformat(trial["since"])
+        since, kind = trial.since, trial.kind
         metric = self._metric(champion)
-        if trial.get("kind") == "shadow":
+        if kind == "shadow":
             mine = self.ctx.predictions.window(model=self.name, version=champion.version, since=since,
                                                labelled=True)
             pairs: list[tuple[Any, Any]] = []
@@ -401,8 +401,7 @@ class Controller:
         champ_value, chall_value = score(champion, champ_preds, metric), score(challenger, chall_preds, metric)
         state.trial = None
         figures = {"metric": metric, "champion": champ_value, "challenger": chall_value,
-                   "rows": len(chall_preds), "kind": trial.get("kind")}
-        kind = trial.get("kind")
+                   "rows": len(chall_preds), "kind": kind}
         won = chall_value is not None and (champ_value is None or not worse(metric, chall_value, champ_value))
         # The alias moves, their events and the loop's state commit together: a controller killed half way
         # leaves the trial as it was, and the next tick judges it again.
@@ -423,7 +422,7 @@ class Controller:
             self._save(state)
         return True
 
-    def _abandon_trial(self, state: LoopState, challenger: ModelVersion, trial: dict[str, Any], *, got: int,
+    def _abandon_trial(self, state: LoopState, challenger: ModelVersion, trial: Trial, *, got: int,
                        champion_labelled: int, expected: float) -> bool:
         """End a trial whose challenger is not getting labelled answers (it fails every request it is given,
         or the server does not run it), once the champion has ``expected`` labelled answers since it began:
@@ -431,7 +430,7 @@ class Controller:
         Returns whether it ended."""
         if champion_labelled < expected:
             return False
-        kind, need = trial.get("kind"), self.ctx.spec.deploy.strategy.min_requests
+        kind, need = trial.kind, self.ctx.spec.deploy.strategy.min_requests
         why = (f"{kind} trial abandoned: {got} labelled challenger answers of the {need} needed, while the "
                f"champion got {champion_labelled} (deploy.strategy.patience); is the server running the "
                "challenger? (GET /model shows it; the server log says why it is not)")

@@ -3,10 +3,10 @@ should it retrain now, and if not, why not? No I/O here, so every rule is tested
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
+from tidal.loop.state import LoopState
 from tidal.spec.metrics import LOWER_IS_BETTER
 from tidal.spec.policy import RetrainSpec
 
@@ -24,30 +24,6 @@ class Observation:
     labelled_in_window: int = 0
     validation: float | None = None         # the champion's value at validation
     min_labelled_for_perf: int = 30
-
-
-@dataclass
-class LoopState:
-    """What the controller remembers between ticks; stored in the MetadataStore, so a restarted
-    controller carries on where the last one stopped."""
-
-    last_retrain: str | None = None          # ISO time of the last retrain
-    last_retrain_labelled: int = 0           # labelled_total then
-    retrain_times: list[str] = field(default_factory=list)
-    schedule_checked: str | None = None      # ISO time the cron schedule was last evaluated
-    in_progress: dict[str, Any] | None = None  # a retrain that started and has not finished
-    watch: dict[str, Any] | None = None      # a promotion under rollback watch
-    trial: dict[str, Any] | None = None      # a canary or shadow challenger being judged
-    last_note: str | None = None             # the last suppression recorded (not repeated every tick)
-    ticks: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> LoopState:
-        known = {k: v for k, v in (data or {}).items() if k in cls.__dataclass_fields__}
-        return cls(**known)
 
 
 @dataclass(frozen=True)
@@ -90,7 +66,7 @@ def fired_triggers(policy: RetrainSpec, obs: Observation, state: LoopState) -> l
     if on.schedule is not None and state.schedule_checked is not None:
         from croniter import croniter
 
-        due = croniter(on.schedule, datetime.fromisoformat(state.schedule_checked)).get_next(datetime)
+        due = croniter(on.schedule, state.schedule_checked).get_next(datetime)
         if due <= obs.now:
             out.append(("schedule", f"schedule {on.schedule!r} was due at {due.isoformat(timespec='minutes')}"))
     return out
@@ -106,11 +82,11 @@ def blocking_guard(policy: RetrainSpec, obs: Observation, state: LoopState) -> s
         if cool.rows is not None and since_rows < cool.rows:
             return f"cooldown: {since_rows} labelled rows since the last retrain (need {cool.rows})"
         if cool.minutes is not None:
-            elapsed = (obs.now - datetime.fromisoformat(state.last_retrain)).total_seconds() / 60
+            elapsed = (obs.now - state.last_retrain).total_seconds() / 60
             if elapsed < cool.minutes:
                 return f"cooldown: {elapsed:.0f} minutes since the last retrain (need {cool.minutes:g})"
     day_ago = obs.now - timedelta(days=1)
-    recent = [t for t in state.retrain_times if datetime.fromisoformat(t) > day_ago]
+    recent = [t for t in state.retrain_times if t > day_ago]
     if len(recent) >= policy.max_per_day:
         return f"max_per_day: {len(recent)} retrains in the last 24 hours (limit {policy.max_per_day})"
     return None

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from tidal.loop.policy import LoopState, Observation, decide, worse
+import pytest
+
+from tidal.core.errors import StorageError
+from tidal.loop.policy import Observation, decide, worse
+from tidal.loop.state import LoopState, Retraining, Trial, Watch
 from tidal.spec.policy import RetrainSpec
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -25,7 +29,7 @@ def obs(**kw: object) -> Observation:
 
 
 def state(**kw: object) -> LoopState:
-    base: dict[str, object] = {"last_retrain_labelled": 9_000, "last_retrain": (NOW - timedelta(hours=5)).isoformat()}
+    base: dict[str, object] = {"last_retrain_labelled": 9_000, "last_retrain": NOW - timedelta(hours=5)}
     base.update(kw)
     return LoopState(**base)  # type: ignore[arg-type]
 
@@ -60,10 +64,10 @@ def test_cooldown_in_rows_and_minutes() -> None:
 
 
 def test_max_per_day_and_min_labelled() -> None:
-    times = [(NOW - timedelta(hours=h)).isoformat() for h in (1, 2, 3, 4)]
+    times = [NOW - timedelta(hours=h) for h in (1, 2, 3, 4)]
     d = decide(policy(cooldown={"rows": 0}), obs(drift_share=0.9), state(retrain_times=times))
     assert not d.retrain and (d.blocked_by or "").startswith("max_per_day: 4")
-    old = [(NOW - timedelta(hours=h)).isoformat() for h in (25, 26, 27, 28)]
+    old = [NOW - timedelta(hours=h) for h in (25, 26, 27, 28)]
     assert decide(policy(cooldown={"rows": 0}), obs(drift_share=0.9), state(retrain_times=old)).retrain
     d = decide(policy(), obs(drift_share=0.9, labelled_total=50), LoopState())
     assert not d.retrain and (d.blocked_by or "").startswith("min_labelled")
@@ -71,7 +75,7 @@ def test_max_per_day_and_min_labelled() -> None:
 
 def test_schedule_fires_once_it_is_due() -> None:
     p = RetrainSpec.model_validate({"on": {"schedule": "0 3 * * *"}, "min_labelled": 1})
-    s = LoopState(schedule_checked=datetime(2026, 1, 1, 2, 59, tzinfo=UTC).isoformat())
+    s = LoopState(schedule_checked=datetime(2026, 1, 1, 2, 59, tzinfo=UTC))
     assert not decide(p, obs(now=datetime(2026, 1, 1, 2, 59, 30, tzinfo=UTC)), s).retrain
     d = decide(p, obs(now=datetime(2026, 1, 1, 3, 0, 5, tzinfo=UTC)), s)
     assert d.retrain and d.trigger == "schedule"
@@ -83,5 +87,33 @@ def test_direction_of_metrics() -> None:
 
 
 def test_state_round_trips_and_ignores_unknown_keys() -> None:
-    s = state(retrain_times=["2026-01-01T00:00:00+00:00"], watch={"version": 2})
-    assert LoopState.from_dict({**s.to_dict(), "from_a_newer_tidal": 1}) == s
+    s = state(retrain_times=[NOW - timedelta(hours=1)],
+              watch=Watch(version=2, previous=1, metric="accuracy", since=NOW),
+              trial=Trial(version=3, kind="canary", since=NOW, champion=2),
+              in_progress=Retraining(trigger="drift", reasons=["drift share 0.6"], started=NOW, labelled_total=7))
+    stored = s.to_dict()
+    assert LoopState.from_dict({**stored, "from_a_newer_tidal": 1}) == s
+    assert stored["watch"] == {"version": 2, "previous": 1, "metric": "accuracy", "since": NOW.isoformat()}
+
+
+def test_a_document_stored_by_an_earlier_tidal_reads_as_typed_state() -> None:
+    """The exact shape the untyped controller stored (ISO strings in dicts) reads as datetimes."""
+    old = {"last_retrain": "2026-01-01T11:00:00+00:00", "last_retrain_labelled": 400,
+           "retrain_times": ["2026-01-01T11:00:00+00:00"], "schedule_checked": None,
+           "in_progress": {"trigger": "drift", "reasons": ["x"], "started": "2026-01-01T11:30:00+00:00",
+                           "labelled_total": 450},
+           "watch": None, "trial": {"version": 2, "kind": "shadow", "since": "2026-01-01T10:00:00", "champion": 1},
+           "last_note": "drift|cooldown", "ticks": 9}
+    s = LoopState.from_dict(old)
+    assert s.last_retrain == NOW - timedelta(hours=1) and s.retrain_times == [NOW - timedelta(hours=1)]
+    assert s.in_progress == Retraining("drift", ["x"], NOW - timedelta(minutes=30), 450)
+    assert s.trial == Trial(2, "shadow", NOW - timedelta(hours=2), 1)  # a naive time is read as UTC
+    assert s.ticks == 9 and s.last_note == "drift|cooldown"
+    assert LoopState.from_dict(None) == LoopState()
+
+
+def test_an_unreadable_pending_trial_is_an_error_not_dropped() -> None:
+    with pytest.raises(StorageError, match="unreadable 'trial'"):
+        LoopState.from_dict({"trial": {"version": 2, "kind": "blue-green", "since": NOW.isoformat()}})
+    with pytest.raises(StorageError, match="unreadable 'watch'"):
+        LoopState.from_dict({"watch": {"version": 2}})

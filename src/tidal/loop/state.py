@@ -1,0 +1,143 @@
+"""What the loop controller remembers between ticks, typed.
+
+The state is stored as a JSON document under the controller's key in the metadata store (``put_state``),
+so a restarted controller carries on where the last one stopped. In memory every time is an aware
+``datetime`` and every pending piece of work is a dataclass; :meth:`LoopState.to_dict` writes the same
+document as earlier versions of tidal (ISO strings, plain dicts), and :meth:`LoopState.from_dict` reads
+documents from any version: keys it does not know are ignored, missing ones take their defaults, and a
+naive time (none is written, but a hand-edited document may hold one) is read as UTC.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from tidal.core.errors import StorageError
+
+TrialKind = Literal["canary", "shadow"]
+
+
+def _time(value: Any) -> datetime:
+    when = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def _maybe_time(value: Any) -> datetime | None:
+    return None if value is None else _time(value)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+@dataclass
+class Retraining:
+    """A retrain that started and has not finished: a controller killed during it retries it."""
+
+    trigger: str
+    reasons: list[str]
+    started: datetime
+    labelled_total: int  # labelled predictions when it started: the cooldown counts from there
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"trigger": self.trigger, "reasons": list(self.reasons), "started": _iso(self.started),
+                "labelled_total": self.labelled_total}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Retraining:
+        return cls(trigger=str(data.get("trigger") or "manual"), reasons=[str(r) for r in data.get("reasons") or []],
+                   started=_time(data["started"]), labelled_total=int(data.get("labelled_total", 0)))
+
+
+@dataclass
+class Watch:
+    """A promotion under rollback watch: ``version`` replaced ``previous`` at ``since``."""
+
+    version: int
+    previous: int
+    metric: str
+    since: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": self.version, "previous": self.previous, "metric": self.metric,
+                "since": _iso(self.since)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Watch:
+        return cls(version=int(data["version"]), previous=int(data["previous"]), metric=str(data["metric"]),
+                   since=_time(data["since"]))
+
+
+@dataclass
+class Trial:
+    """A canary or shadow challenger ``version`` being judged against ``champion`` since ``since``."""
+
+    version: int
+    kind: TrialKind
+    since: datetime
+    champion: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": self.version, "kind": self.kind, "since": _iso(self.since), "champion": self.champion}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Trial:
+        kind = data.get("kind")
+        if kind not in ("canary", "shadow"):
+            raise ValueError(f"a trial's kind is canary or shadow, not {kind!r}")
+        return cls(version=int(data["version"]), kind=kind, since=_time(data["since"]),
+                   champion=int(data.get("champion", 0)))
+
+
+@dataclass
+class LoopState:
+    """What the controller remembers between ticks (see the module docstring for how it is stored)."""
+
+    last_retrain: datetime | None = None
+    last_retrain_labelled: int = 0           # labelled_total at the last retrain
+    retrain_times: list[datetime] = field(default_factory=list)
+    schedule_checked: datetime | None = None  # when the cron schedule was last evaluated
+    in_progress: Retraining | None = None
+    watch: Watch | None = None
+    trial: Trial | None = None
+    last_note: str | None = None             # the last suppression recorded (not repeated every tick)
+    ticks: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stored document: JSON types only, times as ISO strings."""
+        return {"last_retrain": _iso(self.last_retrain), "last_retrain_labelled": self.last_retrain_labelled,
+                "retrain_times": [t.isoformat() for t in self.retrain_times],
+                "schedule_checked": _iso(self.schedule_checked),
+                "in_progress": None if self.in_progress is None else self.in_progress.to_dict(),
+                "watch": None if self.watch is None else self.watch.to_dict(),
+                "trial": None if self.trial is None else self.trial.to_dict(),
+                "last_note": self.last_note, "ticks": self.ticks}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> LoopState:
+        """Read a stored document from this or an earlier version of tidal. A pending piece of work that
+        cannot be read (a hand-edited document) raises StorageError naming it, rather than being dropped:
+        dropping a trial or a watch would silently end it."""
+        d = data or {}
+
+        def part(key: str, kind: type[Retraining] | type[Watch] | type[Trial]) -> Any:
+            value = d.get(key)
+            if value is None:
+                return None
+            try:
+                return kind.from_dict(value)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise StorageError(f"the loop's stored state has an unreadable {key!r} ({value!r}): {exc}",
+                                   hint="fix or remove that entry of the stored loop state") from exc
+
+        return cls(last_retrain=_maybe_time(d.get("last_retrain")),
+                   last_retrain_labelled=int(d.get("last_retrain_labelled", 0) or 0),
+                   retrain_times=[_time(t) for t in d.get("retrain_times") or []],
+                   schedule_checked=_maybe_time(d.get("schedule_checked")),
+                   in_progress=part("in_progress", Retraining), watch=part("watch", Watch),
+                   trial=part("trial", Trial), last_note=d.get("last_note"), ticks=int(d.get("ticks", 0) or 0))
+
+
+__all__ = ["LoopState", "Retraining", "Trial", "TrialKind", "Watch"]
