@@ -287,7 +287,7 @@ def _summary(console: Console, project: Path, stream: Any, columns: list[str], s
              served: np.ndarray, y: np.ndarray, state: dict[str, Any]) -> dict[str, Any]:
     from tidal.core.text import count
     from tidal.data.prepare import as_model_input
-    from tidal.loop.backtest import BacktestResult, _rolling
+    from tidal.loop.backtest import BacktestResult, rolling_curves
     from tidal.loop.backtest_html import render_backtest_html
     from tidal.workspace import Workspace
 
@@ -299,8 +299,8 @@ def _summary(console: Console, project: Path, stream: Any, columns: list[str], s
         promotions = sum(1 for e in ws.events(kind="alias.moved", limit=10_000)
                          if e.data.get("alias") == "champion" and not e.data.get("rollback")
                          and str(e.data.get("trigger", "")).startswith("loop"))
-        width = max(200, len(y) // 40)
-        points = np.unique(np.linspace(width, len(y), num=200, dtype=int))
+        curve_rows, curves = rolling_curves("classification", y, {"loop": served, "static": static,
+                                                                   "last_label": last_label})
         result = BacktestResult(
             metric="accuracy", rows=len(y), initial_rows=int(len(y) * HISTORY_SHARE / (1 - HISTORY_SHARE)),
             loop={"score": float(np.mean(served == y)), "retrains": state["retrains"], "promotions": promotions,
@@ -309,10 +309,7 @@ def _summary(console: Console, project: Path, stream: Any, columns: list[str], s
             static={"score": float(np.mean(static == y))},
             periodic={},  # not run live: retraining blindly is what `tidal backtest` compares against
             last_label={"score": float(np.mean(last_label == y))},
-            curves={"loop": _rolling("classification", y, served, width, points),
-                    "static": _rolling("classification", y, static, width, points),
-                    "last_label": _rolling("classification", y, last_label, width, points)},
-            curve_rows=[int(p) for p in points], events=story)
+            curves=curves, curve_rows=curve_rows, events=story)
         loop = result.loop
         table = Table(title="the live run: prequential accuracy on the streamed rows", title_justify="left")
         for col in ("strategy", "accuracy", "what it did"):

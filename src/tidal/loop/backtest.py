@@ -76,6 +76,18 @@ def _rolling(task: str, y: np.ndarray, pred: np.ndarray, width: int, points: np.
     return out
 
 
+def rolling_curves(task: str, y: np.ndarray,
+                   predictions: dict[str, np.ndarray]) -> tuple[list[int], dict[str, list[float]]]:
+    """Each strategy's score over a sliding window of the stream (accuracy for classification, RMSE for
+    regression), at up to 200 rows; returns those rows and a curve per name in ``predictions``. The window
+    is a 40th of the stream (at least 200 rows), wide enough to smooth out noise, narrow enough to show a
+    drift and the recovery after a retrain."""
+    width = max(200, len(y) // 40)
+    points = np.unique(np.linspace(width, len(y), num=min(200, len(y)), dtype=int))
+    curves = {name: _rolling(task, y, pred, width, points) for name, pred in predictions.items()}
+    return [int(p) for p in points], curves
+
+
 def run_backtest(
     ctx: LoopContext, data: pd.DataFrame, *, progress: Progress | None = None,
 ) -> BacktestResult:
@@ -165,8 +177,8 @@ def _run_backtest(ctx: LoopContext, data: pd.DataFrame, progress: Progress | Non
     promotions = sum(1 for e in events if e.kind == "alias.moved" and e.data.get("alias") == CHAMPION
                      and not e.data.get("rollback") and str(e.data.get("trigger", "")).startswith("loop"))
     metric = "accuracy" if task == "classification" else "rmse"
-    width = max(200, len(stream) // 40)
-    points = np.unique(np.linspace(width, len(stream), num=min(200, len(stream)), dtype=int))
+    curve_rows, curves = rolling_curves(task, y, {"loop": loop_pred, "static": static_pred,
+                                                  "periodic": periodic_pred, "last_label": last_label})
     return BacktestResult(
         metric=metric, rows=len(stream), initial_rows=n0,
         loop={"score": _score(task, y, loop_pred), "retrains": sum(e.kind == "loop.retrain" for e in events),
@@ -175,10 +187,7 @@ def _run_backtest(ctx: LoopContext, data: pd.DataFrame, progress: Progress | Non
         static={"score": _score(task, y, static_pred), "version": first.version},
         periodic={"score": _score(task, y, periodic_pred), "every": periodic_every, "retrains": periodic_retrains},
         last_label={"score": _score(task, y, last_label)},
-        curves={name: _rolling(task, y, p, width, points) for name, p in
-                (("loop", loop_pred), ("static", static_pred), ("periodic", periodic_pred),
-                 ("last_label", last_label))},
-        curve_rows=[int(p) for p in points], events=story,
+        curves=curves, curve_rows=curve_rows, events=story,
     )
 
 
@@ -219,4 +228,4 @@ def _row_at(row_of: dict[datetime, int], times: list[datetime], when: datetime) 
     return max(0, min(len(times) - 1, bisect.bisect_left(times, when)))
 
 
-__all__ = ["BacktestResult", "run_backtest"]
+__all__ = ["BacktestResult", "rolling_curves", "run_backtest"]
