@@ -180,7 +180,8 @@ def _run_demo(directory: Path, console: Console) -> dict[str, Any]:
         with httpx.Client(base_url=url, timeout=60) as client, Workspace.open(project) as cws, \
                 Live(console=console, refresh_per_second=4) as live:
             controller = cws.controller(owner="demo")
-            state["last_event"] = max((e.id for e in cws.events(limit=1)), default=0)
+            # a stored event always has its id; `or 0` only tells mypy so
+            state["last_event"] = max((e.id or 0 for e in cws.events(limit=1)), default=0)
             next_tick = TICK_ROWS
             try:
                 for lo in range(0, len(stream), BATCH):

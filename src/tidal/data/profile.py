@@ -91,7 +91,8 @@ def sorted_quantiles(ordered: np.ndarray, qs: np.ndarray | list[float]) -> np.nd
     frac = pos - lo
     below, above = ordered[lo], ordered[hi]
     # numpy's lerp: interpolate from the nearer end, so q=1 gives the max exactly.
-    return np.where(frac >= 0.5, above - (above - below) * (1 - frac), below + (above - below) * frac)
+    quantiles: np.ndarray = np.where(frac >= 0.5, above - (above - below) * (1 - frac), below + (above - below) * frac)
+    return quantiles
 
 
 def _numeric(present: np.ndarray, *, bins: int, sample_size: int) -> dict[str, Any]:

@@ -68,11 +68,14 @@ def column_kind(series: pd.Series) -> Kind:
 
 def as_float(series: pd.Series) -> np.ndarray:
     """The values of a numeric/integer column as float64, nulls as NaN (timedeltas in seconds)."""
+    values: np.ndarray  # pandas is untyped here: name what its to_numpy gives
     if pd.api.types.is_timedelta64_dtype(series.dtype):
-        return series.dt.total_seconds().to_numpy(dtype="float64", na_value=np.nan)
+        values = series.dt.total_seconds().to_numpy(dtype="float64", na_value=np.nan)
+        return values
     if not pd.api.types.is_numeric_dtype(series.dtype):
         series = pd.to_numeric(series, errors="coerce")
-    return series.to_numpy(dtype="float64", na_value=np.nan)
+    values = series.to_numpy(dtype="float64", na_value=np.nan)
+    return values
 
 
 def category_key(value: Any) -> str:

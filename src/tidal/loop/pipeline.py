@@ -287,16 +287,18 @@ class TrainingPipeline:
                                  champion=None if champion is None else self._champion(champion)).to_dict()
 
         champion = self.registry.champion(spec.name)
-        result.decision = GateDecision.from_dict(runner.step(
+        # a local as well as result.decision: register() below reads it, where mypy no longer knows it is set
+        decision = result.decision = GateDecision.from_dict(runner.step(
             "gate", decide, args=lambda: (champion,), code_of=_gate_code, inputs={
                 "model": trained["model"], "holdout": holdout_d, "gates": [g.canonical for g in spec.validate.gates],
                 "champion": champion.artifact_digest if champion else None}).outputs)
 
         def register() -> dict[str, Any]:
-            against, regated = champion, []
+            against, current = champion, decision
+            regated: list[str] = []
             for _ in range(MAX_REGATES + 1):
                 try:
-                    mv = self._version(result, result.decision, trained, evaluation, prof_d=prof_d, train_d=train_d,
+                    mv = self._version(result, current, trained, evaluation, prof_d=prof_d, train_d=train_d,
                                        holdout_d=holdout_d, columns=columns, kinds=kinds, task=task)
                     stored = self._register(mv, result, against)
                     return {"version": stored.version, "state": stored.state.value, "regated": regated}
@@ -304,7 +306,7 @@ class TrainingPipeline:
                     against = None if moved.current is None else self.registry.get(spec.name, moved.current)
                     regated.append(f"the champion moved to {moved.current} while this run was gated: gated again "
                                    "against it")
-                    result.decision = GateDecision.from_dict(decide(against))
+                    current = result.decision = GateDecision.from_dict(decide(against))
             raise TidalError(f"the champion of {spec.name} kept moving while this run tried to register its model "
                              f"({MAX_REGATES} times)", hint="run it again once the other runs are done")
 

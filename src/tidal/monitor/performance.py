@@ -173,7 +173,8 @@ def _encode(
         ok = np.isfinite(y) & np.isfinite(p)
         return y[ok], p[ok], None, int((~ok).sum()), 0
     classes = list(mv.signature.classes or [])
-    codes = {class_key(c): i for i, c in enumerate(classes)}
+    # keyed by str | None: class_keys gives None for a null, which then reads as unusable (-1)
+    codes: dict[str | None, int] = {class_key(c): i for i, c in enumerate(classes)}
     y = np.asarray([codes.get(k, -1) for k in class_keys(labelled[LABEL])], dtype=np.int64)
     p = np.asarray([codes.get(k, -1) for k in class_keys(labelled[PREDICTION])], dtype=np.int64)
     ok = (y >= 0) & (p >= 0)

@@ -6,6 +6,7 @@ serving?" always has an answer.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 from typing import Any
 
@@ -60,6 +61,7 @@ class Registry:
                                 hint="use a version number, 'latest' or an alias set with `tidal promote`")
         return self.get(name, alias.version)
 
+    # below this method, `list` in an annotation names it: the builtin is spelled builtins.list there
     def list(self, name: str | None = None) -> list[ModelVersion]:
         return self.store.list_model_versions(name)
 
@@ -67,7 +69,7 @@ class Registry:
         alias = self.store.get_alias(name, CHAMPION)
         return self.get(name, alias.version) if alias else None
 
-    def aliases_of(self, name: str, version: int) -> list[str]:
+    def aliases_of(self, name: str, version: int) -> builtins.list[str]:
         return sorted(a.alias for a in self.store.list_aliases(name) if a.version == version)
 
     def find_by_artifact(self, name: str, digest: str, holdout: str | None = None) -> ModelVersion | None:
@@ -165,10 +167,10 @@ class Registry:
                                expected=(over or 0) if alias == CHAMPION else None)
         return stored
 
-    def champion_history(self, name: str) -> list[int]:
+    def champion_history(self, name: str) -> builtins.list[int]:
         """The champions of ``name`` as a stack, oldest first, the current one last: every champion move
         pushes the version it made champion; a rollback pops back to the version it restored."""
-        stack: list[int] = []
+        stack: builtins.list[int] = []
         for event in self.store.list_events(subject=f"{subject(name)}:*", kind="alias.moved", limit=1_000_000):
             data = event.data
             if data.get("alias") != CHAMPION:

@@ -72,8 +72,8 @@ class InputSchema:
         # For the bulk check: the columns grouped by the exact types they accept (None where nullable).
         # Date-time columns need their text parsed, value by value: no bulk check then.
         groups: dict[frozenset[type], list[str]] = {}
-        for c, accepts, nullable, _ in self._checks:
-            groups.setdefault(frozenset(accepts) | ({type(None)} if nullable else set()), []).append(c)
+        for c, accepts, may_be_null, _ in self._checks:
+            groups.setdefault(frozenset(accepts) | ({type(None)} if may_be_null else set()), []).append(c)
         # (a picker of the group's values, as a tuple even for one column; the types they may have)
         self._groups: list[tuple[itemgetter[Any], frozenset[type]]] | None = (
             None if any(is_dt for *_, is_dt in self._checks)

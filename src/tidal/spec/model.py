@@ -286,7 +286,8 @@ with warnings.catch_warnings():
             default_factory=PrepareSpec, description="a prepare: section (impute, scale, encode)"
         )
         model: ModelSpec = Field(description="a model: section with at least estimator")
-        validate: ValidateSpec = Field(
+        # BaseModel.validate is a class method; the YAML key must keep its name (see the warning above)
+        validate: ValidateSpec = Field(  # type: ignore[assignment]
             default_factory=ValidateSpec, description="a validate: section (split, metrics, gates)"
         )
         deploy: DeploySpec = Field(default_factory=DeploySpec, description="a deploy: section")

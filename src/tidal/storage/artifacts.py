@@ -129,7 +129,7 @@ class FsspecArtifactStore:
 def _filesystem(url: str) -> tuple[Any, str]:
     protocol = url.split("://", 1)[0]
     try:
-        import fsspec.core  # type: ignore[import-untyped]
+        import fsspec.core
 
         fs, root = fsspec.core.url_to_fs(url)
         return fs, str(root)

@@ -22,6 +22,9 @@ from tidal.core.ids import IdRange
 from tidal.storage._codec import utc, utc_or_none
 from tidal.storage.predictions._codec import dumps_value, loads_value
 
+#: A prediction_batches row read by column name: a dict, or SQLAlchemy's RowMapping (keyed by name or Column).
+BatchRow = Mapping[Any, Any]
+
 #: What the predictions of one batch row share.
 Header = tuple[datetime, str, int, str, bool, str | None]
 
@@ -105,7 +108,7 @@ class Unreadable(Exception):
     """A stored batch row that cannot be decoded into its predictions; the message says why."""
 
 
-def check_batch(row: Mapping[str, Any]) -> tuple[list[Any], list[Any], list[Any], list[Any] | None]:
+def check_batch(row: BatchRow) -> tuple[list[Any], list[Any], list[Any], list[Any] | None]:
     """The ids, inputs, outputs and probabilities of a batch ``row``, checked to be what tidal writes: JSON
     arrays of ``n`` values each, ids strings, inputs objects. Raises :class:`Unreadable` otherwise."""
     n = row["n"]
@@ -129,7 +132,7 @@ def check_batch(row: Mapping[str, Any]) -> tuple[list[Any], list[Any], list[Any]
     return ids, inputs, outputs, probas
 
 
-def decode_batch(row: Mapping[str, Any], labels: Mapping[int, tuple[str, datetime]],
+def decode_batch(row: BatchRow, labels: Mapping[int, tuple[str, datetime]],
                  positions: Sequence[int] | None = None) -> list[Prediction]:
     """The predictions of a batch ``row`` (all, or those at ``positions``), with their ``labels``
     (position → (label JSON, label time)). Raises :class:`Unreadable` for a row that is not what tidal

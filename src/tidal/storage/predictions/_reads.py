@@ -185,7 +185,7 @@ def window(conn: Connection, *, last: int | None, labelled: bool | None, model: 
     # batches that hold them; an unreadable batch counts for nothing, and the walk goes on past it.
     picked: list[int] = []
     decoded: dict[int, list[Prediction]] = {}
-    labels: dict[int, dict[int, tuple[str, datetime]]] = {}
+    labels = {}  # seq → position → (label JSON, label time), as labels_of gives them
     have, before = 0, None
     while have < last:
         query = sa.select(B.seq, B.n).where(*conds)
@@ -204,11 +204,11 @@ def window(conn: Connection, *, last: int | None, labelled: bool | None, model: 
             if have >= last:
                 break
         before = chosen[-1][0]
-        rows = batches(conn, [seq for seq, _ in chosen])
+        chosen_rows = batches(conn, [seq for seq, _ in chosen])
         if labelled is None:
             labels.update(labels_of(conn, [seq for seq, _ in chosen]))
         for seq, counted in chosen:
-            decoded[seq] = skips.decode(rows[seq], labels.get(seq, {}))
+            decoded[seq] = skips.decode(chosen_rows[seq], labels.get(seq, {}))
             if seq in skips.found:
                 have -= counted
             picked.append(seq)

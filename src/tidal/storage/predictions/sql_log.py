@@ -61,6 +61,7 @@ from tidal.storage.sql._engine import (
     ThreadConnections,
     Transaction,
     create_engine_for,
+    driver_connection,
     is_unique_violation,
     redact,
     resolve_url,
@@ -231,10 +232,12 @@ class SqlPredictionLog:
         if isinstance(on, Connection):
             if not on.in_transaction():
                 on.begin()  # PostgreSQL: SQLAlchemy must know the transaction the driver opens, to commit it
-            cursor, own = on.connection.dbapi_connection.cursor(), True  # type: ignore[union-attr]
+            cursor, own = driver_connection(on).cursor(), True
         else:
             cursor, own = on, False
-        sql, params = insert.sql, None  # the statement running, for the error message
+        # the statement running and its parameters (one row's, or many rows'), for the error message
+        sql = insert.sql
+        params: Sequence[Any] | None = None
         try:
             for g in groups:
                 time, model, version, deployment, served, request_id = g.header
@@ -242,7 +245,14 @@ class SqlPredictionLog:
                 (params,) = insert.params([(time, model, version, deployment, served, request_id, len(g.ids),
                                             g.ids_json, g.inputs, g.outputs, g.probas)])
                 cursor.execute(sql, params)
-                seq = cursor.fetchone()[0] if self._returning else cursor.lastrowid
+                if self._returning:
+                    row = cursor.fetchone()
+                    if row is None:  # INSERT ... RETURNING gives one row; the check is for mypy's Optional
+                        raise StorageError(f"storing predictions in {self._shown}: the insert returned no "
+                                           "batch number", hint="try again; check the database's log")
+                    seq = row[0]
+                else:
+                    seq = cursor.lastrowid
                 if g.id_range is not None:
                     # One entry for the range (its prefix, and minus its count), written only where none
                     # of its ids is stored on its own ("g" sorts after every hex digit).
@@ -332,7 +342,7 @@ class SqlPredictionLog:
             existing = reads.labels_of(conn, seqs)
             labelled = {pid: pos in existing.get(seq, {}) for pid, (seq, pos) in where.items()}
             pc.check_feedback(feedback, labelled, overwrite=overwrite)
-            heads: dict[int, tuple[Any, ...]] = {}
+            heads: dict[int, list[Any]] = {}
             for part in reads.chunks(seqs):
                 query = sa.select(_B.seq, _B.model, _B.served, _B.version, _B.time).where(_B.seq.in_(part))
                 heads.update((seq, rest) for seq, *rest in conn.execute(query))

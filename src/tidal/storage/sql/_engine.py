@@ -29,6 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import NullPool
 
 from tidal.core.errors import StorageError
@@ -308,6 +309,16 @@ class ThreadConnections:
         self.engine.dispose(close=False)
 
 
+def driver_connection(conn: Connection) -> DBAPIConnection:
+    """The DB-API connection under ``conn``, for statements run on the driver's cursor. SQLAlchemy has
+    none there once ``conn`` is invalidated, which :meth:`ThreadConnections.get` never hands out."""
+    raw = conn.connection.dbapi_connection
+    if raw is None:
+        raise StorageError("the database connection was invalidated while in use",
+                           hint="try again: the next attempt opens a new connection")
+    return raw
+
+
 def _close_quietly(conn: Connection) -> None:
     # A broken connection may fail to close; there is nothing left to release then.
     with contextlib.suppress(Exception):
@@ -427,7 +438,7 @@ class DriverTransaction:
         if conn.in_transaction():  # never left so by Transaction; end it rather than write inside it
             conn.rollback()
         self._conn = conn
-        self._raw = raw = conn.connection.dbapi_connection
+        self._raw = raw = driver_connection(conn)
         conns.sqlite_writer.acquire()
         try:
             self._cursor = cursor = raw.cursor()
@@ -466,5 +477,6 @@ class DriverTransaction:
             self._conns.discard(self._conn)
 
 
-def _wrapped(statement: str, exc: sqlite3.Error) -> sa_exc.DBAPIError:
+def _wrapped(statement: str, exc: sqlite3.Error) -> sa_exc.StatementError:
+    # a DBAPIError subclass at run time (exc is an sqlite3.Error); SQLAlchemy types instance() wider
     return sa_exc.DBAPIError.instance(statement, None, exc, sqlite3.Error, hide_parameters=True)
