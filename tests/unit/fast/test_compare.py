@@ -60,6 +60,17 @@ def test_duplicates_share_one_fate() -> None:
     assert unseen.tolist() == [False, False, True, True, True]
 
 
+def test_rows_match_whatever_the_number_type_of_their_columns() -> None:
+    # A null in the newer rows makes pandas read an integer column as floats: the rows are still the same.
+    holdout = pd.DataFrame({"x": [1.0, 2.0, None], "y": [0, 1, 0]})
+    seen = pd.DataFrame({"x": [1, 2], "y": [0, 1]})
+    unseen = unseen_rows(holdout, [seen], "y")
+    assert unseen is not None
+    assert unseen.tolist() == [False, False, True]
+    # numbers are not mistaken for text, nor text for numbers
+    assert unseen_rows(holdout.assign(y=["0", "1", "0"]), [seen], "y").tolist() == [True, True, True]  # type: ignore[union-attr]
+
+
 def test_cannot_tell_without_tables_or_without_the_target() -> None:
     holdout = parity_rows(range(3))
     assert unseen_rows(holdout, [], "y") is None
