@@ -43,8 +43,18 @@ def unseen_rows(holdout: pd.DataFrame, trained_on: Sequence[pd.DataFrame], targe
     common = [c for c in holdout.columns if all(c in f.columns for f in trained_on)]
     if target not in common:
         return None
-    seen = pd.concat([pd.util.hash_pandas_object(f[common], index=False) for f in trained_on], ignore_index=True)
-    return ~pd.util.hash_pandas_object(holdout[common], index=False).isin(set(seen.to_numpy()))
+    seen = pd.concat([_row_hashes(f[common]) for f in trained_on], ignore_index=True)
+    return ~_row_hashes(holdout[common]).isin(set(seen.to_numpy()))
+
+
+def _row_hashes(df: pd.DataFrame) -> pd.Series:
+    """One hash per row of ``df``, the same for the same values whatever their number type: a column read as
+    integers in one table and as floats in another (a null in the newer rows) still matches."""
+    numbers = [c for c in df.columns
+               if pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])]
+    if numbers:
+        df = df.astype(dict.fromkeys(numbers, "float64"))
+    return pd.util.hash_pandas_object(df, index=False)
 
 
 def gate_decision(
