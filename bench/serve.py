@@ -198,7 +198,7 @@ def stages(built: dict[str, Any], n_rows: int, folder: Path) -> dict[str, float]
     from tidal import Workspace
     from tidal.core.batches import PredictionBatch
     from tidal.core.ids import new_ids
-    from tidal.serve.predictor import GenericPredictor, build_predictor, to_json
+    from tidal.predict.predictor import GenericPredictor, build_predictor, to_json
 
     threadpool_limits(1)
     with Workspace.open(built["project"], predictions_url=f"sqlite:///{folder / f'stages-{n_rows}.db'}") as ws:

@@ -17,17 +17,18 @@ implementation.
 
 from __future__ import annotations
 
+import builtins
 import os
 import re
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tidal.core.clock import SystemClock
 from tidal.core.entities import Alias, Event, LogCheck, Metric, ModelVersion, Report, Run, RunStatus, StepRecord
@@ -42,10 +43,14 @@ from tidal.loop.controller import LEASE_S, Controller, TickReport
 from tidal.loop.liveness import RUN_HEARTBEAT_S, mark_abandoned
 from tidal.loop.pipeline import RunResult, TrainingPipeline
 from tidal.loop.runner import StepListener
+from tidal.predict.local import Answer, LocalPredictor
 from tidal.registry import CHAMPION, Registry, subject
 from tidal.spec import Spec, default_spec_yaml, load_spec
 from tidal.storage import open_artifact_store, open_metadata_store
 from tidal.train.tracking import Tracker
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SPEC_FILE = "tidal.yaml"
 EXAMPLES = ("elec2",)
@@ -107,13 +112,14 @@ class Models:
         name, _, tail = ref.partition(":")
         return self._ws.registry.resolve(name, version if version is not None else (tail or None))
 
-    def aliases(self, name: str | None = None) -> list[Alias]:
+    # `list` below is the method above, in this class's scope: annotations name the builtin explicitly
+    def aliases(self, name: str | None = None) -> builtins.list[Alias]:
         return self._ws.store.list_aliases(name)
 
-    def aliases_of(self, mv: ModelVersion) -> list[str]:
+    def aliases_of(self, mv: ModelVersion) -> builtins.list[str]:
         return self._ws.registry.aliases_of(mv.name, mv.version)
 
-    def history(self, mv: ModelVersion) -> list[Event]:
+    def history(self, mv: ModelVersion) -> builtins.list[Event]:
         """The events about this version, oldest first: why it exists and why it serves (or not)."""
         return self._ws.store.list_events(subject=subject(mv.name, mv.version), limit=1000)
 
@@ -162,6 +168,7 @@ class Workspace:
         self.runs = Runs(self)
         self.models = Models(self)
         self._predictions: PredictionLog | None = None
+        self._local: LocalPredictor | None = None
 
     @property
     def predictions(self) -> PredictionLog:
@@ -277,6 +284,34 @@ class Workspace:
         current = self.store.get_alias(name, CHAMPION)
         return self.registry.rollback(name, trigger=trigger, reason=reason or (
             f"rolled back from {name}:{current.version}" if current else "rolled back"))
+
+    # -- predictions and labels (the SDK face of /predict and /feedback) ----------------------------
+    def predict(self, rows: pd.DataFrame | Sequence[Mapping[str, Any]]) -> Answer:
+        """Predict ``rows`` (a DataFrame, or a list of ``{column: value}`` dicts of JSON values) with the
+        champion, as ``POST /predict`` does: the same checks against its signature, the same answers, and
+        each prediction logged with an id that :meth:`feedback` (or ``/feedback``) labels later, so the
+        loop monitors and retrains on them. Raises ApiError naming the first row and column refused.
+        Unlike the server, no ``deploy.max_rows`` limit applies: that limit protects a shared server from
+        one client, and here the caller's own process does the work."""
+        return self._local_predictor().predict(rows)
+
+    def feedback(self, prediction_id: str | Sequence[Mapping[str, Any]], label: Any = None) -> int:
+        """Store the true label of a prediction, as ``POST /feedback`` does: ``ws.feedback(id, label)``, or
+        many at once as ``ws.feedback([{"prediction_id": ..., "label": ...}, ...])`` (all or nothing).
+        Returns how many labels were stored. A label must be one of the champion's classes (a number for a
+        regressor); an unknown id, or a second label while ``deploy.feedback`` is ``reject``, raises
+        FeedbackRejected."""
+        if isinstance(prediction_id, str):
+            return self._local_predictor().feedback({"prediction_id": prediction_id, "label": label})
+        if label is not None:
+            raise TypeError("feedback(items) takes a list of {prediction_id, label}; pass no separate label")
+        return self._local_predictor().feedback(prediction_id)
+
+    def _local_predictor(self) -> LocalPredictor:
+        if self._local is None:
+            self._local = LocalPredictor(self.registry, self.predictions, self.clock, name=self.spec.name,
+                                         overwrite_feedback=self.spec.deploy.feedback == "overwrite")
+        return self._local
 
     def monitor(
         self, *, window: int | None = None, since: datetime | None = None, model: str | None = None,

@@ -12,10 +12,10 @@ import pytest
 from tidal.core.signature import Signature
 from tidal.data.prepare import as_model_input, build_preprocessor
 from tidal.data.profile import profile_frame
-from tidal.serve.inputs import InputSchema
-from tidal.serve.predictor import FastPredictor, GenericPredictor, build_predictor
-from tidal.serve.samples import UNSEEN
-from tidal.serve.trees import CompiledTrees
+from tidal.predict.inputs import InputSchema
+from tidal.predict.predictor import FastPredictor, GenericPredictor, build_predictor
+from tidal.predict.samples import UNSEEN
+from tidal.predict.trees import CompiledTrees
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -151,7 +151,7 @@ def test_unknown_transformers_fall_back_to_the_generic_path() -> None:
 
 
 def test_a_model_that_fails_its_samples_is_refused() -> None:
-    from tidal.serve.predictor import ModelCheckFailed
+    from tidal.predict.predictor import ModelCheckFailed
 
     class Broken:
         def predict(self, X: Any) -> Any:
@@ -162,7 +162,7 @@ def test_a_model_that_fails_its_samples_is_refused() -> None:
 
 
 def test_input_schema_messages() -> None:
-    from tidal.serve.errors import ApiError
+    from tidal.predict.errors import ApiError
 
     schema = InputSchema(["a", "b", "when"], {"a": "numeric", "b": "categorical", "when": "datetime"}, {"a"})
     ok = {"a": None, "b": "x", "when": "2024-05-01T10:00:00+00:00"}

@@ -11,10 +11,10 @@ import pytest
 
 from tidal.core.entities import Alias, ModelState, ModelVersion
 from tidal.core.errors import IntegrityError
+from tidal.predict.state import ServingState, Slot, Trial
 from tidal.registry import CHALLENGER, CHAMPION
 from tidal.serve import reloader as reloader_module
 from tidal.serve.reloader import Reloader
-from tidal.serve.state import ServingState, Slot, Trial
 from tidal.serve.trials import CanaryRouter
 
 NOW = datetime(2025, 1, 1, tzinfo=UTC)

@@ -45,7 +45,7 @@ CLASSES = _tidal_exception_classes()
 
 def test_the_walk_finds_classes_outside_core() -> None:
     modules = {c.__module__ for c in CLASSES}
-    assert {"tidal.core.errors", "tidal.serve.errors", "tidal.spec.gates",
+    assert {"tidal.core.errors", "tidal.predict.errors", "tidal.spec.gates",
             "tidal.storage.predictions.sql_log"} <= modules
 
 

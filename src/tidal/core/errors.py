@@ -29,9 +29,9 @@ The tree (classes defined outside this module are named with their module)::
     ├── StorageError           a metadata store, prediction log or artifact store failed (could not answer)
     ├── ServingError           the server could not answer
     │   ├── ApiError           a request refused with an HTTP status; its message is the answer's body
-    │   │                      (tidal.serve.errors)
+    │   │                      (tidal.predict.errors; the SDK raises it too)
     │   └── ModelCheckFailed   a version that fails on its own sample rows; it never serves
-    │                          (tidal.serve.predictor)
+    │                          (tidal.predict.predictor)
     ├── PluginCheckFailed      a plugin broke its contract in a conformance check (also an AssertionError)
     │   ├── SourceCheckFailed      a source plugin (tidal.data.sources.checks)
     │   ├── FlavorCheckFailed      a model flavor plugin (tidal.train.flavors.checks)

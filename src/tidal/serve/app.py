@@ -35,8 +35,11 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tidal.core.errors import ServingError
+from tidal.predict.errors import ApiError, error_body
+from tidal.predict.samples import sample_rows
+from tidal.predict.state import ServingState, Slot, Trial
 from tidal.serve.body import ClientGone, read_body
-from tidal.serve.errors import ApiError, close_error_logs, error_body, internal_error
+from tidal.serve.errors import close_error_logs, internal_error
 from tidal.serve.logwriter import INLINE_LOG_ROWS
 from tidal.serve.metrics import CONTENT_TYPE, ASGIApp, Receive, Scope, Send, ServerMetrics
 from tidal.serve.openapi import (
@@ -52,9 +55,7 @@ from tidal.serve.openapi import (
     json_body,
 )
 from tidal.serve.reloader import TRIAL_KINDS, Reloader
-from tidal.serve.samples import sample_rows
 from tidal.serve.service import Service
-from tidal.serve.state import ServingState, Slot, Trial
 from tidal.serve.threads import cap_threads
 
 logger = logging.getLogger("tidal.serve")

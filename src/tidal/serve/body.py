@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from tidal.serve.errors import ApiError
+from tidal.predict.errors import ApiError
 
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 

@@ -22,66 +22,14 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass
 
-import orjson
-
-from tidal.core.errors import ServingError
-
-#: Longest name (column, field) quoted in an error message.
-MAX_NAME = 64
-#: Most names listed in one message.
-MAX_NAMES = 10
-
+from tidal.predict.errors import ApiError
 
 #: The interval within which a repeated error is counted, not logged again.
 ERROR_INTERVAL_S = 60.0
 #: Most distinct errors logged with a traceback per interval; further ones are counted.
 MAX_DISTINCT_ERRORS = 20
-
-
-class ApiError(ServingError):
-    """A request the server refuses: an HTTP ``status`` and a ``message`` safe to send back. ``close``: the
-    request's body may be unread, so the connection is closed after the answer rather than kept alive.
-
-    A :class:`~tidal.core.errors.ServingError` (the one tree of tidal's errors), defined here because only
-    the HTTP edge raises it: it is the answer itself, status and body, never a hint for a terminal."""
-
-    def __init__(self, status: int, message: str, *, error_id: str | None = None, close: bool = False) -> None:
-        super().__init__(message)
-        self.status = status
-        self.error_id = error_id
-        self.close = close
-
-    def body(self) -> bytes:
-        """The JSON error body."""
-        return error_body(self.message, error_id=self.error_id)
-
-
-def error_body(message: str, *, error_id: str | None = None) -> bytes:
-    """``{"error": message}``, with ``error_id`` when there is one."""
-    doc: dict[str, str] = {"error": message}
-    if error_id is not None:
-        doc["error_id"] = error_id
-    return orjson.dumps(doc)
-
-
-def name(value: object) -> str:
-    """A client-supplied name, quoted and cut to :data:`MAX_NAME` characters."""
-    text = str(value)
-    if len(text) > MAX_NAME:
-        text = text[:MAX_NAME] + "…"
-    return repr(text)
-
-
-def names(values: Iterable[object]) -> str:
-    """Several names, quoted, at most :data:`MAX_NAMES` of them (then how many more)."""
-    items = list(values)
-    shown = ", ".join(name(v) for v in items[:MAX_NAMES])
-    if len(items) > MAX_NAMES:
-        shown += f" and {len(items) - MAX_NAMES} more"
-    return shown
 
 
 def new_error_id() -> str:
@@ -228,6 +176,5 @@ def public_message(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {hide_paths(str(exc))}"
 
 
-__all__ = ["ERROR_INTERVAL_S", "HIDDEN", "MAX_DISTINCT_ERRORS", "ApiError", "ErrorLog", "close_error_logs",
-           "error_body", "error_log", "hide_paths", "internal_error", "name", "names", "new_error_id",
-           "public_message"]
+__all__ = ["ERROR_INTERVAL_S", "HIDDEN", "MAX_DISTINCT_ERRORS", "ErrorLog", "close_error_logs", "error_log",
+           "hide_paths", "internal_error", "new_error_id", "public_message"]

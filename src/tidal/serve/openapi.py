@@ -1,7 +1,7 @@
 """The documented request and response schemas (OpenAPI, shown at ``/docs``).
 
 These pydantic models document the API; they do not parse requests. The hot endpoints parse bodies
-with orjson and check them in plain Python (:mod:`tidal.serve.inputs`), which measured about 80 µs a
+with orjson and check them in plain Python (:mod:`tidal.predict.inputs`), which measured about 80 µs a
 request cheaper than FastAPI's body handling, and behave exactly as described here.
 """
 

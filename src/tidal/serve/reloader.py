@@ -3,8 +3,8 @@ background.
 
 A daemon thread asks the registry every ``deploy.reload_seconds`` which version ``champion`` points at.
 When it moved (``tidal promote``, an automatic promotion, ``tidal rollback``), the thread loads that
-version, checks it answers (:func:`~tidal.serve.predictor.build_predictor`), and only then swaps it in
-with one reference assignment (:meth:`~tidal.serve.state.Slot.swap`). Requests keep being answered by
+version, checks it answers (:func:`~tidal.predict.predictor.build_predictor`), and only then swaps it in
+with one reference assignment (:meth:`~tidal.predict.state.Slot.swap`). Requests keep being answered by
 the previous version during the load and never wait for it. A version that fails to load or to answer
 is not served: the previous one keeps serving, the failure is logged once, and the same version is
 tried again only after :data:`RETRY_SECONDS`. The reason shown to clients (``/readyz``, 503 answers,
@@ -12,7 +12,7 @@ tried again only after :data:`RETRY_SECONDS`. The reason shown to clients (``/re
 
 With ``deploy.strategy`` canary or shadow (``trial_kind``), the same poll follows the ``challenger``
 alias too, after the champion: a challenger is loaded and checked the same way and put beside the
-champion (:meth:`~tidal.serve.state.Slot.set_trial`). The trial ends as soon as the alias is deleted,
+champion (:meth:`~tidal.predict.state.Slot.set_trial`). The trial ends as soon as the alias is deleted,
 moves, or points at the champion's version; when the champion moves to the challenger's version (the
 trial was won), the already loaded challenger becomes the champion without a second load (also when
 a poll saw the trial end a moment before the champion moved: the loop deletes the alias first). Everything
@@ -31,9 +31,9 @@ from typing import Any
 
 from tidal.core.clock import SystemClock
 from tidal.core.ports import Clock
+from tidal.predict.state import ServingState, Slot, Trial, load_state
 from tidal.registry import CHALLENGER, CHAMPION
 from tidal.serve.errors import public_message
-from tidal.serve.state import ServingState, Slot, Trial, load_state
 from tidal.serve.threads import cap_threads
 
 #: How long a version that failed to load waits before it is tried again.

@@ -30,12 +30,13 @@ from tidal.core.entities import Feedback
 from tidal.core.errors import FeedbackRejected, StorageError
 from tidal.core.ids import IdRange, new_ids, new_prefix
 from tidal.core.ports import Clock, PredictionLog
-from tidal.serve.errors import ApiError, internal_error
-from tidal.serve.inputs import feedback_items, parse_json
+from tidal.predict.errors import ApiError
+from tidal.predict.inputs import feedback_items, parse_json
+from tidal.predict.records import Answers, make_records, predict_rows
+from tidal.predict.state import ServingState, Slot, Trial
+from tidal.serve.errors import internal_error
 from tidal.serve.logwriter import LogWriter
 from tidal.serve.metrics import ServerMetrics
-from tidal.serve.records import Answers, make_records, predict_rows
-from tidal.serve.state import ServingState, Slot, Trial
 from tidal.serve.threads import cap_threads
 from tidal.serve.trials import CanaryRouter, ShadowRunner, Throttled
 

@@ -49,10 +49,10 @@ from typing import Any
 from tidal.core.batches import PredictionBatch, PredictionChain
 from tidal.core.entities import Prediction
 from tidal.core.ports import PredictionLog
-from tidal.serve.errors import ApiError
+from tidal.predict.errors import ApiError
+from tidal.predict.records import make_records, predict_rows
+from tidal.predict.state import ServingState, Trial
 from tidal.serve.metrics import ServerMetrics
-from tidal.serve.records import make_records, predict_rows
-from tidal.serve.state import ServingState, Trial
 from tidal.serve.threads import cap_threads
 
 logger = logging.getLogger("tidal.serve")

@@ -11,8 +11,8 @@ from datetime import datetime
 from typing import Any
 
 from tidal.core.batches import PredictionBatch
-from tidal.serve.predictor import to_json
-from tidal.serve.state import ServingState
+from tidal.predict.predictor import to_json
+from tidal.predict.state import ServingState
 
 #: A ``/predict`` answer as plain values: the predictions, and the class probabilities (None: a regressor).
 Answers = tuple[list[Any], list[list[float]] | None]

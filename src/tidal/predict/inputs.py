@@ -1,7 +1,7 @@
 """Request bodies checked in plain Python: JSON, shape, columns against the signature, value types.
 
 Checking a row costs a few microseconds here; pydantic or a DataFrame would cost far more than the
-model's own work on one row. Every refusal is an :class:`~tidal.serve.errors.ApiError` whose message
+model's own work on one row. Every refusal is an :class:`~tidal.predict.errors.ApiError` whose message
 names the place and the problem (``instances[3].nswprice: expected a number``), never the value.
 
 What each column kind accepts (JSON values):
@@ -31,7 +31,7 @@ from typing import Any
 import orjson
 
 from tidal.core.signature import Signature
-from tidal.serve.errors import ApiError, names
+from tidal.predict.errors import ApiError, names
 
 _NUMBER = (int, float)
 #: What each kind accepts (exact types: bool is a subclass of int, and is not a number here).

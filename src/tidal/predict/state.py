@@ -16,8 +16,8 @@ from datetime import datetime
 from typing import Any
 
 from tidal.core.entities import ModelVersion
-from tidal.serve.inputs import InputSchema
-from tidal.serve.predictor import Predictor, build_predictor
+from tidal.predict.inputs import InputSchema
+from tidal.predict.predictor import Predictor, build_predictor
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ class ServingState:
 def load_state(registry: Any, mv: ModelVersion, *, now: datetime, fast: bool = True) -> ServingState:
     """Load ``mv`` from the registry, check it answers, and build its predictor.
 
-    Raises :class:`~tidal.serve.predictor.ModelCheckFailed` or the registry's errors; the caller keeps
+    Raises :class:`~tidal.predict.predictor.ModelCheckFailed` or the registry's errors; the caller keeps
     serving what it served before.
     """
     start = time.perf_counter()

@@ -4,8 +4,8 @@
   column order, categoricals as objects with NaN for nulls) and calls the pipeline's ``predict`` and
   ``predict_proba``. It serves any model, at about 3.5 ms a row for the Elec2 champion.
 - :class:`FastPredictor` applies the fitted ``prepare`` step with NumPy alone
-  (:mod:`tidal.serve.features`), then the estimator on the matrix; a HistGradientBoosting estimator is
-  evaluated by :class:`~tidal.serve.trees.CompiledTrees` for small requests, and by its own Cython code,
+  (:mod:`tidal.predict.features`), then the estimator on the matrix; a HistGradientBoosting estimator is
+  evaluated by :class:`~tidal.predict.trees.CompiledTrees` for small requests, and by its own Cython code,
   once instead of twice, for large ones. About 0.07 ms a row for the same model.
 
 :func:`build_predictor` runs at load time (in the background, before a version serves): it checks that
@@ -28,10 +28,10 @@ from scipy.special import expit
 from tidal.core.errors import ServingError
 from tidal.core.signature import Signature
 from tidal.data.prepare import NUMERIC_KINDS
-from tidal.serve.features import FeatureEncoder, compile_prepare
-from tidal.serve.inputs import InputSchema
-from tidal.serve.samples import UNSEEN, sample_rows
-from tidal.serve.trees import CompiledTrees
+from tidal.predict.features import FeatureEncoder, compile_prepare
+from tidal.predict.inputs import InputSchema
+from tidal.predict.samples import UNSEEN, sample_rows
+from tidal.predict.trees import CompiledTrees
 
 Rows = Sequence[Mapping[str, Any]]
 Arrays = tuple[np.ndarray, np.ndarray | None]
