@@ -304,3 +304,48 @@ def test_a_house_full_of_busy_connections_refuses_newcomers(server: ServerProces
     resp = httpx.post(f"{server.url}/predict", json={"instances": [ROW]}, timeout=5)
     assert resp.status_code == 200
     assert settle(server) <= base + 2
+
+
+def _answer(sock: socket.socket) -> bytes:
+    """One whole HTTP answer read from ``sock`` (headers, then Content-Length bytes of body)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    headers, _, body = data.partition(b"\r\n\r\n")
+    length = int(next(line.split(b":")[1] for line in headers.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:")))
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return headers + b"\r\n\r\n" + body
+
+
+def test_a_flood_of_fresh_connections_evicts_them_before_a_kept_alive_client(server: ServerProcess) -> None:
+    """3 * CAP connections that never ask anything arrive while a client's kept-alive connection waits
+    between two requests: the newcomers push out each other, never the client (before, the client's was
+    the oldest idle connection and went first, and its next POST met a closed connection)."""
+    settle(server)
+    flood: list[socket.socket] = []
+    with connect(server.port) as client:
+        client.sendall(head(len(BODY)) + BODY)
+        assert status_of(_answer(client)) == 200
+        start = time.monotonic()
+        try:
+            for _ in range(3 * CAP):
+                flood.append(connect(server.port))
+            time.sleep(0.2)  # the server has taken them all in
+            assert time.monotonic() - start < KEEP_ALIVE_S - 0.2, "too slow to test within the keep-alive"
+            client.sendall(head(len(BODY)) + BODY)
+            second = _answer(client)
+            evicted = sum(is_closed(sock) for sock in flood)
+        finally:
+            for sock in flood:
+                sock.close()
+    assert status_of(second) == 200, second[:200]
+    # the cap held: all but the newest CAP - 1 of the flood (the client holds the last place) were closed
+    assert evicted >= 3 * CAP - (CAP - 1), evicted

@@ -19,10 +19,13 @@ gives uvicorn as ``http=``, adds, in every server process:
 - **a header size limit** (:data:`MAX_HEADER_BYTES`): uvicorn's httptools parser keeps every header a
   client sends, without limit (uvicorn's ``h11_max_incomplete_event_size`` applies to its other parser
   only); a request whose headers grow past the limit is answered 431 and the connection closed.
-- **a connection cap** (``deploy.max_connections``): a new connection that would exceed it closes the
-  connection idle the longest (no request in progress: fresh, kept alive after an answer, or still
-  sending its headers) to make room; when every connection has a request in progress, the newcomer is
-  answered 503 (with ``Retry-After``) and closed at once.
+- **a connection cap** (``deploy.max_connections``): a new connection that would exceed it closes an
+  idle one (no request in progress) to make room: the one idle the longest among those that have not yet
+  had an answer (an idle flood's connections never ask anything), and only when there are none, the one
+  idle the longest among those kept alive after an answer. A client that keeps its connection alive
+  between requests is so not cut off while it sends its next request (a close it could not tell from a
+  network failure, for a POST it must not blindly retry). When every connection has a request in
+  progress, the newcomer is answered 503 (with ``Retry-After``) and closed at once.
 
 The timeouts are checked by one timer per process, a few times a second (:meth:`_Guard.sweep`), not by a
 timer per request. The connections it closes are counted in ``tidal_connections_closed_total{reason}`` and
@@ -96,8 +99,10 @@ class _Guard:
         self.limits = limits
         self.loop = loop
         self.open: set[GuardedProtocol] = set()
-        #: Connections with no request in progress, in the order they became idle (oldest first).
-        self.idle: dict[GuardedProtocol, None] = {}
+        #: Connections with no request in progress, in the order they became idle (oldest first): those that
+        #: have had no answer yet, and those kept alive after one (evicted only when the first are none).
+        self.fresh: dict[GuardedProtocol, None] = {}
+        self.kept: dict[GuardedProtocol, None] = {}
         self.period = max(0.05, min(1.0, limits.header_s / 4, limits.body_s / 4))
         self.closed: Counter[str] = Counter()  # since the last summary line
         self._hook = getattr(app, "connections_closed", None)  # the app's metrics, where it has them
@@ -120,15 +125,16 @@ class _Guard:
         """Count ``conn`` in, closing the connection idle the longest if the cap is reached; False when every
         open connection has a request in progress (``conn`` is then refused)."""
         if len(self.open) >= self.limits.max_connections:
-            if not self.idle:
+            idle = self.fresh or self.kept
+            if not idle:
                 self.count("refused")
                 return False
-            victim = next(iter(self.idle))
+            victim = next(iter(idle))
             self.forget(victim)
             victim.transport.close()
             self.count("evicted")
         self.open.add(conn)
-        self.idle[conn] = None
+        self.fresh[conn] = None
         if self._timer is None or self._timer.when() > self.loop.time() + self.period:
             self._schedule(self.period)
         return True
@@ -140,7 +146,12 @@ class _Guard:
 
     def forget(self, conn: GuardedProtocol) -> None:
         self.open.discard(conn)
-        self.idle.pop(conn, None)
+        self.busy(conn)
+
+    def busy(self, conn: GuardedProtocol) -> None:
+        """``conn`` has a request in progress (or is gone): no longer a candidate for eviction."""
+        self.fresh.pop(conn, None)
+        self.kept.pop(conn, None)
 
     def count(self, reason: str) -> None:
         self.closed[reason] += 1
@@ -228,7 +239,7 @@ class GuardedProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         if self._idle:
             self._idle = False
-            self._guard.idle.pop(self, None)
+            self._guard.busy(self)
         self._header_start = None
         self._partial = False
         self._header_bytes = 0
@@ -242,7 +253,7 @@ class GuardedProtocol(HttpToolsProtocol):
             return  # closing, or a pipelined request started
         if not self._idle and self in self._guard.open:
             self._idle = True
-            self._guard.idle[self] = None  # the newest idle connection
+            self._guard.kept[self] = None  # the newest idle connection kept alive after an answer
 
     def check(self, now: float) -> None:
         """Close this connection if it is past its header or body timeout (called by the guard's sweep)."""
