@@ -35,6 +35,7 @@ from tidal.core.entities import Alias, Event, LogCheck, Metric, ModelVersion, Re
 from tidal.core.errors import ModelNotFound, ReportNotFound, RunNotFound, SourceError, SpecError, TidalError
 from tidal.core.ports import ArtifactStore, Clock, MetadataStore, PredictionLog
 from tidal.core.settings import Settings
+from tidal.core.text import count
 from tidal.data.sources.base import url_scheme
 from tidal.executors import open_executor
 from tidal.loop.backtest import BacktestResult, Progress, run_backtest
@@ -383,7 +384,7 @@ class Workspace:
         self.store.append_event(Event(
             kind="backtest.done", subject=f"project:{self.spec.name}", time=self.clock.now(),
             message=f"backtest over {result.rows} rows: loop {result.loop['score']:.4f} "
-                    f"({result.loop['retrains']} retrains), static {result.static['score']:.4f}, periodic "
+                    f"({count(result.loop['retrains'], 'retrain')}), static {result.static['score']:.4f}, periodic "
                     f"{result.periodic['score']:.4f}, last_label {result.last_label['score']:.4f} ({result.metric})",
             data=summary))
         return result

@@ -65,10 +65,9 @@ from collections.abc import Iterable, Sequence
 class TidalError(Exception):
     """Base of every error tidal raises on purpose.
 
-    ``hint`` is the fix, printed after the message (``message — hint``).
+    ``hint`` is the fix, printed after the message (``message — hint``). What a command exits with is the
+    CLI's business (``tidal.cli.exits``), not the error's.
     """
-
-    exit_code: int = 2
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)

@@ -80,7 +80,12 @@ def gate_decision(
             compared["note"] = (f"the champion had trained on all but {fresh} of the holdout's rows: it is "
                                 "compared on all of them, which favours it")
     theirs = None
-    if all(c in rows.columns for c in champion.columns):  # else the new data lacks what the champion needs
+    missing = [c for c in champion.columns if c not in rows.columns]
+    if missing:  # the new data lacks what the champion needs: gates naming it pass, and the decision says why
+        compared["note"] = (f"{champion.label} cannot be scored on this data: it needs the column(s) "
+                            f"{', '.join(map(repr, missing[:5]))}, which the data no longer has; gates that name "
+                            "the champion were passed without it")
+    else:
         theirs = metrics_on(champion.model, rows, columns=champion.columns, kinds=kinds, target=target, task=task)
     return evaluate_gates(gates, candidate, theirs, champion.label, candidate_vs_champion=mine, compared=compared)
 

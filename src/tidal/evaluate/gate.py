@@ -51,11 +51,14 @@ def evaluate_gates(
             failed.append(reason)
             continue
         champ_value = champion.get(gate.metric) if champion is not None else None
-        ok, reason = gate.check(value, champ_value)
+        # a champion exists but has no value here (it could not be scored on these rows): say so, rather
+        # than "no champion yet", which would be false
+        unscored = f"{champion_label} could not be scored on these rows" if champion_label else "no champion yet"
+        ok, reason = gate.check(value, champ_value, no_champion=unscored)
         reasons.append(reason)
         if not ok:
             failed.append(reason)
-    if champion is not None and compared:
+    if compared:
         if compared.get("note"):
             reasons.append(str(compared["note"]))
         elif compared.get("rows") != compared.get("of"):

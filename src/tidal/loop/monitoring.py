@@ -9,6 +9,7 @@ import uuid
 from datetime import datetime
 
 from tidal.core.entities import Event, ModelVersion, Report, UnreadableBatch
+from tidal.core.text import count
 from tidal.loop.context import LoopContext
 from tidal.monitor import build_report
 from tidal.registry import subject
@@ -59,14 +60,15 @@ def note_unreadable(ctx: LoopContext, name: str) -> list[UnreadableBatch]:
     reported = {ref for e in events for ref in e.data.get("refs", [])}
     new = [b for b in skipped if b.ref not in reported]
     if new:
-        count = sum(b.predictions for b in new)
-        shown = "; ".join(f"{b.ref} ({b.predictions} predictions of {b.model}:{b.version}): {b.reason}"
+        lost = sum(b.predictions for b in new)
+        shown = "; ".join(f"{b.ref} ({count(b.predictions, 'prediction')} of {b.model}:{b.version}): {b.reason}"
                           for b in new[:5]) + (f"; and {len(new) - 5} more" if len(new) > 5 else "")
         ctx.store.append_event(Event(
             kind="predictions.unreadable", subject=subject(name), time=ctx.clock.now(),
-            message=f"{len(new)} stored prediction batch{'es' if len(new) > 1 else ''} ({count} predictions) "
+            message=f"{count(len(new), 'stored prediction batch', 'stored prediction batches')} "
+                    f"({count(lost, 'prediction')}) "
                     f"cannot be read and {'were' if len(new) > 1 else 'was'} skipped: {shown} — run "
                     "`tidal predictions check --quarantine` to move them aside",
-            data={"refs": [b.ref for b in new], "predictions": count,
+            data={"refs": [b.ref for b in new], "predictions": lost,
                   "reasons": {b.ref: b.reason for b in new}}))
     return skipped

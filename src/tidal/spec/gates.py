@@ -195,10 +195,12 @@ class Gate(BaseModel):
             return None
         return champion + self.value if self.kind == "relative" else champion * self.value
 
-    def check(self, candidate: float, champion: float | None = None) -> tuple[bool, str]:
+    def check(self, candidate: float, champion: float | None = None, *,
+              no_champion: str = "no champion yet") -> tuple[bool, str]:
         """Whether ``candidate`` (the new model's metric) passes, and a sentence that says why.
 
-        ``champion`` is the serving model's value of the same metric on the same data, or ``None``.
+        ``champion`` is the serving model's value of the same metric on the same data, or ``None``; then a
+        gate that names the champion passes, and ``no_champion`` says why there is no value to compare.
         A threshold within a relative 1e-9 of the candidate counts as equal (float noise, e.g. in
         ``0.93 - 0.01``). A candidate that is not a number fails.
         """
@@ -206,7 +208,7 @@ class Gate(BaseModel):
             return False, f"{self.metric} is not a number (nan): failed"
         limit = self.threshold(champion)
         if limit is None:
-            return True, f"{self.metric} {_fmt(candidate, 3)} {self.op} champion: no champion yet, passed"
+            return True, f"{self.metric} {_fmt(candidate, 3)} {self.op} champion: {no_champion}, passed"
         if math.isclose(candidate, limit, rel_tol=1e-9, abs_tol=1e-12):
             ok = self.op in (">=", "<=")
         else:
