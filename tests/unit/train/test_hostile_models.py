@@ -228,7 +228,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory, hostile: Gallery) -> Ite
 @pytest.mark.parametrize("name", NAMES)
 def test_workspace_and_server_load_refuse_each_hostile_file(workspace: tuple[Workspace, dict], hostile: Gallery,
                                                             name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tidal.serve import state
+    from tidal.predict import state
 
     ws, versions = workspace
     mv = versions[name]
