@@ -74,8 +74,9 @@ def closed_within(sock: socket.socket, seconds: float) -> tuple[bytes, float]:
 
 def is_closed(sock: socket.socket) -> bool:
     """Whether the server has closed ``sock`` (without waiting)."""
-    readable, _, _ = select.select([sock], [], [], 0)
-    if not readable:
+    poller = select.poll()  # not select(): a flood holds file descriptors past FD_SETSIZE (1024)
+    poller.register(sock, select.POLLIN)
+    if not poller.poll(0):
         return False
     try:
         return sock.recv(65536, socket.MSG_PEEK) == b""
