@@ -21,6 +21,7 @@ from tidal import Workspace
 from tidal.cli import exits
 from tidal.core.clock import SimulatedClock
 from tidal.core.entities import Feedback, Prediction
+from tidal.loop.controller import Controller
 
 SPEC = """\
 version: 1
@@ -200,3 +201,29 @@ def test_a_stable_population_with_an_integer_year_reports_every_retrain(tmp_path
     if loop["failures"]:
         assert loop["first_failure"], loop
     assert (code == exits.RETRAINS_FAILED) == (loop["failures"] == loop["retrains"]), (code, stderr)
+
+
+def test_a_retrain_broken_by_anything_is_recorded_and_the_loop_goes_on(tmp_path: Path) -> None:
+    """Not only a TidalError: an OSError while reading the training rows fails the retrain the same way,
+    with the error's type in its message, and the next tick runs."""
+    frame = _frame(1000, flip_at=10_000, unseen=None)
+    root = _project(tmp_path / "p", frame.iloc[:600])
+
+    def unreadable() -> pd.DataFrame:
+        raise OSError("the source's disk is gone")
+
+    with Workspace.open(root, clock=SimulatedClock()) as ws:
+        ws.run()
+        _serve(ws, frame.iloc[600:1000])
+        controller = Controller(ws.context(), source_frame=unreadable)
+        try:
+            tick = controller.tick()
+            assert tick.failed == "OSError: the source's disk is gone", tick
+            assert [e.kind for e in tick.events][-2:] == ["loop.retrain", "loop.retrain_failed"]
+            state = controller.load_state()
+            assert state.failures == 1 and state.last_failure is not None and state.in_progress is None
+            assert state.last_failure.error == tick.failed and state.last_failure.trigger == "new_data"
+            again = controller.tick()  # the cooldown holds the next retrain back; the loop itself runs on
+            assert again.failed is None and again.champion == tick.champion == 1
+        finally:
+            controller.release()

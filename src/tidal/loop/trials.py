@@ -118,8 +118,10 @@ class Trials:
         strategy = self.ctx.spec.deploy.strategy
         try:
             challenger = self.ctx.registry.get(self.name, trial.version)
-        except TidalError:
+        except TidalError as exc:  # deleted meanwhile: the trial ends, and its retrain's outcome is said
             state.trial = None
+            self._event("loop.trial_abandoned", f"{self.name}:{trial.version} {trial.kind} trial abandoned: the "
+                        f"challenger cannot be read ({exc})", {"kind": trial.kind, "error": str(exc)}, trial.version)
             return False
         since, kind = trial.since, trial.kind
         metric = self.metric(champion)
