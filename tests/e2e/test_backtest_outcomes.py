@@ -50,8 +50,8 @@ retrain:
   window: {{last_rows: {window}}}
 backtest:
   initial_rows: 600
-  max_rows: 2100
-  tick_rows: 100
+  max_rows: 1500
+  tick_rows: 150
 """
 
 
@@ -91,7 +91,7 @@ def _adds_up(loop: dict) -> None:
 
 def test_every_retrain_failed_exits_6_with_one_line_and_is_shown_everywhere(tmp_path: Path) -> None:
     # every streamed row brings the unseen category: no retrain can pass its validate step
-    root = _project(tmp_path / "p", _frame(2700, flip_at=1200, unseen=(600, 2700)))
+    root = _project(tmp_path / "p", _frame(2100, flip_at=1200, unseen=(600, 2100)))
     proc = _cli(root)("backtest", "--html", "bt.html")
     assert proc.returncode == exits.RETRAINS_FAILED, (proc.returncode, proc.stdout, proc.stderr)
     # the numbers, as `backtest --json` prints them, are also the backtest.done event's data
@@ -114,8 +114,8 @@ def test_every_retrain_failed_exits_6_with_one_line_and_is_shown_everywhere(tmp_
 
 
 def test_the_outcomes_add_up_to_the_retrains_on_real_backtests(tmp_path: Path) -> None:
-    # the unseen category only in rows 800-950: retrains whose window holds them fail, later ones do not
-    mixed = _frame(2700, flip_at=1500, unseen=(800, 950))
+    # the unseen category only in rows 800-900: retrains whose window holds them fail, later ones do not
+    mixed = _frame(2100, flip_at=1300, unseen=(800, 900))
     code, result, _ = _backtest(_project(tmp_path / "direct", mixed))
     loop = result["loop"]
     assert code == 0
@@ -129,10 +129,14 @@ def test_the_outcomes_add_up_to_the_retrains_on_real_backtests(tmp_path: Path) -
         loop = ws.backtest().loop
     _adds_up(loop)
     assert loop["failures"] >= 1 and loop["promotions"] == 0 and loop["rejections"] + loop["pending"] >= 1
-    # no failure at all: the count is 0 and there is no first failure
-    with Workspace.open(_project(tmp_path / "clean", _frame(2700, flip_at=1500, unseen=None))) as ws:
+    # no failure at all, and a gate that asks for a gain: promotions and rejections, no first failure
+    clean = _project(tmp_path / "clean", _frame(2100, flip_at=1300, unseen=None))
+    spec = (clean / "tidal.yaml").read_text()
+    (clean / "tidal.yaml").write_text(spec.replace("accuracy >= champion - 0.02", "accuracy >= champion + 0.01"))
+    with Workspace.open(clean) as ws:
         loop = ws.backtest().loop
     assert loop["failures"] == 0 and loop["first_failure"] is None
+    assert loop["promotions"] >= 1 and loop["rejections"] >= 1
     _adds_up(loop)
 
 
@@ -189,7 +193,7 @@ def test_a_stable_population_with_an_integer_year_reports_every_retrain(tmp_path
     """Issue #11's third bug: an integer `year` as data.time. Each retrain is counted in one outcome, and one
     that fails says why (it failed silently before, so the loop ended exactly at the static score)."""
     rng = np.random.default_rng(1)
-    n = 2400
+    n = 2100
     frame = _frame(n, flip_at=10 * n, unseen=None, seed=1)
     frame.insert(0, "year", np.sort(rng.integers(1990, 2020, n)))
     root = _project(tmp_path / "p", frame)
