@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
@@ -142,9 +142,21 @@ def loop_failure(body: Mapping[str, Any]) -> str | None:
     if not failed:
         return None
     total = int(failed.get("failures") or 0)
-    return (f"the loop's last retrain ({failed.get('trigger')}, at {failed.get('time')}) failed: {failed.get('error')}"
+    return (f"the loop's last retrain ({failed.get('trigger')}, at {_when(failed.get('time'))}) failed: "
+            f"{failed.get('error')}"
             + (f" ({count(total, 'failed retrain')} in all)" if total > 1 else "")
             + "; the champion stays until a retrain succeeds (tidal events --kind loop.retrain_failed)")
+
+
+def _when(value: Any) -> str:
+    """A stored ISO time as people read it, to the second, in UTC (as it was stored, when it is not ISO)."""
+    try:
+        when = datetime.fromisoformat(str(value))
+    except ValueError:
+        return str(value)
+    if when.tzinfo is not None:
+        when = when.astimezone(UTC)
+    return when.strftime("%Y-%m-%d %H:%M:%S") + (" UTC" if when.tzinfo is not None else "")
 
 
 def describe_window(frame: pd.DataFrame, predictions: Sequence[Prediction] = ()) -> dict[str, Any]:
