@@ -35,13 +35,13 @@ from tidal.core.entities import Alias, Event, LogCheck, Metric, ModelVersion, Re
 from tidal.core.errors import ModelNotFound, ReportNotFound, RunNotFound, SourceError, SpecError, TidalError
 from tidal.core.ports import ArtifactStore, Clock, MetadataStore, PredictionLog
 from tidal.core.settings import Settings
-from tidal.core.text import count
 from tidal.data.sources.base import url_scheme
 from tidal.executors import open_executor
 from tidal.loop.backtest import BacktestResult, Progress, run_backtest
 from tidal.loop.context import LoopContext
 from tidal.loop.controller import LEASE_S, Controller, TickReport
 from tidal.loop.liveness import RUN_HEARTBEAT_S, mark_abandoned
+from tidal.loop.outcomes import describe, failure_line
 from tidal.loop.pipeline import RunResult, TrainingPipeline
 from tidal.loop.runner import StepListener
 from tidal.predict.local import Answer, LocalPredictor
@@ -384,8 +384,9 @@ class Workspace:
         self.store.append_event(Event(
             kind="backtest.done", subject=f"project:{self.spec.name}", time=self.clock.now(),
             message=f"backtest over {result.rows} rows: loop {result.loop['score']:.4f} "
-                    f"({count(result.loop['retrains'], 'retrain')}), static {result.static['score']:.4f}, periodic "
-                    f"{result.periodic['score']:.4f}, last_label {result.last_label['score']:.4f} ({result.metric})",
+                    f"({describe(result.loop)}), static {result.static['score']:.4f}, periodic "
+                    f"{result.periodic['score']:.4f}, last_label {result.last_label['score']:.4f} ({result.metric})"
+                    + ("" if (failed := failure_line(result.loop)) is None else f"; {failed}"),
             data=summary))
         return result
 

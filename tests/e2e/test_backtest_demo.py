@@ -18,8 +18,12 @@ def test_backtest_on_elec2(elec2_project: Path) -> None:
     result = json.loads(proc.stdout)
     assert result["metric"] == "accuracy" and result["rows"] == 36_250
     loop, static, periodic = result["loop"], result["static"], result["periodic"]
-    assert set(loop) == {"score", "retrains", "promotions", "rejections", "rollbacks"}
+    assert set(loop) == {"score", "retrains", "promotions", "rejections", "failures", "pending", "rollbacks",
+                         "first_failure"}
     assert loop["retrains"] > 0 and loop["promotions"] > 0
+    # every retrain ended in one counted outcome, and none failed on Elec2
+    assert loop["promotions"] + loop["rejections"] + loop["failures"] + loop["pending"] == loop["retrains"]
+    assert loop["failures"] == 0 and loop["first_failure"] is None
     assert loop["score"] > static["score"] + 0.02             # the loop clearly beats the model it started from
     assert loop["retrains"] < periodic["retrains"]            # with fewer retrains than retraining blindly
     assert periodic["every"] == 1000                          # the cooldown: retrain as often as the loop may

@@ -54,7 +54,7 @@ def test_every_option_has_help_and_no_flag_shows_a_type(capsys: pytest.CaptureFi
 
 def test_the_exit_codes_are_one_table_in_help_and_readme(capsys: pytest.CaptureFixture[str]) -> None:
     codes = [code for code, _ in exits.EXIT_CODES]
-    assert codes == [0, 1, 2, 3, 4, 5, 130] and exits.GATE_FAILED == 3
+    assert codes == [0, 1, 2, 3, 4, 5, 6, 130] and exits.GATE_FAILED == 3 and exits.RETRAINS_FAILED == 6
     assert main(["--help"]) == 0
     shown = capsys.readouterr().out
     for code, meaning in exits.EXIT_CODES:
@@ -96,14 +96,23 @@ def test_count_and_the_backtest_tables_use_the_right_number() -> None:
                                                                  "1,000 rejections"]
     assert count(1, "batch", "batches") == "1 batch" and count(3, "batch", "batches") == "3 batches"
     result = BacktestResult(metric="accuracy", rows=1, initial_rows=1,
-                            loop={"score": 0.8, "retrains": 1, "promotions": 1, "rejections": 1, "rollbacks": 1},
+                            loop={"score": 0.8, "retrains": 3, "promotions": 1, "rejections": 1, "failures": 1,
+                                  "pending": 0, "rollbacks": 1, "first_failure": "training failed: boom"},
                             static={"score": 0.7}, periodic={"score": 0.75, "every": 1, "retrains": 1},
                             last_label={"score": 0.6})
     console = Console(width=200, record=True)
     console.print(backtest_table(result))
     text = console.export_text()
-    assert "1 retrain, 1 promotion, 1 rejection, 1 rollback" in text and "every 1 row (1 retrain)" in text
-    assert "1 row after 1 initial row" in text
+    assert "3 retrains (1 promotion, 1 rejection, 1 failed), 1 rollback" in text, text
+    assert "every 1 row (1 retrain)" in text and "1 row after 1 initial row" in text
+    # a failed retrain is a line of its own under the table, with the first error
+    assert "loop: 1 of 3 retrains failed; the first: training failed: boom" in text, text
+    result.loop.update(retrains=1, promotions=0, rejections=0, failures=0, pending=1, rollbacks=0, first_failure=None)
+    console = Console(width=200, record=True)
+    console.print(backtest_table(result))
+    text = console.export_text()
+    assert "1 retrain (0 promotions, 0 rejections, 0 failed, 1 on trial), 0 rollbacks" in text, text
+    assert "loop:" not in text
 
 
 def test_the_live_demo_page_has_no_periodic_row_and_places_events(tmp_path: Path) -> None:
@@ -120,12 +129,13 @@ def test_the_live_demo_page_has_no_periodic_row_and_places_events(tmp_path: Path
     page = render_backtest_html(result, tmp_path / "loop.html").read_text()
     assert "periodic" not in page.split("<h2>")[0] and "nan" not in page and "every 0" not in page
     assert "<tr><td>1,500</td><td>loop.retrain</td>" in page and "<tr><td>1,500</td><td>alias.moved</td>" in page
-    assert "1 retrain, 1 promotion, 0 rejections, 0 rollbacks" in page
+    assert "1 retrain (1 promotion, 0 rejections, 0 failed), 0 rollbacks" in page and "Failed retrains" not in page
 
 
 def test_the_demo_places_each_event_at_the_row_of_its_tick() -> None:
     from tidal.cli.demo import _tick
     from tidal.core.entities import Event
+    from tidal.loop.outcomes import tally
 
     now = datetime(2026, 1, 1, tzinfo=UTC)
     stored: list[Event] = []
@@ -143,13 +153,22 @@ def test_the_demo_places_each_event_at_the_row_of_its_tick() -> None:
             event("alias.moved")
             return SimpleNamespace(drift_share=0.6, champion=2, events=own)
 
+    class Failing:
+        def tick(self) -> Any:
+            own = [event("loop.retrain"), event("loop.retrain_failed")]
+            return SimpleNamespace(drift_share=0.6, champion=2, events=own)
+
     ws = SimpleNamespace(events=lambda limit: stored[-limit:])
     state: dict[str, Any] = {"ticks": 0, "retrains": 0, "story": [], "last_event": 0}
     _tick(Controller(), ws, state, deque(), row=1500)
     _tick(Controller(), ws, state, deque(), row=2000)
+    _tick(Failing(), ws, state, deque(), row=2500)
     assert [(s["row"], s["kind"]) for s in state["story"]] == [
-        (1500, "loop.retrain"), (1500, "alias.moved"), (2000, "loop.retrain"), (2000, "alias.moved")]
-    assert state["retrains"] == 2 and state["ticks"] == 2
+        (1500, "loop.retrain"), (1500, "alias.moved"), (2000, "loop.retrain"), (2000, "alias.moved"),
+        (2500, "loop.retrain"), (2500, "loop.retrain_failed")]
+    assert state["retrains"] == 3 and state["ticks"] == 3 and state["failures"] == 1
+    assert {k: v for k, v in tally(state["outcomes"]).items() if k != "first_failure"} == {
+        "retrains": 3, "promotions": 0, "rejections": 0, "failures": 1, "pending": 0, "rollbacks": 0}
 
 
 def test_the_demo_takes_only_a_folder_it_made(tmp_path: Path) -> None:

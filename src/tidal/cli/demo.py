@@ -162,7 +162,8 @@ def _run_demo(directory: Path, console: Console) -> dict[str, Any]:
     port = _free_port()
     log = open(project / "server.log", "w")  # noqa: SIM115 - closed in finally
     events: deque[str] = deque(maxlen=10)
-    state: dict[str, Any] = {"drift": None, "champion": first.version, "ticks": 0, "retrains": 0, "story": []}
+    state: dict[str, Any] = {"drift": None, "champion": first.version, "ticks": 0, "retrains": 0, "failures": 0,
+                             "story": [], "outcomes": []}
     y = stream["up"].to_numpy()
     served = np.zeros(len(stream), dtype=int)
     versions = np.zeros(len(stream), dtype=int)
@@ -227,23 +228,23 @@ def _stop(server: subprocess.Popen[bytes]) -> None:
             continue
 
 
-#: The events the loop's story (the HTML report's table and chart marks) shows.
-STORY = ("loop.retrain", "alias.moved", "gate.failed", "loop.rollback")
-
-
 def _tick(controller: Any, ws: Any, state: dict[str, Any], events: deque[str], *, row: int) -> None:
+    from tidal.loop.outcomes import STORY
+
     tick = controller.tick()
     state.update(drift=tick.drift_share, champion=tick.champion, ticks=state["ticks"] + 1)
     for e in tick.events:
-        events.append(f"[cyan]{escape(e.kind)}[/] {escape(e.message)}")
-        if e.kind == "loop.retrain":
-            state["retrains"] += 1
+        failed = e.kind == "loop.retrain_failed"
+        events.append(f"[{'red' if failed else 'cyan'}]{escape(e.kind)}[/] {escape(e.message)}")
+        state["retrains"] += e.kind == "loop.retrain"
+        state["failures"] = state.get("failures", 0) + failed
     # the tick's own events, and those of the run a retrain made (gate, registration, promotion), all placed
     # at the streamed row the tick came after: where they show on the chart
     recorded = [e for e in ws.events(limit=500) if e.id > state["last_event"]]
     for e in recorded:
         if e.kind in STORY:
             state["story"].append({"row": row, "kind": e.kind, "message": e.message})
+            state.setdefault("outcomes", []).append(e)  # counted at the end: tidal.loop.outcomes.tally
     state["last_event"] = max([state["last_event"], *(e.id for e in recorded)])
 
 
@@ -280,16 +281,18 @@ def _panel(done: int, total: int, served: np.ndarray, y: np.ndarray, versions: n
     table.add_row(f"rows [bold]{done:,}[/]/{total:,}", f"serving [bold]elec2:{versions[done - 1]}[/]",
                   f"accuracy (last {WINDOW:,}) [bold]{acc:.3f}[/]",
                   "drift share " + ("-" if state["drift"] is None else f"[bold]{state['drift']:.2f}[/]"),
-                  f"retrains [bold]{state['retrains']}[/]", f"ticks {state['ticks']}")
+                  f"retrains [bold]{state['retrains']}[/]"
+                  + (f" ([red]{state['failures']} failed[/])" if state.get("failures") else ""),
+                  f"ticks {state['ticks']}")
     return Group(table, *events)
 
 
 def _summary(console: Console, project: Path, stream: Any, columns: list[str], static_model: Any,
              served: np.ndarray, y: np.ndarray, state: dict[str, Any]) -> dict[str, Any]:
-    from tidal.core.text import count
     from tidal.data.prepare import as_model_input
     from tidal.loop.backtest import BacktestResult, rolling_curves
     from tidal.loop.backtest_html import render_backtest_html
+    from tidal.loop.outcomes import describe, failure_line, tally
     from tidal.workspace import Workspace
 
     with Workspace.open(project) as ws:
@@ -297,16 +300,14 @@ def _summary(console: Console, project: Path, stream: Any, columns: list[str], s
         static = np.asarray(static_model.predict(as_model_input(stream, columns, kinds)))
         last_label = np.concatenate([[y[0]], y[:-1]]) if LABEL_DELAY == 0 else np.roll(y, LABEL_DELAY + 1)
         story = state["story"]
-        promotions = sum(1 for e in ws.events(kind="alias.moved", limit=10_000)
-                         if e.data.get("alias") == "champion" and not e.data.get("rollback")
-                         and str(e.data.get("trigger", "")).startswith("loop"))
+        # a canary/shadow trial still running when the stream ended: its retrain has no outcome yet
+        on_trial = ws.controller(owner="demo").load_state().trial is not None
+        outcomes = tally(state["outcomes"], pending=int(on_trial))
         curve_rows, curves = rolling_curves("classification", y, {"loop": served, "static": static,
                                                                    "last_label": last_label})
         result = BacktestResult(
             metric="accuracy", rows=len(y), initial_rows=int(len(y) * HISTORY_SHARE / (1 - HISTORY_SHARE)),
-            loop={"score": float(np.mean(served == y)), "retrains": state["retrains"], "promotions": promotions,
-                  "rejections": sum(e["kind"] == "gate.failed" for e in story),
-                  "rollbacks": sum(e["kind"] == "loop.rollback" for e in story)},
+            loop={"score": float(np.mean(served == y)), **outcomes},
             static={"score": float(np.mean(static == y))},
             periodic={},  # not run live: retraining blindly is what `tidal backtest` compares against
             last_label={"score": float(np.mean(last_label == y))},
@@ -315,12 +316,12 @@ def _summary(console: Console, project: Path, stream: Any, columns: list[str], s
         table = Table(title="the live run: prequential accuracy on the streamed rows", title_justify="left")
         for col in ("strategy", "accuracy", "what it did"):
             table.add_column(col)
-        table.add_row("loop", f"{loop['score']:.4f}",
-                      f"{count(loop['retrains'], 'retrain')}, {count(promotions, 'promotion')}, "
-                      f"{count(loop['rejections'], 'rejection')}, {count(loop['rollbacks'], 'rollback')}")
+        table.add_row("loop", f"{loop['score']:.4f}", describe(loop))
         table.add_row("static", f"{result.static['score']:.4f}", "the first champion, never retrained")
         table.add_row("last_label", f"{result.last_label['score']:.4f}", "predicts the most recent label seen")
         console.print(table)
+        if (failed := failure_line(loop)) is not None:
+            console.print(f"[red]loop: {escape(failed)}[/]")
         verdict = "beats" if loop["score"] > result.static["score"] else "does not beat"
         console.print(f"the loop {verdict} the static model by "
                       f"{(loop['score'] - result.static['score']) * 100:+.1f} accuracy points")

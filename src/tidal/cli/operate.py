@@ -228,11 +228,13 @@ def backtest(
     project: ProjectOpt = None,
 ) -> None:
     """Replay the time-ordered data through the real loop (simulated clock) against static, periodic and
-    last-label baselines."""
+    last-label baselines. Exit code 6 when the loop retrained and every retrain failed (the first error is
+    the last line); the report is still printed or written."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from tidal.cli.render import backtest_table, dump_json
     from tidal.loop.backtest_html import render_backtest_html
+    from tidal.loop.outcomes import all_failed, failure_line
 
     with open_workspace(project) as ws:
         if json_out:
@@ -254,10 +256,15 @@ def backtest(
             render_backtest_html(result, html, title=f"tidal backtest · {ws.spec.name}")
         if json_out:
             dump_json(console, result.to_dict())
-            return
-        console.print(backtest_table(result))
-        if html is not None:
-            console.print(f"HTML: [bold]{escape(str(html))}[/]")
+        else:
+            console.print(backtest_table(result))
+            if html is not None:
+                console.print(f"HTML: [bold]{escape(str(html))}[/]")
+    if all_failed(result.loop):
+        # the scores above are then the first champion's alone: not a result to pass as the loop's
+        err.print(f"[bold red]error:[/] loop: {escape(failure_line(result.loop) or 'every retrain failed')}",
+                  highlight=False, soft_wrap=True)
+        raise typer.Exit(exits.RETRAINS_FAILED)
 
 
 @app.command()

@@ -147,7 +147,7 @@ def tick_to_dict(t: Any) -> dict[str, Any]:
     lease = t.blocked_by
     return {"time": t.time.isoformat(), "champion": t.champion, "acted": t.acted, "note": t.note,
             "blocked_by": None if lease is None else {"owner": lease.owner, "until": lease.until.isoformat()},
-            "drift_share": t.drift_share, "metric": t.metric, "value": t.value,
+            "drift_share": t.drift_share, "metric": t.metric, "value": t.value, "failed": getattr(t, "failed", None),
             "decision": None if d is None else {"retrain": d.retrain, "trigger": d.trigger, "reasons": d.reasons,
                                                 "blocked_by": d.blocked_by},
             "events": [event_to_dict(e) for e in t.events]}
@@ -172,12 +172,18 @@ class TickPrinter:
             parts.append(f"[yellow]{escape(d.trigger or '')} held back[/]: {escape(d.blocked_by)}")
         if t.note:
             parts.append(f"[dim]{escape(t.note)}[/]")
+        if getattr(t, "failed", None):
+            parts.append("[bold red]retrain failed[/] (see the event below; the champion stays)")
         self.console.print(" · ".join(parts))
         for e in t.events:
-            self.console.print(f"   [cyan]{escape(e.kind)}[/] {escape(e.message)}")
+            style = "red" if e.kind.endswith("failed") else "cyan"
+            self.console.print(f"   [{style}]{escape(e.kind)}[/] {escape(e.message)}")
 
 
 def backtest_table(result: Any) -> Table:
+    """The four strategies' scores and what each did; failed retrains, when any, in the caption."""
+    from tidal.loop.outcomes import describe, failure_line
+
     table = Table(title=f"backtest: {count(result.rows, 'row')} after {count(result.initial_rows, 'initial row')} "
                         f"(prequential {result.metric})", title_justify="left")
     for col in ("strategy", result.metric, "what it did"):
@@ -186,8 +192,7 @@ def backtest_table(result: Any) -> Table:
     best = max if result.metric != "rmse" else min
     top = best(result.loop["score"], result.static["score"], result.periodic["score"], result.last_label["score"])
     for name, data, what in (
-        ("loop", loop, f"{count(loop['retrains'], 'retrain')}, {count(loop['promotions'], 'promotion')}, "
-                       f"{count(loop['rejections'], 'rejection')}, {count(loop['rollbacks'], 'rollback')}"),
+        ("loop", loop, describe(loop)),
         ("static", result.static, "the first champion, never retrained"),
         ("periodic", result.periodic, f"retrained every {count(result.periodic['every'], 'row')} "
                                       f"({count(result.periodic['retrains'], 'retrain')})"),
@@ -195,6 +200,10 @@ def backtest_table(result: Any) -> Table:
     ):
         style = "bold green" if data["score"] == top else ""
         table.add_row(name, Text(f"{data['score']:.4f}", style=style), what)
+    failed = failure_line(loop)
+    if failed is not None:  # a failed retrain is never a quiet one: it is the table's caption, in red
+        table.caption = Text(f"loop: {failed}", style="red")
+        table.caption_justify = "left"
     return table
 
 

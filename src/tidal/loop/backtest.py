@@ -5,7 +5,8 @@ arriving as feedback after ``backtest.label_delay`` rows; the same controller, p
 act as they would live. On the same rows it scores, prequentially (each row predicted before its label
 is known):
 
-- ``loop``: tidal's closed loop, with its retrains, promotions, rejections and rollbacks counted;
+- ``loop``: tidal's closed loop, with its retrains and how each ended (promoted, rejected, failed, or still
+  on trial: ``pending``; see :mod:`tidal.loop.outcomes`), its rollbacks, and the first failure's message;
 - ``static``: the first champion, never retrained;
 - ``periodic``: retrained every K rows regardless (no gate);
 - ``last_label``: the most recent label seen (a strong baseline on autocorrelated data).
@@ -27,6 +28,7 @@ from tidal.core.errors import DataError
 from tidal.data.prepare import as_model_input
 from tidal.loop.context import LoopContext
 from tidal.loop.controller import Controller, TickReport
+from tidal.loop.outcomes import STORY, tally
 from tidal.loop.pipeline import TrainingPipeline
 from tidal.loop.scoring import plain
 from tidal.registry import CHAMPION
@@ -173,17 +175,15 @@ def _run_backtest(ctx: LoopContext, data: pd.DataFrame, progress: Progress | Non
     events = ctx.store.list_events(since_id=first_event_id, limit=100_000)
     row_of = {t: i for i, t in enumerate(times[n0:end])}
     story = [{"row": _row_at(row_of, times[n0:end], e.time), "kind": e.kind, "message": e.message} for e in events
-             if e.kind in ("loop.retrain", "alias.moved", "gate.failed", "loop.rollback")]
-    promotions = sum(1 for e in events if e.kind == "alias.moved" and e.data.get("alias") == CHAMPION
-                     and not e.data.get("rollback") and str(e.data.get("trigger", "")).startswith("loop"))
+             if e.kind in STORY]
+    # a canary/shadow trial still running when the replay ends: its retrain has no outcome yet
+    outcomes = tally(events, pending=int(controller.load_state().trial is not None))
     metric = "accuracy" if task == "classification" else "rmse"
     curve_rows, curves = rolling_curves(task, y, {"loop": loop_pred, "static": static_pred,
                                                   "periodic": periodic_pred, "last_label": last_label})
     return BacktestResult(
         metric=metric, rows=len(stream), initial_rows=n0,
-        loop={"score": _score(task, y, loop_pred), "retrains": sum(e.kind == "loop.retrain" for e in events),
-              "promotions": promotions, "rejections": sum(e.kind == "gate.failed" for e in events),
-              "rollbacks": sum(e.kind == "loop.rollback" for e in events)},
+        loop={"score": _score(task, y, loop_pred), **outcomes},
         static={"score": _score(task, y, static_pred), "version": first.version},
         periodic={"score": _score(task, y, periodic_pred), "every": periodic_every, "retrains": periodic_retrains},
         last_label={"score": _score(task, y, last_label)},

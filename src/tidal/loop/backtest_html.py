@@ -9,10 +9,12 @@ from typing import Any
 
 from tidal.core.text import count
 from tidal.loop.backtest import BacktestResult
+from tidal.loop.outcomes import describe, failure_line
 
 COLORS = {"loop": "#1f77b4", "static": "#d62728", "periodic": "#2ca02c", "last_label": "#7f7f7f"}
 EVENT_COLORS = {"loop.retrain": "#ff7f0e", "alias.moved": "#1f77b4", "gate.failed": "#d62728",
-                "loop.rollback": "#9467bd"}
+                "loop.trial_lost": "#d62728", "loop.trial_abandoned": "#d62728", "loop.retrain_unchanged": "#999999",
+                "loop.retrain_failed": "#000000", "loop.rollback": "#9467bd"}
 
 
 def _chart(result: BacktestResult, width: int = 900, height: int = 320) -> str:
@@ -62,13 +64,16 @@ def render_backtest_html(result: BacktestResult, path: Path, *, title: str = "ti
     events = "".join(
         f"<tr><td>{e['row']:,}</td><td>{html.escape(e['kind'])}</td><td>{html.escape(e['message'])}</td></tr>"
         for e in result.events)
+    failed_line = failure_line(result.loop)
+    failed = "" if failed_line is None else (
+        f"<p class='failed' style='color:#b91c1c'><b>Failed retrains:</b> {html.escape(failed_line)}</p>")
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:960px}}table{{border-collapse:collapse}}
 td,th{{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left;font-size:14px}}</style></head><body>
 <h1>{html.escape(title)}</h1>
 <p>{count(result.rows, 'row')} replayed in time order after {count(result.initial_rows, 'initial row')}; prequential
 {result.metric} (each row predicted before its label arrived).</p>
-<table><tr><th>strategy</th><th>{result.metric}</th><th></th></tr>{rows}</table>
+<table><tr><th>strategy</th><th>{result.metric}</th><th></th></tr>{rows}</table>{failed}
 <h2>Rolling {result.metric}</h2>{_chart(result)}<p style="font-size:12px">{legend}</p>
 <h2>What the loop did</h2><table><tr><th>row</th><th>event</th><th>what</th></tr>{events}</table>
 </body></html>"""
@@ -79,8 +84,7 @@ td,th{{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left;font-size:1
 
 def _detail(name: str, data: dict[str, Any]) -> str:
     if name == "loop":
-        return (f"{count(data['retrains'], 'retrain')}, {count(data['promotions'], 'promotion')}, "
-                f"{count(data['rejections'], 'rejection')}, {count(data['rollbacks'], 'rollback')}")
+        return describe(data)
     if name == "periodic":
         return f"retrained every {count(data['every'], 'row')} ({count(data['retrains'], 'retrain')})"
     if name == "static":

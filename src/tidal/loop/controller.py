@@ -22,18 +22,17 @@ from typing import Any
 import pandas as pd
 
 from tidal.core.entities import Event, Lease, ModelState, ModelVersion
-from tidal.core.errors import AliasMoved, PredictionNotFound, TidalError
+from tidal.core.errors import TidalError
 from tidal.evaluate.metrics import primary_metric
 from tidal.loop.context import LoopContext
 from tidal.loop.liveness import Heartbeat
 from tidal.loop.monitoring import monitor_once, note_unreadable
 from tidal.loop.pipeline import RunResult, TrainingPipeline
-from tidal.loop.policy import Decision, Observation, decide, worse
-from tidal.loop.scoring import plain, score
-from tidal.loop.state import LoopState, Retraining, Trial, Watch
+from tidal.loop.policy import Decision, Observation, decide
+from tidal.loop.state import Failure, LoopState, Retraining, state_key
+from tidal.loop.trials import Trials
 from tidal.monitor.frame import inputs_frame
 from tidal.registry import CHALLENGER, CHAMPION, subject
-from tidal.spec.metrics import LOWER_IS_BETTER
 
 
 @dataclass
@@ -51,6 +50,8 @@ class TickReport:
     note: str = ""
     #: the lease of another controller that kept this tick from acting (None: the tick held the lease)
     blocked_by: Lease | None = None
+    #: the error of the retrain this tick started, when it failed (also a ``loop.retrain_failed`` event)
+    failed: str | None = None
 
 
 #: Seconds a controller's lease lasts; it is renewed every third of that while the controller lives, so a
@@ -74,12 +75,13 @@ class Controller:
         self.lease_seconds = lease_seconds
         self.source_frame = source_frame
         self.on_retrain = on_retrain
-        self.state_key = f"loop:{self.name}"
+        self.state_key = state_key(self.name)
         self.lease_key = f"loop-lease:{self.name}"
         self._events: list[Event] = []
         self._take_over = take_over
         self._keeper: Heartbeat | None = None
         self.lease_lost = False
+        self.trials = Trials(ctx, event=self._event, save=self._save)
 
     # -- state and lease ------------------------------------------------------------------------
     def load_state(self) -> LoopState:
@@ -163,10 +165,10 @@ class Controller:
             report.acted = True
             champion = self.ctx.registry.champion(self.name) or champion
         if state.watch is not None:
-            report.acted |= self._check_rollback(state, champion)
+            report.acted |= self.trials.check_rollback(state, champion)
             champion = self.ctx.registry.champion(self.name) or champion
         if state.trial is not None:
-            report.acted |= self._check_trial(state, champion)
+            report.acted |= self.trials.check_trial(state, champion)
             champion = self.ctx.registry.champion(self.name) or champion
 
         obs = self._observe(champion, now)
@@ -199,6 +201,8 @@ class Controller:
         report.champion = champ_after.version if champ_after else None
         self._save(state)
         report.events = list(self._events)
+        report.failed = next((str(e.data.get("error")) for e in report.events if e.kind == "loop.retrain_failed"),
+                             None)
         return report
 
     def _observe(self, champion: ModelVersion, now: datetime) -> Observation:
@@ -252,198 +256,63 @@ class Controller:
 
     def _retrain(self, state: LoopState, champion: ModelVersion, trigger: str, reasons: list[str],
                  *, retry: bool = False) -> None:
+        """Train a challenger on :meth:`training_frame` and act on the outcome. Every attempt ends in one
+        outcome, each an event: promoted (``alias.moved``), a challenger on trial (``loop.<kind>_started``),
+        rejected (``gate.failed``), unchanged (``loop.retrain_unchanged``) or failed (``loop.retrain_failed``,
+        counted in the state, and shown by the monitor report until a retrain succeeds)."""
         spec = self.ctx.spec
         kind = spec.deploy.strategy.kind
         started = state.in_progress.started if state.in_progress else self.ctx.clock.now()
         labelled_total = state.in_progress.labelled_total if state.in_progress else 0
+        result: RunResult | None = None
+        error: str | None = None
         try:
             frame, label = self.training_frame()
             pipeline = TrainingPipeline(self.ctx, trigger=f"loop:{trigger}", frame=frame, frame_source=label,
                                         promote=CHAMPION if kind == "direct" else CHALLENGER, refit=spec.retrain.refit)
             result = pipeline.run()
-        except TidalError as exc:
-            self._event("loop.retrain_failed", f"retrain ({trigger}) failed: {exc}", {"trigger": trigger,
-                        "error": str(exc)}, champion.version)
-            result = None
+        except Exception as exc:  # whatever broke the retrain, the loop records it and goes on
+            # A user's mistake reads as its message; anything else keeps its type so it can be reported.
+            error = str(exc) if isinstance(exc, TidalError) else f"{type(exc).__name__}: {exc}"
         now = self.ctx.clock.now()
         state.in_progress = None
         state.last_retrain = now
         state.last_retrain_labelled = labelled_total
         state.retrain_times = [t for t in state.retrain_times if t > now - timedelta(days=1)] + [now]
-        self._save(state)
-        if result is None or result.model is None:
+        if error is not None or result is None or result.model is None:
+            error = error or "the training run registered no model"
+            state.failures += 1
+            state.last_failure = Failure(time=now, trigger=trigger, error=error)
+            with self.ctx.store.atomic():  # the event and the count that says it: together
+                self._event("loop.retrain_failed", f"retrain ({trigger}) failed: {error}",
+                            {"trigger": trigger, "error": error, "failures": state.failures}, champion.version)
+                self._save(state)
             return
+        state.last_failure = None
+        self._save(state)
         if self.on_retrain is not None:
             self.on_retrain(result)
         mv = result.model
+        resumed = retry and mv.created_at >= started  # registered by the killed controller, alias not moved
+        if "register" in result.reused and not resumed:
+            # the retrain trained, bit for bit, a model registered before: nothing to gate or deploy
+            self._event("loop.retrain_unchanged",
+                        f"retrain ({trigger}) reproduced {self.name}:{mv.version} exactly (already registered, "
+                        f"{mv.state.value}); the champion {self.name}:{champion.version} stays",
+                        {"trigger": trigger, "version": mv.version, "state": mv.state.value}, mv.version)
+            return
         if mv.state != ModelState.VALIDATED:
-            return  # rejected: the pipeline recorded why; the champion stays
+            return  # rejected: the pipeline recorded why (gate.failed); the champion stays
         alias = CHAMPION if kind == "direct" else CHALLENGER
         current = self.ctx.store.get_alias(self.name, alias)
-        if retry and mv.created_at >= started and (current is None or current.version != mv.version):
-            # the killed controller registered the version but did not get to move the alias
+        if resumed and (current is None or current.version != mv.version):
             self.ctx.registry.set_alias(self.name, alias, mv.version, trigger=f"loop:{trigger}",
                                         reason=f"passed the gate in run {result.run.id[:8]} (retried)")
         if kind == "direct":
-            self._start_watch(state, new=mv, old=champion)
+            self.trials.start_watch(state, new=mv, old=champion)
         elif mv.version != champion.version:
-            state.trial = Trial(version=mv.version, kind=kind, since=now, champion=champion.version)
-            self._event(f"loop.{kind}_started",
-                        f"{self.name}:{mv.version} deployed as {kind} beside champion {self.name}:{champion.version}"
-                        + (f" ({spec.deploy.strategy.percent:g}% of traffic)" if kind == "canary" else ""),
-                        {"version": mv.version, "champion": champion.version, "kind": kind}, mv.version)
+            self.trials.start_trial(state, new=mv, champion=champion, kind=kind)
         self._save(state)
-
-    def _metric(self, mv: ModelVersion) -> str:
-        rb = self.ctx.spec.deploy.rollback
-        return (rb.metric if rb and rb.metric else None) or primary_metric(
-            mv.task, self.ctx.spec.validate.metric_names())
-
-    def _start_watch(self, state: LoopState, *, new: ModelVersion, old: ModelVersion) -> None:
-        rb = self.ctx.spec.deploy.rollback
-        if rb is None or new.version == old.version:
-            return
-        state.watch = Watch(version=new.version, previous=old.version, metric=self._metric(new),
-                            since=self.ctx.clock.now())
-
-    def _check_rollback(self, state: LoopState, champion: ModelVersion) -> bool:
-        """Once the new champion has ``after_rows`` labelled answers, score the old champion on the same
-        rows (their inputs are in the log) and move the alias back if the new one is worse by ``drop``.
-        Comparing on the same rows matters: under drift, later rows are harder for every model."""
-        watch, rb = state.watch, self.ctx.spec.deploy.rollback
-        if watch is None or rb is None or champion.version != watch.version:
-            state.watch = None  # the champion moved on by other means: nothing to watch
-            return False
-        preds = self.ctx.predictions.window(model=self.name, version=champion.version, labelled=True)
-        if len(preds) < rb.after_rows:
-            return False
-        preds = preds[: rb.after_rows]
-        state.watch = None
-        previous = self.ctx.registry.get(self.name, watch.previous)
-        metric = watch.metric
-        value = score(champion, preds, metric)
-        baseline = score(previous, _answers_of(self.ctx, previous, preds), metric)
-        if value is None or baseline is None:
-            return False
-        limit = baseline + rb.drop if metric in LOWER_IS_BETTER else baseline - rb.drop
-        figures = {"metric": metric, "value": value, "baseline": baseline, "drop": rb.drop,
-                   "rows": rb.after_rows, "from": champion.version, "to": previous.version}
-        if worse(metric, value, limit):
-            try:
-                self._roll_back(state, champion, previous, figures, after_rows=rb.after_rows)
-            except AliasMoved as moved:  # promoted or rolled back by hand meanwhile: that decision stands
-                self._event("loop.watch_ended", f"{self.name}:{champion.version} was no longer champion when its "
-                            f"watch ended (champion: {moved.current}); no rollback", figures, champion.version)
-                return False
-            return True
-        with self.ctx.store.atomic():
-            self._event("loop.kept", f"{self.name}:{champion.version} kept: {metric} {value:.3f} on its first "
-                        f"{rb.after_rows} labelled rows; {self.name}:{previous.version} would have scored "
-                        f"{baseline:.3f} (allowed drop {rb.drop:g})", figures, champion.version)
-            self._save(state)
-        return False
-
-    def _roll_back(self, state: LoopState, champion: ModelVersion, previous: ModelVersion, figures: dict[str, Any],
-                   *, after_rows: int) -> None:
-        """Move the champion back to ``previous``, with its events and the loop's state, all or nothing;
-        AliasMoved (nothing changed) if ``champion`` is no longer champion."""
-        metric, value, baseline, drop = figures["metric"], figures["value"], figures["baseline"], figures["drop"]
-        with self.ctx.store.atomic():  # the move, its events and the loop's state: all or nothing
-            self.ctx.registry.rollback(
-                self.name, to=previous.version, expected=champion.version, trigger="loop:rollback",
-                reason=f"{self.name}:{champion.version} {metric} {value:.3f} on its first {after_rows} "
-                       f"labelled rows is worse than {self.name}:{previous.version}'s {baseline:.3f} on the same "
-                       f"rows by more than {drop:g}", data=figures)
-            self._event("loop.rollback", f"rolled back {self.name}:{champion.version} → {previous.version}: "
-                        f"{metric} {value:.3f} vs {baseline:.3f} on the same {after_rows} rows "
-                        f"(allowed drop {drop:g})", figures, champion.version)
-            self._save(state)
-
-    def _check_trial(self, state: LoopState, champion: ModelVersion) -> bool:
-        trial = state.trial
-        if trial is None:
-            return False
-        strategy = self.ctx.spec.deploy.strategy
-        try:
-            challenger = self.ctx.registry.get(self.name, trial.version)
-        except TidalError:
-            state.trial = None
-            return False
-        since, kind = trial.since, trial.kind
-        metric = self._metric(champion)
-        if kind == "shadow":
-            mine = self.ctx.predictions.window(model=self.name, version=champion.version, since=since,
-                                               labelled=True)
-            pairs: list[tuple[Any, Any]] = []
-            for p in mine:
-                try:
-                    pairs.append((p, self.ctx.predictions.get(f"{p.id}.shadow")))
-                except PredictionNotFound:
-                    continue
-            if len(pairs) < strategy.min_requests:
-                # every labelled champion answer should have its shadow: min_requests of them should do
-                return self._abandon_trial(state, challenger, trial, got=len(pairs), champion_labelled=len(mine),
-                                           expected=strategy.min_requests * strategy.patience)
-            champ_preds = [p for p, _ in pairs]
-            chall_preds = [_relabel(s, p.label) for p, s in pairs]
-        else:
-            chall_preds = self.ctx.predictions.window(model=self.name, version=challenger.version, since=since,
-                                                      labelled=True)
-            if len(chall_preds) < strategy.min_requests:
-                # the champion answers (100 - percent) requests for every `percent` of the challenger's
-                mine_n = self.ctx.predictions.count(model=self.name, version=champion.version, since=since,
-                                                    labelled=True)
-                share = strategy.percent / 100
-                return self._abandon_trial(state, challenger, trial, got=len(chall_preds), champion_labelled=mine_n,
-                                           expected=strategy.min_requests * strategy.patience * (1 - share) / share)
-            champ_preds = self.ctx.predictions.window(model=self.name, version=champion.version, since=since,
-                                                      labelled=True)
-        champ_value, chall_value = score(champion, champ_preds, metric), score(challenger, chall_preds, metric)
-        state.trial = None
-        figures = {"metric": metric, "champion": champ_value, "challenger": chall_value,
-                   "rows": len(chall_preds), "kind": kind}
-        won = chall_value is not None and (champ_value is None or not worse(metric, chall_value, champ_value))
-        # The alias moves, their events and the loop's state commit together: a controller killed half way
-        # leaves the trial as it was, and the next tick judges it again.
-        with self.ctx.store.atomic():
-            self.ctx.registry.remove_alias(self.name, CHALLENGER, reason=f"the {kind} trial ended",
-                                           trigger=f"loop:{kind}")
-            if won:
-                self.ctx.registry.set_alias(
-                    self.name, CHAMPION, challenger.version, trigger=f"loop:{kind}",
-                    reason=f"{kind} trial: {metric} {chall_value:.3f} vs champion "
-                           + (f"{champ_value:.3f}" if champ_value is not None else "n/a")
-                           + f" on {len(chall_preds)} labelled requests", data=figures)
-                self._start_watch(state, new=challenger, old=champion)
-            else:
-                self.ctx.registry.set_state(self.name, challenger.version, ModelState.REJECTED,
-                                            [f"{kind} trial: {metric} {chall_value} worse than the champion's "
-                                             f"{champ_value} on {len(chall_preds)} labelled requests"])
-            self._save(state)
-        return True
-
-    def _abandon_trial(self, state: LoopState, challenger: ModelVersion, trial: Trial, *, got: int,
-                       champion_labelled: int, expected: float) -> bool:
-        """End a trial whose challenger is not getting labelled answers (it fails every request it is given,
-        or the server does not run it), once the champion has ``expected`` labelled answers since it began:
-        otherwise a broken challenger would hold the loop (no retrain starts during a trial) for ever.
-        Returns whether it ended."""
-        if champion_labelled < expected:
-            return False
-        kind, need = trial.kind, self.ctx.spec.deploy.strategy.min_requests
-        why = (f"{kind} trial abandoned: {got} labelled challenger answers of the {need} needed, while the "
-               f"champion got {champion_labelled} (deploy.strategy.patience); is the server running the "
-               "challenger? (GET /model shows it; the server log says why it is not)")
-        state.trial = None
-        with self.ctx.store.atomic():
-            self.ctx.registry.remove_alias(self.name, CHALLENGER, reason=f"the {kind} trial was abandoned",
-                                           trigger=f"loop:{kind}")
-            self.ctx.registry.set_state(self.name, challenger.version, ModelState.REJECTED, [why])
-            self._event("loop.trial_abandoned", f"{self.name}:{challenger.version} {why}",
-                        {"kind": kind, "challenger_labelled": got, "needed": need,
-                         "champion_labelled": champion_labelled}, challenger.version)
-            self._save(state)
-        return True
 
     # -- running --------------------------------------------------------------------------------
     def run(self, *, interval_s: float, max_ticks: int | None = None,
@@ -474,25 +343,3 @@ def blocked_note(lease: Lease | None, now: datetime) -> str:
     return (f"another controller holds the lease: {lease.owner}, until {lease.until.isoformat(timespec='seconds')} "
             f"({max(left, 0)} s from now); not acting. If that process is dead, the lease frees itself then, or run "
             "`tidal loop --take-over`")
-
-
-def _answers_of(ctx: LoopContext, mv: ModelVersion, preds: list[Any]) -> list[Any]:
-    """What ``mv`` would have answered to the logged ``preds`` (same inputs, same labels)."""
-    from dataclasses import replace
-
-    from tidal.data.prepare import as_model_input
-    from tidal.train.fit import predict_frame
-
-    columns = dict(mv.signature.columns)
-    frame = inputs_frame(preds)
-    if any(c not in frame.columns for c in columns):
-        return []
-    out, proba = predict_frame(ctx.registry.load(mv), as_model_input(frame, list(columns), columns))
-    return [replace(p, output=plain(out[i]), proba=None if proba is None else [float(v) for v in proba[i]])
-            for i, p in enumerate(preds)]
-
-
-def _relabel(p: Any, label: Any) -> Any:
-    from dataclasses import replace
-
-    return replace(p, label=label)

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from tidal.core.entities import Event, ModelVersion, Report, UnreadableBatch
 from tidal.core.text import count
 from tidal.loop.context import LoopContext
+from tidal.loop.state import state_key
 from tidal.monitor import build_report
 from tidal.registry import subject
 from tidal.spec.metrics import metrics_for
@@ -39,6 +41,9 @@ def monitor_once(
     skipped = note_unreadable(ctx, mv.name) if record else ctx.predictions.skipped()
     if skipped:
         report.window["unreadable"] = {"batches": len(skipped), "predictions": sum(b.predictions for b in skipped)}
+    failed = last_failure(ctx, mv.name)
+    if failed is not None:  # a loop that cannot retrain is part of the model's health: the report says so
+        report.body["loop"] = {"last_retrain_failed": failed}
     if record and preds:
         ctx.store.save_report(report)
         if report.alerts:
@@ -48,6 +53,17 @@ def monitor_once(
                 data={"report": report.id, "alerts": report.alerts, "drift_share": report.drift_share,
                       "drifted": report.drifted, "window": report.window}))
     return report
+
+
+def last_failure(ctx: LoopContext, name: str) -> dict[str, Any] | None:
+    """The loop's latest retrain of ``name`` if it failed (``time``, ``trigger``, ``error``, and
+    ``failures``: how many have failed in all); None if it succeeded or none ran."""
+    stored = ctx.store.get_state(state_key(name)) or {}
+    failed = stored.get("last_failure")
+    if not isinstance(failed, dict):
+        return None
+    return {"time": failed.get("time"), "trigger": failed.get("trigger"), "error": failed.get("error"),
+            "failures": int(stored.get("failures", 0) or 0)}
 
 
 def note_unreadable(ctx: LoopContext, name: str) -> list[UnreadableBatch]:

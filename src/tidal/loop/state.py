@@ -32,6 +32,11 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
+def state_key(name: str) -> str:
+    """The metadata store's key of the loop state of the project ``name``."""
+    return f"loop:{name}"
+
+
 @dataclass
 class Retraining:
     """A retrain that started and has not finished: a controller killed during it retries it."""
@@ -92,6 +97,24 @@ class Trial:
 
 
 @dataclass
+class Failure:
+    """The loop's latest retrain, when it failed: when, what triggered it and the error's message. Kept
+    until a retrain succeeds, so that the monitor report can say the loop is not retraining, and why."""
+
+    time: datetime
+    trigger: str
+    error: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"time": _iso(self.time), "trigger": self.trigger, "error": self.error}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Failure:
+        return cls(time=_time(data["time"]), trigger=str(data.get("trigger") or "manual"),
+                   error=str(data.get("error") or ""))
+
+
+@dataclass
 class LoopState:
     """What the controller remembers between ticks (see the module docstring for how it is stored)."""
 
@@ -104,6 +127,8 @@ class LoopState:
     trial: Trial | None = None
     last_note: str | None = None             # the last suppression recorded (not repeated every tick)
     ticks: int = 0
+    failures: int = 0                         # retrains that failed, over the controller's life
+    last_failure: Failure | None = None       # the latest retrain, if it failed (None once one succeeds)
 
     def to_dict(self) -> dict[str, Any]:
         """The stored document: JSON types only, times as ISO strings."""
@@ -113,7 +138,8 @@ class LoopState:
                 "in_progress": None if self.in_progress is None else self.in_progress.to_dict(),
                 "watch": None if self.watch is None else self.watch.to_dict(),
                 "trial": None if self.trial is None else self.trial.to_dict(),
-                "last_note": self.last_note, "ticks": self.ticks}
+                "last_note": self.last_note, "ticks": self.ticks, "failures": self.failures,
+                "last_failure": None if self.last_failure is None else self.last_failure.to_dict()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> LoopState:
@@ -122,7 +148,7 @@ class LoopState:
         dropping a trial or a watch would silently end it."""
         d = data or {}
 
-        def part(key: str, kind: type[Retraining] | type[Watch] | type[Trial]) -> Any:
+        def part(key: str, kind: type[Retraining] | type[Watch] | type[Trial] | type[Failure]) -> Any:
             value = d.get(key)
             if value is None:
                 return None
@@ -137,7 +163,8 @@ class LoopState:
                    retrain_times=[_time(t) for t in d.get("retrain_times") or []],
                    schedule_checked=_maybe_time(d.get("schedule_checked")),
                    in_progress=part("in_progress", Retraining), watch=part("watch", Watch),
-                   trial=part("trial", Trial), last_note=d.get("last_note"), ticks=int(d.get("ticks", 0) or 0))
+                   trial=part("trial", Trial), last_note=d.get("last_note"), ticks=int(d.get("ticks", 0) or 0),
+                   failures=int(d.get("failures", 0) or 0), last_failure=part("last_failure", Failure))
 
 
-__all__ = ["LoopState", "Retraining", "Trial", "TrialKind", "Watch"]
+__all__ = ["Failure", "LoopState", "Retraining", "Trial", "TrialKind", "Watch", "state_key"]

@@ -16,6 +16,7 @@ from typing import Any
 
 from tidal.core.entities import ModelVersion, Report
 from tidal.core.text import count
+from tidal.monitor.report import loop_failure
 from tidal.monitor.svg import distribution_svg, line_svg
 
 _CSS = """
@@ -46,6 +47,8 @@ def render_html(reports: Sequence[Report], mv: ModelVersion, path: Path) -> Path
         body = newest.body or {}
         parts.append(_header(newest, body))
         parts.append(_alerts(body))
+        if (failed := loop_failure(body)) is not None:
+            parts.append(f"<div class='alerts loop-failed'><b>Retraining</b><p>{escape(failed)}</p></div>")
         parts.append(_performance(body.get("performance") or {}))
         parts.append(_trends(ordered))
         drift = body.get("drift") or {}

@@ -37,8 +37,8 @@ n_reference, n_current, null_share_reference, null_share_current, unseen, unseen
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
@@ -127,9 +127,36 @@ def summarize(report: Report, *, notes: bool = False) -> list[str]:
                      f"({count(unreadable['batches'], 'batch', 'batches')}) cannot be read and "
                      f"{'was' if unreadable['predictions'] == 1 else 'were'} left out of this window: run "
                      "`tidal predictions check --quarantine`")
+    failed = loop_failure(body)
+    if failed is not None:
+        lines.append(failed)
     if notes:
         lines += [f"note: {n.get('message', '')}" for n in body.get("notes") or []]
     return lines
+
+
+def loop_failure(body: Mapping[str, Any]) -> str | None:
+    """The line that says the loop's last retrain failed, when it did (the report's ``loop`` section,
+    written by the loop's monitoring pass), else None."""
+    failed = (body.get("loop") or {}).get("last_retrain_failed")
+    if not failed:
+        return None
+    total = int(failed.get("failures") or 0)
+    return (f"the loop's last retrain ({failed.get('trigger')}, at {_when(failed.get('time'))}) failed: "
+            f"{failed.get('error')}"
+            + (f" ({count(total, 'failed retrain')} in all)" if total > 1 else "")
+            + "; the champion stays until a retrain succeeds (tidal events --kind loop.retrain_failed)")
+
+
+def _when(value: Any) -> str:
+    """A stored ISO time as people read it, to the second, in UTC (as it was stored, when it is not ISO)."""
+    try:
+        when = datetime.fromisoformat(str(value))
+    except ValueError:
+        return str(value)
+    if when.tzinfo is not None:
+        when = when.astimezone(UTC)
+    return when.strftime("%Y-%m-%d %H:%M:%S") + (" UTC" if when.tzinfo is not None else "")
 
 
 def describe_window(frame: pd.DataFrame, predictions: Sequence[Prediction] = ()) -> dict[str, Any]:
