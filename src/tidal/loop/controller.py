@@ -28,7 +28,7 @@ from tidal.loop.context import LoopContext
 from tidal.loop.liveness import Heartbeat
 from tidal.loop.monitoring import monitor_once, note_unreadable
 from tidal.loop.pipeline import RunResult, TrainingPipeline
-from tidal.loop.policy import Decision, Observation, decide, worse
+from tidal.loop.policy import Decision, Observation, decide, estimated_observation, worse
 from tidal.loop.scoring import plain, score
 from tidal.loop.state import LoopState, Retraining, Trial, Watch
 from tidal.monitor.frame import inputs_frame
@@ -213,7 +213,8 @@ class Controller:
             now=now, labelled_total=self.ctx.predictions.count(model=self.name, labelled=True),
             drift_share=rep.drift_share, window_rows=int(rep.window.get("rows", 0)), metric=metric,
             value=value, labelled_in_window=int(perf.get("labelled", 0) or 0),
-            validation=champion.metrics.get(metric), min_labelled_for_perf=spec.monitor.performance.min_labelled)
+            validation=champion.metrics.get(metric), min_labelled_for_perf=spec.monitor.performance.min_labelled,
+            **estimated_observation(spec.retrain.on.estimated_performance, rep, champion))
 
     # -- acting ---------------------------------------------------------------------------------
     def training_frame(self) -> tuple[pd.DataFrame, str]:
