@@ -32,6 +32,7 @@ def test_backtest_reports_the_estimate_error_and_the_trigger_retrains(small_proj
     # Elec2 rows change how the label depends on the inputs, which no estimate from probabilities can see.)
     assert est["estimated"] - est["realised"] == pytest.approx(est["bias"])
     assert 0 <= abs(est["bias"]) <= est["mae"] <= 1
+    assert 0 < est["noise"] < 0.05  # 250-row ticks: about 0.8 * sqrt(p (1 - p) / 250) <= 0.026
     # the loop's story (in the HTML: a backtest runs in throw-away stores) names the trigger and its figures
     html = (small_project / "bt.html").read_text()
     assert "retrain triggered by estimated_performance: estimated accuracy" in html

@@ -152,6 +152,12 @@ def test_the_report_sets_the_estimate_beside_the_realised_value() -> None:
     assert est["calibration"]["method"] in ("isotonic", "none") and est["calibration"]["ece_raw"] is not None
     line = describe(est)
     assert f"on {unlabelled:,} unlabelled predictions" in line and "realised" in line
+    # a spec that monitors roc_auc alone: the estimate is of accuracy, and its realised value is counted
+    only_auc = build_report(mv, preds, MonitorSpec(), metrics=["roc_auc"], report_id="r", now=START)
+    est = only_auc.body["estimate"]
+    assert est["metric"] == "accuracy" and "accuracy" not in only_auc.body["performance"]["metrics"]
+    labelled_accuracy = float(np.mean([p.output == p.label for p in preds if p.label is not None]))
+    assert est["realised"] == pytest.approx(labelled_accuracy) and est["labelled"] == len(preds) - unlabelled
 
 
 def test_rows_without_probabilities_are_counted_unusable_and_a_full_window_says_so() -> None:
