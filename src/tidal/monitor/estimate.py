@@ -140,8 +140,10 @@ def estimate_performance(mv: ModelVersion, frame: pd.DataFrame, performance: Map
                         "realised": _counted(check_y, check_pred, len(classes)).get(metric)}
         if out["realised"] is None:  # the spec's metrics leave this one out: count it on the checked rows
             out["realised"], out["labelled"] = out["check"]["realised"], out["check"]["rows"]
-    if found["rows"]:
+    if found["rows"] and out["value"] is not None:
         out["status"], out["why"] = "estimated", ""
+    elif found["rows"]:
+        out["why"] = f"{metric} is undefined on these rows"
     elif out["unlabelled"] == 0:
         out["status"], out["why"] = "no unlabelled rows", "every prediction in the window has its label"
     else:
