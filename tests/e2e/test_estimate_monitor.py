@@ -5,6 +5,7 @@ predictions and labels through the SDK as a user's service would send them."""
 from __future__ import annotations
 
 import gzip
+import io
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ def test_monitor_sets_the_estimate_beside_the_realised_value(small_project: Path
     run("run", check=True)
     text = gzip.decompress((ELEC2 / "data" / "elec2.csv.gz").read_bytes()).decode()
     lines = text.splitlines()
-    traffic = pd.read_csv(pd.io.common.StringIO("\n".join([lines[0], *lines[1 + FIRST:1 + FIRST + ROWS]])))
+    traffic = pd.read_csv(io.StringIO("\n".join([lines[0], *lines[1 + FIRST:1 + FIRST + ROWS]])))
     truth = traffic.pop("up").to_numpy()
     with Workspace.open(small_project) as ws:
         answer = ws.predict(traffic)
