@@ -56,6 +56,7 @@ def monitor(
     with no predictions has nothing to judge: no report is stored, and the command says so."""
     from tidal.cli.render import dump_json, report_table, report_to_dict
     from tidal.monitor import summarize
+    from tidal.monitor.estimate import describe as describe_estimate
 
     with open_workspace(project) as ws:
         report = ws.monitor(window=window, since=_parse_since(since), html=html, all_versions=all_versions)
@@ -67,6 +68,8 @@ def monitor(
             dump_json(console, {**report_to_dict(report), "outcome": "reported", "stored": True})
             return
         console.print(report_table(report))
+        if report.body.get("estimate"):
+            console.print(escape(describe_estimate(report.body["estimate"])))
         for line in summarize(report):
             console.print(escape(line))
         if html is not None:
@@ -129,6 +132,7 @@ def reports_show(report_id: Annotated[str, typer.Argument(help="A report id, or 
     """Show one stored report."""
     from tidal.cli.render import dump_json, report_table, report_to_dict
     from tidal.monitor import summarize
+    from tidal.monitor.estimate import describe as describe_estimate
 
     with open_workspace(project) as ws:
         report = ws.report(report_id)
@@ -136,6 +140,8 @@ def reports_show(report_id: Annotated[str, typer.Argument(help="A report id, or 
             dump_json(console, report_to_dict(report))
             return
         console.print(report_table(report))
+        if report.body.get("estimate"):
+            console.print(escape(describe_estimate(report.body["estimate"])))
         for line in summarize(report):
             console.print(escape(line))
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -11,6 +11,7 @@ import pandas as pd
 
 from tidal.data.prepare import as_model_input
 from tidal.data.profile import profile_frame
+from tidal.evaluate.calibration import class_codes, fit_calibration
 from tidal.evaluate.metrics import compute_metrics
 from tidal.train.fit import predict_frame
 
@@ -33,14 +34,18 @@ class Evaluation:
     train: Metrics
     validation: Metrics
     predictions: dict[str, Any]
+    #: the holdout calibration check of a classifier (:mod:`tidal.evaluate.calibration`); ``{}`` otherwise
+    calibration: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"train": self.train, "validation": self.validation, "predictions": self.predictions}
+        return {"train": self.train, "validation": self.validation, "predictions": self.predictions,
+                "calibration": self.calibration}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Evaluation:
         return cls(train=dict(data["train"]), validation=dict(data["validation"]),
-                   predictions=dict(data.get("predictions") or {}))
+                   predictions=dict(data.get("predictions") or {}),
+                   calibration=dict(data.get("calibration") or {}))
 
 
 def evaluate_model(model: Any, train: pd.DataFrame, holdout: pd.DataFrame, *, columns: Sequence[str],
@@ -48,10 +53,15 @@ def evaluate_model(model: Any, train: pd.DataFrame, holdout: pd.DataFrame, *, co
     """Score ``model`` on its training rows and on the holdout, and profile its holdout predictions."""
     train_metrics = metrics_on(model, train, columns=columns, kinds=kinds, target=target, task=task)
     pred, proba = predict_frame(model, as_model_input(holdout, columns, kinds))
-    validation = compute_metrics(task, holdout[target].to_numpy(), pred, proba,
-                                 classes=getattr(model, "classes_", None))
+    classes = getattr(model, "classes_", None)
+    validation = compute_metrics(task, holdout[target].to_numpy(), pred, proba, classes=classes)
+    calibration: dict[str, Any] = {}
+    if task == "classification":
+        y, p = class_codes(holdout[target].to_numpy(), classes), class_codes(pred, classes)
+        known = (y >= 0) & (p >= 0)
+        calibration = fit_calibration(y[known], None if proba is None else proba[known], p[known])
     return Evaluation(train=train_metrics, validation=validation,
-                      predictions=profile_frame(prediction_frame(pred, proba)))
+                      predictions=profile_frame(prediction_frame(pred, proba)), calibration=calibration)
 
 
 def prediction_frame(pred: np.ndarray, proba: np.ndarray | None) -> pd.DataFrame:

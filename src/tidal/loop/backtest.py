@@ -26,6 +26,7 @@ from tidal.core.clock import SimulatedClock
 from tidal.core.entities import Feedback, Prediction
 from tidal.core.errors import DataError
 from tidal.data.prepare import as_model_input
+from tidal.loop.backtest_estimate import EstimateTracker
 from tidal.loop.context import LoopContext
 from tidal.loop.controller import Controller, TickReport
 from tidal.loop.outcomes import STORY, tally
@@ -51,11 +52,13 @@ class BacktestResult:
     curve_rows: list[int] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     initial_rows: int = 0
+    #: how far the estimate before the labels was from the truth (tidal.loop.backtest_estimate)
+    estimate: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self, *, full: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {"metric": self.metric, "rows": self.rows, "initial_rows": self.initial_rows,
                                "loop": self.loop, "static": self.static, "periodic": self.periodic,
-                               "last_label": self.last_label}
+                               "last_label": self.last_label, "estimate": self.estimate}
         if full:
             out.update(curves=self.curves, curve_rows=self.curve_rows, events=self.events)
         return out
@@ -141,6 +144,7 @@ def _run_backtest(ctx: LoopContext, data: pd.DataFrame, progress: Progress | Non
     models: dict[int, Any] = {first.version: static_model}
     loop_pred = np.empty(len(stream), dtype=object if y.dtype == object else y.dtype)
     delivered = 0
+    estimate = EstimateTracker()
     start_event = ctx.store.list_events(limit=1)
     first_event_id = (start_event[-1].id or 0) if start_event else 0
     records = stream.drop(columns=[c for c in stream.columns if c not in columns]).to_dict(orient="records")
@@ -151,6 +155,7 @@ def _run_backtest(ctx: LoopContext, data: pd.DataFrame, progress: Progress | Non
             models[champ.version] = ctx.registry.load(champ)
         pred, proba = predict_frame(models[champ.version], X_stream.iloc[lo:hi])
         loop_pred[lo:hi] = pred
+        estimate.add(champ, proba, pred, y[lo:hi])  # before these rows' labels arrive
         ctx.predictions.append([
             Prediction(id=f"bt-{lo + i}", time=times[n0 + lo + i], model=spec.name, version=champ.version,
                        inputs=records[lo + i], output=plain(pred[i]),
@@ -187,7 +192,7 @@ def _run_backtest(ctx: LoopContext, data: pd.DataFrame, progress: Progress | Non
         static={"score": _score(task, y, static_pred), "version": first.version},
         periodic={"score": _score(task, y, periodic_pred), "every": periodic_every, "retrains": periodic_retrains},
         last_label={"score": _score(task, y, last_label)},
-        curves=curves, curve_rows=curve_rows, events=story,
+        curves=curves, curve_rows=curve_rows, events=story, estimate=estimate.to_dict(),
     )
 
 

@@ -28,7 +28,7 @@ from tidal.loop.context import LoopContext
 from tidal.loop.liveness import Heartbeat
 from tidal.loop.monitoring import monitor_once, note_unreadable
 from tidal.loop.pipeline import RunResult, TrainingPipeline
-from tidal.loop.policy import Decision, Observation, decide
+from tidal.loop.policy import Decision, Observation, decide, estimated_observation
 from tidal.loop.state import Failure, LoopState, Retraining, state_key
 from tidal.loop.trials import Trials
 from tidal.monitor.frame import inputs_frame
@@ -217,7 +217,8 @@ class Controller:
             now=now, labelled_total=self.ctx.predictions.count(model=self.name, labelled=True),
             drift_share=rep.drift_share, window_rows=int(rep.window.get("rows", 0)), metric=metric,
             value=value, labelled_in_window=int(perf.get("labelled", 0) or 0),
-            validation=champion.metrics.get(metric), min_labelled_for_perf=spec.monitor.performance.min_labelled)
+            validation=champion.metrics.get(metric), min_labelled_for_perf=spec.monitor.performance.min_labelled,
+            **estimated_observation(spec.retrain.on.estimated_performance, rep, champion))
 
     # -- acting ---------------------------------------------------------------------------------
     def training_frame(self) -> tuple[pd.DataFrame, str]:

@@ -362,7 +362,8 @@ class TrainingPipeline:
                                 classes=None if classes is None else [c.item() if hasattr(c, "item") else c
                                                                       for c in classes], task=task),
             metrics={k: v for k, v in evaluation.validation.items() if v is not None},
-            profile={"features": json.loads(self.artifacts.get(prof_d)), "predictions": evaluation.predictions},
+            profile={"features": json.loads(self.artifacts.get(prof_d)), "predictions": evaluation.predictions,
+                     "calibration": evaluation.calibration},
             lineage=Lineage(run_id=result.run.id, snapshot=info.get("snapshot"), train=train_d, holdout=holdout_d,
                             spec_digest=spec.digest, git=info.get("git"),
                             environment_digest=info.get("environment_digest"), seed=spec.model.seed,

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
+from tidal.core.entities import ModelVersion, Report
 from tidal.loop.state import LoopState
 from tidal.spec.metrics import LOWER_IS_BETTER
-from tidal.spec.policy import RetrainSpec
+from tidal.spec.policy import EstimatedPerformanceTrigger, RetrainSpec
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,10 @@ class Observation:
     labelled_in_window: int = 0
     validation: float | None = None         # the champion's value at validation
     min_labelled_for_perf: int = 30
+    estimated_metric: str | None = None     # the estimated_performance trigger's metric
+    estimated: float | None = None          # its estimate on the window's unlabelled rows
+    estimated_rows: int = 0                 # how many unlabelled rows the estimate covers
+    estimated_validation: float | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,7 @@ def fired_triggers(policy: RetrainSpec, obs: Observation, state: LoopState) -> l
             if worse(obs.metric, obs.value, limit):
                 out.append(("performance", f"{obs.metric} {obs.value:.3f} dropped more than {perf.or_drop:.3f} "
                                            f"from {obs.validation:.3f} at validation"))
+    out += _estimated(policy, obs)
     new_rows = obs.labelled_total - state.last_retrain_labelled
     if on.new_data is not None and new_rows >= on.new_data.rows:
         out.append(("new_data", f"{new_rows} new labelled rows since the last training (>= {on.new_data.rows})"))
@@ -70,6 +77,36 @@ def fired_triggers(policy: RetrainSpec, obs: Observation, state: LoopState) -> l
         if due <= obs.now:
             out.append(("schedule", f"schedule {on.schedule!r} was due at {due.isoformat(timespec='minutes')}"))
     return out
+
+
+def estimated_observation(cfg: EstimatedPerformanceTrigger | None, report: Report,
+                          champion: ModelVersion) -> dict[str, Any]:
+    """The :class:`Observation` fields of the estimated_performance trigger, read from a monitor report's
+    ``estimate`` section (empty when the trigger is not configured)."""
+    if cfg is None:
+        return {}
+    est = report.body.get("estimate") or {}
+    metric = cfg.metric or str(est.get("metric") or "accuracy")
+    return {"estimated_metric": metric, "estimated": (est.get("metrics") or {}).get(metric),
+            "estimated_rows": int(est.get("rows") or 0), "estimated_validation": champion.metrics.get(metric)}
+
+
+def _estimated(policy: RetrainSpec, obs: Observation) -> list[tuple[str, str]]:
+    """The estimated_performance trigger: the estimate on enough unlabelled rows is below the floor, or
+    further below validation than ``or_drop`` (every estimable metric is higher-is-better)."""
+    cfg = policy.on.estimated_performance
+    if cfg is None or obs.estimated is None or not obs.estimated_metric or obs.estimated_rows < cfg.min_rows:
+        return []
+    name, value, rows = obs.estimated_metric, obs.estimated, obs.estimated_rows
+    if cfg.below is not None and value < cfg.below:
+        return [("estimated_performance", f"estimated {name} {value:.3f} below the floor {cfg.below:.3f} on "
+                                          f"{rows} unlabelled predictions")]
+    if cfg.or_drop is not None and obs.estimated_validation is not None \
+            and value < obs.estimated_validation - cfg.or_drop:
+        return [("estimated_performance", f"estimated {name} {value:.3f} dropped more than {cfg.or_drop:.3f} "
+                                          f"from {obs.estimated_validation:.3f} at validation on {rows} "
+                                          "unlabelled predictions")]
+    return []
 
 
 def blocking_guard(policy: RetrainSpec, obs: Observation, state: LoopState) -> str | None:

@@ -19,6 +19,7 @@ from tidal.monitor.base import DriftTest
 from tidal.monitor.binning import finite_values
 from tidal.monitor.checks import DriftTestCheckFailed, check_drift_test
 from tidal.monitor.drift import ColumnDrift, DatasetDrift, column_drift, detect_drift
+from tidal.monitor.estimate import estimate_performance
 from tidal.monitor.frame import frame_of
 from tidal.monitor.html import render_html
 from tidal.monitor.outputs import PredictionDrift, prediction_drift
@@ -48,6 +49,7 @@ __all__ = [
     "choose_test",
     "column_drift",
     "detect_drift",
+    "estimate_performance",
     "finite_values",
     "frame_of",
     "get_drift_test",

@@ -1,6 +1,7 @@
 """The HTML report: one self-contained file (inline CSS and SVG, no script, nothing fetched).
 
-The newest report in detail — alerts, performance with its interval against validation, the drift
+The newest report in detail — alerts, performance with its interval against validation, the
+performance estimated on the unlabelled rows beside the realised one, the drift
 table (test, statistic, threshold, verdict, sizes, nulls, unseen categories), prediction drift, and per
 feature the reference against the window as a chart — and, over all the reports given, the primary
 metric and the share of drifted features as small line charts. Only what the report body holds is
@@ -50,6 +51,7 @@ def render_html(reports: Sequence[Report], mv: ModelVersion, path: Path) -> Path
         if (failed := loop_failure(body)) is not None:
             parts.append(f"<div class='alerts loop-failed'><b>Retraining</b><p>{escape(failed)}</p></div>")
         parts.append(_performance(body.get("performance") or {}))
+        parts.append(_estimate(body.get("estimate") or {}))
         parts.append(_trends(ordered))
         drift = body.get("drift") or {}
         parts.append("<h2>Data drift</h2>" + _drift_summary(drift) + _drift_table(drift.get("columns") or []))
@@ -113,6 +115,30 @@ def _performance(perf: Mapping[str, Any]) -> str:
         rows.append(("all metrics", ", ".join(f"{escape(str(k))} {_fmt(v)}" for k, v in others.items())))
     table = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows)
     return f"<h2>Performance</h2><table>{table}</table>"
+
+
+def _estimate(est: Mapping[str, Any]) -> str:
+    """The estimate before the labels arrive, beside the realised value (tidal.monitor.estimate)."""
+    if not est:
+        return ""
+    metric = escape(str(est.get("metric")))
+    se = est.get("se")
+    value = _fmt(est.get("value")) + (f" <span class='muted'>± {_fmt(1.96 * se)} (95%)</span>" if se else "")
+    check = est.get("check") or {}
+    cal = est.get("calibration") or {}
+    rows = [("status", f"{escape(str(est.get('status')))} <span class='muted'>{escape(str(est.get('why') or ''))}"
+                       "</span>"),
+            (f"estimated {metric}", value),
+            ("unlabelled rows covered", f"{int(est.get('rows') or 0):,} of {int(est.get('unlabelled') or 0):,}"),
+            (f"realised {metric}", f"{_fmt(est.get('realised'))} on {int(est.get('labelled') or 0):,} labelled"),
+            ("check on the labelled rows", "—" if not check else
+             f"estimated {_fmt(check.get('estimated'))}, realised {_fmt(check.get('realised'))} "
+             f"({int(check.get('rows') or 0):,} rows)"),
+            ("calibration", f"{escape(str(cal.get('method') or 'none'))} <span class='muted'>ECE raw "
+                            f"{_fmt(cal.get('ece_raw'))}, with a map {_fmt(cal.get('ece_calibrated'))}; "
+                            f"{escape(str(cal.get('why') or ''))}</span>")]
+    table = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows)
+    return f"<h2>Performance before the labels arrive</h2><table>{table}</table>"
 
 
 def _trends(reports: Sequence[Report]) -> str:

@@ -16,6 +16,8 @@
      "prediction_drift": {"drifted", "drifted_columns", "note", "columns": [<column result>, ...]},
      "performance": {"metric", "value", "ci", "ci_method", "labelled", "validation", "floor",
                      "status", "alert", "why", "metrics": {...}, ...},
+     "estimate": {"metric", "value", "se", "rows", "unlabelled", "realised", "check", "calibration",
+                  "status", "why", ...},   # before the labels arrive: tidal.monitor.estimate
      "alerts": [{"kind": "data_drift" | "performance", "message": "..."}],
      "notes": [{"kind": "prediction_drift" | "feature_drift", "message": "..."}]}
 
@@ -47,6 +49,7 @@ from tidal.core.entities import ModelVersion, Prediction, Report
 from tidal.core.text import count
 from tidal.monitor.auto import AUTO
 from tidal.monitor.drift import DatasetDrift, detect_drift
+from tidal.monitor.estimate import estimate_performance
 from tidal.monitor.frame import LABEL, TIME, frame_of
 from tidal.monitor.outputs import PredictionDrift, prediction_drift
 from tidal.monitor.performance import assess_performance
@@ -97,6 +100,7 @@ def report_from_frame(
                         share=spec.drift.share)
     outputs = prediction_drift(mv, frame, method=method, threshold=threshold)
     performance = assess_performance(mv, frame, spec.performance, metrics=metrics)
+    estimate = estimate_performance(mv, frame, performance)
     window = describe_window(frame, predictions)
     alerts = _alerts(data, performance)
     notes = _notes(data, outputs)
@@ -107,6 +111,7 @@ def report_from_frame(
         "drift": data.to_dict(),
         "prediction_drift": outputs.to_dict(),
         "performance": performance,
+        "estimate": estimate,
         "alerts": alerts,
         "notes": notes,
     }

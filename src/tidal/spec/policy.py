@@ -30,6 +30,31 @@ class PerformanceTrigger(Section):
     )
 
 
+#: The metrics an estimate without labels gives (from an expected confusion matrix: tidal.monitor.estimate).
+ESTIMABLE_METRICS: tuple[str, ...] = ("accuracy", "balanced_accuracy", "f1")
+
+
+class EstimatedPerformanceTrigger(Section):
+    """Retrain when the performance estimated on unlabelled predictions (from the model's calibrated
+    probabilities) falls below ``below``, or drops ``or_drop`` under validation: a classifier's decline is
+    acted on before its labels arrive."""
+
+    metric: Literal["accuracy", "balanced_accuracy", "f1"] | None = Field(
+        None, description="accuracy, balanced_accuracy or f1, or null for the monitored metric when it is one "
+                          "of them (else accuracy)")
+    below: float | None = Field(None, description="a number: retrain when the estimate is below this")
+    or_drop: float | None = Field(
+        None, ge=0, description="a number >= 0: retrain when the estimate is this much below validation")
+    min_rows: int = Field(200, ge=1, description="the fewest unlabelled predictions to act on an estimate")
+
+    @model_validator(mode="after")
+    def _a_limit(self) -> EstimatedPerformanceTrigger:
+        if self.below is None and self.or_drop is None:
+            raise spec_problem("no_limit", "estimated_performance needs a limit: below or or_drop",
+                               hint="e.g. estimated_performance: {or_drop: 0.05}")
+        return self
+
+
 class NewDataTrigger(Section):
     """Retrain when this many new labelled rows arrived since the last training."""
 
@@ -43,6 +68,8 @@ class TriggersSpec(Section):
     performance: PerformanceTrigger | None = Field(
         None, description="a performance: section (metric, below, or_drop), or null"
     )
+    estimated_performance: EstimatedPerformanceTrigger | None = Field(
+        None, description="an estimated_performance: section (metric, below, or_drop, min_rows), or null")
     new_data: NewDataTrigger | None = Field(None, description="a new_data: section (rows), or null")
     schedule: NonEmpty | None = Field(None, description="a cron expression such as '0 3 * * *', or null")
 
@@ -82,7 +109,7 @@ class RetrainSpec(Section):
     """When the loop retrains, with guards against retrain storms and too little feedback."""
 
     on: TriggersSpec = Field(default_factory=TriggersSpec, description="an on: section (drift, performance, "
-                             "new_data, schedule)")
+                             "estimated_performance, new_data, schedule)")
     cooldown: CooldownSpec = Field(default_factory=lambda: CooldownSpec(rows=2000),
                                    description="a cooldown: section (rows and/or minutes)")
     max_per_day: int = Field(4, ge=1, description="a number of retrains per day (at least 1)")
@@ -150,6 +177,7 @@ class BacktestSpec(Section):
 
 
 __all__ = [
-    "BacktestSpec", "CooldownSpec", "DriftTrigger", "NewDataTrigger", "PerformanceTrigger", "RetrainSpec",
+    "ESTIMABLE_METRICS", "BacktestSpec", "CooldownSpec", "DriftTrigger", "EstimatedPerformanceTrigger",
+    "NewDataTrigger", "PerformanceTrigger", "RetrainSpec",
     "RollbackSpec", "StrategySpec", "TriggersSpec", "WindowSpec", "strategy_from_yaml",
 ]

@@ -78,6 +78,7 @@ retrain:                    # when `tidal loop` retrains (no trigger = never by 
   on:
     drift: null             # e.g. {{share: 0.5}}
     performance: null       # e.g. {{metric: accuracy, below: 0.70, or_drop: 0.05}}
+    estimated_performance: null  # e.g. {{or_drop: 0.05}}: estimated before the labels arrive
     new_data: null          # e.g. {{rows: 5000}}
     schedule: null          # e.g. "0 3 * * *"
   cooldown: {{rows: 2000, minutes: null}}
