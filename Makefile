@@ -1,7 +1,8 @@
 # Every target creates .venv if it is missing and installs what it needs into it first, so each works as
 # the first command on a fresh machine, and in any order after another. `make demo` installs tidal alone
-# (what the demo runs on); `make test` adds the developer tools and the PostgreSQL driver. Each has its own
-# stamp, so a later `make test` after `make demo` (or the reverse) installs only what is missing.
+# (what the demo runs on); `make test` adds the developer tools, the PostgreSQL driver and river (the
+# backtest's online baseline). Each has its own stamp, so a later `make test` after `make demo` (or the
+# reverse) installs only what is missing.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -19,7 +20,7 @@ $(RUNTIME_STAMP): pyproject.toml | $(BIN)/python
 	@touch $@
 
 $(DEV_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[dev,postgres]'
+	$(BIN)/python -m pip install -q -e '.[dev,postgres,online]'
 	@touch $@ $(RUNTIME_STAMP)
 
 install: $(DEV_STAMP)

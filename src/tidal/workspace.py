@@ -385,7 +385,8 @@ class Workspace:
             kind="backtest.done", subject=f"project:{self.spec.name}", time=self.clock.now(),
             message=f"backtest over {result.rows} rows: loop {result.loop['score']:.4f} "
                     f"({describe(result.loop)}), static {result.static['score']:.4f}, periodic "
-                    f"{result.periodic['score']:.4f}, last_label {result.last_label['score']:.4f} ({result.metric})"
+                    f"{result.periodic['score']:.4f}, last_label {result.last_label['score']:.4f}"
+                    + (f", online {result.online['score']:.4f}" if result.online else "") + f" ({result.metric})"
                     + ("" if (failed := failure_line(result.loop)) is None else f"; {failed}"),
             data=summary))
         return result

@@ -190,14 +190,18 @@ def backtest_table(result: Any) -> Table:
         table.add_column(col)
     loop = result.loop
     best = max if result.metric != "rmse" else min
-    top = best(result.loop["score"], result.static["score"], result.periodic["score"], result.last_label["score"])
-    for name, data, what in (
+    rows = [
         ("loop", loop, describe(loop)),
         ("static", result.static, "the first champion, never retrained"),
         ("periodic", result.periodic, f"retrained every {count(result.periodic['every'], 'row')} "
                                       f"({count(result.periodic['retrains'], 'retrain')})"),
         ("last_label", result.last_label, "predicts the most recent label seen"),
-    ):
+    ]
+    if result.online is not None:
+        rows.append(("online", result.online, f"{result.online['model']}, learning each label as it arrives "
+                                              f"({result.online['seconds']:.1f} s)"))
+    top = best(data["score"] for _, data, _ in rows)
+    for name, data, what in rows:
         style = "bold green" if data["score"] == top else ""
         table.add_row(name, Text(f"{data['score']:.4f}", style=style), what)
     failed = failure_line(loop)

@@ -9,7 +9,9 @@ is known):
   on trial: ``pending``; see :mod:`tidal.loop.outcomes`), its rollbacks, and the first failure's message;
 - ``static``: the first champion, never retrained;
 - ``periodic``: retrained every K rows regardless (no gate);
-- ``last_label``: the most recent label seen (a strong baseline on autocorrelated data).
+- ``last_label``: the most recent label seen (a strong baseline on autocorrelated data);
+- ``online`` (when ``backtest.online`` names one): an online learner (river) that learns each label as it
+  arrives, what a user with streaming labels would otherwise pick.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from tidal.data.prepare import as_model_input
 from tidal.loop.backtest_estimate import EstimateTracker
 from tidal.loop.context import LoopContext
 from tidal.loop.controller import Controller, TickReport
+from tidal.loop.online import replay_online, resolve_learner
 from tidal.loop.outcomes import STORY, tally
 from tidal.loop.pipeline import TrainingPipeline
 from tidal.loop.scoring import plain
@@ -48,6 +51,7 @@ class BacktestResult:
     static: dict[str, Any]
     periodic: dict[str, Any]
     last_label: dict[str, Any]
+    online: dict[str, Any] | None = None
     curves: dict[str, list[float]] = field(default_factory=dict)
     curve_rows: list[int] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
@@ -59,6 +63,8 @@ class BacktestResult:
         out: dict[str, Any] = {"metric": self.metric, "rows": self.rows, "initial_rows": self.initial_rows,
                                "loop": self.loop, "static": self.static, "periodic": self.periodic,
                                "last_label": self.last_label, "estimate": self.estimate}
+        if self.online is not None:
+            out["online"] = self.online
         if full:
             out.update(curves=self.curves, curve_rows=self.curve_rows, events=self.events)
         return out
@@ -135,6 +141,8 @@ def _run_backtest(ctx: LoopContext, data: pd.DataFrame, progress: Progress | Non
     columns = first.signature.names
     kinds = dict(first.signature.columns)
     task = first.task
+    # checked before the replay, so a wrong online learner costs seconds, not the whole backtest
+    learner = resolve_learner(cfg.online, task) if cfg.online is not None else None
     y = stream[target].to_numpy()
     X_stream = as_model_input(stream, columns, kinds)
     static_model = ctx.registry.load(first)
@@ -176,6 +184,13 @@ def _run_backtest(ctx: LoopContext, data: pd.DataFrame, progress: Progress | Non
     delay = cfg.label_delay
     full_y = data[target].to_numpy()
     last_label = np.array([full_y[n0 + i - 1 - delay] for i in range(len(stream))])
+    strategies = {"loop": loop_pred, "static": static_pred, "periodic": periodic_pred, "last_label": last_label}
+    online = None
+    if learner is not None:
+        online_pred, seconds = replay_online(learner, data, initial=n0, end=end, columns=columns, kinds=kinds,
+                                             target=target, label_delay=delay)
+        strategies["online"] = online_pred
+        online = {"score": _score(task, y, online_pred), "model": learner.name, "seconds": round(seconds, 2)}
 
     events = ctx.store.list_events(since_id=first_event_id, limit=100_000)
     row_of = {t: i for i, t in enumerate(times[n0:end])}
@@ -184,14 +199,13 @@ def _run_backtest(ctx: LoopContext, data: pd.DataFrame, progress: Progress | Non
     # a canary/shadow trial still running when the replay ends: its retrain has no outcome yet
     outcomes = tally(events, pending=int(controller.load_state().trial is not None))
     metric = "accuracy" if task == "classification" else "rmse"
-    curve_rows, curves = rolling_curves(task, y, {"loop": loop_pred, "static": static_pred,
-                                                  "periodic": periodic_pred, "last_label": last_label})
+    curve_rows, curves = rolling_curves(task, y, strategies)
     return BacktestResult(
         metric=metric, rows=len(stream), initial_rows=n0,
         loop={"score": _score(task, y, loop_pred), **outcomes},
         static={"score": _score(task, y, static_pred), "version": first.version},
         periodic={"score": _score(task, y, periodic_pred), "every": periodic_every, "retrains": periodic_retrains},
-        last_label={"score": _score(task, y, last_label)},
+        last_label={"score": _score(task, y, last_label)}, online=online,
         curves=curves, curve_rows=curve_rows, events=story, estimate=estimate.to_dict(),
     )
 

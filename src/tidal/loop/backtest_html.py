@@ -11,7 +11,8 @@ from tidal.core.text import count
 from tidal.loop.backtest import BacktestResult
 from tidal.loop.outcomes import describe, failure_line
 
-COLORS = {"loop": "#1f77b4", "static": "#d62728", "periodic": "#2ca02c", "last_label": "#7f7f7f"}
+COLORS = {"loop": "#1f77b4", "static": "#d62728", "periodic": "#2ca02c", "last_label": "#7f7f7f",
+          "online": "#8c564b"}
 EVENT_COLORS = {"loop.retrain": "#ff7f0e", "alias.moved": "#1f77b4", "gate.failed": "#d62728",
                 "loop.trial_lost": "#d62728", "loop.trial_abandoned": "#d62728", "loop.retrain_unchanged": "#999999",
                 "loop.retrain_failed": "#000000", "loop.rollback": "#9467bd"}
@@ -59,7 +60,8 @@ def render_backtest_html(result: BacktestResult, path: Path, *, title: str = "ti
         f"<tr><td><span style='color:{COLORS[name]}'>■</span> {name}</td><td>{data['score']:.4f}</td>"
         f"<td>{html.escape(_detail(name, data))}</td></tr>"
         for name, data in (("loop", result.loop), ("static", result.static), ("periodic", result.periodic),
-                           ("last_label", result.last_label)) if data.get("score") is not None)
+                           ("last_label", result.last_label), ("online", result.online or {}))
+        if data.get("score") is not None)
     legend = " · ".join(f"<span style='color:{c}'>┆ {k}</span>" for k, c in EVENT_COLORS.items())
     events = "".join(
         f"<tr><td>{e['row']:,}</td><td>{html.escape(e['kind'])}</td><td>{html.escape(e['message'])}</td></tr>"
@@ -89,4 +91,6 @@ def _detail(name: str, data: dict[str, Any]) -> str:
         return f"retrained every {count(data['every'], 'row')} ({count(data['retrains'], 'retrain')})"
     if name == "static":
         return "the first champion, never retrained"
+    if name == "online":
+        return f"{data['model']}, learning each label as it arrives ({data['seconds']:.1f} s)"
     return "the most recent label seen"

@@ -159,6 +159,14 @@ class RollbackSpec(Section):
 # -- backtest ----------------------------------------------------------------------------------------
 
 
+class OnlineSpec(Section):
+    """An online learner replayed beside the loop as the backtest's ``online`` baseline (river)."""
+
+    model: NonEmpty = Field(description="a river classifier or regressor, e.g. river.forest.ARFClassifier")
+    params: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the river class")
+    scale: bool = Field(True, description="standardise numeric columns online before the learner")
+
+
 class BacktestSpec(Section):
     """How `tidal backtest` replays the time-ordered data through the loop."""
 
@@ -174,10 +182,13 @@ class BacktestSpec(Section):
         30.0, gt=0, description="simulated minutes per row when data.time is null (Elec2: 30)"
     )
     max_rows: int | None = Field(None, ge=10, description="replay at most this many rows after the first part")
+    online: OnlineSpec | None = Field(
+        None, description="an online learner (river, the online extra) replayed on the same rows as a baseline"
+    )
 
 
 __all__ = [
     "ESTIMABLE_METRICS", "BacktestSpec", "CooldownSpec", "DriftTrigger", "EstimatedPerformanceTrigger",
-    "NewDataTrigger", "PerformanceTrigger", "RetrainSpec",
+    "NewDataTrigger", "OnlineSpec", "PerformanceTrigger", "RetrainSpec",
     "RollbackSpec", "StrategySpec", "TriggersSpec", "WindowSpec", "strategy_from_yaml",
 ]

@@ -95,6 +95,7 @@ backtest:                   # `tidal backtest`
   tick_rows: 250
   minutes_per_row: 30.0
   max_rows: null
+  online: null              # e.g. {{model: river.forest.ARFClassifier}}: a river learner as a baseline
 
 monitor:                    # what `tidal monitor` compares
   window: 1000              # the most recent predictions
