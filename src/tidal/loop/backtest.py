@@ -24,7 +24,10 @@ import pandas as pd
 from tidal.core.clock import SimulatedClock
 from tidal.core.entities import Feedback, Prediction
 from tidal.core.errors import DataError
+from tidal.data.codec import encode_records, target_array
 from tidal.data.prepare import as_model_input
+from tidal.data.timecol import parse_times
+from tidal.evaluate.metrics import compute_metrics
 from tidal.loop.context import LoopContext
 from tidal.loop.controller import Controller, TickReport
 from tidal.loop.pipeline import TrainingPipeline
@@ -59,10 +62,30 @@ class BacktestResult:
         return out
 
 
-def _score(task: str, y: np.ndarray, pred: np.ndarray) -> float:
-    if task == "classification":
+#: The metrics a backtest may score with: those that need no probabilities (the last-label baseline has none).
+BACKTEST_METRICS = {"classification": ("accuracy", "balanced_accuracy", "f1"), "regression": ("rmse", "mae", "r2")}
+
+
+def backtest_metric(task: str, named: str | None) -> str:
+    """The metric a backtest scores ``task`` with: ``backtest.metric``, or accuracy / RMSE; DataError for a
+    metric of the other task."""
+    if named is None:
+        return BACKTEST_METRICS[task][0]
+    if named not in BACKTEST_METRICS[task]:
+        raise DataError(f"backtest.metric {named!r} does not measure {task} (the first champion is a "
+                        f"{'classifier' if task == 'classification' else 'regressor'})",
+                        hint=f"use one of {', '.join(BACKTEST_METRICS[task])}, or null")
+    return named
+
+
+def _score(task: str, y: np.ndarray, pred: np.ndarray, metric: str | None = None) -> float:
+    metric = metric or BACKTEST_METRICS[task][0]
+    if metric == "accuracy":
         return float(np.mean(y == pred))
-    return float(np.sqrt(np.mean((y.astype(float) - pred.astype(float)) ** 2)))
+    if metric == "rmse":
+        return float(np.sqrt(np.mean((y.astype(float) - pred.astype(float)) ** 2)))
+    value = compute_metrics(task, y, pred).get(metric)
+    return float("nan") if value is None else float(value)
 
 
 def _rolling(task: str, y: np.ndarray, pred: np.ndarray, width: int, points: np.ndarray) -> list[float]:
@@ -107,8 +130,9 @@ def _run_backtest(ctx: LoopContext, data: pd.DataFrame, progress: Progress | Non
     cfg, target = spec.backtest, spec.data.target
     if not isinstance(ctx.clock, SimulatedClock):
         raise TypeError("a backtest needs a SimulatedClock")
-    if spec.data.time is not None:
-        data = data.sort_values(spec.data.time, kind="stable")
+    if spec.data.time is not None:  # in time order, as time: ISO texts with offsets or epoch seconds too
+        order = np.argsort(parse_times(data[spec.data.time]).to_numpy(), kind="stable")
+        data = data.iloc[order]
     data = data.reset_index(drop=True)
     n0 = round(len(data) * cfg.initial_rows) if cfg.initial_rows < 1 else int(cfg.initial_rows)
     if n0 < 20 or n0 >= len(data) - 10:
@@ -130,18 +154,19 @@ def _run_backtest(ctx: LoopContext, data: pd.DataFrame, progress: Progress | Non
     columns = first.signature.names
     kinds = dict(first.signature.columns)
     task = first.task
-    y = stream[target].to_numpy()
+    metric = backtest_metric(task, cfg.metric)
+    y = target_array(stream[target])
     X_stream = as_model_input(stream, columns, kinds)
     static_model = ctx.registry.load(first)
     static_pred = predict_frame(static_model, X_stream)[0]
 
     controller = Controller(ctx, source_frame=lambda: initial, owner="backtest")
     models: dict[int, Any] = {first.version: static_model}
-    loop_pred = np.empty(len(stream), dtype=object if y.dtype == object else y.dtype)
+    loop_pred = np.empty(len(stream), dtype=y.dtype)
     delivered = 0
     start_event = ctx.store.list_events(limit=1)
     first_event_id = (start_event[-1].id or 0) if start_event else 0
-    records = stream.drop(columns=[c for c in stream.columns if c not in columns]).to_dict(orient="records")
+    records = encode_records(stream, [c for c in stream.columns if c in columns])
     for lo in range(0, len(stream), cfg.tick_rows):
         hi = min(len(stream), lo + cfg.tick_rows)
         champ = ctx.registry.champion(spec.name) or first
@@ -167,8 +192,8 @@ def _run_backtest(ctx: LoopContext, data: pd.DataFrame, progress: Progress | Non
     periodic_every = cfg.periodic_every or spec.retrain.cooldown.rows or 2000
     periodic_pred, periodic_retrains = _periodic(ctx, data, n0, stream, columns, kinds, periodic_every, task)
     delay = cfg.label_delay
-    full_y = data[target].to_numpy()
-    last_label = np.array([full_y[n0 + i - 1 - delay] for i in range(len(stream))])
+    full_y = target_array(data[target])
+    last_label = full_y[[n0 + i - 1 - delay for i in range(len(stream))]]
 
     events = ctx.store.list_events(since_id=first_event_id, limit=100_000)
     row_of = {t: i for i, t in enumerate(times[n0:end])}
@@ -176,17 +201,17 @@ def _run_backtest(ctx: LoopContext, data: pd.DataFrame, progress: Progress | Non
              if e.kind in ("loop.retrain", "alias.moved", "gate.failed", "loop.rollback")]
     promotions = sum(1 for e in events if e.kind == "alias.moved" and e.data.get("alias") == CHAMPION
                      and not e.data.get("rollback") and str(e.data.get("trigger", "")).startswith("loop"))
-    metric = "accuracy" if task == "classification" else "rmse"
     curve_rows, curves = rolling_curves(task, y, {"loop": loop_pred, "static": static_pred,
                                                   "periodic": periodic_pred, "last_label": last_label})
     return BacktestResult(
         metric=metric, rows=len(stream), initial_rows=n0,
-        loop={"score": _score(task, y, loop_pred), "retrains": sum(e.kind == "loop.retrain" for e in events),
+        loop={"score": _score(task, y, loop_pred, metric), "retrains": sum(e.kind == "loop.retrain" for e in events),
               "promotions": promotions, "rejections": sum(e.kind == "gate.failed" for e in events),
               "rollbacks": sum(e.kind == "loop.rollback" for e in events)},
-        static={"score": _score(task, y, static_pred), "version": first.version},
-        periodic={"score": _score(task, y, periodic_pred), "every": periodic_every, "retrains": periodic_retrains},
-        last_label={"score": _score(task, y, last_label)},
+        static={"score": _score(task, y, static_pred, metric), "version": first.version},
+        periodic={"score": _score(task, y, periodic_pred, metric), "every": periodic_every,
+                  "retrains": periodic_retrains},
+        last_label={"score": _score(task, y, last_label, metric)},
         curves=curves, curve_rows=curve_rows, events=story,
     )
 
@@ -196,8 +221,7 @@ def _periodic(ctx: LoopContext, data: pd.DataFrame, n0: int, stream: pd.DataFram
     """Retrain every ``every`` rows on the rows whose labels have arrived, no gate, no questions."""
     spec = ctx.spec
     delay, window = spec.backtest.label_delay, spec.retrain.window.last_rows
-    out = np.empty(len(stream), dtype=object if stream[spec.data.target].dtype == object else
-                   stream[spec.data.target].dtype)
+    out = np.empty(len(stream), dtype=target_array(stream[spec.data.target]).dtype)
     X = as_model_input(stream, columns, kinds)
     retrains = 0
     for lo in range(0, len(stream), every):
@@ -213,9 +237,8 @@ def _periodic(ctx: LoopContext, data: pd.DataFrame, n0: int, stream: pd.DataFram
 
 
 def _row_times(data: pd.DataFrame, time: str | None, minutes: float) -> list[datetime]:
-    if time is not None:
-        stamps = pd.to_datetime(data[time], utc=True)
-        return [t.to_pydatetime() for t in stamps]
+    if time is not None:  # read as the spec says (docs/spec.md, data.time): any time kind, as aware UTC
+        return [t.to_pydatetime() for t in parse_times(data[time])]
     start = datetime(2000, 1, 1, tzinfo=UTC)
     return [start + timedelta(minutes=minutes * i) for i in range(len(data))]
 

@@ -147,6 +147,10 @@ class BacktestSpec(Section):
         30.0, gt=0, description="simulated minutes per row when data.time is null (Elec2: 30)"
     )
     max_rows: int | None = Field(None, ge=10, description="replay at most this many rows after the first part")
+    metric: Literal["accuracy", "balanced_accuracy", "f1", "rmse", "mae", "r2"] | None = Field(
+        None, description="what the strategies are scored with: accuracy, balanced_accuracy or f1 for a "
+        "classifier, rmse, mae or r2 for a regressor; null: accuracy or rmse"
+    )
 
 
 __all__ = [

@@ -94,6 +94,7 @@ backtest:                   # `tidal backtest`
   tick_rows: 250
   minutes_per_row: 30.0
   max_rows: null
+  metric: null              # null = accuracy (classification) or rmse (regression)
 
 monitor:                    # what `tidal monitor` compares
   window: 1000              # the most recent predictions
