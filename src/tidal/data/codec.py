@@ -116,6 +116,23 @@ def decode_column(values: Sequence[Any] | pd.Series, kind: str) -> pd.Series:
         return pd.Series(raw, dtype=object).infer_objects()
 
 
+def decode_like(values: Sequence[Any] | pd.Series, reference: pd.Series) -> pd.Series:
+    """``values`` as a column of the type of ``reference``: :func:`decode_column`, and for a ``category``
+    column the reference's own categories (their order, their type, ``ordered``), then any new ones."""
+    dtype = reference.dtype
+    if not isinstance(dtype, pd.CategoricalDtype):
+        return decode_column(values, column_type(reference))
+    series = values if isinstance(values, pd.Series) else pd.Series(list(values), dtype=object)
+    series = series.reset_index(drop=True)
+    if series.dtype == dtype:
+        return series
+    plain = pd.Series([None if is_missing(v) else v for v in series.tolist()], dtype=object)
+    known = set(dtype.categories.tolist())
+    new = [v for v in pd.unique(plain.dropna()) if v not in known]
+    categories = dtype.categories.append(pd.Index(new, dtype=object)) if new else dtype.categories
+    return plain.astype(pd.CategoricalDtype(categories, ordered=dtype.ordered))
+
+
 def decode_frame(frame: pd.DataFrame, types: Mapping[str, str]) -> pd.DataFrame:
     """``frame`` with each column named in ``types`` decoded to its type (other columns as they are)."""
     out = frame.copy()
@@ -162,5 +179,5 @@ def target_array(series: pd.Series) -> np.ndarray:
     return values
 
 
-__all__ = ["DATE", "column_type", "column_types", "datetime_texts", "decode_column", "decode_frame",
+__all__ = ["DATE", "column_type", "column_types", "datetime_texts", "decode_column", "decode_frame", "decode_like",
            "encode_records", "encode_value", "is_missing", "target_array"]

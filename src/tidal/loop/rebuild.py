@@ -18,7 +18,7 @@ from datetime import datetime
 import pandas as pd
 
 from tidal.core.entities import Prediction
-from tidal.data.codec import column_types, decode_column, decode_frame
+from tidal.data.codec import decode_like
 from tidal.data.timecol import format_times, parse_times
 from tidal.loop.context import LoopContext
 from tidal.loop.monitoring import note_unreadable
@@ -31,8 +31,9 @@ def labelled_frame(labelled: Sequence[Prediction], reference: pd.DataFrame, *, t
     ``time``), each column with its type in ``reference`` (a frame read from the source)."""
     rows = inputs_frame(labelled).reset_index(drop=True)
     rows[target] = pd.Series([p.label for p in labelled], dtype=object)
-    types = column_types(reference)
-    rows = decode_frame(rows, {c: t for c, t in types.items() if c != time})
+    for name in rows.columns:
+        if name in reference.columns and name != time:
+            rows[name] = decode_like(rows[name], reference[name])
     if time is not None:
         times: list[datetime] = [p.time for p in labelled]
         rows[time] = format_times(times, reference[time]) if time in reference.columns else \
@@ -42,13 +43,13 @@ def labelled_frame(labelled: Sequence[Prediction], reference: pd.DataFrame, *, t
 
 def concat_typed(parts: Sequence[pd.DataFrame], reference: pd.DataFrame) -> pd.DataFrame:
     """``parts`` one under the other, each column with its type in ``reference``: pandas gives ``object``
-    where two parts' categories differ, and such a column is cast back."""
+    where two parts' categories differ, and such a column is cast back (the reference's categories first)."""
     if not parts:
         return pd.DataFrame(columns=reference.columns)
     frame = pd.concat(list(parts), ignore_index=True)
-    for name, kind in column_types(reference).items():
-        if name in frame.columns and str(frame[name].dtype) != kind:
-            frame[name] = decode_column(frame[name], kind).set_axis(frame.index)
+    for name in reference.columns:
+        if name in frame.columns and frame[name].dtype != reference[name].dtype:
+            frame[name] = decode_like(frame[name], reference[name]).set_axis(frame.index)
     return frame
 
 

@@ -14,6 +14,7 @@ from tidal.data.codec import (
     datetime_texts,
     decode_column,
     decode_frame,
+    decode_like,
     encode_records,
     encode_value,
     target_array,
@@ -122,3 +123,10 @@ def test_iso_text_orders_by_instant_not_by_text() -> None:
     series = pd.Series(["2024-01-01T10:00:00+05:00", "2024-01-01T06:00:00"], name="t")  # 05:00Z, then 06:00Z
     assert parse_times(series).is_monotonic_increasing
     assert format_times([datetime(2024, 1, 1, 7, tzinfo=UTC)], series).tolist() == ["2024-01-01T07:00:00+00:00"]
+
+
+def test_a_category_column_keeps_its_categories_order_and_ordered_flag() -> None:
+    reference = pd.Series(pd.Categorical(["low", "high"], categories=["low", "mid", "high"], ordered=True))
+    back = decode_like(["high", None, "top"], reference)  # a category the reference never had comes last
+    assert back.dtype == pd.CategoricalDtype(["low", "mid", "high", "top"], ordered=True)
+    assert back.tolist()[0] == "high" and pd.isna(back[1])

@@ -1,0 +1,28 @@
+"""backtest.metric: what the backtest scores its four strategies with (issue #11, point 1)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tidal.core.errors import DataError
+from tidal.loop.backtest import _score, backtest_metric
+
+
+def test_the_default_is_accuracy_or_rmse_and_a_metric_of_the_other_task_is_refused() -> None:
+    assert backtest_metric("classification", None) == "accuracy"
+    assert backtest_metric("regression", None) == "rmse"
+    assert backtest_metric("regression", "r2") == "r2"
+    with pytest.raises(DataError, match=r"backtest\.metric 'accuracy' does not measure regression") as caught:
+        backtest_metric("regression", "accuracy")
+    assert caught.value.hint == "use one of rmse, mae, r2, or null"
+
+
+def test_each_metric_scores_what_it_names() -> None:
+    y, pred = np.array([1.0, 2.0, 4.0]), np.array([1.0, 3.0, 2.0])
+    assert _score("regression", y, pred, "mae") == pytest.approx(1.0)
+    assert _score("regression", y, pred, "rmse") == pytest.approx(np.sqrt(5 / 3))
+    assert _score("regression", y, pred, "r2") == pytest.approx(1 - 5 / (14 / 3))
+    labels, guess = np.array(["a", "b", "b", "b"], dtype=object), np.array(["a", "a", "b", "b"], dtype=object)
+    assert _score("classification", labels, guess, "accuracy") == 0.75
+    assert _score("classification", labels, guess, "balanced_accuracy") == pytest.approx((1 + 2 / 3) / 2)
