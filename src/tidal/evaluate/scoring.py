@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tidal.data.codec import target_array
 from tidal.data.prepare import as_model_input
 from tidal.data.profile import profile_frame
 from tidal.evaluate.metrics import compute_metrics
@@ -22,7 +23,7 @@ def metrics_on(model: Any, df: pd.DataFrame, *, columns: Sequence[str], kinds: M
     """Every metric of ``task`` for ``model``'s answers to the rows of ``df`` (its ``columns``, read as
     ``kinds``) against their ``target`` values."""
     pred, proba = predict_frame(model, as_model_input(df, columns, kinds))
-    return compute_metrics(task, df[target].to_numpy(), pred, proba, classes=getattr(model, "classes_", None))
+    return compute_metrics(task, target_array(df[target]), pred, proba, classes=getattr(model, "classes_", None))
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ def evaluate_model(model: Any, train: pd.DataFrame, holdout: pd.DataFrame, *, co
     """Score ``model`` on its training rows and on the holdout, and profile its holdout predictions."""
     train_metrics = metrics_on(model, train, columns=columns, kinds=kinds, target=target, task=task)
     pred, proba = predict_frame(model, as_model_input(holdout, columns, kinds))
-    validation = compute_metrics(task, holdout[target].to_numpy(), pred, proba,
+    validation = compute_metrics(task, target_array(holdout[target]), pred, proba,
                                  classes=getattr(model, "classes_", None))
     return Evaluation(train=train_metrics, validation=validation,
                       predictions=profile_frame(prediction_frame(pred, proba)))
