@@ -163,9 +163,13 @@ def test_served_answers_and_their_labels_retrain_the_champion(tmp_path: Path, ta
                                                               datetime_feature: bool) -> None:
     """Live, not replayed: predict the later rows through the SDK (as /predict), label them (as /feedback),
     and one tick of the loop retrains on the source and the labelled log, and registers a new version."""
+    from threadpoolctl import threadpool_limits
+
     project = _project(tmp_path / "p", target, time, datetime_feature=datetime_feature)
     later = _frame(target, time, datetime_feature=datetime_feature).iloc[400:]
-    with Workspace.open(project) as ws:
+    # one OpenMP thread: loading the champion checks its compiled predictor against scikit-learn's on a few
+    # hundred small batches, and on a busy 2-core machine OpenMP's spinning made that 20 s instead of 1 s
+    with threadpool_limits(limits=1), Workspace.open(project) as ws:
         first = ws.run().model
         assert first is not None
         answer = ws.predict(later.drop(columns=["y"] + (["t"] if time != "none" else [])))
