@@ -130,3 +130,17 @@ def test_a_category_column_keeps_its_categories_order_and_ordered_flag() -> None
     back = decode_like(["high", None, "top"], reference)  # a category the reference never had comes last
     assert back.dtype == pd.CategoricalDtype(["low", "mid", "high", "top"], ordered=True)
     assert back.tolist()[0] == "high" and pd.isna(back[1])
+
+
+@pytest.mark.parametrize("values", [
+    ["2024-01-01T10:00:00+05:00", "2024-01-01T04:00:00", "2024-01-01T06:00:00Z"],  # 05:00Z, 04:00Z, 06:00Z
+    [1_704_085_200, 1_704_081_600, 1_704_088_800],
+    [2005, 2004, 2006],
+    [date(2024, 1, 5), date(2024, 1, 4), date(2024, 1, 6)],
+])
+def test_the_time_ordered_split_orders_by_instant(values: list[object]) -> None:
+    from tidal.data.prepare import split_rows
+
+    df = pd.DataFrame({"t": values, "y": [0, 1, 0]})
+    split = split_rows(df, method="time", test_size=0.34, target="y", time="t", task="classification", seed=0)
+    assert split.train.tolist() == [0, 1] and split.test.tolist() == [2]  # the latest row is the holdout
