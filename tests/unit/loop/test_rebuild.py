@@ -155,3 +155,34 @@ def test_the_rebuilt_time_is_the_prediction_time_in_the_columns_zone(tmp_path: P
     assert rebuilt["t"].dtype == source["t"].dtype
     assert rebuilt["t"][0] == pd.Timestamp("2024-06-02 12:00", tz="Europe/Paris")
     assert rebuilt["y"].dtype == "int64" and rebuilt["x"].dtype == "int64"
+
+
+def test_the_retrain_window_in_days_reads_an_integer_year_time_column_as_years(tmp_path: Path) -> None:
+    """``retrain.window.last_days`` cuts by the time column read as the spec says: years, not nanoseconds."""
+    from tidal.core.clock import SimulatedClock
+    from tidal.executors import open_executor
+    from tidal.loop.context import LoopContext
+    from tidal.loop.rebuild import training_frame
+    from tidal.registry import Registry
+    from tidal.spec import parse_spec
+    from tidal.storage import open_artifact_store, open_metadata_store
+
+    spec = parse_spec("""version: 1
+name: years
+data: {source: data.csv, target: y, time: year}
+model: {estimator: sklearn.linear_model.LogisticRegression}
+retrain: {window: {last_days: 1100}}
+""")
+    clock = SimulatedClock(datetime(2011, 6, 1, tzinfo=UTC))
+    store, artifacts = open_metadata_store("memory://"), open_artifact_store(str(tmp_path / "artifacts"))
+    log = open_prediction_log("memory://")
+    ctx = LoopContext(spec=spec, root=tmp_path, store=store, artifacts=artifacts, predictions=log,
+                      registry=Registry(store, artifacts, clock), executor=open_executor("local"), clock=clock)
+    source = pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": ["a", "b", "a"], "year": [2000, 2005, 2009]})
+    log.append([Prediction(id="p", time=datetime(2011, 1, 1, tzinfo=UTC), model="years", version=1,
+                           inputs={"x": 4.0}, output="b", label="b")])
+    frame, label = training_frame(ctx, lambda: source)
+    # 1,100 days before 2011-06-01 is 2008-05-28: the rows of 2009 and of the labelled prediction (2011)
+    assert frame["year"].tolist() == [2009, 2011] and frame["year"].dtype == "int64"
+    assert frame["y"].tolist() == ["a", "b"] and frame["y"].dtype == source["y"].dtype
+    assert label == "loop window: 2 rows (3 from the source, 1 labelled predictions before the window cut)"
