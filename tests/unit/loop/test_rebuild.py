@@ -48,6 +48,7 @@ _KINDS = {
         lambda v: pd.Series(pd.array(v, dtype="boolean"))),
     "bool": lambda n: st.lists(st.booleans(), min_size=n, max_size=n).map(lambda v: pd.Series(v, dtype=bool)),
     "str": lambda n: st.lists(_maybe(_TEXT), min_size=n, max_size=n).map(lambda v: pd.Series(v, dtype="str")),
+    "object": lambda n: st.lists(_maybe(_TEXT), min_size=n, max_size=n).map(lambda v: pd.Series(v, dtype=object)),
     "category": lambda n: st.lists(_maybe(st.sampled_from(["a", "b", "c"])), min_size=n, max_size=n).map(
         lambda v: pd.Series(v, dtype="category")),
     "naive": lambda n: st.lists(_maybe(_INSTANTS), min_size=n, max_size=n).map(
@@ -58,7 +59,7 @@ _KINDS = {
     "date": lambda n: st.lists(_maybe(st.dates(date(1900, 1, 1), date(2100, 1, 1))), min_size=n, max_size=n).map(
         lambda v: pd.Series(v, dtype=object)),
 }
-_TARGETS = ("int64", "float64", "Int64", "boolean", "bool", "str", "category")
+_TARGETS = ("int64", "float64", "Int64", "boolean", "bool", "str", "object", "category")
 
 
 def _times(kind: str, n: int) -> st.SearchStrategy[pd.Series]:
