@@ -150,8 +150,10 @@ def test_a_regression_target_is_backtested_with_the_metric_the_spec_names(tmp_pa
     project = _project(tmp_path / "p", "regression", "naive", extra=", metric: mae")
     with Workspace.open(project) as ws:
         ws.run()
-        result = ws.backtest().to_dict()
+        backtest = ws.backtest()
+        result = backtest.to_dict()
     _check(result, metric="mae")
+    assert backtest.curve_metric == "mae" and len(backtest.curves["loop"]) == len(backtest.curve_rows) > 0
     assert result["loop"]["score"] < result["last_label"]["score"]  # the model beats repeating the last value
 
 

@@ -52,6 +52,8 @@ class BacktestResult:
     curve_rows: list[int] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     initial_rows: int = 0
+    #: what the curves show (see :func:`curve_metric`); empty: ``metric``
+    curve_metric: str = ""
 
     def to_dict(self, *, full: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {"metric": self.metric, "rows": self.rows, "initial_rows": self.initial_rows,
@@ -88,26 +90,37 @@ def _score(task: str, y: np.ndarray, pred: np.ndarray, metric: str | None = None
     return float("nan") if value is None else float(value)
 
 
-def _rolling(task: str, y: np.ndarray, pred: np.ndarray, width: int, points: np.ndarray) -> list[float]:
-    hit = (y == pred).astype(float) if task == "classification" else (y.astype(float) - pred.astype(float)) ** 2
-    csum = np.concatenate([[0.0], np.cumsum(hit)])
+def curve_metric(task: str, metric: str | None = None) -> str:
+    """The metric of the rolling curves: ``metric`` when it is a mean over rows (accuracy, RMSE, MAE), else
+    accuracy or RMSE (balanced accuracy, F1 and R² of a window are not means of its rows)."""
+    return metric if metric in ("accuracy", "rmse", "mae") else BACKTEST_METRICS[task][0]
+
+
+def _rolling(metric: str, y: np.ndarray, pred: np.ndarray, width: int, points: np.ndarray) -> list[float]:
+    if metric == "accuracy":
+        per_row = (y == pred).astype(float)
+    else:
+        error = y.astype(float) - pred.astype(float)
+        per_row = np.abs(error) if metric == "mae" else error ** 2
+    csum = np.concatenate([[0.0], np.cumsum(per_row)])
     out = []
     for p in points:
         lo = max(0, p - width)
         mean = (csum[p] - csum[lo]) / max(1, p - lo)
-        out.append(float(mean if task == "classification" else np.sqrt(mean)))
+        out.append(float(np.sqrt(mean) if metric == "rmse" else mean))
     return out
 
 
-def rolling_curves(task: str, y: np.ndarray,
-                   predictions: dict[str, np.ndarray]) -> tuple[list[int], dict[str, list[float]]]:
-    """Each strategy's score over a sliding window of the stream (accuracy for classification, RMSE for
-    regression), at up to 200 rows; returns those rows and a curve per name in ``predictions``. The window
-    is a 40th of the stream (at least 200 rows), wide enough to smooth out noise, narrow enough to show a
-    drift and the recovery after a retrain."""
+def rolling_curves(task: str, y: np.ndarray, predictions: dict[str, np.ndarray],
+                   metric: str | None = None) -> tuple[list[int], dict[str, list[float]]]:
+    """Each strategy's score over a sliding window of the stream (:func:`curve_metric` of ``metric``: by
+    default accuracy for classification, RMSE for regression), at up to 200 rows; returns those rows and a
+    curve per name in ``predictions``. The window is a 40th of the stream (at least 200 rows), wide enough
+    to smooth out noise, narrow enough to show a drift and the recovery after a retrain."""
     width = max(200, len(y) // 40)
     points = np.unique(np.linspace(width, len(y), num=min(200, len(y)), dtype=int))
-    curves = {name: _rolling(task, y, pred, width, points) for name, pred in predictions.items()}
+    name = curve_metric(task, metric)
+    curves = {strategy: _rolling(name, y, pred, width, points) for strategy, pred in predictions.items()}
     return [int(p) for p in points], curves
 
 
@@ -202,7 +215,7 @@ def _run_backtest(ctx: LoopContext, data: pd.DataFrame, progress: Progress | Non
     promotions = sum(1 for e in events if e.kind == "alias.moved" and e.data.get("alias") == CHAMPION
                      and not e.data.get("rollback") and str(e.data.get("trigger", "")).startswith("loop"))
     curve_rows, curves = rolling_curves(task, y, {"loop": loop_pred, "static": static_pred,
-                                                  "periodic": periodic_pred, "last_label": last_label})
+                                                  "periodic": periodic_pred, "last_label": last_label}, metric)
     return BacktestResult(
         metric=metric, rows=len(stream), initial_rows=n0,
         loop={"score": _score(task, y, loop_pred, metric), "retrains": sum(e.kind == "loop.retrain" for e in events),
@@ -212,7 +225,7 @@ def _run_backtest(ctx: LoopContext, data: pd.DataFrame, progress: Progress | Non
         periodic={"score": _score(task, y, periodic_pred, metric), "every": periodic_every,
                   "retrains": periodic_retrains},
         last_label={"score": _score(task, y, last_label, metric)},
-        curves=curves, curve_rows=curve_rows, events=story,
+        curves=curves, curve_rows=curve_rows, events=story, curve_metric=curve_metric(task, metric),
     )
 
 
@@ -251,4 +264,4 @@ def _row_at(row_of: dict[datetime, int], times: list[datetime], when: datetime) 
     return max(0, min(len(times) - 1, bisect.bisect_left(times, when)))
 
 
-__all__ = ["BacktestResult", "rolling_curves", "run_backtest"]
+__all__ = ["BACKTEST_METRICS", "BacktestResult", "backtest_metric", "curve_metric", "rolling_curves", "run_backtest"]

@@ -26,3 +26,15 @@ def test_each_metric_scores_what_it_names() -> None:
     labels, guess = np.array(["a", "b", "b", "b"], dtype=object), np.array(["a", "a", "b", "b"], dtype=object)
     assert _score("classification", labels, guess, "accuracy") == 0.75
     assert _score("classification", labels, guess, "balanced_accuracy") == pytest.approx((1 + 2 / 3) / 2)
+
+
+def test_the_curves_follow_the_metric_when_it_is_a_mean_over_rows() -> None:
+    from tidal.loop.backtest import curve_metric, rolling_curves
+
+    y = np.zeros(400)
+    pred = np.r_[np.zeros(200), np.full(200, 2.0)]  # exact, then off by 2 on every row
+    rows, curves = rolling_curves("regression", y, {"model": pred}, "mae")
+    assert rows[0] == 200 and rows[-1] == 400
+    assert curves["model"][0] == 0.0 and curves["model"][-1] == pytest.approx(2.0)
+    assert (curve_metric("regression", "mae"), curve_metric("regression", "r2")) == ("mae", "rmse")
+    assert curve_metric("classification", "f1") == "accuracy"
