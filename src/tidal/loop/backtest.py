@@ -175,7 +175,7 @@ def _run_backtest(ctx: LoopContext, data: pd.DataFrame, progress: Progress | Non
 
     controller = Controller(ctx, source_frame=lambda: initial, owner="backtest")
     models: dict[int, Any] = {first.version: static_model}
-    loop_pred = np.empty(len(stream), dtype=y.dtype)
+    loop_pred = np.empty(len(stream), dtype=_answer_dtype(task, y))
     delivered = 0
     start_event = ctx.store.list_events(limit=1)
     first_event_id = (start_event[-1].id or 0) if start_event else 0
@@ -234,7 +234,7 @@ def _periodic(ctx: LoopContext, data: pd.DataFrame, n0: int, stream: pd.DataFram
     """Retrain every ``every`` rows on the rows whose labels have arrived, no gate, no questions."""
     spec = ctx.spec
     delay, window = spec.backtest.label_delay, spec.retrain.window.last_rows
-    out = np.empty(len(stream), dtype=target_array(stream[spec.data.target]).dtype)
+    out = np.empty(len(stream), dtype=_answer_dtype(task, target_array(stream[spec.data.target])))
     X = as_model_input(stream, columns, kinds)
     retrains = 0
     for lo in range(0, len(stream), every):
@@ -247,6 +247,12 @@ def _periodic(ctx: LoopContext, data: pd.DataFrame, n0: int, stream: pd.DataFram
         hi = min(len(stream), lo + every)
         out[lo:hi] = predict_frame(fitted.model, X.iloc[lo:hi])[0]
     return out, retrains - 1  # the first fit is the initial model, not a retrain
+
+
+def _answer_dtype(task: str, y: np.ndarray) -> np.dtype[Any]:
+    """What holds a strategy's answers: the labels' dtype for a classifier, floats for a regressor (an
+    integer target's predictions are not integers)."""
+    return np.dtype(np.float64) if task == "regression" else y.dtype
 
 
 def _row_times(data: pd.DataFrame, time: str | None, minutes: float) -> list[datetime]:

@@ -38,3 +38,11 @@ def test_the_curves_follow_the_metric_when_it_is_a_mean_over_rows() -> None:
     assert curves["model"][0] == 0.0 and curves["model"][-1] == pytest.approx(2.0)
     assert (curve_metric("regression", "mae"), curve_metric("regression", "r2")) == ("mae", "rmse")
     assert curve_metric("classification", "f1") == "accuracy"
+
+
+def test_a_regressors_answers_are_held_as_floats_even_for_an_integer_target() -> None:
+    from tidal.loop.backtest import _answer_dtype
+
+    assert _answer_dtype("regression", np.array([1, 2])) == np.float64
+    assert _answer_dtype("classification", np.array([1, 2])) == np.int64
+    assert _answer_dtype("classification", np.array(["a"], dtype=object)).kind == "O"
