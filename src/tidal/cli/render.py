@@ -13,6 +13,7 @@ from rich.text import Text
 
 from tidal.core.entities import Event, ModelVersion, Report, Run, StepRecord, StepStatus
 from tidal.core.text import count
+from tidal.spec.metrics import LOWER_IS_BETTER
 
 STATUS_STYLE = {
     StepStatus.DONE: ("✓", "green"), StepStatus.REUSED: ("↺", "cyan"), StepStatus.FAILED: ("✗", "red"),
@@ -183,7 +184,7 @@ def backtest_table(result: Any) -> Table:
     for col in ("strategy", result.metric, "what it did"):
         table.add_column(col)
     loop = result.loop
-    best = max if result.metric != "rmse" else min
+    best = min if result.metric in LOWER_IS_BETTER else max  # rmse, mae: the smallest error is the best
     top = best(result.loop["score"], result.static["score"], result.periodic["score"], result.last_label["score"])
     for name, data, what in (
         ("loop", loop, f"{count(loop['retrains'], 'retrain')}, {count(loop['promotions'], 'promotion')}, "

@@ -46,3 +46,15 @@ def test_a_regressors_answers_are_held_as_floats_even_for_an_integer_target() ->
     assert _answer_dtype("regression", np.array([1, 2])) == np.float64
     assert _answer_dtype("classification", np.array([1, 2])) == np.int64
     assert _answer_dtype("classification", np.array(["a"], dtype=object)).kind == "O"
+
+
+def test_the_backtest_table_marks_the_smallest_error_as_the_best() -> None:
+    from tidal.cli.render import backtest_table
+    from tidal.loop.backtest import BacktestResult
+
+    result = BacktestResult(metric="mae", rows=100, initial_rows=20,
+                            loop={"score": 1.0, "retrains": 1, "promotions": 1, "rejections": 0, "rollbacks": 0},
+                            static={"score": 2.0, "version": 1}, periodic={"score": 1.5, "every": 50, "retrains": 1},
+                            last_label={"score": 3.0})
+    cells = backtest_table(result).columns[1]._cells
+    assert [str(c.style) for c in cells] == ["bold green", "", "", ""]  # the loop's MAE, the smallest
