@@ -19,6 +19,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
@@ -121,7 +122,12 @@ def decode_like(values: Sequence[Any] | pd.Series, reference: pd.Series) -> pd.S
     column the reference's own categories (their order, their type, ``ordered``), then any new ones."""
     dtype = reference.dtype
     if not isinstance(dtype, pd.CategoricalDtype):
-        return decode_column(values, column_type(reference))
+        out = decode_column(values, column_type(reference))
+        if out.dtype != dtype and column_type(reference) != DATE:
+            # the very dtype, where its name says less (``string`` backed by pyarrow or by Python)
+            with contextlib.suppress(TypeError, ValueError, OverflowError):
+                out = out.astype(dtype)
+        return out
     series = values if isinstance(values, pd.Series) else pd.Series(list(values), dtype=object)
     series = series.reset_index(drop=True)
     if series.dtype == dtype:

@@ -48,6 +48,10 @@ _KINDS = {
         lambda v: pd.Series(pd.array(v, dtype="boolean"))),
     "bool": lambda n: st.lists(st.booleans(), min_size=n, max_size=n).map(lambda v: pd.Series(v, dtype=bool)),
     "str": lambda n: st.lists(_maybe(_TEXT), min_size=n, max_size=n).map(lambda v: pd.Series(v, dtype="str")),
+    "string[pyarrow]": lambda n: st.lists(_maybe(_TEXT), min_size=n, max_size=n).map(
+        lambda v: pd.Series(v, dtype="string[pyarrow]")),
+    "string[python]": lambda n: st.lists(_maybe(_TEXT), min_size=n, max_size=n).map(
+        lambda v: pd.Series(v, dtype="string[python]")),
     "object": lambda n: st.lists(_maybe(_TEXT), min_size=n, max_size=n).map(lambda v: pd.Series(v, dtype=object)),
     "category": lambda n: st.lists(_maybe(st.sampled_from(["a", "b", "c"])), min_size=n, max_size=n).map(
         lambda v: pd.Series(v, dtype="category")),
