@@ -13,6 +13,7 @@ from rich.text import Text
 
 from tidal.core.entities import Event, ModelVersion, Report, Run, StepRecord, StepStatus
 from tidal.core.text import count
+from tidal.spec.metrics import LOWER_IS_BETTER
 
 STATUS_STYLE = {
     StepStatus.DONE: ("✓", "green"), StepStatus.REUSED: ("↺", "cyan"), StepStatus.FAILED: ("✗", "red"),
@@ -189,7 +190,7 @@ def backtest_table(result: Any) -> Table:
     for col in ("strategy", result.metric, "what it did"):
         table.add_column(col)
     loop = result.loop
-    best = max if result.metric != "rmse" else min
+    best = min if result.metric in LOWER_IS_BETTER else max  # rmse, mae: the smallest error is the best
     rows = [
         ("loop", loop, describe(loop)),
         ("static", result.static, "the first champion, never retrained"),

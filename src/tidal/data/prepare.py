@@ -19,6 +19,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, OrdinalEncoder, StandardScaler
 
 from tidal.core.errors import DataError
+from tidal.data.codec import datetime_texts
+from tidal.data.timecol import parse_times
 from tidal.spec.model import PrepareSpec
 
 NUMERIC_KINDS = frozenset({"numeric", "integer", "boolean"})
@@ -94,7 +96,8 @@ def split_rows(
     if method == "time":
         order = np.arange(n)
         if time is not None:
-            order = np.argsort(df[time].to_numpy(), kind="stable")
+            # read as time (docs/spec.md, data.time): ISO texts with offsets, dates, years, epoch seconds
+            order = np.argsort(parse_times(df[time]).to_numpy(), kind="stable")
         return Split(train=np.sort(order[: n - n_test]), test=np.sort(order[n - n_test:]), method="time")
     from sklearn.model_selection import train_test_split
 
@@ -151,9 +154,12 @@ def build_preprocessor(
 
 
 def as_model_input(df: pd.DataFrame, columns: Sequence[str], kinds: Mapping[str, str]) -> pd.DataFrame:
-    """The input columns in signature order, categoricals as object so encoders see strings."""
+    """The input columns in signature order, categoricals as object so encoders see strings, datetimes as
+    ISO text (:func:`tidal.data.codec.datetime_texts`)."""
     X = df.loc[:, list(columns)].copy()
     for c in columns:
-        if kinds.get(c) not in NUMERIC_KINDS:
+        if kinds.get(c) == "datetime":
+            X[c] = datetime_texts(X[c].tolist())
+        elif kinds.get(c) not in NUMERIC_KINDS:
             X[c] = X[c].astype(object).where(X[c].notna(), np.nan)
     return X

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tidal.data.codec import target_array
 from tidal.data.prepare import as_model_input
 from tidal.data.profile import profile_frame
 from tidal.evaluate.calibration import class_codes, fit_calibration
@@ -23,7 +24,7 @@ def metrics_on(model: Any, df: pd.DataFrame, *, columns: Sequence[str], kinds: M
     """Every metric of ``task`` for ``model``'s answers to the rows of ``df`` (its ``columns``, read as
     ``kinds``) against their ``target`` values."""
     pred, proba = predict_frame(model, as_model_input(df, columns, kinds))
-    return compute_metrics(task, df[target].to_numpy(), pred, proba, classes=getattr(model, "classes_", None))
+    return compute_metrics(task, target_array(df[target]), pred, proba, classes=getattr(model, "classes_", None))
 
 
 @dataclass(frozen=True)
@@ -54,10 +55,10 @@ def evaluate_model(model: Any, train: pd.DataFrame, holdout: pd.DataFrame, *, co
     train_metrics = metrics_on(model, train, columns=columns, kinds=kinds, target=target, task=task)
     pred, proba = predict_frame(model, as_model_input(holdout, columns, kinds))
     classes = getattr(model, "classes_", None)
-    validation = compute_metrics(task, holdout[target].to_numpy(), pred, proba, classes=classes)
+    validation = compute_metrics(task, target_array(holdout[target]), pred, proba, classes=classes)
     calibration: dict[str, Any] = {}
     if task == "classification":
-        y, p = class_codes(holdout[target].to_numpy(), classes), class_codes(pred, classes)
+        y, p = class_codes(target_array(holdout[target]), classes), class_codes(pred, classes)
         known = (y >= 0) & (p >= 0)
         calibration = fit_calibration(y[known], None if proba is None else proba[known], p[known])
     return Evaluation(train=train_metrics, validation=validation,

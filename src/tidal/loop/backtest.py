@@ -27,7 +27,10 @@ import pandas as pd
 from tidal.core.clock import SimulatedClock
 from tidal.core.entities import Feedback, Prediction
 from tidal.core.errors import DataError
+from tidal.data.codec import encode_records, target_array
 from tidal.data.prepare import as_model_input
+from tidal.data.timecol import parse_times
+from tidal.evaluate.metrics import compute_metrics
 from tidal.loop.backtest_estimate import EstimateTracker
 from tidal.loop.context import LoopContext
 from tidal.loop.controller import Controller, TickReport
@@ -58,6 +61,8 @@ class BacktestResult:
     initial_rows: int = 0
     #: how far the estimate before the labels was from the truth (tidal.loop.backtest_estimate)
     estimate: dict[str, Any] = field(default_factory=dict)
+    #: what the curves show (see :func:`curve_metric`); empty: ``metric``
+    curve_metric: str = ""
 
     def to_dict(self, *, full: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {"metric": self.metric, "rows": self.rows, "initial_rows": self.initial_rows,
@@ -70,32 +75,63 @@ class BacktestResult:
         return out
 
 
-def _score(task: str, y: np.ndarray, pred: np.ndarray) -> float:
-    if task == "classification":
+#: The metrics a backtest may score with: those that need no probabilities (the last-label baseline has none).
+BACKTEST_METRICS = {"classification": ("accuracy", "balanced_accuracy", "f1"), "regression": ("rmse", "mae", "r2")}
+
+
+def backtest_metric(task: str, named: str | None) -> str:
+    """The metric a backtest scores ``task`` with: ``backtest.metric``, or accuracy / RMSE; DataError for a
+    metric of the other task."""
+    if named is None:
+        return BACKTEST_METRICS[task][0]
+    if named not in BACKTEST_METRICS[task]:
+        raise DataError(f"backtest.metric {named!r} does not measure {task} (the first champion is a "
+                        f"{'classifier' if task == 'classification' else 'regressor'})",
+                        hint=f"use one of {', '.join(BACKTEST_METRICS[task])}, or null")
+    return named
+
+
+def _score(task: str, y: np.ndarray, pred: np.ndarray, metric: str | None = None) -> float:
+    metric = metric or BACKTEST_METRICS[task][0]
+    if metric == "accuracy":
         return float(np.mean(y == pred))
-    return float(np.sqrt(np.mean((y.astype(float) - pred.astype(float)) ** 2)))
+    if metric == "rmse":
+        return float(np.sqrt(np.mean((y.astype(float) - pred.astype(float)) ** 2)))
+    value = compute_metrics(task, y, pred).get(metric)
+    return float("nan") if value is None else float(value)
 
 
-def _rolling(task: str, y: np.ndarray, pred: np.ndarray, width: int, points: np.ndarray) -> list[float]:
-    hit = (y == pred).astype(float) if task == "classification" else (y.astype(float) - pred.astype(float)) ** 2
-    csum = np.concatenate([[0.0], np.cumsum(hit)])
+def curve_metric(task: str, metric: str | None = None) -> str:
+    """The metric of the rolling curves: ``metric`` when it is a mean over rows (accuracy, RMSE, MAE), else
+    accuracy or RMSE (balanced accuracy, F1 and R² of a window are not means of its rows)."""
+    return metric if metric in ("accuracy", "rmse", "mae") else BACKTEST_METRICS[task][0]
+
+
+def _rolling(metric: str, y: np.ndarray, pred: np.ndarray, width: int, points: np.ndarray) -> list[float]:
+    if metric == "accuracy":
+        per_row = (y == pred).astype(float)
+    else:
+        error = y.astype(float) - pred.astype(float)
+        per_row = np.abs(error) if metric == "mae" else error ** 2
+    csum = np.concatenate([[0.0], np.cumsum(per_row)])
     out = []
     for p in points:
         lo = max(0, p - width)
         mean = (csum[p] - csum[lo]) / max(1, p - lo)
-        out.append(float(mean if task == "classification" else np.sqrt(mean)))
+        out.append(float(np.sqrt(mean) if metric == "rmse" else mean))
     return out
 
 
-def rolling_curves(task: str, y: np.ndarray,
-                   predictions: dict[str, np.ndarray]) -> tuple[list[int], dict[str, list[float]]]:
-    """Each strategy's score over a sliding window of the stream (accuracy for classification, RMSE for
-    regression), at up to 200 rows; returns those rows and a curve per name in ``predictions``. The window
-    is a 40th of the stream (at least 200 rows), wide enough to smooth out noise, narrow enough to show a
-    drift and the recovery after a retrain."""
+def rolling_curves(task: str, y: np.ndarray, predictions: dict[str, np.ndarray],
+                   metric: str | None = None) -> tuple[list[int], dict[str, list[float]]]:
+    """Each strategy's score over a sliding window of the stream (:func:`curve_metric` of ``metric``: by
+    default accuracy for classification, RMSE for regression), at up to 200 rows; returns those rows and a
+    curve per name in ``predictions``. The window is a 40th of the stream (at least 200 rows), wide enough
+    to smooth out noise, narrow enough to show a drift and the recovery after a retrain."""
     width = max(200, len(y) // 40)
     points = np.unique(np.linspace(width, len(y), num=min(200, len(y)), dtype=int))
-    curves = {name: _rolling(task, y, pred, width, points) for name, pred in predictions.items()}
+    name = curve_metric(task, metric)
+    curves = {strategy: _rolling(name, y, pred, width, points) for strategy, pred in predictions.items()}
     return [int(p) for p in points], curves
 
 
@@ -118,8 +154,9 @@ def _run_backtest(ctx: LoopContext, data: pd.DataFrame, progress: Progress | Non
     cfg, target = spec.backtest, spec.data.target
     if not isinstance(ctx.clock, SimulatedClock):
         raise TypeError("a backtest needs a SimulatedClock")
-    if spec.data.time is not None:
-        data = data.sort_values(spec.data.time, kind="stable")
+    if spec.data.time is not None:  # in time order, as time: ISO texts with offsets or epoch seconds too
+        order = np.argsort(parse_times(data[spec.data.time]).to_numpy(), kind="stable")
+        data = data.iloc[order]
     data = data.reset_index(drop=True)
     n0 = round(len(data) * cfg.initial_rows) if cfg.initial_rows < 1 else int(cfg.initial_rows)
     if n0 < 20 or n0 >= len(data) - 10:
@@ -141,21 +178,22 @@ def _run_backtest(ctx: LoopContext, data: pd.DataFrame, progress: Progress | Non
     columns = first.signature.names
     kinds = dict(first.signature.columns)
     task = first.task
+    metric = backtest_metric(task, cfg.metric)
     # checked before the replay, so a wrong online learner costs seconds, not the whole backtest
     learner = resolve_learner(cfg.online, task) if cfg.online is not None else None
-    y = stream[target].to_numpy()
+    y = target_array(stream[target])
     X_stream = as_model_input(stream, columns, kinds)
     static_model = ctx.registry.load(first)
     static_pred = predict_frame(static_model, X_stream)[0]
 
     controller = Controller(ctx, source_frame=lambda: initial, owner="backtest")
     models: dict[int, Any] = {first.version: static_model}
-    loop_pred = np.empty(len(stream), dtype=object if y.dtype == object else y.dtype)
+    loop_pred = np.empty(len(stream), dtype=_answer_dtype(task, y))
     delivered = 0
     estimate = EstimateTracker()
     start_event = ctx.store.list_events(limit=1)
     first_event_id = (start_event[-1].id or 0) if start_event else 0
-    records = stream.drop(columns=[c for c in stream.columns if c not in columns]).to_dict(orient="records")
+    records = encode_records(stream, [c for c in stream.columns if c in columns])
     for lo in range(0, len(stream), cfg.tick_rows):
         hi = min(len(stream), lo + cfg.tick_rows)
         champ = ctx.registry.champion(spec.name) or first
@@ -182,15 +220,16 @@ def _run_backtest(ctx: LoopContext, data: pd.DataFrame, progress: Progress | Non
     periodic_every = cfg.periodic_every or spec.retrain.cooldown.rows or 2000
     periodic_pred, periodic_retrains = _periodic(ctx, data, n0, stream, columns, kinds, periodic_every, task)
     delay = cfg.label_delay
-    full_y = data[target].to_numpy()
-    last_label = np.array([full_y[n0 + i - 1 - delay] for i in range(len(stream))])
+    full_y = target_array(data[target])
+    last_label = full_y[[n0 + i - 1 - delay for i in range(len(stream))]]
     strategies = {"loop": loop_pred, "static": static_pred, "periodic": periodic_pred, "last_label": last_label}
     online = None
     if learner is not None:
         online_pred, seconds = replay_online(learner, data, initial=n0, end=end, columns=columns, kinds=kinds,
                                              target=target, label_delay=delay)
         strategies["online"] = online_pred
-        online = {"score": _score(task, y, online_pred), "model": learner.name, "seconds": round(seconds, 2)}
+        online = {"score": _score(task, y, online_pred, metric), "model": learner.name,
+                  "seconds": round(seconds, 2)}
 
     events = ctx.store.list_events(since_id=first_event_id, limit=100_000)
     row_of = {t: i for i, t in enumerate(times[n0:end])}
@@ -198,15 +237,16 @@ def _run_backtest(ctx: LoopContext, data: pd.DataFrame, progress: Progress | Non
              if e.kind in STORY]
     # a canary/shadow trial still running when the replay ends: its retrain has no outcome yet
     outcomes = tally(events, pending=int(controller.load_state().trial is not None))
-    metric = "accuracy" if task == "classification" else "rmse"
-    curve_rows, curves = rolling_curves(task, y, strategies)
+    curve_rows, curves = rolling_curves(task, y, strategies, metric)
     return BacktestResult(
         metric=metric, rows=len(stream), initial_rows=n0,
-        loop={"score": _score(task, y, loop_pred), **outcomes},
-        static={"score": _score(task, y, static_pred), "version": first.version},
-        periodic={"score": _score(task, y, periodic_pred), "every": periodic_every, "retrains": periodic_retrains},
-        last_label={"score": _score(task, y, last_label)}, online=online,
+        loop={"score": _score(task, y, loop_pred, metric), **outcomes},
+        static={"score": _score(task, y, static_pred, metric), "version": first.version},
+        periodic={"score": _score(task, y, periodic_pred, metric), "every": periodic_every,
+                  "retrains": periodic_retrains},
+        last_label={"score": _score(task, y, last_label, metric)}, online=online,
         curves=curves, curve_rows=curve_rows, events=story, estimate=estimate.to_dict(),
+        curve_metric=curve_metric(task, metric),
     )
 
 
@@ -215,8 +255,7 @@ def _periodic(ctx: LoopContext, data: pd.DataFrame, n0: int, stream: pd.DataFram
     """Retrain every ``every`` rows on the rows whose labels have arrived, no gate, no questions."""
     spec = ctx.spec
     delay, window = spec.backtest.label_delay, spec.retrain.window.last_rows
-    out = np.empty(len(stream), dtype=object if stream[spec.data.target].dtype == object else
-                   stream[spec.data.target].dtype)
+    out = np.empty(len(stream), dtype=_answer_dtype(task, target_array(stream[spec.data.target])))
     X = as_model_input(stream, columns, kinds)
     retrains = 0
     for lo in range(0, len(stream), every):
@@ -231,10 +270,15 @@ def _periodic(ctx: LoopContext, data: pd.DataFrame, n0: int, stream: pd.DataFram
     return out, retrains - 1  # the first fit is the initial model, not a retrain
 
 
+def _answer_dtype(task: str, y: np.ndarray) -> np.dtype[Any]:
+    """What holds a strategy's answers: the labels' dtype for a classifier, floats for a regressor (an
+    integer target's predictions are not integers)."""
+    return np.dtype(np.float64) if task == "regression" else y.dtype
+
+
 def _row_times(data: pd.DataFrame, time: str | None, minutes: float) -> list[datetime]:
-    if time is not None:
-        stamps = pd.to_datetime(data[time], utc=True)
-        return [t.to_pydatetime() for t in stamps]
+    if time is not None:  # read as the spec says (docs/spec.md, data.time): any time kind, as aware UTC
+        return [t.to_pydatetime() for t in parse_times(data[time])]
     start = datetime(2000, 1, 1, tzinfo=UTC)
     return [start + timedelta(minutes=minutes * i) for i in range(len(data))]
 
@@ -247,4 +291,4 @@ def _row_at(row_of: dict[datetime, int], times: list[datetime], when: datetime) 
     return max(0, min(len(times) - 1, bisect.bisect_left(times, when)))
 
 
-__all__ = ["BacktestResult", "rolling_curves", "run_backtest"]
+__all__ = ["BACKTEST_METRICS", "BacktestResult", "backtest_metric", "curve_metric", "rolling_curves", "run_backtest"]

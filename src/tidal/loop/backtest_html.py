@@ -34,7 +34,7 @@ def _chart(result: BacktestResult, width: int = 900, height: int = 320) -> str:
         return pad_t + (height - pad_t - pad_b) * (1 - (value - lo) / (hi - lo))
 
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}" role="img" aria-label="rolling {result.metric}">']
+             f'viewBox="0 0 {width} {height}" role="img" aria-label="rolling {result.curve_metric or result.metric}">']
     for i in range(5):
         v = lo + (hi - lo) * i / 4
         parts.append(f'<line x1="{pad_l}" x2="{width - pad_r}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#eee"/>'
@@ -76,7 +76,7 @@ td,th{{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left;font-size:1
 <p>{count(result.rows, 'row')} replayed in time order after {count(result.initial_rows, 'initial row')}; prequential
 {result.metric} (each row predicted before its label arrived).</p>
 <table><tr><th>strategy</th><th>{result.metric}</th><th></th></tr>{rows}</table>{failed}
-<h2>Rolling {result.metric}</h2>{_chart(result)}<p style="font-size:12px">{legend}</p>
+<h2>Rolling {result.curve_metric or result.metric}</h2>{_chart(result)}<p style="font-size:12px">{legend}</p>
 <h2>What the loop did</h2><table><tr><th>row</th><th>event</th><th>what</th></tr>{events}</table>
 </body></html>"""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -24,14 +24,14 @@ import pandas as pd
 from tidal.core.entities import Event, Lease, ModelState, ModelVersion
 from tidal.core.errors import TidalError
 from tidal.evaluate.metrics import primary_metric
+from tidal.loop import rebuild
 from tidal.loop.context import LoopContext
 from tidal.loop.liveness import Heartbeat
-from tidal.loop.monitoring import monitor_once, note_unreadable
+from tidal.loop.monitoring import monitor_once
 from tidal.loop.pipeline import RunResult, TrainingPipeline
 from tidal.loop.policy import Decision, Observation, decide, estimated_observation
 from tidal.loop.state import Failure, LoopState, Retraining, state_key
 from tidal.loop.trials import Trials
-from tidal.monitor.frame import inputs_frame
 from tidal.registry import CHALLENGER, CHAMPION, subject
 
 
@@ -223,37 +223,8 @@ class Controller:
     # -- acting ---------------------------------------------------------------------------------
     def training_frame(self) -> tuple[pd.DataFrame, str]:
         """The rows a retrain trains on: the source again (unless ``include_source`` is false) and every
-        labelled prediction, in time order, cut to ``retrain.window``."""
-        spec = self.ctx.spec
-        data, policy = spec.data, spec.retrain
-        parts: list[pd.DataFrame] = []
-        n_source = 0
-        if policy.include_source:
-            if self.source_frame is not None:
-                source = self.source_frame()
-            else:
-                from tidal.data.sources import read_source
-
-                source = read_source(data.source, base_dir=self.ctx.root, query=data.query)
-            n_source = len(source)
-            parts.append(source)
-        labelled = self.ctx.predictions.window(model=self.name, labelled=True)
-        note_unreadable(self.ctx, self.name)
-        if labelled:
-            rows = inputs_frame(labelled)
-            rows[data.target] = [p.label for p in labelled]
-            if data.time is not None:
-                rows[data.time] = [p.time for p in labelled]
-            parts.append(rows)
-        frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-        if policy.window.last_days is not None and data.time is not None and len(frame):
-            times = pd.to_datetime(frame[data.time], utc=True)
-            frame = frame[times >= pd.Timestamp(self.ctx.clock.now()) - pd.Timedelta(days=policy.window.last_days)]
-        if policy.window.last_rows is not None:
-            frame = frame.tail(policy.window.last_rows)
-        label = (f"loop window: {len(frame)} rows ({n_source} from the source, {len(labelled)} labelled "
-                 f"predictions before the window cut)")
-        return frame.reset_index(drop=True), label
+        labelled prediction, typed as the source is, cut to ``retrain.window`` (see :mod:`tidal.loop.rebuild`)."""
+        return rebuild.training_frame(self.ctx, self.source_frame)
 
     def _retrain(self, state: LoopState, champion: ModelVersion, trigger: str, reasons: list[str],
                  *, retry: bool = False) -> None:

@@ -15,8 +15,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from tidal.core.entities import Feedback, ModelVersion
 from tidal.core.errors import ModelNotFound
 from tidal.core.ids import IdRange, new_ids, new_prefix
@@ -47,11 +45,14 @@ class Answer:
 
 
 def json_rows(rows: pd.DataFrame | Sequence[Mapping[str, Any]]) -> Any:
-    """``rows`` as the JSON values a ``/predict`` body holds. A DataFrame goes through ``to_json`` (ISO
-    times, nulls for missing values); anything else is taken as given, so a value a JSON body could not
-    hold (a NumPy scalar, a date object) is refused by the checks, naming the row and column."""
+    """``rows`` as the JSON values a ``/predict`` body holds. A DataFrame goes through the table codec, as
+    the prediction log's rows do (:func:`tidal.data.codec.encode_records`: ISO times with their offset,
+    nulls for every kind of missing value); anything else is taken as given, so a value a JSON body could
+    not hold (a NumPy scalar, a date object) is refused by the checks, naming the row and column."""
     if hasattr(rows, "to_json") and hasattr(rows, "columns"):
-        return orjson.loads(rows.to_json(orient="records", date_format="iso", date_unit="us"))
+        from tidal.data.codec import encode_records
+
+        return encode_records(rows)
     return [dict(r) if isinstance(r, Mapping) else r for r in rows]
 
 

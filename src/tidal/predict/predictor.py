@@ -83,8 +83,9 @@ class GenericPredictor:
             if kind in NUMERIC_KINDS:
                 data[c] = np.array(values, dtype=np.float64)  # None → NaN, True → 1.0
             elif kind == "datetime":
-                data[c] = pd.Series(pd.to_datetime(pd.Series(values, dtype=object), format="ISO8601"),
-                                    dtype=object)
+                from tidal.data.codec import datetime_texts
+
+                data[c] = datetime_texts(values)  # as in training: ISO text, aware values in UTC
             else:
                 data[c] = np.array([np.nan if v is None else v for v in values], dtype=object)
         return pd.DataFrame(data, columns=self.columns)

@@ -185,6 +185,10 @@ class BacktestSpec(Section):
     online: OnlineSpec | None = Field(
         None, description="an online learner (river, the online extra) replayed on the same rows as a baseline"
     )
+    metric: Literal["accuracy", "balanced_accuracy", "f1", "rmse", "mae", "r2"] | None = Field(
+        None, description="what the strategies are scored with: accuracy, balanced_accuracy or f1 for a "
+        "classifier, rmse, mae or r2 for a regressor; null: accuracy or rmse"
+    )
 
 
 __all__ = [

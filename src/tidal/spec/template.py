@@ -96,6 +96,7 @@ backtest:                   # `tidal backtest`
   minutes_per_row: 30.0
   max_rows: null
   online: null              # e.g. {{model: river.forest.ARFClassifier}}: a river learner as a baseline
+  metric: null              # null = accuracy (classification) or rmse (regression)
 
 monitor:                    # what `tidal monitor` compares
   window: 1000              # the most recent predictions

@@ -13,6 +13,7 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from tidal.core.errors import TrainingError
+from tidal.data.codec import target_array
 from tidal.data.prepare import as_model_input, build_preprocessor
 from tidal.spec.model import ModelSpec, PrepareSpec
 from tidal.train.estimator import build_estimator, iteration_curves
@@ -39,7 +40,7 @@ def fit_pipeline(
     built = build_estimator(estimator, model.params, model.seed)
     pipe = Pipeline([("prepare", build_preprocessor(prepare, kinds, columns)), ("model", built)])
     X = as_model_input(train, columns, kinds)
-    y = train[target].to_numpy()
+    y = target_array(train[target])
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

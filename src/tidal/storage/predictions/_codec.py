@@ -16,13 +16,13 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
-from datetime import date, datetime
 from typing import Any
 
 import orjson
 
 from tidal.core.entities import Feedback, Prediction
 from tidal.core.errors import FeedbackRejected, PredictionNotFound, StorageError
+from tidal.data.codec import encode_value
 from tidal.storage._codec import utc, utc_or_none
 
 _OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
@@ -73,10 +73,12 @@ def _finite(value: Any) -> Any:
 
 
 def _plain(value: Any) -> Any:
-    """What json cannot write by itself but orjson could: dates, numpy scalars and arrays."""
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if hasattr(value, "tolist"):  # numpy scalars and arrays
+    """What json cannot write by itself: the table codec's plain value (:func:`tidal.data.codec.encode_value`:
+    timestamps and dates as ISO text, NaT and pd.NA as null, NumPy scalars), or a NumPy array's list."""
+    encoded = encode_value(value)
+    if encoded is not value:
+        return _finite(encoded)
+    if hasattr(value, "tolist"):  # numpy arrays
         return _finite(value.tolist())
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 

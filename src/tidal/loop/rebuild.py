@@ -1,0 +1,101 @@
+"""The training frame of a retrain, rebuilt from the source and the labelled prediction log.
+
+A retrain trains on the source again (unless ``retrain.include_source`` is false) and on every labelled
+prediction: its logged inputs, its label as the target and its time as ``data.time``. The logged values
+are JSON; :func:`labelled_frame` gives each column back the type it has in the source
+(:mod:`tidal.data.codec`, :mod:`tidal.data.timecol`), so the two parts concatenate into columns of one
+dtype each — a timestamp column that came back as text or as aware ``datetime`` objects beside the
+source's naive ones could not be stored as a snapshot, and every retrain failed.
+
+When the source is not part of the frame, the types come from the champion's training data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+import pandas as pd
+
+from tidal.core.entities import Prediction
+from tidal.data.codec import decode_like
+from tidal.data.timecol import format_times, parse_times
+from tidal.loop.context import LoopContext
+from tidal.loop.monitoring import note_unreadable
+from tidal.monitor.frame import inputs_frame
+
+
+def labelled_frame(labelled: Sequence[Prediction], reference: pd.DataFrame, *, target: str,
+                   time: str | None) -> pd.DataFrame:
+    """The rows of ``labelled`` predictions (inputs, the label as ``target``, the prediction time as
+    ``time``), each column with its type in ``reference`` (a frame read from the source)."""
+    rows = inputs_frame(labelled).reset_index(drop=True)
+    rows[target] = pd.Series([p.label for p in labelled], dtype=object)
+    for name in rows.columns:
+        if name in reference.columns and name != time:
+            rows[name] = decode_like(rows[name], reference[name])
+    if time is not None:
+        times: list[datetime] = [p.time for p in labelled]
+        rows[time] = format_times(times, reference[time]) if time in reference.columns else \
+            pd.Series(times, dtype=object)
+    return rows
+
+
+def concat_typed(parts: Sequence[pd.DataFrame], reference: pd.DataFrame) -> pd.DataFrame:
+    """``parts`` one under the other, each column with its type in ``reference``: pandas gives ``object``
+    where two parts' categories differ, and such a column is cast back (the reference's categories first)."""
+    if not parts:
+        return pd.DataFrame(columns=reference.columns)
+    frame = pd.concat(list(parts), ignore_index=True)
+    for name in reference.columns:
+        if name in frame.columns and frame[name].dtype != reference[name].dtype:
+            frame[name] = decode_like(frame[name], reference[name]).set_axis(frame.index)
+    return frame
+
+
+def training_frame(ctx: LoopContext, source_frame: Callable[[], pd.DataFrame] | None = None
+                   ) -> tuple[pd.DataFrame, str]:
+    """The rows a retrain trains on: the source again (unless ``include_source`` is false) and every
+    labelled prediction, typed as the source is, cut to ``retrain.window``; with a line that says so."""
+    spec = ctx.spec
+    data, policy = spec.data, spec.retrain
+    name = spec.name
+    source = _source(ctx, source_frame) if policy.include_source else None
+    labelled = ctx.predictions.window(model=name, labelled=True)
+    note_unreadable(ctx, name)
+    reference = source if source is not None else _champion_data(ctx)
+    parts: list[pd.DataFrame] = [] if source is None else [source]
+    if labelled:
+        parts.append(labelled_frame(labelled, reference, target=data.target, time=data.time))
+    frame = concat_typed(parts, reference) if parts else pd.DataFrame()
+    if policy.window.last_days is not None and data.time is not None and len(frame):
+        times = parse_times(frame[data.time])
+        frame = frame[times >= pd.Timestamp(ctx.clock.now()) - pd.Timedelta(days=policy.window.last_days)]
+    if policy.window.last_rows is not None:
+        frame = frame.tail(policy.window.last_rows)
+    n_source = 0 if source is None else len(source)
+    label = (f"loop window: {len(frame)} rows ({n_source} from the source, {len(labelled)} labelled "
+             f"predictions before the window cut)")
+    return frame.reset_index(drop=True), label
+
+
+def _source(ctx: LoopContext, source_frame: Callable[[], pd.DataFrame] | None) -> pd.DataFrame:
+    if source_frame is not None:
+        return source_frame()
+    from tidal.data.sources import read_source
+
+    return read_source(ctx.spec.data.source, base_dir=ctx.root, query=ctx.spec.data.query)
+
+
+def _champion_data(ctx: LoopContext) -> pd.DataFrame:
+    """The champion's training rows (their types are the source's), or an empty frame without a champion."""
+    from tidal.data.snapshot import read_snapshot_bytes
+
+    champion = ctx.registry.champion(ctx.spec.name)
+    digest = champion.lineage.train if champion is not None else None
+    if digest is None:
+        return pd.DataFrame()
+    return read_snapshot_bytes(ctx.artifacts.get(digest))
+
+
+__all__ = ["concat_typed", "labelled_frame", "training_frame"]
