@@ -203,7 +203,8 @@ class TrainingPipeline:
                                 "errors": sum(a.severity == "error" for a in found),
                                 "warnings": sum(a.severity == "warning" for a in found)},
             inputs={"snapshot": digest, "schema_from": stored["snapshot"] if stored else digest, "target": data.target,
-                    "time": data.time, "rules": data.checks.model_dump()})
+                    "time": data.time, "time_order": data.time_order, "drop": data.drop,
+                    "rules": data.checks.model_dump()})
         anomalies = outcome.outputs["anomalies"]
         errors = [a["message"] for a in anomalies if a["severity"] == "error"]
         result.warnings = [a["message"] for a in anomalies if a["severity"] == "warning"]
