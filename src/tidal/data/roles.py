@@ -19,8 +19,10 @@ them into one line). Kinds: ``missing_time``, ``time_null``, ``time_unparsed``, 
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -112,8 +114,8 @@ def check_time(df: pd.DataFrame, time: str | None, order: str = "any") -> list[A
             row = int(back[0]) + 1
             found.append(Anomaly("error", "time_order", time, (
                 f"time column {time!r} is not in time order, as data.time_order: sorted says it is: row {row} "
-                f"({short_value(series.iloc[row])}) is earlier than row {row - 1} "
-                f"({short_value(series.iloc[row - 1])}); sort the source by {time!r}, or set data.time_order: "
+                f"({_show_time(series.iloc[row])}) is earlier than row {row - 1} "
+                f"({_show_time(series.iloc[row - 1])}); sort the source by {time!r}, or set data.time_order: "
                 "any (tidal sorts the rows by time)")))
     return found
 
@@ -214,6 +216,13 @@ def _plain_text(series: pd.Series) -> bool:
 
 
 # -- message helpers ------------------------------------------------------------------------------
+
+
+def _show_time(value: Any) -> str:
+    """A time as ISO text in its own zone ('2024-01-13T12:00:00+01:00'), anything else as its short repr."""
+    if isinstance(value, dt.date):  # datetime and pandas' Timestamp too
+        return repr(value.isoformat())
+    return short_value(value)
 
 
 def _rows(n: int) -> str:
