@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import warnings
 from collections.abc import Iterable
 from typing import Any
 
@@ -35,6 +36,8 @@ from tidal.data.validate import Anomaly, nearest_name, short_value
 MAX_CLASSES = 1000
 #: Below this many classes a target is never refused for having too many (tiny tables in tests, say).
 MIN_SUSPECT_CLASSES = 20
+#: Text times in no single format are parsed value by value (slow) only up to this many distinct values.
+MAX_MIXED = 10_000
 #: Currency signs, percent, spaces and separators that make a number read as text ("$1,234.50", "12 %").
 _NUMBER_DRESSING = re.compile(r"[\s$€£¥%,_']")
 
@@ -62,22 +65,45 @@ def time_seconds(series: pd.Series) -> np.ndarray:
         if numbers.notna().sum() == values.notna().sum():  # years or epoch seconds, stored as text
             keys = numbers.to_numpy(dtype="float64", na_value=np.nan)
             return keys
-        series = _to_utc(values)
-    stamps = series.dt.tz_localize("UTC") if series.dt.tz is None else series.dt.tz_convert("UTC")
+        return _text_seconds(values)
+    return _seconds(series)
+
+
+def _seconds(stamps: pd.Series) -> np.ndarray:
+    """Datetimes as seconds since 1970 in UTC (naive ones taken as UTC), NaT as NaN."""
+    stamps = stamps.dt.tz_localize("UTC") if stamps.dt.tz is None else stamps.dt.tz_convert("UTC")
     since: np.ndarray = (stamps - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(
         dtype="float64", na_value=np.nan)
     return since
 
 
-def _to_utc(values: pd.Series) -> pd.Series:
-    """Text, dates and datetime objects as UTC datetimes (NaT where a value is not a time): ISO 8601 first
-    (fast), then each remaining value by itself (``format="mixed"``: "03 Jan 2024", "2024/01/03")."""
-    stamps = pd.to_datetime(values, errors="coerce", utc=True, format="ISO8601")
-    retry = stamps.isna() & values.notna()
-    if retry.any():
-        stamps = stamps.copy()
-        stamps[retry] = pd.to_datetime(values[retry], errors="coerce", utc=True, format="mixed")
-    return stamps
+def _text_seconds(values: pd.Series) -> np.ndarray:
+    """Text, dates and datetime objects as seconds since 1970 (NaN where a value is not a time): ISO 8601
+    first, then one format inferred from the values ("03 Jan 2024 10:00"), both fast; then, value by value
+    (``format="mixed"``, slow), what is left when it is at most :data:`MAX_MIXED` distinct values."""
+    keys = _seconds(pd.to_datetime(values, errors="coerce", utc=True, format="ISO8601")).copy()  # filled below
+    for fallback in ("inferred", "mixed"):
+        retry = np.isnan(keys) & values.notna().to_numpy()
+        if not retry.any():
+            break
+        rest = values[retry]
+        with warnings.catch_warnings():
+            # pandas warns that it parses value by value when no one format fits: that is this fallback's job
+            warnings.simplefilter("ignore", UserWarning)
+            if fallback == "inferred":
+                parsed = pd.to_datetime(rest, errors="coerce", utc=True)
+            else:
+                try:
+                    distinct = pd.unique(rest.to_numpy(dtype=object))
+                except TypeError:  # unhashable values (lists from JSON): not times
+                    break
+                if len(distinct) > MAX_MIXED:
+                    break
+                lookup = pd.Series(pd.to_datetime(pd.Series(distinct, dtype=object), errors="coerce", utc=True,
+                                                  format="mixed").to_numpy(), index=distinct)
+                parsed = pd.to_datetime(rest.map(lookup), utc=True)
+        keys[retry] = _seconds(parsed)
+    return keys
 
 
 def check_time(df: pd.DataFrame, time: str | None, order: str = "any") -> list[Anomaly]:

@@ -57,6 +57,15 @@ def test_every_kind_of_time_out_of_order_is_refused_only_when_the_spec_says_sort
     assert "sort the source by 't', or set data.time_order: any" in anomaly.message
 
 
+def test_times_in_one_format_that_is_not_iso_and_in_several_formats() -> None:
+    many = pd.Series(pd.date_range("2020-01-01", periods=50_000, freq="min").strftime("%d %b %Y %H:%M"))
+    assert check_time(pd.DataFrame({"t": many}), "t", "sorted") == []  # one inferred format: read at once
+    several = pd.Series(["2024-01-01", "02 Jan 2024", "2024/01/03", "Jan 4, 2024", "05.01.2024 10:00"])
+    assert check_time(pd.DataFrame({"t": several}), "t", "sorted") == []  # each value by itself
+    [anomaly] = check_time(pd.DataFrame({"t": several[[0, 2, 1, 3, 4]]}), "t", "sorted")
+    assert "row 2 ('02 Jan 2024') is earlier than row 1 ('2024/01/03')" in anomaly.message
+
+
 def test_the_order_of_times_with_offsets_is_their_order_in_utc() -> None:
     # 10:00+02:00 is 08:00 UTC: before 09:00 UTC, though its text sorts after it
     times = pd.Series(["2024-01-01T10:00+02:00", "2024-01-01T09:00+00:00", "2024-01-01T08:30+00:00"])
