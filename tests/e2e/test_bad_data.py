@@ -207,6 +207,32 @@ def test_a_time_column_out_of_order_where_the_spec_says_sorted(project: tuple[Pa
 # -- a feature whose type changed -----------------------------------------------------------------
 
 
+def test_a_retrain_by_the_loop_on_a_source_whose_feature_now_holds_text(project: tuple[Path, Cli]) -> None:
+    path, cli = project
+    (path / "tidal.yaml").write_text(SPEC + "retrain:\n  on: {new_data: {rows: 20}}\n  cooldown: {rows: 0}\n"
+                                            "  min_labelled: 20\n")
+    served = _rows(40, seed=2)
+    with Workspace.open(path) as ws:
+        answer = ws.predict(served.drop(columns=["t", "y"]))
+        ws.feedback([{"prediction_id": i, "label": int(y)} for i, y in zip(answer.prediction_ids, served["y"],
+                                                                             strict=True)])
+    source = _rows()
+    num = _as_text(source["num"])
+    num[77] = "unknown"
+    source.assign(num=num).to_parquet(path / "data" / "rows.parquet")
+    before = _stored(path)
+    proc = cli("loop", "--once")
+    assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr
+    after = _stored(path)
+    new_events = after["events"][len(before["events"]):]
+    failed = [message for kind, message in new_events if kind == "loop.retrain_failed"]
+    assert len(failed) == 1, new_events
+    assert "column 'num' was numeric, now text (first bad value 'unknown' at row 77" in failed[0]
+    assert "fix those values in the source, or leave the column out (data.drop)" in failed[0]
+    for key in ("models", "champion", "schema"):
+        assert after[key] == before[key], key
+
+
 def test_a_numeric_feature_that_holds_text_in_new_data(project: tuple[Path, Cli]) -> None:
     path, cli = project
     new = _rows(seed=1)

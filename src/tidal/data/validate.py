@@ -102,6 +102,20 @@ def validate_frame(
     return found
 
 
+def kind_changes(df: pd.DataFrame, kinds: Mapping[str, str]) -> list[Anomaly]:
+    """``kind_changed`` errors for the columns of ``df`` whose kind is not the one ``kinds`` gives (a model's
+    signature: column → kind), integer and numeric being one; columns that ``df`` lacks or that are all null
+    are left out (the caller and the schema check report them)."""
+    found: list[Anomaly] = []
+    for name, old_kind in kinds.items():
+        if name not in df.columns or df[name].isna().all():
+            continue
+        new_kind = column_kind(df[name])
+        if new_kind != old_kind and not (old_kind in NUMBER_KINDS and new_kind in NUMBER_KINDS):
+            found.append(Anomaly("error", "kind_changed", name, _kind_message(name, df[name], old_kind, new_kind)))
+    return found
+
+
 def errors_of(anomalies: Iterable[Anomaly]) -> list[Anomaly]:
     """The anomalies of severity "error"."""
     return [a for a in anomalies if a.severity == "error"]
@@ -306,6 +320,7 @@ __all__ = [
     "Policy",
     "Severity",
     "errors_of",
+    "kind_changes",
     "nearest_name",
     "raise_for_errors",
     "short_value",

@@ -23,6 +23,7 @@ import pandas as pd
 
 from tidal.core.entities import Event, Lease, ModelState, ModelVersion
 from tidal.core.errors import AliasMoved, PredictionNotFound, TidalError
+from tidal.data.validate import kind_changes, raise_for_errors
 from tidal.evaluate.metrics import primary_metric
 from tidal.loop.context import LoopContext
 from tidal.loop.liveness import Heartbeat
@@ -230,6 +231,9 @@ class Controller:
                 from tidal.data.sources import read_source
 
                 source = read_source(data.source, base_dir=self.ctx.root, query=data.query)
+            source = source.drop(columns=list(data.drop), errors="ignore")  # not trained on: may change as it likes
+            if (champion := self.ctx.registry.champion(self.name)) is not None:  # said in the source's own rows
+                raise_for_errors(kind_changes(source, champion.signature.columns))
             n_source = len(source)
             parts.append(source)
         labelled = self.ctx.predictions.window(model=self.name, labelled=True)

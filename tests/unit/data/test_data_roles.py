@@ -13,6 +13,7 @@ from tidal.core.errors import SpecError
 from tidal.data.roles import MAX_CLASSES, check_classes, check_replay, check_time, check_training_classes
 from tidal.data.schema import infer_schema
 from tidal.data.steps import validate
+from tidal.data.validate import kind_changes
 from tidal.spec import parse_spec
 from tidal.spec.model import DataSpec
 
@@ -193,3 +194,13 @@ def test_validate_leaves_out_dropped_columns() -> None:
     [anomaly] = validate(new, schema, data)
     assert anomaly.kind == "kind_changed" and anomaly.message.startswith("column 'x' was numeric, now text")
     assert validate(new, schema, DataSpec(source="d.csv", target="y", drop=["x"])) == []
+
+
+def test_kind_changes_against_a_signature() -> None:
+    df = pd.DataFrame({"a": ["1.5", "x", None], "b": [1.0, 2.0, None], "c": [None, None, None],
+                       "d": pd.Series(["p", "q", "p"], dtype="category")})
+    found = kind_changes(df, {"a": "numeric", "b": "integer", "c": "numeric", "d": "numeric", "gone": "numeric"})
+    assert [(x.kind, x.column) for x in found] == [("kind_changed", "a"), ("kind_changed", "d")]
+    assert found[0].message == ("column 'a' was numeric, now text (first bad value 'x' at row 1; 1 bad value(s)): "
+                                "fix those values in the source, or leave the column out (data.drop)")
+    assert found[1].message.startswith("column 'd' was numeric, now categorical: the model was trained on numeric")
