@@ -7,7 +7,8 @@ table, the target (missing, all null, constant), duplicate column names, and col
 except for a few text values (a typo that makes pandas read the whole column as text). Against the
 schema of an earlier snapshot (``infer_schema``) it also reports missing columns (error), new columns
 (warning), changed kinds (error), unseen categories and values far out of the seen range (warnings, or
-errors by the spec's ``data.checks``) and a jump in the share of nulls (warning).
+errors by the spec's ``data.checks``) and a jump in the share of nulls (warning). ``kind_changes`` does the
+kind comparison alone, against a model's signature instead of a schema.
 
 Anomaly kinds, for code that reacts to them: ``empty_table``, ``duplicate_columns``,
 ``missing_target``, ``target_all_null``, ``constant_target``, ``text_in_numeric``, ``missing_column``,
