@@ -163,6 +163,11 @@ def test_a_target_of_numbers_stored_as_text(project: tuple[Path, Cli]) -> None:
     prices = [f"${v:,.2f}" for v in np.random.default_rng(1).uniform(900, 1100, ROWS)]
     _refused(path, cli, "backtest", _rows().assign(y=prices), "target column 'y'", "numbers stored as text",
              "store them as plain numbers")
+    # and with a regressor, as the numbers are meant
+    _edit_spec(path, "sklearn.linear_model.LogisticRegression", "sklearn.linear_model.Ridge")
+    _edit_spec(path, "metrics: [accuracy]", "metrics: [rmse]")
+    _refused(path, cli, "backtest", _rows().assign(y=prices), "target column 'y' is to be predicted by regression but "
+             f"{ROWS // 2} values are not numbers (first {prices[0]!r} at row 0", "store them as plain numbers")
 
 
 def test_an_identifier_as_target_leaves_nothing_for_the_corrected_data_to_trip_on(tmp_path: Path) -> None:

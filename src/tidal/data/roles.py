@@ -9,12 +9,13 @@ cannot see needs the task, the spec, or another part of the same data:
 - ``check_classes``: a classifier's target has classes a model can learn (not one value per row, as an
   identifier or a quantity stored as text has);
 - ``check_training_classes``: the training rows of a split hold at least two classes;
+- ``check_numeric_target``: a regressor's target holds numbers;
 - ``check_replay``: a column that held numbers in the rows that trained the first model of a backtest
   does not hold text in the rows replayed after them (a feature whose type changed in new data).
 
 Each returns ``Anomaly`` errors whose message names the column and the fix (``raise_for_errors`` turns
 them into one line). Kinds: ``missing_time``, ``time_null``, ``time_unparsed``, ``time_order``,
-``too_many_classes``, ``single_class``, ``kind_changed``. Rows are 0-based positions in the table.
+``too_many_classes``, ``single_class``, ``text_target``, ``kind_changed``. Rows are 0-based positions in the table.
 """
 
 from __future__ import annotations
@@ -177,6 +178,27 @@ def check_classes(df: pd.DataFrame, target: str, task: str) -> list[Anomaly]:
     return [Anomaly("error", "too_many_classes", target, f"{what}: {fix}")]
 
 
+def check_numeric_target(df: pd.DataFrame, target: str, task: str) -> list[Anomaly]:
+    """For a regressor: a target whose values are not all numbers (text such as '$1,234.50' or 'n/a'), said
+    with the first such value, before a model fails on it with no column named."""
+    if task != "regression" or target not in df.columns:
+        return []
+    series = df[target]
+    if pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype):
+        return []
+    bad = (series.notna() & pd.to_numeric(series.astype(object), errors="coerce").isna()).to_numpy()
+    if not bad.any():
+        return []  # numbers stored as text: read as numbers
+    first = int(np.argmax(bad))
+    if _numbers_as_text(series.iloc[[first]]):  # '$1,234.50': a number in dress
+        fix = "store them as plain numbers (no currency signs, units or thousands separators)"
+    else:
+        fix = "fix those values, or if the column holds classes, use a classifier (model.task: classification)"
+    return [Anomaly("error", "text_target", target, (
+        f"target column {target!r} is to be predicted by regression but {_values(int(bad.sum()))} are not numbers "
+        f"(first {short_value(series.iloc[first])} at row {first}): {fix}"))]
+
+
 def _numbers_as_text(values: pd.Series) -> bool:
     text = values.astype(str).str.replace(_NUMBER_DRESSING, "", regex=True)
     parsed = pd.to_numeric(text, errors="coerce")
@@ -264,5 +286,5 @@ def _listing(keys: Iterable[str]) -> str:
     return ", ".join(items[:5]) + (f" and {len(items) - 5} more" if len(items) > 5 else "")
 
 
-__all__ = ["MAX_CLASSES", "check_classes", "check_replay", "check_time", "check_training_classes",
-           "time_seconds"]
+__all__ = ["MAX_CLASSES", "check_classes", "check_numeric_target", "check_replay", "check_time",
+           "check_training_classes", "time_seconds"]

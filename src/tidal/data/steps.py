@@ -15,7 +15,7 @@ import pandas as pd
 from tidal.core.entities import SnapshotInfo
 from tidal.data.prepare import split_rows
 from tidal.data.profile import profile_frame
-from tidal.data.roles import check_classes, check_time, check_training_classes
+from tidal.data.roles import check_classes, check_numeric_target, check_time, check_training_classes
 from tidal.data.snapshot import make_snapshot
 from tidal.data.sources import read_source
 from tidal.data.validate import Anomaly, raise_for_errors, validate_frame
@@ -49,9 +49,10 @@ def split(df: pd.DataFrame, how: SplitSpec, *, target: str, time: str | None, ta
           seed: int | None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The training rows and the holdout, chosen before anything is fitted (see :func:`split_rows`).
 
-    A classifier's target is checked first, since the task is known here: ``SchemaError`` when it has more
-    classes than can be learned (:func:`check_classes`) or the training rows hold one class only."""
-    raise_for_errors(check_classes(df, target, task))
+    The target is checked first, since the task is known here: ``SchemaError`` when a classifier's has more
+    classes than can be learned (:func:`check_classes`) or its training rows hold one class only, or when a
+    regressor's holds values that are not numbers (:func:`check_numeric_target`)."""
+    raise_for_errors([*check_classes(df, target, task), *check_numeric_target(df, target, task)])
     parts = split_rows(df, method=how.method, test_size=how.test_size, target=target, time=time, task=task, seed=seed)
     train, holdout = df.iloc[parts.train].reset_index(drop=True), df.iloc[parts.test].reset_index(drop=True)
     raise_for_errors(check_training_classes(train, holdout, target, task, how.method))

@@ -10,7 +10,14 @@ import pandas as pd
 import pytest
 
 from tidal.core.errors import SpecError
-from tidal.data.roles import MAX_CLASSES, check_classes, check_replay, check_time, check_training_classes
+from tidal.data.roles import (
+    MAX_CLASSES,
+    check_classes,
+    check_numeric_target,
+    check_replay,
+    check_time,
+    check_training_classes,
+)
 from tidal.data.schema import infer_schema
 from tidal.data.steps import validate
 from tidal.data.validate import kind_changes
@@ -156,6 +163,20 @@ def test_learnable_classes_pass(values: object) -> None:
 
 def test_a_regression_target_is_not_counted_in_classes() -> None:
     assert check_classes(_target(np.random.default_rng(0).normal(size=3000)), "y", "regression") == []
+
+
+def test_a_regression_target_that_holds_text() -> None:
+    prices = pd.Series(["$1,250.00", "980.5", None, "$1,010.25"])
+    [anomaly] = check_numeric_target(_target(prices), "y", "regression")
+    assert anomaly.kind == "text_target" and anomaly.message == (
+        "target column 'y' is to be predicted by regression but 2 values are not numbers (first '$1,250.00' at row "
+        "0): store them as plain numbers (no currency signs, units or thousands separators)")
+    [anomaly] = check_numeric_target(_target(["low", "1.5", "high"]), "y", "regression")
+    assert anomaly.message.endswith("(first 'low' at row 0): fix those values, or if the column holds classes, use "
+                                    "a classifier (model.task: classification)")
+    for fine in (pd.Series([1.5, None, 2.5]), pd.Series([1, 2, None], dtype="Int64"), pd.Series(["1.5", "2"])):
+        assert check_numeric_target(_target(fine), "y", "regression") == []
+    assert check_numeric_target(_target(prices), "y", "classification") == []
 
 
 def test_training_rows_of_a_single_class() -> None:
