@@ -7,7 +7,8 @@ never touches a store). The modules:
 - ``snapshot``: freeze a table as canonical Parquet bytes with a content digest (``make_snapshot``);
 - ``profile``: the statistics a monitor needs later without the data (``profile_frame``);
 - ``schema``: column kinds and the schema later data is checked against (``infer_schema``);
-- ``validate``: the anomalies of a table, alone or against a schema (``validate_frame``).
+- ``validate``: the anomalies of a table, alone or against a schema (``validate_frame``);
+- ``roles``: the checks of the target and time columns that need the task or the spec (``check_time``).
 """
 
 from tidal.data.profile import profile_frame

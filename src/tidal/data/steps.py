@@ -15,9 +15,10 @@ import pandas as pd
 from tidal.core.entities import SnapshotInfo
 from tidal.data.prepare import split_rows
 from tidal.data.profile import profile_frame
+from tidal.data.roles import check_classes, check_numeric_target, check_time, check_training_classes
 from tidal.data.snapshot import make_snapshot
 from tidal.data.sources import read_source
-from tidal.data.validate import Anomaly, validate_frame
+from tidal.data.validate import Anomaly, raise_for_errors, validate_frame
 from tidal.spec.model import DataSpec, SplitSpec
 
 
@@ -31,15 +32,31 @@ def collect(data: DataSpec, *, base_dir: Path, project: str, created_at: datetim
 
 
 def validate(df: pd.DataFrame, schema: dict[str, Any] | None, data: DataSpec) -> list[Anomaly]:
-    """The anomalies of ``df`` against the stored ``schema`` (None: the first snapshot), by ``data.checks``."""
-    return validate_frame(df, schema, target=data.target, checks=data.checks)
+    """The anomalies of ``df`` against the stored ``schema`` (None: the first snapshot), by ``data.checks``,
+    and of its time column (:func:`check_time`, by ``data.time_order``). Columns in ``data.drop`` are left
+    out on both sides: a column the model does not use may change as it likes (leaving out a column whose
+    type changed is one way past the check)."""
+    if data.drop:
+        dropped = set(data.drop)
+        df = df.drop(columns=[c for c in df.columns if c in dropped])
+        if schema is not None:
+            schema = {**schema, "columns": {k: v for k, v in schema["columns"].items() if k not in dropped}}
+    return validate_frame(df, schema, target=data.target, checks=data.checks) + check_time(
+        df, data.time, data.time_order)
 
 
 def split(df: pd.DataFrame, how: SplitSpec, *, target: str, time: str | None, task: str,
           seed: int | None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The training rows and the holdout, chosen before anything is fitted (see :func:`split_rows`)."""
+    """The training rows and the holdout, chosen before anything is fitted (see :func:`split_rows`).
+
+    The target is checked first, since the task is known here: ``SchemaError`` when a classifier's has more
+    classes than can be learned (:func:`check_classes`) or its training rows hold one class only, or when a
+    regressor's holds values that are not numbers (:func:`check_numeric_target`)."""
+    raise_for_errors([*check_classes(df, target, task), *check_numeric_target(df, target, task)])
     parts = split_rows(df, method=how.method, test_size=how.test_size, target=target, time=time, task=task, seed=seed)
-    return df.iloc[parts.train].reset_index(drop=True), df.iloc[parts.test].reset_index(drop=True)
+    train, holdout = df.iloc[parts.train].reset_index(drop=True), df.iloc[parts.test].reset_index(drop=True)
+    raise_for_errors(check_training_classes(train, holdout, target, task, how.method))
+    return train, holdout
 
 
 def profile(train: pd.DataFrame, columns: Sequence[str], target: str) -> dict[str, Any]:

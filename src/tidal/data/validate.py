@@ -7,7 +7,8 @@ table, the target (missing, all null, constant), duplicate column names, and col
 except for a few text values (a typo that makes pandas read the whole column as text). Against the
 schema of an earlier snapshot (``infer_schema``) it also reports missing columns (error), new columns
 (warning), changed kinds (error), unseen categories and values far out of the seen range (warnings, or
-errors by the spec's ``data.checks``) and a jump in the share of nulls (warning).
+errors by the spec's ``data.checks``) and a jump in the share of nulls (warning). ``kind_changes`` does the
+kind comparison alone, against a model's signature instead of a schema.
 
 Anomaly kinds, for code that reacts to them: ``empty_table``, ``duplicate_columns``,
 ``missing_target``, ``target_all_null``, ``constant_target``, ``text_in_numeric``, ``missing_column``,
@@ -102,6 +103,20 @@ def validate_frame(
     return found
 
 
+def kind_changes(df: pd.DataFrame, kinds: Mapping[str, str]) -> list[Anomaly]:
+    """``kind_changed`` errors for the columns of ``df`` whose kind is not the one ``kinds`` gives (a model's
+    signature: column → kind), integer and numeric being one; columns that ``df`` lacks or that are all null
+    are left out (the caller and the schema check report them)."""
+    found: list[Anomaly] = []
+    for name, old_kind in kinds.items():
+        if name not in df.columns or df[name].isna().all():
+            continue
+        new_kind = column_kind(df[name])
+        if new_kind != old_kind and not (old_kind in NUMBER_KINDS and new_kind in NUMBER_KINDS):
+            found.append(Anomaly("error", "kind_changed", name, _kind_message(name, df[name], old_kind, new_kind)))
+    return found
+
+
 def errors_of(anomalies: Iterable[Anomaly]) -> list[Anomaly]:
     """The anomalies of severity "error"."""
     return [a for a in anomalies if a.severity == "error"]
@@ -127,7 +142,7 @@ def _check_target(df: pd.DataFrame, target: str) -> list[Anomaly]:
     if target not in df.columns:
         present = [str(c) for c in df.columns]
         message = f"target column {target!r} not found; columns present: {_names(present)}"
-        near = _nearest(target, present)
+        near = nearest_name(target, present)
         if near:
             message += f" (did you mean {near!r}?)"
         return [Anomaly("error", "missing_target", target, message)]
@@ -141,14 +156,16 @@ def _check_target(df: pd.DataFrame, target: str) -> list[Anomaly]:
     except TypeError:  # unhashable values
         distinct = present_values.astype(str).nunique()
     if distinct == 1:
-        value = _short(present_values.iloc[0])
+        value = short_value(present_values.iloc[0])
         return [Anomaly("error", "constant_target", target,
                         f"target column {target!r} has the single value {value} in all {len(present_values)} "
-                        "non-null rows: a model cannot learn from it")]
+                        "non-null rows: a model cannot learn from it; set data.target to the column to predict, "
+                        "or collect rows with at least one other value")]
     return []
 
 
-def _nearest(name: str, candidates: list[str]) -> str | None:
+def nearest_name(name: str, candidates: list[str]) -> str | None:
+    """The candidate that ``name`` most likely meant (same name in other case, or a close spelling)."""
     lowered = {c.lower(): c for c in candidates}
     if name.lower() in lowered:
         return lowered[name.lower()]
@@ -190,7 +207,7 @@ def _check_text_in_numbers(name: str, series: pd.Series, text_columns: frozenset
         return []
     return [Anomaly(
         "error", "text_in_numeric", name,
-        f"column {name!r} is numeric but {n_bad} value(s) are text (first bad value {_short(value)} at row "
+        f"column {name!r} is numeric but {n_bad} value(s) are text (first bad value {short_value(value)} at row "
         f"{position}), so it was read as text; fix those values, or list the column as text in the spec",
     )]
 
@@ -227,14 +244,18 @@ def _compare_column(
 
 
 def _kind_message(name: str, series: pd.Series, old_kind: str, new_kind: str) -> str:
+    # the models were trained on the old kind: the new data must hold it again, or the model do without it
+    drop = "or leave the column out (data.drop)"
     if old_kind in NUMBER_KINDS and _is_text(series):
         _, n_bad, position, value = _first_text(series)
         if n_bad:
             return (f"column {name!r} was {old_kind}, now text "
-                    f"(first bad value {_short(value)} at row {position}; {n_bad} bad value(s))")
-        return f"column {name!r} was {old_kind}, now text (numbers stored as text)"
+                    f"(first bad value {short_value(value)} at row {position}; {n_bad} bad value(s)): "
+                    f"fix those values in the source, {drop}")
+        return f"column {name!r} was {old_kind}, now text (numbers stored as text): store them as numbers, {drop}"
     now = "text" if _is_text(series) else new_kind
-    return f"column {name!r} was {old_kind}, now {now}"
+    return (f"column {name!r} was {old_kind}, now {now}: the model was trained on {old_kind} values; fix the "
+            f"column in the source, {drop}")
 
 
 def _check_range(
@@ -268,7 +289,7 @@ def _check_categories(name: str, series: pd.Series, seen: list[str], checks: Che
     return [Anomaly(
         _severity(checks.unseen_category), "unseen_categories", name,
         f"column {name!r} has {len(unseen)} categor{'y' if len(unseen) == 1 else 'ies'} not seen before: "
-        f"{_listing([_short(k) for k in unseen])}",
+        f"{_listing([short_value(k) for k in unseen])}",
     )]
 
 
@@ -279,7 +300,8 @@ def _severity(policy: Policy) -> Severity:
     return "error" if policy == "error" else "warning"
 
 
-def _short(value: Any, limit: int = 30) -> str:
+def short_value(value: Any, limit: int = 30) -> str:
+    """``value`` as its repr, cut to ``limit`` characters: short enough to quote in a one-line message."""
     text = repr(value.item() if isinstance(value, np.generic) else value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -299,6 +321,9 @@ __all__ = [
     "Policy",
     "Severity",
     "errors_of",
+    "kind_changes",
+    "nearest_name",
     "raise_for_errors",
+    "short_value",
     "validate_frame",
 ]

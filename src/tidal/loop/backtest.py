@@ -29,7 +29,9 @@ from tidal.core.entities import Feedback, Prediction
 from tidal.core.errors import DataError
 from tidal.data.codec import encode_records, target_array
 from tidal.data.prepare import as_model_input
+from tidal.data.roles import check_replay, check_time
 from tidal.data.timecol import parse_times
+from tidal.data.validate import raise_for_errors
 from tidal.evaluate.metrics import compute_metrics
 from tidal.loop.backtest_estimate import EstimateTracker
 from tidal.loop.context import LoopContext
@@ -154,6 +156,8 @@ def _run_backtest(ctx: LoopContext, data: pd.DataFrame, progress: Progress | Non
     cfg, target = spec.backtest, spec.data.target
     if not isinstance(ctx.clock, SimulatedClock):
         raise TypeError("a backtest needs a SimulatedClock")
+    # before sorting: with data.time_order: sorted, the source's own order is what is checked
+    raise_for_errors(check_time(data, spec.data.time, spec.data.time_order))
     if spec.data.time is not None:  # in time order, as time: ISO texts with offsets or epoch seconds too
         order = np.argsort(parse_times(data[spec.data.time]).to_numpy(), kind="stable")
         data = data.iloc[order]
@@ -164,6 +168,9 @@ def _run_backtest(ctx: LoopContext, data: pd.DataFrame, progress: Progress | Non
                         hint="use a share such as 0.2, or a count that leaves rows to replay")
     end = len(data) if cfg.max_rows is None else min(len(data), n0 + cfg.max_rows)
     initial, stream = data.iloc[:n0], data.iloc[n0:end].reset_index(drop=True)
+    unchecked = [c for c in (*spec.data.drop, spec.data.time) if c]  # the time column has its own check
+    raise_for_errors(check_replay(initial, stream, target=target, skip=unchecked, offset=n0,
+                                  in_time_order=spec.data.time is not None))
     clock: SimulatedClock = ctx.clock
     times = _row_times(data, spec.data.time, cfg.minutes_per_row)
     clock.set(times[n0 - 1])

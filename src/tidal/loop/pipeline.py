@@ -132,7 +132,7 @@ class TrainingPipeline:
         tracker.set_tags({"trigger": self.trigger, "spec_digest": spec.digest,
                           "git_commit": (result.run.info.get("git") or {}).get("commit", "")})
         snapshot = self._collect(runner, result)
-        self._validate(runner, result, snapshot)
+        first_schema = self._validate(runner, result, snapshot)
         kinds = dict(snapshot.schema)
         columns = feature_columns(pd.DataFrame(columns=snapshot.columns), target=data.target, time=data.time,
                                   id_column=data.id, features=data.features, drop=data.drop)
@@ -155,6 +155,10 @@ class TrainingPipeline:
             version = self._gate_and_register(runner, result, trained, evaluation, prof_d=prof_d, train_d=train_d,
                                               holdout_d=holdout_d, columns=columns, kinds=kinds, task=task)
             result.model = self.registry.get(spec.name, version)
+        if first_schema is not None:
+            # stored once a model was registered on it, so that data refused by a later step (too many classes,
+            # say) never becomes the reference the corrected data is then compared with
+            self.store.put_state(f"schema:{spec.name}", {"snapshot": snapshot.digest, "schema": first_schema})
         champ = self.registry.champion(spec.name)
         result.champion = champ.version if champ else None
         if result.model is not None:
@@ -192,7 +196,8 @@ class TrainingPipeline:
         result.run.info["snapshot"] = out["snapshot"]
         return self.store.get_snapshot(out["snapshot"])
 
-    def _validate(self, runner: StepRunner, result: RunResult, snapshot: SnapshotInfo) -> None:
+    def _validate(self, runner: StepRunner, result: RunResult, snapshot: SnapshotInfo) -> dict[str, Any] | None:
+        """Refuse data with errors; the schema to store when there is none yet (the first snapshot)."""
         spec, data, digest = self.spec, self.spec.data, snapshot.digest
         state_key = f"schema:{spec.name}"
         stored = self.store.get_state(state_key)
@@ -203,7 +208,8 @@ class TrainingPipeline:
                                 "errors": sum(a.severity == "error" for a in found),
                                 "warnings": sum(a.severity == "warning" for a in found)},
             inputs={"snapshot": digest, "schema_from": stored["snapshot"] if stored else digest, "target": data.target,
-                    "time": data.time, "rules": data.checks.model_dump()})
+                    "time": data.time, "time_order": data.time_order, "drop": data.drop,
+                    "rules": data.checks.model_dump()})
         anomalies = outcome.outputs["anomalies"]
         errors = [a["message"] for a in anomalies if a["severity"] == "error"]
         result.warnings = [a["message"] for a in anomalies if a["severity"] == "warning"]
@@ -216,9 +222,7 @@ class TrainingPipeline:
         if result.warnings and not outcome.reused:
             self._event("data.warning", f"snapshot:{digest}", f"snapshot {digest[:12]}: {'; '.join(result.warnings)}",
                         {"warnings": result.warnings, "run_id": result.run.id})
-        if stored is None:
-            schema = infer_schema(self._frame(digest), target=data.target, time=data.time)
-            self.store.put_state(state_key, {"snapshot": digest, "schema": schema})
+        return infer_schema(self._frame(digest), target=data.target, time=data.time) if stored is None else None
 
     def _split(self, runner: StepRunner, snapshot: str, task: str) -> tuple[str, str]:
         spec, data, how = self.spec, self.spec.data, self.spec.validate.split

@@ -20,6 +20,7 @@ import pandas as pd
 from tidal.core.entities import Prediction
 from tidal.data.codec import decode_like
 from tidal.data.timecol import format_times, parse_times
+from tidal.data.validate import kind_changes, raise_for_errors
 from tidal.loop.context import LoopContext
 from tidal.loop.monitoring import note_unreadable
 from tidal.monitor.frame import inputs_frame
@@ -80,11 +81,19 @@ def training_frame(ctx: LoopContext, source_frame: Callable[[], pd.DataFrame] | 
 
 
 def _source(ctx: LoopContext, source_frame: Callable[[], pd.DataFrame] | None) -> pd.DataFrame:
+    """The source's rows, less ``data.drop`` (not trained on: those columns may change as they like); a
+    feature whose type changed since the champion was trained is refused here, named in the source's own
+    rows, rather than as a table that cannot be stored later."""
     if source_frame is not None:
-        return source_frame()
-    from tidal.data.sources import read_source
+        source = source_frame()
+    else:
+        from tidal.data.sources import read_source
 
-    return read_source(ctx.spec.data.source, base_dir=ctx.root, query=ctx.spec.data.query)
+        source = read_source(ctx.spec.data.source, base_dir=ctx.root, query=ctx.spec.data.query)
+    source = source.drop(columns=list(ctx.spec.data.drop), errors="ignore")
+    if (champion := ctx.registry.champion(ctx.spec.name)) is not None:
+        raise_for_errors(kind_changes(source, champion.signature.columns))
+    return source
 
 
 def _champion_data(ctx: LoopContext) -> pd.DataFrame:

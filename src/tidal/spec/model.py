@@ -56,6 +56,10 @@ class DataSpec(Section):
     time: NonEmpty | None = Field(
         None, description="the name of the time column, or null (file order is time order)"
     )
+    time_order: Literal["any", "sorted"] = Field(
+        "any", description="any (tidal sorts the rows by data.time) or sorted (the source is in time order "
+                           "already: a row out of order is refused)",
+    )
     id: NonEmpty | None = Field(None, description="the name of the row id column, or null")
     features: list[NonEmpty] | None = Field(
         None, description="a list of feature column names, or null (every column but target, time and id)"
@@ -68,6 +72,10 @@ class DataSpec(Section):
 
     @model_validator(mode="after")
     def _columns_agree(self) -> DataSpec:
+        if self.time_order == "sorted" and self.time is None:
+            raise spec_problem("time_order_without_time", "'sorted' needs a time column; data.time is null",
+                               hint="name the time column in data.time, or remove time_order (with data.time: null "
+                                    "the file order is the time order)", at=("time_order",))
         for key in ("time", "id"):
             if getattr(self, key) == self.target:
                 raise spec_problem("column_conflict",

@@ -23,6 +23,7 @@ data:
   # the column to predict
   target: {target}
   time: null                # the time column; null = file order is time order
+  time_order: any           # any (tidal sorts by time) | sorted (a row out of order is refused)
   id: null                  # a row id column, or null
   features: null            # null = every column but target, time and id
   drop: []                  # columns to leave out

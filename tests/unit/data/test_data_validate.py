@@ -119,7 +119,8 @@ def test_constant_target() -> None:
     [anomaly] = validate_frame(_base().assign(y=1), None, target="y")
     assert anomaly.kind == "constant_target" and anomaly.severity == "error"
     assert anomaly.message == (
-        "target column 'y' has the single value 1 in all 4 non-null rows: a model cannot learn from it"
+        "target column 'y' has the single value 1 in all 4 non-null rows: a model cannot learn from it; set "
+        "data.target to the column to predict, or collect rows with at least one other value"
     )
 
 
@@ -185,7 +186,8 @@ def test_numeric_column_now_text_names_the_row(elec2: pd.DataFrame) -> None:
     anomalies = validate_frame(df, schema, target="up")
     assert _kinds(anomalies) == [("error", "kind_changed", "nswprice")]
     assert anomalies[0].message == (
-        "column 'nswprice' was numeric, now text (first bad value 'abc' at row 17; 1 bad value(s))"
+        "column 'nswprice' was numeric, now text (first bad value 'abc' at row 17; 1 bad value(s)): fix those "
+        "values in the source, or leave the column out (data.drop)"
     )
 
 
@@ -194,10 +196,14 @@ def test_other_kind_changes() -> None:
     df = _base().assign(day=[1.0, 2.0, 3.0, 4.0], n=[1.5, 2.5, 3.5, 4.5])  # integer → numeric is fine
     anomalies = validate_frame(df, schema, target="y")
     assert _kinds(anomalies) == [("error", "kind_changed", "day")]
-    assert anomalies[0].message == "column 'day' was categorical, now numeric"
+    assert anomalies[0].message == (
+        "column 'day' was categorical, now numeric: the model was trained on categorical values; fix the column in "
+        "the source, or leave the column out (data.drop)"
+    )
     quoted = _base().astype({"price": "str"})
     assert validate_frame(quoted, schema, target="y")[0].message == (
-        "column 'price' was numeric, now text (numbers stored as text)"
+        "column 'price' was numeric, now text (numbers stored as text): store them as numbers, or leave the column "
+        "out (data.drop)"
     )
 
 

@@ -126,7 +126,8 @@ def test_bad_data_fails_the_run_with_a_clear_error_and_skips_the_rest(tmp_path: 
     with pytest.raises(SchemaError) as err:
         run(ctx, frame().assign(y=1))
     assert err.value.message == ("the data failed validation (1 problem): target column 'y' has the single value 1 "
-                                 "in all 60 non-null rows: a model cannot learn from it")
+                                 "in all 60 non-null rows: a model cannot learn from it; set data.target to the "
+                                 "column to predict, or collect rows with at least one other value")
     [failed_run] = ctx.store.list_runs()
     assert failed_run.status == RunStatus.FAILED and failed_run.error == str(err.value)
     assert err.value.hint == "fix the data, or the spec's data section"
