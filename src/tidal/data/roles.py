@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import warnings
 from collections.abc import Iterable
 from typing import Any
 
@@ -30,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from tidal.data.schema import category_counts
+from tidal.data.timecol import text_times
 from tidal.data.validate import Anomaly, nearest_name, short_value
 
 #: A classifier's target with more distinct values than this is refused: no data set here has that many
@@ -37,8 +37,6 @@ from tidal.data.validate import Anomaly, nearest_name, short_value
 MAX_CLASSES = 1000
 #: Below this many classes a target is never refused for having too many (tiny tables in tests, say).
 MIN_SUSPECT_CLASSES = 20
-#: Text times in no single format are parsed value by value (slow) only up to this many distinct values.
-MAX_MIXED = 10_000
 #: Currency signs, percent, spaces and separators that make a number read as text ("$1,234.50", "12 %").
 _NUMBER_DRESSING = re.compile(r"[\s$€£¥%,_']")
 
@@ -79,32 +77,9 @@ def _seconds(stamps: pd.Series) -> np.ndarray:
 
 
 def _text_seconds(values: pd.Series) -> np.ndarray:
-    """Text, dates and datetime objects as seconds since 1970 (NaN where a value is not a time): ISO 8601
-    first, then one format inferred from the values ("03 Jan 2024 10:00"), both fast; then, value by value
-    (``format="mixed"``, slow), what is left when it is at most :data:`MAX_MIXED` distinct values."""
-    keys = _seconds(pd.to_datetime(values, errors="coerce", utc=True, format="ISO8601")).copy()  # filled below
-    for fallback in ("inferred", "mixed"):
-        retry = np.isnan(keys) & values.notna().to_numpy()
-        if not retry.any():
-            break
-        rest = values[retry]
-        with warnings.catch_warnings():
-            # pandas warns that it parses value by value when no one format fits: that is this fallback's job
-            warnings.simplefilter("ignore", UserWarning)
-            if fallback == "inferred":
-                parsed = pd.to_datetime(rest, errors="coerce", utc=True)
-            else:
-                try:
-                    distinct = pd.unique(rest.to_numpy(dtype=object))
-                except TypeError:  # unhashable values (lists from JSON): not times
-                    break
-                if len(distinct) > MAX_MIXED:
-                    break
-                lookup = pd.Series(pd.to_datetime(pd.Series(distinct, dtype=object), errors="coerce", utc=True,
-                                                  format="mixed").to_numpy(), index=distinct)
-                parsed = pd.to_datetime(rest.map(lookup), utc=True)
-        keys[retry] = _seconds(parsed)
-    return keys
+    """Text, dates and datetime objects as seconds since 1970 (NaN where a value is not a time), read as
+    the time order reads them (:func:`tidal.data.timecol.text_times`)."""
+    return _seconds(text_times(values))
 
 
 def check_time(df: pd.DataFrame, time: str | None, order: str = "any") -> list[Anomaly]:

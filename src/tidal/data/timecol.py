@@ -70,12 +70,56 @@ def parse_times(series: pd.Series) -> pd.Series:
         if kind == "epoch":
             return pd.Series(pd.to_datetime(series.astype("Float64"), unit="s", utc=True), index=series.index)
         if kind == "iso":
-            return pd.Series(pd.to_datetime(series, format="ISO8601", utc=True), index=series.index)
+            stamps = text_times(series)
+            bad = stamps.isna() & series.notna()
+            if bad.any():
+                first = series[bad].iloc[0]
+                raise DataError(f"the time column {series.name!r} cannot be read as time: {int(bad.sum())} of its "
+                                f"values are not times (first {str(first)[:40]!r})",
+                                hint="write times as ISO dates ('2024-01-31' or '2024-01-31T08:30:00+00:00')")
+            return stamps
         return pd.Series(pd.to_datetime(series, utc=True), index=series.index)
     except (TypeError, ValueError, OverflowError) as exc:
         raise DataError(f"the time column {series.name!r} cannot be read as time ({kind}): {exc}",
                         hint="give data.time a column of datetimes, dates, ISO 8601 text, years or epoch "
                              "seconds") from exc
+
+
+#: Text times in no single format are parsed value by value (slow) only up to this many distinct values.
+MAX_MIXED = 10_000
+
+
+def text_times(values: pd.Series) -> pd.Series:
+    """Text (or date and datetime objects) as aware UTC timestamps, NaT where a value is not a time: ISO 8601
+    first, then one format inferred from the values ("03 Jan 2024 10:00"), both fast; then, value by value
+    (``format="mixed"``, slow), what is left when it is at most :data:`MAX_MIXED` distinct values. The one
+    reading of text times: the data checks (``tidal.data.roles``) and the time order use it alike."""
+    import warnings
+
+    values = values.astype(object).where(values.notna(), None)
+    out = pd.Series(pd.to_datetime(values, errors="coerce", utc=True, format="ISO8601"), index=values.index)
+    for fallback in ("inferred", "mixed"):
+        retry = out.isna() & values.notna()
+        if not retry.any():
+            break
+        rest = values[retry]
+        with warnings.catch_warnings():
+            # pandas warns that it parses value by value when no one format fits: that is this fallback's job
+            warnings.simplefilter("ignore", UserWarning)
+            if fallback == "inferred":
+                parsed = pd.to_datetime(rest, errors="coerce", utc=True)
+            else:
+                try:
+                    distinct = pd.unique(rest.to_numpy(dtype=object))
+                except TypeError:  # unhashable values (lists from JSON): not times
+                    break
+                if len(distinct) > MAX_MIXED:
+                    break
+                lookup = pd.Series(pd.to_datetime(pd.Series(distinct, dtype=object), errors="coerce", utc=True,
+                                                  format="mixed").to_numpy(), index=distinct)
+                parsed = pd.to_datetime(rest.map(lookup), utc=True)
+        out[retry] = parsed
+    return out
 
 
 def format_times(times: Sequence[datetime], like: pd.Series) -> pd.Series:
@@ -96,4 +140,4 @@ def format_times(times: Sequence[datetime], like: pd.Series) -> pd.Series:
     return decode_column(values, dtype)
 
 
-__all__ = ["MAX_YEAR", "TimeKind", "format_times", "parse_times", "time_kind"]
+__all__ = ["MAX_MIXED", "MAX_YEAR", "TimeKind", "format_times", "parse_times", "text_times", "time_kind"]
