@@ -150,6 +150,7 @@ def test_the_demo_places_each_event_at_the_row_of_its_tick() -> None:
     assert [(s["row"], s["kind"]) for s in state["story"]] == [
         (1500, "loop.retrain"), (1500, "alias.moved"), (2000, "loop.retrain"), (2000, "alias.moved")]
     assert state["retrains"] == 2 and state["ticks"] == 2
+    assert state["drift_rows"] == [1500, 2000] and state["drift_shares"] == [0.6, 0.6]
 
 
 def test_the_demo_takes_only_a_folder_it_made(tmp_path: Path) -> None:

@@ -49,13 +49,16 @@ class BacktestResult:
     curve_rows: list[int] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     initial_rows: int = 0
+    #: the loop's drift share at each tick: {"rows": [row replayed], "share": [share or None], "threshold"}
+    drift_share: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self, *, full: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {"metric": self.metric, "rows": self.rows, "initial_rows": self.initial_rows,
                                "loop": self.loop, "static": self.static, "periodic": self.periodic,
                                "last_label": self.last_label}
         if full:
-            out.update(curves=self.curves, curve_rows=self.curve_rows, events=self.events)
+            out.update(curves=self.curves, curve_rows=self.curve_rows, events=self.events,
+                       drift_share=self.drift_share)
         return out
 
 
@@ -141,6 +144,8 @@ def _run_backtest(ctx: LoopContext, data: pd.DataFrame, progress: Progress | Non
     delivered = 0
     start_event = ctx.store.list_events(limit=1)
     first_event_id = (start_event[-1].id or 0) if start_event else 0
+    drift_rows: list[int] = []
+    drift_shares: list[float | None] = []
     records = stream.drop(columns=[c for c in stream.columns if c not in columns]).to_dict(orient="records")
     for lo in range(0, len(stream), cfg.tick_rows):
         hi = min(len(stream), lo + cfg.tick_rows)
@@ -161,6 +166,8 @@ def _run_backtest(ctx: LoopContext, data: pd.DataFrame, progress: Progress | Non
                                           for j in range(delivered, upto)])
             delivered = upto
         report = controller.tick()
+        drift_rows.append(hi)
+        drift_shares.append(report.drift_share)
         if progress is not None:
             progress(hi, len(stream), report)
 
@@ -188,6 +195,8 @@ def _run_backtest(ctx: LoopContext, data: pd.DataFrame, progress: Progress | Non
         periodic={"score": _score(task, y, periodic_pred), "every": periodic_every, "retrains": periodic_retrains},
         last_label={"score": _score(task, y, last_label)},
         curves=curves, curve_rows=curve_rows, events=story,
+        drift_share={"rows": drift_rows, "share": drift_shares,
+                     "threshold": spec.retrain.on.drift.share if spec.retrain.on.drift else None},
     )
 
 
