@@ -29,7 +29,8 @@ def test_backtest_on_elec2(elec2_project: Path) -> None:
     assert periodic["every"] == 1000                          # the cooldown: retrain as often as the loop may
     assert 0.5 < result["last_label"]["score"] < 1
     html = (elec2_project / "backtest.html").read_text()
-    assert html.count("<polyline") == 4 and "loop.retrain" in html
+    # the four strategies' rolling accuracy, and the loop's drift share at each tick
+    assert html.count("<polyline") == 5 and "loop.retrain" in html and "Drift share at each tick" in html
     events = json.loads(_cli(elec2_project)("events", "--json", "--kind", "backtest.done", check=True).stdout)
     assert events[-1]["data"]["loop"]["score"] == loop["score"]
 

@@ -35,7 +35,7 @@ T = TypeVar("T")
 def _trial_project(project: Path, strategy: str) -> Path:
     """Retrain after 60 new labels, once (the cooldown holds the next); every retrain passes its gate."""
     _edit(project, "  strategy: direct", f"  reload_seconds: 0.2\n  strategy: {strategy}")
-    _edit(project, "    drift: {share: 0.5}\n    performance: {metric: accuracy, below: 0.70, or_drop: 0.05}\n",
+    _edit(project, "    drift: {share: 0.5}\n    performance: {metric: accuracy, below: 0.75, or_drop: 0.05}\n",
           "    new_data: {rows: 60}\n")
     _edit(project, "min_labelled: 500", "min_labelled: 60")
     _edit(project, "    - accuracy >= champion - 0.03", "    - accuracy >= 0.0")

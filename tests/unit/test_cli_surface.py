@@ -169,6 +169,7 @@ def test_the_demo_places_each_event_at_the_row_of_its_tick() -> None:
     assert state["retrains"] == 3 and state["ticks"] == 3 and state["failures"] == 1
     assert {k: v for k, v in tally(state["outcomes"]).items() if k != "first_failure"} == {
         "retrains": 3, "promotions": 0, "rejections": 0, "failures": 1, "pending": 0, "rollbacks": 0}
+    assert state["drift_rows"] == [1500, 2000, 2500] and state["drift_shares"] == [0.6, 0.6, 0.6]
 
 
 def test_the_demo_takes_only_a_folder_it_made(tmp_path: Path) -> None:

@@ -163,7 +163,7 @@ def _run_demo(directory: Path, console: Console) -> dict[str, Any]:
     log = open(project / "server.log", "w")  # noqa: SIM115 - closed in finally
     events: deque[str] = deque(maxlen=10)
     state: dict[str, Any] = {"drift": None, "champion": first.version, "ticks": 0, "retrains": 0, "failures": 0,
-                             "story": [], "outcomes": []}
+                             "story": [], "outcomes": [], "drift_rows": [], "drift_shares": []}
     y = stream["up"].to_numpy()
     served = np.zeros(len(stream), dtype=int)
     versions = np.zeros(len(stream), dtype=int)
@@ -233,6 +233,9 @@ def _tick(controller: Any, ws: Any, state: dict[str, Any], events: deque[str], *
 
     tick = controller.tick()
     state.update(drift=tick.drift_share, champion=tick.champion, ticks=state["ticks"] + 1)
+    # the drift share at each tick, for the page's drift chart: it should fall back after a retrain
+    state.setdefault("drift_rows", []).append(row)
+    state.setdefault("drift_shares", []).append(tick.drift_share)
     for e in tick.events:
         failed = e.kind == "loop.retrain_failed"
         events.append(f"[{'red' if failed else 'cyan'}]{escape(e.kind)}[/] {escape(e.message)}")
@@ -311,7 +314,9 @@ def _summary(console: Console, project: Path, stream: Any, columns: list[str], s
             static={"score": float(np.mean(static == y))},
             periodic={},  # not run live: retraining blindly is what `tidal backtest` compares against
             last_label={"score": float(np.mean(last_label == y))},
-            curves=curves, curve_rows=curve_rows, events=story)
+            curves=curves, curve_rows=curve_rows, events=story,
+            drift_share={"rows": state["drift_rows"], "share": state["drift_shares"],
+                         "threshold": ws.spec.retrain.on.drift.share if ws.spec.retrain.on.drift else None})
         loop = result.loop
         table = Table(title="the live run: prequential accuracy on the streamed rows", title_justify="left")
         for col in ("strategy", "accuracy", "what it did"):

@@ -65,6 +65,8 @@ class BacktestResult:
     estimate: dict[str, Any] = field(default_factory=dict)
     #: what the curves show (see :func:`curve_metric`); empty: ``metric``
     curve_metric: str = ""
+    #: the loop's drift share at each tick: {"rows": [row replayed], "share": [share or None], "threshold"}
+    drift_share: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self, *, full: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {"metric": self.metric, "rows": self.rows, "initial_rows": self.initial_rows,
@@ -73,7 +75,8 @@ class BacktestResult:
         if self.online is not None:
             out["online"] = self.online
         if full:
-            out.update(curves=self.curves, curve_rows=self.curve_rows, events=self.events)
+            out.update(curves=self.curves, curve_rows=self.curve_rows, events=self.events,
+                       drift_share=self.drift_share)
         return out
 
 
@@ -200,6 +203,8 @@ def _run_backtest(ctx: LoopContext, data: pd.DataFrame, progress: Progress | Non
     estimate = EstimateTracker()
     start_event = ctx.store.list_events(limit=1)
     first_event_id = (start_event[-1].id or 0) if start_event else 0
+    drift_rows: list[int] = []
+    drift_shares: list[float | None] = []
     records = encode_records(stream, [c for c in stream.columns if c in columns])
     for lo in range(0, len(stream), cfg.tick_rows):
         hi = min(len(stream), lo + cfg.tick_rows)
@@ -221,6 +226,8 @@ def _run_backtest(ctx: LoopContext, data: pd.DataFrame, progress: Progress | Non
                                           for j in range(delivered, upto)])
             delivered = upto
         report = controller.tick()
+        drift_rows.append(hi)
+        drift_shares.append(report.drift_share)
         if progress is not None:
             progress(hi, len(stream), report)
 
@@ -254,6 +261,8 @@ def _run_backtest(ctx: LoopContext, data: pd.DataFrame, progress: Progress | Non
         last_label={"score": _score(task, y, last_label, metric)}, online=online,
         curves=curves, curve_rows=curve_rows, events=story, estimate=estimate.to_dict(),
         curve_metric=curve_metric(task, metric),
+        drift_share={"rows": drift_rows, "share": drift_shares,
+                     "threshold": spec.retrain.on.drift.share if spec.retrain.on.drift else None},
     )
 
 

@@ -53,6 +53,45 @@ def _chart(result: BacktestResult, width: int = 900, height: int = 320) -> str:
     return "".join(parts)
 
 
+def _drift_chart(result: BacktestResult, width: int = 900, height: int = 160) -> str:
+    """The loop's drift share at each tick (0 to 1), with the drift trigger's threshold: a trigger that
+    stays above the line for ever has become periodic retraining; after a retrain it should fall back."""
+    drift = result.drift_share or {}
+    points = [(r, v) for r, v in zip(drift.get("rows") or [], drift.get("share") or [], strict=False)
+              if v is not None]
+    if not points:
+        return ""
+    pad_l, pad_r, pad_t, pad_b = 50, 20, 10, 30
+    x_max = max(result.rows, 1)
+
+    def x(row: float) -> float:
+        return pad_l + (width - pad_l - pad_r) * row / x_max
+
+    def y(value: float) -> float:
+        return pad_t + (height - pad_t - pad_b) * (1 - value)
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}" role="img" aria-label="drift share">']
+    for v in (0.0, 0.5, 1.0):
+        parts.append(f'<line x1="{pad_l}" x2="{width - pad_r}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#eee"/>'
+                     f'<text x="{pad_l - 6}" y="{y(v) + 4:.1f}" font-size="11" text-anchor="end">{v:.1f}</text>')
+    threshold = drift.get("threshold")
+    if threshold is not None:
+        parts.append(f'<line x1="{pad_l}" x2="{width - pad_r}" y1="{y(threshold):.1f}" y2="{y(threshold):.1f}" '
+                     f'stroke="#d62728" stroke-dasharray="4,3"><title>retrain.on.drift.share '
+                     f'{threshold:g}</title></line>')
+    for e in result.events:
+        if e["kind"] == "loop.retrain":
+            parts.append(f'<line x1="{x(e["row"]):.1f}" x2="{x(e["row"]):.1f}" y1="{pad_t}" y2="{height - pad_b}" '
+                         f'stroke="{EVENT_COLORS["loop.retrain"]}" stroke-opacity="0.35" stroke-dasharray="3,3"/>')
+    pts = " ".join(f"{x(r):.1f},{y(v):.1f}" for r, v in points)
+    parts.append(f'<polyline fill="none" stroke="#8c564b" stroke-width="1.5" points="{pts}">'
+                 '<title>drift share</title></polyline>')
+    parts.append(f'<text x="{width / 2}" y="{height - 6}" font-size="12" text-anchor="middle">rows replayed</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
 def render_backtest_html(result: BacktestResult, path: Path, *, title: str = "tidal backtest") -> Path:
     """Write the page to ``path`` and return it."""
     # a strategy that was not run (the live demo runs no periodic retraining) has no score: no row
@@ -77,11 +116,21 @@ td,th{{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left;font-size:1
 {result.metric} (each row predicted before its label arrived).</p>
 <table><tr><th>strategy</th><th>{result.metric}</th><th></th></tr>{rows}</table>{failed}
 <h2>Rolling {result.curve_metric or result.metric}</h2>{_chart(result)}<p style="font-size:12px">{legend}</p>
+{_drift_section(result)}
 <h2>What the loop did</h2><table><tr><th>row</th><th>event</th><th>what</th></tr>{events}</table>
 </body></html>"""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page)
     return path
+
+
+def _drift_section(result: BacktestResult) -> str:
+    chart = _drift_chart(result)
+    if not chart:
+        return ""
+    return ("<h2>Drift share at each tick</h2>" + chart + "<p style='font-size:12px'>the share of features "
+            "drifted beyond the serving champion's own reference (its training rows, and the drift its holdout "
+            "already showed); dashed red: the drift trigger's threshold; dashed orange: retrains</p>")
 
 
 def _detail(name: str, data: dict[str, Any]) -> str:

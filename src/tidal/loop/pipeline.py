@@ -33,6 +33,7 @@ from tidal.loop.lineage import git_commit, source_files, source_location
 from tidal.loop.liveness import beating, owner_info
 from tidal.loop.results import STEPS, RunResult, flat_params, thread_cap
 from tidal.loop.runner import StepListener, StepRunner
+from tidal.monitor.baseline import holdout_drift
 from tidal.registry import CHALLENGER, CHAMPION
 from tidal.train.estimator import import_estimator
 from tidal.train.fit import TrainResult, fit_pipeline
@@ -366,8 +367,7 @@ class TrainingPipeline:
                                 classes=None if classes is None else [c.item() if hasattr(c, "item") else c
                                                                       for c in classes], task=task),
             metrics={k: v for k, v in evaluation.validation.items() if v is not None},
-            profile={"features": json.loads(self.artifacts.get(prof_d)), "predictions": evaluation.predictions,
-                     "calibration": evaluation.calibration},
+            profile=self._profile(prof_d, train_d, holdout_d, columns, evaluation),
             lineage=Lineage(run_id=result.run.id, snapshot=info.get("snapshot"), train=train_d, holdout=holdout_d,
                             spec_digest=spec.digest, git=info.get("git"),
                             environment_digest=info.get("environment_digest"), seed=spec.model.seed,
@@ -376,6 +376,17 @@ class TrainingPipeline:
                                if model_d != trained["model"] else {})),
             reasons=decision.failed,
             info={"flavor": trained["flavor"], "gate": decision.to_dict(), "train_metrics": evaluation.train})
+
+    def _profile(self, prof_d: str, train_d: str, holdout_d: str, columns: list[str],
+                 evaluation: Evaluation) -> dict[str, Any]:
+        """The reference a version is monitored against: its training profile, its validation outputs, and
+        the drift its own holdout already showed (so that a retrain on fresh rows resets the drift trigger:
+        see :mod:`tidal.monitor.baseline`)."""
+        features = json.loads(self.artifacts.get(prof_d))
+        baseline = holdout_drift(features.get("columns") or {}, self._frame(holdout_d), columns,
+                                 train=self._frame(train_d), max_rows=self.spec.monitor.window)
+        return {"features": features, "predictions": evaluation.predictions, "holdout_drift": baseline,
+                "calibration": evaluation.calibration}
 
     def _register(self, mv: ModelVersion, result: RunResult, champion: ModelVersion | None) -> ModelVersion:
         # auto_promote (the default): a version that passed the gate serves; otherwise it waits as challenger

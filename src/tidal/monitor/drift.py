@@ -24,6 +24,7 @@ import pandas as pd
 from tidal.data.schema import as_float
 from tidal.monitor.auto import AUTO, choose_test
 from tidal.monitor.base import CATEGORICAL_KINDS, NUMERIC_KINDS
+from tidal.monitor.baseline import effect_size
 from tidal.monitor.binning import OTHER, bin_counts, category_table, finite_values, histogram_edges
 from tidal.monitor.registry import get_drift_test
 
@@ -65,10 +66,18 @@ class ColumnDrift:
     unseen: int | None = None
     unseen_categories: dict[str, int] | None = None
     plot: dict[str, Any] | None = None
+    #: the champion's own holdout baseline (see :mod:`tidal.monitor.baseline`): the effect size measured
+    #: (``effect``: wasserstein or jensenshannon), the window's value of it, and the limit it is held to
+    #: (the largest a piece of the holdout showed, plus sampling noise); None when the version has no
+    #: baseline or the test did not flag the column
+    effect: str | None = None
+    effect_size: float | None = None
+    baseline: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["statistic"] = _json_float(self.statistic)
+        out["effect_size"] = _json_float(self.effect_size)
         return out
 
 
@@ -113,6 +122,7 @@ def detect_drift(
     share: float = 0.5,
     plots: bool = True,
     workers: int = 2,
+    baseline: Mapping[str, Any] | None = None,
 ) -> DatasetDrift:
     """Test each of ``columns`` (default: every column of the ``reference`` profile) of ``current``
     against the ``reference`` profile (``profile_frame``'s format). ``method`` is ``"auto"`` or a
@@ -121,6 +131,11 @@ def detect_drift(
     Columns are tested on ``workers`` threads when the window is large: the hot path is numpy
     (arithmetic, bincount), which releases the GIL, so a second free core takes up to half the wall time
     off a wide window. An unknown ``method`` raises ``PluginNotFound`` before any work.
+
+    ``baseline`` (``holdout_drift(...)["columns"]``, stored with the version as
+    ``profile["holdout_drift"]``): a column the test flags counts as drifted only when its effect size
+    also exceeds its baseline, the drift the champion's own holdout already showed
+    (:mod:`tidal.monitor.baseline`).
     """
     if method != AUTO:
         get_drift_test(method)
@@ -131,7 +146,8 @@ def detect_drift(
     def one(name: str) -> ColumnDrift:
         return column_drift(name, ref_columns.get(name),
                             current[name] if name in current.columns else None,
-                            rows=rows, method=method, threshold=threshold, plots=plots)
+                            rows=rows, method=method, threshold=threshold, plots=plots,
+                            baseline=None if baseline is None else baseline.get(name))
 
     if workers > 1 and len(names) > 1 and rows > 10_000:
         with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -150,8 +166,10 @@ def column_drift(
     method: str = AUTO,
     threshold: float | None = None,
     plots: bool = True,
+    baseline: Mapping[str, Any] | None = None,
 ) -> ColumnDrift:
-    """The drift result of one column; ``series`` is ``None`` when the window lacks the column."""
+    """The drift result of one column; ``series`` is ``None`` when the window lacks the column.
+    ``baseline``: this column's entry of the champion's holdout baseline (``{"effect", "value"}``)."""
     if reference is None:
         return ColumnDrift(name, "unknown", SKIPPED, why="not in the reference profile")
     kind = str(reference.get("kind", "unknown"))
@@ -194,6 +212,8 @@ def column_drift(
     head.statistic = choice.test.statistic(reference, values)
     head.drifted = choice.test.drifted(head.statistic, choice.threshold)
     head.why = choice.why
+    if head.drifted and baseline is not None:
+        _judge_by_baseline(head, reference, values, baseline)
     jump = head.null_share_current - head.null_share_reference
     if jump > NULL_SHARE_JUMP:
         head.drifted = True
@@ -202,6 +222,23 @@ def column_drift(
     if kind in CATEGORICAL_KINDS or plots:
         _describe(head, reference, values, plots=plots)
     return head
+
+
+def _judge_by_baseline(head: ColumnDrift, reference: Mapping[str, Any], values: np.ndarray,
+                       baseline: Mapping[str, Any]) -> None:
+    """Keep the test's "drifted" only if the window stands further from the reference than the
+    champion's own holdout did (the drift its validation figure already accounts for)."""
+    value = effect_size(head.kind, reference, values)
+    held = baseline.get("value")
+    if value is None or held is None or not math.isfinite(value):
+        return
+    limit = float(held) + float(baseline.get("noise") or 0.0)  # as far as the holdout, give or take chance
+    head.effect, head.effect_size, head.baseline = str(baseline.get("effect", "")), value, limit
+    if value <= limit:
+        head.drifted = False
+        head.why += f"; within the champion's own holdout drift ({head.effect} {value:.3g} <= {limit:.3g})"
+    else:
+        head.why += f"; beyond the champion's own holdout drift ({head.effect} {value:.3g} > {limit:.3g})"
 
 
 def _numeric_values(series: pd.Series) -> np.ndarray:

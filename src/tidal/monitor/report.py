@@ -32,7 +32,8 @@ the training profile exactly: on Elec2 the model predicts "up" for 66 % of the v
 42 % of the training rows, so every window of training-like rows would otherwise alert.
 
 A column result: ``column, kind, status, test, statistic, threshold, is_pvalue, drifted, why, rows,
-n_reference, n_current, null_share_reference, null_share_current, unseen, unseen_categories, plot``
+n_reference, n_current, null_share_reference, null_share_current, unseen, unseen_categories, plot,
+effect, effect_size, baseline``
 (see :class:`tidal.monitor.drift.ColumnDrift`).
 """
 
@@ -96,8 +97,11 @@ def report_from_frame(
         get_drift_test(method)  # fail before any work, with the list of known tests
     features = mv.profile.get("features") or {}
     columns = list(spec.drift.columns or _feature_columns(mv))
+    # judged against the champion's own reference: its training profile, and how far its own holdout
+    # already stood from it (versions registered before the baseline existed have none)
+    baseline = (mv.profile.get("holdout_drift") or {}).get("columns")
     data = detect_drift(features, frame, columns=columns, method=method, threshold=threshold,
-                        share=spec.drift.share)
+                        share=spec.drift.share, baseline=baseline)
     outputs = prediction_drift(mv, frame, method=method, threshold=threshold)
     performance = assess_performance(mv, frame, spec.performance, metrics=metrics)
     estimate = estimate_performance(mv, frame, performance)
