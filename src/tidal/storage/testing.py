@@ -11,7 +11,8 @@ when they do. Importing it imports SQLAlchemy.
   on open (:data:`MIGRATIONS_DIR` holds the scripts).
 - :func:`encode_run`, :func:`encode_metric`, :func:`encode_model_version`, :func:`encode_event`,
   :func:`encode_prediction`, :func:`json_text`: rows as the stores write them, to write a database the
-  way an older tidal did.
+  way an older tidal did; :func:`prediction_value_text` and :func:`prediction_value`: a JSON field of the
+  prediction log written and read as the log does.
 - :class:`GroupCommit` (the prediction log's group commit) and :class:`WalCheckpointer` (its SQLite WAL
   checkpoints in the background).
 """
@@ -70,6 +71,16 @@ def encode_prediction(p: Prediction) -> dict[str, Any]:
     return _prediction_codec.encode_prediction(p)
 
 
+def prediction_value_text(value: Any, what: str = "a value") -> str:
+    """``value`` as the prediction log writes a JSON field (inputs, outputs, labels: NaN and ±inf as null)."""
+    return _prediction_codec.dumps_value(value, what)
+
+
+def prediction_value(text: str) -> Any:
+    """The value of a JSON field the prediction log wrote (integers of any size come back exact)."""
+    return _prediction_codec.loads_value(text)
+
+
 def json_text(value: Any) -> str:
     """``value`` as the JSON text the stores keep in their JSON columns."""
     return _codec.dumps(value, "a value")
@@ -89,5 +100,7 @@ __all__ = [
     "json_text",
     "metadata",
     "migrate",
+    "prediction_value",
+    "prediction_value_text",
     "tables",
 ]

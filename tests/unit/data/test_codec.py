@@ -20,7 +20,7 @@ from tidal.data.codec import (
     target_array,
 )
 from tidal.data.timecol import format_times, parse_times, time_kind
-from tidal.storage.predictions._codec import dumps_value, loads_value
+from tidal.storage.testing import prediction_value, prediction_value_text
 
 
 def _every_kind() -> pd.DataFrame:
@@ -51,7 +51,7 @@ def test_every_column_kind_comes_back_with_its_dtype_through_the_log_json() -> N
     frame = _every_kind()
     types = column_types(frame)
     assert types["d"] == "date" and types["ni"] == "Int64" and types["c"] == "category"
-    rows = [loads_value(dumps_value(r, "inputs")) for r in encode_records(frame)]
+    rows = [prediction_value(prediction_value_text(r, "inputs")) for r in encode_records(frame)]
     back = decode_frame(pd.DataFrame.from_records(rows), types)
     pd.testing.assert_frame_equal(back, frame)
 
