@@ -81,7 +81,9 @@ def penguins() -> pd.DataFrame:
     import palmerpenguins
 
     frame = palmerpenguins.load_penguins()  # species as strings, missing sex and measures, integer year
-    return frame.sort_values("year", kind="stable").reset_index(drop=True)
+    # The package lists each year's penguins species by species; the order within a year is not a time
+    # (nothing records it), so it is made random (seed 0), and the years stay in order.
+    return _shuffled(frame).sort_values("year", kind="stable").reset_index(drop=True)
 
 
 def co2() -> pd.DataFrame:
