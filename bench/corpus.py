@@ -165,12 +165,35 @@ def render(results: list[dict[str, Any]]) -> None:
         console.print(f"{'[green]met[/]' if met else '[red]not met[/]'}  {aim}: {figures}")
 
 
+def markdown(results: list[dict[str, Any]]) -> str:
+    """The table as Markdown, for the README."""
+    lines = ["| data set | rows | metric | loop | static | periodic (retrains) | last-label | retrains | failures "
+             "| promotions | rollbacks | seconds |", "|" + " --- |" * 12]
+    for r in results:
+        if "error" in r:
+            lines.append(f"| `{r['name']}` | | | {r['error']} | | | | | | | | {r['seconds']:.0f} |")
+            continue
+        loop = r["loop"]
+        failures = "-" if r.get("failures") is None else f"{r['failures']}{'*' if r.get('failures_derived') else ''}"
+        lines.append(f"| `{r['name']}` | {r['rows']:,} | {r['metric']} | {loop['score']:.4f} "
+                     f"| {r['static']['score']:.4f} | {r['periodic']['score']:.4f} "
+                     f"({r['periodic'].get('retrains', '?')}) | "
+                     f"{r['last_label']['score']:.4f} | {loop['retrains']} | {failures} | {loop['promotions']} | "
+                     f"{loop['rollbacks']} | {r['seconds']:.0f} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("names", nargs="*", help="corpus projects to run (default: all)")
     parser.add_argument("--max-rows", type=int, default=None, help="replay at most this many rows per project")
     parser.add_argument("--no-export", action="store_true", help="do not run export.py first")
+    parser.add_argument("--markdown", action="store_true",
+                        help="print bench/results/corpus.json as a Markdown table and stop")
     args = parser.parse_args(argv)
+    if args.markdown:
+        print(markdown(json.loads(RESULTS.read_text())["results"]))
+        return 0
     names = projects(args.names)
     if not args.no_export:
         subprocess.run([sys.executable, str(CORPUS / "export.py"), *names], check=True)
@@ -178,6 +201,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         print(f"== {name}", file=sys.stderr, flush=True)
         results.append(backtest(name, max_rows=args.max_rows))
+        r = results[-1]  # a line as each finishes: the whole corpus takes minutes
+        print(f"   {r['error']}" if "error" in r else
+              f"   {r['metric']} loop {r['loop']['score']:.4f} static {r['static']['score']:.4f} periodic "
+              f"{r['periodic']['score']:.4f}, {r['loop']['retrains']} retrains, {r['seconds']:.0f} s",
+              file=sys.stderr, flush=True)
     render(results)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"results": results, "aims": [
