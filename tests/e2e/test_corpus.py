@@ -32,23 +32,6 @@ REPLAY_ROWS = 160     # backtest.max_rows of the short copy
 RETRAIN_EVERY = 60    # labelled rows between the forced retrains (so two of them)
 TICK_ROWS = 40        # the controller looks every 40 rows (the default, 250, would see one tick)
 
-# Bugs that other work on issue #11 fixes (point 1), as each one shows itself in `tidal backtest`'s error.
-# A project listed here must fail with one of its bugs' messages (any other failure fails the test), and
-# once it passes the test fails too, asking for its entry to go: the list is never stale.
-STRING_TARGET = ("Cannot interpret '<StringDtype",
-                 "string target: tidal backtest dies with TypeError on StringDtype")
-NAIVE_TIME = ("Cannot compare tz-naive and tz-aware timestamps",
-              "naive datetime data.time: a retrain's training frame mixes the source's naive times with the "
-              "log's UTC ones, and profiling it dies")
-TIME_PARQUET = ("Expected bytes, got a 'Timestamp' object",
-                "timestamp data.time: every retrain fails to store its training frame as Parquet")
-KNOWN: dict[str, list[tuple[str, str]]] = {
-    "breast_cancer": [STRING_TARGET], "penguins": [STRING_TARGET], "flights": [STRING_TARGET, TIME_PARQUET],
-    "seattle_weather": [STRING_TARGET, NAIVE_TIME, TIME_PARQUET], "co2": [NAIVE_TIME, TIME_PARQUET],
-    "cars": [NAIVE_TIME, TIME_PARQUET], "trump_approval": [NAIVE_TIME, TIME_PARQUET],
-}
-
-
 @dataclass
 class Outcome:
     """What one corpus project's short copy gave: its spec, and the two CLI calls."""
@@ -123,9 +106,6 @@ def test_corpus_project_runs_and_backtests(name: str, outcomes: dict[str, Outcom
     assert run["status"] == "succeeded" and run["model"]["state"] == "validated", run
 
     proc = outcome.backtest
-    shown = [why for signature, why in KNOWN.get(name, []) if signature in proc.stdout + proc.stderr]
-    if shown:  # a known bug, named in the error or (once failures are reported) in the loop's first error
-        pytest.xfail("; ".join(shown) + " (issue #11, point 1)")
     assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
     result = json.loads(proc.stdout)
     rows = len(pd.read_parquet(project / "data.parquet"))
@@ -139,6 +119,5 @@ def test_corpus_project_runs_and_backtests(name: str, outcomes: dict[str, Outcom
     # the forced trigger fires: the loop retrains, and every retrain ends in a promotion or a rejection
     # (with the direct strategy anything else is a failed retrain)
     assert loop["retrains"] >= 1, loop
-    assert loop.get("failures", 0) == 0, loop
+    assert loop["failures"] == 0, loop
     assert loop["promotions"] + loop["rejections"] == loop["retrains"], loop
-    assert name not in KNOWN, f"{name} passes now: remove it from KNOWN in this file"
