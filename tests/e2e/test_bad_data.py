@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import _cli
+from tests.e2e.refusals import fails
 from tidal import Workspace
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
@@ -86,18 +87,6 @@ def project(trained: tuple[Path, Cli]) -> Iterator[tuple[Path, Cli]]:
     spec.write_text(kept[1])
 
 
-def _fails(proc: subprocess.CompletedProcess[str], *needles: str) -> str:
-    """The one error line of a refusal with exit code 2, holding every needle."""
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 2, out
-    assert "Traceback" not in out, out
-    line = proc.stderr.strip()
-    assert line.startswith("error:") and len(line.splitlines()) == 1, proc.stderr
-    for needle in needles:
-        assert needle in line, f"{needle!r} not in {line!r}"
-    return line
-
-
 def _stored(project: Path) -> dict[str, Any]:
     """What the workspace holds that a refusal must leave as it was."""
     with Workspace.open(project) as ws:
@@ -129,7 +118,7 @@ def _unchanged(before: dict[str, Any], after: dict[str, Any], *, failed_run: boo
 def _refused(project: Path, cli: Cli, command: str, frame: pd.DataFrame, *needles: str) -> str:
     frame.to_parquet(project / "data" / "rows.parquet")
     before = _stored(project)
-    line = _fails(cli(command), *needles)
+    line = fails(cli(command), *needles)
     _unchanged(before, _stored(project), failed_run=command == "run")
     return line
 
@@ -175,7 +164,7 @@ def test_an_identifier_as_target_leaves_nothing_for_the_corrected_data_to_trip_o
     cli = _cli(path)
     data = _rows(10_000).assign(y=[f"order-{i:05d}" for i in range(10_000)])
     data.to_parquet(path / "data" / "rows.parquet")
-    _fails(cli("run"), "target column 'y' has 10,000 distinct values in 10,000 rows", "looks like an identifier",
+    fails(cli("run"), "target column 'y' has 10,000 distinct values in 10,000 rows", "looks like an identifier",
            "set data.target to the column to predict")
     with Workspace.open(path) as ws:
         assert ws.store.get_state("schema:bad") is None  # the refused table is not the reference
@@ -193,7 +182,7 @@ def test_a_time_column_that_cannot_be_read(tmp_path: Path) -> None:
     times = _rows()["t"].dt.strftime("%Y-%m-%dT%H:%M:%S%z").astype(object)
     times[123] = "tomorrow"
     _rows().assign(t=times).to_parquet(path / "data" / "rows.parquet")
-    _fails(cli("run"), "time column 't'", "(first 'tomorrow' at row 123)", "or set data.time: null")
+    fails(cli("run"), "time column 't'", "(first 'tomorrow' at row 123)", "or set data.time: null")
     with Workspace.open(path) as ws:
         assert ws.store.get_state("schema:bad") is None and ws.models.list() == []
 

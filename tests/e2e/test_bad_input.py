@@ -11,20 +11,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import _cli
+from tests.e2e.refusals import fails
 from tidal import Workspace
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
-
-
-def _fails(proc: subprocess.CompletedProcess[str], *needles: str, code: int = 2) -> str:
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == code, out
-    assert "Traceback" not in out, out
-    line = proc.stderr.strip()
-    assert line.startswith("error:") and len(line.splitlines()) == 1, proc.stderr
-    for needle in needles:
-        assert needle in line, f"{needle!r} not in {line!r}"
-    return line
 
 
 def _champion_intact(project: Path) -> None:
@@ -52,7 +42,7 @@ def _edit(path: Path, old: str, new: str) -> None:
 def test_malformed_yaml(trained: tuple[Path, Cli]) -> None:
     project, cli = trained
     _edit(project / "tidal.yaml", "  target: up", "  target: up\n    oops: [")
-    _fails(cli("run"), "tidal.yaml", "line")
+    fails(cli("run"), "tidal.yaml", "line")
     _edit(project / "tidal.yaml", "  target: up\n    oops: [", "  target: up")
     _champion_intact(project)
 
@@ -60,13 +50,13 @@ def test_malformed_yaml(trained: tuple[Path, Cli]) -> None:
 def test_unknown_key_suggests_the_nearest(trained: tuple[Path, Cli]) -> None:
     project, cli = trained
     _edit(project / "tidal.yaml", "params:", "paramz:")
-    _fails(cli("run"), "model.paramz", "params")
+    fails(cli("run"), "model.paramz", "params")
 
 
 def test_missing_data_file(trained: tuple[Path, Cli]) -> None:
     project, cli = trained
     (project / "data" / "elec2.csv").rename(project / "data" / "moved.csv")
-    _fails(cli("run"), "not found", "elec2.csv")
+    fails(cli("run"), "not found", "elec2.csv")
     (project / "data" / "moved.csv").rename(project / "data" / "elec2.csv")
     _champion_intact(project)
 
@@ -74,7 +64,7 @@ def test_missing_data_file(trained: tuple[Path, Cli]) -> None:
 def test_missing_target_column(trained: tuple[Path, Cli]) -> None:
     project, cli = trained
     _edit(project / "tidal.yaml", "target: up", "target: upp")
-    _fails(cli("run"), "upp")
+    fails(cli("run"), "upp")
     _champion_intact(project)
 
 
@@ -86,7 +76,7 @@ def test_text_in_a_numeric_column(trained: tuple[Path, Cli]) -> None:
     cells[1] = "abc"
     lines[18] = ",".join(cells)
     data.write_text("\n".join(lines) + "\n")
-    line = _fails(cli("run"), "nswprice")
+    line = fails(cli("run"), "nswprice")
     assert "abc" not in line.replace("nswprice", "")  or "row" in line
     with Workspace.open(project) as ws:
         assert any(e.kind == "data.rejected" for e in ws.events())
@@ -98,7 +88,7 @@ def test_text_in_a_numeric_column(trained: tuple[Path, Cli]) -> None:
 def test_empty_file(trained: tuple[Path, Cli], content: str) -> None:
     project, cli = trained
     (project / "data" / "elec2.csv").write_text(content)
-    _fails(cli("run"), "no rows")
+    fails(cli("run"), "no rows")
     _champion_intact(project)
 
 
@@ -117,7 +107,7 @@ def test_new_category_warns_by_default_and_fails_when_asked(tmp_path: Path, smal
     with Workspace.open(small_project) as ws:
         assert any(e.kind == "data.warning" and "holiday" in e.message for e in ws.events())
     _edit(small_project / "tidal.yaml", "  features: null", "  features: null\n  checks: {unseen_category: error}")
-    _fails(cli("run"), "weekday", "holiday")
+    fails(cli("run"), "weekday", "holiday")
 
 
 def test_tampered_model_artifact(trained: tuple[Path, Cli]) -> None:
@@ -129,7 +119,7 @@ def test_tampered_model_artifact(trained: tuple[Path, Cli]) -> None:
     blob[len(blob) // 2] ^= 0xFF
     path.write_bytes(bytes(blob))
     _edit(project / "tidal.yaml", "max_iter: 30", "max_iter: 31")  # a new candidate must face the champion
-    _fails(cli("run"), "elec2:1", "modified or corrupted")
+    fails(cli("run"), "elec2:1", "modified or corrupted")
     with Workspace.open(project) as ws:
         from tidal import IntegrityError
 
@@ -142,12 +132,12 @@ def test_a_failed_gate_rejects_the_version_and_the_champion_stays(trained: tuple
     project, cli = trained
     _edit(project / "tidal.yaml", "max_iter: 30", "max_iter: 5")
     _edit(project / "tidal.yaml", "accuracy >= 0.60", "accuracy >= 0.99")
-    line = _fails(cli("run"), "elec2:2", "rejected", "accuracy", "champion stays elec2:1", code=3)  # its own code
+    line = fails(cli("run"), "elec2:2", "rejected", "accuracy", "champion stays elec2:1", code=3)  # its own code
     assert "0.99" in line
     models = json.loads(cli("models", "ls", "--json", check=True).stdout)
     assert [(m["version"], m["state"], m["aliases"]) for m in models] == [
         (1, "validated", ["champion"]), (2, "rejected", [])]
     assert any("0.99" in r for r in models[1]["reasons"])
     promote = cli("promote", "elec2", "2")
-    _fails(promote, "rejected", "cannot be champion")
+    fails(promote, "rejected", "cannot be champion")
     _champion_intact(project)
