@@ -130,6 +130,10 @@ def aims(results: list[dict[str, Any]]) -> list[tuple[str, bool, str]]:
             and r["loop"]["retrains"] < r["periodic"].get("retrains", 0)]
     out.append(("loop >= periodic with fewer retrains on 2/3", len(beat) * 3 >= 2 * len(results),
                 f"{len(beat)} of {len(results)}: {', '.join(beat) or 'none'}"))
+    online = [r for r in ok if r.get("online")]
+    under = [f"{r['name']} {g:+.2f}" for r in online if (g := gain(r, "online")) is not None and g < 0]
+    out.append(("loop >= online (river) where labels arrive without delay", bool(online) and not under,
+                f"{len(online) - len(under)} of {len(online)}; behind: {', '.join(under) or 'none'}"))
     documented = [r for r in results if r["name"] in DOCUMENTED_CHANGE]
     short = [f"{r['name']} {'error' if 'error' in r else format(gain(r, 'static') or 0.0, '+.2f')}"
              for r in documented if "error" in r or (gain(r, "static") or 0.0) < 2.0]
@@ -143,42 +147,56 @@ def render(results: list[dict[str, Any]]) -> None:
     from rich.table import Table
 
     table = Table(title="tidal corpus: tidal backtest --json per data set", title_justify="left")
-    for column in ("data set", "rows", "metric", "loop", "static", "periodic", "last-label", "retrains",
-                   "failures", "promotions", "rollbacks", "seconds"):
+    for column in ("data set", "rows", "metric", "loop", "static", "periodic", "last-label", "online",
+                   "estimate err", "retrains", "failures", "promotions", "rollbacks", "seconds"):
         table.add_column(column, justify="left" if column in ("data set", "metric") else "right")
     for r in results:
         if "error" in r:
-            table.add_row(r["name"], "", "", f"[red]{r['error']}[/]", "", "", "", "", "", "", "",
+            table.add_row(r["name"], "", "", f"[red]{r['error']}[/]", "", "", "", "", "", "", "", "", "",
                           f"{r['seconds']:.1f}")
             continue
         loop = r["loop"]
         failures = "-" if r.get("failures") is None else f"{r['failures']}{'*' if r.get('failures_derived') else ''}"
         table.add_row(r["name"], f"{r['rows']:,}", r["metric"], f"{loop['score']:.4f}", f"{r['static']['score']:.4f}",
                       f"{r['periodic']['score']:.4f} ({r['periodic'].get('retrains', '?')})",
-                      f"{r['last_label']['score']:.4f}", str(loop["retrains"]), failures, str(loop["promotions"]),
+                      f"{r['last_label']['score']:.4f}", _online(r), _estimate(r), str(loop["retrains"]), failures,
+                      str(loop["promotions"]),
                       str(loop["rollbacks"]), f"{r['seconds']:.1f}")
     console = Console(width=200)
     console.print(table)
-    console.print("periodic: its score (its retrains). failures marked * are derived: retrains - promotions - "
+    console.print("periodic: its score (its retrains). online: river's learner named in backtest.online, learning "
+                  "each label as it arrives. estimate err: mean absolute error per tick of the accuracy estimated "
+                  "before the labels (classifiers). failures marked * are derived: retrains - promotions - "
                   "rejections. RMSE: lower is better.")
     for aim, met, figures in aims(results):
         console.print(f"{'[green]met[/]' if met else '[red]not met[/]'}  {aim}: {figures}")
 
 
+def _online(r: dict[str, Any]) -> str:
+    online = r.get("online")
+    return "-" if not online else f"{online['score']:.4f}"
+
+
+def _estimate(r: dict[str, Any]) -> str:
+    estimate = r.get("estimate") or {}
+    return "-" if estimate.get("mae") is None else f"{estimate['mae']:.3f}"
+
+
 def markdown(results: list[dict[str, Any]]) -> str:
     """The table as Markdown, for the README."""
-    lines = ["| data set | rows | metric | loop | static | periodic (retrains) | last-label | retrains | failures "
-             "| promotions | rollbacks | seconds |", "|" + " --- |" * 12]
+    lines = ["| data set | rows | metric | loop | static | periodic (retrains) | last-label | online | estimate err "
+             "| retrains | failures | promotions | rollbacks | seconds |", "|" + " --- |" * 14]
     for r in results:
         if "error" in r:
-            lines.append(f"| `{r['name']}` | | | {r['error']} | | | | | | | | {r['seconds']:.0f} |")
+            lines.append(f"| `{r['name']}` | | | {r['error']} | | | | | | | | | | {r['seconds']:.0f} |")
             continue
         loop = r["loop"]
         failures = "-" if r.get("failures") is None else f"{r['failures']}{'*' if r.get('failures_derived') else ''}"
         lines.append(f"| `{r['name']}` | {r['rows']:,} | {r['metric']} | {loop['score']:.4f} "
                      f"| {r['static']['score']:.4f} | {r['periodic']['score']:.4f} "
                      f"({r['periodic'].get('retrains', '?')}) | "
-                     f"{r['last_label']['score']:.4f} | {loop['retrains']} | {failures} | {loop['promotions']} | "
+                     f"{r['last_label']['score']:.4f} | {_online(r)} | {_estimate(r)} | {loop['retrains']} | "
+                     f"{failures} | {loop['promotions']} | "
                      f"{loop['rollbacks']} | {r['seconds']:.0f} |")
     return "\n".join(lines)
 

@@ -183,6 +183,7 @@ class TickPrinter:
 
 def backtest_table(result: Any) -> Table:
     """The four strategies' scores and what each did; failed retrains, when any, in the caption."""
+    from tidal.loop.backtest_estimate import estimate_line
     from tidal.loop.outcomes import describe, failure_line
 
     table = Table(title=f"backtest: {count(result.rows, 'row')} after {count(result.initial_rows, 'initial row')} "
@@ -205,9 +206,15 @@ def backtest_table(result: Any) -> Table:
     for name, data, what in rows:
         style = "bold green" if data["score"] == top else ""
         table.add_row(name, Text(f"{data['score']:.4f}", style=style), what)
+    caption = Text()
     failed = failure_line(loop)
     if failed is not None:  # a failed retrain is never a quiet one: it is the table's caption, in red
-        table.caption = Text(f"loop: {failed}", style="red")
+        caption.append(f"loop: {failed}", style="red")
+    estimated = estimate_line(getattr(result, "estimate", None))
+    if estimated is not None:
+        caption.append(("\n" if caption else "") + estimated)
+    if caption:
+        table.caption = caption
         table.caption_justify = "left"
     return table
 

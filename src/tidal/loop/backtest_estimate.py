@@ -67,4 +67,17 @@ class EstimateTracker:
                 "noise": float(np.mean(self.errors) * np.sqrt(2 / np.pi))}
 
 
-__all__ = ["EstimateTracker"]
+def estimate_line(estimate: dict[str, Any] | None) -> str | None:
+    """One line on how far the estimate before the labels was from the truth (None when there is none to
+    say: a regression, or a backtest from before the estimate existed); for the backtest's table and page."""
+    if not estimate:
+        return None
+    metric = estimate.get("metric", "accuracy")
+    if estimate.get("mae") is None:
+        return f"{metric} before the labels: not estimated ({estimate.get('why', 'nothing to estimate')})"
+    return (f"{metric} estimated before the labels: {estimate['estimated']:.4f} against {estimate['realised']:.4f} "
+            f"realised over {estimate['ticks']} ticks; mean error per tick {estimate['mae']:.4f} (sampling alone "
+            f"would give {estimate['noise']:.4f}), bias {estimate['bias']:+.4f}")
+
+
+__all__ = ["EstimateTracker", "estimate_line"]

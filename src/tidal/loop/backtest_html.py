@@ -9,6 +9,7 @@ from typing import Any
 
 from tidal.core.text import count
 from tidal.loop.backtest import BacktestResult
+from tidal.loop.backtest_estimate import estimate_line
 from tidal.loop.outcomes import describe, failure_line
 
 COLORS = {"loop": "#1f77b4", "static": "#d62728", "periodic": "#2ca02c", "last_label": "#7f7f7f",
@@ -108,6 +109,9 @@ def render_backtest_html(result: BacktestResult, path: Path, *, title: str = "ti
     failed_line = failure_line(result.loop)
     failed = "" if failed_line is None else (
         f"<p class='failed' style='color:#b91c1c'><b>Failed retrains:</b> {html.escape(failed_line)}</p>")
+    estimated_line = estimate_line(result.estimate)
+    if estimated_line is not None:
+        failed += f"<p class='estimate'>{html.escape(estimated_line)}</p>"
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:960px}}table{{border-collapse:collapse}}
 td,th{{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left;font-size:14px}}</style></head><body>

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tidal.core.errors import DataError, SpecError
+from tidal.core.errors import DataError, SpecError, TrainingError
 from tidal.loop.scoring import plain
 from tidal.spec.policy import OnlineSpec
 
@@ -41,15 +41,30 @@ class OnlineLearner:
 
     def build(self, numeric: Sequence[str], other: Sequence[str]) -> Any:
         """A fresh learner; numeric columns standardised online first when ``scale`` (river's
-        StandardScaler keeps running means, so no row is scaled with statistics from its future)."""
+        StandardScaler keeps running means, so no row is scaled with statistics from its future), and the
+        other columns one-hot encoded (river's OneHotEncoder learns categories as they come): not every
+        river learner takes text (the linear leaves of ARFRegressor do not)."""
         from river import compose, preprocessing
 
         model = self.cls(**self.params)
-        if not self.scale or not numeric:
+        parts = []
+        if numeric:
+            parts.append(_present(numeric) | preprocessing.StandardScaler() if self.scale else _present(numeric))
+        if other:
+            parts.append(_present(other) | preprocessing.OneHotEncoder())
+        if not other and not self.scale:
             return model
-        scaled = compose.Select(*numeric) | preprocessing.StandardScaler()
-        features = scaled + compose.Select(*other) if other else scaled
+        features = parts[0] if len(parts) == 1 else compose.TransformerUnion(*parts)
         return features | model
+
+
+def _present(keys: Sequence[str]) -> Any:
+    """The given features of a row, those it has: river's ``Select`` needs every key, and a missing value
+    is left out of the row (river's way of saying unknown)."""
+    from river import compose
+
+    wanted = tuple(keys)
+    return compose.FuncTransformer(lambda x: {k: x[k] for k in wanted if k in x})
 
 
 def resolve_learner(spec: OnlineSpec, task: str) -> OnlineLearner:
@@ -99,20 +114,26 @@ def replay_online(
     rows = [_row(r, set(numeric)) for r in data.loc[:, list(columns)].iloc[:end].to_dict(orient="records")]
     labels = [plain(v) for v in data[target].iloc[:end].tolist()]
     started = time.perf_counter()
-    for i in range(initial):
-        model.learn_one(rows[i], labels[i])
     out: list[Any] = []
-    learned = initial
-    for i in range(initial, end):
-        guess = model.predict_one(rows[i])
-        if guess is None:  # nothing learned yet that predicts: say the most recent label
-            guess = labels[learned - 1]
-        out.append(guess)
-        while learned <= i - label_delay:  # the labels that have arrived by now
+    learned, i = 0, 0
+    try:
+        for learned in range(initial):
             model.learn_one(rows[learned], labels[learned])
-            learned += 1
-        if progress is not None and (i - initial) % 1000 == 0:
-            progress(i - initial, end - initial)
+        learned = initial
+        for i in range(initial, end):
+            guess = model.predict_one(rows[i])
+            if guess is None:  # nothing learned yet that predicts: say the most recent label
+                guess = labels[learned - 1]
+            out.append(guess)
+            while learned <= i - label_delay:  # the labels that have arrived by now
+                model.learn_one(rows[learned], labels[learned])
+                learned += 1
+            if progress is not None and (i - initial) % 1000 == 0:
+                progress(i - initial, end - initial)
+    except Exception as exc:  # river's own errors: the baseline cannot run on these rows, said in one line
+        raise TrainingError(f"the online baseline {learner.name} failed on row {max(i, learned)}: "
+                            f"{type(exc).__name__}: {exc}",
+                            hint="name another river learner in backtest.online, or set it to null") from exc
     predictions = np.empty(len(out), dtype=object)
     predictions[:] = out
     if not len(out):
