@@ -217,6 +217,7 @@ def test_a_retrain_by_the_loop_on_a_source_whose_feature_now_holds_text(project:
     before = _stored(path)
     proc = cli("loop", "--once")
     assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr
+    assert proc.returncode == 6, (proc.stdout, proc.stderr)  # the tick's retrain failed, and the code says so
     after = _stored(path)
     new_events = after["events"][len(before["events"]):]
     failed = [message for kind, message in new_events if kind == "loop.retrain_failed"]

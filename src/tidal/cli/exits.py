@@ -18,7 +18,8 @@ GATE_FAILED = 3
 UNREADABLE_PREDICTIONS = 4
 #: ``tidal loop --once`` did nothing: another controller holds the lease.
 LEASE_HELD = 5
-#: ``tidal backtest``: the loop retrained, and every retrain failed (the line on stderr gives the first error).
+#: ``tidal backtest``: the loop retrained, and every retrain failed (the line on stderr gives the first error);
+#: ``tidal loop --once``: the retrain this tick started failed (its output and event say why).
 RETRAINS_FAILED = 6
 #: Stopped by Ctrl-C; stopped by signal N (SIGTERM, SIGHUP) exits 128 + N, as shells report it.
 INTERRUPTED = 130
@@ -31,7 +32,8 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
     (GATE_FAILED, "tidal run: the model failed its gate (registered as rejected; the champion stays)"),
     (UNREADABLE_PREDICTIONS, "tidal predictions check: unreadable predictions left in place"),
     (LEASE_HELD, "tidal loop --once: another controller holds the lease; nothing done"),
-    (RETRAINS_FAILED, "tidal backtest: every retrain of the loop failed (the first failure says why)"),
+    (RETRAINS_FAILED, "tidal backtest: every retrain of the loop failed (the first failure says why); "
+                      "tidal loop --once: this tick's retrain failed"),
     (INTERRUPTED, "interrupted by Ctrl-C (stopped by signal N: 128 + N, e.g. 143 for SIGTERM)"),
 )
 

@@ -196,7 +196,8 @@ def loop_cmd(
 ) -> None:
     """Run the controller: observe → decide (the retrain policy) → act → record, every INTERVAL. One
     controller acts per project at a time (a lease); with --once, exit code 5 says another controller held
-    it and this tick did nothing."""
+    it and this tick did nothing, and exit code 6 that the retrain this tick started failed (the tick's
+    output and the loop.retrain_failed event say why)."""
     from tidal.cli.render import TickPrinter, tick_to_dict
 
     seconds = _parse_interval(interval)
@@ -214,6 +215,8 @@ def loop_cmd(
             show(report)
             if report.blocked_by is not None:
                 raise typer.Exit(exits.LEASE_HELD)
+            if report.failed is not None:  # a failed retrain is not a tick that went well: scripts can tell
+                raise typer.Exit(exits.RETRAINS_FAILED)
             return
         if not json_out:
             console.print(f"controller on [bold]{ws.spec.name}[/], a tick every {seconds:g}s (Ctrl-C stops)")
