@@ -162,9 +162,11 @@ def _run_backtest(ctx: LoopContext, data: pd.DataFrame, progress: Progress | Non
         raise TypeError("a backtest needs a SimulatedClock")
     # before sorting: with data.time_order: sorted, the source's own order is what is checked
     raise_for_errors(check_time(data, spec.data.time, spec.data.time_order))
+    stamps = None  # the time column read once, as aware UTC: it orders the rows and sets the clock
     if spec.data.time is not None:  # in time order, as time: ISO texts with offsets or epoch seconds too
-        order = np.argsort(parse_times(data[spec.data.time]).to_numpy(), kind="stable")
-        data = data.iloc[order]
+        stamps = parse_times(data[spec.data.time])
+        order = np.argsort(stamps.to_numpy(), kind="stable")
+        data, stamps = data.iloc[order], stamps.iloc[order]
     data = data.reset_index(drop=True)
     n0 = round(len(data) * cfg.initial_rows) if cfg.initial_rows < 1 else int(cfg.initial_rows)
     if n0 < 20 or n0 >= len(data) - 10:
@@ -176,7 +178,7 @@ def _run_backtest(ctx: LoopContext, data: pd.DataFrame, progress: Progress | Non
     raise_for_errors(check_replay(initial, stream, target=target, skip=unchecked, offset=n0,
                                   in_time_order=spec.data.time is not None))
     clock: SimulatedClock = ctx.clock
-    times = _row_times(data, spec.data.time, cfg.minutes_per_row)
+    times = _row_times(stamps, len(data), cfg.minutes_per_row)
     clock.set(times[n0 - 1])
 
     # the first champion, through the same pipeline as `tidal run`
@@ -293,11 +295,13 @@ def _answer_dtype(task: str, y: np.ndarray) -> np.dtype[Any]:
     return np.dtype(np.float64) if task == "regression" else y.dtype
 
 
-def _row_times(data: pd.DataFrame, time: str | None, minutes: float) -> list[datetime]:
-    if time is not None:  # read as the spec says (docs/spec.md, data.time): any time kind, as aware UTC
-        return [t.to_pydatetime() for t in parse_times(data[time])]
+def _row_times(stamps: pd.Series | None, rows: int, minutes: float) -> list[datetime]:
+    """Each row's time: its time column read as the spec says (docs/spec.md, data.time), or, without one,
+    ``minutes`` apart from 2000-01-01 UTC."""
+    if stamps is not None:
+        return [t.to_pydatetime() for t in stamps]
     start = datetime(2000, 1, 1, tzinfo=UTC)
-    return [start + timedelta(minutes=minutes * i) for i in range(len(data))]
+    return [start + timedelta(minutes=minutes * i) for i in range(rows)]
 
 
 def _row_at(row_of: dict[datetime, int], times: list[datetime], when: datetime) -> int:

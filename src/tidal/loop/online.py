@@ -13,7 +13,6 @@ the loop receives feedback.
 from __future__ import annotations
 
 import importlib
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from tidal.core.errors import DataError, SpecError, TrainingError
+from tidal.data.codec import is_missing
 from tidal.loop.scoring import plain
 from tidal.spec.policy import OnlineSpec
 
@@ -95,7 +95,7 @@ def _row(values: Mapping[str, Any], numeric: set[str]) -> dict[str, Any]:
     learners treat an absent feature as unknown)."""
     out: dict[str, Any] = {}
     for key, value in values.items():
-        if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA or value is pd.NaT:
+        if is_missing(value):
             continue
         out[key] = float(value) if key in numeric else str(value)
     return out

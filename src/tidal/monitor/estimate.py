@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from tidal.core.entities import ModelVersion
+from tidal.data.codec import is_missing
 from tidal.evaluate.calibration import calibrate
 from tidal.monitor.frame import LABEL, PREDICTION, PROBA, class_key, class_keys
 from tidal.spec.policy import ESTIMABLE_METRICS
@@ -173,7 +174,7 @@ def describe(estimate: Mapping[str, Any]) -> str:
 def _labelled(frame: pd.DataFrame) -> pd.Series:
     if LABEL not in frame.columns:
         return pd.Series(False, index=frame.index)
-    return frame[LABEL].map(lambda v: not (v is None or (isinstance(v, float) and np.isnan(v)))).astype(bool)
+    return frame[LABEL].map(lambda v: not is_missing(v)).astype(bool)
 
 
 def _codes(values: pd.Series, classes: list[Any]) -> np.ndarray:
