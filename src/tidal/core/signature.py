@@ -7,9 +7,13 @@ versions registered by an earlier tidal read back unchanged; keys this code does
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
+
+#: The name of a column built from known labels (tidal.data.history): label_lag_1, label_share_48, ...
+LABEL_FEATURE = re.compile(r"label_(lag|share|mean)_[0-9]+(_.+)?$")
 
 #: The kinds of a tabular input column (see :mod:`tidal.data.schema`).
 COLUMN_KINDS = ("numeric", "integer", "boolean", "categorical", "datetime")
@@ -45,7 +49,15 @@ class Signature:
     classes: list[Any] | None = None
     task: str | None = None
     tensors: dict[str, TensorSpec] = field(default_factory=dict)
+    #: ``prepare.label_features`` (``{"lags": [...], "windows": [...]}``) when some columns are built from the
+    #: labels already known (tidal.data.history): a server fills them from its log when a request has none.
+    label_features: dict[str, list[int]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def derived(self) -> list[str]:
+        """The input columns built from known labels (``label_*``), which a client need not send."""
+        return [c for c in self.columns if LABEL_FEATURE.match(c)] if self.label_features else []
 
     @property
     def names(self) -> list[str]:
@@ -57,6 +69,8 @@ class Signature:
                                "classes": None if self.classes is None else list(self.classes)}
         if self.task is not None:
             out["task"] = self.task
+        if self.label_features:
+            out["label_features"] = {k: list(v) for k, v in self.label_features.items()}
         if self.tensors:
             out["tensors"] = {name: t.to_dict() for name, t in self.tensors.items()}
         return out
@@ -67,10 +81,13 @@ class Signature:
         data = dict(data or {})
         classes = data.pop("classes", None)
         tensors = data.pop("tensors", None) or {}
+        label_features = data.pop("label_features", None)
         return cls(columns={str(c): str(k) for c, k in (data.pop("columns", None) or {}).items()},
                    target=data.pop("target", None), classes=None if classes is None else list(classes),
                    task=data.pop("task", None) or task,
-                   tensors={name: TensorSpec.from_dict(t) for name, t in tensors.items()}, extra=data)
+                   tensors={name: TensorSpec.from_dict(t) for name, t in tensors.items()},
+                   label_features={str(k): [int(n) for n in v] for k, v in label_features.items()}
+                   if label_features else None, extra=data)
 
 
 @dataclass(frozen=True)
@@ -125,4 +142,4 @@ class Lineage:
 _OPTIONAL_KEYS = frozenset({"gated_model", "refit", "source"})
 
 
-__all__ = ["COLUMN_KINDS", "Lineage", "Signature", "TensorSpec"]
+__all__ = ["COLUMN_KINDS", "LABEL_FEATURE", "Lineage", "Signature", "TensorSpec"]

@@ -23,6 +23,7 @@ import contextlib
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
+from numbers import Number
 from typing import Any
 
 import numpy as np
@@ -185,5 +186,35 @@ def target_array(series: pd.Series) -> np.ndarray:
     return values
 
 
-__all__ = ["DATE", "column_type", "column_types", "datetime_texts", "decode_column", "decode_frame", "decode_like",
-           "encode_records", "encode_value", "is_missing", "target_array"]
+def class_key(value: Any) -> str:
+    """How a class is named on both sides of a comparison: ``str`` of it, with numbers that are whole
+    written without a fraction, so 1, 1.0, numpy's int64(1) and the profile's stored 1.0 all read "1"."""
+    if isinstance(value, bool | np.bool_):
+        return str(bool(value))
+    if isinstance(value, Number) and not isinstance(value, complex):
+        number = float(value)  # type: ignore[arg-type]
+        if math.isfinite(number) and number.is_integer():
+            return str(int(number))
+        return repr(number)
+    return str(value)
+
+
+def class_keys(values: Iterable[Any]) -> list[str | None]:
+    """:func:`class_key` of each value (``None`` for nulls), each distinct value worked out once."""
+    cache: dict[tuple[type, Any], str | None] = {}
+    out: list[str | None] = []
+    for value in values:
+        try:
+            out.append(cache[(type(value), value)])
+            continue
+        except KeyError:
+            key = None if is_missing(value) else class_key(value)
+            cache[(type(value), value)] = key
+        except TypeError:  # unhashable (a list from JSON): not a class, but name it anyway
+            key = class_key(value)
+        out.append(key)
+    return out
+
+
+__all__ = ["DATE", "class_key", "class_keys", "column_type", "column_types", "datetime_texts", "decode_column",
+           "decode_frame", "decode_like", "encode_records", "encode_value", "is_missing", "target_array"]

@@ -28,6 +28,7 @@ from tidal.core.clock import SimulatedClock
 from tidal.core.entities import Feedback, Prediction
 from tidal.core.errors import DataError
 from tidal.data.codec import encode_records, target_array
+from tidal.data.history import add_label_features
 from tidal.data.prepare import as_model_input
 from tidal.data.roles import check_replay, check_time
 from tidal.data.timecol import parse_times
@@ -195,6 +196,12 @@ def _run_backtest(ctx: LoopContext, data: pd.DataFrame, progress: Progress | Non
     # checked before the replay, so a wrong online learner costs seconds, not the whole backtest
     learner = resolve_learner(cfg.online, task) if cfg.online is not None else None
     y = target_array(stream[target])
+    raw_columns = [c for c in columns if c not in first.signature.derived]
+    if (lf := spec.prepare.label_features) is not None:
+        # each row with the labels known when it is predicted, as the first champion's training rows had them
+        data = add_label_features(data, target=target, time=None, spec=lf, task=task,
+                                  classes=first.signature.classes, delay=cfg.label_delay)
+        stream = data.iloc[n0:end].reset_index(drop=True)
     X_stream = as_model_input(stream, columns, kinds)
     static_model = ctx.registry.load(first)
     static_pred = predict_frame(static_model, X_stream)[0]
@@ -242,7 +249,8 @@ def _run_backtest(ctx: LoopContext, data: pd.DataFrame, progress: Progress | Non
     strategies = {"loop": loop_pred, "static": static_pred, "periodic": periodic_pred, "last_label": last_label}
     online = None
     if learner is not None:
-        online_pred, seconds = replay_online(learner, data, initial=n0, end=end, columns=columns, kinds=kinds,
+        # on the data's own columns: the online learner as a user would run it, without tidal's label features
+        online_pred, seconds = replay_online(learner, data, initial=n0, end=end, columns=raw_columns, kinds=kinds,
                                              target=target, label_delay=delay)
         strategies["online"] = online_pred
         online = {"score": _score(task, y, online_pred, metric), "model": learner.name,

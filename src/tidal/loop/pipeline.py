@@ -23,6 +23,8 @@ from tidal.core.entities import Event, ModelState, ModelVersion, Run, RunStatus,
 from tidal.core.errors import AliasMoved, SchemaError, TidalError
 from tidal.core.signature import Lineage, Signature
 from tidal.data import steps as data_steps
+from tidal.data.codec import target_array
+from tidal.data.history import add_label_features, feature_kinds
 from tidal.data.prepare import feature_columns, infer_task
 from tidal.data.schema import infer_schema
 from tidal.data.snapshot import canonical_parquet_bytes, read_snapshot_bytes
@@ -35,6 +37,7 @@ from tidal.loop.results import STEPS, RunResult, flat_params, thread_cap
 from tidal.loop.runner import StepListener, StepRunner
 from tidal.monitor.baseline import holdout_drift
 from tidal.registry import CHALLENGER, CHAMPION
+from tidal.spec.model import LabelFeaturesSpec
 from tidal.train.estimator import import_estimator
 from tidal.train.fit import TrainResult, fit_pipeline
 from tidal.train.flavors import flavor_for, get_flavor
@@ -138,6 +141,11 @@ class TrainingPipeline:
         columns = feature_columns(pd.DataFrame(columns=snapshot.columns), target=data.target, time=data.time,
                                   id_column=data.id, features=data.features, drop=data.drop)
         task = self._task(snapshot.digest)
+        if (lf := spec.prepare.label_features) is not None:  # built in the split step, over the whole table
+            classes = None if task != "classification" else \
+                [v for v in target_array(self._frame(snapshot.digest)[data.target]).tolist() if v is not None]
+            derived = feature_kinds(lf, task, classes)
+            columns, kinds = [*columns, *derived], {**kinds, **derived}
         train_d, holdout_d = self._split(runner, snapshot.digest, task)
         prof_d = runner.step("profile", data_steps.profile, args=lambda: (self._frame(train_d), columns, data.target),
                              save=lambda prof: _artifact(self.artifacts.put(json.dumps(prof, sort_keys=True).encode()),
@@ -233,11 +241,14 @@ class TrainingPipeline:
             return {"train": train_d, "holdout": test_d, "rows_train": len(parts[0]), "rows_holdout": len(parts[1]),
                     "artifacts": [train_d, test_d]}
 
+        lf, delay = spec.prepare.label_features, spec.backtest.label_delay
         out = runner.step("split", _split_step, code_of=data_steps.split, save=save,
-                          args=lambda: (self._frame(snapshot), how, data.target, data.time, task, spec.model.seed),
+                          args=lambda: (self._frame(snapshot), how, data.target, data.time, task, spec.model.seed,
+                                        lf, delay),
                           inputs={"snapshot": snapshot, "method": how.method, "test_size": how.test_size,
                                   "target": data.target, "time": data.time, "seed": spec.model.seed,
-                                  "task": task}).outputs
+                                  "task": task, **({} if lf is None else {
+                                      "label_features": lf.model_dump(mode="json"), "label_delay": delay})}).outputs
         return out["train"], out["holdout"]
 
     def _train(self, runner: StepRunner, tracker: Tracker, train_d: str, columns: list[str],
@@ -365,7 +376,9 @@ class TrainingPipeline:
             task=task,
             signature=Signature(columns={c: kinds.get(c, "categorical") for c in columns}, target=spec.data.target,
                                 classes=None if classes is None else [c.item() if hasattr(c, "item") else c
-                                                                      for c in classes], task=task),
+                                                                      for c in classes], task=task,
+                                label_features=None if (lf := spec.prepare.label_features) is None else
+                                {"lags": sorted(set(lf.lags)), "windows": sorted(set(lf.windows))}),
             metrics={k: v for k, v in evaluation.validation.items() if v is not None},
             profile=self._profile(prof_d, train_d, holdout_d, columns, evaluation),
             lineage=Lineage(run_id=result.run.id, snapshot=info.get("snapshot"), train=train_d, holdout=holdout_d,
@@ -401,8 +414,10 @@ class TrainingPipeline:
 
 # -- the step functions the runner runs (stage functions with the pipeline's argument order) ------------
 
-def _split_step(df: pd.DataFrame, how: Any, target: str, time: str | None, task: str,
-                seed: int | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _split_step(df: pd.DataFrame, how: Any, target: str, time: str | None, task: str, seed: int | None,
+                label_features: LabelFeaturesSpec | None = None, delay: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    if label_features is not None:  # before the split: each row sees the labels before it, whichever part it is in
+        df = add_label_features(df, target=target, time=time, spec=label_features, task=task, delay=delay)
     return data_steps.split(df, how, target=target, time=time, task=task, seed=seed)
 
 

@@ -19,6 +19,7 @@ import pandas as pd
 
 from tidal.core.entities import Prediction
 from tidal.data.codec import decode_like
+from tidal.data.history import drop_label_features
 from tidal.data.timecol import format_times, parse_times
 from tidal.data.validate import kind_changes, raise_for_errors
 from tidal.loop.context import LoopContext
@@ -67,7 +68,9 @@ def training_frame(ctx: LoopContext, source_frame: Callable[[], pd.DataFrame] | 
     reference = source if source is not None else _champion_data(ctx)
     parts: list[pd.DataFrame] = [] if source is None else [source]
     if labelled:
-        parts.append(labelled_frame(labelled, reference, target=data.target, time=data.time))
+        # the label features a server filled in are left out: the retrain builds them again over its own rows
+        parts.append(drop_label_features(labelled_frame(labelled, reference, target=data.target, time=data.time),
+                                         spec.prepare.label_features))
     frame = concat_typed(parts, reference) if parts else pd.DataFrame()
     if policy.window.last_days is not None and data.time is not None and len(frame):
         times = parse_times(frame[data.time])

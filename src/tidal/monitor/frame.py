@@ -10,14 +10,13 @@ more, as the validation-time profile has it), ``__proba`` (the logged probabilit
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
-from numbers import Number
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
 from tidal.core.entities import ModelVersion, Prediction
+from tidal.data.codec import class_key, class_keys
 
 PREDICTION, SCORE, PROBA, LABEL, TIME = "__prediction", "__score", "__proba", "__label", "__time"
 RESERVED = (PREDICTION, SCORE, PROBA, LABEL, TIME)
@@ -59,40 +58,6 @@ def score_of(proba: Sequence[float] | None) -> float:
     if len(values) == 2:
         return values[1]
     return max(values)
-
-
-def class_key(value: Any) -> str:
-    """How a class is named on both sides of a comparison: ``str`` of it, with numbers that are whole
-    written without a fraction, so 1, 1.0, numpy's int64(1) and the profile's stored 1.0 all read "1"."""
-    if isinstance(value, bool | np.bool_):
-        return str(bool(value))
-    if isinstance(value, Number) and not isinstance(value, complex):
-        number = float(value)  # type: ignore[arg-type]
-        if math.isfinite(number) and number.is_integer():
-            return str(int(number))
-        return repr(number)
-    return str(value)
-
-
-def class_keys(values: Iterable[Any]) -> list[str | None]:
-    """:func:`class_key` of each value (``None`` for nulls), each distinct value worked out once."""
-    cache: dict[tuple[type, Any], str | None] = {}
-    out: list[str | None] = []
-    for value in values:
-        try:
-            out.append(cache[(type(value), value)])
-            continue
-        except KeyError:
-            key = None if _is_null(value) else class_key(value)
-            cache[(type(value), value)] = key
-        except TypeError:  # unhashable (a list from JSON): not a class, but name it anyway
-            key = class_key(value)
-        out.append(key)
-    return out
-
-
-def _is_null(value: Any) -> bool:
-    return value is None or (isinstance(value, float | np.floating) and math.isnan(value))
 
 
 __all__ = ["LABEL", "PREDICTION", "PROBA", "RESERVED", "SCORE", "TIME", "class_key", "class_keys", "frame_of",

@@ -19,6 +19,7 @@ from tidal.core.entities import Feedback, ModelVersion
 from tidal.core.errors import ModelNotFound
 from tidal.core.ids import IdRange, new_ids, new_prefix
 from tidal.core.ports import Clock, PredictionLog
+from tidal.predict.history import LabelHistory
 from tidal.predict.inputs import feedback_items
 from tidal.predict.records import make_records, predict_rows
 from tidal.predict.state import ServingState, load_state
@@ -66,6 +67,7 @@ class LocalPredictor:
         self.overwrite_feedback = overwrite_feedback
         self._state: ServingState | None = None
         self._lock = threading.Lock()
+        self.history = LabelHistory(log, ttl_s=0.0)  # in process, each call reads the labels stored so far
 
     def champion(self) -> ServingState:
         """The champion, loaded and checked (again only when the champion has moved)."""
@@ -83,6 +85,7 @@ class LocalPredictor:
         row and column that the champion's signature refuses, before anything is predicted or stored."""
         state = self.champion()
         doc = {"instances": json_rows(rows)}
+        self.history.fill(state, doc)  # label features a row lacks, from the log's newest labels
         checked = state.schema.instances(doc, max_rows=max(1, len(doc["instances"])))
         answers = predict_rows(state, checked)
         ids = new_ids(len(checked))

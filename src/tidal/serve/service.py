@@ -31,6 +31,7 @@ from tidal.core.errors import FeedbackRejected, StorageError
 from tidal.core.ids import IdRange, new_ids, new_prefix
 from tidal.core.ports import Clock, PredictionLog
 from tidal.predict.errors import ApiError
+from tidal.predict.history import LabelHistory
 from tidal.predict.inputs import feedback_items, parse_json
 from tidal.predict.records import Answers, make_records, predict_rows
 from tidal.predict.state import ServingState, Slot, Trial
@@ -69,6 +70,7 @@ class Service:
         self.router = CanaryRouter()
         self.shadow = ShadowRunner(log, metrics, max_rows=max_rows, inline_rows=INLINE_MAX_ROWS)
         self._canary_failed = Throttled()
+        self.history = LabelHistory(log)
 
     def close(self) -> None:
         self._model_pool.shutdown(wait=False, cancel_futures=True)
@@ -90,6 +92,9 @@ class Service:
         if champion is None:
             raise ApiError(503, self.slot.status)
         doc = parse_json(body)
+        for used in (champion, trial.state if trial is not None else None):
+            if used is not None and self.history.needs(used, doc):  # label features, from the log's newest labels
+                await asyncio.get_running_loop().run_in_executor(self._log_pool, self.history.fill, used, doc)
         # Checked against the champion's signature whatever the route: bad input gets the champion's 4xx,
         # and takes no canary turn, so the canary's share is exact over the requests that are answered.
         rows = champion.schema.instances(doc, max_rows=self.max_rows)
@@ -170,7 +175,9 @@ class Service:
         return orjson.dumps({"stored": stored})
 
     def _add_feedback(self, labels: list[Feedback]) -> int:
-        return self.log.add_feedback(labels, overwrite=self.overwrite_feedback)
+        stored = self.log.add_feedback(labels, overwrite=self.overwrite_feedback)
+        self.history.invalidate()  # the next request's label features see these labels
+        return stored
 
     # -- /model, /readyz ----------------------------------------------------------------------------------
     def model_info(self) -> dict[str, Any]:

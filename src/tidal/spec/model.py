@@ -109,6 +109,24 @@ class ImputeSpec(Section):
     )
 
 
+class LabelFeaturesSpec(Section):
+    """Inputs built from the labels the loop already knows when a row is predicted (see
+    :mod:`tidal.data.history`): the last known labels, and their share (mean for a regressor) over windows."""
+
+    lags: list[Annotated[int, Field(ge=1, le=10_000)]] = Field(
+        default_factory=lambda: [1], description="a list of whole numbers >= 1: label_lag_K is the K-th newest "
+                                                 "known label")
+    windows: list[Annotated[int, Field(ge=2, le=100_000)]] = Field(
+        default_factory=list, description="a list of whole numbers >= 2: the share of each class (a regressor: the "
+                                          "mean) over the newest N known labels")
+
+    @model_validator(mode="after")
+    def _some(self) -> LabelFeaturesSpec:
+        if not self.lags and not self.windows:
+            raise ValueError("label_features needs lags or windows (or remove the section)")
+        return self
+
+
 class PrepareSpec(Section):
     """The preprocessing that is fitted with the model and travels inside it."""
 
@@ -117,6 +135,9 @@ class PrepareSpec(Section):
     )
     scale: Literal["standard", "minmax", "none"] = Field("standard", description="standard, minmax or none")
     encode: Literal["onehot", "ordinal"] = Field("onehot", description="onehot or ordinal")
+    label_features: LabelFeaturesSpec | None = Field(
+        None, description="a label_features: section (lags, windows): inputs built from the labels already known"
+    )
 
 
 # -- model --------------------------------------------------------------------------------------------
