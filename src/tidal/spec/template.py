@@ -37,6 +37,7 @@ prepare:                    # fitted on the training rows only; saved inside the
   impute: {{numeric: median, categorical: most_frequent}}
   scale: standard           # standard | minmax | none
   encode: onehot            # onehot | ordinal
+  label_features: null      # or {{lags: [1, 2], windows: [10]}}: the newest known labels as inputs
 
 model:
   estimator: {estimator}
