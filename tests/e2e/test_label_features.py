@@ -45,6 +45,9 @@ def test_run_trains_on_label_features_and_the_server_fills_them_from_its_log(
         assert mv.signature.label_features == {"lags": [1, 2], "windows": [10]}
     rows = _rows(small_project, 3)
     with ServerProcess(small_project) as server, httpx.Client(base_url=server.url, timeout=10) as client:
+        inputs = client.get("/model").json()["inputs"]
+        assert inputs["filled"] == ["label_lag_1", "label_lag_2", "label_share_10"]
+        assert set(inputs["filled"]) <= set(inputs["nullable"])
         first = client.post("/predict", json={"instances": rows[:1]})
         assert first.status_code == 200, first.text
         pid = first.json()["prediction_ids"][0]

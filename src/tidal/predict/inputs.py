@@ -84,10 +84,14 @@ class InputSchema:
         """The schema of a model version's ``signature``."""
         return cls(signature.names, signature.columns, nullable)
 
-    def describe(self) -> dict[str, Any]:
-        """The input schema as documented by ``GET /model``."""
-        return {"columns": dict(self.kinds), "nullable": [c for c in self.columns if c in self.nullable],
-                "accepts": {c: _EXPECTED.get(self.kinds[c], "a string") for c in self.columns}}
+    def describe(self, filled: Sequence[str] = ()) -> dict[str, Any]:
+        """The input schema as documented by ``GET /model``; ``filled``: the columns the server fills from its
+        log when a row lacks them (label features)."""
+        out = {"columns": dict(self.kinds), "nullable": [c for c in self.columns if c in self.nullable],
+               "accepts": {c: _EXPECTED.get(self.kinds[c], "a string") for c in self.columns}}
+        if filled:
+            out["filled"] = list(filled)
+        return out
 
     def instances(self, doc: Any, *, max_rows: int) -> list[dict[str, Any]]:
         """The rows of a ``/predict`` body, every one checked; raises ApiError (413 or 422)."""

@@ -21,7 +21,10 @@ class PredictRequest(BaseModel):
         description="One object per row, with exactly the model's input columns (see GET /model: "
                     "`inputs.columns`). Numbers for numeric and integer columns, true/false for boolean, "
                     "strings for categorical, ISO 8601 strings for datetime; null only for the columns in "
-                    "`inputs.nullable`. At most `deploy.max_rows` rows and `deploy.max_request_bytes` bytes.")
+                    "`inputs.nullable`. The label features of a model trained with `prepare.label_features` "
+                    "(`inputs.filled`: label_lag_1, ...) may be left out: the server fills them from the newest "
+                    "labels in its prediction log. At most `deploy.max_rows` rows and `deploy.max_request_bytes` "
+                    "bytes.")
 
 
 class ModelRef(BaseModel):
