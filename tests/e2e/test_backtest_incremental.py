@@ -72,12 +72,9 @@ def _project(root: Path, frame: pd.DataFrame, *, estimator: str = "sklearn.linea
     return root
 
 
-def _set_mode(root: Path, mode: str, estimator: str | None = None) -> None:
+def _set_mode(root: Path, mode: str) -> None:
     text = (root / "tidal.yaml").read_text()
-    text = text.replace("mode: refit", f"mode: {mode}").replace("mode: incremental", f"mode: {mode}")
-    if estimator is not None:
-        text = text.replace("sklearn.linear_model.SGDClassifier", estimator).replace("{loss: log_loss}", "{}")
-    (root / "tidal.yaml").write_text(text)
+    (root / "tidal.yaml").write_text(text.replace("mode: refit", f"mode: {mode}"))
 
 
 def _prepare_bytes(ws: Workspace, version: int) -> bytes:
