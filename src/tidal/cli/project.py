@@ -196,7 +196,9 @@ def models_show(ref: Annotated[str, typer.Argument(help="NAME, NAME:VERSION or N
         lin = mv.lineage
         console.print(f"lineage: run {str(lin.run_id)[:12]} · snapshot {str(lin.snapshot)[:12]} · "
                       f"spec {str(lin.spec_digest)[:12]} · git {(lin.git or {}).get('commit', '-')}"
-                      f" · environment {str(lin.environment_digest)[:12]} · artifact {mv.artifact_digest[:12]}")
+                      f" · environment {str(lin.environment_digest)[:12]} · artifact {mv.artifact_digest[:12]}"
+                      + (f" · continued from {lin.continued_from.get('name')}:{lin.continued_from.get('version')}"
+                         if lin.continued_from else ""))
         console.print(events_table(history))
 
 

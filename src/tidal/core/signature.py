@@ -97,6 +97,8 @@ class Lineage:
     ``train``/``holdout`` are the digests of the snapshots it was fitted and judged on; a version refitted
     after its gate on both (``refit``) names the model that passed the gate in ``gated_model``.
     ``source`` says where a local data source was read (``uri``, ``path``, ``outside_project``).
+    ``continued_from`` names the version (``{"name", "version"}``) whose fitted pipeline this one continued
+    (``retrain.mode: incremental``); ``train``/``holdout`` are then the new rows only.
     """
 
     run_id: str | None = None
@@ -112,6 +114,7 @@ class Lineage:
     gated_model: str | None = None
     refit: str | None = None
     source: dict[str, Any] | None = None
+    continued_from: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -139,7 +142,7 @@ class Lineage:
 
 
 #: Lineage keys written only when set (a version that was not refitted has no ``gated_model``).
-_OPTIONAL_KEYS = frozenset({"gated_model", "refit", "source"})
+_OPTIONAL_KEYS = frozenset({"gated_model", "refit", "source", "continued_from"})
 
 
 __all__ = ["COLUMN_KINDS", "LABEL_FEATURE", "Lineage", "Signature", "TensorSpec"]

@@ -36,6 +36,7 @@ from tidal.data.validate import raise_for_errors
 from tidal.evaluate.metrics import compute_metrics
 from tidal.loop.backtest_estimate import EstimateTracker
 from tidal.loop.context import LoopContext
+from tidal.loop.continued import check_loop
 from tidal.loop.controller import Controller, TickReport
 from tidal.loop.online import replay_online, resolve_learner
 from tidal.loop.outcomes import STORY, tally
@@ -161,6 +162,7 @@ def _run_backtest(ctx: LoopContext, data: pd.DataFrame, progress: Progress | Non
     cfg, target = spec.backtest, spec.data.target
     if not isinstance(ctx.clock, SimulatedClock):
         raise TypeError("a backtest needs a SimulatedClock")
+    check_loop(ctx)  # retrain.mode: incremental with an estimator that cannot learn new rows: before any fit
     # before sorting: with data.time_order: sorted, the source's own order is what is checked
     raise_for_errors(check_time(data, spec.data.time, spec.data.time_order))
     stamps = None  # the time column read once, as aware UTC: it orders the rows and sets the clock

@@ -26,6 +26,7 @@ from tidal.core.errors import TidalError
 from tidal.evaluate.metrics import primary_metric
 from tidal.loop import rebuild
 from tidal.loop.context import LoopContext
+from tidal.loop.continued import check_loop, new_rows
 from tidal.loop.liveness import Heartbeat
 from tidal.loop.monitoring import monitor_once
 from tidal.loop.pipeline import RunResult, TrainingPipeline
@@ -68,7 +69,10 @@ class Controller:
         on_retrain: Callable[[RunResult], None] | None = None, take_over: bool = False,
     ) -> None:
         """``take_over``: take the lease even from a controller that holds it (an operator who knows that
-        controller is dead); recorded as a ``loop.lease_taken_over`` event."""
+        controller is dead); recorded as a ``loop.lease_taken_over`` event. With ``retrain.mode: incremental``
+        an estimator or a champion that cannot be continued is refused here, before anything is stored
+        (:func:`tidal.loop.continued.check_loop`)."""
+        check_loop(ctx)
         self.ctx = ctx
         self.name = ctx.spec.name
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -238,10 +242,12 @@ class Controller:
         labelled_total = state.in_progress.labelled_total if state.in_progress else 0
         result: RunResult | None = None
         error: str | None = None
-        try:
-            frame, label = self.training_frame()
+        try:  # incremental: the champion learns the rows labelled since it was trained (tidal.loop.continued)
+            parent = champion if spec.retrain.mode == "incremental" else None
+            frame, label = self.training_frame() if parent is None else new_rows(self.ctx, parent)
             pipeline = TrainingPipeline(self.ctx, trigger=f"loop:{trigger}", frame=frame, frame_source=label,
-                                        promote=CHAMPION if kind == "direct" else CHALLENGER, refit=spec.retrain.refit)
+                                        promote=CHAMPION if kind == "direct" else CHALLENGER, refit=spec.retrain.refit,
+                                        parent=parent)
             result = pipeline.run()
         except Exception as exc:  # whatever broke the retrain, the loop records it and goes on
             # A user's mistake reads as its message; anything else keeps its type so it can be reported.

@@ -31,6 +31,7 @@ from tidal.data.snapshot import canonical_parquet_bytes, read_snapshot_bytes
 from tidal.evaluate import Champion, Evaluation, GateDecision, evaluate_model, gate_decision
 from tidal.loop.cache import environment, environment_digest
 from tidal.loop.context import LoopContext
+from tidal.loop.continued import continue_fit_step, continued_from
 from tidal.loop.lineage import git_commit, source_files, source_location
 from tidal.loop.liveness import beating, owner_info
 from tidal.loop.results import STEPS, RunResult, flat_params, thread_cap
@@ -38,6 +39,7 @@ from tidal.loop.runner import StepListener, StepRunner
 from tidal.monitor.baseline import holdout_drift
 from tidal.registry import CHALLENGER, CHAMPION
 from tidal.spec.model import LabelFeaturesSpec
+from tidal.train.continued import continue_fit
 from tidal.train.estimator import import_estimator
 from tidal.train.fit import TrainResult, fit_pipeline
 from tidal.train.flavors import flavor_for, get_flavor
@@ -53,7 +55,7 @@ class TrainingPipeline:
     def __init__(
         self, ctx: LoopContext, *, listener: StepListener | None = None, trigger: str = "manual",
         use_cache: bool = True, frame: pd.DataFrame | None = None, frame_source: str = "",
-        promote: str | None = None, refit: bool = False,
+        promote: str | None = None, refit: bool = False, parent: ModelVersion | None = None,
     ) -> None:
         """``frame`` replaces reading ``data.source`` (the loop passes source rows plus labelled
         predictions; the backtest passes the rows seen so far); ``frame_source`` describes it.
@@ -61,12 +63,15 @@ class TrainingPipeline:
         or ``none``; by default ``champion`` when ``deploy.auto_promote`` is true, else ``challenger``.
         ``refit``: a model that passes the gate is fitted again on every row, holdout included, and that
         model is registered (the loop's choice: under drift the newest rows matter most). The run records
-        its heartbeat every ``ctx.heartbeat_s`` seconds (none when it is None, as in a backtest)."""
+        its heartbeat every ``ctx.heartbeat_s`` seconds (none when it is None, as in a backtest).
+        ``parent``: the train step continues this version's fitted pipeline on the training rows
+        (:func:`tidal.train.continued.continue_fit`, ``retrain.mode: incremental``) instead of fitting one, and
+        a ``refit`` continues the gated model on the holdout rows; the version's lineage names the parent."""
         self.ctx, self.spec = ctx, ctx.spec
         self.store, self.artifacts, self.registry, self.clock = ctx.store, ctx.artifacts, ctx.registry, ctx.clock
         self.listener, self.trigger, self.use_cache = listener, trigger, use_cache
         self.frame, self.frame_source = frame, frame_source or "frame"
-        self.promote, self.refit = promote, refit
+        self.promote, self.refit, self.parent = promote, refit, parent
         self._frames: dict[str, pd.DataFrame] = {}
         self._models: dict[str, Any] = {}
         self._refits: dict[tuple[str, str, str], str] = {}
@@ -260,13 +265,21 @@ class TrainingPipeline:
             return {"model": digest, "flavor": flavor, "format": fmt, "fit_seconds": round(fitted.fit_seconds, 4),
                     "curves": fitted.curves, "warnings": fitted.warnings, "artifacts": [digest]}
 
-        trained = runner.step(
-            "train", _train_step, code_of=fit_pipeline,
-            args=lambda: (self._frame(train_d), spec.data.target, columns, kinds, spec.prepare, spec.model),
-            save=save, reuse_note=lambda o: f"model {o['model'][:12]}",
-            inputs={"train": train_d, "columns": columns, "kinds": {c: kinds.get(c) for c in columns},
-                    "target": spec.data.target, "prepare": spec.prepare.model_dump(mode="json"),
-                    "estimator": spec.model.estimator, "params": spec.model.params, "seed": spec.model.seed}).outputs
+        inputs = {"train": train_d, "columns": columns, "kinds": {c: kinds.get(c) for c in columns},
+                  "target": spec.data.target, "prepare": spec.prepare.model_dump(mode="json"),
+                  "estimator": spec.model.estimator, "params": spec.model.params, "seed": spec.model.seed}
+        if (parent := self.parent) is not None:  # retrain.mode: incremental: the parent learns the rows
+            trained = runner.step(
+                "train", continue_fit_step, code_of=continue_fit, save=save,
+                args=lambda: (self.registry.load(parent), self._frame(train_d), spec.data.target, columns, kinds,
+                              parent),
+                reuse_note=lambda o: f"model {o['model'][:12]}",
+                inputs={**inputs, "parent": parent.artifact_digest}).outputs
+        else:
+            trained = runner.step(
+                "train", _train_step, code_of=fit_pipeline,
+                args=lambda: (self._frame(train_d), spec.data.target, columns, kinds, spec.prepare, spec.model),
+                save=save, reuse_note=lambda o: f"model {o['model'][:12]}", inputs=inputs).outputs
         with tracker.batch():
             for key, values in trained["curves"].items():
                 tracker.log_curve(key, values)
@@ -362,9 +375,13 @@ class TrainingPipeline:
         if self.refit and decision.passed:
             key = (model_d, train_d, holdout_d)
             if key not in self._refits:
-                whole = pd.concat([self._frame(train_d), self._frame(holdout_d)], ignore_index=True)
-                fitted = fit_pipeline(whole, target=spec.data.target, columns=columns, kinds=kinds,
-                                      prepare=spec.prepare, model=spec.model)
+                if self.parent is not None:  # the gated model continues on the holdout rows
+                    fitted = continue_fit_step(self._model(model_d, trained["flavor"]), self._frame(holdout_d),
+                                               spec.data.target, columns, kinds, self.parent)
+                else:
+                    whole = pd.concat([self._frame(train_d), self._frame(holdout_d)], ignore_index=True)
+                    fitted = fit_pipeline(whole, target=spec.data.target, columns=columns, kinds=kinds,
+                                          prepare=spec.prepare, model=spec.model)
                 self._refits[key] = self._put_model(fitted.model)[0]
             model_d = self._refits[key]
         model = self._model(model_d, trained["flavor"])
@@ -385,6 +402,7 @@ class TrainingPipeline:
                             spec_digest=spec.digest, git=info.get("git"),
                             environment_digest=info.get("environment_digest"), seed=spec.model.seed,
                             estimator=spec.model.estimator, params=spec.model.params, source=info.get("source"),
+                            continued_from=continued_from(self.parent),
                             **({"gated_model": trained["model"], "refit": "train + holdout"}
                                if model_d != trained["model"] else {})),
             reasons=decision.failed,

@@ -17,7 +17,7 @@ from datetime import datetime
 
 import pandas as pd
 
-from tidal.core.entities import Prediction
+from tidal.core.entities import ModelVersion, Prediction
 from tidal.data.codec import decode_like
 from tidal.data.history import drop_label_features
 from tidal.data.timecol import format_times, parse_times
@@ -71,16 +71,23 @@ def training_frame(ctx: LoopContext, source_frame: Callable[[], pd.DataFrame] | 
         # the label features a server filled in are left out: the retrain builds them again over its own rows
         parts.append(drop_label_features(labelled_frame(labelled, reference, target=data.target, time=data.time),
                                          spec.prepare.label_features))
-    frame = concat_typed(parts, reference) if parts else pd.DataFrame()
-    if policy.window.last_days is not None and data.time is not None and len(frame):
-        times = parse_times(frame[data.time])
-        frame = frame[times >= pd.Timestamp(ctx.clock.now()) - pd.Timedelta(days=policy.window.last_days)]
-    if policy.window.last_rows is not None:
-        frame = frame.tail(policy.window.last_rows)
+    frame = cut_to_window(ctx, concat_typed(parts, reference) if parts else pd.DataFrame())
     n_source = 0 if source is None else len(source)
     label = (f"loop window: {len(frame)} rows ({n_source} from the source, {len(labelled)} labelled "
              f"predictions before the window cut)")
     return frame.reset_index(drop=True), label
+
+
+def cut_to_window(ctx: LoopContext, frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` (in time order) cut to ``retrain.window``: its rows of the last ``last_days``, then its
+    newest ``last_rows``."""
+    data, window = ctx.spec.data, ctx.spec.retrain.window
+    if window.last_days is not None and data.time is not None and len(frame):
+        times = parse_times(frame[data.time])
+        frame = frame[times >= pd.Timestamp(ctx.clock.now()) - pd.Timedelta(days=window.last_days)]
+    if window.last_rows is not None:
+        frame = frame.tail(window.last_rows)
+    return frame
 
 
 def _source(ctx: LoopContext, source_frame: Callable[[], pd.DataFrame] | None) -> pd.DataFrame:
@@ -101,13 +108,17 @@ def _source(ctx: LoopContext, source_frame: Callable[[], pd.DataFrame] | None) -
 
 def _champion_data(ctx: LoopContext) -> pd.DataFrame:
     """The champion's training rows (their types are the source's), or an empty frame without a champion."""
+    return reference_frame(ctx, ctx.registry.champion(ctx.spec.name))
+
+
+def reference_frame(ctx: LoopContext, champion: ModelVersion | None) -> pd.DataFrame:
+    """``champion``'s training rows (their types are the source's), or an empty frame without one."""
     from tidal.data.snapshot import read_snapshot_bytes
 
-    champion = ctx.registry.champion(ctx.spec.name)
     digest = champion.lineage.train if champion is not None else None
     if digest is None:
         return pd.DataFrame()
     return read_snapshot_bytes(ctx.artifacts.get(digest))
 
 
-__all__ = ["concat_typed", "labelled_frame", "training_frame"]
+__all__ = ["concat_typed", "cut_to_window", "labelled_frame", "reference_frame", "training_frame"]

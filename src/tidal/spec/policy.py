@@ -121,6 +121,10 @@ class RetrainSpec(Section):
     refit: bool = Field(
         True, description="true or false: refit a challenger that passed its gate on every row, holdout included"
     )
+    mode: Literal["refit", "incremental"] = Field(
+        "refit", description="refit (a challenger is fitted from scratch on the rebuilt training rows) or "
+        "incremental (the champion's fitted pipeline learns the rows labelled since it was trained, by its "
+        "estimator's partial_fit; its prepare step stays as fitted)")
 
 
 # -- deploy strategy and rollback ----------------------------------------------------------------------

@@ -89,6 +89,7 @@ retrain:                    # when `tidal loop` retrains (no trigger = never by 
   min_labelled: 500
   include_source: true
   refit: true               # refit a challenger that passed on all rows, holdout included
+  mode: refit               # refit | incremental (continue the champion by partial_fit: docs/spec.md)
 
 backtest:                   # `tidal backtest`
   initial_rows: 0.2         # share (< 1) or count of rows that train the first champion
