@@ -120,3 +120,19 @@ def test_the_elec2_labels_example_runs_its_backtest(tmp_path: Path, cli: Callabl
     assert result["rows"] == 1500 and result["loop"]["failures"] == 0
     # the label features at work: 0.893 on these rows, 0.863 without them, 0.827 for the last label alone
     assert result["static"]["score"] > 0.88 > result["last_label"]["score"]
+
+
+def test_incremental_retrains_take_label_features_too(tmp_path: Path, cli: Callable[..., Any]) -> None:
+    """retrain.mode: incremental with label features: each increment's rows get their features built again
+    (the server's logged ones are left out), and every version continues its parent."""
+    from tests.e2e.test_backtest_incremental import _elec2, _project
+
+    project = _project(tmp_path / "inc", _elec2(4000))
+    spec = (project / "tidal.yaml").read_text()
+    (project / "tidal.yaml").write_text(spec.replace("model:\n", "prepare:\n" + LABELS + "model:\n", 1))
+    result = json.loads(cli("-C", str(project), "backtest", "--json", check=True).stdout)
+    loop = result["loop"]
+    assert loop["retrains"] >= 3 and loop["failures"] == 0, loop
+    assert loop["promotions"] >= 1
+    # the same loop on Elec2's own columns scores 0.786 on these rows, the last label 0.835
+    assert result["loop"]["score"] > 0.84
