@@ -59,7 +59,7 @@ def monitor_once(
                           "drifted": report.drifted, "window": report.window}))
             if first:
                 ctx.registry.transition(mv.name, mv.version, ModelState.MONITORED, only_from=[ModelState.DEPLOYED],
-                                        reason=f"first monitoring report ({report.id[:8]}) on "
+                                        reason=f"first monitoring report since it was deployed ({report.id[:8]}), on "
                                                f"{count(own, 'live prediction')}: {_summary(report)}",
                                         data={"report": report.id})
     return report

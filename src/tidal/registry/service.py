@@ -300,10 +300,9 @@ class Registry:
                         {"alias": alias, "from": previous, "to": version, "reason": reason, "trigger": trigger,
                          **(data or {})})
             if serves if serves is not None else alias == CHAMPION:
-                role = alias if alias == CHAMPION else f"{alias} ({trigger.removeprefix('loop:')})"
                 self.transition(name, version, ModelState.DEPLOYED, only_from=SERVABLE - LIVE,
-                                reason=(f"restored as {role} by a rollback: {reason}" if (data or {}).get("rollback")
-                                        else f"serving as {role}: {reason}"),
+                                reason=(f"restored as {alias} by a rollback: {reason}" if (data or {}).get("rollback")
+                                        else f"serving as {alias}: {reason}"),
                                 data={"alias": alias, "trigger": trigger})
             if alias == CHAMPION and previous is not None:
                 self._replaced(name, previous, mv, reason=reason, trigger=trigger,

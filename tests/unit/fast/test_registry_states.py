@@ -103,7 +103,7 @@ def test_a_challenger_serves_only_when_the_caller_says_so() -> None:
     assert reg.get("m", named).state == ModelState.VALIDATED
     canary = gated(reg, over=None, alias=CHALLENGER, serves=True)  # canary or shadow: it serves
     assert reg.get("m", canary).state == ModelState.DEPLOYED
-    assert reg.history("m", canary)[-1].reason.startswith("serving as challenger (test)")
+    assert reg.history("m", canary)[-1].reason.startswith("serving as challenger: passed the gate")
     assert reg.get("m", 1).state == ModelState.DEPLOYED  # the champion is untouched
 
 
