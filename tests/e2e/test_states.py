@@ -140,7 +140,8 @@ def test_models_ls_and_show_say_the_state_its_history_and_why_it_serves(
         (None, "prototype"), ("prototype", "validated"), ("validated", "deployed"), ("deployed", "monitored"),
         ("monitored", "improved")]
     assert all(h["time"] and h["reason"] for h in doc["history"])
-    assert doc["serving"]["serving"] is False and doc["serving"]["text"].startswith("elec2:1 is not serving")
+    assert doc["serving"]["serving"] is False
+    assert doc["serving"]["text"].startswith("elec2:1 is improved (replaced by elec2:2")
     doc2 = json.loads(cli("-C", where, "models", "show", "elec2:2", "--json", check=True).stdout)
     assert doc2["serving"]["serving"] is True and doc2["serving"]["triggered_by"]["version"] == 1
     assert doc2["serving"]["text"] in flat and "worse than the floor 0.750" in doc2["serving"]["text"]

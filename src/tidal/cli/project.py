@@ -206,7 +206,7 @@ def models_show(ref: Annotated[str, typer.Argument(help="NAME, NAME:VERSION or N
             head.append(f" (stored as {mv.info['stored_state']!r}, a state this tidal does not know)", style="yellow")
         head.append((f"  aliases: {', '.join(aliases)}" if aliases else "") + f"  created {when(mv.created_at)}")
         console.print(head)
-        console.print(Text.assemble(("why serving: " if serving.serving else "why not serving: ", "bold"),
+        console.print(Text.assemble(("why serving: " if serving.serving else "not serving: ", "bold"),
                                     serving.text))
         if mv.reasons:
             console.print("[red]rejected because[/] " + escape("; ".join(mv.reasons)))

@@ -163,8 +163,7 @@ class Registry:
         if not live:
             last = self.history(name, version)
             why = f" ({last[-1].reason})" if last else ""
-            return Serving(False, aliases, triggered_by=parent,
-                           text=f"{label} is not serving: it is {mv.state.value}{why}; {origin}")
+            return Serving(False, aliases, triggered_by=parent, text=f"{label} is {mv.state.value}{why}; {origin}")
         role = CHAMPION if CHAMPION in aliases else CHALLENGER
         moves = [e for e in self.store.list_events(subject=subject(name, version), kind="alias.moved", limit=100_000)
                  if e.data.get("alias") == role and e.data.get("to") == version]
