@@ -149,7 +149,7 @@ class Registry:
                 reason = "; ".join(map(str, e.data.get("reasons") or [])) or e.message
             out.append(Transition(e.time, None if e.data.get("from") is None else str(e.data["from"]),
                                   str(e.data.get("to")), str(reason), e.id, dict(e.data)))
-        return sorted(out, key=lambda t: (t.time, t.event_id or 0))
+        return out  # in the order recorded (the prototype step is dated when trained, but recorded first)
 
     def serving(self, name: str, version: int) -> Serving:
         """Why ``name:version`` serves (or why not), in one sentence and as data: the alias move that put it
