@@ -45,7 +45,7 @@ from tidal.loop.outcomes import describe, failure_line
 from tidal.loop.pipeline import RunResult, TrainingPipeline
 from tidal.loop.runner import StepListener
 from tidal.predict.local import Answer, LocalPredictor
-from tidal.registry import CHAMPION, Registry, subject
+from tidal.registry import CHALLENGER, CHAMPION, Registry, Serving, Transition, subject
 from tidal.spec import Spec, default_spec_yaml, load_spec
 from tidal.storage import open_artifact_store, open_metadata_store
 from tidal.train.tracking import Tracker
@@ -123,6 +123,14 @@ class Models:
     def history(self, mv: ModelVersion) -> builtins.list[Event]:
         """The events about this version, oldest first: why it exists and why it serves (or not)."""
         return self._ws.store.list_events(subject=subject(mv.name, mv.version), limit=1000)
+
+    def states(self, mv: ModelVersion) -> builtins.list[Transition]:
+        """The moves of this version's state, oldest first: time, from, to and why."""
+        return self._ws.registry.history(mv.name, mv.version)
+
+    def serving(self, mv: ModelVersion) -> Serving:
+        """Why this version serves (or not), back to the trigger of the retrain that made it."""
+        return self._ws.registry.serving(mv.name, mv.version)
 
     def load(self, ref: str) -> Any:
         """The model object (verified against its digest, never unpickled)."""
@@ -275,8 +283,11 @@ class Workspace:
         """Point ``alias`` (champion by default) at ``version``; returns the version it pointed at."""
         if not self.registry.list(name):
             raise ModelNotFound(f"no model named {name!r}", hint="run `tidal models ls` to see the models")
+        # a challenger serves only under a canary or shadow strategy (and only for this project's model)
+        serves = alias == CHAMPION or (alias == CHALLENGER and name == self.spec.name
+                                       and self.spec.deploy.strategy.kind != "direct")
         return self.registry.set_alias(name, alias, version, reason=reason or "promoted by hand",
-                                       trigger="manual")
+                                       trigger="manual", serves=serves)
 
     def rollback(self, name: str, *, reason: str | None = None, trigger: str = "manual") -> int:
         """Move ``champion`` back one step in its history (the champion before the current one, and with

@@ -135,3 +135,54 @@ def test_0003_downgrades_to_one_row_per_prediction_and_upgrades_back(sql_url: st
         engine.dispose()
     with closing(open_prediction_log(sql_url)) as log:  # upgraded again on open: nothing lost
         assert log.window(served=None) == before
+
+
+def test_a_registry_at_0004_gets_the_model_states_and_a_state_it_does_not_know_still_reads(sql_url: str) -> None:
+    """Written as tidal 0004 wrote it: a candidate, a serving champion left ``validated``, another validated
+    version, a rejected one, and a state nobody knows (a hand edit). Opened by this tidal: candidate is
+    prototype, the champion deployed, each change an event; the rest as it was."""
+    from tidal.core.entities import ModelState
+    from tidal.registry import Registry
+
+    _migrate_to(sql_url, "0004")
+    stored = ["candidate", "validated", "validated", "rejected", "archived"]
+    engine = _engine(sql_url)
+    try:
+        with engine.begin() as conn:
+            for n, state in enumerate(stored, start=1):
+                conn.execute(t.model_versions.insert(), {**st.encode_model_version(make_mv(), n), "state": state})
+            conn.execute(t.aliases.insert(), {"name": "churn", "alias": "champion", "version": 2, "updated_at": T0})
+            conn.execute(t.aliases.insert(), {"name": "churn", "alias": "challenger", "version": 3, "updated_at": T0})
+    finally:
+        engine.dispose()
+
+    with closing(open_metadata_store(sql_url)) as store:
+        versions = store.list_model_versions("churn")
+        assert [mv.state for mv in versions] == [ModelState.PROTOTYPE, ModelState.DEPLOYED, ModelState.VALIDATED,
+                                                 ModelState.REJECTED, ModelState.UNKNOWN]
+        assert versions[4].info["stored_state"] == "archived"
+        events = store.list_events(kind="model.state")
+        assert [(e.subject, e.data["from"], e.data["to"]) for e in events] == [
+            ("model:churn:1", "candidate", "prototype"), ("model:churn:2", "validated", "deployed")]
+        assert "it is the champion, so it serves" in events[1].message and events[1].time.tzinfo is not None
+        # the history reads the same through the registry
+        from tidal.core.clock import SimulatedClock
+        from tidal.storage.artifacts import FsspecArtifactStore
+
+        reg = Registry(store, FsspecArtifactStore("memory://tidal-migration-states"), SimulatedClock(T0))
+        assert [(h.from_state, h.to) for h in reg.history("churn", 2)] == [("validated", "deployed")]
+        # and the new code goes on from there: a promotion over the migrated champion retires it
+        reg.set_alias("churn", "champion", 3, reason="by hand")
+        assert [mv.state.value for mv in store.list_model_versions("churn")][1:3] == ["retired", "deployed"]
+
+    engine = _engine(sql_url)
+    try:
+        with engine.connect() as conn:  # the downgrade maps the new states back to the nearest old ones
+            st.migrate(conn, "0004", down=True)
+            conn.commit()
+            rows = conn.execute(sa.text("SELECT state FROM model_versions ORDER BY version")).all()
+            assert [r[0] for r in rows] == ["candidate", "retired", "deployed", "rejected", "archived"]
+    finally:
+        engine.dispose()
+    with closing(open_metadata_store(sql_url)) as store:  # and upgraded again on open
+        assert store.get_model_version("churn", 1).state == ModelState.PROTOTYPE

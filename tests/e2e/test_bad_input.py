@@ -136,7 +136,7 @@ def test_a_failed_gate_rejects_the_version_and_the_champion_stays(trained: tuple
     assert "0.99" in line
     models = json.loads(cli("models", "ls", "--json", check=True).stdout)
     assert [(m["version"], m["state"], m["aliases"]) for m in models] == [
-        (1, "validated", ["champion"]), (2, "rejected", [])]
+        (1, "deployed", ["champion"]), (2, "rejected", [])]
     assert any("0.99" in r for r in models[1]["reasons"])
     promote = cli("promote", "elec2", "2")
     fails(promote, "rejected", "cannot be champion")

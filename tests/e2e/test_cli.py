@@ -14,7 +14,7 @@ def test_init_run_rerun_and_inspect(tmp_path: Path, cli) -> None:  # type: ignor
     assert (project / "data" / "PROVENANCE.md").is_file()
 
     first = cli("-C", "proj", "run", check=True)
-    assert "elec2:1" in first.stdout and "validated" in first.stdout and "champion" in first.stdout
+    assert "elec2:1" in first.stdout and "deployed" in first.stdout and "champion" in first.stdout
     assert (project / ".tidal" / "tidal.db").is_file()
 
     second = cli("-C", "proj", "run", "--explain", check=True)
@@ -36,9 +36,10 @@ def test_init_run_rerun_and_inspect(tmp_path: Path, cli) -> None:  # type: ignor
 
     models = json.loads(cli("-C", "proj", "models", "ls", "--json", check=True).stdout)
     assert [(m["name"], m["version"], m["state"], m["aliases"]) for m in models] == [
-        ("elec2", 1, "validated", ["champion"])]
+        ("elec2", 1, "deployed", ["champion"])]
     show = cli("-C", "proj", "models", "show", "elec2", check=True).stdout
     assert "elec2:1" in show and "lineage" in show and "alias.moved" in show
+    assert "why serving: elec2:1 serves as champion since" in show and "(trigger: manual)" in show
 
     events = json.loads(cli("-C", "proj", "events", "--json", check=True).stdout)
     kinds = [e["kind"] for e in events]

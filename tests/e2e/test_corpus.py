@@ -103,7 +103,7 @@ def test_corpus_project_runs_and_backtests(name: str, outcomes: dict[str, Outcom
     spec, project = outcome.spec, outcome.project
     assert outcome.run.returncode == 0, f"{outcome.run.stdout}\n{outcome.run.stderr}"
     run = json.loads(outcome.run.stdout)
-    assert run["status"] == "succeeded" and run["model"]["state"] == "validated", run
+    assert run["status"] == "succeeded" and run["model"]["state"] == "deployed", run
 
     proc = outcome.backtest
     assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"

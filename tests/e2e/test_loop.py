@@ -83,10 +83,11 @@ def test_drift_triggers_a_retrain_that_is_gated_promoted_and_explained(loop_proj
         versions = ws.models.list()
         assert len(versions) == 2
         new = versions[-1]
-        if new.state == ModelState.VALIDATED:  # promoted: the chain of events tells why
-            assert champion.version == 2
+        if new.state != ModelState.REJECTED:  # promoted: the chain of events tells why
+            assert champion.version == 2 and new.state == ModelState.DEPLOYED
             history = [e.kind for e in ws.models.history(new)]
-            assert history[:2] == ["model.registered", "gate.passed"] and "alias.moved" in history
+            assert history[:3] == ["model.state", "model.registered", "gate.passed"] and "alias.moved" in history
+            assert [t.to for t in ws.models.states(new)] == ["prototype", "validated", "deployed"]
             moved = next(e for e in ws.models.history(new) if e.kind == "alias.moved")
             assert moved.data["trigger"].startswith("loop:")
             assert new.lineage.refit == "train + holdout" and new.lineage.gated_model
@@ -164,5 +165,5 @@ def test_a_controller_killed_mid_retrain_is_retried_cleanly(loop_project: Path) 
         state = LoopState.from_dict(ws.store.get_state("loop:elec2"))
         assert state.in_progress is None and state.last_retrain is not None
         versions = ws.models.list()
-        assert len(versions) == 2 and all(v.state in (ModelState.VALIDATED, ModelState.REJECTED) for v in versions)
+        assert len(versions) == 2 and versions[-1].state in (ModelState.DEPLOYED, ModelState.REJECTED)
         assert np.isfinite(versions[-1].metrics["accuracy"])

@@ -140,7 +140,7 @@ def test_every_target_kind_and_time_kind_retrains_in_the_backtest(tmp_path: Path
     kinds: list[str] = []
     with Workspace.open(project) as ws:
         run = ws.run()
-        assert run.model is not None and run.model.state.value == "validated", run.run.error
+        assert run.model is not None and run.model.state.value == "deployed", run.run.error
         result = ws.backtest(progress=lambda _hi, _n, report: kinds.extend(
             e.kind for e in (report.events if report else [])))
     assert "loop.retrain" in kinds and "loop.retrain_failed" not in kinds

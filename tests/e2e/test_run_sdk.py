@@ -24,7 +24,7 @@ def test_first_run_registers_a_validated_champion_with_lineage(elec2_project: Pa
         assert [s.name for s in result.steps] == STEPS
         assert all(s.status.value == "done" for s in result.steps), [(s.name, s.explain) for s in result.steps]
         mv = result.model
-        assert mv is not None and mv.state == ModelState.VALIDATED
+        assert mv is not None and mv.state == ModelState.DEPLOYED  # validated by its gate, then made champion
         assert ws.models.get("elec2:champion").version == mv.version == 1
         assert mv.metrics["accuracy"] > 0.70 and mv.metrics["roc_auc"] > 0.75
         assert set(mv.signature.columns) == {"period", "nswprice", "nswdemand", "vicprice", "vicdemand", "transfer"}

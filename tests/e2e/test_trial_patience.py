@@ -23,7 +23,8 @@ def _two_versions(project: Path, clock: SimulatedClock) -> None:
     with Workspace.open(project, clock=clock) as ws:
         ws.run()
         ws.registry.set_alias("elec2", CHAMPION, 1, trigger="test", reason="the champion of the trial")
-        ws.registry.set_alias("elec2", CHALLENGER, 2, trigger="test", reason="the challenger of the trial")
+        ws.registry.set_alias("elec2", CHALLENGER, 2, trigger="test", reason="the challenger of the trial",
+                              serves=True)
 
 
 @pytest.mark.parametrize("strategy, enough", [
@@ -45,7 +46,7 @@ def test_a_trial_without_challenger_answers_is_abandoned(small_project: Path, st
         _traffic(ws, _rows(enough - 1, 3000), version=1)
         tick = ws.loop_once()
         assert not any(e.kind == "loop.trial_abandoned" for e in tick.events)
-        assert ws.models.get("elec2", 2).state == ModelState.VALIDATED
+        assert ws.models.get("elec2", 2).state == ModelState.DEPLOYED  # serving in the trial
         assert ws.store.get_alias("elec2", CHALLENGER) is not None
         _traffic(ws, _rows(1, 3000 + enough), version=1)
         tick = ws.loop_once()

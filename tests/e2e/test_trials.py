@@ -100,6 +100,7 @@ def test_a_canary_trial_rejects_a_worse_challenger_and_the_champion_serves_on(sm
             ws.loop_once()
             rejected = ws.models.get("elec2", challenger)
             assert rejected.state == ModelState.REJECTED and "canary trial" in rejected.reasons[0]
+            assert [t.to for t in ws.models.states(rejected)] == ["prototype", "validated", "deployed", "rejected"]
             assert ws.store.get_alias("elec2", CHALLENGER) is None
             assert ws.models.get("elec2:champion").version == 1
         eventually(lambda: _deployment(http)["challenger"] is None, what="the server ending the canary")
@@ -138,6 +139,10 @@ def test_a_shadow_trial_promotes_a_better_challenger_and_the_server_swaps(small_
                         and e.data.get("alias") == "champion"]
             assert promoted and promoted[-1].data["trigger"] == "loop:shadow"
             assert promoted[-1].data["rows"] == 40 and promoted[-1].data["challenger"] == 1.0
+            # states: the shadow served as deployed from its start; the champion whose retrain made it: improved
+            states = [t.to for t in ws.models.states(ws.models.get("elec2", challenger))]
+            assert states == ["prototype", "validated", "deployed"], states
+            assert ws.models.get("elec2", 1).state == ModelState.IMPROVED
         doc = eventually(lambda: (d := _deployment(http))["champion"]["version"] == challenger and d,
                           what="the server serving the new champion")
         assert doc["challenger"] is None

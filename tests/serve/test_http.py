@@ -74,7 +74,7 @@ def test_predict_feedback_and_the_read_endpoints(server: ServerProcess, project:
         assert http.get("/readyz").json() == {"status": "ready", "model": {"name": "elec2", "version": 1}}
 
         info = http.get("/model").json()
-        assert (info["name"], info["version"], info["state"], info["task"]) == ("elec2", 1, "validated",
+        assert (info["name"], info["version"], info["state"], info["task"]) == ("elec2", 1, "deployed",
                                                                                  "classification")
         assert list(info["signature"]["columns"]) == list(ROW) and info["signature"]["classes"] == [0, 1]
         assert info["inputs"]["nullable"] == list(ROW)

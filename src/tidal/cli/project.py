@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
+from rich.text import Text
 
 from tidal.cli import exits
 from tidal.cli.app import (
@@ -99,7 +100,7 @@ def _print_result(ws: Any, result: Any) -> None:
     if mv is None:
         return
     aliases = ws.models.aliases_of(mv)
-    style = "green" if mv.state.value == "validated" else "red"
+    style = "red" if mv.state.value == "rejected" else "green"
     label = f"[bold]{mv.name}:{mv.version}[/] [{style}]{mv.state.value}[/]" + (
         f" ({', '.join(aliases)})" if aliases else "")
     metrics = "  ".join(f"{k} {v:.4f}" for k, v in result.metrics.items() if v is not None)
@@ -177,18 +178,36 @@ def models_ls(json_out: JsonOpt = False, project: ProjectOpt = None) -> None:
 @models_app.command("show")
 def models_show(ref: Annotated[str, typer.Argument(help="NAME, NAME:VERSION or NAME:ALIAS")],
                 json_out: JsonOpt = False, project: ProjectOpt = None) -> None:
-    """Show a model version: state, metrics, signature, lineage, and the events that explain it."""
-    from tidal.cli.render import dump_json, event_to_dict, events_table, fmt, model_to_dict, when
+    """Show a model version: state and its history, why it serves (or not), metrics, signature, lineage, and
+    the events that explain it."""
+    from tidal.cli.render import (
+        dump_json,
+        event_to_dict,
+        events_table,
+        fmt,
+        model_to_dict,
+        state_text,
+        states_table,
+        when,
+    )
 
     with open_workspace(project) as ws:
         mv = ws.models.get(ref)
         aliases = ws.models.aliases_of(mv)
         history = ws.models.history(mv)
+        states = ws.models.states(mv)
+        serving = ws.models.serving(mv)
         if json_out:
-            dump_json(console, {**model_to_dict(mv, aliases), "events": [event_to_dict(e) for e in history]})
+            dump_json(console, {**model_to_dict(mv, aliases), "history": [t.to_dict() for t in states],
+                                "serving": serving.to_dict(), "events": [event_to_dict(e) for e in history]})
             return
-        console.print(f"[bold]{mv.name}:{mv.version}[/]  {mv.state.value}"
-                      + (f"  aliases: {', '.join(aliases)}" if aliases else "") + f"  created {when(mv.created_at)}")
+        head = Text.assemble((f"{mv.name}:{mv.version}", "bold"), "  ", state_text(mv.state.value))
+        if "stored_state" in mv.info:
+            head.append(f" (stored as {mv.info['stored_state']!r}, a state this tidal does not know)", style="yellow")
+        head.append((f"  aliases: {', '.join(aliases)}" if aliases else "") + f"  created {when(mv.created_at)}")
+        console.print(head)
+        console.print(Text.assemble(("why serving: " if serving.serving else "not serving: ", "bold"),
+                                    serving.text))
         if mv.reasons:
             console.print("[red]rejected because[/] " + escape("; ".join(mv.reasons)))
         console.print("metrics (holdout): " + ", ".join(f"{k} {fmt(v)}" for k, v in mv.metrics.items()))
@@ -199,6 +218,7 @@ def models_show(ref: Annotated[str, typer.Argument(help="NAME, NAME:VERSION or N
                       f" · environment {str(lin.environment_digest)[:12]} · artifact {mv.artifact_digest[:12]}"
                       + (f" · continued from {lin.continued_from.get('name')}:{lin.continued_from.get('version')}"
                          if lin.continued_from else ""))
+        console.print(states_table(states))
         console.print(events_table(history))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -14,6 +14,9 @@ from rich.text import Text
 from tidal.core.entities import Event, ModelVersion, Report, Run, StepRecord, StepStatus
 from tidal.core.text import count
 from tidal.spec.metrics import LOWER_IS_BETTER
+
+if TYPE_CHECKING:
+    from tidal.registry import Transition
 
 STATUS_STYLE = {
     StepStatus.DONE: ("✓", "green"), StepStatus.REUSED: ("↺", "cyan"), StepStatus.FAILED: ("✗", "red"),
@@ -90,14 +93,33 @@ def steps_table(steps: list[StepRecord]) -> Table:
     return table
 
 
+#: how each model state is shown
+STATE_STYLE = {"prototype": "dim", "validated": "green", "rejected": "red", "deployed": "bold green",
+               "monitored": "bold green", "improved": "cyan", "retired": "dim", "unknown": "yellow"}
+
+
+def state_text(state: str) -> Text:
+    return Text(state, style=STATE_STYLE.get(state, ""))
+
+
+def states_table(transitions: list[Transition]) -> Table:
+    """A version's state history: each move with its time, from, to and why."""
+    table = Table(title="state history", title_justify="left")
+    for col in ("time", "from", "to", "why"):
+        table.add_column(col, overflow="fold")
+    for t in transitions:
+        table.add_row(when(t.time), state_text(t.from_state) if t.from_state else Text("—", style="dim"),
+                      state_text(t.to), Text(t.reason))
+    return table
+
+
 def models_table(versions: list[ModelVersion], aliases: dict[tuple[str, int], list[str]]) -> Table:
     table = Table(title="models", title_justify="left")
     for col in ("model", "version", "state", "aliases", "created", "metrics", "run"):
         table.add_column(col)
     for mv in versions:
-        style = {"validated": "green", "rejected": "red", "deployed": "bold green"}.get(mv.state.value, "")
         metrics = "  ".join(f"{k} {v:.4f}" for k, v in list(mv.metrics.items())[:3])
-        table.add_row(Text(mv.name), str(mv.version), Text(mv.state.value, style=style),
+        table.add_row(Text(mv.name), str(mv.version), state_text(mv.state.value),
                       ", ".join(aliases.get((mv.name, mv.version), [])), when(mv.created_at), metrics,
                       mv.run_id[:12])
     return table
@@ -115,6 +137,7 @@ def events_table(events: list[Event]) -> Table:
 
 def model_to_dict(mv: ModelVersion, aliases: list[str]) -> dict[str, Any]:
     return {"name": mv.name, "version": mv.version, "state": mv.state.value, "aliases": aliases,
+            **({"stored_state": mv.info["stored_state"]} if "stored_state" in mv.info else {}),
             "created_at": mv.created_at.isoformat(), "run_id": mv.run_id, "artifact": mv.artifact_digest,
             "format": mv.format, "task": mv.task, "signature": mv.signature.to_dict(), "metrics": mv.metrics,
             "lineage": mv.lineage.to_dict(), "reasons": mv.reasons}

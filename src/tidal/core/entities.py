@@ -34,13 +34,45 @@ class StepStatus(StrEnum):
 
 
 class ModelState(StrEnum):
-    """The lifecycle of a model version: candidate → validated | rejected → deployed → retired."""
+    """The lifecycle of a model version, as its users name it (DESIGN.md, "Model states")::
 
-    CANDIDATE = "candidate"
+        prototype ──gate──▶ validated ──▶ deployed ──▶ monitored ──▶ improved
+                     └────▶ rejected        │             │      └─▶ retired
+                                            └─────────────┴────────▶ retired
+
+    ``prototype``: trained, not yet gated. ``validated`` | ``rejected``: the gate's verdict (a canary or
+    shadow challenger that loses its trial on live traffic is rejected too). ``deployed``: serving, as
+    champion or as a canary or shadow challenger. ``monitored``: the first monitoring report on its live
+    traffic was made. ``improved``: replaced by a version it led to (the retrain it triggered passed the gate
+    and was promoted over it). ``retired``: taken out of service otherwise (rolled back, or replaced by a
+    version it did not lead to). A retired or improved version may serve again (a rollback restores it):
+    it is then ``deployed`` again. Every move is an Event (``model.state``) with its reason.
+
+    ``unknown`` is never stored: it is what a stored state this tidal does not know reads as
+    (:meth:`read`), so that a hand-edited or newer row never breaks a read.
+    """
+
+    PROTOTYPE = "prototype"
     VALIDATED = "validated"
     REJECTED = "rejected"
     DEPLOYED = "deployed"
+    MONITORED = "monitored"
+    IMPROVED = "improved"
     RETIRED = "retired"
+    UNKNOWN = "unknown"
+    #: the name of ``prototype`` before revision 0005 of the store (a stored ``candidate`` reads as prototype)
+    CANDIDATE = "prototype"
+
+    @classmethod
+    def read(cls, value: str) -> ModelState:
+        """The state a stored value names: ``candidate`` (its old name) is prototype; a value this tidal does
+        not know is :attr:`UNKNOWN` rather than an error."""
+        if value == "candidate":
+            return cls.PROTOTYPE
+        try:
+            return cls(value)
+        except ValueError:
+            return cls.UNKNOWN
 
 
 @dataclass

@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from tidal.core.entities import Event, Lease, ModelState, ModelVersion
+from tidal.core.entities import Event, Lease, ModelVersion
 from tidal.core.errors import TidalError
 from tidal.evaluate.metrics import primary_metric
 from tidal.loop import rebuild
@@ -33,7 +33,7 @@ from tidal.loop.pipeline import RunResult, TrainingPipeline
 from tidal.loop.policy import Decision, Observation, decide, estimated_observation
 from tidal.loop.state import Failure, LoopState, Retraining, state_key
 from tidal.loop.trials import Trials
-from tidal.registry import CHALLENGER, CHAMPION, subject
+from tidal.registry import CHALLENGER, CHAMPION, SERVABLE, subject
 
 
 @dataclass
@@ -247,7 +247,8 @@ class Controller:
             frame, label = self.training_frame() if parent is None else new_rows(self.ctx, parent)
             pipeline = TrainingPipeline(self.ctx, trigger=f"loop:{trigger}", frame=frame, frame_source=label,
                                         promote=CHAMPION if kind == "direct" else CHALLENGER, refit=spec.retrain.refit,
-                                        parent=parent)
+                                        parent=parent, triggered_by=self._triggered_by(champion, trigger, reasons,
+                                                                                       started))
             result = pipeline.run()
         except Exception as exc:  # whatever broke the retrain, the loop records it and goes on
             # A user's mistake reads as its message; anything else keeps its type so it can be reported.
@@ -279,18 +280,31 @@ class Controller:
                         f"{mv.state.value}); the champion {self.name}:{champion.version} stays",
                         {"trigger": trigger, "version": mv.version, "state": mv.state.value}, mv.version)
             return
-        if mv.state != ModelState.VALIDATED:
+        if mv.state not in SERVABLE:
             return  # rejected: the pipeline recorded why (gate.failed); the champion stays
         alias = CHAMPION if kind == "direct" else CHALLENGER
         current = self.ctx.store.get_alias(self.name, alias)
         if resumed and (current is None or current.version != mv.version):
             self.ctx.registry.set_alias(self.name, alias, mv.version, trigger=f"loop:{trigger}",
-                                        reason=f"passed the gate in run {result.run.id[:8]} (retried)")
+                                        reason=f"passed the gate in run {result.run.id[:8]} (retried)", serves=True)
         if kind == "direct":
             self.trials.start_watch(state, new=mv, old=champion)
         elif mv.version != champion.version:
             self.trials.start_trial(state, new=mv, champion=champion, kind=kind)
         self._save(state)
+
+    def _triggered_by(self, champion: ModelVersion, trigger: str, reasons: list[str],
+                      started: datetime) -> dict[str, Any]:
+        """What started a retrain, for its run and its version's lineage: the champion serving then, the
+        trigger and why, and the ``loop.retrain`` event that recorded it (the tick's, or the newest one
+        about that champion when a retrain left by a killed controller is run again)."""
+        event = next((e for e in reversed(self._events) if e.kind == "loop.retrain"), None)
+        if event is None:
+            found = self.ctx.store.list_events(subject=subject(self.name, champion.version), kind="loop.retrain",
+                                               limit=1)
+            event = found[-1] if found else None
+        return {"name": self.name, "version": champion.version, "trigger": trigger, "why": "; ".join(reasons),
+                "time": started.isoformat(timespec="seconds"), "event": None if event is None else event.id}
 
     # -- running --------------------------------------------------------------------------------
     def run(self, *, interval_s: float, max_ticks: int | None = None,

@@ -5,11 +5,12 @@ Shared by ``Workspace.monitor`` (``tidal monitor``) and the controller's ticks, 
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from datetime import datetime
 from typing import Any
 
-from tidal.core.entities import Event, ModelVersion, Report, UnreadableBatch
+from tidal.core.entities import Event, ModelState, ModelVersion, Report, UnreadableBatch
 from tidal.core.text import count
 from tidal.loop.context import LoopContext
 from tidal.loop.state import state_key
@@ -45,14 +46,36 @@ def monitor_once(
     if failed is not None:  # a loop that cannot retrain is part of the model's health: the report says so
         report.body["loop"] = {"last_retrain_failed": failed}
     if record and preds:
-        ctx.store.save_report(report)
-        if report.alerts:
-            ctx.store.append_event(Event(
-                kind="monitor.alert", subject=subject(mv.name, mv.version), time=ctx.clock.now(),
-                message=f"{mv.name}:{mv.version}: " + "; ".join(report.alerts),
-                data={"report": report.id, "alerts": report.alerts, "drift_share": report.drift_share,
-                      "drifted": report.drifted, "window": report.window}))
+        own = sum(1 for p in preds if p.version == mv.version)
+        first = bool(own) and mv.state is ModelState.DEPLOYED
+        # the first report on a deployed version's own live traffic makes it ``monitored``: stored together
+        with ctx.store.atomic() if first else contextlib.nullcontext():
+            ctx.store.save_report(report)
+            if report.alerts:
+                ctx.store.append_event(Event(
+                    kind="monitor.alert", subject=subject(mv.name, mv.version), time=ctx.clock.now(),
+                    message=f"{mv.name}:{mv.version}: " + "; ".join(report.alerts),
+                    data={"report": report.id, "alerts": report.alerts, "drift_share": report.drift_share,
+                          "drifted": report.drifted, "window": report.window}))
+            if first:
+                ctx.registry.transition(mv.name, mv.version, ModelState.MONITORED, only_from=[ModelState.DEPLOYED],
+                                        reason=f"first monitoring report since it was deployed ({report.id[:8]}), on "
+                                               f"{count(own, 'live prediction')}: {_summary(report)}",
+                                        data={"report": report.id})
     return report
+
+
+def _summary(report: Report) -> str:
+    """What a report found, in a few words: the drift share, the performance if labelled rows were scored,
+    and its alerts."""
+    perf = report.body.get("performance") or {}
+    metrics = {k: v for k, v in (perf.get("metrics") or {}).items() if isinstance(v, int | float)}
+    parts = [f"drift share {report.drift_share:.2f}"]
+    if metrics:
+        parts.append(", ".join(f"{k} {v:.3f}" for k, v in list(metrics.items())[:2])
+                     + f" on {count(int(perf.get('labelled', 0) or 0), 'labelled row')}")
+    parts.append(f"{count(len(report.alerts), 'alert')}")
+    return "; ".join(parts)
 
 
 def last_failure(ctx: LoopContext, name: str) -> dict[str, Any] | None:

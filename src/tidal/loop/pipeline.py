@@ -56,6 +56,7 @@ class TrainingPipeline:
         self, ctx: LoopContext, *, listener: StepListener | None = None, trigger: str = "manual",
         use_cache: bool = True, frame: pd.DataFrame | None = None, frame_source: str = "",
         promote: str | None = None, refit: bool = False, parent: ModelVersion | None = None,
+        triggered_by: dict[str, Any] | None = None,
     ) -> None:
         """``frame`` replaces reading ``data.source`` (the loop passes source rows plus labelled
         predictions; the backtest passes the rows seen so far); ``frame_source`` describes it.
@@ -66,12 +67,16 @@ class TrainingPipeline:
         its heartbeat every ``ctx.heartbeat_s`` seconds (none when it is None, as in a backtest).
         ``parent``: the train step continues this version's fitted pipeline on the training rows
         (:func:`tidal.train.continued.continue_fit`, ``retrain.mode: incremental``) instead of fitting one, and
-        a ``refit`` continues the gated model on the holdout rows; the version's lineage names the parent."""
+        a ``refit`` continues the gated model on the holdout rows; the version's lineage names the parent.
+        ``triggered_by``: the retrain that started this run (the loop's ``loop.retrain``: the version serving
+        then, the trigger and why), kept in the run's info and the version's ``lineage.extra`` so that the
+        registry can say the old version was ``improved`` by it, and "why is it serving?" reaches the trigger."""
         self.ctx, self.spec = ctx, ctx.spec
         self.store, self.artifacts, self.registry, self.clock = ctx.store, ctx.artifacts, ctx.registry, ctx.clock
         self.listener, self.trigger, self.use_cache = listener, trigger, use_cache
         self.frame, self.frame_source = frame, frame_source or "frame"
         self.promote, self.refit, self.parent = promote, refit, parent
+        self.triggered_by = dict(triggered_by) if triggered_by else None
         self._frames: dict[str, pd.DataFrame] = {}
         self._models: dict[str, Any] = {}
         self._refits: dict[tuple[str, str, str], str] = {}
@@ -110,7 +115,7 @@ class TrainingPipeline:
                   spec_digest=spec.digest, trigger=self.trigger,
                   info={"git": git_commit(self.ctx.root), "environment": environment(),
                         "environment_digest": environment_digest(), "executor": self.ctx.executor.name,
-                        "owner": owner_info()},
+                        "owner": owner_info(), **({"triggered_by": self.triggered_by} if self.triggered_by else {})},
                   heartbeat_at=now if self.ctx.heartbeat_s is not None else None)
         self.store.create_run(run)
         tracker = Tracker(self.store, run.id, clock=self.clock, artifacts=self.artifacts)
@@ -403,6 +408,7 @@ class TrainingPipeline:
                             environment_digest=info.get("environment_digest"), seed=spec.model.seed,
                             estimator=spec.model.estimator, params=spec.model.params, source=info.get("source"),
                             continued_from=continued_from(self.parent),
+                            extra={"triggered_by": self.triggered_by} if self.triggered_by else {},
                             **({"gated_model": trained["model"], "refit": "train + holdout"}
                                if model_d != trained["model"] else {})),
             reasons=decision.failed,
@@ -424,10 +430,15 @@ class TrainingPipeline:
         # for `tidal promote`. The loop decides for itself (canary and shadow deploy the challenger first).
         alias = self.promote or (CHAMPION if self.spec.deploy.auto_promote else CHALLENGER)
         note = "" if alias == CHAMPION or self.promote else " (deploy.auto_promote is false)"
+        # a challenger serves beside the champion under a canary or shadow strategy; under direct it only
+        # names the version `tidal promote` may make champion
+        serves = alias == CHAMPION or (alias == CHALLENGER and self.spec.deploy.strategy.kind != "direct")
+        train = next((s for s in result.steps if s.name == "train"), None)
+        trained_at = None if train is None else (train.ended_at or train.started_at)
         return self.registry.register_gated(mv, result.decision or GateDecision(passed=True),
                                             alias=None if alias == "none" else alias,
                                             over=champion.version if champion else None, trigger=self.trigger,
-                                            run_id=result.run.id, note=note)
+                                            run_id=result.run.id, note=note, trained_at=trained_at, serves=serves)
 
 
 # -- the step functions the runner runs (stage functions with the pipeline's argument order) ------------

@@ -41,10 +41,17 @@ class Trials:
         strategy = self.ctx.spec.deploy.strategy
         state.trial = Trial(version=new.version, kind="canary" if kind == "canary" else "shadow",
                             since=self.ctx.clock.now(), champion=champion.version)
-        self._event(f"loop.{kind}_started",
-                    f"{self.name}:{new.version} deployed as {kind} beside champion {self.name}:{champion.version}"
-                    + (f" ({strategy.percent:g}% of traffic)" if kind == "canary" else ""),
-                    {"version": new.version, "champion": champion.version, "kind": kind}, new.version)
+        with self.ctx.store.atomic():
+            # deployed as it got the challenger alias (the registration); a version that got it otherwise
+            # (a controller killed before this step) is deployed here, with the trial's start
+            self.ctx.registry.transition(self.name, new.version, ModelState.DEPLOYED, only_from=[ModelState.VALIDATED],
+                                         reason=f"serving as {kind} challenger beside champion "
+                                                f"{self.name}:{champion.version}",
+                                         data={"alias": CHALLENGER, "trigger": f"loop:{kind}"})
+            self._event(f"loop.{kind}_started",
+                        f"{self.name}:{new.version} deployed as {kind} beside champion {self.name}:{champion.version}"
+                        + (f" ({strategy.percent:g}% of traffic)" if kind == "canary" else ""),
+                        {"version": new.version, "champion": champion.version, "kind": kind}, new.version)
 
     def metric(self, mv: ModelVersion) -> str:
         rb = self.ctx.spec.deploy.rollback

@@ -1,5 +1,18 @@
-"""The model registry: versions, states (candidate → validated | rejected → deployed → retired), aliases."""
+"""The model registry: versions, states (prototype → validated | rejected → deployed → monitored → improved |
+retired), aliases."""
 
-from tidal.registry.service import CHALLENGER, CHAMPION, Registry, subject
+from tidal.registry.service import (
+    CHALLENGER,
+    CHAMPION,
+    LIVE,
+    SERVABLE,
+    STATE_EVENT,
+    Registry,
+    Serving,
+    Transition,
+    subject,
+    triggered_by,
+)
 
-__all__ = ["CHALLENGER", "CHAMPION", "Registry", "subject"]
+__all__ = ["CHALLENGER", "CHAMPION", "LIVE", "SERVABLE", "STATE_EVENT", "Registry", "Serving", "Transition",
+           "subject", "triggered_by"]

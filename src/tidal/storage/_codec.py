@@ -207,12 +207,17 @@ def encode_model_version(mv: ModelVersion, version: int) -> dict[str, Any]:
 
 
 def decode_model_version(r: Row) -> ModelVersion:
+    # A state this tidal does not know (a row edited by hand) reads as ``unknown``, never as an error; what
+    # was stored is kept in ``info["stored_state"]`` so it can be shown (the row itself is not rewritten).
+    state, info = ModelState.read(r["state"]), loads(r["info"])
+    if state is ModelState.UNKNOWN and r["state"] != ModelState.UNKNOWN.value:
+        info = {**info, "stored_state": r["state"]}
     return ModelVersion(
-        name=r["name"], version=r["version"], state=ModelState(r["state"]), created_at=r["created_at"],
+        name=r["name"], version=r["version"], state=state, created_at=r["created_at"],
         run_id=r["run_id"], artifact_digest=r["artifact_digest"], format=r["format"], task=r["task"],
         signature=Signature.from_dict(loads(r["signature"]), task=r["task"]), metrics=loads(r["metrics"]),
         profile=loads(r["profile"]), lineage=Lineage.from_dict(loads(r["lineage"])), reasons=loads(r["reasons"]),
-        info=loads(r["info"]),
+        info=info,
     )
 
 

@@ -68,7 +68,7 @@ def test_a_first_run_registers_a_champion_with_every_step_recorded(tmp_path: Pat
     assert [s.name for s in result.steps] == list(STEPS)
     assert {s.status for s in result.steps} == {StepStatus.DONE}
     assert result.steps[0].explain == "ran: fresh data from test rows"
-    assert result.model is not None and (result.model.version, result.model.state) == (1, ModelState.VALIDATED)
+    assert result.model is not None and (result.model.version, result.model.state) == (1, ModelState.DEPLOYED)
     assert result.champion == 1 and result.decision is not None and result.decision.passed
     assert result.metrics["accuracy"] is not None and result.metrics["accuracy"] >= 0.6
     mv = ctx.registry.get("p", 1)
@@ -118,7 +118,9 @@ def test_a_rejected_candidate_is_registered_but_not_champion(tmp_path: Path) -> 
     assert result.decision is not None and not result.decision.passed
     assert result.model.reasons == result.decision.failed
     assert ctx.store.get_alias("p", CHAMPION) is None
-    assert [e.kind for e in ctx.store.list_events(subject="model:p:*")] == ["model.registered", "gate.failed"]
+    assert [e.kind for e in ctx.store.list_events(subject="model:p:*")] == ["model.state", "model.registered",
+                                                                            "gate.failed", "model.state"]
+    assert [t.to for t in ctx.registry.history("p", 1)] == ["prototype", "rejected"]
 
 
 def test_bad_data_fails_the_run_with_a_clear_error_and_skips_the_rest(tmp_path: Path) -> None:

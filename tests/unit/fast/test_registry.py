@@ -43,19 +43,24 @@ def test_register_numbers_versions_and_records_why() -> None:
     reg = registry()
     first, second = reg.register(version(), reason="first"), reg.register(version(), reason="second")
     assert (first.version, second.version) == (1, 2)
-    [event] = reg.store.list_events(subject="model:m:2")
+    trained, event, gated = reg.store.list_events(subject="model:m:2")
     assert event.kind == "model.registered"
     assert event.message == "m:2 registered as validated: second"
+    assert (trained.kind, trained.data["from"], trained.data["to"]) == ("model.state", None, "prototype")
+    assert (gated.kind, gated.data["from"], gated.data["to"], gated.data["reason"]) == (
+        "model.state", "prototype", "validated", "second")
     assert reg.champion("m") is None
 
 
 def test_register_gated_that_passes_records_the_gate_and_moves_the_alias_together() -> None:
     reg = registry()
     mv = reg.register_gated(version(), PASSED, alias=CHAMPION, over=None, trigger="test", run_id="abcdef1234")
-    assert (mv.version, mv.state) == (1, ModelState.VALIDATED)
+    assert (mv.version, mv.state) == (1, ModelState.DEPLOYED)  # validated by its gate, then put in service
     assert champion_of(reg) == 1
-    assert kinds(reg) == ["model.registered", "gate.passed", "alias.moved"]
-    gate, moved = reg.store.list_events(subject="model:m:1")[1:]
+    assert kinds(reg) == ["model.state", "model.registered", "gate.passed", "model.state", "alias.moved",
+                          "model.state"]
+    assert [t.to for t in reg.history("m", 1)] == ["prototype", "validated", "deployed"]
+    gate, moved = (e for e in reg.store.list_events(subject="model:m:1") if e.kind in ("gate.passed", "alias.moved"))
     assert gate.data == PASSED.to_dict()
     assert moved.data == {"alias": CHAMPION, "from": None, "to": 1, "reason": "passed the gate in run abcdef12",
                           "trigger": "test", "run_id": "abcdef1234"}
@@ -68,7 +73,9 @@ def test_register_gated_that_fails_moves_no_alias() -> None:
                             run_id="r" * 32)
     assert mv.state == ModelState.REJECTED
     assert reg.champion("m") is None
-    assert kinds(reg) == ["model.registered", "gate.failed"]
+    assert kinds(reg) == ["model.state", "model.registered", "gate.failed", "model.state"]
+    assert [(t.from_state, t.to, t.reason) for t in reg.history("m", 1)][1:] == [
+        ("prototype", "rejected", "accuracy 0.600 >= 0.700: failed")]
     assert reg.store.list_events(kind="gate.failed")[0].message == "m:1 rejected: accuracy 0.600 >= 0.700: failed"
 
 
@@ -197,15 +204,15 @@ def test_rollback_to_a_named_version_drops_what_came_after_it() -> None:
 def test_rollback_skips_versions_that_can_no_longer_serve() -> None:
     reg = registry()
     promoted(reg, 3)
-    reg.set_state("m", 2, ModelState.RETIRED, ["superseded"])
+    reg.set_state("m", 2, ModelState.REJECTED, ["found wrong later"])
     assert reg.rollback("m", reason="bad") == 1
 
 
 def test_rollback_to_a_version_that_cannot_serve_is_refused() -> None:
     reg = registry()
     promoted(reg, 2)
-    reg.set_state("m", 1, ModelState.RETIRED)
-    with pytest.raises(AliasConflict, match="m:1 is retired"):
+    reg.set_state("m", 1, ModelState.REJECTED)
+    with pytest.raises(AliasConflict, match="m:1 is rejected"):
         reg.rollback("m", reason="bad", to=1)
     assert champion_of(reg) == 2
 

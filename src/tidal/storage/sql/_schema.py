@@ -26,7 +26,7 @@ from sqlalchemy.engine import Dialect
 #: The Alembic revision this code expects. Opening a store compares the database's revision with this
 #: constant (one cheap SELECT) before deciding whether Alembic needs to run at all.
 #: A test checks it is the head of ``migrations/versions``.
-SCHEMA_REVISION = "0004"
+SCHEMA_REVISION = "0005"
 
 #: Text sorted in code point order on every backend (see the module docstring).
 KeyText = sa.Text().with_variant(postgresql.TEXT(collation="C"), "postgresql")
