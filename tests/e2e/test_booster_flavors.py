@@ -126,3 +126,23 @@ def test_string_classes_are_served_as_strings_and_a_champion_hot_swaps_across_fl
         assert version == 2 and answer["predictions"] == ["setosa"], answer
     with Workspace.open(project) as ws:
         assert ws.registry.champion("iris").info["flavor"] == "lightgbm"  # type: ignore[union-attr]
+
+
+def test_a_missing_extra_stops_tidal_run_in_one_line_with_nothing_registered(small_project: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    spec = (small_project / "tidal.yaml").read_text()
+    (small_project / "tidal.yaml").write_text(spec.replace("sklearn.ensemble.HistGradientBoostingClassifier",
+                                                           "xgboost.XGBClassifier").replace("max_iter", "n_estimators"))
+    code = ("import sys; sys.modules['xgboost'] = None  # as if the extra were not installed\n"
+            "from tidal.cli.main import main; sys.exit(main(['-C', sys.argv[1], 'run']))")
+    proc = subprocess.run([sys.executable, "-c", code, str(small_project)], capture_output=True, text=True,
+                          env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    errors = [line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("error:")]
+    assert errors == ["error: model.estimator xgboost.XGBClassifier needs the xgboost extra: "
+                      "pip install 'tidal[xgboost]'"], proc.stdout + proc.stderr
+    with Workspace.open(small_project) as ws:
+        assert ws.registry.list("elec2") == []
