@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from tidal.core.entities import Event, ModelState, ModelVersion, Run, RunStatus, SnapshotInfo
@@ -25,7 +26,7 @@ from tidal.core.signature import Lineage, Signature
 from tidal.data import steps as data_steps
 from tidal.data.codec import target_array
 from tidal.data.history import add_label_features, feature_kinds
-from tidal.data.prepare import feature_columns, infer_task
+from tidal.data.prepare import as_model_input, feature_columns, infer_task
 from tidal.data.schema import infer_schema
 from tidal.data.snapshot import canonical_parquet_bytes, read_snapshot_bytes
 from tidal.evaluate import Champion, Evaluation, GateDecision, evaluate_model, gate_decision
@@ -41,7 +42,7 @@ from tidal.registry import CHALLENGER, CHAMPION
 from tidal.spec.model import LabelFeaturesSpec
 from tidal.train.continued import continue_fit
 from tidal.train.estimator import import_estimator
-from tidal.train.fit import TrainResult, fit_pipeline
+from tidal.train.fit import TrainResult, fit_pipeline, predict_frame
 from tidal.train.flavors import flavor_for, get_flavor
 from tidal.train.tracking import Tracker
 
@@ -80,6 +81,7 @@ class TrainingPipeline:
         self._frames: dict[str, pd.DataFrame] = {}
         self._models: dict[str, Any] = {}
         self._refits: dict[tuple[str, str, str], str] = {}
+        self._served: dict[tuple[str, str], str | None] = {}
 
     # -- the stores ------------------------------------------------------------------------------
     def _frame(self, digest: str) -> pd.DataFrame:
@@ -346,8 +348,10 @@ class TrainingPipeline:
 
         registered = runner.step("register", register, inputs={}, cacheable=False,
                                  why_always="a model that is not registered yet").outputs
-        if registered["regated"]:
-            runner.amend("gate", result.decision.to_dict(), "; ".join(registered["regated"]))
+        served = [r for r in result.decision.failed if r.startswith(SERVED)] if result.decision else []
+        if registered["regated"] or served:
+            assert result.decision is not None
+            runner.amend("gate", result.decision.to_dict(), "; ".join([*registered["regated"], *served]))
         return int(registered["version"])
 
     # -- pieces ----------------------------------------------------------------------------------
@@ -392,7 +396,7 @@ class TrainingPipeline:
         model = self._model(model_d, trained["flavor"])
         classes = getattr(model, "classes_", None)
         info = result.run.info
-        return ModelVersion(
+        mv = ModelVersion(
             name=spec.name, version=0, state=ModelState.VALIDATED if decision.passed else ModelState.REJECTED,
             created_at=self.clock.now(), run_id=result.run.id, artifact_digest=model_d, format=trained["format"],
             task=task,
@@ -413,6 +417,32 @@ class TrainingPipeline:
                                if model_d != trained["model"] else {})),
             reasons=decision.failed,
             info={"flavor": trained["flavor"], "gate": decision.to_dict(), "train_metrics": evaluation.train})
+        if decision.passed and (why := self._served_differs(mv, model, holdout_d, columns, kinds)) is not None:
+            # served = validated: a version whose stored form would not answer as the gated model did is rejected
+            refused = result.decision = GateDecision(passed=False, reasons=[*decision.reasons, why], failed=[why],
+                                                     champion=decision.champion)
+            return replace(mv, state=ModelState.REJECTED, reasons=[why], info={**mv.info, "gate": refused.to_dict()})
+        return mv
+
+    def _served_differs(self, mv: ModelVersion, model: Any, holdout_d: str, columns: list[str],
+                        kinds: dict[str, str]) -> str | None:
+        """Why ``mv``'s stored artifact, loaded back as the server loads it (:meth:`Registry.load`: the digest
+        checked, then its flavor's ``load``), does not predict the holdout exactly as ``model``, the model in
+        memory that was evaluated and gated, did; None when it does. Exactly: the same predictions and
+        bit-for-bit the same probabilities (the same library on the same rows in the same process gives the
+        same numbers, unless the stored form lost or changed something: any tolerance would let that through)."""
+        key = (mv.artifact_digest, holdout_d)
+        if key not in self._served:
+            X = as_model_input(self._frame(holdout_d), columns, kinds)
+            want = predict_frame(model, X)
+            try:
+                got = predict_frame(self.registry.load(mv), X)
+            except Exception as exc:  # the server could not load or run it either
+                self._served[key] = (f"{SERVED}: the stored model cannot be loaded and run as the server "
+                                     f"does it: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+            else:
+                self._served[key] = _served_difference(want, got)
+        return self._served[key]
 
     def _profile(self, prof_d: str, train_d: str, holdout_d: str, columns: list[str],
                  evaluation: Evaluation) -> dict[str, Any]:
@@ -464,6 +494,30 @@ def _collect_step(data: Any, base_dir: Path, project: str, created_at: datetime,
                   label: str) -> tuple[SnapshotInfo, bytes]:
     return data_steps.collect(data, base_dir=base_dir, project=project, created_at=created_at, frame=frame,
                               label=label)
+
+
+SERVED = "served = validated"
+
+
+def _served_difference(want: tuple[np.ndarray, np.ndarray | None],
+                       got: tuple[np.ndarray, np.ndarray | None]) -> str | None:
+    """What differs between the in-memory model's holdout outputs (``want``) and the stored one's, or None."""
+    (pred, proba), (pred2, proba2) = want, got
+    if pred.shape != pred2.shape:
+        return f"{SERVED}: the stored model answers {pred2.shape[0]} predictions for {pred.shape[0]} rows"
+    differ = sum(a != b and not (a != a and b != b)  # NaN (a != a) equals NaN here
+                 for a, b in zip(pred.tolist(), pred2.tolist(), strict=True))
+    note = ""
+    if proba is not None or proba2 is not None:
+        if proba is None or proba2 is None or proba.shape != proba2.shape:
+            return f"{SERVED}: the stored model does not give the class probabilities the model did"
+        if not np.array_equal(proba, proba2, equal_nan=True):
+            gap = np.nanmax(np.abs(proba.astype(np.float64) - proba2.astype(np.float64)))
+            note = f", probabilities up to {gap:.3g} apart"
+    if differ == 0 and not note:
+        return None
+    return (f"{SERVED}: the stored model predicts the holdout differently from the model that was gated "
+            f"({differ} of {pred.shape[0]} predictions differ{note}): it would not serve what was validated")
 
 
 def _artifact(digest: str, key: str) -> dict[str, Any]:

@@ -8,6 +8,7 @@ before anything is called.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 from collections.abc import Mapping
@@ -15,7 +16,8 @@ from difflib import get_close_matches
 from typing import Any
 
 from tidal.core.errors import TrainingError
-from tidal.train.flavors import accepting_flavor
+from tidal.train.flavors import accepting_flavor, module_flavor
+from tidal.train.flavors.base import missing_extra
 
 _EXPECTED = ("a scikit-learn estimator class (a subclass of sklearn.base.BaseEstimator) or a class a registered "
              "flavor accepts, e.g. sklearn.ensemble.HistGradientBoostingClassifier")
@@ -33,6 +35,9 @@ def import_estimator(dotted: str) -> type:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
+        flavor = module_flavor(module_name)
+        if flavor is not None and flavor.extra and _missing(flavor.modules[0]):
+            raise missing_extra(flavor, f"model.estimator {dotted}") from None
         raise TrainingError(f"model.estimator: cannot import module {module_name!r} ({exc})",
                             hint="check the spelling, or install the package that provides it") from exc
     cls = getattr(module, cls_name, None)
@@ -50,15 +55,40 @@ def import_estimator(dotted: str) -> type:
     return cls
 
 
+def _missing(module: str) -> bool:
+    """Whether the top-level ``module`` cannot be imported at all (not installed, or blocked)."""
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return True
+    return False
+
+
+def _parameters(cls: type) -> tuple[set[str], bool]:
+    """The parameter names ``cls`` takes, and whether it also takes any other keyword (``**kwargs``: XGBoost
+    and LightGBM hand those to the library, which checks them itself, e.g. LightGBM's ``verbose``)."""
+    try:
+        signature = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        return set(), True
+    named = {n for n, p in signature.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+    open_ended = any(p.kind == p.VAR_KEYWORD for p in signature.values())
+    if open_ended:
+        # the parameters the estimator declares beyond its signature (XGBoost's random_state, n_jobs...); an
+        # estimator that cannot be built bare has its signature only
+        with contextlib.suppress(Exception):
+            named |= set(cls().get_params(deep=False))
+    return named, open_ended
+
+
 def build_estimator(dotted: str, params: Mapping[str, Any], seed: int | None) -> Any:
     """An unfitted estimator; ``seed`` goes to ``random_state`` when the estimator has one and the
-    params do not set it, so a run is reproducible without the user thinking about it."""
+    params do not set it, so a run is reproducible without the user thinking about it. Params pass
+    through unchanged; a name the estimator does not take is refused here, unless its class takes any
+    keyword (``**kwargs``) and leaves the check to its library."""
     cls = import_estimator(dotted)
-    try:
-        accepted = set(inspect.signature(cls).parameters)
-    except (TypeError, ValueError):
-        accepted = set()
-    unknown = [k for k in params if accepted and k not in accepted]
+    accepted, open_ended = _parameters(cls)
+    unknown = [k for k in params if accepted and not open_ended and k not in accepted]
     if unknown:
         key = unknown[0]
         close = get_close_matches(key, sorted(accepted), n=1)

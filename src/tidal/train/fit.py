@@ -17,6 +17,7 @@ from tidal.data.codec import target_array
 from tidal.data.prepare import as_model_input, build_preprocessor
 from tidal.spec.model import ModelSpec, PrepareSpec
 from tidal.train.estimator import build_estimator, iteration_curves
+from tidal.train.flavors import accepting_flavor
 
 
 @dataclass
@@ -41,17 +42,24 @@ def fit_pipeline(
     pipe = Pipeline([("prepare", build_preprocessor(prepare, kinds, columns)), ("model", built)])
     X = as_model_input(train, columns, kinds)
     y = target_array(train[target])
+    # the flavor fits (the booster flavors log each round's training loss, and encode labels XGBoost cannot use)
+    flavor = accepting_flavor(type(built))
+    curves: dict[str, list[float]] = {}
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            pipe.fit(X, y)
+            if flavor is None:  # build_estimator refuses such a class first
+                pipe.fit(X, y)
+            else:
+                curves = flavor.fit(pipe, X, y)
         except (ValueError, TypeError) as exc:
             raise TrainingError(f"training {estimator.rsplit('.', 1)[-1]} failed: {exc}",
                                 hint="check the data types and model.params") from exc
     seconds = time.perf_counter() - start
     notes = sorted({f"{w.category.__name__}: {w.message}" for w in caught})
-    return TrainResult(model=pipe, columns=list(columns), curves=iteration_curves(pipe.named_steps["model"]),
+    return TrainResult(model=pipe, columns=list(columns),
+                       curves={**iteration_curves(pipe.named_steps["model"]), **curves},
                        fit_seconds=seconds, warnings=notes)
 
 

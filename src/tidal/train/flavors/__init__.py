@@ -6,7 +6,9 @@ from typing import Any
 
 from tidal.core.errors import PluginNotFound
 from tidal.train.flavors.base import Flavor
+from tidal.train.flavors.lightgbm_flavor import LightGBMFlavor
 from tidal.train.flavors.sklearn import SklearnFlavor
+from tidal.train.flavors.xgboost_flavor import XGBoostFlavor
 
 _FLAVORS: dict[str, Flavor] = {}
 
@@ -32,6 +34,15 @@ def flavor_for(model: Any) -> Flavor:
     raise PluginNotFound("flavor", type(model).__name__, _FLAVORS)
 
 
+def module_flavor(module: str) -> Flavor | None:
+    """The registered flavor whose library provides the module ``module`` (``xgboost.sklearn``), or None."""
+    root = module.split(".")[0]
+    for flavor in _FLAVORS.values():
+        if root in flavor.modules:
+            return flavor
+    return None
+
+
 def accepting_flavor(cls: type) -> Flavor | None:
     """The first registered flavor that accepts ``cls`` as a ``model.estimator`` class, or None."""
     for flavor in _FLAVORS.values():
@@ -40,6 +51,11 @@ def accepting_flavor(cls: type) -> Flavor | None:
     return None
 
 
+# The booster flavors first: their estimators are scikit-learn estimators too, which the sklearn flavor
+# would otherwise claim (and store with skops, which refuses their boosters when it loads them).
+register_flavor(XGBoostFlavor())
+register_flavor(LightGBMFlavor())
 register_flavor(SklearnFlavor())
 
-__all__ = ["Flavor", "SklearnFlavor", "accepting_flavor", "flavor_for", "get_flavor", "register_flavor"]
+__all__ = ["Flavor", "LightGBMFlavor", "SklearnFlavor", "XGBoostFlavor", "accepting_flavor", "flavor_for",
+           "get_flavor", "module_flavor", "register_flavor"]

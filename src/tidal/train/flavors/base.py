@@ -27,13 +27,19 @@ Worked example — a flavor for a library with its own JSON format::
     register_flavor(MyBoosterFlavor())
 
 and tidal.yaml then names the estimator as usual (``model.estimator: mybooster.Booster``). Check a
-new flavor with :func:`tidal.train.flavors.checks.check_flavor`.
+new flavor with :func:`tidal.train.flavors.checks.check_flavor`. The XGBoost and LightGBM flavors
+(:mod:`tidal.train.flavors.xgboost_flavor`, :mod:`tidal.train.flavors.lightgbm_flavor`) are complete
+examples for a library whose estimators sit in tidal's ``(prepare, model)`` pipeline.
 """
 
 from __future__ import annotations
 
+import importlib
 from abc import ABC, abstractmethod
+from types import ModuleType
 from typing import Any
+
+from tidal.core.errors import TrainingError
 
 
 class Flavor(ABC):
@@ -41,6 +47,11 @@ class Flavor(ABC):
 
     name: str = ""
     format: str = ""
+    #: The pip extra that installs the library this flavor needs (``pip install 'tidal[EXTRA]'``); "" for none.
+    extra: str = ""
+    #: The top-level modules of that library: a ``model.estimator`` in one of them that does not import is
+    #: reported as this flavor's missing extra.
+    modules: tuple[str, ...] = ()
 
     @abstractmethod
     def handles(self, model: Any) -> bool:
@@ -59,3 +70,23 @@ class Flavor(ABC):
         registered flavor accepts it (the sklearn flavor: ``BaseEstimator`` subclasses). Checked before the
         class is called; the default accepts nothing."""
         return False
+
+    def fit(self, model: Any, X: Any, y: Any) -> dict[str, list[float]]:
+        """Fit ``model`` (tidal's ``(prepare, model)`` pipeline, whose estimator this flavor accepts) on ``X``
+        and ``y``, in place; returns per-iteration curves by metric name (``curve.train.logloss``), if the
+        library records any. The default is ``model.fit(X, y)`` and no curves."""
+        model.fit(X, y)
+        return {}
+
+    def library(self, what: str) -> ModuleType:
+        """The flavor's library (``modules[0]``), or a :class:`TrainingError` in one line naming the extra to
+        install; ``what`` says who needs it (``model.estimator xgboost.XGBClassifier``)."""
+        try:
+            return importlib.import_module(self.modules[0])
+        except ImportError:
+            raise missing_extra(self, what) from None
+
+
+def missing_extra(flavor: Flavor, what: str) -> TrainingError:
+    """The one-line error for a flavor whose library is not installed."""
+    return TrainingError(f"{what} needs the {flavor.extra} extra: pip install 'tidal[{flavor.extra}]'")
