@@ -223,7 +223,7 @@ def stages(built: dict[str, Any], n_rows: int, folder: Path) -> dict[str, float]
         mv = ws.registry.champion("cancer")
         model = ws.registry.load(mv)
         fast = build_predictor(model, mv.signature, mv.profile, task=mv.task)
-        generic = GenericPredictor(model, built["columns"], mv.signature["columns"], classifier=True)
+        generic = GenericPredictor(model, built["columns"], mv.signature.columns, classifier=True)
         body = json.dumps({"instances": (built["rows"] * 2)[:n_rows]}).encode()
         rows = orjson.loads(body)["instances"]
         out = fast.predictor.arrays(rows)
