@@ -292,3 +292,40 @@ def test_openapi_lists_the_v2_routes_and_invocations(bad: tuple[httpx.Client, Pa
     assert http.get("/v2/health/live").json() == {"live": True}
     assert http.get("/v2/health/ready").json() == {"ready": True}
     assert http.get("/v2/models/elec2/ready").json() == {"name": "elec2", "ready": True}
+
+
+def test_the_documented_routes_answer_as_the_hot_path(project: Path) -> None:
+    """FastAPI's declared /invocations and infer routes (reached when the app is mounted without TidalApp's
+    hot path) answer as the hot path does."""
+    import asyncio
+
+    from tests.serve.test_app import running
+    from tidal.serve import create_app
+
+    async def scenario() -> None:
+        app = create_app(project)
+        async with running(app) as hot:
+            inner = httpx.AsyncClient(transport=httpx.ASGITransport(app=app.fastapi), base_url="http://tidal")
+            doc = {"inputs": good(2), "outputs": [{"name": "predict"}, {"name": "probabilities"}]}
+            values = {c: np.array([ROW[c]] * 2).tobytes() for c in COLUMNS}
+            body, length = binary_body(values, n=2)
+            binary = {"content": body, "headers": {"inference-header-content-length": str(length)}}
+            binary_out = {"inputs": good(2), "outputs": [{"name": "predict", "parameters": {"binary_data": True}}]}
+            for path, kwargs in (("/v2/models/elec2/infer", {"json": doc}), ("/v2/models/elec2/infer", binary),
+                                 ("/v2/models/elec2/infer", {"json": binary_out}),
+                                 ("/invocations", {"json": {"instances": [ROW, ROW]}})):
+                a, b = await hot.post(path, **kwargs), await inner.post(path, **kwargs)
+                assert a.status_code == b.status_code == 200, (a.text, b.text)
+                assert a.headers["content-type"] == b.headers["content-type"]
+                if path == "/invocations":
+                    assert a.json()["predictions"] == b.json()["predictions"]
+                elif kwargs.get("json") is binary_out:  # no ids asked for: the same bytes
+                    assert a.content == b.content and a.headers["content-type"] == "application/octet-stream"
+                    assert a.headers["inference-header-content-length"] == b.headers["inference-header-content-length"]
+                else:
+                    assert a.json()["outputs"][:2] == b.json()["outputs"][:2]
+            wrong = await inner.post("/v2/models/nope/infer", json=doc)
+            assert wrong.status_code == 404 and "no model named 'nope'" in wrong.json()["error"]
+            await inner.aclose()
+
+    asyncio.run(scenario())
