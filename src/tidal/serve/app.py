@@ -1,15 +1,18 @@
 """The ASGI application: :func:`create_app` wires a workspace into a server.
 
 Two layers, one behaviour. :class:`TidalApp` is the ASGI callable uvicorn runs: it answers the hot
-routes (``POST /predict``, ``POST /feedback``) itself, straight from the ASGI messages (measured: FastAPI's
+routes (``POST /predict``, ``POST /feedback``, ``POST /invocations`` and the Open Inference Protocol's
+``POST /v2/models/{name}/infer``) itself, straight from the ASGI messages (measured: FastAPI's
 routing and request object cost about 80 µs a request, as much as the compiled model's own work), and
 hands everything else to a FastAPI app: ``/healthz``, ``/readyz``, ``/metrics``, ``/model``, the OpenAPI
-docs at ``/docs``, and JSON 404/405 answers. FastAPI also declares ``/predict`` and ``/feedback`` (so the
-docs show them) and runs them through the same :class:`~tidal.serve.service.Service` code when it is
-reached directly.
+docs at ``/docs``, the Open Inference Protocol's health and metadata routes (``/v2/...``,
+:mod:`tidal.serve.v2`), and JSON 404/405 answers. FastAPI also declares the hot routes (so the docs
+show them) and runs them through the same :class:`~tidal.serve.service.Service` code when it is reached
+directly.
 
-Every error is ``{"error": "..."}`` (plus ``error_id`` for a server-side failure). ``/predict`` and
-``/feedback`` take JSON bodies only (415 otherwise, see :mod:`tidal.serve.body`); no answer carries CORS
+Every error is ``{"error": "..."}`` (plus ``error_id`` for a server-side failure). ``/predict``,
+``/feedback`` and ``/invocations`` take JSON bodies only (415 otherwise, see :mod:`tidal.serve.body`; the
+infer route also takes Triton's binary bodies, see :mod:`tidal.serve.v2`); no answer carries CORS
 headers, so a web page on another origin cannot have a browser send them JSON. ``HEAD`` is answered as
 ``GET`` is, without the body. Answers show neither the process id nor filesystem paths: the server log
 lines carry those (each with the process id of the worker that wrote it).
@@ -257,7 +260,7 @@ def create_app(root: Path, *, shared_log: bool = False, **overrides: Any) -> Tid
             metrics.process_exit()
             ws.close()
 
-    v2 = OpenInference(service, ws.spec.name, max_request_bytes=deploy.max_request_bytes)
+    v2 = OpenInference(service, ws.spec.name)
     inner = _fastapi(service, metrics, lifespan, max_request_bytes=deploy.max_request_bytes, model=ws.spec.name,
                      v2=v2)
     return TidalApp(service, inner, metrics, max_request_bytes=deploy.max_request_bytes, reloader=reloader, v2=v2)

@@ -80,10 +80,9 @@ Header = tuple[bytes, bytes]
 class OpenInference:
     """The v2 protocol's behaviour over a :class:`~tidal.serve.service.Service` serving model ``model``."""
 
-    def __init__(self, service: Service, model: str, *, max_request_bytes: int) -> None:
+    def __init__(self, service: Service, model: str) -> None:
         self.service = service
         self.model = model
-        self.max_request_bytes = max_request_bytes
 
     # -- health and metadata ------------------------------------------------------------------------------
     def server_metadata(self) -> dict[str, Any]:
