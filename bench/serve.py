@@ -17,6 +17,9 @@ three servers serve one fitted model:
    when that is not set.
 4. the floor: bench/_floor.py, FastAPI + ``predict_proba`` of the same estimator on a NumPy array, no
    validation and no log: the least a server can do.
+5. tidal_v2: the tidal server once more, answering the same rows sent as Open Inference Protocol v2 JSON
+   tensors (``POST /v2/models/cancer/infer``, one FP64 tensor per column): the ``tidal_v2/tidal`` ratio is
+   the protocol's cost against ``/predict`` (the issue's aim: within 10 %).
 
 The servers run one at a time, alone, each with ``OMP_NUM_THREADS=1`` (tidal caps its threads itself;
 the anchors get the same setting, so the comparison is not about OpenMP spinning). ``mlflow_default`` is
@@ -53,7 +56,7 @@ from _load import ensure_wrk, run_load
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "serve.json"
-SERVERS = ("tidal", "mlflow", "mlflow_default", "bentoml", "floor")
+SERVERS = ("tidal", "tidal_v2", "mlflow", "mlflow_default", "bentoml", "floor")
 ANCHOR_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 SPEC = """\
@@ -94,7 +97,7 @@ def build(folder: Path) -> dict[str, Any]:
         mv = result.model
         assert mv is not None and ws.registry.champion("cancer").version == mv.version
         pipeline = ws.registry.load(mv)
-        columns = list(mv.signature["columns"])
+        columns = mv.signature.names
         metrics = {k: round(v, 4) for k, v in mv.metrics.items()}
 
     import mlflow.sklearn
@@ -125,11 +128,13 @@ class Server:
         env = {**os.environ, **ANCHOR_ENV}
         if name == "mlflow_default":  # MLflow as a user starts it: no thread cap, scikit-learn's OpenMP as it comes
             env = {k: v for k, v in os.environ.items() if k not in ANCHOR_ENV}
-        if name == "tidal":
+        self.columns: list[str] = built["columns"]
+        if name in ("tidal", "tidal_v2"):
             code = ("import sys; from pathlib import Path; from tidal.serve import run_server; "
                     "run_server(Path(sys.argv[1]), host='127.0.0.1', port=int(sys.argv[2]))")
             cmd = [sys.executable, "-c", code, str(built["project"]), str(self.port)]
-            self.path, self.ready = "/predict", "/readyz"
+            self.path = "/predict" if name == "tidal" else f"/v2/models/{built.get('name', 'cancer')}/infer"
+            self.ready = "/readyz"
         elif name in ("mlflow", "mlflow_default"):
             mlflow_bin = shutil.which("mlflow") or str(Path(sys.executable).parent / "mlflow")
             cmd = [mlflow_bin, "models", "serve", "-m", str(built["mlflow_dir"]), "--env-manager", "local",
@@ -166,6 +171,19 @@ class Server:
                 pass
             time.sleep(0.25)
         raise RuntimeError(f"{self.name} was not ready within {timeout} s:\n{self.log.read_text()[-3000:]}")
+
+    def body(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        """The request body for ``rows``: ``{"instances": rows}``, or v2 JSON tensors (one per column)."""
+        if self.name != "tidal_v2":
+            return {"instances": rows}
+        return {"inputs": [{"name": c, "shape": [len(rows)], "datatype": "FP64", "data": [r[c] for r in rows]}
+                           for c in self.columns]}
+
+    def predictions(self, rows: list[dict[str, Any]]) -> list[Any]:
+        answer = self.post(self.body(rows))
+        if self.name == "tidal_v2":
+            return list(next(o["data"] for o in answer["outputs"] if o["name"] == "predict"))
+        return list(answer["predictions"])
 
     def post(self, doc: dict[str, Any]) -> dict[str, Any]:
         import urllib.request
@@ -205,7 +223,7 @@ def stages(built: dict[str, Any], n_rows: int, folder: Path) -> dict[str, float]
         mv = ws.registry.champion("cancer")
         model = ws.registry.load(mv)
         fast = build_predictor(model, mv.signature, mv.profile, task=mv.task)
-        generic = GenericPredictor(model, built["columns"], mv.signature["columns"], classifier=True)
+        generic = GenericPredictor(model, built["columns"], mv.signature.columns, classifier=True)
         body = json.dumps({"instances": (built["rows"] * 2)[:n_rows]}).encode()
         rows = orjson.loads(body)["instances"]
         out = fast.predictor.arrays(rows)
@@ -289,13 +307,13 @@ def main() -> int:
             server = Server(name, built, folder / f"{name}.log")
             try:
                 server.wait_ready()
-                answer = server.post({"instances": check_rows})["predictions"]
+                answer = server.predictions(check_rows)
                 if reference is None:
                     reference = answer
                 assert answer == reference, f"{name} predicts differently from {servers[0]}"
                 results["servers"][name] = {}
                 for cell in cells(args):
-                    body = json.dumps({"instances": (built["rows"] * 2)[:cell["rows"]]}).encode()
+                    body = json.dumps(server.body((built["rows"] * 2)[:cell["rows"]])).encode()
                     run_load(server.url, body, connections=cell["connections"], seconds=min(2.0, args.seconds / 4),
                              wrk=wrk)  # warm-up
                     out = run_load(server.url, body, connections=cell["connections"], seconds=args.seconds, wrk=wrk)
@@ -328,6 +346,8 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
         for anchor in ("mlflow", "mlflow_default", "bentoml", "floor"):
             if anchor in s:
                 row[f"tidal/{anchor}"] = round(tidal["rps"] / s[anchor][cell]["rps"], 2)
+        if "tidal_v2" in s:
+            row["tidal_v2/tidal"] = round(s["tidal_v2"][cell]["rps"] / tidal["rps"], 2)
         out["ratios"][cell] = row
         aims: dict[str, bool] = {}
         # The issue's multiples of MLflow and BentoML are about single-row requests (its anchor figures are
@@ -340,6 +360,8 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
             aims[">= 2.5x bentoml"] = row["tidal/bentoml"] >= 2.5
         if "tidal/floor" in row:
             aims[">= 0.8x floor"] = row["tidal/floor"] >= 0.8
+        if "tidal_v2/tidal" in row:
+            aims["v2 >= 0.9x /predict"] = row["tidal_v2/tidal"] >= 0.9
         if "concurrency 8" in cell:
             aims["p99 <= 10 ms"] = tidal["p99_ms"] <= 10
         out["aims"][cell] = aims
@@ -367,6 +389,7 @@ def _bentoml_version() -> str | None:
 def print_table(results: dict[str, Any]) -> None:
     print()
     keys = [f"tidal/{a}" for a in ("mlflow", "mlflow_default", "bentoml", "floor") if a in results["servers"]]
+    keys += ["tidal_v2/tidal"] if "tidal_v2" in results["servers"] and "tidal" in results["servers"] else []
     print(f"{'cell':28s} " + " ".join(f"{s + ' req/s':>13s} {'p50':>7s} {'p99':>7s}" for s in results["servers"])
           + "  " + " ".join(f"{k:>20s}" for k in keys))
     for cell in results["cells"]:

@@ -1,15 +1,18 @@
 """The ASGI application: :func:`create_app` wires a workspace into a server.
 
 Two layers, one behaviour. :class:`TidalApp` is the ASGI callable uvicorn runs: it answers the hot
-routes (``POST /predict``, ``POST /feedback``) itself, straight from the ASGI messages (measured: FastAPI's
+routes (``POST /predict``, ``POST /feedback``, ``POST /invocations`` and the Open Inference Protocol's
+``POST /v2/models/{name}/infer``) itself, straight from the ASGI messages (measured: FastAPI's
 routing and request object cost about 80 µs a request, as much as the compiled model's own work), and
 hands everything else to a FastAPI app: ``/healthz``, ``/readyz``, ``/metrics``, ``/model``, the OpenAPI
-docs at ``/docs``, and JSON 404/405 answers. FastAPI also declares ``/predict`` and ``/feedback`` (so the
-docs show them) and runs them through the same :class:`~tidal.serve.service.Service` code when it is
-reached directly.
+docs at ``/docs``, the Open Inference Protocol's health and metadata routes (``/v2/...``,
+:mod:`tidal.serve.v2`), and JSON 404/405 answers. FastAPI also declares the hot routes (so the docs
+show them) and runs them through the same :class:`~tidal.serve.service.Service` code when it is reached
+directly.
 
-Every error is ``{"error": "..."}`` (plus ``error_id`` for a server-side failure). ``/predict`` and
-``/feedback`` take JSON bodies only (415 otherwise, see :mod:`tidal.serve.body`); no answer carries CORS
+Every error is ``{"error": "..."}`` (plus ``error_id`` for a server-side failure). ``/predict``,
+``/feedback`` and ``/invocations`` take JSON bodies only (415 otherwise, see :mod:`tidal.serve.body`; the
+infer route also takes Triton's binary bodies, see :mod:`tidal.serve.v2`); no answer carries CORS
 headers, so a web page on another origin cannot have a browser send them JSON. ``HEAD`` is answered as
 ``GET`` is, without the body. Answers show neither the process id nor filesystem paths: the server log
 lines carry those (each with the process id of the worker that wrote it).
@@ -23,6 +26,7 @@ import time
 import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -40,16 +44,26 @@ from tidal.predict.samples import sample_rows
 from tidal.predict.state import ServingState, Slot, Trial
 from tidal.serve.body import ClientGone, read_body
 from tidal.serve.errors import close_error_logs, internal_error
+from tidal.serve.invocations import Invocations
 from tidal.serve.logwriter import INLINE_LOG_ROWS
 from tidal.serve.metrics import CONTENT_TYPE, ASGIApp, Receive, Scope, Send, ServerMetrics
 from tidal.serve.openapi import (
     FeedbackItem,
     FeedbackResponse,
     Health,
+    InferRequest,
+    InferResponse,
+    InvocationsRequest,
+    InvocationsResponse,
+    Live,
     ModelInfo,
+    ModelMetadata,
+    ModelReady,
     PredictRequest,
     PredictResponse,
     Ready,
+    ServerMetadata,
+    ServerReady,
     add_components,
     errors,
     json_body,
@@ -57,13 +71,17 @@ from tidal.serve.openapi import (
 from tidal.serve.reloader import TRIAL_KINDS, Reloader
 from tidal.serve.service import Service
 from tidal.serve.threads import cap_threads
+from tidal.serve.v2 import INFER_ENDPOINT, INFER_PATH, OpenInference
 
 logger = logging.getLogger("tidal.serve")
 
 JSON = "application/json"
-HOT_ROUTES = ("/predict", "/feedback")
-ENDPOINTS = frozenset({*HOT_ROUTES, "/healthz", "/readyz", "/metrics", "/model", "/docs", "/openapi.json",
-                       "/docs/oauth2-redirect"})
+HOT_ROUTES = ("/predict", "/feedback", "/invocations")
+#: The Open Inference Protocol's routes, as metrics label them (:mod:`tidal.serve.v2`).
+V2_ROUTES = ("/v2", "/v2/health/live", "/v2/health/ready", "/v2/models/{name}", "/v2/models/{name}/ready",
+             "/v2/models/{name}/versions/{version}", "/v2/models/{name}/versions/{version}/ready", INFER_ENDPOINT)
+ENDPOINTS = frozenset({*HOT_ROUTES, *V2_ROUTES, "/healthz", "/readyz", "/metrics", "/model", "/docs",
+                       "/openapi.json", "/docs/oauth2-redirect"})
 #: The deploy settings create_app accepts as keyword overrides (the rest of ``deploy`` is for the CLI).
 OVERRIDABLE = ("max_request_bytes", "max_rows", "reload_seconds", "feedback")
 #: How long startup waits for the first model load before it accepts connections anyway.
@@ -77,20 +95,23 @@ SHADOW_DRAIN_SECONDS = 5.0
 #: before it sends the next leaves at least a loopback round trip between them (31 µs at the least, 64 µs
 #: typically, on this project's 2-core test machine).
 QUIET_S = 20e-6
+JSON_CONTENT = [(b"content-type", b"application/json")]
 
 
 class TidalApp:
     """The ASGI app (see the module docstring). ``fastapi`` is the inner app, ``service`` the behaviour."""
 
     def __init__(self, service: Service, fastapi: FastAPI, metrics: ServerMetrics, *, max_request_bytes: int,
-                 reloader: Reloader) -> None:
+                 reloader: Reloader, v2: OpenInference) -> None:
         self.service = service
+        self.v2 = v2
         self.fastapi = fastapi
         self.metrics = metrics
         self.reloader = reloader
         self.max_request_bytes = max_request_bytes
         self._hot: dict[str, Any] = {"/predict": service.predict,
-                                     "/feedback": lambda body, quiet: service.feedback(body)}
+                                     "/feedback": lambda body, quiet: service.feedback(body),
+                                     "/invocations": Invocations(service)}
         self._inner: ASGIApp = metrics.middleware(fastapi)
         # Whether a request finds the server quiet (see QUIET_S): hot requests in flight, and when the last ended.
         self._active = 0
@@ -104,6 +125,11 @@ class TidalApp:
                 if handler is not None:
                     await self._answer(scope["path"], handler, scope, receive, send)
                     return
+                if scope["path"].startswith("/v2/models/") and INFER_PATH.match(scope["path"]):
+                    v2 = self.v2
+                    await self._answer(INFER_ENDPOINT, lambda body, quiet: v2.infer(scope, body, quiet), scope,
+                                       receive, send, read=v2.read)
+                    return
             elif method == "HEAD":  # answered as GET is (status and headers), without the body
                 await self._inner({**scope, "method": "GET"}, receive, _without_body(send))
                 return
@@ -113,15 +139,21 @@ class TidalApp:
         """Count a connection the connection guard closed (:mod:`tidal.serve.connections` calls this)."""
         self.metrics.connections_closed.labels(reason).inc()
 
-    async def _answer(self, path: str, handler: Any, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _answer(self, path: str, handler: Any, scope: Scope, receive: Receive, send: Send, *,
+                      read: Any = read_body) -> None:
+        """Answer a hot route: ``handler(body, quiet)`` returns the JSON answer, or (the Open Inference
+        Protocol's infer) the answer and its content headers."""
         start = time.perf_counter()
         self._active += 1
         quiet = self._active == 1 and start - self._last_end > QUIET_S
         close = False
+        content: list[tuple[bytes, bytes]] = JSON_CONTENT
         try:
             try:
-                body = await read_body(scope, receive, self.max_request_bytes)
+                body = await read(scope, receive, self.max_request_bytes)
                 status, payload = 200, await handler(body, quiet)
+                if type(payload) is tuple:
+                    payload, content = payload
             except ApiError as exc:
                 status, payload, close = exc.status, exc.body(), exc.close
             except ClientGone:
@@ -129,7 +161,7 @@ class TidalApp:
             except Exception as exc:
                 err = internal_error(logger, path, exc)
                 status, payload = err.status, err.body()
-            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+            headers = [*content, (b"content-length", str(len(payload)).encode())]
             if close:  # the body may be unread: do not wait for the rest of it
                 headers.append((b"connection", b"close"))
             await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -228,8 +260,10 @@ def create_app(root: Path, *, shared_log: bool = False, **overrides: Any) -> Tid
             metrics.process_exit()
             ws.close()
 
-    inner = _fastapi(service, metrics, lifespan, max_request_bytes=deploy.max_request_bytes, model=ws.spec.name)
-    return TidalApp(service, inner, metrics, max_request_bytes=deploy.max_request_bytes, reloader=reloader)
+    v2 = OpenInference(service, ws.spec.name)
+    inner = _fastapi(service, metrics, lifespan, max_request_bytes=deploy.max_request_bytes, model=ws.spec.name,
+                     v2=v2)
+    return TidalApp(service, inner, metrics, max_request_bytes=deploy.max_request_bytes, reloader=reloader, v2=v2)
 
 
 def _json(doc: Any, status: int = 200) -> Response:
@@ -248,7 +282,7 @@ def _without_body(send: Send) -> Send:
 
 
 def _fastapi(service: Service, metrics: ServerMetrics, lifespan: Any, *, max_request_bytes: int,
-             model: str) -> FastAPI:
+             model: str, v2: OpenInference) -> FastAPI:
     app = FastAPI(
         title=f"tidal: {model}", version="1",
         description="Predictions from the model version the `champion` alias points at, each stored in the "
@@ -308,6 +342,74 @@ def _fastapi(service: Service, metrics: ServerMetrics, lifespan: Any, *, max_req
         """The true label of one prediction, or a list of them (all stored, or none). A second label for the
         same prediction is refused with 409, unless the spec says `deploy.feedback: overwrite`."""
         return Response(await service.feedback(await body_of(request)), media_type=JSON)
+
+    @app.post("/invocations", response_model=None, summary="Predict rows (MLflow scoring formats)",
+              responses={200: {"model": InvocationsResponse}, **errors(400, 413, 415, 422, 500, 503)},
+              openapi_extra=json_body(InvocationsRequest, example={"dataframe_split": {"columns": [], "data": []}}))
+    async def invocations(request: Request) -> Response:
+        """The body formats of MLflow's model server (`dataframe_split`, `dataframe_records`, `instances`,
+        `inputs`), so a client written for `mlflow models serve` works unchanged. Checked, routed and logged as
+        /predict; the answer is MLflow's `{"predictions": [...]}` with /predict's `probabilities`,
+        `prediction_ids` (for /feedback) and `model` beside it."""
+        return Response(await invocations_of(await body_of(request)), media_type=JSON)
+
+    invocations_of = Invocations(service)
+
+    async def infer_response(request: Request) -> Response:
+        try:
+            body = await v2.read(request.scope, request.receive, max_request_bytes)
+        except ClientGone:
+            raise ApiError(400, "the client disconnected before sending the whole body") from None
+        payload, content = await v2.infer(request.scope, body)
+        return Response(payload, headers={k.decode(): v.decode() for k, v in content})
+
+    v2_tag: list[str | Enum] = ["Open Inference Protocol v2"]
+    v2_errors = errors(400, 403, 404, 413, 415, 422, 500, 503)
+    for path in ("/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer"):
+        app.add_api_route(
+            path, infer_response, methods=["POST"], response_model=None, tags=v2_tag,
+            summary="Predict rows sent as tensors (Open Inference Protocol v2)",
+            description="One input tensor per column (see GET /v2/models/{name}), JSON or binary (the binary tensor "
+                        "extension). Checked, routed and logged as /predict; the `prediction_id` output gives the "
+                        "ids for /feedback. `{name}` must be the served model's name, `{version}` its champion's.",
+            responses={200: {"model": InferResponse}, **v2_errors}, openapi_extra=json_body(InferRequest))
+
+    @app.get("/v2", response_model=ServerMetadata, summary="Server metadata", tags=v2_tag)
+    async def v2_server() -> Response:
+        return _json(v2.server_metadata())
+
+    @app.get("/v2/health/live", response_model=Live, summary="Liveness (v2)", tags=v2_tag)
+    async def v2_live() -> Response:
+        return _json({"live": True})
+
+    @app.get("/v2/health/ready", response_model=ServerReady, summary="Readiness (v2)", tags=v2_tag,
+             responses=errors(503))
+    async def v2_ready() -> Response:
+        """200 once a model version is loaded and checked; 503 (saying why) before."""
+        service.serving()
+        return _json({"ready": True})
+
+    @app.get("/v2/models/{name}", response_model=ModelMetadata, summary="Model metadata (v2)", tags=v2_tag,
+             responses=errors(404, 503))
+    async def v2_metadata(name: str) -> Response:
+        """The inputs, one tensor per column (FP64 numeric, INT64 integer, BOOL boolean, BYTES categorical and
+        datetime), and the outputs: predict, probabilities (classifiers), prediction_id."""
+        return _json(v2.metadata(name))
+
+    @app.get("/v2/models/{name}/versions/{version}", response_model=ModelMetadata, tags=v2_tag,
+             summary="Model metadata (v2), of the version serving", responses=errors(404, 503))
+    async def v2_version_metadata(name: str, version: str) -> Response:
+        return _json(v2.metadata(name, version))
+
+    @app.get("/v2/models/{name}/ready", response_model=ModelReady, summary="Model readiness (v2)", tags=v2_tag,
+             responses=errors(404, 503))
+    async def v2_model_ready(name: str) -> Response:
+        return _json(v2.model_ready(name))
+
+    @app.get("/v2/models/{name}/versions/{version}/ready", response_model=ModelReady, tags=v2_tag,
+             summary="Model readiness (v2), of the version serving", responses=errors(404, 503))
+    async def v2_version_ready(name: str, version: str) -> Response:
+        return _json(v2.model_ready(name, version))
 
     @app.get("/healthz", response_model=Health, summary="Liveness")
     async def healthz() -> Response:

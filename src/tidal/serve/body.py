@@ -48,9 +48,11 @@ def is_json(content_type: bytes) -> bool:
     return media == b"application/json" or (media.startswith(b"application/") and media.endswith(b"+json"))
 
 
-async def read_body(scope: MutableMapping[str, Any], receive: Receive, limit: int) -> bytes:
+async def read_body(scope: MutableMapping[str, Any], receive: Receive, limit: int, *,
+                    check_type: bool = True) -> bytes:
     """The whole body, at most ``limit`` bytes, declared JSON; raises ApiError 415 (not declared JSON), 413
-    (too large) or 400 (a bad Content-Length)."""
+    (too large) or 400 (a bad Content-Length). ``check_type`` False: the caller checked the Content-Type
+    (the Open Inference Protocol's binary bodies, :mod:`tidal.serve.v2`)."""
     declared = -1
     json = False
     for key, value in scope["headers"]:  # one pass over the headers for both
@@ -61,7 +63,7 @@ async def read_body(scope: MutableMapping[str, Any], receive: Receive, limit: in
                 raise ApiError(400, "the Content-Length header is not a number", close=True) from None
         elif key == b"content-type":
             json = is_json(value)
-    if not json:
+    if not json and check_type:
         raise not_json()
     if declared > limit:
         raise too_large(limit)

@@ -33,6 +33,7 @@ worker answers a scrape with the totals of all.
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -46,6 +47,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+_V2_MODEL = re.compile(r"^/v2/models/[^/]+(/versions/[^/]+)?(/ready|/infer)?$")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -103,7 +105,14 @@ class ServerMetrics:
         self._deployed: dict[tuple[str, int, str], tuple[Any, Any]] = {}
 
     def endpoint(self, path: str) -> str:
-        return path if path in self.endpoints else "other"
+        if path in self.endpoints:
+            return path
+        match = _V2_MODEL.match(path)
+        if match is not None:  # the Open Inference Protocol's routes, by template: a model name is not a label
+            label = "/v2/models/{name}" + ("/versions/{version}" if match.group(1) else "") + (match.group(2) or "")
+            if label in self.endpoints:
+                return label
+        return "other"
 
     def observe(self, endpoint: str, status: int, seconds: float) -> None:
         """Count one answered request."""

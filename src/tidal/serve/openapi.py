@@ -96,13 +96,112 @@ class ModelInfo(BaseModel):
                          "challenger_status (why there is none, or what failed)")
 
 
+class InvocationsRequest(BaseModel):
+    """MLflow's scoring formats: exactly one of the four fields (``params`` empty or left out)."""
+
+    model_config = ConfigDict(extra="forbid")
+    dataframe_split: dict[str, Any] | None = Field(
+        None, description='`{"columns": [...], "data": [[...], ...]}` (pandas\' split orient; `index` ignored)')
+    dataframe_records: list[dict[str, Any]] | None = Field(None, description="`[{column: value}, ...]`")
+    instances: list[Any] | None = Field(
+        None, description="rows: objects `{column: value}`, or lists of values in the order of the model's columns")
+    inputs: dict[str, list[Any]] | list[Any] | None = Field(
+        None, description="columns `{column: [values]}`, or rows as in `instances`")
+    params: dict[str, Any] | None = Field(None, description="must be empty: tidal's models take no parameters")
+
+
+class InvocationsResponse(BaseModel):
+    """MLflow's answer (`predictions`), with what /predict adds beside it."""
+
+    predictions: list[Any]
+    probabilities: list[list[float]] | None = None
+    prediction_ids: list[str] = Field(..., description="The id of each stored prediction, for POST /feedback.")
+    model: ModelRef
+
+
+class Tensor(BaseModel):
+    """An Open Inference Protocol tensor. Inputs: one per column, named after it, shape `[rows]`; `data` flat or
+    nested (row-major), or `parameters.binary_data_size` and the bytes after the JSON header."""
+
+    name: str
+    shape: list[int]
+    datatype: str = Field(..., description="FP64, INT64, BOOL or BYTES after the column's kind (see GET "
+                                           "/v2/models/{name}); a number column takes any FP, INT or UINT type")
+    parameters: dict[str, Any] | None = None
+    data: list[Any] | None = None
+
+
+class RequestedOutput(BaseModel):
+    name: str = Field(..., description="predict, probabilities (classifiers) or prediction_id")
+    parameters: dict[str, Any] | None = Field(None, description="`binary_data: true` for binary data")
+
+
+class InferRequest(BaseModel):
+    """An Open Inference Protocol v2 inference request (JSON; with the binary tensor extension, the JSON header
+    is followed by the tensors' bytes and its length is in the Inference-Header-Content-Length header)."""
+
+    id: str | None = None
+    parameters: dict[str, Any] | None = Field(None, description="`binary_data_output: true`: every output binary")
+    inputs: list[Tensor]
+    outputs: list[RequestedOutput] | None = Field(None, description="all of them if left out")
+
+
+class InferResponse(BaseModel):
+    """Outputs ``predict`` [rows], ``probabilities`` FP64 [rows, classes] (classifiers) and ``prediction_id``
+    BYTES [rows] (the ids of the logged predictions, for POST /feedback)."""
+
+    model_name: str
+    model_version: str = Field(..., description="the version that answered (the challenger in a canary trial)")
+    id: str | None = None
+    outputs: list[Tensor]
+
+
+class TensorMetadata(BaseModel):
+    name: str
+    datatype: str
+    shape: list[int]
+
+
+class ModelMetadata(BaseModel):
+    """The model's inputs (one per column) and outputs as tensors."""
+
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[TensorMetadata]
+    outputs: list[TensorMetadata]
+
+
+class ServerMetadata(BaseModel):
+    name: str
+    version: str
+    extensions: list[str]
+
+
+class Live(BaseModel):
+    live: bool
+
+
+class ServerReady(BaseModel):
+    ready: bool
+
+
+class ModelReady(BaseModel):
+    name: str
+    ready: bool
+
+
 SCHEMAS: tuple[type[BaseModel], ...] = (PredictRequest, PredictResponse, FeedbackItem, FeedbackResponse,
-                                        ErrorResponse, Health, Ready, ModelInfo, ModelRef)
+                                        ErrorResponse, Health, Ready, ModelInfo, ModelRef, InvocationsRequest,
+                                        InvocationsResponse, InferRequest, InferResponse, ModelMetadata,
+                                        ServerMetadata, Live, ServerReady, ModelReady)
 
 
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` entries for error statuses."""
-    text = {400: "Not JSON", 404: "Unknown prediction id, or no such route", 409: "Already labelled",
+    text = {400: "Not JSON (v2: a wrong tensor name, shape, datatype or binary size)",
+            403: "A request from a web page that is not declared JSON",
+            404: "Unknown prediction id, model name or version, or no such route", 409: "Already labelled",
             413: "Body or row count over the limit", 415: "The body is not declared JSON (Content-Type)",
             422: "Wrong shape, columns or types",
             500: "The model failed (error_id in the log)", 503: "No model loaded, or the log is unavailable"}
@@ -138,11 +237,20 @@ __all__ = [
     "FeedbackItem",
     "FeedbackResponse",
     "Health",
+    "InferRequest",
+    "InferResponse",
+    "InvocationsRequest",
+    "InvocationsResponse",
+    "Live",
     "ModelInfo",
+    "ModelMetadata",
+    "ModelReady",
     "ModelRef",
     "PredictRequest",
     "PredictResponse",
     "Ready",
+    "ServerMetadata",
+    "ServerReady",
     "add_components",
     "errors",
     "json_body",

@@ -87,11 +87,17 @@ class Service:
     async def predict(self, body: bytes, quiet: bool = False) -> bytes:
         """The answer to a /predict body. ``quiet``: no other request is in flight (the server's app tells),
         so the predictions may be committed at once (:meth:`LogWriter.append`'s ``at_once``)."""
+        return orjson.dumps((await self.answer(parse_json(body), quiet))[1])
+
+    async def answer(self, doc: Any, quiet: bool = False) -> tuple[ServingState, dict[str, Any]]:
+        """The version that answered a parsed /predict document (``{"instances": [...]}``) and its answer, as
+        a dict: ``predictions``, ``probabilities`` (classifiers), ``prediction_ids`` and ``model``. Every
+        route that predicts (/predict, /invocations, the Open Inference Protocol's infer) comes through here,
+        so each is checked, routed (canary, shadow) and logged alike."""
         deployment = self.slot.deployment  # read once: this request uses these versions to the end, swap or not
         champion, trial = deployment.champion, deployment.trial
         if champion is None:
             raise ApiError(503, self.slot.status)
-        doc = parse_json(body)
         for used in (champion, trial.state if trial is not None else None):
             if used is not None and self.history.needs(used, doc):  # label features, from the log's newest labels
                 await asyncio.get_running_loop().run_in_executor(self._log_pool, self.history.fill, used, doc)
@@ -131,7 +137,7 @@ class Service:
             answer["probabilities"] = probabilities
         answer["prediction_ids"] = ids.tolist() if isinstance(ids, IdRange) else ids
         answer["model"] = state.model_ref
-        return orjson.dumps(answer)
+        return state, answer
 
     async def _predict(self, state: ServingState, rows: list[dict[str, Any]]) -> Answers:
         if len(rows) <= INLINE_MAX_ROWS:
