@@ -19,7 +19,7 @@ from tests.e2e.refusals import fails
 from tidal import Workspace
 from tidal.cli import exits
 from tidal.core.clock import SimulatedClock
-from tidal.core.entities import Feedback, Prediction
+from tidal.core.entities import Feedback, ModelState, Prediction
 from tidal.data.sources import read_source
 from tidal.loop.backtest import run_backtest
 from tidal.registry import CHAMPION
@@ -228,6 +228,9 @@ def test_a_new_class_in_the_new_rows_fails_the_retrain_naming_it_and_nothing_is_
     assert "retrain.mode: refit" in out and "Traceback" not in out + proc.stderr
     with Workspace.open(root, clock=clock) as ws:
         after = _stored(ws)
-        assert after[:3] == (versions, aliases, runs)  # no version, no alias moved, no run started
+        # no version, no alias moved, no run started; the champion's one move is the tick's first monitoring
+        # report on its live traffic (deployed -> monitored), not the retrain's doing
+        assert after[1:3] == (aliases, runs)
+        assert after[0] == [(v, ModelState.MONITORED if s is ModelState.DEPLOYED else s) for v, s in versions]
         (event,) = ws.events(kind="loop.retrain_failed")
         assert "class 2" in event.data["error"] and "retrain.mode: refit" in event.data["error"]

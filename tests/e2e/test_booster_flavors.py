@@ -72,7 +72,7 @@ def test_run_serve_predict_and_feedback(estimator: str, tmp_path: Path, cli: Cal
     flavor = estimator.split(".")[0]
     with Workspace.open(project) as ws:
         mv = ws.registry.champion("boost")
-        assert mv is not None and mv.state.value == "validated", mv
+        assert mv is not None and mv.state.value == "deployed", mv  # validated, then champion: deployed
         assert mv.info["flavor"] == flavor and mv.format == {"xgboost": "xgboost-ubj",
                                                              "lightgbm": "lightgbm-text"}[flavor]
         keys = {m.key for m in ws.store.get_metrics(mv.run_id)}

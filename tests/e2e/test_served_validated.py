@@ -32,7 +32,7 @@ def test_a_stored_model_that_predicts_differently_is_rejected_and_never_champion
         small_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with Workspace.open(small_project) as ws:
         first = ws.run()
-        assert first.model is not None and first.model.state is ModelState.VALIDATED
+        assert first.model is not None and first.model.state is ModelState.DEPLOYED  # validated, then champion
         assert first.champion == first.model.version == 1
     spec = (small_project / "tidal.yaml").read_text()
     (small_project / "tidal.yaml").write_text(spec.replace("max_iter: 30", "max_iter: 31"))
