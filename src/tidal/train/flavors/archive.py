@@ -164,6 +164,23 @@ def model_members(manifest: dict[str, Any], members: Mapping[str, bytes]) -> tup
     return members[manifest["booster"]], (members[prepare] if prepare else None)
 
 
+def library_class(cls: type, library: str, names: frozenset[str]) -> str | None:
+    """The class among ``names``, defined in ``library``, that ``cls`` is or derives from (None if none):
+    what a booster flavor stores and what ``model.estimator`` may name."""
+    for base in cls.__mro__ if isinstance(cls, type) else ():
+        if base.__module__.split(".")[0] == library and base.__name__ in names:
+            return base.__name__
+    return None
+
+
+def stored_class(estimator: Any, library: str, names: frozenset[str]) -> str:
+    """:func:`library_class` of ``estimator``'s class; IntegrityError when it is not one a flavor stores."""
+    found = library_class(type(estimator), library, names)
+    if found is None:
+        raise IntegrityError(f"{type(estimator).__name__} is not a {library} estimator tidal stores")
+    return found
+
+
 def in_pipeline(model: Any, modules: tuple[str, ...], classes: frozenset[str]) -> bool:
     """Whether ``model`` (or a pipeline's last step) is one of ``classes`` of a library in ``modules``,
     found by its class hierarchy (nothing is imported)."""

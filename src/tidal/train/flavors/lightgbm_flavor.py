@@ -31,11 +31,13 @@ from tidal.train.flavors.archive import (
     in_pipeline,
     join_pipeline,
     json_params,
+    library_class,
     manifest_bytes,
     model_members,
     read_archive,
     save_prepare,
     split_pipeline,
+    stored_class,
     write_archive,
 )
 from tidal.train.flavors.base import Flavor
@@ -47,10 +49,8 @@ BOOSTER = "booster.txt"
 
 
 def _base_class(estimator: Any) -> str:
-    for cls in type(estimator).__mro__:
-        if cls.__module__.split(".")[0] == "lightgbm" and cls.__name__ in ESTIMATORS:
-            return cls.__name__
-    raise IntegrityError(f"{type(estimator).__name__} is not a LightGBM estimator tidal stores")
+    """The lightgbm class in :data:`ESTIMATORS` that ``estimator`` is (or derives from)."""
+    return stored_class(estimator, "lightgbm", ESTIMATORS)
 
 
 class LightGBMFlavor(Flavor):
@@ -65,8 +65,7 @@ class LightGBMFlavor(Flavor):
         return in_pipeline(model, self.modules, ESTIMATORS)
 
     def accepts(self, cls: type) -> bool:
-        return isinstance(cls, type) and any(
-            c.__module__.split(".")[0] == "lightgbm" and c.__name__ in ESTIMATORS for c in cls.__mro__)
+        return library_class(cls, "lightgbm", ESTIMATORS) is not None
 
     def fit(self, model: Any, X: Any, y: Any) -> dict[str, list[float]]:
         estimator, step, _ = split_pipeline(model)

@@ -32,11 +32,13 @@ from tidal.train.flavors.archive import (
     in_pipeline,
     join_pipeline,
     json_params,
+    library_class,
     manifest_bytes,
     model_members,
     read_archive,
     save_prepare,
     split_pipeline,
+    stored_class,
     write_archive,
 )
 from tidal.train.flavors.base import Flavor
@@ -49,10 +51,7 @@ BOOSTER = "booster.ubj"
 
 def _base_class(estimator: Any) -> str:
     """The xgboost class in :data:`ESTIMATORS` that ``estimator`` is (or derives from)."""
-    for cls in type(estimator).__mro__:
-        if cls.__module__.split(".")[0] == "xgboost" and cls.__name__ in ESTIMATORS:
-            return cls.__name__
-    raise IntegrityError(f"{type(estimator).__name__} is not an XGBoost estimator tidal stores")
+    return stored_class(estimator, "xgboost", ESTIMATORS)
 
 
 def _is_codes(labels: np.ndarray) -> bool:
@@ -71,8 +70,7 @@ class XGBoostFlavor(Flavor):
         return in_pipeline(model, self.modules, ESTIMATORS)
 
     def accepts(self, cls: type) -> bool:
-        return isinstance(cls, type) and any(
-            c.__module__.split(".")[0] == "xgboost" and c.__name__ in ESTIMATORS for c in cls.__mro__)
+        return library_class(cls, "xgboost", ESTIMATORS) is not None
 
     def fit(self, model: Any, X: Any, y: Any) -> dict[str, list[float]]:
         from sklearn.base import is_classifier
