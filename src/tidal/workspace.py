@@ -297,6 +297,100 @@ class Workspace:
         return self.registry.rollback(name, trigger=trigger, reason=reason or (
             f"rolled back from {name}:{current.version}" if current else "rolled back"))
 
+    # -- packaging (tidal export, tidal serve --bundle) --------------------------------------------
+    def export(self, ref: str, dest: str | Path) -> builtins.list[str]:
+        """Write ``ref`` (``NAME``, ``NAME:VERSION``, ``NAME@ALIAS``; ``NAME`` alone is its champion, else
+        its latest version) as a bundle in ``dest`` (docs/deploy.md, "Package for deployment"); returns the
+        files written. Refused, with nothing written: a ``dest`` that exists and is not an empty folder, an
+        unknown model, version or alias, and a version that never passed its gate (prototype or rejected:
+        it could not serve in its workspace either)."""
+        from tidal.registry import SERVABLE
+        from tidal.registry.bundle import describe, refuse_target, write_bundle
+        from tidal.train.flavors import get_flavor
+
+        target = Path(dest)
+        refuse_target(target)
+        name, at, alias = ref.partition("@")
+        name, _, version = name.partition(":")
+        if at and (version or not alias):
+            raise TidalError(f"cannot read model reference {ref!r}", hint="write NAME, NAME:VERSION or NAME@ALIAS")
+        mv = self.registry.resolve(name, alias or version or None)
+        if mv.state not in SERVABLE:
+            raise TidalError(f"{mv.name}:{mv.version} is {mv.state.value}: only a version that passed its gate "
+                             "can be exported" + (f" (rejected because: {'; '.join(mv.reasons)})" if mv.reasons
+                                                  else ""), hint="export a validated version, e.g. NAME@champion")
+        flavor = get_flavor(str(mv.info.get("flavor", "sklearn")))
+        data = self.artifacts.get(mv.artifact_digest)  # checked against its digest by the store
+        deploy = self.spec.deploy.model_dump(mode="json")
+        deploy["strategy"] = {"kind": "direct"}  # a bundle holds one version: there is no challenger to try
+        serve = {"target": self.spec.data.target, "estimator": self.spec.model.estimator, "deploy": deploy}
+        return write_bundle(target, describe(mv, flavor=flavor.name, serve=serve), data, flavor.modules)
+
+    @staticmethod
+    def open_bundle(bundle: str | Path, *, log_dir: str | Path | None = None,
+                    log_url: str | None = None) -> Path:
+        """Make the private workspace that serves ``bundle`` (``tidal serve --bundle``) and return its root.
+
+        Every file of the bundle is checked against its MANIFEST first (IntegrityError naming the file,
+        nothing made). The workspace lives in ``log_dir`` (default: ``.tidal-bundle`` inside the bundle
+        when it is writable, else a folder in the system's temporary folder): a tidal.yaml naming the
+        model, a SQLite metadata store and an artifact folder holding the one version as ``champion`` (under
+        its own number: lower numbers are placeholders, rejected, that never serve), and the prediction log
+        (SQLite there, or ``log_url``). Opening the same bundle again reuses them, so its log continues."""
+        import tempfile
+
+        import yaml
+
+        from tidal.core.entities import ModelState
+        from tidal.core.signature import Lineage, Signature
+        from tidal.registry.bundle import read_bundle
+
+        found = read_bundle(Path(bundle))
+        meta = found.model
+        if log_dir is None:
+            inside = Path(bundle) / ".tidal-bundle"
+            writable = os.access(Path(bundle), os.W_OK) or os.access(inside, os.W_OK)
+            elsewhere = Path(tempfile.gettempdir()) / f"tidal-bundle-{meta['artifact']['sha256'][:12]}"
+            root = inside if writable else elsewhere
+        else:
+            root = Path(log_dir)
+        root = root.resolve()
+        root.mkdir(parents=True, exist_ok=True)
+        spec = {"version": 1, "name": found.name,
+                "data": {"source": "bundle-has-no-data.csv", "target": meta["serve"]["target"]},
+                "model": {"estimator": meta["serve"]["estimator"]}, "deploy": meta["serve"]["deploy"],
+                "storage": {"store": f"sqlite:///{root / 'tidal.db'}", "artifacts": str(root / "artifacts"),
+                            "predictions": log_url or f"sqlite:///{root / 'predictions.db'}"}}
+        (root / SPEC_FILE).write_text(yaml.safe_dump(spec, sort_keys=False))
+        with Workspace.open(root) as ws:
+            known = ws.registry.list(found.name)
+            champion = ws.registry.champion(found.name)
+            if champion is not None and champion.version == found.version \
+                    and champion.artifact_digest == meta["artifact"]["sha256"]:
+                return root
+            if known:
+                raise TidalError(f"{root} serves another model than the bundle {bundle}",
+                                 hint="give this bundle its own --log-dir")
+            digest = ws.artifacts.put(found.artifact)
+            now = ws.clock.now()
+            for n in range(1, found.version):
+                ws.registry.register(ModelVersion(
+                    name=found.name, version=n, state=ModelState.REJECTED, created_at=now, run_id="",
+                    artifact_digest=digest, format=meta["format"], task=meta["task"],
+                    reasons=[f"not in this bundle (it holds version {found.version})"]),
+                    reason="placeholder: the bundle holds a later version")
+            mv = ws.registry.register(ModelVersion(
+                name=found.name, version=found.version, state=ModelState.VALIDATED,
+                created_at=datetime.fromisoformat(meta["created_at"]), run_id=meta["run_id"],
+                artifact_digest=digest, format=meta["format"], task=meta["task"],
+                signature=Signature.from_dict(meta["signature"], task=meta["task"]),
+                metrics=dict(meta["metrics"]), profile=dict(meta["profile"]),
+                lineage=Lineage.from_dict(meta["lineage"]),
+                info={**meta["info"], "flavor": meta["flavor"], "bundle_state": meta["state"]}),
+                reason=f"served from the bundle {Path(bundle).resolve()}")
+            ws.registry.set_alias(found.name, CHAMPION, mv.version, reason="served from a bundle", trigger="bundle")
+        return root
+
     # -- predictions and labels (the SDK face of /predict and /feedback) ----------------------------
     def predict(self, rows: pd.DataFrame | Sequence[Mapping[str, Any]]) -> Answer:
         """Predict ``rows`` (a DataFrame, or a list of ``{column: value}`` dicts of JSON values) with the

@@ -38,8 +38,10 @@ class ServerProcess:
     """``tidal.serve.run_server(root, workers=...)`` in a subprocess."""
 
     def __init__(self, root: Path, *, workers: int = 1, log: Path | None = None, nofile: int | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, bundle: bool = False) -> None:
         self.root = root
+        #: ``root`` is a bundle (tidal export), served by ``tidal serve --bundle`` rather than run_server.
+        self.bundle = bundle
         self.workers = workers
         #: The server's limit on open files (RLIMIT_NOFILE, soft and hard), where a test sets one.
         self.nofile = nofile
@@ -61,8 +63,10 @@ class ServerProcess:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
 
         with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-c", code, str(self.root), str(self.port),
-                                          str(self.workers)], cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+            argv = ([sys.executable, "-m", "tidal", "serve", "--bundle", str(self.root), "--host", "127.0.0.1",
+                     "--port", str(self.port), "--workers", str(self.workers)] if self.bundle
+                    else [sys.executable, "-c", code, str(self.root), str(self.port), str(self.workers)])
+            self.proc = subprocess.Popen(argv, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
                                          env=env, preexec_fn=limit if nofile is not None else None)
         if ready:
             self.wait_ready(timeout)

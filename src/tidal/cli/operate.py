@@ -30,11 +30,34 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on (deploy.host).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (deploy.port); 0 picks a free one.")] = None,
     workers: Annotated[int | None, typer.Option(help="Server processes (deploy.workers).")] = None,
+    bundle: Annotated[Path | None, typer.Option(
+        help="Serve this bundle (tidal export) instead of a project's champion; no workspace needed.")] = None,
+    log_dir: Annotated[Path | None, typer.Option(
+        help="With --bundle: the folder of its prediction log (default: .tidal-bundle inside the bundle).")]
+    = None,
+    log_url: Annotated[str | None, typer.Option(
+        help="With --bundle: the prediction log's database URL (e.g. postgresql://...).")] = None,
     project: ProjectOpt = None,
 ) -> None:
     """Serve the champion over HTTP: /predict, /feedback, /healthz, /readyz, /metrics, /model, /docs."""
-    from tidal.serve import run_server
+    import os
 
+    from tidal.serve import run_server
+    from tidal.workspace import Workspace
+
+    if bundle is not None:
+        # the bundle's own workspace names its stores: settings meant for a project's workspace do not apply
+        for key in ("TIDAL_STORE_URL", "TIDAL_ARTIFACTS_URL", "TIDAL_PREDICTIONS_URL"):
+            os.environ.pop(key, None)
+        root = Workspace.open_bundle(bundle, log_dir=log_dir, log_url=log_url)
+        with Workspace.open(root) as ws:
+            deploy = ws.spec.deploy
+        run_server(root, host=host or deploy.host, port=deploy.port if port is None else port,
+                   workers=workers or deploy.workers)
+        return
+    if log_dir is not None or log_url is not None:
+        raise TidalError("--log-dir and --log-url go with --bundle",
+                         hint="a project's prediction log is set in tidal.yaml (storage.predictions)")
     with open_workspace(project) as ws:
         deploy = ws.spec.deploy
         root = ws.settings.root

@@ -241,6 +241,25 @@ def promote(name: Annotated[str, typer.Argument(help="The model's name.")],
 
 
 @app.command()
+def export(ref: Annotated[str, typer.Argument(help="NAME, NAME:VERSION or NAME@ALIAS (NAME alone: its champion).")],
+           directory: Annotated[Path, typer.Argument(help="A new (or empty) folder for the bundle.")],
+           json_out: JsonOpt = False,
+           project: ProjectOpt = None) -> None:
+    """Package a model version for deployment: a folder with its artifact, model.json (signature, metrics,
+    reference profile, lineage), a pinned requirements.txt, a Dockerfile and a MANIFEST of digests, served
+    anywhere by `tidal serve --bundle DIR`."""
+    from tidal.cli.render import dump_json
+
+    with open_workspace(project) as ws:
+        files = ws.export(ref, directory)
+    if json_out:
+        dump_json(console, {"bundle": str(directory), "files": files})
+        return
+    console.print(f"exported {escape(ref)} to [bold]{escape(str(directory))}[/]: {escape(', '.join(files))}")
+    console.print(f"serve it with: tidal serve --bundle {escape(str(directory))}")
+
+
+@app.command()
 def events(limit: Annotated[int, typer.Option(help="Show at most the newest N events.")] = 50,
            subject: Annotated[str | None, typer.Option(
                help="Only events about this subject (model:NAME, model:NAME:VERSION, project:NAME); a "
