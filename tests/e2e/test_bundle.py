@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pandas as pd
 import pytest
 
 from tests.conftest import _cli
 from tests.serve.server import ServerProcess
 from tidal.core.entities import ModelState
+from tidal.core.errors import TidalError
 from tidal.core.hashing import sha256_bytes
 from tidal.workspace import Workspace
 
@@ -147,3 +149,39 @@ def test_xgboost_bundle_serves_the_same_answers(small_project: Path, tmp_path: P
     moved = tmp_path / "there" / "xgb"
     shutil.copytree(out, moved)
     _same_answers(small_project, moved, _rows(small_project))
+
+
+def test_bundle_keeps_its_version_number_and_its_log(small_project: Path, tmp_path: Path) -> None:
+    cli = _cli(small_project)
+    cli("run", check=True)
+    spec = (small_project / "tidal.yaml").read_text()
+    (small_project / "tidal.yaml").write_text(spec.replace("max_iter: 30", "max_iter: 12"))
+    cli("run", check=True)
+    cli("promote", "elec2", "2", check=True)
+    out = tmp_path / "v2"
+    cli("export", "elec2:2", str(out), check=True)
+    rows = _rows(small_project, 3)
+    with Workspace.open(small_project) as ws:
+        expected = ws.models.load("elec2:2").predict_proba(pd.DataFrame(rows)).tolist()
+
+    log_dir = tmp_path / "logs"
+    root = Workspace.open_bundle(out, log_dir=log_dir)
+    assert root == log_dir.resolve() and not (out / ".tidal-bundle").exists()
+    with Workspace.open(root) as private:
+        champion = private.models.get("elec2:champion")
+        assert champion.version == 2 and champion.info["bundle_state"] == "deployed"
+        assert [mv.state.value for mv in private.models.list("elec2")] == ["rejected", "deployed"]
+        answer = private.predict(rows)
+        assert answer.model["version"] == 2
+        assert answer.probabilities == expected
+        first = answer.prediction_ids[0]
+    assert Workspace.open_bundle(out, log_dir=log_dir) == root  # opened again: the same store, its log kept
+    with Workspace.open(root) as private:
+        assert private.predictions.get(first).proba == expected[0]
+        assert len(private.models.list("elec2")) == 2
+
+    other = tmp_path / "other"
+    cli("export", "elec2:1", str(other), check=True)
+    with pytest.raises(TidalError, match="serves another model"):
+        Workspace.open_bundle(other, log_dir=log_dir)
+    _one_line_error(_cli(tmp_path)("serve", "-C", str(small_project), "--log-dir", str(log_dir)), "--bundle")
