@@ -17,7 +17,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from tidal.core.entities import Event, ModelState, ModelVersion, Run, RunStatus, SnapshotInfo
@@ -30,6 +29,7 @@ from tidal.data.prepare import as_model_input, feature_columns, infer_task
 from tidal.data.schema import infer_schema
 from tidal.data.snapshot import canonical_parquet_bytes, read_snapshot_bytes
 from tidal.evaluate import Champion, Evaluation, GateDecision, evaluate_model, gate_decision
+from tidal.evaluate.served import SERVED, served_difference
 from tidal.loop.cache import environment, environment_digest
 from tidal.loop.context import LoopContext
 from tidal.loop.continued import continue_fit_step, continued_from
@@ -441,7 +441,7 @@ class TrainingPipeline:
                 self._served[key] = (f"{SERVED}: the stored model cannot be loaded and run as the server "
                                      f"does it: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
             else:
-                self._served[key] = _served_difference(want, got)
+                self._served[key] = served_difference(want, got)
         return self._served[key]
 
     def _profile(self, prof_d: str, train_d: str, holdout_d: str, columns: list[str],
@@ -494,30 +494,6 @@ def _collect_step(data: Any, base_dir: Path, project: str, created_at: datetime,
                   label: str) -> tuple[SnapshotInfo, bytes]:
     return data_steps.collect(data, base_dir=base_dir, project=project, created_at=created_at, frame=frame,
                               label=label)
-
-
-SERVED = "served = validated"
-
-
-def _served_difference(want: tuple[np.ndarray, np.ndarray | None],
-                       got: tuple[np.ndarray, np.ndarray | None]) -> str | None:
-    """What differs between the in-memory model's holdout outputs (``want``) and the stored one's, or None."""
-    (pred, proba), (pred2, proba2) = want, got
-    if pred.shape != pred2.shape:
-        return f"{SERVED}: the stored model answers {pred2.shape[0]} predictions for {pred.shape[0]} rows"
-    differ = sum(a != b and not (a != a and b != b)  # NaN (a != a) equals NaN here
-                 for a, b in zip(pred.tolist(), pred2.tolist(), strict=True))
-    note = ""
-    if proba is not None or proba2 is not None:
-        if proba is None or proba2 is None or proba.shape != proba2.shape:
-            return f"{SERVED}: the stored model does not give the class probabilities the model did"
-        if not np.array_equal(proba, proba2, equal_nan=True):
-            gap = np.nanmax(np.abs(proba.astype(np.float64) - proba2.astype(np.float64)))
-            note = f", probabilities up to {gap:.3g} apart"
-    if differ == 0 and not note:
-        return None
-    return (f"{SERVED}: the stored model predicts the holdout differently from the model that was gated "
-            f"({differ} of {pred.shape[0]} predictions differ{note}): it would not serve what was validated")
 
 
 def _artifact(digest: str, key: str) -> dict[str, Any]:
