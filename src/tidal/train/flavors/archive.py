@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from tidal.core.errors import IntegrityError, TrainingError
+from tidal.train.flavors.base import Flavor
 
 MANIFEST = "manifest.json"
 PREPARE = "prepare.skops"
@@ -188,5 +189,22 @@ def in_pipeline(model: Any, modules: tuple[str, ...], classes: frozenset[str]) -
     return any(c.__module__.split(".")[0] in modules and c.__name__ in classes for c in type(estimator).__mro__)
 
 
-__all__ = ["MANIFEST", "PREPARE", "classes_array", "classes_json", "in_pipeline", "join_pipeline", "json_params",
-           "manifest_bytes", "model_members", "read_archive", "save_prepare", "split_pipeline", "write_archive"]
+
+
+class BoosterFlavor(Flavor):
+    """A flavor for a boosting library's scikit-learn estimators (alone, or last in tidal's pipeline): it
+    handles and accepts the classes of :attr:`estimators` defined in its library (``modules[0]``)."""
+
+    #: The estimator class names the flavor stores, and that ``model.estimator`` may name from its library.
+    estimators: frozenset[str] = frozenset()
+
+    def handles(self, model: Any) -> bool:
+        return in_pipeline(model, self.modules, self.estimators)
+
+    def accepts(self, cls: type) -> bool:
+        return library_class(cls, self.modules[0], self.estimators) is not None
+
+
+__all__ = ["MANIFEST", "PREPARE", "BoosterFlavor", "classes_array", "classes_json", "in_pipeline", "join_pipeline",
+           "json_params", "library_class", "manifest_bytes", "model_members", "read_archive", "save_prepare",
+           "split_pipeline", "stored_class", "write_archive"]

@@ -26,12 +26,11 @@ from typing import Any
 from tidal.core.errors import IntegrityError
 from tidal.train.flavors.archive import (
     PREPARE,
+    BoosterFlavor,
     classes_array,
     classes_json,
-    in_pipeline,
     join_pipeline,
     json_params,
-    library_class,
     manifest_bytes,
     model_members,
     read_archive,
@@ -40,7 +39,6 @@ from tidal.train.flavors.archive import (
     stored_class,
     write_archive,
 )
-from tidal.train.flavors.base import Flavor
 
 #: The estimator classes the flavor builds (and ``model.estimator`` may name from lightgbm).
 ESTIMATORS = frozenset({"LGBMClassifier", "LGBMRegressor"})
@@ -53,19 +51,14 @@ def _base_class(estimator: Any) -> str:
     return stored_class(estimator, "lightgbm", ESTIMATORS)
 
 
-class LightGBMFlavor(Flavor):
+class LightGBMFlavor(BoosterFlavor):
     """LightGBM's scikit-learn estimators (alone, or last in tidal's pipeline)."""
 
     name = "lightgbm"
     format = "lightgbm-text"
     extra = "lightgbm"
     modules = ("lightgbm",)
-
-    def handles(self, model: Any) -> bool:
-        return in_pipeline(model, self.modules, ESTIMATORS)
-
-    def accepts(self, cls: type) -> bool:
-        return library_class(cls, "lightgbm", ESTIMATORS) is not None
+    estimators = ESTIMATORS
 
     def fit(self, model: Any, X: Any, y: Any) -> dict[str, list[float]]:
         estimator, step, _ = split_pipeline(model)

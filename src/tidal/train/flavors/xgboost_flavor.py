@@ -27,12 +27,11 @@ import numpy as np
 from tidal.core.errors import IntegrityError
 from tidal.train.flavors.archive import (
     PREPARE,
+    BoosterFlavor,
     classes_array,
     classes_json,
-    in_pipeline,
     join_pipeline,
     json_params,
-    library_class,
     manifest_bytes,
     model_members,
     read_archive,
@@ -41,7 +40,6 @@ from tidal.train.flavors.archive import (
     stored_class,
     write_archive,
 )
-from tidal.train.flavors.base import Flavor
 
 #: The estimator classes the flavor builds (and ``model.estimator`` may name from xgboost).
 ESTIMATORS = frozenset({"XGBClassifier", "XGBRegressor", "XGBRFClassifier", "XGBRFRegressor"})
@@ -58,19 +56,14 @@ def _is_codes(labels: np.ndarray) -> bool:
     return labels.dtype.kind in "iu" and labels.tolist() == list(range(len(labels)))
 
 
-class XGBoostFlavor(Flavor):
+class XGBoostFlavor(BoosterFlavor):
     """XGBoost's scikit-learn estimators (alone, or last in tidal's pipeline)."""
 
     name = "xgboost"
     format = "xgboost-ubj"
     extra = "xgboost"
     modules = ("xgboost",)
-
-    def handles(self, model: Any) -> bool:
-        return in_pipeline(model, self.modules, ESTIMATORS)
-
-    def accepts(self, cls: type) -> bool:
-        return library_class(cls, "xgboost", ESTIMATORS) is not None
+    estimators = ESTIMATORS
 
     def fit(self, model: Any, X: Any, y: Any) -> dict[str, list[float]]:
         from sklearn.base import is_classifier
