@@ -76,9 +76,9 @@ def _compute(labels: Sequence[Any], spec: LabelFeaturesSpec, task: str, keys: li
         for k in sorted(set(spec.lags)):
             out[f"{PREFIX}lag_{k}"] = keyed.shift(shift + k - 1)
         shared = keys[-1:] if len(keys) <= 2 else keys
+        hits = {key: (keyed == key).astype(float).where(known) for key in shared} if spec.windows else {}
         for w in sorted(set(spec.windows)):
-            for key in shared:
-                hit = (keyed == key).astype(float).where(known)
+            for key, hit in hits.items():
                 name = f"{PREFIX}share_{w}" if len(keys) <= 2 else f"{PREFIX}share_{w}_{key}"
                 out[name] = hit.rolling(w, min_periods=1).mean().shift(shift)
     else:

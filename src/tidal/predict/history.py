@@ -44,6 +44,13 @@ class LabelHistory:
             self._cache[key] = (now, labels)
         return labels
 
+    def fresh(self, state: ServingState) -> bool:
+        """Whether :meth:`fill` for ``state`` would be answered from memory, without reading the log."""
+        spec = LabelFeaturesSpec.model_validate(state.mv.signature.label_features)
+        with self._lock:
+            hit = self._cache.get((state.name, history_length(spec)))
+        return hit is not None and time.monotonic() - hit[0] < self.ttl_s
+
     def needs(self, state: ServingState, doc: Any) -> bool:
         """Whether some row of ``doc`` (a /predict body) lacks a label feature ``state``'s version takes."""
         derived = state.mv.signature.derived

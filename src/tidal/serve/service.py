@@ -100,7 +100,11 @@ class Service:
             raise ApiError(503, self.slot.status)
         for used in (champion, trial.state if trial is not None else None):
             if used is not None and self.history.needs(used, doc):  # label features, from the log's newest labels
-                await asyncio.get_running_loop().run_in_executor(self._log_pool, self.history.fill, used, doc)
+                if self.history.fresh(used):  # in memory: no read, so no thread hop
+                    self.history.fill(used, doc)
+                else:  # a read of the log, off the event loop; not on the log's writer thread, whose flushes
+                    # would wait behind it (and it behind them)
+                    await asyncio.get_running_loop().run_in_executor(None, self.history.fill, used, doc)
         # Checked against the champion's signature whatever the route: bad input gets the champion's 4xx,
         # and takes no canary turn, so the canary's share is exact over the requests that are answered.
         rows = champion.schema.instances(doc, max_rows=self.max_rows)
