@@ -38,8 +38,10 @@ class ServerProcess:
     """``tidal.serve.run_server(root, workers=...)`` in a subprocess."""
 
     def __init__(self, root: Path, *, workers: int = 1, log: Path | None = None, nofile: int | None = None,
-                 env: dict[str, str] | None = None, bundle: bool = False) -> None:
+                 env: dict[str, str] | None = None, bundle: bool = False, args: list[str] | None = None) -> None:
         self.root = root
+        #: more ``tidal serve`` options, for a bundle (``--log-url URL``)
+        self.args = args or []
         #: ``root`` is a bundle (tidal export), served by ``tidal serve --bundle`` rather than run_server.
         self.bundle = bundle
         self.workers = workers
@@ -64,7 +66,7 @@ class ServerProcess:
 
         with open(self.log, "ab") as out:
             argv = ([sys.executable, "-m", "tidal", "serve", "--bundle", str(self.root), "--host", "127.0.0.1",
-                     "--port", str(self.port), "--workers", str(self.workers)] if self.bundle
+                     "--port", str(self.port), "--workers", str(self.workers), *self.args] if self.bundle
                     else [sys.executable, "-c", code, str(self.root), str(self.port), str(self.workers)])
             self.proc = subprocess.Popen(argv, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
                                          env=env, preexec_fn=limit if nofile is not None else None)
