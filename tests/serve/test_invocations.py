@@ -2,9 +2,10 @@
 ``/predict`` gives for the same rows, is logged, and takes feedback; bad bodies are a 4xx with ``{"error"}``
 that names the format's own field, and log nothing (tidal.serve.invocations).
 
-MLflow itself is not installed here (it is heavy): the request bodies are built by hand, following MLflow's
-documented scoring formats (``mlflow models serve``: ``dataframe_split``, ``dataframe_records``,
-``instances``, ``inputs``), as ``pandas.DataFrame.to_dict(orient="split" / "records")`` writes them.
+The bodies of the first test are built by hand, following MLflow's documented scoring formats (``mlflow models
+serve``: ``dataframe_split``, ``dataframe_records``, ``instances``, ``inputs``), as
+``pandas.DataFrame.to_dict(orient="split" / "records")`` writes them; the last test uses MLflow's own client and
+request builders (``mlflow-skinny``, in the dev extra: MLflow's client side without its server).
 """
 
 from __future__ import annotations
@@ -85,3 +86,42 @@ def test_each_mlflow_format_answers_as_predict(server: ServerProcess, project: P
         assert_error(post({"dataframe_records": [ROW] * 21}), 413, "dataframe_records: 21 rows", "deploy.max_rows")
         assert_error(post({"dataframe_records": []}), 422, "dataframe_records: the list is empty")
         assert count_logged(project) == 7 * 7
+
+
+def test_mlflows_own_client_scores_against_tidal(server: ServerProcess, project: Path) -> None:
+    """A client written for ``mlflow models serve`` moves over unchanged: MLflow's ``ScoringServerClient`` waits
+    on /ping, then invokes with the bodies MLflow's own helpers build (a DataFrame, and the ``inputs`` dict
+    that ``convert_input_example_to_serving_input`` writes)."""
+    import json
+
+    from mlflow.models import convert_input_example_to_serving_input
+    from mlflow.pyfunc.scoring_server.client import ScoringServerClient
+
+    from tidal import Workspace
+
+    batch = rows(4)
+    frame = pd.DataFrame(batch, columns=COLUMNS)
+    client = ScoringServerClient("127.0.0.1", server.port)
+    client.wait_server_ready(timeout=10)
+    assert client.get_version() == httpx.get(f"{server.url}/version").text != ""
+    expected = httpx.post(f"{server.url}/predict", json={"instances": batch}, timeout=10).json()
+
+    answer = client.invoke(frame)  # MLflow sends it as dataframe_split, its index included
+    assert answer["predictions"] == expected["predictions"]
+    assert answer["probabilities"] == expected["probabilities"]
+    built = json.loads(convert_input_example_to_serving_input(frame.to_dict(orient="list")) or "{}")
+    assert set(built) == {"inputs"}
+    by_columns = httpx.post(f"{server.url}/invocations", json=built, timeout=10).json()
+    assert by_columns["predictions"] == expected["predictions"]
+
+    with Workspace.open(project) as ws:  # logged like /predict, and labelled through /feedback
+        assert ws.predictions.get(answer["prediction_ids"][0]).inputs == batch[0]
+    fed = httpx.post(f"{server.url}/feedback", json={"prediction_id": answer["prediction_ids"][0], "label": 0})
+    assert fed.json() == {"stored": 1}
+
+    try:  # a bad body through MLflow's client: MLflow raises with tidal's 4xx and its error in the message
+        client.invoke(frame.drop(columns=[COLUMNS[0]]))
+    except Exception as exc:  # MLflow raises a bare Exception
+        assert "error code 422" in str(exc) and COLUMNS[0] in str(exc), exc
+    else:
+        raise AssertionError("a frame without a column was answered")

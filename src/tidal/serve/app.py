@@ -34,7 +34,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import Response
+from fastapi.responses import PlainTextResponse, Response
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -80,7 +80,10 @@ HOT_ROUTES = ("/predict", "/feedback", "/invocations")
 #: The Open Inference Protocol's routes, as metrics label them (:mod:`tidal.serve.v2`).
 V2_ROUTES = ("/v2", "/v2/health/live", "/v2/health/ready", "/v2/models/{name}", "/v2/models/{name}/ready",
              "/v2/models/{name}/versions/{version}", "/v2/models/{name}/versions/{version}/ready", INFER_ENDPOINT)
-ENDPOINTS = frozenset({*HOT_ROUTES, *V2_ROUTES, "/healthz", "/readyz", "/metrics", "/model", "/docs",
+#: What ``mlflow models serve`` answers beside /invocations: MLflow's own client (``ScoringServerClient``) waits
+#: on /ping before it sends anything.
+MLFLOW_ROUTES = ("/ping", "/health", "/version")
+ENDPOINTS = frozenset({*HOT_ROUTES, *V2_ROUTES, *MLFLOW_ROUTES, "/healthz", "/readyz", "/metrics", "/model", "/docs",
                        "/openapi.json", "/docs/oauth2-redirect"})
 #: The deploy settings create_app accepts as keyword overrides (the rest of ``deploy`` is for the CLI).
 OVERRIDABLE = ("max_request_bytes", "max_rows", "reload_seconds", "feedback")
@@ -423,6 +426,22 @@ def _fastapi(service: Service, metrics: ServerMetrics, lifespan: Any, *, max_req
         if state is None:
             return Response(error_body(service.slot.status), status_code=503, media_type=JSON)
         return _json({"status": "ready", "model": state.model_ref})
+
+    async def ping() -> Response:
+        """MLflow's readiness route: 200 once a model version is loaded (as /readyz), 503 saying why before."""
+        return await readyz()
+
+    for path in ("/ping", "/health"):
+        app.add_api_route(path, ping, methods=["GET"], response_model=Ready, responses=errors(503),
+                          summary=f"Readiness, as `mlflow models serve` answers {path}", tags=["MLflow"])
+
+    @app.get("/version", response_class=PlainTextResponse, summary="tidal's version, as MLflow's /version",
+             tags=["MLflow"])
+    async def version() -> PlainTextResponse:
+        """The version of tidal serving, as text (``mlflow models serve`` answers its own version here)."""
+        from tidal import __version__
+
+        return PlainTextResponse(__version__)
 
     @app.get("/model", response_model=ModelInfo, summary="The model serving", responses=errors(503))
     async def model_info() -> Response:
