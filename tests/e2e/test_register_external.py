@@ -134,8 +134,8 @@ def test_the_gate_compares_with_the_champion_on_the_given_rows(cancer_project: P
         X = scored.drop(columns=["target"])
         weak = DummyClassifier(strategy="constant", constant=0).fit(X, scored["target"])
         second = ws.models.register(weak, name="bc", data=scored, promote=True)
-        assert second.state is ModelState.REJECTED and second.reasons[0].startswith("accuracy 0.385 >= champion 0.976"), \
-            second.reasons
+        assert second.state is ModelState.REJECTED, second
+        assert second.reasons[0].startswith("accuracy 0.385 >= champion 0.976"), second.reasons
         champion = ws.registry.champion("bc")
         assert champion is not None and champion.version == 1
         gate = second.info["gate"]
