@@ -152,8 +152,8 @@ class Models:
         Returns the version, validated or rejected with its reasons; a refusal stores nothing."""
         from tidal.loop.external import register_model
 
-        return register_model(self._ws.context(), model, name=name, data=data, target=target, columns=columns,
-                              task=task, promote=promote, reason=reason)
+        return register_model(self._ws.spec, self._ws.registry, model, name=name, data=data, target=target,
+                              columns=columns, task=task, promote=promote, reason=reason)
 
 
 def _project_name(folder: str) -> str:

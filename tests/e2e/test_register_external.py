@@ -200,3 +200,19 @@ def test_bad_input_is_one_line_and_changes_nothing(cancer_project: Path) -> None
             line = str(caught.value)
             assert line.startswith(start) and "\n" not in line and "Traceback" not in line, line
             assert _listing(ws, cancer_project) == before, change
+
+
+def test_a_model_fitted_on_an_array_takes_the_columns_of_the_data_in_order(cancer_project: Path) -> None:
+    train, scored = _cancer()
+    model = lgb.LGBMClassifier(n_estimators=10, verbose=-1).fit(train.drop(columns=["target"]).to_numpy(),
+                                                                 train["target"].to_numpy())
+    with Workspace.open(cancer_project) as ws:
+        before = _listing(ws, cancer_project)
+        with pytest.raises(DataError, match=r"^LGBMClassifier takes 30 input columns, the data has 2 besides"):
+            ws.models.register(model, name="bc", data=scored[["mean radius", "worst area", "target"]])
+        assert _listing(ws, cancer_project) == before
+        mv = ws.models.register(model, name="bc", data=scored)
+        assert mv.state is ModelState.VALIDATED and mv.signature.names == list(train.columns[:-1])
+        assert mv.signature.classes == [0, 1] and mv.metrics["accuracy"] > 0.9
+        assert ws.models.load("bc:1").predict(scored.drop(columns=["target"])).tolist() == \
+            model.predict(scored.drop(columns=["target"]).to_numpy()).tolist()

@@ -160,7 +160,8 @@ def runs_show(run_id: Annotated[str, typer.Argument(help="A run id, or a unique 
                       f"started {when(d.run.started_at)}")
         if d.run.error:
             console.print(f"[red]error[/] {escape(d.run.error)}")
-        console.print(steps_table(d.steps))
+        if d.steps:  # a run that registered a model trained outside tidal has none
+            console.print(steps_table(d.steps))
         console.print("params: " + ", ".join(f"{k}={v}" for k, v in sorted(d.params.items())))
         console.print("metrics: " + ", ".join(f"{k}={fmt(v)}" for k, v in sorted(last.items())
                                               if not k.startswith("curve.")))

@@ -33,6 +33,7 @@ import os
 import sys
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,7 @@ from tidal.core.errors import (
     TidalError,
     TrainingError,
 )
+from tidal.core.ports import ArtifactStore, Clock, MetadataStore
 from tidal.core.signature import Lineage, Signature
 from tidal.data import steps as data_steps
 from tidal.data.prepare import as_model_input, infer_task
@@ -55,10 +57,10 @@ from tidal.data.snapshot import make_snapshot, read_snapshot_bytes
 from tidal.evaluate import Champion, GateDecision, evaluate_model, gate_decision
 from tidal.evaluate.served import SERVED, served_difference
 from tidal.loop.cache import environment, environment_digest
-from tidal.loop.context import LoopContext
 from tidal.loop.lineage import git_commit
 from tidal.monitor.baseline import holdout_drift
-from tidal.registry import CHALLENGER, CHAMPION, SERVABLE
+from tidal.registry import CHALLENGER, CHAMPION, SERVABLE, Registry
+from tidal.spec import Spec
 from tidal.spec.model import NAME_PATTERN
 from tidal.train.capture import capture_output
 from tidal.train.fit import predict_frame
@@ -69,6 +71,26 @@ from tidal.train.tracking import LOG_ARTIFACT, Tracker
 ORIGIN = "trained outside tidal"
 #: The trigger of the run that registers it.
 TRIGGER = "register"
+
+
+@dataclass(frozen=True)
+class _Ports:
+    """The spec and the registry, with the stores and the clock under it."""
+
+    spec: Spec
+    registry: Registry
+
+    @property
+    def store(self) -> MetadataStore:
+        return self.registry.store
+
+    @property
+    def artifacts(self) -> ArtifactStore:
+        return self.registry.artifacts
+
+    @property
+    def clock(self) -> Clock:
+        return self.registry.clock
 
 
 @dataclass
@@ -86,7 +108,7 @@ class _Checked:
 
 
 def register_model(
-    ctx: LoopContext, model: Any, *, name: str, data: pd.DataFrame | str | os.PathLike[str],
+    spec: Spec, registry: Registry, model: Any, *, name: str, data: pd.DataFrame | str | os.PathLike[str],
     target: str | None = None, columns: list[str] | None = None, task: str | None = None,
     promote: bool | str = False, reason: str | None = None,
 ) -> ModelVersion:
@@ -99,13 +121,16 @@ def register_model(
     ``regression`` when the estimator does not say. ``promote``: ``True`` makes a version that passes
     ``champion``, a text names the alias (``"challenger"``), ``False`` gives it none (``tidal promote``
     later). Returns the version as stored: ``validated`` (``deployed`` when promoted) or ``rejected``, with
-    its reasons."""
+    its reasons. Only ``spec`` and the ``registry`` (its metadata and artifact stores, its clock) are used:
+    nothing else of the workspace (its prediction log) is opened."""
+    ctx = _Ports(spec, registry)
     if not isinstance(name, str) or not _valid_name(name):
         raise RegistryError(f"{name!r} is not a valid model name",
                             hint="a letter, then up to 63 letters, digits, '_', '.' or '-'")
     alias = CHAMPION if promote is True else (promote or None)
     if alias is not None and not (isinstance(alias, str) and _valid_name(alias)):
         raise RegistryError(f"promote={promote!r} is not an alias", hint="give True (champion), False or an alias name")
+    started = ctx.clock.now()
     with capture_output() as printed:  # what the library prints while it is scored goes to the run's log
         checked = _check(ctx, model, data, target=target, columns=columns, task=task)
         payload = _store_bytes(checked.flavor, model)
@@ -135,7 +160,7 @@ def register_model(
                                 champion=decision.champion)
     return _record(ctx, model, checked, name=name, snapshot=snapshot.digest, digest=digest, decision=decision,
                    metrics=evaluation.validation, profile=profile, alias=alias, over=champion, log=printed.text,
-                   reason=reason)
+                   reason=reason, started=started)
 
 
 def _valid_name(name: str) -> bool:
@@ -146,7 +171,7 @@ def _valid_name(name: str) -> bool:
 
 # -- checks (nothing stored) --------------------------------------------------------------------------
 
-def _check(ctx: LoopContext, model: Any, data: Any, *, target: str | None, columns: list[str] | None,
+def _check(ctx: _Ports, model: Any, data: Any, *, target: str | None, columns: list[str] | None,
            task: str | None) -> _Checked:
     flavor = _flavor(model)
     label = type(model).__name__
@@ -207,7 +232,7 @@ def _require_fitted(model: Any, label: str) -> None:
         pass
 
 
-def _frame(ctx: LoopContext, data: Any) -> tuple[pd.DataFrame, str]:
+def _frame(ctx: _Ports, data: Any) -> tuple[pd.DataFrame, str]:
     """The rows of ``data`` and a description of where they came from."""
     if isinstance(data, pd.DataFrame):
         return data.reset_index(drop=True), "a DataFrame given to Workspace.models.register"
@@ -275,7 +300,7 @@ def _store_bytes(flavor: Flavor, model: Any) -> bytes:
                             hint="register a model made only of the flavor's library classes") from None
 
 
-def _champion(ctx: LoopContext, mv: ModelVersion) -> Champion:
+def _champion(ctx: _Ports, mv: ModelVersion) -> Champion:
     try:
         seen: list[pd.DataFrame] | None = [read_snapshot_bytes(ctx.artifacts.get(d))
                                            for d in mv.lineage.trained_on] or None
@@ -285,7 +310,7 @@ def _champion(ctx: LoopContext, mv: ModelVersion) -> Champion:
                     trained_on=seen)
 
 
-def _served_differs(ctx: LoopContext, checked: _Checked, digest: str) -> str | None:
+def _served_differs(ctx: _Ports, checked: _Checked, digest: str) -> str | None:
     """Served = validated: why the stored model, loaded back as the server loads it, does not answer the
     rows exactly as the model in memory did (None when it does)."""
     try:
@@ -300,16 +325,16 @@ def _served_differs(ctx: LoopContext, checked: _Checked, digest: str) -> str | N
 
 # -- recording ----------------------------------------------------------------------------------------
 
-def _record(ctx: LoopContext, model: Any, checked: _Checked, *, name: str, snapshot: str, digest: str,
+def _record(ctx: _Ports, model: Any, checked: _Checked, *, name: str, snapshot: str, digest: str,
             decision: GateDecision, metrics: dict[str, float | None], profile: dict[str, Any], alias: str | None,
-            over: ModelVersion | None, log: str, reason: str | None) -> ModelVersion:
-    """The run that registers the version, and the version (with its alias, if it passed)."""
-    now = ctx.clock.now()
+            over: ModelVersion | None, log: str, reason: str | None, started: datetime) -> ModelVersion:
+    """The run that registers the version (started when the checks did), and the version (with its alias, if it
+    passed)."""
     code = _code()
     git, env_digest = git_commit(Path.cwd()), environment_digest()
     info: dict[str, Any] = {"git": git, "environment": environment(), "environment_digest": env_digest,
                             "origin": ORIGIN, "code": code, "snapshot": snapshot}
-    run = Run(id=uuid.uuid4().hex, project=ctx.spec.name, status=RunStatus.RUNNING, started_at=now,
+    run = Run(id=uuid.uuid4().hex, project=ctx.spec.name, status=RunStatus.RUNNING, started_at=started,
               spec_digest=ctx.spec.digest, trigger=TRIGGER, info=info)
     ctx.store.create_run(run)
     tracker = Tracker(ctx.store, run.id, clock=ctx.clock, artifacts=ctx.artifacts)
