@@ -97,6 +97,12 @@ class _Proxy:
         if threading.get_ident() not in _sinks:
             self._out().flush()
 
+    @property
+    def rich_proxied_file(self) -> _Proxy:
+        """Itself: rich unwraps its own stdout proxy (a live display's) through this attribute to reach the real
+        stream, which during a main-thread capture is the log file; a spinner's refresh thread must write here."""
+        return self
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._target, name)
 

@@ -105,3 +105,20 @@ def test_a_capture_in_another_thread_leaves_the_main_threads_output_alone(capfd:
     assert out == "from the main thread\n" and "LightGBM" not in err, (out, err)
     assert result["lines"][0] == "from the worker"
     assert any(line.startswith("[LightGBM] [Info]") for line in result["lines"]), result["lines"]
+
+
+def test_a_spinner_running_during_the_fit_stays_on_the_terminal(capfd: pytest.CaptureFixture[str],
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from rich.console import Console
+
+    # sys.stdout on descriptor 1, as in a terminal (pytest's own writes elsewhere)
+    monkeypatch.setattr(sys, "stdout", open(1, "w", closefd=False, buffering=1))  # noqa: SIM115
+    console = Console(force_terminal=True, width=80)  # as `tidal run` shows a running step
+    with console.status("train running…", refresh_per_second=50), capture_output() as caught:
+        print("from the library")
+        time.sleep(0.3)  # the spinner's thread redraws meanwhile
+    out, _ = capfd.readouterr()
+    assert caught.lines == ["from the library"], caught.lines
+    assert "train running" in out and "from the library" not in out
