@@ -48,7 +48,7 @@ from tidal.predict.local import Answer, LocalPredictor
 from tidal.registry import CHALLENGER, CHAMPION, Registry, Serving, Transition, subject
 from tidal.spec import Spec, default_spec_yaml, load_spec
 from tidal.storage import open_artifact_store, open_metadata_store
-from tidal.train.tracking import Tracker
+from tidal.train.tracking import LOG_ARTIFACT, Tracker
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -98,6 +98,11 @@ class Runs:
                          tags=store.get_tags(run.id), metrics=store.get_metrics(run.id),
                          artifacts=store.list_run_artifacts(run.id))
 
+    def log(self, run_id: str) -> str | None:
+        """What the training library printed during the run (its ``log.txt``), or None when it printed nothing."""
+        digest = self.get(run_id).artifacts.get(LOG_ARTIFACT)
+        return None if digest is None else self._ws.artifacts.get(digest).decode("utf-8", "replace")
+
 
 class Models:
     """The model registry of a workspace (``ws.models``)."""
@@ -135,6 +140,20 @@ class Models:
     def load(self, ref: str) -> Any:
         """The model object (verified against its digest, never unpickled)."""
         return self._ws.registry.load(self.get(ref))
+
+    def register(
+        self, model: Any, *, name: str, data: pd.DataFrame | str | os.PathLike[str], target: str | None = None,
+        columns: builtins.list[str] | None = None, task: str | None = None, promote: bool | str = False,
+        reason: str | None = None,
+    ) -> ModelVersion:
+        """Register ``model``, fitted in your own code (any flavor), as a version of ``name``, scored on
+        ``data`` (a DataFrame, a snapshot digest or a path): gated, checked served = validated and recorded
+        with a run and the lineage ``trained outside tidal`` (:func:`tidal.loop.external.register_model`).
+        Returns the version, validated or rejected with its reasons; a refusal stores nothing."""
+        from tidal.loop.external import register_model
+
+        return register_model(self._ws.spec, self._ws.registry, model, name=name, data=data, target=target,
+                              columns=columns, task=task, promote=promote, reason=reason)
 
 
 def _project_name(folder: str) -> str:

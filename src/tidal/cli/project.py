@@ -24,6 +24,9 @@ from tidal.cli.app import (
 )
 from tidal.cli.failures import report_failure
 
+#: How many of the last lines of a run's log ``tidal runs show`` prints (``--log``: all of them).
+LOG_TAIL = 20
+
 
 @app.command()
 def init(
@@ -130,12 +133,18 @@ def runs_ls(limit: Annotated[int, typer.Option(help="Show at most this many runs
 
 @runs_app.command("show")
 def runs_show(run_id: Annotated[str, typer.Argument(help="A run id, or a unique prefix of one.")],
-              json_out: JsonOpt = False, project: ProjectOpt = None) -> None:
-    """Show one run: steps, params, metrics, lineage."""
+              json_out: JsonOpt = False, project: ProjectOpt = None,
+              log: Annotated[bool, typer.Option("--log", help="Print the whole log of the training library.")]
+              = False) -> None:
+    """Show one run: steps, params, metrics, lineage, and the end of what the training library printed."""
     from tidal.cli.render import dump_json, fmt, steps_table, when
 
     with open_workspace(project) as ws:
         d = ws.runs.get(run_id)
+        text = ws.runs.log(d.run.id)
+        if log:
+            console.out(text or "", end="", highlight=False)
+            return
         last: dict[str, Any] = {}
         for m in d.metrics:
             last[m.key] = m.value
@@ -143,7 +152,7 @@ def runs_show(run_id: Annotated[str, typer.Argument(help="A run id, or a unique 
             dump_json(console, {"id": d.run.id, "status": d.run.status.value, "trigger": d.run.trigger,
                                 "started_at": d.run.started_at, "ended_at": d.run.ended_at, "error": d.run.error,
                                 "spec_digest": d.run.spec_digest, "info": d.run.info, "params": d.params,
-                                "tags": d.tags, "metrics": last,
+                                "tags": d.tags, "metrics": last, "log": text,
                                 "steps": [{"name": s.name, "status": s.status.value, "explain": s.explain,
                                            "seconds": s.duration_s, "outputs": s.outputs} for s in d.steps]})
             return
@@ -151,12 +160,21 @@ def runs_show(run_id: Annotated[str, typer.Argument(help="A run id, or a unique 
                       f"started {when(d.run.started_at)}")
         if d.run.error:
             console.print(f"[red]error[/] {escape(d.run.error)}")
-        console.print(steps_table(d.steps))
+        if d.steps:  # a run that registered a model trained outside tidal has none
+            console.print(steps_table(d.steps))
         console.print("params: " + ", ".join(f"{k}={v}" for k, v in sorted(d.params.items())))
         console.print("metrics: " + ", ".join(f"{k}={fmt(v)}" for k, v in sorted(last.items())
                                               if not k.startswith("curve.")))
         console.print(f"spec {d.run.spec_digest[:12]} · git {(d.run.info.get('git') or {}).get('commit', '-')}"
                       f" · environment {str(d.run.info.get('environment_digest', ''))[:12]}")
+        if text:
+            lines = text.splitlines()
+            shown = lines[-LOG_TAIL:]
+            console.print(f"log of the training library ({len(lines)} line{'s' if len(lines) != 1 else ''}"
+                          + (f", the last {len(shown)}: `tidal runs show {d.run.id[:12]} --log` prints all)"
+                             if len(shown) < len(lines) else "):"))
+            for line in shown:
+                console.print("  " + escape(line), highlight=False)
 
 
 @models_app.command("ls")
@@ -217,7 +235,8 @@ def models_show(ref: Annotated[str, typer.Argument(help="NAME, NAME:VERSION or N
                       f"spec {str(lin.spec_digest)[:12]} · git {(lin.git or {}).get('commit', '-')}"
                       f" · environment {str(lin.environment_digest)[:12]} · artifact {mv.artifact_digest[:12]}"
                       + (f" · continued from {lin.continued_from.get('name')}:{lin.continued_from.get('version')}"
-                         if lin.continued_from else ""))
+                         if lin.continued_from else "")
+                      + (f" · {lin.extra['origin']}" if lin.extra.get("origin") else ""))
         console.print(states_table(states))
         console.print(events_table(history))
 

@@ -44,7 +44,7 @@ from tidal.train.continued import continue_fit
 from tidal.train.estimator import import_estimator
 from tidal.train.fit import TrainResult, fit_pipeline, predict_frame
 from tidal.train.flavors import flavor_for, get_flavor
-from tidal.train.tracking import Tracker
+from tidal.train.tracking import LOG_ARTIFACT, Tracker
 
 #: How many times a run gates again when the champion moved between its gate and its registration.
 MAX_REGATES = 3
@@ -269,8 +269,10 @@ class TrainingPipeline:
 
         def save(fitted: TrainResult) -> dict[str, Any]:
             digest, flavor, fmt = self._put_model(fitted.model)
+            log = self.artifacts.put(fitted.log.encode()) if fitted.log else None  # what the library printed
             return {"model": digest, "flavor": flavor, "format": fmt, "fit_seconds": round(fitted.fit_seconds, 4),
-                    "curves": fitted.curves, "warnings": fitted.warnings, "artifacts": [digest]}
+                    "curves": fitted.curves, "warnings": fitted.warnings, "log": log,
+                    "artifacts": [digest, *([log] if log else [])]}
 
         inputs = {"train": train_d, "columns": columns, "kinds": {c: kinds.get(c) for c in columns},
                   "target": spec.data.target, "prepare": spec.prepare.model_dump(mode="json"),
@@ -287,6 +289,8 @@ class TrainingPipeline:
                 "train", _train_step, code_of=fit_pipeline,
                 args=lambda: (self._frame(train_d), spec.data.target, columns, kinds, spec.prepare, spec.model),
                 save=save, reuse_note=lambda o: f"model {o['model'][:12]}", inputs=inputs).outputs
+        if trained.get("log"):  # a reused step's log too: this run's model is the one that printed it
+            self.store.add_run_artifact(tracker.run_id, LOG_ARTIFACT, trained["log"])
         with tracker.batch():
             for key, values in trained["curves"].items():
                 tracker.log_curve(key, values)

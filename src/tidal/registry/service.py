@@ -180,6 +180,8 @@ class Registry:
             at = parent.get("time")
             return (f"trained by the retrain that {parent.get('name', mv.name)}:{parent.get('version')} triggered"
                     + (f" at {at}" if at else "") + f": {parent.get('why') or parent.get('trigger')}")
+        if mv.lineage.extra.get("origin"):  # Workspace.models.register: a model the user fitted in their own code
+            return f"{mv.lineage.extra['origin']}, registered by run {mv.run_id[:8]}"
         trigger = None
         if mv.run_id:
             try:

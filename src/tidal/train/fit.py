@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +15,7 @@ from tidal.core.errors import TrainingError
 from tidal.data.codec import target_array
 from tidal.data.prepare import as_model_input, build_preprocessor
 from tidal.spec.model import ModelSpec, PrepareSpec
+from tidal.train.capture import capture_output
 from tidal.train.estimator import build_estimator, iteration_curves
 from tidal.train.flavors import accepting_flavor
 
@@ -29,6 +29,8 @@ class TrainResult:
     curves: dict[str, list[float]] = field(default_factory=dict)
     fit_seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    #: what the library printed while fitting (:func:`tidal.train.capture.capture_output`), kept as the run's log
+    log: str = ""
 
 
 def fit_pipeline(
@@ -46,8 +48,8 @@ def fit_pipeline(
     flavor = accepting_flavor(type(built))
     curves: dict[str, list[float]] = {}
     start = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    # the library's own output (LightGBM's and XGBoost's messages, warnings) goes to the run's log
+    with capture_output() as caught:
         try:
             if flavor is None:  # build_estimator refuses such a class first
                 pipe.fit(X, y)
@@ -57,10 +59,9 @@ def fit_pipeline(
             raise TrainingError(f"training {estimator.rsplit('.', 1)[-1]} failed: {exc}",
                                 hint="check the data types and model.params") from exc
     seconds = time.perf_counter() - start
-    notes = sorted({f"{w.category.__name__}: {w.message}" for w in caught})
     return TrainResult(model=pipe, columns=list(columns),
                        curves={**iteration_curves(pipe.named_steps["model"]), **curves},
-                       fit_seconds=seconds, warnings=notes)
+                       fit_seconds=seconds, warnings=sorted(set(caught.warnings)), log=caught.text)
 
 
 def predict_frame(model: Any, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:

@@ -16,6 +16,9 @@ from tidal.core.clock import SystemClock
 from tidal.core.entities import Metric
 from tidal.core.ports import ArtifactStore, Clock, MetadataStore
 
+#: The run artifact that holds what the training library printed (``tidal runs show`` shows it).
+LOG_ARTIFACT = "log.txt"
+
 
 class Tracker:
     """Logs to one run of a :class:`MetadataStore`."""
