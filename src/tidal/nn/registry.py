@@ -106,7 +106,7 @@ def _check_module_class(cls: Any, spec: str, error: Callable[..., TidalError], *
     import torch
 
     if not isinstance(cls, type) or not issubclass(cls, torch.nn.Module):
-        what = f"a {type(cls).__name__}" if not isinstance(cls, type) else f"the class {class_path(cls) or cls!r}"
+        what = f"a {type(cls).__name__}" if not isinstance(cls, type) else f"the class {class_path(cls) or repr(cls)}"
         raise error(f"{key}: {spec!r} is {what}, not a torch.nn.Module subclass; tidal never calls it",
                     hint=_REGISTER_HINT)
     return cls

@@ -127,7 +127,7 @@ class TorchFlavor(Flavor):
             raise IntegrityError(f"the model file's parameters are not valid: {type(exc).__name__}: {exc}",
                                  hint=_RETRAIN) from exc
         cls, label = self._architecture(estimator.module, manifest.get("architecture"))
-        module_params = check_module_params(cls, label, estimator.module_params or {},
+        module_params = check_module_params(cls, str(estimator.module), estimator.module_params or {},
                                             key="the model file's module_params", error=IntegrityError)
         try:
             module = cls(in_features=n_in, out_features=n_out, **module_params)
