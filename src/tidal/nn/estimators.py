@@ -113,6 +113,12 @@ class TorchEstimator(BaseEstimator):  # type: ignore[misc]
                                 hint=f"give {name} as a whole number, e.g. {max(low, 1) * 10}")
         return value
 
+    def check_params(self) -> None:
+        """:class:`TrainingError` in one line for a parameter ``fit`` would refuse (an unknown architecture,
+        ``module_params`` it does not take, an unknown optimizer...), before any data is touched."""
+        self._config()
+        self._architecture()
+
     def _architecture(self) -> tuple[type, dict[str, Any]]:
         cls = resolve_module(self.module)
         return cls, check_module_params(cls, self.module, self.module_params or {})

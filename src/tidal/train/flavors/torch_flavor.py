@@ -82,6 +82,7 @@ class TorchFlavor(Flavor):
     def fit(self, model: Any, X: Any, y: Any) -> dict[str, list[float]]:
         estimator = split_pipeline(model)[0]
         self.libraries(f"model.estimator tidal.nn.{_base(estimator)}")
+        estimator.check_params()  # a bad architecture is refused before the prepare steps are fitted
         model.fit(X, y)
         return {f"curve.{name}": [float(v) for v in values] for name, values in sorted(estimator.curves_.items())}
 
