@@ -121,6 +121,26 @@ def test_the_same_seed_gives_the_same_bytes_and_another_seed_other_bytes() -> No
     assert weights[0] != weights[1]  # the weights themselves differ, not only the recorded seed
 
 
+_DIGEST = """
+import hashlib
+from tests.unit.train.test_torch_flavor import fit
+from tidal.train.flavors import get_flavor
+print(hashlib.sha256(get_flavor("torch").save(fit(seed=3, module_params={"hidden": [8], "dropout": 0.2})[0].model))
+      .hexdigest())
+"""
+
+
+def test_another_process_gives_the_same_bytes() -> None:
+    import hashlib
+
+    here = hashlib.sha256(get_flavor("torch").save(fit(seed=3, module_params={"hidden": [8], "dropout": 0.2})[0]
+                                                   .model)).hexdigest()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    there = subprocess.run([sys.executable, "-c", _DIGEST], capture_output=True, text=True, env=env, timeout=120,
+                           check=True).stdout.strip()
+    assert here == there
+
+
 def test_a_fit_leaves_torch_global_state_as_it_was() -> None:
     torch.manual_seed(1234)
     state, deterministic = torch.get_rng_state(), torch.are_deterministic_algorithms_enabled()
@@ -193,6 +213,9 @@ def test_an_unknown_estimator_parameter_is_refused_when_the_estimator_is_built()
     assert build_estimator("tidal.nn.TorchRegressor", {}, 7).get_params()["random_state"] == 7
     assert accepting_flavor(TorchClassifier).name == "torch"  # type: ignore[union-attr]
     assert accepting_flavor(TorchRegressor).name == "torch"  # type: ignore[union-attr]
+    with pytest.raises(TrainingError, match=r"name tidal\.nn\.TorchClassifier or tidal\.nn\.TorchRegressor"):
+        fit_pipeline(cancer_frame(), target="target", columns=["mean_radius"], kinds={"mean_radius": "numeric"},
+                     prepare=PrepareSpec(), model=ModelSpec(estimator="tidal.nn.TorchEstimator"))
 
 
 def _rewrite(data: bytes, **replace: bytes) -> bytes:

@@ -54,7 +54,8 @@ def _base(estimator: Any) -> str:
     for cls in type(estimator).__mro__:
         if cls in ESTIMATORS.values():
             return cls.__name__
-    raise IntegrityError(f"{type(estimator).__name__} is not a tidal.nn estimator the torch flavor stores")
+    raise TrainingError(f"{type(estimator).__name__} is not a tidal.nn estimator the torch flavor trains and stores",
+                        hint="name tidal.nn.TorchClassifier or tidal.nn.TorchRegressor in model.estimator")
 
 
 class TorchFlavor(Flavor):
@@ -70,7 +71,7 @@ class TorchFlavor(Flavor):
         return isinstance(split_pipeline(model)[0], TorchEstimator)
 
     def accepts(self, cls: type) -> bool:
-        return isinstance(cls, type) and issubclass(cls, TorchClassifier | TorchRegressor)
+        return isinstance(cls, type) and issubclass(cls, TorchEstimator)  # the base alone is refused when it fits
 
     def libraries(self, what: str) -> tuple[Any, Any]:
         """torch and ``safetensors.torch``, or the extra's one-line error naming ``what`` needs them."""
