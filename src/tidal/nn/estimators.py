@@ -34,6 +34,15 @@ def as_matrix(X: Any, width: int | None = None) -> np.ndarray:
     return np.require(arr, np.float32, ["C_CONTIGUOUS", "WRITEABLE"])
 
 
+def _training(name: str) -> Any:
+    """:mod:`tidal.nn.training` (which imports torch), or the torch extra's one-line error."""
+    try:
+        import tidal.nn.training as training
+    except ImportError:
+        raise TrainingError(f"tidal.nn.{name} needs the torch extra: pip install 'tidal[torch]'") from None
+    return training
+
+
 class TorchEstimator(BaseEstimator):  # type: ignore[misc]
     """The common part of :class:`TorchClassifier` and :class:`TorchRegressor`.
 
@@ -69,7 +78,7 @@ class TorchEstimator(BaseEstimator):  # type: ignore[misc]
     # -- what fit checks ------------------------------------------------------------------------------
 
     def _config(self) -> Any:
-        from tidal.nn.training import Config
+        Config = _training(type(self).__name__).Config
 
         whole = self._whole
 
@@ -126,7 +135,7 @@ class TorchEstimator(BaseEstimator):  # type: ignore[misc]
     # -- fit and predict ------------------------------------------------------------------------------
 
     def _fit(self, X: Any, target: np.ndarray, out_features: int) -> None:
-        from tidal.nn.training import train
+        train = _training(type(self).__name__).train
 
         config = self._config()
         matrix = as_matrix(X)
@@ -151,10 +160,11 @@ class TorchEstimator(BaseEstimator):  # type: ignore[misc]
 
     def _outputs(self, X: Any) -> np.ndarray:
         """The module's raw outputs on ``X``: float32, ``(rows, n_outputs_)``."""
-        from tidal.nn.training import forward
+        forward = _training(type(self).__name__).forward
 
         check_is_fitted(self, "module_")
-        return forward(self.module_, as_matrix(X, self.n_features_in_), self._threads())
+        out: np.ndarray = forward(self.module_, as_matrix(X, self.n_features_in_), self._threads())
+        return out
 
 
 class TorchClassifier(ClassifierMixin, TorchEstimator):  # type: ignore[misc]

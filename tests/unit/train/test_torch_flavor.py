@@ -332,6 +332,10 @@ try:
                  model=ModelSpec(estimator="tidal.nn.TorchClassifier"))
 except TrainingError as exc:
     print(exc)
+try:
+    TorchClassifier().fit(frame[["a", "b"]], frame["y"])
+except TrainingError as exc:
+    print(exc)
 print(sorted(m for m in sys.modules if m.startswith("tidal.nn")))
 """
 
@@ -344,4 +348,5 @@ def test_tidal_and_the_other_flavors_work_without_torch() -> None:
     assert proc.stdout.splitlines() == [
         "sklearn", "xgboost",
         "model.estimator tidal.nn.TorchClassifier needs the torch extra: pip install 'tidal[torch]'",
+        "tidal.nn.TorchClassifier needs the torch extra: pip install 'tidal[torch]'",
         "['tidal.nn', 'tidal.nn.estimators', 'tidal.nn.registry']"], proc.stdout
