@@ -142,7 +142,12 @@ class TorchFlavor(Flavor):
             raise IntegrityError(f"the model file's weights cannot be read: {type(exc).__name__}: {exc}",
                                  hint=_RETRAIN) from exc
         _check_weights(module, tensors, label, module_params, torch.float32)
-        module.load_state_dict(tensors, strict=True)
+        try:
+            module.load_state_dict(tensors, strict=True)
+        except RuntimeError as exc:  # what the checks above do not foresee (an architecture's own hooks)
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise IntegrityError(f"the model file's weights do not load into architecture {label}: {first}",
+                                 hint=_RETRAIN) from exc
         module.eval()
         estimator.module_, estimator.architecture_ = module, class_path(cls)
         estimator.n_features_in_, estimator.n_outputs_ = n_in, n_out
