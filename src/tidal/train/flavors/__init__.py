@@ -8,6 +8,7 @@ from tidal.core.errors import PluginNotFound
 from tidal.train.flavors.base import Flavor
 from tidal.train.flavors.lightgbm_flavor import LightGBMFlavor
 from tidal.train.flavors.sklearn import SklearnFlavor
+from tidal.train.flavors.torch_flavor import TorchFlavor
 from tidal.train.flavors.xgboost_flavor import XGBoostFlavor
 
 _FLAVORS: dict[str, Flavor] = {}
@@ -51,11 +52,13 @@ def accepting_flavor(cls: type) -> Flavor | None:
     return None
 
 
-# The booster flavors first: their estimators are scikit-learn estimators too, which the sklearn flavor
-# would otherwise claim (and store with skops, which refuses their boosters when it loads them).
+# The booster and torch flavors first: their estimators are scikit-learn estimators too, which the sklearn
+# flavor would otherwise claim (and store with skops, which refuses their boosters and networks when it loads
+# them).
 register_flavor(XGBoostFlavor())
 register_flavor(LightGBMFlavor())
+register_flavor(TorchFlavor())
 register_flavor(SklearnFlavor())
 
-__all__ = ["Flavor", "LightGBMFlavor", "SklearnFlavor", "XGBoostFlavor", "accepting_flavor", "flavor_for",
-           "get_flavor", "module_flavor", "register_flavor"]
+__all__ = ["Flavor", "LightGBMFlavor", "SklearnFlavor", "TorchFlavor", "XGBoostFlavor", "accepting_flavor",
+           "flavor_for", "get_flavor", "module_flavor", "register_flavor"]

@@ -46,9 +46,11 @@ def manifest_bytes(manifest: Mapping[str, Any]) -> bytes:
     return json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
 
 
-def read_archive(data: bytes, *, fmt: str, estimators: frozenset[str]) -> tuple[dict[str, Any], dict[str, bytes]]:
+def read_archive(data: bytes, *, fmt: str, estimators: frozenset[str],
+                 member: str = "booster") -> tuple[dict[str, Any], dict[str, bytes]]:
     """The manifest and members of an archive of format ``fmt``; :class:`IntegrityError` when it is not one,
-    or when its manifest names an estimator class outside ``estimators``. Reads bytes and JSON only."""
+    when its manifest names an estimator class outside ``estimators``, or when it lacks the member its
+    manifest key ``member`` names (the booster; the torch flavor's weights). Reads bytes and JSON only."""
     hint = "the file may be truncated, corrupted or not made by tidal; re-run `tidal run` to train it again"
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
@@ -64,9 +66,9 @@ def read_archive(data: bytes, *, fmt: str, estimators: frozenset[str]) -> tuple[
     if estimator not in estimators:
         raise IntegrityError(f"the model file names estimator {estimator!r}, which tidal never builds from a {fmt} "
                              f"archive (known: {', '.join(sorted(estimators))})", hint=hint)
-    missing = [m for m in (manifest.get("booster"), manifest.get("prepare")) if m and m not in members]
-    if missing or not manifest.get("booster"):
-        raise IntegrityError(f"the model file lacks {', '.join(missing) or 'its booster'}", hint=hint)
+    missing = [m for m in (manifest.get(member), manifest.get("prepare")) if m and m not in members]
+    if missing or not manifest.get(member):
+        raise IntegrityError(f"the model file lacks {', '.join(map(str, missing)) or 'its ' + member}", hint=hint)
     return manifest, members
 
 
@@ -159,10 +161,12 @@ def join_pipeline(prepare: bytes | None, step: str | None, estimator: Any) -> An
     return head
 
 
-def model_members(manifest: dict[str, Any], members: Mapping[str, bytes]) -> tuple[bytes, bytes | None]:
-    """The booster's bytes and the prepare step's bytes (None for a bare estimator)."""
+def model_members(manifest: dict[str, Any], members: Mapping[str, bytes],
+                  member: str = "booster") -> tuple[bytes, bytes | None]:
+    """The bytes of the member the manifest key ``member`` names (the booster) and the prepare step's bytes
+    (None for a bare estimator)."""
     prepare = manifest.get("prepare")
-    return members[manifest["booster"]], (members[prepare] if prepare else None)
+    return members[manifest[member]], (members[prepare] if prepare else None)
 
 
 def library_class(cls: type, library: str, names: frozenset[str]) -> str | None:
