@@ -106,8 +106,10 @@ def test_a_torch_regressor_runs_and_serves(tmp_path: Path, cli: Callable[..., An
         assert mv is not None and mv.info["flavor"] == "torch" and mv.state.value == "deployed"
         assert _steps(ws, mv.run_id) == {"curve.train.loss": EPOCHS, "curve.valid.loss": EPOCHS}
         ws.export("net@champion", tmp_path / "bundle")  # a bundle pins what loading the network needs
-        pinned = [line.split("==")[0] for line in (tmp_path / "bundle" / "requirements.txt").read_text().split()]
+        lines = (tmp_path / "bundle" / "requirements.txt").read_text().split()
+        pinned = [line.split("==")[0] for line in lines]
         assert {"torch", "safetensors"} <= set(pinned), pinned
+        assert not any("+" in line for line in lines), lines  # torch's "+cpu" label: no public index has it
     rows = frame.drop(columns=["target"]).head(2).to_dict(orient="records")
     body = _serve_and_feed(project, rows, float(frame["target"].iloc[1]), classifier=False)
     assert all(isinstance(p, float) for p in body["predictions"])

@@ -71,7 +71,9 @@ def requirements(modules: tuple[str, ...]) -> list[str]:
     pinned: dict[str, str] = {}
     for name in names:
         try:
-            pinned[name.lower()] = f"{name}=={metadata.version(name)}"
+            # without a local label (torch's "2.13.0+cpu"): no index but the one that built it has such a
+            # version, and the public release of the same number holds the same code
+            pinned[name.lower()] = f"{name}=={metadata.version(name).split('+', 1)[0]}"
         except metadata.PackageNotFoundError:
             raise TidalError(f"cannot pin {name}: it is not installed in this environment",
                              hint=f"install it (pip install {name}) and export again") from None
