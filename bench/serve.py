@@ -38,7 +38,8 @@ data with the same identity ``prepare``, each served by
 - ``<model>_tidal``: tidal, prediction log on, ``/predict``;
 - ``<model>_floor``: bench/_floor.py with the very estimator tidal serves (loaded from the project's
   registry), its own ``predict_proba`` behind the minimal FastAPI endpoint;
-- ``<model>_onnx``: tidal with ``deploy.runtime: onnx`` (the ONNX runtime path), measured only where this
+- ``<model>_onnx``: tidal serving the ONNX form (``deploy.runtime: onnx``, onnxruntime), from a project of
+  its own trained with that setting (the ONNX form is made at registration), measured only where this
   tidal's ``tidal.yaml`` has that setting; otherwise the table says "not available", never a figure.
 
 at 1 row and ``--batch-rows`` (1,000) rows, concurrency 1; the ratio column is tidal's fastest path over the
@@ -79,9 +80,10 @@ SERVERS = ("tidal", "tidal_v2", "mlflow", "mlflow_default", "bentoml", "floor")
 #: The booster models: name → (model.estimator, model.params).
 BOOSTERS = {"xgboost": ("xgboost.XGBClassifier", "{n_jobs: 1}"),
             "lightgbm": ("lightgbm.LGBMClassifier", "{n_jobs: 1, verbose: -1}")}
-#: The servers each booster is measured on, labelled ``<model>_<kind>``. A server kind is one entry here and
-#: one branch in :class:`Server`; ``onnx`` runs only where :func:`unavailable` finds nothing missing.
-BOOSTER_KINDS = ("tidal", "onnx", "floor")
+#: The servers each booster is measured on, labelled ``<model>_<kind>``: kind → (the :class:`Server` that
+#: runs, the ``deploy`` settings of the project it serves; each distinct one is trained once). ``onnx`` runs
+#: only where :func:`unavailable` finds nothing missing.
+BOOSTER_KINDS = {"tidal": ("tidal", ""), "onnx": ("tidal", "runtime: onnx, "), "floor": ("floor", "")}
 #: The kinds that are tidal (the ratio column takes the fastest of them over the floor).
 TIDAL_KINDS = ("tidal", "onnx")
 ANCHOR_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -93,7 +95,7 @@ data: {{source: data/breast_cancer.csv, target: target}}
 prepare: {{impute: {{numeric: none, categorical: most_frequent}}, scale: none, encode: onehot}}
 model: {{estimator: {estimator}, params: {params}, seed: 0}}
 validate: {{split: {{method: random, test_size: 0.2}}, metrics: [accuracy, roc_auc], gates: []}}
-deploy: {{max_request_bytes: 16777216, max_rows: 10000}}
+deploy: {{{deploy}max_request_bytes: 16777216, max_rows: 10000}}
 """
 
 
@@ -140,7 +142,7 @@ def unavailable(kind: str) -> str | None:
 # -- the models ---------------------------------------------------------------------------------------------
 
 
-def train(project: Path, estimator: str, params: str) -> dict[str, Any]:
+def train(project: Path, estimator: str, params: str, deploy: str = "") -> dict[str, Any]:
     """A tidal project on breast_cancer, trained: its champion's columns, holdout metrics and model."""
     from sklearn.datasets import load_breast_cancer
     from threadpoolctl import threadpool_limits
@@ -150,7 +152,7 @@ def train(project: Path, estimator: str, params: str) -> dict[str, Any]:
     df = load_breast_cancer(as_frame=True).frame
     (project / "data").mkdir(parents=True)
     df.to_csv(project / "data" / "breast_cancer.csv", index=False)
-    (project / "tidal.yaml").write_text(SPEC.format(estimator=estimator, params=params))
+    (project / "tidal.yaml").write_text(SPEC.format(estimator=estimator, params=params, deploy=deploy))
     with Workspace.open(project) as ws, threadpool_limits(1):  # OpenMP spinning slows training on 2 busy cores
         result = ws.run()
         mv = result.model
@@ -186,10 +188,11 @@ def build(folder: Path, servers: list[str]) -> dict[str, Any]:
     return built
 
 
-def build_booster(folder: Path, model: str) -> dict[str, Any]:
+def build_booster(folder: Path, model: str, deploy: str = "") -> dict[str, Any]:
     """A booster's project (trained); its floor loads the same fitted estimator from that project."""
     estimator, params = BOOSTERS[model]
-    built = train(folder / model, estimator, params)
+    name = model + ("-" + deploy.split(":")[1].strip(" ,") if deploy else "")  # e.g. xgboost-onnx
+    built = train(folder / name, estimator, params, deploy)
     fitted = built.pop("pipeline").named_steps["model"]
     built.pop("frame")
     # the boosting rounds the booster holds (XGBoost's n_estimators stays None when left to its default)
@@ -203,7 +206,7 @@ def build_booster(folder: Path, model: str) -> dict[str, Any]:
 
 class Server:
     """One server process, started alone, stopped by its own pid. ``kind`` says which server (one of
-    :data:`SERVERS`, or ``onnx``); ``label`` names it in the results."""
+    :data:`SERVERS`); ``label`` names it in the results."""
 
     def __init__(self, label: str, kind: str, built: dict[str, Any], log: Path) -> None:
         self.name = label
@@ -214,13 +217,8 @@ class Server:
         if kind == "mlflow_default":  # MLflow as a user starts it: no thread cap, scikit-learn's OpenMP as it comes
             env = {k: v for k, v in os.environ.items() if k not in ANCHOR_ENV}
         self.columns: list[str] = built["columns"]
-        self._restore: tuple[Path, str] | None = None
-        if kind in ("tidal", "tidal_v2", "onnx"):
+        if kind in ("tidal", "tidal_v2"):
             project = Path(built["project"])
-            if kind == "onnx":  # the same project served by the ONNX runtime; tidal.yaml restored on stop()
-                spec = project / "tidal.yaml"
-                self._restore = (spec, spec.read_text())
-                spec.write_text(self._restore[1].replace("deploy: {", "deploy: {runtime: onnx, "))
             code = ("import sys; from pathlib import Path; from tidal.serve import run_server; "
                     "run_server(Path(sys.argv[1]), host='127.0.0.1', port=int(sys.argv[2]))")
             cmd = [sys.executable, "-c", code, str(project), str(self.port)]
@@ -291,17 +289,13 @@ class Server:
             return dict(json.loads(resp.read()))
 
     def stop(self) -> None:
-        try:
-            if self.proc.poll() is None:
-                os.killpg(self.proc.pid, signal.SIGTERM)  # the group of the process started above, and only it
-                try:
-                    self.proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                    self.proc.wait(5)
-        finally:
-            if self._restore is not None:
-                self._restore[0].write_text(self._restore[1])
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)  # the group of the process started above, and only it
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
 
 
 # -- where tidal's time goes -------------------------------------------------------------------------------
@@ -460,17 +454,29 @@ def main() -> int:
                                         f"{args.batch_rows} rows": stages(built, args.batch_rows, folder, model)}
             print_stages(f"{model}: tidal /predict", entry["tidal_stages_us"])
             reference = None
-            for kind in BOOSTER_KINDS:
+            projects = {"": built}  # by deploy settings
+            for kind, (server_kind, deploy) in BOOSTER_KINDS.items():
                 label = f"{model}_{kind}"
                 why = unavailable(kind)
                 if why is not None:
                     entry["not_available"][kind] = why
                     print(f"{label:15s} {why}")
                     continue
-                entry["servers"][kind], answer = serve_and_measure(label, kind, built, booster_cells(args), args,
-                                                                   wrk, folder, reference)
+                try:
+                    if deploy not in projects:
+                        projects[deploy] = build_booster(folder, model, deploy)
+                    entry["servers"][kind], answer = serve_and_measure(label, server_kind, projects[deploy],
+                                                                       booster_cells(args), args, wrk, folder,
+                                                                       reference)
+                except Exception as exc:
+                    if kind in ("tidal", "floor"):
+                        raise
+                    # a path of its own (ONNX) that fails is said so, in one line, and the others still run
+                    entry["not_available"][kind] = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+                    print(f"{label:15s} {entry['not_available'][kind]}")
+                    continue
                 reference = reference or answer
-            entry["tidal_log_rows"] = log_rows(built["project"])
+            entry["tidal_log_rows"] = {Path(b["project"]).name: log_rows(b["project"]) for b in projects.values()}
             results["boosters"][model] = entry
     results.update(ratios(results), environment=environment(args, wrk))
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -604,7 +610,8 @@ def print_booster_tables(results: dict[str, Any]) -> None:
             aims = results.get("aims", {}).get(f"{model}, {cell}", {})
             if aims:
                 print(f"aims, {cell}: " + ", ".join(f"{a} {'met' if ok else 'MISSED'}" for a, ok in aims.items()))
-        print(f"tidal prediction log: {entry['tidal_log_rows']} predictions stored")
+        for project, n in entry["tidal_log_rows"].items():
+            print(f"tidal prediction log ({project}): {n} predictions stored")
 
 
 if __name__ == "__main__":
