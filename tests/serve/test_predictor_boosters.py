@@ -62,6 +62,9 @@ def test_booster_scorer_is_used_and_identical(estimator: Any, task: str, target:
     built = build_predictor(model, signature, profile, task=task)
     assert built.predictor.path == "fast", built.report
     assert built.report["booster"] is not None and built.report["booster"].startswith(library), built.report
+    assert isinstance(built.predictor, FastPredictor)
+    if library == "xgboost":  # XGBoost's C API called directly (boosters._DirectXGBoost), not inplace_predict
+        assert built.predictor.booster._direct.ready  # type: ignore[union-attr]
     classifier = task == "classification"
     generic = GenericPredictor(model, list(KINDS), KINDS, classifier)
     rows = json_rows(df.sample(80, random_state=3))
