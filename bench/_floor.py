@@ -2,21 +2,35 @@
 
 No validation, no prediction log, no metrics: parse the JSON, stack the rows into a NumPy array in
 column order, call the estimator's own ``predict_proba``, answer. Run by bench/serve.py as
-``uvicorn _floor:app --app-dir bench`` with ``FLOOR_MODEL`` (a skops file) and ``FLOOR_COLUMNS`` (a JSON
-list) in the environment.
+``uvicorn _floor:app --app-dir bench`` with ``FLOOR_COLUMNS`` (a JSON list) and the estimator in the
+environment: ``FLOOR_MODEL`` (a skops file), or ``FLOOR_PROJECT``, a tidal project whose champion's
+estimator (an XGBoost or LightGBM model, which skops does not store) is the one served, taken from the
+registry at start-up; tidal plays no part in answering a request.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 import numpy as np
 import skops.io as sio
 from fastapi import FastAPI, Request
 
-_path = os.environ["FLOOR_MODEL"]
-model = sio.load(_path, trusted=sio.get_untrusted_types(file=_path))
+
+def _load() -> Any:
+    project = os.environ.get("FLOOR_PROJECT")
+    if project:
+        from tidal import Workspace
+
+        with Workspace.open(project) as ws:
+            return ws.registry.load(ws.registry.champion("cancer")).named_steps["model"]
+    path = os.environ["FLOOR_MODEL"]
+    return sio.load(path, trusted=sio.get_untrusted_types(file=path))
+
+
+model = _load()
 columns = json.loads(os.environ["FLOOR_COLUMNS"])
 app = FastAPI()
 

@@ -80,7 +80,10 @@ def test_run_serve_predict_and_feedback(estimator: str, tmp_path: Path, cli: Cal
     rows = frame.drop(columns=[target]).tail(3).to_dict(orient="records")
     classifier = "Classifier" in estimator
     with ServerProcess(project) as server, httpx.Client(base_url=server.url, timeout=10) as client:
-        assert client.get("/model").json()["version"] == 1
+        info = client.get("/model").json()
+        assert info["version"] == 1
+        # the fast path, one call into the booster per request (tidal.predict.boosters)
+        assert info["serving"]["path"] == "fast" and info["serving"]["booster"].startswith(flavor), info["serving"]
         answer = client.post("/predict", json={"instances": rows})
         assert answer.status_code == 200, answer.text
         body = answer.json()

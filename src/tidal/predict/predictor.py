@@ -6,7 +6,9 @@
 - :class:`FastPredictor` applies the fitted ``prepare`` step with NumPy alone
   (:mod:`tidal.predict.features`), then the estimator on the matrix; a HistGradientBoosting estimator is
   evaluated by :class:`~tidal.predict.trees.CompiledTrees` for small requests, and by its own Cython code,
-  once instead of twice, for large ones. About 0.07 ms a row for the same model.
+  once instead of twice, for large ones. About 0.07 ms a row for the same model. An XGBoost or LightGBM
+  estimator is called once per request, through its library's own booster
+  (:mod:`tidal.predict.boosters`), instead of its ``predict`` and then its ``predict_proba``.
 
 :func:`build_predictor` runs at load time (in the background, before a version serves): it checks that
 the version answers sample rows made from its reference profile, finds which columns may be null (the
@@ -28,6 +30,7 @@ from scipy.special import expit
 from tidal.core.errors import ServingError
 from tidal.core.signature import Signature
 from tidal.data.prepare import NUMERIC_KINDS
+from tidal.predict.boosters import booster_scorer
 from tidal.predict.features import FeatureEncoder, compile_prepare
 from tidal.predict.inputs import InputSchema
 from tidal.predict.samples import UNSEEN, sample_rows
@@ -111,6 +114,8 @@ class FastPredictor:
         self.fortran = fortran
         self.trees: CompiledTrees | None = None
         self._hgb = type(estimator).__name__ in _HGB
+        #: XGBoost and LightGBM: one call into the library gives both outputs (tidal.predict.boosters)
+        self.booster = None if self._hgb else booster_scorer(estimator, classifier)
         # Two classes and the logit link: P(class 1) is scipy's expit of the raw prediction, which is what
         # scikit-learn's loss computes under three layers of array-API dispatch (a sizeable part of a
         # one-row request once its caches are cold).
@@ -126,6 +131,8 @@ class FastPredictor:
     def arrays(self, rows: Rows) -> Arrays:
         X = self.encoder(rows)
         est = self.estimator
+        if self.booster is not None:
+            return self.booster(X)
         if not self._hgb:
             if self.fortran:
                 X = np.asfortranarray(X)
@@ -188,6 +195,9 @@ def build_predictor(model: Any, signature: Signature, profile: Mapping[str, Any]
         candidate, why = _fast_candidate(model, kinds, classifier)
         if candidate is not None:
             mismatch = _mismatch(candidate, generic, rows, columns, kinds, nullable)
+            if mismatch is not None and candidate.booster is not None:
+                candidate.booster = None  # the estimator's own predict and predict_proba, on the matrix
+                mismatch = _mismatch(candidate, generic, rows, columns, kinds, nullable)
             if mismatch is not None and not candidate._hgb:
                 candidate.fortran = True  # the other memory layout (see FastPredictor.fortran)
                 mismatch = _mismatch(candidate, generic, rows, columns, kinds, nullable)
@@ -198,6 +208,7 @@ def build_predictor(model: Any, signature: Signature, profile: Mapping[str, Any]
     report.update(path=predictor.path, fast_path=why, check_seconds=round(time.perf_counter() - start, 4))
     if isinstance(predictor, FastPredictor):
         report["compiled_trees"] = predictor.trees is not None
+        report["booster"] = None if predictor.booster is None else predictor.booster.kind
     return BuiltPredictor(predictor=predictor, schema=schema, report=report)
 
 

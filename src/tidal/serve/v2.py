@@ -15,7 +15,9 @@ The mapping (docs/deploy.md, "Open Inference Protocol v2"):
   ``INT64``, boolean ``BOOL``, categorical and datetime ``BYTES`` (UTF-8 text; ISO 8601 for a date-time).
   A numeric or integer column also takes the other ``FP*``, ``INT*`` and ``UINT*`` datatypes. A floating
   NaN (binary data) or a JSON ``null`` is a missing value, taken where ``/predict`` takes null. The label
-  features a server fills (``GET /model``: ``inputs.filled``) may be left out, as in ``/predict``.
+  features a server fills (``GET /model``: ``inputs.filled``) may be left out, as in ``/predict``: the model
+  metadata lists them with ``"parameters": {"optional": true}`` (Triton's word for an input a request may
+  leave out).
 - outputs: ``predict`` ``[n]`` (the predicted class or value: ``FP64`` for a regressor; for a classifier
   ``INT64``, ``BOOL``, ``FP64`` or ``BYTES`` after its classes), ``probabilities`` ``FP64 [n, classes]``
   (classifiers, columns in the order of ``GET /model`` ``signature.classes``) and ``prediction_id``
@@ -109,10 +111,15 @@ class OpenInference:
         if state.classes is not None:
             outputs.append({"name": "probabilities", "datatype": "FP64", "shape": [-1, len(state.classes)]})
         outputs.append({"name": "prediction_id", "datatype": "BYTES", "shape": [-1]})
+        filled = set(sig.derived)
+        inputs: list[dict[str, Any]] = []
+        for c, k in sig.columns.items():
+            tensor: dict[str, Any] = {"name": c, "datatype": KIND_DATATYPE.get(k, "BYTES"), "shape": [-1]}
+            if c in filled:  # a label feature: the server fills it from its log when the request leaves it out
+                tensor["parameters"] = {"optional": True}
+            inputs.append(tensor)
         return {"name": state.name, "versions": [str(state.version)], "platform": f"tidal-{state.mv.format}",
-                "inputs": [{"name": c, "datatype": KIND_DATATYPE.get(k, "BYTES"), "shape": [-1]}
-                           for c, k in sig.columns.items()],
-                "outputs": outputs}
+                "inputs": inputs, "outputs": outputs}
 
     def model_ready(self, model: str, version: str | None = None) -> dict[str, Any]:
         state = self.served(model, version)
