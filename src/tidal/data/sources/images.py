@@ -3,8 +3,9 @@
 ``data/train/`` (a path with no file extension, or ending in ``/``) is read the way torchvision's
 ``ImageFolder`` reads it: every ``.png``/``.jpg``/``.jpeg`` file in a sub-folder is one row, and the
 sub-folder's name is its class. A glob (``data/train/*/*.png``) reads the files it matches, each labelled
-with the name of the folder that holds it. Images directly in the folder have no class (a null label):
-their labels come from a labels file (``data.images.labels``, see :mod:`tidal.data.images.collect`).
+with the name of the folder that holds it. Images directly in the folder have no class (a null label);
+their labels, like those of a flat glob, come from a labels file (``data.images.labels``, see
+:mod:`tidal.data.images.collect`), which takes over from the folder names.
 
 The table has three columns, rows in sorted path order: ``path`` (the file's path below the folder, with
 ``/``), ``label`` (the class, or null) and ``image`` (the file's bytes, as they are on disk: decoding and
@@ -98,12 +99,14 @@ def _scan_folder(root: Path) -> ImageFiles:
 def _scan_glob(uri: str, base_dir: Path) -> ImageFiles:
     pattern = resolve_local_path(uri, base_dir, must_exist=False)
     text = str(pattern)
-    root = Path(text[: _GLOB_CHARS.search(text).start()]).parent  # type: ignore[union-attr]
+    fixed = text[: _GLOB_CHARS.search(text).start()]  # type: ignore[union-attr]
+    # the folder the pattern starts in: data/train/ of data/train/*/*.png, data/ of data/img_*.png
+    root = Path(fixed) if fixed.endswith(("/", "\\")) else Path(fixed).parent
     matches = sorted(Path(p) for p in globlib.glob(text, recursive=True) if Path(p).is_file())
     if not matches:
         raise SourceError(f"no files match {pattern}", hint=SPEC_HINT)
     files = [(p.relative_to(root).as_posix() if p.is_relative_to(root) else p.name,
-              p.parent.name if p.parent != root else None, p) for p in matches]
+              p.parent.name, p) for p in matches]
     return ImageFiles(root=root, files=sorted(files, key=lambda item: item[0]))
 
 
