@@ -38,6 +38,8 @@ MODES: tuple[str, ...] = ("L", "LA", "RGB", "RGBA")
 #: Channels per kept mode.
 CHANNELS: dict[str, int] = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}
 _FORMATS = ("PNG", "JPEG")
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_JPEG_START = b"\xff\xd8\xff"
 _PNG_OPTIONS: dict[str, Any] = {"format": "PNG", "compress_level": 6, "optimize": False}
 
 
@@ -89,6 +91,10 @@ def decode(data: bytes, *, max_pixels: int = MAX_PIXELS) -> PILImage.Image:
     except Image.DecompressionBombError as exc:
         raise ImageProblem(f"a decompression bomb: {_first_line(exc)}") from exc
     except UnidentifiedImageError as exc:
+        head = bytes(data[:8])
+        if head.startswith((_PNG_SIGNATURE, _JPEG_START)):  # the right start, then too little or garbage
+            kind = "PNG" if head.startswith(_PNG_SIGNATURE) else "JPEG"
+            raise ImageProblem(f"a broken or truncated image (a {kind} start, {len(data)} bytes)") from exc
         raise ImageProblem("not a PNG or JPEG image (the bytes are of another kind, or not an image)") from exc
     except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
         # A truncated file ("image file is truncated"), a broken chunk or a bad CRC.
