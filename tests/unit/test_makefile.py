@@ -55,7 +55,7 @@ def test_test_first_creates_the_venv_and_installs_the_dev_tools(checkout: Path) 
     plan = _plan(checkout, "test")
     assert plan[0].endswith("-m venv .venv")
     installs = [line for line in plan if "pip install" in line and "--upgrade pip" not in line]
-    assert installs == [".venv/bin/python -m pip install -q -e '.[dev,postgres,online,corpus,xgboost,lightgbm]'"]
+    assert installs == [".venv/bin/python -m pip install -q -e '.[dev,postgres,online,corpus,xgboost,lightgbm,images]'"]
     assert plan[-1] == ".venv/bin/pytest -q"
 
 
@@ -63,7 +63,7 @@ def test_test_after_demo_adds_the_dev_tools_to_the_same_venv(checkout: Path) -> 
     _venv(checkout, ".stamp-runtime")
     plan = _plan(checkout, "test")
     assert not any("-m venv" in line for line in plan)
-    assert ".venv/bin/python -m pip install -q -e '.[dev,postgres,online,corpus,xgboost,lightgbm]'" in plan
+    assert ".venv/bin/python -m pip install -q -e '.[dev,postgres,online,corpus,xgboost,lightgbm,images]'" in plan
 
 
 def test_demo_after_test_installs_nothing_more(checkout: Path) -> None:
@@ -75,7 +75,7 @@ def test_demo_after_test_installs_nothing_more(checkout: Path) -> None:
 def test_corpus_installs_the_dev_and_corpus_packages_then_runs_the_corpus_bench(checkout: Path) -> None:
     plan = _plan(checkout, "corpus")
     installs = [line for line in plan if "pip install" in line and "--upgrade pip" not in line]
-    assert installs == [".venv/bin/python -m pip install -q -e '.[dev,postgres,online,corpus,xgboost,lightgbm]'"]
+    assert installs == [".venv/bin/python -m pip install -q -e '.[dev,postgres,online,corpus,xgboost,lightgbm,images]'"]
     assert plan[-1] == ".venv/bin/python bench/corpus.py"
     _venv(checkout, ".stamp-runtime", ".stamp-dev")  # after `make test`: nothing more to install
     assert _plan(checkout, "corpus") == [".venv/bin/python bench/corpus.py"]
