@@ -56,6 +56,10 @@ def test_run_on_images_then_refuse_or_skip_a_broken_one(tmp_path: Path, cli: Cli
     shown = json.loads(cli("runs", "show", out["run_id"][:8], "--json", check=True).stdout)
     assert shown["metrics"]["validation.accuracy"] == out["metrics"]["accuracy"]
     assert len(shown["info"]["snapshot"]) == 64
+    with Workspace.open(tmp_path) as ws:  # the run keeps a contact sheet of its images
+        sheets = ws.runs.get(out["run_id"]).artifacts
+        png, page = ws.artifacts.get(sheets["contact_sheet.png"]), ws.artifacts.get(sheets["contact_sheet.html"])
+        assert png.startswith(b"\x89PNG") and b"data:image/png;base64," in page
 
     again = json.loads(cli("run", "--json", check=True).stdout)  # the same files: every step reused
     assert [s["status"] for s in again["steps"]] == ["reused"] * 8

@@ -26,6 +26,7 @@ from tidal.data import steps as data_steps
 from tidal.data.codec import target_array
 from tidal.data.history import add_label_features, feature_kinds
 from tidal.data.images.collect import image_inputs, skipped_note
+from tidal.data.images.profile import contact_sheets
 from tidal.data.prepare import as_model_input, feature_columns, infer_task
 from tidal.data.schema import infer_schema
 from tidal.data.snapshot import canonical_parquet_bytes, read_snapshot_bytes
@@ -149,6 +150,9 @@ class TrainingPipeline:
         tracker.set_tags({"trigger": self.trigger, "spec_digest": spec.digest,
                           "git_commit": (result.run.info.get("git") or {}).get("commit", "")})
         snapshot = self._collect(runner, result)
+        if "image" in snapshot.schema.values():  # a few images per class, for a person to look at
+            for name, payload in contact_sheets(self._frame(snapshot.digest), snapshot.schema, data.target).items():
+                tracker.log_artifact(name, payload)
         first_schema = self._validate(runner, result, snapshot)
         kinds = dict(snapshot.schema)
         columns = feature_columns(pd.DataFrame(columns=snapshot.columns), target=data.target, time=data.time,

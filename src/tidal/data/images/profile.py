@@ -113,4 +113,16 @@ def contact_sheet_html(df: pd.DataFrame, *, image: str, label: str, per_class: i
             f"<figcaption>{caption}</figcaption></figure>")
 
 
-__all__ = ["STATS_SAMPLE", "contact_sheet_html", "contact_sheet_png", "image_profile"]
+def contact_sheets(df: pd.DataFrame, kinds: dict[str, str], target: str) -> dict[str, bytes]:
+    """The run artifacts that show a snapshot's images: ``contact_sheet.png`` and ``contact_sheet.html`` (the
+    same sheet as a ``data:`` URI) for its first image column, by class; empty for a table without images."""
+    images = [c for c, kind in kinds.items() if kind == "image" and c in df.columns]
+    if not images or target not in df.columns:
+        return {}
+    png = contact_sheet_png(df, image=images[0], label=target)
+    page = ("<!doctype html><meta charset=\"utf-8\"><title>contact sheet</title>"
+            + contact_sheet_html(df, image=images[0], label=target))
+    return {"contact_sheet.png": png, "contact_sheet.html": page.encode()}
+
+
+__all__ = ["STATS_SAMPLE", "contact_sheet_html", "contact_sheet_png", "contact_sheets", "image_profile"]
