@@ -45,6 +45,14 @@ def collect(data: DataSpec, *, base_dir: Path, project: str, created_at: datetim
     return info, payload
 
 
+def read_table(data: DataSpec, *, base_dir: Path) -> pd.DataFrame:
+    """``data.source`` read afresh as the collect step reads it: images decoded, checked and kept as canonical
+    PNG (the ones ``on_error: skip`` leaves out are dropped), a table as its source gives it."""
+    if is_image_data(data):
+        return read_images(data, base_dir=base_dir)[0]
+    return read_source(data.source, base_dir=base_dir, query=data.query)
+
+
 def validate(df: pd.DataFrame, schema: dict[str, Any] | None, data: DataSpec) -> list[Anomaly]:
     """The anomalies of ``df`` against the stored ``schema`` (None: the first snapshot), by ``data.checks``,
     and of its time column (:func:`check_time`, by ``data.time_order``). Columns in ``data.drop`` are left
@@ -80,4 +88,4 @@ def profile(train: pd.DataFrame, columns: Sequence[str], target: str) -> dict[st
     return profile_frame(train[[*columns, target]])
 
 
-__all__ = ["collect", "profile", "split", "validate"]
+__all__ = ["collect", "profile", "read_table", "split", "validate"]

@@ -124,3 +124,20 @@ def test_missing_and_empty_folders(tmp_path: Path) -> None:
         read_source("empty", base_dir=tmp_path)
     with pytest.raises(SourceError, match="no files match"):
         read_source("empty/*/*.png", base_dir=tmp_path)
+
+
+def test_a_retrain_or_backtest_reads_the_images_as_collect_does(tmp_path: Path) -> None:
+    from tidal.data.steps import read_table
+
+    write_folders(tmp_path / "train", per_class=2, classes=(3, 8))
+    data = DataSpec(source="train/", target="digit")
+    _, payload = collect(data, base_dir=tmp_path, project="p", created_at=NOW)
+    # the same rows and bytes (the snapshot reads an object column of text back as pandas' str dtype)
+    pd.testing.assert_frame_equal(read_table(data, base_dir=tmp_path), read_snapshot_bytes(payload), check_dtype=False)
+
+
+def test_class_folders_of_jpeg_files(tmp_path: Path) -> None:
+    _, labels = write_flat(tmp_path / "train" / "four", per_class=2, classes=(4,), jpeg=True)
+    df, _ = read_images(DataSpec(source="train", target="digit"), base_dir=tmp_path)
+    assert df["path"].tolist() == [f"four/{name}" for name in sorted(labels)] and set(df["digit"]) == {"four"}
+    assert all(png.startswith(b"\x89PNG") for png in df["image"])
