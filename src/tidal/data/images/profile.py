@@ -41,14 +41,32 @@ def _images(values: Iterable[Any]) -> Iterable[Any]:
             continue
 
 
+def _header(raw: Any) -> tuple[tuple[int, int], str] | None:
+    """The size and mode of an image from its header alone (a snapshot's canonical PNG: its mode is the one
+    it decodes to); anything else is decoded to learn them, and None when it cannot be read."""
+    if isinstance(raw, bytes) and raw.startswith(b"\x89PNG\r\n\x1a\n"):
+        try:
+            with pillow().open(io.BytesIO(raw), formats=("PNG",)) as image:
+                if image.mode in CHANNELS and "transparency" not in image.info:
+                    return image.size, image.mode
+        except (OSError, ValueError, SyntaxError):
+            return None
+    try:
+        image = decode(raw)
+    except ImageProblem:
+        return None
+    return image.size, image.mode
+
+
 def image_profile(series: pd.Series) -> dict[str, Any]:
     """Sizes, modes and channel statistics of a column of encoded images (see the module docstring)."""
     values = [v for v in series.tolist() if v is not None]
     sizes: Counter[tuple[int, int]] = Counter()
     modes: Counter[str] = Counter()
-    for image in _images(values):
-        sizes[image.size] += 1
-        modes[image.mode] += 1
+    for found in map(_header, values):
+        if found is not None:
+            sizes[found[0]] += 1
+            modes[found[1]] += 1
     if not sizes:
         return {"sizes": None, "modes": {}, "channels": None, "channel_mean": None, "channel_std": None}
     grey = all(CHANNELS[m] <= 2 for m in modes)
