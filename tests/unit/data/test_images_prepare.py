@@ -118,3 +118,15 @@ def test_a_broken_image_at_prediction_is_one_line(frames: tuple[pd.DataFrame, pd
     prep = ImagePreprocessor().fit(train)
     with pytest.raises(DataError, match="image 1 cannot be read: not a PNG or JPEG image"):
         prep.transform(pd.DataFrame({"image": [train["image"][0], b"hello"]}))
+
+
+def test_base64_text_is_read_as_the_bytes_it_encodes(frames: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    import base64
+
+    train, holdout = frames
+    prep = ImagePreprocessor().fit(train)
+    texts = [base64.b64encode(b).decode() for b in holdout["image"]]
+    texts[0] = "data:image/png;base64," + texts[0]
+    np.testing.assert_array_equal(prep.transform(pd.DataFrame({"image": texts})), prep.transform(holdout))
+    with pytest.raises(DataError, match="image 0 cannot be read: text that is not base64-encoded image bytes"):
+        prep.transform(pd.DataFrame({"image": ["not base64 !"]}))

@@ -11,12 +11,15 @@ only (the size, the colour and the channel statistics are learned there), saved 
 every attribute plain data), and applied unchanged at prediction. Augmentation (``flip``, ``rotate``,
 ``crop``) happens in ``fit_transform`` only, which is what a Pipeline calls while fitting, seeded by
 ``seed``: each training image is replaced by one randomly changed copy, the same copy for the same seed.
-``transform`` (prediction, evaluation) never augments. A training loop that wants new copies every epoch
-calls :meth:`ImagePreprocessor.augment` itself.
+``transform`` (prediction, evaluation) never augments. An image is given as PNG/JPEG bytes or as that
+text base64-encoded (what JSON carries), a ``data:image/png;base64,`` prefix allowed. A training loop
+that wants new copies every epoch calls :meth:`ImagePreprocessor.augment` itself.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -142,9 +145,9 @@ class ImagePreprocessor(TransformerMixin, BaseEstimator):  # type: ignore[misc]
 
     def _decode(self, X: Any) -> list[Any]:
         images = []
-        for i, raw in enumerate(self._values(X)):
+        for i, value in enumerate(self._values(X)):
             try:
-                images.append(decode(raw))
+                images.append(decode(_as_bytes(value)))
             except ImageProblem as exc:
                 raise DataError(f"image {i} cannot be read: {exc.reason}",
                                 hint="send PNG or JPEG bytes") from exc
@@ -179,6 +182,17 @@ class ImagePreprocessor(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         check_is_fitted(self, "image_shape_")
         c, h, w = self.image_shape_
         return np.asarray([f"c{k}_y{y}_x{x}" for k in range(c) for y in range(h) for x in range(w)], dtype=object)
+
+
+def _as_bytes(value: Any) -> Any:
+    """Encoded image bytes from ``value``: bytes as they are, text as base64 (how JSON carries an image)."""
+    if isinstance(value, str):
+        try:
+            text = value.removeprefix("data:image/png;base64,").removeprefix("data:image/jpeg;base64,")
+            return base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ImageProblem("text that is not base64-encoded image bytes") from exc
+    return value
 
 
 def build_image_preprocessor(spec: Any, column: str, seed: int | None) -> ImagePreprocessor:
