@@ -65,7 +65,7 @@ def test_builtins_and_their_order() -> None:
 def test_get_source_unknown_name_lists_the_known_ones() -> None:
     with pytest.raises(PluginNotFound) as info:
         get_source("parket")
-    assert info.value.known == ["csv", "glob", "jsonl", "parquet", "sql"]
+    assert info.value.known == ["csv", "glob", "images", "jsonl", "parquet", "sql"]
     assert "did you mean 'parquet'?" in str(info.value)
 
 
