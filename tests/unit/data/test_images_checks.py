@@ -150,3 +150,11 @@ def test_the_spec_says_what_a_check_takes() -> None:
     for bad, words in (("{size: [8]}", "size"), ("{channels: 5}", "channels"), ("{on_error: ignore}", "on_error")):
         with pytest.raises(SpecError, match=words):
             parse_spec(base % bad)
+
+
+def test_the_example_in_docs_images_parses() -> None:
+    from tidal.spec import parse_spec
+
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "images.md").read_text()
+    spec = parse_spec(doc.split("```yaml\n")[1].split("```")[0])
+    assert spec.data.checks.images.on_error == "skip" and spec.prepare.images is not None
