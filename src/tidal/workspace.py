@@ -491,10 +491,10 @@ class Workspace:
         import tempfile
 
         from tidal.core.clock import SimulatedClock
-        from tidal.data.sources import read_source
+        from tidal.data.steps import read_table
         from tidal.storage import open_prediction_log
 
-        data = read_source(self.spec.data.source, base_dir=self.settings.root, query=self.spec.data.query)
+        data = read_table(self.spec.data, base_dir=self.settings.root)
         with tempfile.TemporaryDirectory(prefix="tidal-backtest-") as tmp:
             clock = SimulatedClock()
             store = open_metadata_store("memory://")

@@ -37,9 +37,12 @@ class Split:
 
 def feature_columns(
     df: pd.DataFrame, *, target: str, time: str | None, id_column: str | None,
-    features: Sequence[str] | None, drop: Sequence[str] = (),
+    features: Sequence[str] | None, drop: Sequence[str] = (), kinds: Mapping[str, str] | None = None,
 ) -> list[str]:
-    """The model's input columns: ``features`` if given, else every column but target, time, id, drop."""
+    """The model's input columns: ``features`` if given, else every column but target, time, id, drop.
+
+    A table with a column of images (``kinds`` says ``image``) takes its image columns alone by default:
+    the rest (the file's ``path``) describes an image, it is not something to learn from."""
     if features:
         missing = [c for c in features if c not in df.columns]
         if missing:
@@ -50,6 +53,9 @@ def feature_columns(
         return list(features)
     excluded = {target, time, id_column, *drop}
     cols = [str(c) for c in df.columns if c not in excluded]
+    images = [c for c in cols if (kinds or {}).get(c) == "image"]
+    if images:
+        return images
     if not cols:
         raise DataError("no feature columns left after removing target, time, id and drop columns",
                         hint="list the inputs in data.features")
@@ -113,14 +119,23 @@ def split_rows(
 
 
 def build_preprocessor(
-    prepare: PrepareSpec, kinds: Mapping[str, str], columns: Sequence[str]
-) -> ColumnTransformer:
-    """A ColumnTransformer from the ``prepare`` section (``impute``, ``scale``, ``encode``).
+    prepare: PrepareSpec, kinds: Mapping[str, str], columns: Sequence[str], *, seed: int | None = 0,
+) -> Any:
+    """A ColumnTransformer from the ``prepare`` section (``impute``, ``scale``, ``encode``); for a column of
+    images, the ``ImagePreprocessor`` of ``prepare.images`` (augmentation seeded by ``seed``).
 
-    ``kinds`` maps column → kind as profiled (numeric, integer, boolean, categorical, datetime).
+    ``kinds`` maps column → kind as profiled (numeric, integer, boolean, categorical, datetime, image).
     Unknown categories at serving time are ignored (one-hot) or mapped to -1 (ordinal), never an error:
     monitoring reports them instead.
     """
+    images = [c for c in columns if kinds.get(c) == "image"]
+    if images:
+        if len(columns) != 1:
+            raise DataError(f"a model on images takes one image column and nothing else; the inputs are "
+                            f"{', '.join(columns)}", hint="list the one image column in data.features")
+        from tidal.data.images.prepare import build_image_preprocessor  # Pillow, only for images
+
+        return build_image_preprocessor(prepare.images, images[0], seed)
     numeric = [c for c in columns if kinds.get(c) in NUMERIC_KINDS]
     categorical = [c for c in columns if kinds.get(c) not in NUMERIC_KINDS]
     transformers: list[tuple[str, Any, list[str]]] = []

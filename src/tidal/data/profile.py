@@ -21,6 +21,9 @@ Every column profile has ``kind``, ``count`` (non-null values), ``nulls`` and ``
   frequent (keys are ``str(value)``: ``"True"``/``"False"`` for booleans), and ``other`` = how many
   non-null values fall outside ``top``.
 - ``datetime``: ``min`` and ``max`` as ISO 8601 strings.
+- ``image``: ``sizes`` (``min``, ``max``, ``most_common`` as ``[width, height]``, and ``top`` counts by
+  ``"WxH"``), ``modes`` (``{"L": n, "RGB": n}``), ``channels`` (the channels the statistics are over: 1 or
+  3), ``channel_mean`` and ``channel_std`` (pixels in [0, 1]; see :mod:`tidal.data.images.profile`).
 
 Profiling sorts each numeric column once (O(n log n)) and reads every statistic from the sorted values.
 """
@@ -69,7 +72,11 @@ def profile_column(
         return head
     nulls = int(series.isna().sum())
     head = _head(kind, rows, nulls)
-    if kind == "datetime":
+    if kind == "image":
+        from tidal.data.images.profile import image_profile  # Pillow, only for a column of images
+
+        head.update(image_profile(series))
+    elif kind == "datetime":
         present = series.dropna()
         head["min"] = _iso(present.min()) if len(present) else None
         head["max"] = _iso(present.max()) if len(present) else None

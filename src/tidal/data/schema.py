@@ -1,7 +1,8 @@
 """Column kinds and the schema of a snapshot: what later snapshots are validated against.
 
 A column's *kind* is what a model cares about, not the exact dtype: ``numeric`` (floats),
-``integer``, ``boolean``, ``categorical`` (text and pandas categories) and ``datetime``.
+``integer``, ``boolean``, ``categorical`` (text and pandas categories), ``datetime`` and ``image`` (a
+column of PNG/JPEG bytes, see :mod:`tidal.data.images`).
 ``infer_schema`` records, for each column, its kind, dtype, null share, the seen range (numbers) or
 the seen categories (capped), so that ``validate_frame`` can compare new data to it.
 
@@ -26,8 +27,8 @@ import pandas as pd
 
 from tidal.core.errors import SchemaError
 
-Kind = Literal["numeric", "integer", "boolean", "categorical", "datetime"]
-KINDS: tuple[Kind, ...] = ("numeric", "integer", "boolean", "categorical", "datetime")
+Kind = Literal["numeric", "integer", "boolean", "categorical", "datetime", "image"]
+KINDS: tuple[Kind, ...] = ("numeric", "integer", "boolean", "categorical", "datetime", "image")
 NUMBER_KINDS: frozenset[str] = frozenset({"numeric", "integer"})
 SCHEMA_VERSION = 1
 #: How many distinct categories a schema lists; beyond that the column is treated as an identifier
@@ -44,6 +45,8 @@ _INFERRED_KIND: dict[str, Kind] = {
     "datetime": "datetime",
     "datetime64": "datetime",
     "date": "datetime",
+    # a column of bytes: encoded images (tidal.data.images), the only bytes tidal reads
+    "bytes": "image",
 }
 
 

@@ -6,6 +6,7 @@ in :mod:`tidal.loop.pipeline` reads and writes them, so a step can run wherever 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,8 @@ from typing import Any
 import pandas as pd
 
 from tidal.core.entities import SnapshotInfo
+from tidal.data.images.checks import class_changes, has_images
+from tidal.data.images.collect import is_image_data, read_images
 from tidal.data.prepare import split_rows
 from tidal.data.profile import profile_frame
 from tidal.data.roles import check_classes, check_numeric_target, check_time, check_training_classes
@@ -25,10 +28,29 @@ from tidal.spec.model import DataSpec, SplitSpec
 def collect(data: DataSpec, *, base_dir: Path, project: str, created_at: datetime,
             frame: pd.DataFrame | None = None, label: str | None = None) -> tuple[SnapshotInfo, bytes]:
     """The snapshot of the rows to train on: ``frame`` when given (the loop's window, a backtest's rows,
-    described by ``label``), else ``data.source`` read afresh."""
-    df = frame.reset_index(drop=True) if frame is not None else read_source(data.source, base_dir=base_dir,
-                                                                            query=data.query)
-    return make_snapshot(df, project=project, source=label or data.source, created_at=created_at)
+    described by ``label``), else ``data.source`` read afresh. Images (:mod:`tidal.data.images.collect`) are
+    decoded, checked by ``data.checks.images`` and kept as canonical PNG; the ones left out are listed in the
+    snapshot's profile under ``skipped``."""
+    skipped: list[dict[str, str]] = []
+    if frame is not None:
+        df = frame.reset_index(drop=True)
+    elif is_image_data(data):
+        df, left_out = read_images(data, base_dir=base_dir)
+        skipped = [s.to_dict() for s in left_out]
+    else:
+        df = read_source(data.source, base_dir=base_dir, query=data.query)
+    info, payload = make_snapshot(df, project=project, source=label or data.source, created_at=created_at)
+    if skipped:
+        info = replace(info, profile={**info.profile, "skipped": skipped})
+    return info, payload
+
+
+def read_table(data: DataSpec, *, base_dir: Path) -> pd.DataFrame:
+    """``data.source`` read afresh as the collect step reads it: images decoded, checked and kept as canonical
+    PNG (the ones ``on_error: skip`` leaves out are dropped), a table as its source gives it."""
+    if is_image_data(data):
+        return read_images(data, base_dir=base_dir)[0]
+    return read_source(data.source, base_dir=base_dir, query=data.query)
 
 
 def validate(df: pd.DataFrame, schema: dict[str, Any] | None, data: DataSpec) -> list[Anomaly]:
@@ -41,8 +63,9 @@ def validate(df: pd.DataFrame, schema: dict[str, Any] | None, data: DataSpec) ->
         df = df.drop(columns=[c for c in df.columns if c in dropped])
         if schema is not None:
             schema = {**schema, "columns": {k: v for k, v in schema["columns"].items() if k not in dropped}}
+    images = class_changes(df, schema, data) if has_images(df) else []
     return validate_frame(df, schema, target=data.target, checks=data.checks) + check_time(
-        df, data.time, data.time_order)
+        df, data.time, data.time_order) + images
 
 
 def split(df: pd.DataFrame, how: SplitSpec, *, target: str, time: str | None, task: str,
@@ -65,4 +88,4 @@ def profile(train: pd.DataFrame, columns: Sequence[str], target: str) -> dict[st
     return profile_frame(train[[*columns, target]])
 
 
-__all__ = ["collect", "profile", "split", "validate"]
+__all__ = ["collect", "profile", "read_table", "split", "validate"]

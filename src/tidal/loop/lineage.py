@@ -29,6 +29,8 @@ def source_files(source: str, base: Path) -> list[Path] | None:
     full = path if Path(path).is_absolute() else str(base / path)
     if glob.has_magic(full):
         return sorted(Path(p) for p in glob.glob(full))
+    if Path(full).is_dir():  # a folder of class folders of images: every file in it
+        return sorted(p for p in Path(full).rglob("*") if p.is_file())
     return [Path(full)]
 
 

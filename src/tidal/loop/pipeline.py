@@ -25,6 +25,8 @@ from tidal.core.signature import Lineage, Signature
 from tidal.data import steps as data_steps
 from tidal.data.codec import target_array
 from tidal.data.history import add_label_features, feature_kinds
+from tidal.data.images.collect import image_inputs, skipped_note
+from tidal.data.images.profile import contact_sheets
 from tidal.data.prepare import as_model_input, feature_columns, infer_task
 from tidal.data.schema import infer_schema
 from tidal.data.snapshot import canonical_parquet_bytes, read_snapshot_bytes
@@ -148,10 +150,13 @@ class TrainingPipeline:
         tracker.set_tags({"trigger": self.trigger, "spec_digest": spec.digest,
                           "git_commit": (result.run.info.get("git") or {}).get("commit", "")})
         snapshot = self._collect(runner, result)
+        if "image" in snapshot.schema.values():  # a few images per class, for a person to look at
+            for name, payload in contact_sheets(self._frame(snapshot.digest), snapshot.schema, data.target).items():
+                tracker.log_artifact(name, payload)
         first_schema = self._validate(runner, result, snapshot)
         kinds = dict(snapshot.schema)
         columns = feature_columns(pd.DataFrame(columns=snapshot.columns), target=data.target, time=data.time,
-                                  id_column=data.id, features=data.features, drop=data.drop)
+                                  id_column=data.id, features=data.features, drop=data.drop, kinds=kinds)
         task = self._task(snapshot.digest)
         if (lf := spec.prepare.label_features) is not None:  # built in the split step, over the whole table
             classes = None if task != "classification" else \
@@ -209,7 +214,8 @@ class TrainingPipeline:
         out = runner.step(
             "collect", _collect_step,
             args=lambda: (data, self.ctx.root, spec.name, self.clock.now(), self.frame, label), save=save,
-            code_of=data_steps.collect, inputs={"source": data.source, "query": data.query, "files": file_inputs},
+            code_of=data_steps.collect, inputs={"source": data.source, "query": data.query, "files": file_inputs,
+                                                **image_inputs(data, self.ctx.root)},
             cacheable=file_inputs is not None and self.frame is None,
             why_always=(f"fresh data from {label}" if self.frame is not None else
                         "the source is not a local file, so it is read on every run"),
@@ -233,7 +239,8 @@ class TrainingPipeline:
                     "rules": data.checks.model_dump()})
         anomalies = outcome.outputs["anomalies"]
         errors = [a["message"] for a in anomalies if a["severity"] == "error"]
-        result.warnings = [a["message"] for a in anomalies if a["severity"] == "warning"]
+        result.warnings = [*skipped_note(snapshot.profile),
+                           *(a["message"] for a in anomalies if a["severity"] == "warning")]
         if errors:
             self._event("data.rejected", f"snapshot:{digest}", f"snapshot {digest[:12]} rejected: {'; '.join(errors)}",
                         {"violations": errors, "warnings": result.warnings, "run_id": result.run.id})

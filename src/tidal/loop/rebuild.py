@@ -97,9 +97,9 @@ def _source(ctx: LoopContext, source_frame: Callable[[], pd.DataFrame] | None) -
     if source_frame is not None:
         source = source_frame()
     else:
-        from tidal.data.sources import read_source
+        from tidal.data.steps import read_table
 
-        source = read_source(ctx.spec.data.source, base_dir=ctx.root, query=ctx.spec.data.query)
+        source = read_table(ctx.spec.data, base_dir=ctx.root)
     source = source.drop(columns=list(ctx.spec.data.drop), errors="ignore")
     if (champion := ctx.registry.champion(ctx.spec.name)) is not None:
         raise_for_errors(kind_changes(source, champion.signature.columns))

@@ -31,6 +31,22 @@ Policy = Literal["warn", "error"]
 # -- data ---------------------------------------------------------------------------------------------
 
 
+Size = Annotated[list[Annotated[int, Field(ge=1, le=65_535)]], Field(min_length=2, max_length=2)]
+
+
+class ImageChecksSpec(Section):
+    """What an image must be to be used, and what happens to one that is not (tidal.data.images)."""
+
+    size: Size | None = Field(None, description="[width, height] in pixels every image must have, or null (any)")
+    channels: Literal[1, 2, 3, 4] | None = Field(
+        None, description="1 (grey), 2 (grey and alpha), 3 (RGB), 4 (RGBA), or null (any)")
+    on_error: Literal["skip", "refuse"] = Field(
+        "refuse", description="skip (leave the image out, and say so) or refuse (the whole snapshot)")
+    max_pixels: int = Field(40_000_000, ge=1, description="a whole number: the most pixels an image may have "
+                                                          "(larger: a decompression bomb, refused or skipped)")
+    classes: Policy = Field("warn", description="warn or error: a class that is new or gone since the reference")
+
+
 class ChecksSpec(Section):
     """How strictly a new data snapshot is compared with the training data."""
 
@@ -45,6 +61,18 @@ class ChecksSpec(Section):
     )
     unseen_category: Policy = Field("warn", description="warn or error")
     range: Policy = Field("warn", description="warn or error")
+    images: ImageChecksSpec = Field(
+        default_factory=ImageChecksSpec,
+        description="an images: section (size, channels, on_error, max_pixels, classes)")
+
+
+class ImagesSpec(Section):
+    """Where a table's images are, when they are not class folders (tidal.data.images)."""
+
+    column: NonEmpty = Field("image", description="the name of the column of images")
+    labels: NonEmpty | None = Field(
+        None, description="a CSV or Parquet file of labels (a file name column and the target), or null")
+    file_column: NonEmpty = Field("file", description="the labels file's column of image file names")
 
 
 class DataSpec(Section):
@@ -67,8 +95,10 @@ class DataSpec(Section):
     drop: list[NonEmpty] = Field(default_factory=list, description="a list of column names to leave out")
     checks: ChecksSpec = Field(
         default_factory=ChecksSpec,
-        description="a checks: section (range_tolerance, null_share_jump, unseen_category, range)",
+        description="a checks: section (range_tolerance, null_share_jump, unseen_category, range, images)",
     )
+    images: ImagesSpec | None = Field(
+        None, description="an images: section (column, labels, file_column), or null (class folders, or no images)")
 
     @model_validator(mode="after")
     def _columns_agree(self) -> DataSpec:
@@ -127,6 +157,28 @@ class LabelFeaturesSpec(Section):
         return self
 
 
+class AugmentSpec(Section):
+    """Training-time changes to the images (fit only, seeded by model.seed; never at prediction)."""
+
+    flip: bool = Field(False, description="true or false: mirror half of the images left to right")
+    rotate: float = Field(0.0, ge=0, le=45, description="a number of degrees from 0 to 45: the largest rotation")
+    crop: int = Field(0, ge=0, le=64, description="a whole number of pixels from 0 to 64: the largest shift of a "
+                                                  "random crop (the image is padded by it and cropped back)")
+
+
+class ImagePrepareSpec(Section):
+    """How images become a model's numbers (tidal.data.images.prepare), fitted on the training split only."""
+
+    size: Size | None = Field(None, description="[width, height] to resize to, or null (the most common size in "
+                                                "the training images)")
+    color: Literal["auto", "grey", "rgb"] = Field(
+        "auto", description="auto (grey when every training image is grey, else rgb), grey or rgb")
+    scale: bool = Field(True, description="true or false: divide by 255, so pixels lie in [0, 1]")
+    normalize: bool = Field(True, description="true or false: subtract the training images' channel means and "
+                                              "divide by their standard deviations")
+    augment: AugmentSpec | None = Field(None, description="an augment: section (flip, rotate, crop), or null")
+
+
 class PrepareSpec(Section):
     """The preprocessing that is fitted with the model and travels inside it."""
 
@@ -138,6 +190,8 @@ class PrepareSpec(Section):
     label_features: LabelFeaturesSpec | None = Field(
         None, description="a label_features: section (lags, windows): inputs built from the labels already known"
     )
+    images: ImagePrepareSpec | None = Field(
+        None, description="an images: section (size, color, scale, normalize, augment), or null (the defaults)")
 
 
 # -- model --------------------------------------------------------------------------------------------
@@ -373,9 +427,13 @@ with warnings.catch_warnings():
 
 
 __all__ = [
+    "AugmentSpec",
     "ChecksSpec",
     "DataSpec",
     "DeploySpec",
+    "ImageChecksSpec",
+    "ImagePrepareSpec",
+    "ImagesSpec",
     "ImputeSpec",
     "ModelSpec",
     "PrepareSpec",

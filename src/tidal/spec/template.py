@@ -32,12 +32,15 @@ data:
     null_share_jump: 0.1    # report a column whose share of nulls rises by more than this
     unseen_category: warn   # warn | error
     range: warn             # warn | error
+    images: {{size: null, channels: null, on_error: refuse, max_pixels: 40000000, classes: warn}}
+  images: null              # or {{labels: data/labels.csv}}, {{column: image}}: see docs/images.md
 
 prepare:                    # fitted on the training rows only; saved inside the model
   impute: {{numeric: median, categorical: most_frequent}}
   scale: standard           # standard | minmax | none
   encode: onehot            # onehot | ordinal
   label_features: null      # or {{lags: [1, 2], windows: [10]}}: the newest known labels as inputs
+  images: null              # or {{size: [28, 28], color: grey, augment: {{flip: true}}}}: for a column of images
 
 model:
   estimator: {estimator}

@@ -41,7 +41,7 @@ def fit_pipeline(
     (its ``columns``, read as ``kinds``, to predict ``target``); errors become :class:`TrainingError`."""
     estimator = model.estimator
     built = build_estimator(estimator, model.params, model.seed)
-    pipe = Pipeline([("prepare", build_preprocessor(prepare, kinds, columns)), ("model", built)])
+    pipe = Pipeline([("prepare", build_preprocessor(prepare, kinds, columns, seed=model.seed)), ("model", built)])
     X = as_model_input(train, columns, kinds)
     y = target_array(train[target])
     # the flavor fits (the booster flavors log each round's training loss, and encode labels XGBoost cannot use)

@@ -5,7 +5,8 @@
     df = read_source("postgresql+psycopg://me@db/prod", base_dir=project_dir, query="SELECT * FROM t")
 
 Built-in sources: ``csv`` (.csv, .tsv, gzipped too), ``parquet``, ``jsonl`` (.jsonl, .ndjson, gzipped
-too), ``glob`` (``data/*.csv``) and ``sql`` (any SQLAlchemy URL). Write another by subclassing
+too), ``glob`` (``data/*.csv``), ``images`` (a folder of class folders of PNG/JPEG files, or a glob
+of them: ``data/train/*/*.png``) and ``sql`` (any SQLAlchemy URL). Write another by subclassing
 ``Source`` (its docstring has a worked example) and check it with ``check_source``.
 """
 

@@ -2,8 +2,8 @@
 
 Resolution order: sources registered later are asked first, so a plugin (registered by
 ``register_source`` or found through the ``tidal.sources`` entry-point group) can take a URI over from
-a built-in source. The built-ins are asked in this order: SQL URLs, globs, then single files by
-extension (CSV, Parquet, JSON lines).
+a built-in source. The built-ins are asked in this order: SQL URLs, images (a folder of class folders, a
+glob of .png/.jpg files), globs, then single files by extension (CSV, Parquet, JSON lines).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import pandas as pd
 from tidal.core.errors import PluginNotFound, SourceError, TidalError
 from tidal.data.sources.base import SPEC_HINT, EmptySourceError, Source
 from tidal.data.sources.files import CsvSource, GlobSource, JsonLinesSource, ParquetSource
+from tidal.data.sources.images import ImageFolderSource
 from tidal.data.sources.sql import SqlSource
 
 ENTRY_POINT_GROUP = "tidal.sources"
@@ -29,7 +30,7 @@ _plugins_loaded = False
 
 
 def _register_builtins() -> None:
-    for source in (JsonLinesSource(), ParquetSource(), CsvSource(), GlobSource(), SqlSource()):
+    for source in (JsonLinesSource(), ParquetSource(), CsvSource(), GlobSource(), ImageFolderSource(), SqlSource()):
         _sources[source.name] = source
 
 

@@ -119,7 +119,7 @@ def trusted_classes() -> dict[str, type]:
     Built from classes tidal imports itself (never from names in a file): Python's containers and
     scalars, NumPy arrays, dtypes, scalar types and random generators, SciPy sparse matrices and arrays,
     and the fitted helpers scikit-learn models hold (losses, links, trees, neighbour trees, distance
-    metrics, optimizers, kernels).
+    metrics, optimizers, kernels), and tidal's own prepare transformers (``ImagePreprocessor``).
     """
     import collections
 
@@ -152,6 +152,10 @@ def trusted_classes() -> dict[str, type]:
             classes += [c for c in getattr(_dist_metrics, table, {}).values() if "PyFunc" not in c.__name__]
     except ImportError:
         pass
+    # tidal's own transformers (prepare steps), built from plain data like scikit-learn's
+    from tidal.data.images.prepare import ImagePreprocessor
+
+    classes.append(ImagePreprocessor)
     out: dict[str, type] = {}
     for cls in classes:
         if cls.__name__ in _IO_CLASSES:

@@ -1,0 +1,79 @@
+"""``tidal run`` on a folder of class folders of real images (scikit-learn's digits as PNG files): collect →
+validate → split → prepare → train (scikit-learn's MLP on the flattened, normalised pixels) → gate →
+register; a broken image is refused in one line with nothing stored changed, or left out when the spec says
+skip; a rerun on the same images reuses every step."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.e2e.refusals import fails
+from tests.images_data import write_folders
+from tidal import Workspace
+
+Cli = Callable[..., subprocess.CompletedProcess[str]]
+
+SPEC = """\
+version: 1
+name: digits
+data:
+  source: data/train/
+  target: digit
+  checks:
+    images: {size: [8, 8], channels: 1, on_error: %s}
+prepare:
+  images: {color: grey, augment: {rotate: 5}}
+model:
+  estimator: sklearn.neural_network.MLPClassifier
+  params: {hidden_layer_sizes: [32], max_iter: 300}
+  seed: 0
+validate:
+  split: {method: random, test_size: 0.25}
+  metrics: [accuracy]
+  gates: [accuracy >= 0.7]
+"""
+
+
+def _state(project: Path) -> tuple[list[tuple[int, str]], int, int]:
+    with Workspace.open(project) as ws:
+        models = [(m.version, m.state.value) for m in ws.models.list("digits")]
+        runs = ws.store.list_runs("digits")
+        return models, len(ws.store.list_snapshots("digits")), sum(r.status.value == "succeeded" for r in runs)
+
+
+def test_run_on_images_then_refuse_or_skip_a_broken_one(tmp_path: Path, cli: Cli) -> None:
+    write_folders(tmp_path / "data" / "train", per_class=16)
+    (tmp_path / "tidal.yaml").write_text(SPEC % "refuse")
+
+    first = cli("run", "--json", check=True)
+    out = json.loads(first.stdout)
+    assert [s["status"] for s in out["steps"]] == ["done"] * 8
+    assert out["model"]["version"] == 1 and out["model"]["state"] == "deployed"
+    assert out["metrics"]["accuracy"] >= 0.7 and out["warnings"] == []
+    shown = json.loads(cli("runs", "show", out["run_id"][:8], "--json", check=True).stdout)
+    assert shown["metrics"]["validation.accuracy"] == out["metrics"]["accuracy"]
+    assert len(shown["info"]["snapshot"]) == 64
+    with Workspace.open(tmp_path) as ws:  # the run keeps a contact sheet of its images
+        sheets = ws.runs.get(out["run_id"]).artifacts
+        png, page = ws.artifacts.get(sheets["contact_sheet.png"]), ws.artifacts.get(sheets["contact_sheet.html"])
+        assert png.startswith(b"\x89PNG") and b"data:image/png;base64," in page
+
+    again = json.loads(cli("run", "--json", check=True).stdout)  # the same files: every step reused
+    assert [s["status"] for s in again["steps"]] == ["reused"] * 8
+
+    before = _state(tmp_path)
+    broken = sorted((tmp_path / "data" / "train" / "3").glob("*.png"))[0]
+    broken.write_bytes(broken.read_bytes()[:40])
+    fails(cli("run"), "1 image cannot be used:", f"3/{broken.name}: a broken or truncated image",
+          "data.checks.images.on_error: skip")
+    assert _state(tmp_path) == before  # no model, no snapshot, no succeeded run added
+
+    (tmp_path / "tidal.yaml").write_text(SPEC % "skip")
+    skipped = cli("run", "--json", check=True)
+    result = json.loads(skipped.stdout)
+    assert any(f"1 image left out (data.checks.images.on_error: skip): 3/{broken.name}" in w
+               for w in result["warnings"]), result["warnings"]
+    assert result["model"]["version"] == 2
