@@ -1,7 +1,8 @@
 # Every target creates .venv if it is missing and installs what it needs into it first, so each works as
 # the first command on a fresh machine, and in any order after another. `make demo` installs tidal alone
 # (what the demo runs on); `make test` adds the developer tools, the PostgreSQL driver, river (the
-# backtest's online baseline), XGBoost and LightGBM (their flavors' tests run, never skip) and the
+# backtest's online baseline), XGBoost and LightGBM (their flavors' tests run, never skip), the ONNX
+# converters and onnxruntime (tidal export --format onnx, deploy.runtime: onnx) and the
 # packages that ship the corpus's data sets (examples/corpus/). Each
 # has its own stamp, so a later `make test` after `make demo` (or the reverse) installs only what is missing.
 PYTHON ?= python3
@@ -21,7 +22,7 @@ $(RUNTIME_STAMP): pyproject.toml | $(BIN)/python
 	@touch $@
 
 $(DEV_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[dev,postgres,online,corpus,xgboost,lightgbm]'
+	$(BIN)/python -m pip install -q -e '.[dev,postgres,online,corpus,xgboost,lightgbm,onnx]'
 	@touch $@ $(RUNTIME_STAMP)
 
 install: $(DEV_STAMP)
