@@ -11,7 +11,6 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +21,12 @@ import pytest
 
 from tests.conftest import _cli
 from tests.serve.server import ServerProcess
+from tidal.core.errors import TidalError
 from tidal.core.hashing import sha256_bytes
 from tidal.data.prepare import as_model_input
 from tidal.train.fit import predict_frame
+from tidal.train.flavors import get_flavor
+from tidal.train.onnx import CannotConvert
 from tidal.workspace import Workspace
 
 pytest.importorskip("onnxruntime")
@@ -159,11 +161,9 @@ def test_each_flavor_exports_within_the_tolerance(estimator: str, tmp_path: Path
     model = json.loads((tmp_path / "out" / "model.json").read_text())
     parity = model["onnx"]
     assert parity["passed"] and parity["max_difference"] <= TOLERANCE and parity["labels_differ"] == 0, parity
-    assert parity["converted_from"]["flavor"] == estimator.split(".")[0].replace("sklearn", "sklearn")
+    assert parity["converted_from"]["flavor"] == estimator.split(".")[0]
     assert parity["compared"] == ("probabilities" if target == "label" else "predictions")
     # the bundle's graph, loaded as the bundle server loads it, answers as the native model does
-    from tidal.train.flavors import get_flavor
-
     onnx = get_flavor("onnx").load((tmp_path / "out" / "model.onnx").read_bytes())
     X = as_model_input(_frame().head(40), mv.signature.names, dict(mv.signature.columns))
     (pred, proba), (pred2, proba2) = predict_frame(native, X), predict_frame(onnx, X)
@@ -174,14 +174,15 @@ def test_each_flavor_exports_within_the_tolerance(estimator: str, tmp_path: Path
 
 def test_refusals_are_one_line_and_write_nothing(tmp_path: Path) -> None:
     lr = _project(tmp_path / "lr", estimator="sklearn.linear_model.LogisticRegression")
-    cli = _cli(lr)
-    cli("run", check=True)
+    with Workspace.open(lr) as ws:
+        ws.run()
+        with pytest.raises(TidalError, match="unknown export format 'pmml'"):
+            ws.export("shop", tmp_path / "fmt", format="pmml")
+    assert not (tmp_path / "fmt").exists()
     # float32 arithmetic is never bit-exact: a tolerance of 0 refuses the form, saying by how much it differs
-    proc = cli("export", "shop", str(tmp_path / "zero"), "--format", "onnx", "--tolerance", "0")
+    proc = _cli(lr)("export", "shop", str(tmp_path / "zero"), "--format", "onnx", "--tolerance", "0")
     _one_line_error(proc, "ONNX form of shop:1 differs", "largest probabilities difference", "tolerance 0")
     assert not (tmp_path / "zero").exists()
-    _one_line_error(cli("export", "shop", str(tmp_path / "fmt"), "--format", "pmml"), "unknown export format")
-    assert not (tmp_path / "fmt").exists()
 
     # no onnx extra: a stand-in onnxruntime that cannot be imported
     blocked = tmp_path / "blocked" / "onnxruntime"
@@ -194,32 +195,50 @@ def test_refusals_are_one_line_and_write_nothing(tmp_path: Path) -> None:
     _one_line_error(proc, "onnx extra", "pip install 'tidal[onnx]'")
     assert not (tmp_path / "noextra").exists()
 
-    # an estimator skl2onnx has no converter for
+    # an estimator skl2onnx has no converter for: export names the step
     nc = _project(tmp_path / "nc", estimator="sklearn.neighbors.NearestCentroid")
-    _cli(nc)("run", check=True)
-    proc = _cli(nc)("export", "shop", str(tmp_path / "nc-out"), "--format", "onnx")
-    _one_line_error(proc, "cannot convert step 'model' (NearestCentroid) to ONNX")
+    with Workspace.open(nc) as ws:
+        ws.run()
+        with pytest.raises(CannotConvert, match=r"^cannot convert step 'model' \(NearestCentroid\) to ONNX"):
+            ws.export("shop", tmp_path / "nc-out", format="onnx")
     assert not (tmp_path / "nc-out").exists()
 
 
-def test_deploy_runtime_onnx_serves_the_onnx_form(tmp_path: Path, cli: Callable[..., Any]) -> None:
+def test_under_runtime_onnx_an_unconvertible_model_is_rejected(tmp_path: Path) -> None:
+    """served = validated: under deploy.runtime onnx the ONNX form is what would serve, so a model without
+    one never passes (the gate step says why) and is never promoted."""
+    nc = _project(tmp_path / "nc", estimator="sklearn.neighbors.NearestCentroid", deploy=", runtime: onnx")
+    with Workspace.open(nc) as ws:
+        ws.run()
+        mv = ws.models.get("shop:1")
+        assert mv.state.value == "rejected" and ws.registry.champion("shop") is None
+        assert mv.reasons[0].startswith("served = validated: deploy.runtime is onnx, and cannot convert step "
+                                        "'model' (NearestCentroid)"), mv.reasons
+
+
+def test_deploy_runtime_onnx_serves_the_onnx_form(tmp_path: Path) -> None:
+    pytest.importorskip("lightgbm")
     project = _project(tmp_path / "p", estimator="lightgbm.LGBMClassifier", params="{n_estimators: 20, verbose: -1}",
                        deploy=", runtime: onnx")
-    pytest.importorskip("lightgbm")
-    cli("-C", str(project), "run", check=True)
     rows = _rows()
     with Workspace.open(project) as ws:
+        ws.run()
         mv = ws.models.get("shop:champion")
+        stored = mv.info["onnx"]  # made and checked at registration, stored beside the model
+        assert stored["passed"] and stored["max_difference"] <= TOLERANCE and stored["rows"] == 60
+        assert get_flavor("onnx").load(ws.artifacts.get(stored["artifact"])).flavor == "lightgbm"
         native = ws.models.load("shop:champion")
         frame = pd.DataFrame(rows)
         pred, proba = predict_frame(native, as_model_input(frame, mv.signature.names, dict(mv.signature.columns)))
+        sdk = ws.predict(rows)  # the SDK serves the same form as the server
     with ServerProcess(project) as server, httpx.Client(base_url=server.url, timeout=30) as client:
         info = client.get("/model").json()
         assert info["serving"]["runtime"] == "onnx", info["serving"]
         answer = client.post("/predict", json={"instances": rows})
         assert answer.status_code == 200, answer.text
         body = answer.json()
-        assert body["predictions"] == pred.tolist()
+        assert body["predictions"] == pred.tolist() == list(sdk.predictions)
         assert proba is not None and np.abs(np.array(body["probabilities"]) - proba).max() <= TOLERANCE
+        assert body["probabilities"] == [list(p) for p in sdk.probabilities or []]
         fed = client.post("/feedback", json={"prediction_id": body["prediction_ids"][0], "label": "no"})
         assert fed.status_code == 200 and fed.json() == {"stored": 1}, fed.text

@@ -1,11 +1,16 @@
-"""The ONNX form of a registered version: converted from its stored model, checked on its stored holdout.
+"""The ONNX form of a version: converted from its model, checked on its holdout against the model's answers.
 
-Made on demand, by ``tidal export --format onnx`` and by the server when ``deploy.runtime: onnx`` (each time
-it loads a version): the version's artifact is loaded as the native server loads it, converted
-(:mod:`tidal.train.onnx`), and run with onnxruntime on the version's holdout rows (the snapshot its lineage
-names), against the model's own answers. Converted at load rather than stored at registration so that
-switching a project to ``deploy.runtime: onnx`` serves its current champion without a retrain, and so that
-the form served is always the one just checked.
+- At registration, when ``deploy.runtime`` is ``onnx`` (:func:`registration_form`): the model that passed
+  its gate is converted (:mod:`tidal.train.onnx`), run with onnxruntime on the holdout, and the form is
+  stored as a second artifact of the version (``info["onnx"]``: its digest and the parity figures). A
+  model that cannot be converted, or whose form differs beyond ``deploy.onnx_tolerance``, is rejected as
+  served = validated rejects a stored form that differs: under this runtime the ONNX form is what serves.
+- At load (:func:`load_runtime`): the server serves that stored form (its digest checked by the store).
+  A version registered before the project switched to ``deploy.runtime: onnx`` has none: its ONNX form is
+  made then from the stored model and checked on the stored holdout (:func:`make_onnx`), so switching
+  serves the current champion without a retrain.
+- ``tidal export --format onnx`` (:func:`onnx_bundle`) makes and checks the form the same way, with the
+  command's ``--tolerance``.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from tidal.core.entities import ModelVersion
 from tidal.core.errors import ArtifactNotFound, TidalError
 from tidal.data.prepare import as_model_input
 from tidal.data.snapshot import read_snapshot_bytes
+from tidal.evaluate.served import SERVED
 from tidal.train.onnx import DEFAULT_TOLERANCE, Parity, onnx_form
 
 #: ``deploy.runtime`` values: the version's own library, or its ONNX form through onnxruntime.
@@ -51,8 +57,27 @@ def load_runtime(registry: Any, mv: ModelVersion, runtime: str, *, tolerance: fl
         return registry.load(mv)
     from tidal.train.onnx import load_onnx
 
+    stored = mv.info.get("onnx") or {}
+    if stored.get("artifact"):
+        if float(stored.get("max_difference", 0.0)) > tolerance:
+            raise TidalError(f"the ONNX form of {mv.name}:{mv.version} differs from it by "
+                             f"{stored['max_difference']:.3g} on its holdout, more than deploy.onnx_tolerance "
+                             f"{tolerance:g}", hint="raise deploy.onnx_tolerance, or serve it with runtime: native")
+        return load_onnx(registry.artifacts.get(stored["artifact"]))
     data, _ = make_onnx(registry, mv, tolerance=tolerance)
     return load_onnx(data)
+
+
+def registration_form(artifacts: Any, model: Any, mv: ModelVersion, holdout: Any, *,
+                      tolerance: float) -> tuple[dict[str, Any] | None, str | None]:
+    """The ONNX form of ``model`` (the version ``mv`` is about to register) stored in ``artifacts``:
+    ``(info["onnx"], None)``, or ``(None, why)`` when it cannot serve (why starts with served = validated)."""
+    try:
+        data, parity = onnx_form(model, mv.signature, flavor=str(mv.info.get("flavor", "sklearn")), task=mv.task,
+                                 holdout=holdout, tolerance=tolerance, label="the model")
+    except TidalError as exc:
+        return None, f"{SERVED}: deploy.runtime is onnx, and {exc.message}"
+    return {"artifact": artifacts.put(data), **parity.to_dict()}, None
 
 
 
@@ -73,4 +98,4 @@ def onnx_bundle(registry: Any, mv: ModelVersion, model: dict[str, Any],
            "artifact": {"file": artifact_file("onnx"), "sha256": sha256_bytes(data)},
            "onnx": {**parity.to_dict(), "converted_from": converted}}
     return out, data, ("onnxruntime",)
-__all__ = ["RUNTIMES", "holdout_input", "load_runtime", "make_onnx", "onnx_bundle"]
+__all__ = ["RUNTIMES", "holdout_input", "load_runtime", "make_onnx", "onnx_bundle", "registration_form"]
