@@ -421,11 +421,12 @@ class TrainingPipeline:
             info={"flavor": trained["flavor"], "gate": decision.to_dict(), "train_metrics": evaluation.train})
         why = self._served_differs(mv, model, holdout_d, columns, kinds) if decision.passed else None
         if decision.passed and why is None and spec.deploy.runtime == "onnx":  # the ONNX form is what serves
-            key = (model_d, holdout_d)
-            if key not in self._onnx:
+            made = (model_d, holdout_d)
+            if made not in self._onnx:
                 X = as_model_input(self._frame(holdout_d), columns, kinds)
-                self._onnx[key] = registration_form(self.artifacts, model, mv, X, tolerance=spec.deploy.onnx_tolerance)
-            onnx, why = self._onnx[key]
+                self._onnx[made] = registration_form(self.artifacts, model, mv, X,
+                                                     tolerance=spec.deploy.onnx_tolerance)
+            onnx, why = self._onnx[made]
             mv = replace(mv, info={**mv.info, "onnx": onnx}) if onnx is not None else mv
         if why is not None:
             # served = validated: a version whose stored form would not answer as the gated model did is rejected
