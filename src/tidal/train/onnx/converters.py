@@ -1,12 +1,14 @@
 """Converters from tidal's fitted pipelines to ONNX: a table keyed by flavor name.
 
 Each converter takes the fitted model (tidal's ``(prepare, model)`` Pipeline) and its signature and returns
-an ``onnx.ModelProto`` with **one input per signature column**, named after it: a ``float`` tensor of shape
-``[N, 1]`` for a numeric, integer or boolean column, a ``string`` tensor for a categorical or datetime one
-(datetimes as the ISO text the model was trained on). A classifier's outputs are ``label`` and
+an ``onnx.ModelProto`` with **one input per signature column**, named after it, of shape ``[N, 1]``: a
+``double`` tensor for a numeric, integer or boolean column (``prepare`` runs in float64 and the estimator in
+float32, as in scikit-learn: :mod:`tidal.train.onnx.graphs`), a ``string`` tensor for a categorical or
+datetime one (datetimes as the ISO text the model was trained on). A classifier's outputs are ``label`` and
 ``probabilities`` (a ``[N, classes]`` float tensor: no ZipMap), a regressor's ``variable``.
 
-- ``sklearn``: skl2onnx converts the whole pipeline, the ``prepare`` ColumnTransformer included.
+- ``sklearn``: skl2onnx converts the pipeline, the ``prepare`` ColumnTransformer included (each step on its
+  own, merged into one graph).
 - ``xgboost``, ``lightgbm``: the same, with onnxmltools' XGBoost and LightGBM converters registered into
   skl2onnx (``update_registered_converter``, skl2onnx's documented way to convert a Pipeline ending in
   an ``XGBClassifier`` or ``LGBMClassifier``).
@@ -89,7 +91,8 @@ def convert(model: Any, signature: Signature, *, flavor: str, task: str) -> byte
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     proto.producer_version = ""
-    proto.graph.name = "tidal"  # skl2onnx names the graph with a random uuid
+    proto.graph.name = "tidal"  # skl2onnx names the graph with a random uuid (and the merge repeats it)
+    proto.graph.doc_string = ""
     proto.doc_string = ""
     data: bytes = proto.SerializeToString(deterministic=True)
     return data
@@ -97,9 +100,10 @@ def convert(model: Any, signature: Signature, *, flavor: str, task: str) -> byte
 
 # -- the scikit-learn family (skl2onnx) ------------------------------------------------------------------
 
-def _initial_types(signature: Signature) -> list[tuple[str, Any]]:
+def _initial_types(signature: Signature, numbers: str = "float") -> list[tuple[str, Any]]:
     types = onnx_module("skl2onnx.common.data_types")
-    return [(c, types.FloatTensorType([None, 1]) if signature.columns[c] in NUMERIC_KINDS
+    number = types.DoubleTensorType if numbers == "double" else types.FloatTensorType
+    return [(c, number([None, 1]) if signature.columns[c] in NUMERIC_KINDS
              else types.StringTensorType([None, 1])) for c in signature.names]
 
 
@@ -193,6 +197,10 @@ def _convert_pipeline(model: Any, signature: Signature) -> Any:
             raise CannotConvert(f"cannot convert step {head[0]!r} ({type(head[1]).__name__}) to ONNX: {_why(exc)}",
                                 hint="serve this model with deploy.runtime: native") from exc
     try:
+        if hasattr(copied, "steps") and len(copied.steps) == 2:
+            from tidal.train.onnx.graphs import two_stage
+
+            return two_stage(copied.steps[0][1], _initial_types(signature, numbers="double"), final, options)
         return skl2onnx.convert_sklearn(copied, initial_types=types, options=options, target_opset=TARGET_OPSET)
     except Exception as exc:
         name = copied.steps[-1][0] if hasattr(copied, "steps") else "model"
