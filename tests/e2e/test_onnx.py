@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -243,3 +244,34 @@ def test_deploy_runtime_onnx_serves_the_onnx_form(tmp_path: Path) -> None:
         assert body["probabilities"] == [list(p) for p in sdk.probabilities or []]
         fed = client.post("/feedback", json={"prediction_id": body["prediction_ids"][0], "label": "no"})
         assert fed.status_code == 200 and fed.json() == {"stored": 1}, fed.text
+        # hot swap: a new champion (trained on fewer rows) serves its own ONNX form without a restart
+        data = project / "data" / "rows.csv"
+        pd.read_csv(data).head(200).to_csv(data, index=False)
+        with Workspace.open(project) as ws:
+            ws.run()
+            assert ws.models.get("shop:champion").version == 2
+        deadline = time.monotonic() + 60
+        while client.get("/model").json()["version"] != 2:
+            assert time.monotonic() < deadline, "the server did not swap to version 2"
+            time.sleep(0.2)
+        swapped = client.post("/predict", json={"instances": rows}).json()
+        assert swapped["model"] == {"name": "shop", "version": 2}
+        assert client.get("/model").json()["serving"]["runtime"] == "onnx"
+
+
+def test_switching_to_runtime_onnx_converts_the_current_champion_at_load(tmp_path: Path) -> None:
+    """A version registered under the native runtime has no stored ONNX form: once the project says
+    deploy.runtime: onnx, it is converted and checked on its holdout when it loads, no retrain needed."""
+    project = _project(tmp_path / "p", estimator="sklearn.linear_model.LogisticRegression")
+    rows = _rows()
+    with Workspace.open(project) as ws:
+        ws.run()
+        native = ws.predict(rows)
+        assert "onnx" not in ws.models.get("shop:champion").info
+    spec = project / "tidal.yaml"
+    spec.write_text(spec.read_text().replace("reload_seconds: 0.2", "reload_seconds: 0.2, runtime: onnx"))
+    with Workspace.open(project) as ws:
+        onnx = ws.predict(rows)
+    assert onnx.predictions == native.predictions and onnx.model == native.model
+    gap = np.abs(np.array(onnx.probabilities) - np.array(native.probabilities))
+    assert 0 < gap.max() <= TOLERANCE  # float32 arithmetic: not the native numbers, within the tolerance
