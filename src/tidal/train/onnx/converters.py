@@ -187,24 +187,26 @@ def _convert_pipeline(model: Any, signature: Signature) -> Any:
     copied = _for_strings(model)
     final = copied.steps[-1][1] if hasattr(copied, "steps") else copied
     options = {id(final): {"zipmap": False}} if hasattr(final, "predict_proba") else None
-    types = _initial_types(signature)
-    if hasattr(copied, "steps") and len(copied.steps) > 1:
-        # the prepare step alone first, so that a failure names the step that failed
-        head = copied.steps[0]
-        try:
-            skl2onnx.convert_sklearn(head[1], initial_types=types, target_opset=TARGET_OPSET)
-        except Exception as exc:
-            raise CannotConvert(f"cannot convert step {head[0]!r} ({type(head[1]).__name__}) to ONNX: {_why(exc)}",
-                                hint="serve this model with deploy.runtime: native") from exc
-    try:
-        if hasattr(copied, "steps") and len(copied.steps) == 2:
-            from tidal.train.onnx.graphs import two_stage
+    if not (hasattr(copied, "steps") and len(copied.steps) == 2):  # not tidal's (prepare, model): one piece
+        return _step("model", final, lambda: skl2onnx.convert_sklearn(
+            copied, initial_types=_initial_types(signature), options=options, target_opset=TARGET_OPSET))
+    from tidal.train.onnx import graphs
 
-            return two_stage(copied.steps[0][1], _initial_types(signature, numbers="double"), final, options)
-        return skl2onnx.convert_sklearn(copied, initial_types=types, options=options, target_opset=TARGET_OPSET)
+    # each step on its own (so that a failure names it), prepare in float64 as scikit-learn runs it
+    (head_name, prepare), (name, estimator) = copied.steps
+    width = int(getattr(estimator, "n_features_in_", 0)) or None
+    head = _step(head_name, prepare, lambda: graphs.prepare_graph(
+        prepare, _initial_types(signature, numbers="double"), width))
+    tail = _step(name, estimator, lambda: graphs.estimator_graph(estimator, width, options))
+    return _step(name, estimator, lambda: graphs.two_stage(head, tail))
+
+
+def _step(name: str, step: Any, make: Callable[[], Any]) -> Any:
+    """``make()``, or :class:`CannotConvert` naming the step ``name`` when it raises."""
+    try:
+        return make()
     except Exception as exc:
-        name = copied.steps[-1][0] if hasattr(copied, "steps") else "model"
-        raise CannotConvert(f"cannot convert step {name!r} ({type(final).__name__}) to ONNX: {_why(exc)}",
+        raise CannotConvert(f"cannot convert step {name!r} ({type(step).__name__}) to ONNX: {_why(exc)}",
                             hint="serve this model with deploy.runtime: native") from exc
 
 

@@ -26,23 +26,34 @@ from tidal.train.onnx.converters import TARGET_OPSET, onnx_module
 PREPARE, MODEL = "prepare__", "model__"
 
 
-def two_stage(prepare: Any, prepare_types: list[tuple[str, Any]], estimator: Any, options: Any) -> Any:
-    """The ONNX graph of ``prepare`` (converted with ``prepare_types``, float64 for numbers) then ``estimator``
-    (float32 inputs), merged; inputs and outputs keep the names the one-piece conversion gives them."""
+def prepare_graph(prepare: Any, types: list[tuple[str, Any]], width: int | None) -> Any:
+    """The graph of ``prepare`` (converted with ``types``: float64 for numbers), its ``width`` columns cast
+    to float32 as ``features_float32``."""
     skl2onnx = onnx_module("skl2onnx")
     onnx = onnx_module("onnx")
-    types = onnx_module("skl2onnx.common.data_types")
-    head = skl2onnx.convert_sklearn(prepare, initial_types=prepare_types, target_opset=TARGET_OPSET)
+    head = skl2onnx.convert_sklearn(prepare, initial_types=types, target_opset=TARGET_OPSET)
     _plain_imputers(head, _fills(prepare))
-    width = int(getattr(estimator, "n_features_in_", 0)) or None
     (out,) = head.graph.output
     head.graph.node.append(onnx.helper.make_node("Cast", [out.name], ["features_float32"],
                                                  to=onnx.TensorProto.FLOAT, name="to_float32"))
     del head.graph.output[:]
     head.graph.output.append(onnx.helper.make_tensor_value_info("features_float32", onnx.TensorProto.FLOAT,
                                                                 [None, width]))
-    tail = skl2onnx.convert_sklearn(estimator, initial_types=[("features", types.FloatTensorType([None, width]))],
+    return head
+
+
+def estimator_graph(estimator: Any, width: int | None, options: Any) -> Any:
+    """The graph of ``estimator`` on a float32 ``features`` matrix of ``width`` columns."""
+    skl2onnx = onnx_module("skl2onnx")
+    types = onnx_module("skl2onnx.common.data_types")
+    return skl2onnx.convert_sklearn(estimator, initial_types=[("features", types.FloatTensorType([None, width]))],
                                     options=options, target_opset=TARGET_OPSET)
+
+
+def two_stage(head: Any, tail: Any) -> Any:
+    """:func:`prepare_graph` then :func:`estimator_graph` as one graph; its inputs and outputs keep the names
+    a one-piece conversion gives them (the signature's columns; ``label``, ``probabilities``, ``variable``)."""
+    onnx = onnx_module("onnx")
     for graph in (head, tail):  # one opset per domain in the merged model: the highest either uses
         graph.ir_version = max(head.ir_version, tail.ir_version)
     versions: dict[str, int] = {}
@@ -106,4 +117,4 @@ def _plain_imputers(model: Any, exact: list[np.ndarray]) -> None:
     model.graph.node.extend(nodes)
 
 
-__all__ = ["two_stage"]
+__all__ = ["estimator_graph", "prepare_graph", "two_stage"]
