@@ -3,7 +3,8 @@
 # (what the demo runs on); `make test` adds the developer tools, the PostgreSQL driver, river (the
 # backtest's online baseline), XGBoost, LightGBM and PyTorch with safetensors (their flavors' tests run,
 # never skip; torch pinned first, so that pip takes the CPU build where one is provided, not a multi-GB CUDA
-# build), Pillow (the images extra: tidal.data.images) and the packages that ship the corpus's data sets
+# build), Pillow (the images extra: tidal.data.images), the ONNX converters and onnxruntime (tidal
+# export --format onnx, deploy.runtime: onnx) and the packages that ship the corpus's data sets
 # (examples/corpus/). Each
 # has its own stamp, so a later `make test` after `make demo` (or the reverse) installs only what is missing.
 PYTHON ?= python3
@@ -24,7 +25,7 @@ $(RUNTIME_STAMP): pyproject.toml | $(BIN)/python
 
 $(DEV_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[dev,postgres,online,corpus,xgboost,lightgbm,torch,images]'
+	$(BIN)/python -m pip install -q -e '.[dev,postgres,online,corpus,xgboost,lightgbm,torch,images,onnx]'
 	@touch $@ $(RUNTIME_STAMP)
 
 install: $(DEV_STAMP)

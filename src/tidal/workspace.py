@@ -317,18 +317,22 @@ class Workspace:
             f"rolled back from {name}:{current.version}" if current else "rolled back"))
 
     # -- packaging (tidal export, tidal serve --bundle) --------------------------------------------
-    def export(self, ref: str, dest: str | Path) -> builtins.list[str]:
+    def export(self, ref: str, dest: str | Path, *, format: str = "native",
+               tolerance: float | None = None) -> builtins.list[str]:
         """Write ``ref`` (``NAME``, ``NAME:VERSION``, ``NAME@ALIAS``; ``NAME`` alone is its champion, else
         its latest version) as a bundle in ``dest`` (docs/deploy.md, "Package for deployment"); returns the
         files written. Refused, with nothing written: a ``dest`` that exists and is not an empty folder, an
         unknown model, version or alias, and a version that never passed its gate (prototype or rejected:
-        it could not serve in its workspace either)."""
+        it could not serve in its workspace either). ``format="onnx"``: the bundle holds the version's ONNX form,
+        checked on its holdout within ``tolerance`` (:func:`tidal.registry.onnx_form.onnx_bundle`)."""
         from tidal.registry import SERVABLE
         from tidal.registry.bundle import describe, refuse_target, write_bundle
         from tidal.train.flavors import get_flavor
 
         target = Path(dest)
         refuse_target(target)
+        if format not in ("native", "onnx"):
+            raise TidalError(f"unknown export format {format!r}", hint="use --format native or --format onnx")
         name, at, alias = ref.partition("@")
         name, _, version = name.partition(":")
         if at and (version or not alias):
@@ -343,7 +347,12 @@ class Workspace:
         deploy = self.spec.deploy.model_dump(mode="json")
         deploy["strategy"] = {"kind": "direct"}  # a bundle holds one version: there is no challenger to try
         serve = {"target": self.spec.data.target, "estimator": self.spec.model.estimator, "deploy": deploy}
-        return write_bundle(target, describe(mv, flavor=flavor.name, serve=serve), data, flavor.modules)
+        model, modules = describe(mv, flavor=flavor.name, serve=serve), flavor.modules
+        if format == "onnx":
+            from tidal.registry.onnx_form import onnx_bundle
+
+            model, data, modules = onnx_bundle(self.registry, mv, model, tolerance)
+        return write_bundle(target, model, data, modules)
 
     @staticmethod
     def open_bundle(bundle: str | Path, *, log_dir: str | Path | None = None,
@@ -435,7 +444,8 @@ class Workspace:
     def _local_predictor(self) -> LocalPredictor:
         if self._local is None:
             self._local = LocalPredictor(self.registry, self.predictions, self.clock, name=self.spec.name,
-                                         overwrite_feedback=self.spec.deploy.feedback == "overwrite")
+                                         overwrite_feedback=self.spec.deploy.feedback == "overwrite",
+                                         runtime=self.spec.deploy.runtime, tolerance=self.spec.deploy.onnx_tolerance)
         return self._local
 
     def monitor(

@@ -262,18 +262,29 @@ def promote(name: Annotated[str, typer.Argument(help="The model's name.")],
 @app.command()
 def export(ref: Annotated[str, typer.Argument(help="NAME, NAME:VERSION or NAME@ALIAS (NAME alone: its champion).")],
            directory: Annotated[Path, typer.Argument(help="A new (or empty) folder for the bundle.")],
+           fmt: Annotated[str, typer.Option("--format", help="native (the model's own format) or onnx (converted, "
+                                            "checked on the holdout, served with onnxruntime).")] = "native",
+           tolerance: Annotated[float | None, typer.Option(
+               help="--format onnx: the largest holdout difference accepted (default 1e-5).")] = None,
            json_out: JsonOpt = False,
            project: ProjectOpt = None) -> None:
     """Package a model version for deployment: a folder with its artifact, model.json (signature, metrics,
     reference profile, lineage), a pinned requirements.txt, a Dockerfile and a MANIFEST of digests, served
     anywhere by `tidal serve --bundle DIR`."""
+    import json
+
     from tidal.cli.render import dump_json
 
     with open_workspace(project) as ws:
-        files = ws.export(ref, directory)
+        files = ws.export(ref, directory, format=fmt, tolerance=tolerance)
+    parity = json.loads((directory / "model.json").read_text()).get("onnx") if fmt == "onnx" else None
     if json_out:
-        dump_json(console, {"bundle": str(directory), "files": files})
+        dump_json(console, {"bundle": str(directory), "files": files, **({"onnx": parity} if parity else {})})
         return
+    if parity:
+        console.print(f"ONNX parity on {parity['rows']} holdout rows: largest {parity['compared']} difference "
+                      f"{parity['max_difference']:.3g} (tolerance {parity['tolerance']:g})"
+                      + (f", {parity['labels_differ']} labels differ" if parity["compared"] == "probabilities" else ""))
     console.print(f"exported {escape(ref)} to [bold]{escape(str(directory))}[/]: {escape(', '.join(files))}")
     console.print(f"serve it with: tidal serve --bundle {escape(str(directory))}")
 

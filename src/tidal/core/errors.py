@@ -12,6 +12,9 @@ The tree (classes defined outside this module are named with their module)::
     │   ├── SchemaError        a snapshot violates the stored schema (missing column, new category, ...)
     │   └── FeedbackRejected   a label for an unknown prediction, or a second label for one
     ├── TrainingError          the estimator could not be built or fitted
+    ├── CannotConvert          a model, or a step of it, that no ONNX converter converts (tidal.train.onnx)
+    ├── ParityError            an ONNX form that does not answer the holdout as its model does, within the
+    │                          tolerance (tidal.train.onnx)
     ├── GateFailed             a model failed its validation gate (it is registered as rejected)
     ├── RegistryError          the model registry refused an operation
     │   ├── ModelNotFound      no such model, version or alias (also a NotFound)

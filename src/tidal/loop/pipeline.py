@@ -41,6 +41,7 @@ from tidal.loop.results import STEPS, RunResult, flat_params, thread_cap
 from tidal.loop.runner import StepListener, StepRunner
 from tidal.monitor.baseline import holdout_drift
 from tidal.registry import CHALLENGER, CHAMPION
+from tidal.registry.onnx_form import registration_form
 from tidal.spec.model import LabelFeaturesSpec
 from tidal.train.continued import continue_fit
 from tidal.train.estimator import import_estimator
@@ -84,6 +85,7 @@ class TrainingPipeline:
         self._models: dict[str, Any] = {}
         self._refits: dict[tuple[str, str, str], str] = {}
         self._served: dict[tuple[str, str], str | None] = {}
+        self._onnx: dict[tuple[str, str], tuple[dict[str, Any] | None, str | None]] = {}
 
     # -- the stores ------------------------------------------------------------------------------
     def _frame(self, digest: str) -> pd.DataFrame:
@@ -428,7 +430,16 @@ class TrainingPipeline:
                                if model_d != trained["model"] else {})),
             reasons=decision.failed,
             info={"flavor": trained["flavor"], "gate": decision.to_dict(), "train_metrics": evaluation.train})
-        if decision.passed and (why := self._served_differs(mv, model, holdout_d, columns, kinds)) is not None:
+        why = self._served_differs(mv, model, holdout_d, columns, kinds) if decision.passed else None
+        if decision.passed and why is None and spec.deploy.runtime == "onnx":  # the ONNX form is what serves
+            made = (model_d, holdout_d)
+            if made not in self._onnx:
+                X = as_model_input(self._frame(holdout_d), columns, kinds)
+                self._onnx[made] = registration_form(self.artifacts, model, mv, X,
+                                                     tolerance=spec.deploy.onnx_tolerance)
+            onnx, why = self._onnx[made]
+            mv = replace(mv, info={**mv.info, "onnx": onnx}) if onnx is not None else mv
+        if why is not None:
             # served = validated: a version whose stored form would not answer as the gated model did is rejected
             refused = result.decision = GateDecision(passed=False, reasons=[*decision.reasons, why], failed=[why],
                                                      champion=decision.champion)

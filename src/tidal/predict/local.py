@@ -62,8 +62,9 @@ class LocalPredictor:
     promotion is picked up at the next call), under a lock, so threads may share the object."""
 
     def __init__(self, registry: Any, log: PredictionLog, clock: Clock, *, name: str,
-                 overwrite_feedback: bool = False) -> None:
+                 overwrite_feedback: bool = False, runtime: str = "native", tolerance: float = 1e-5) -> None:
         self.registry, self.log, self.clock, self.name = registry, log, clock, name
+        self.runtime, self.tolerance = runtime, tolerance  # deploy.runtime, deploy.onnx_tolerance
         self.overwrite_feedback = overwrite_feedback
         self._state: ServingState | None = None
         self._lock = threading.Lock()
@@ -77,7 +78,8 @@ class LocalPredictor:
                                 hint="run `tidal run` first (or promote a version)")
         with self._lock:
             if self._state is None or self._state.version != mv.version:
-                self._state = load_state(self.registry, mv, now=self.clock.now())
+                self._state = load_state(self.registry, mv, now=self.clock.now(), runtime=self.runtime,
+                                         tolerance=self.tolerance)
             return self._state
 
     def predict(self, rows: pd.DataFrame | Sequence[Mapping[str, Any]]) -> Answer:

@@ -18,6 +18,7 @@ from typing import Any
 from tidal.core.entities import ModelVersion
 from tidal.predict.inputs import InputSchema
 from tidal.predict.predictor import Predictor, build_predictor
+from tidal.registry.onnx_form import load_runtime
 
 
 @dataclass(frozen=True)
@@ -46,17 +47,20 @@ class ServingState:
         return f"{self.mv.name}:{self.mv.version}"
 
 
-def load_state(registry: Any, mv: ModelVersion, *, now: datetime, fast: bool = True) -> ServingState:
-    """Load ``mv`` from the registry, check it answers, and build its predictor.
+def load_state(registry: Any, mv: ModelVersion, *, now: datetime, fast: bool = True, runtime: str = "native",
+               tolerance: float = 1e-5) -> ServingState:
+    """Load ``mv`` from the registry, check it answers, and build its predictor. ``runtime`` ``onnx``
+    (``deploy.runtime``) serves its ONNX form, converted and checked on its holdout now within ``tolerance``
+    (:mod:`tidal.registry.onnx_form`).
 
     Raises :class:`~tidal.predict.predictor.ModelCheckFailed` or the registry's errors; the caller keeps
     serving what it served before.
     """
     start = time.perf_counter()
-    model = registry.load(mv)
+    model = registry.load(mv) if runtime == "native" else load_runtime(registry, mv, runtime, tolerance=tolerance)
     loaded = time.perf_counter() - start
     built = build_predictor(model, mv.signature, mv.profile, task=mv.task, fast=fast)
-    report = {**built.report, "load_seconds": round(loaded, 4)}
+    report = {**built.report, "load_seconds": round(loaded, 4), "runtime": runtime}
     classes = mv.signature.classes if mv.task == "classification" else None
     return ServingState(mv=mv, predictor=built.predictor, schema=built.schema, report=report, loaded_at=now,
                         classes=list(classes) if classes is not None else None,

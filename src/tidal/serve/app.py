@@ -234,7 +234,8 @@ def create_app(root: Path, *, shared_log: bool = False, **overrides: Any) -> Tid
     if trial_kind is not None:
         on_trial(None)  # the gauge exists (at 0) from the start of a trial strategy
     reloader = Reloader(ws.registry, ws.spec.name, slot, interval=deploy.reload_seconds, clock=ws.clock,
-                        on_swap=on_swap, trial_kind=trial_kind, percent=strategy.percent, on_trial=on_trial)
+                        on_swap=on_swap, trial_kind=trial_kind, percent=strategy.percent, on_trial=on_trial,
+                        runtime=deploy.runtime, tolerance=deploy.onnx_tolerance)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -61,7 +61,8 @@ class Reloader:
     def __init__(self, registry: Any, name: str, slot: Slot, *, interval: float, clock: Clock | None = None,
                  on_swap: Callable[[ServingState], None] | None = None, fast: bool = True,
                  trial_kind: str | None = None, percent: float = 0.0,
-                 on_trial: Callable[[Trial | None], None] | None = None) -> None:
+                 on_trial: Callable[[Trial | None], None] | None = None, runtime: str = "native",
+                 tolerance: float = 1e-5) -> None:
         if trial_kind is not None and trial_kind not in TRIAL_KINDS:
             raise ValueError(f"trial_kind must be one of {', '.join(TRIAL_KINDS)} or None, not {trial_kind!r}")
         self.registry = registry
@@ -71,6 +72,7 @@ class Reloader:
         self.clock = clock or SystemClock()
         self.on_swap = on_swap
         self.fast = fast
+        self.runtime, self.tolerance = runtime, tolerance  # deploy.runtime, deploy.onnx_tolerance
         self.trial_kind = trial_kind
         self.percent = percent
         self.on_trial = on_trial
@@ -144,7 +146,8 @@ class Reloader:
             self.slot.status = f"loading {label}"
         start = time.perf_counter()
         try:
-            state = load_state(self.registry, mv, now=self.clock.now(), fast=self.fast)
+            state = load_state(self.registry, mv, now=self.clock.now(), fast=self.fast, runtime=self.runtime,
+                                   tolerance=self.tolerance)
         except Exception as exc:
             self._failed[key] = time.monotonic()
             still = f"; still serving {current.label}" if current is not None else ""
@@ -217,7 +220,8 @@ class Reloader:
             if ended is not None and (ended.version, ended.mv.artifact_digest) == key:
                 state = ended  # the alias came back to the challenger that just ended: loaded already
             else:
-                state = load_state(self.registry, mv, now=self.clock.now(), fast=self.fast)
+                state = load_state(self.registry, mv, now=self.clock.now(), fast=self.fast, runtime=self.runtime,
+                                   tolerance=self.tolerance)
         except Exception as exc:
             self._failed[key] = time.monotonic()
             self.slot.trial_status = f"{label} could not be loaded: {public_message(exc)}"

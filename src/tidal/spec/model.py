@@ -298,6 +298,12 @@ class DeploySpec(Section):
     rollback: RollbackSpec | None = Field(
         None, description="a rollback: section (metric, drop, after_rows), or null for no automatic rollback"
     )
+    runtime: Literal["native", "onnx"] = Field(
+        "native", description="native (the model's own library) or onnx (its ONNX form, run by onnxruntime)"
+    )
+    onnx_tolerance: float = Field(
+        1e-5, ge=0, description="the largest holdout difference accepted from the ONNX form (runtime: onnx)"
+    )
 
 
 # -- monitor ----------------------------------------------------------------------------------------

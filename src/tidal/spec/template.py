@@ -78,6 +78,8 @@ deploy:
     min_requests: 500       # canary/shadow: labelled answers before deciding
     patience: 5             # abandon a trial whose challenger gets no answers after 5x the traffic needed
   rollback: null            # e.g. {{metric: accuracy, drop: 0.03, after_rows: 1000}}
+  runtime: native           # native | onnx: serve the champion's ONNX form with onnxruntime (pip install 'tidal[onnx]')
+  onnx_tolerance: 1.0e-5    # runtime onnx: the largest holdout difference accepted from the ONNX form
 
 retrain:                    # when `tidal loop` retrains (no trigger = never by itself)
   on:

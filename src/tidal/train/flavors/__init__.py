@@ -7,6 +7,7 @@ from typing import Any
 from tidal.core.errors import PluginNotFound
 from tidal.train.flavors.base import Flavor
 from tidal.train.flavors.lightgbm_flavor import LightGBMFlavor
+from tidal.train.flavors.onnx_flavor import OnnxFlavor
 from tidal.train.flavors.sklearn import SklearnFlavor
 from tidal.train.flavors.torch_flavor import TorchFlavor
 from tidal.train.flavors.xgboost_flavor import XGBoostFlavor
@@ -59,6 +60,7 @@ register_flavor(XGBoostFlavor())
 register_flavor(LightGBMFlavor())
 register_flavor(TorchFlavor())
 register_flavor(SklearnFlavor())
+register_flavor(OnnxFlavor())
 
-__all__ = ["Flavor", "LightGBMFlavor", "SklearnFlavor", "TorchFlavor", "XGBoostFlavor", "accepting_flavor",
-           "flavor_for", "get_flavor", "module_flavor", "register_flavor"]
+__all__ = ["Flavor", "LightGBMFlavor", "OnnxFlavor", "SklearnFlavor", "TorchFlavor", "XGBoostFlavor",
+           "accepting_flavor", "flavor_for", "get_flavor", "module_flavor", "register_flavor"]
