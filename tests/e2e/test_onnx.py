@@ -275,3 +275,24 @@ def test_switching_to_runtime_onnx_converts_the_current_champion_at_load(tmp_pat
     assert onnx.predictions == native.predictions and onnx.model == native.model
     gap = np.abs(np.array(onnx.probabilities) - np.array(native.probabilities))
     assert 0 < gap.max() <= TOLERANCE  # float32 arithmetic: not the native numbers, within the tolerance
+
+
+def test_column_names_the_converter_rewrites_still_feed_the_graph(tmp_path: Path) -> None:
+    """skl2onnx renames inputs that are not identifiers ("mean radius" → "mean_radius"): the runtime feeds each
+    signature column to the graph input made for it, whatever it is called there."""
+    project = _project(tmp_path / "p", estimator="sklearn.linear_model.LogisticRegression")
+    rows_csv = project / "data" / "rows.csv"
+    frame = pd.read_csv(rows_csv).rename(columns={"a": "mean radius", "b": "worst (area)", "c": "colour-name"})
+    frame.to_csv(rows_csv, index=False)
+    with Workspace.open(project) as ws:
+        ws.run()
+        ws.export("shop", tmp_path / "out", format="onnx")
+        mv = ws.models.get("shop:champion")
+        native = ws.models.load("shop:champion")
+    parity = json.loads((tmp_path / "out" / "model.json").read_text())["onnx"]
+    assert parity["passed"] and parity["labels_differ"] == 0, parity
+    onnx = get_flavor("onnx").load((tmp_path / "out" / "model.onnx").read_bytes())
+    X = as_model_input(frame.head(40), mv.signature.names, dict(mv.signature.columns))
+    (pred, proba), (pred2, proba2) = predict_frame(native, X), predict_frame(onnx, X)
+    assert pred.tolist() == pred2.tolist()
+    assert proba is not None and proba2 is not None and float(np.abs(proba - proba2).max()) <= TOLERANCE

@@ -55,7 +55,12 @@ class Parity:
 def check_parity(model: Any, onnx: OnnxModel, X: Any, *, tolerance: float = DEFAULT_TOLERANCE) -> Parity:
     """Compare ``onnx`` with ``model`` on the rows ``X`` (a DataFrame as ``as_model_input`` makes it)."""
     pred, proba = predict_frame(model, X)
-    pred2, proba2 = predict_frame(onnx, X)
+    try:
+        pred2, proba2 = predict_frame(onnx, X)
+    except Exception as exc:  # onnxruntime's own errors (a graph it cannot run on these rows): one line
+        raise ParityError(f"the ONNX model fails on the holdout rows: {type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else ''}"[:400],
+                          hint="serve it natively; the converter made a graph onnxruntime cannot run") from exc
     if pred.shape != pred2.shape:
         raise ParityError(f"the ONNX model answers {pred2.shape[0]} predictions for {pred.shape[0]} rows")
     if proba is not None:

@@ -36,17 +36,28 @@ class OnnxModel:
         # numeric inputs in the precision the graph declares (float64 where the converter kept it)
         self._float = {i.name: np.float64 if i.type == "tensor(double)" else np.float32 for i in session.get_inputs()}
         self._last = threading.local()  # predict then predict_proba on one frame: one run
+        # the graph input each signature column feeds: skl2onnx renames a column that is not an identifier
+        # ("mean radius" -> "mean_radius") but keeps the order of the initial types, which is the signature's
+        graph = [i.name for i in session.get_inputs()]
+        names = [name for name, _ in self.inputs]
+        if set(names) <= set(graph):
+            self._feed = {name: name for name in names}
+        elif len(graph) == len(names):
+            self._feed = dict(zip(names, graph, strict=True))
+        else:
+            raise IntegrityError(f"the ONNX graph takes {len(graph)} inputs ({', '.join(graph[:5])}...), but its "
+                                 f"metadata names {len(names)} columns: the model file does not match itself")
 
     def feeds(self, X: Any) -> dict[str, np.ndarray]:
         """The graph's inputs from a DataFrame of the signature's columns (``[N, 1]`` each)."""
         out: dict[str, np.ndarray] = {}
         for name, kind in self.inputs:
-            values = X[name]
+            values, to = X[name], self._feed[name]
             if kind in NUMERIC_KINDS:
-                as_float = self._float.get(name, np.float32)
-                out[name] = np.asarray(values, dtype=np.float64).astype(as_float).reshape(-1, 1)
+                as_float = self._float.get(to, np.float32)
+                out[to] = np.asarray(values, dtype=np.float64).astype(as_float).reshape(-1, 1)
             else:
-                out[name] = np.array(["" if v is None or (isinstance(v, float) and v != v) else str(v)
+                out[to] = np.array(["" if v is None or (isinstance(v, float) and v != v) else str(v)
                                       for v in values.tolist()], dtype=object).reshape(-1, 1)
         return out
 
