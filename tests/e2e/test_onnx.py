@@ -147,12 +147,16 @@ CASES = {
     # only because the graph computes prepare in float64, as scikit-learn does (tidal.train.onnx.graphs)
     "xgboost.XGBClassifier": ("{n_estimators: 20, max_depth: 3}", "label", "standard"),
     "xgboost.XGBRegressor": ("{n_estimators: 20, max_depth: 3}", "amount", "standard"),
+    # torch: prepare through skl2onnx, the network through torch.onnx, softmax / the target's scale after it
+    "tidal.nn.TorchClassifier": ("{module: mlp, module_params: {hidden: [8]}, epochs: 3}", "label", "standard"),
+    "tidal.nn.TorchRegressor": ("{module: mlp, module_params: {hidden: [8]}, epochs: 3}", "amount", "standard"),
 }
+FLAVOR_OF = {"sklearn": "sklearn", "xgboost": "xgboost", "lightgbm": "lightgbm", "tidal": "torch"}
 
 
 @pytest.mark.parametrize("estimator", sorted(CASES))
 def test_each_flavor_exports_within_the_tolerance(estimator: str, tmp_path: Path) -> None:
-    pytest.importorskip(estimator.split(".")[0])
+    pytest.importorskip("torch" if estimator.startswith("tidal.nn") else estimator.split(".")[0])
     params, target, scale = CASES[estimator]
     project = _project(tmp_path / "p", estimator=estimator, params=params, target=target, scale=scale)
     with Workspace.open(project) as ws:
@@ -163,7 +167,7 @@ def test_each_flavor_exports_within_the_tolerance(estimator: str, tmp_path: Path
     model = json.loads((tmp_path / "out" / "model.json").read_text())
     parity = model["onnx"]
     assert parity["passed"] and parity["max_difference"] <= TOLERANCE and parity["labels_differ"] == 0, parity
-    assert parity["converted_from"]["flavor"] == estimator.split(".")[0]
+    assert parity["converted_from"]["flavor"] == FLAVOR_OF[estimator.split(".")[0]]
     assert parity["compared"] == ("probabilities" if target == "label" else "predictions")
     # the bundle's graph, loaded as the bundle server loads it, answers as the native model does
     onnx = get_flavor("onnx").load((tmp_path / "out" / "model.onnx").read_bytes())
@@ -296,3 +300,26 @@ def test_column_names_the_converter_rewrites_still_feed_the_graph(tmp_path: Path
     (pred, proba), (pred2, proba2) = predict_frame(native, X), predict_frame(onnx, X)
     assert pred.tolist() == pred2.tolist()
     assert proba is not None and proba2 is not None and float(np.abs(proba - proba2).max()) <= TOLERANCE
+
+
+def test_a_network_without_prepare_converts_from_its_columns() -> None:
+    """A TorchClassifier fitted on a bare matrix (as Workspace.models.register takes it) converts too: the
+    graph takes the signature's numeric columns, concatenated in order."""
+    pytest.importorskip("torch")
+    from tidal.core.signature import Signature
+    from tidal.nn import TorchClassifier
+    from tidal.train.onnx import check_parity, convert, load_onnx
+
+    frame = _frame().dropna()
+    X = frame[["a", "b"]].astype(float)
+    net = TorchClassifier(module="mlp", module_params={"hidden": [6]}, epochs=3, random_state=0).fit(
+        X.to_numpy(), frame["label"].to_numpy())
+    signature = Signature(columns={"a": "numeric", "b": "integer"}, target="label",
+                          classes=net.classes_.tolist(), task="classification")
+    data = convert(net, signature, flavor="torch", task="classification")
+    assert convert(net, signature, flavor="torch", task="classification") == data  # the same bytes again
+    parity = check_parity(net, load_onnx(data), X)
+    assert parity.passed and parity.labels_differ == 0 and parity.max_difference < 1e-6, parity
+    wrong = Signature(columns={"a": "numeric", "c": "categorical"}, task="classification")
+    with pytest.raises(CannotConvert, match=r"cannot convert step 'model' .*not all numeric"):
+        convert(net, wrong, flavor="torch", task="classification")

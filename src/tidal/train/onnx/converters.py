@@ -12,7 +12,8 @@ datetime one (datetimes as the ISO text the model was trained on). A classifier'
 - ``xgboost``, ``lightgbm``: the same, with onnxmltools' XGBoost and LightGBM converters registered into
   skl2onnx (``update_registered_converter``, skl2onnx's documented way to convert a Pipeline ending in
   an ``XGBClassifier`` or ``LGBMClassifier``).
-- more (``torch``): :func:`register_converter`.
+- ``torch``: ``prepare`` the same way, the network through ``torch.onnx`` (:mod:`tidal.train.onnx.torch_graph`);
+- more: :func:`register_converter`.
 
 What a converter cannot convert raises :class:`CannotConvert` in one line naming the step
 (``cannot convert step 'model' (HistGradientBoostingClassifier) to ONNX: ...``).
@@ -213,7 +214,7 @@ def _step(name: str, step: Any, make: Callable[[], Any]) -> Any:
 register_converter("sklearn", _convert_pipeline)
 register_converter("xgboost", _convert_pipeline)
 register_converter("lightgbm", _convert_pipeline)
-# torch: register_converter("torch", ...) with torch.onnx (the lead adds it with the torch flavor)
+# torch: tidal.train.onnx.torch_graph registers its converter (prepare through skl2onnx, the network through torch.onnx)
 
 __all__ = ["ONNX_EXTRA", "CannotConvert", "Converter", "convert", "converter_for", "onnx_module",
            "register_converter"]
