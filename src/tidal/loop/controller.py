@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 
 from tidal.core.entities import Event, Lease, ModelVersion
-from tidal.core.errors import TidalError
+from tidal.core.errors import SnapshotNotFound, TidalError
 from tidal.evaluate.metrics import primary_metric
 from tidal.loop import rebuild
 from tidal.loop.context import LoopContext
@@ -30,7 +30,7 @@ from tidal.loop.continued import check_loop, new_rows
 from tidal.loop.liveness import Heartbeat
 from tidal.loop.monitoring import monitor_once
 from tidal.loop.pipeline import RunResult, TrainingPipeline
-from tidal.loop.policy import Decision, Observation, decide, estimated_observation
+from tidal.loop.policy import Decision, Observation, decide, estimated_observation, growth_rows
 from tidal.loop.state import Failure, LoopState, Retraining, state_key
 from tidal.loop.trials import Trials
 from tidal.registry import CHALLENGER, CHAMPION, SERVABLE, subject
@@ -86,6 +86,7 @@ class Controller:
         self._keeper: Heartbeat | None = None
         self.lease_lost = False
         self.trials = Trials(ctx, event=self._event, save=self._save)
+        self._snapshot_rows: dict[str, int | None] = {}  # a snapshot's rows, read once (growth trigger)
 
     # -- state and lease ------------------------------------------------------------------------
     def load_state(self) -> LoopState:
@@ -217,12 +218,39 @@ class Controller:
             champion.task, spec.validate.metric_names())
         perf = rep.body.get("performance") or {}
         value = (perf.get("metrics") or {}).get(metric)
+        labelled_total = self.ctx.predictions.count(model=self.name, labelled=True)
         return Observation(
-            now=now, labelled_total=self.ctx.predictions.count(model=self.name, labelled=True),
+            now=now, labelled_total=labelled_total, **self._growth(champion, labelled_total),
             drift_share=rep.drift_share, window_rows=int(rep.window.get("rows", 0)), metric=metric,
             value=value, labelled_in_window=int(perf.get("labelled", 0) or 0),
             validation=champion.metrics.get(metric), min_labelled_for_perf=spec.monitor.performance.min_labelled,
             **estimated_observation(spec.retrain.on.estimated_performance, rep, champion))
+
+    def _growth(self, champion: ModelVersion, labelled_total: int) -> dict[str, Any]:
+        """The growth trigger's :class:`Observation` fields: the rows of the champion's training table and
+        the rows a retrain would train on now (empty when the trigger is off or the table is unknown). A
+        champion the loop made trained on the labelled rows known when its retrain started (its lineage's
+        ``triggered_by.labelled``), so the rows labelled since are new; one of `tidal run` trained on the
+        source alone, so every labelled row is."""
+        policy = self.ctx.spec.retrain
+        digest = champion.lineage.snapshot
+        if policy.on.growth is None or digest is None:
+            return {}
+        if digest not in self._snapshot_rows:
+            try:
+                self._snapshot_rows[digest] = self.ctx.store.get_snapshot(digest).rows
+            except SnapshotNotFound:
+                self._snapshot_rows[digest] = None
+        trained = self._snapshot_rows[digest]
+        made = champion.lineage.extra.get("triggered_by")
+        if trained is None or (isinstance(made, dict) and made.get("labelled") is None):
+            return {}  # a version registered before tidal recorded it: its growth is not known
+        if isinstance(made, dict):
+            kept, since = trained, labelled_total - int(made["labelled"])
+        else:
+            kept, since = (trained if policy.include_source else 0), labelled_total
+        return {"trained_version": champion.version, "trained_rows": trained,
+                "retrain_rows": growth_rows(policy, kept, since)}
 
     # -- acting ---------------------------------------------------------------------------------
     def training_frame(self) -> tuple[pd.DataFrame, str]:
@@ -248,7 +276,7 @@ class Controller:
             pipeline = TrainingPipeline(self.ctx, trigger=f"loop:{trigger}", frame=frame, frame_source=label,
                                         promote=CHAMPION if kind == "direct" else CHALLENGER, refit=spec.retrain.refit,
                                         parent=parent, triggered_by=self._triggered_by(champion, trigger, reasons,
-                                                                                       started))
+                                                                                       started, labelled_total))
             result = pipeline.run()
         except Exception as exc:  # whatever broke the retrain, the loop records it and goes on
             # A user's mistake reads as its message; anything else keeps its type so it can be reported.
@@ -294,9 +322,10 @@ class Controller:
         self._save(state)
 
     def _triggered_by(self, champion: ModelVersion, trigger: str, reasons: list[str],
-                      started: datetime) -> dict[str, Any]:
+                      started: datetime, labelled: int) -> dict[str, Any]:
         """What started a retrain, for its run and its version's lineage: the champion serving then, the
-        trigger and why, and the ``loop.retrain`` event that recorded it (the tick's, or the newest one
+        trigger and why, the labelled predictions then (``labelled``: what the growth trigger counts from),
+        and the ``loop.retrain`` event that recorded it (the tick's, or the newest one
         about that champion when a retrain left by a killed controller is run again)."""
         event = next((e for e in reversed(self._events) if e.kind == "loop.retrain"), None)
         if event is None:
@@ -304,7 +333,8 @@ class Controller:
                                                limit=1)
             event = found[-1] if found else None
         return {"name": self.name, "version": champion.version, "trigger": trigger, "why": "; ".join(reasons),
-                "time": started.isoformat(timespec="seconds"), "event": None if event is None else event.id}
+                "time": started.isoformat(timespec="seconds"), "labelled": labelled,
+                "event": None if event is None else event.id}
 
     # -- running --------------------------------------------------------------------------------
     def run(self, *, interval_s: float, max_ticks: int | None = None,

@@ -30,6 +30,9 @@ class Observation:
     estimated: float | None = None          # its estimate on the window's unlabelled rows
     estimated_rows: int = 0                 # how many unlabelled rows the estimate covers
     estimated_validation: float | None = None
+    trained_version: int | None = None     # the serving champion (the growth trigger's figures)
+    trained_rows: int | None = None         # the rows of its training table (None: not known)
+    retrain_rows: int | None = None         # the rows a retrain would train on now (see growth_rows)
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,7 @@ def fired_triggers(policy: RetrainSpec, obs: Observation, state: LoopState) -> l
     new_rows = obs.labelled_total - state.last_retrain_labelled
     if on.new_data is not None and new_rows >= on.new_data.rows:
         out.append(("new_data", f"{new_rows} new labelled rows since the last training (>= {on.new_data.rows})"))
+    out += _growth(policy, obs)
     if on.schedule is not None and state.schedule_checked is not None:
         from croniter import croniter
 
@@ -77,6 +81,31 @@ def fired_triggers(policy: RetrainSpec, obs: Observation, state: LoopState) -> l
         if due <= obs.now:
             out.append(("schedule", f"schedule {on.schedule!r} was due at {due.isoformat(timespec='minutes')}"))
     return out
+
+
+def growth_rows(policy: RetrainSpec, kept_rows: int, labelled_since: int) -> int:
+    """The rows a retrain would train on now: ``kept_rows`` of the champion's training table that a retrain
+    reads again (all of them for a table the loop built; the source's, or none without
+    ``include_source``, for a champion of `tidal run`) and the ``labelled_since`` rows labelled since, cut
+    to ``retrain.window.last_rows`` as the training table is (once that window is full, it stops growing)."""
+    rows = max(0, kept_rows) + max(0, labelled_since)
+    last = policy.window.last_rows
+    return rows if last is None else min(rows, last)
+
+
+def _growth(policy: RetrainSpec, obs: Observation) -> list[tuple[str, str]]:
+    """The growth trigger: the rows a retrain would train on reached ``factor`` times the rows the champion
+    was trained on."""
+    cfg = policy.on.growth
+    if cfg is None or obs.trained_rows is None or obs.trained_rows <= 0 or obs.retrain_rows is None:
+        return []
+    now = obs.retrain_rows
+    ratio = now / obs.trained_rows
+    if ratio < cfg.factor:
+        return []
+    of = "" if obs.trained_version is None else f" since version {obs.trained_version} was trained"
+    return [("growth", f"training rows grew {ratio:.2f} times{of} ({obs.trained_rows:,} → {now:,}, "
+                       f"factor {cfg.factor:g})")]
 
 
 def estimated_observation(cfg: EstimatedPerformanceTrigger | None, report: Report,

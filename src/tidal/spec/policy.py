@@ -61,6 +61,21 @@ class NewDataTrigger(Section):
     rows: int = Field(ge=1, description="a number of rows (at least 1)")
 
 
+class GrowthTrigger(Section):
+    """Retrain when the rows a retrain would train on have grown by ``factor`` over the rows the serving
+    champion was trained on: with 2, retrains come at twice, four times, eight times the first training
+    table, logarithmically few. More rows make a better model even where nothing drifts, which neither the
+    drift nor the performance trigger sees."""
+
+    factor: float = Field(gt=1, description="a growth factor greater than 1, e.g. 2 (retrain at x2, x4, ...)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _number(cls, data: Any) -> Any:
+        # `growth: 2` is short for `growth: {factor: 2}`
+        return {"factor": data} if isinstance(data, int | float) and not isinstance(data, bool) else data
+
+
 class TriggersSpec(Section):
     """What starts a retrain; any one suffices. None configured: the loop never retrains by itself."""
 
@@ -71,6 +86,8 @@ class TriggersSpec(Section):
     estimated_performance: EstimatedPerformanceTrigger | None = Field(
         None, description="an estimated_performance: section (metric, below, or_drop, min_rows), or null")
     new_data: NewDataTrigger | None = Field(None, description="a new_data: section (rows), or null")
+    growth: GrowthTrigger | None = Field(
+        None, description="a growth factor greater than 1 (e.g. 2), a growth: section (factor), or null")
     schedule: NonEmpty | None = Field(None, description="a cron expression such as '0 3 * * *', or null")
 
     @field_validator("schedule")
@@ -109,7 +126,7 @@ class RetrainSpec(Section):
     """When the loop retrains, with guards against retrain storms and too little feedback."""
 
     on: TriggersSpec = Field(default_factory=TriggersSpec, description="an on: section (drift, performance, "
-                             "estimated_performance, new_data, schedule)")
+                             "estimated_performance, new_data, growth, schedule)")
     cooldown: CooldownSpec = Field(default_factory=lambda: CooldownSpec(rows=2000),
                                    description="a cooldown: section (rows and/or minutes)")
     max_per_day: int = Field(4, ge=1, description="a number of retrains per day (at least 1)")
@@ -125,6 +142,22 @@ class RetrainSpec(Section):
         "refit", description="refit (a challenger is fitted from scratch on the rebuilt training rows) or "
         "incremental (the champion's fitted pipeline learns the rows labelled since it was trained, by its "
         "estimator's partial_fit; its prepare step stays as fitted)")
+
+    @model_validator(mode="after")
+    def _growth_can_be_measured(self) -> RetrainSpec:
+        if self.on.growth is None:
+            return self
+        if self.mode == "incremental":
+            raise spec_problem("growth_incremental", "growth compares the rows a refit would train on with the "
+                               "champion's, but retrain.mode is incremental (a retrain learns only the new rows)",
+                               hint="use retrain.on.new_data with mode: incremental, or mode: refit",
+                               at=("on", "growth"))
+        if self.window.last_days is not None:
+            raise spec_problem("growth_days", "growth cannot be measured with retrain.window.last_days (a "
+                               "window of days does not grow with the rows)",
+                               hint="use window: all or {last_rows: N} with growth, or drop growth",
+                               at=("on", "growth"))
+        return self
 
 
 # -- deploy strategy and rollback ----------------------------------------------------------------------
@@ -196,7 +229,7 @@ class BacktestSpec(Section):
 
 
 __all__ = [
-    "ESTIMABLE_METRICS", "BacktestSpec", "CooldownSpec", "DriftTrigger", "EstimatedPerformanceTrigger",
+    "ESTIMABLE_METRICS", "BacktestSpec", "CooldownSpec", "DriftTrigger", "EstimatedPerformanceTrigger", "GrowthTrigger",
     "NewDataTrigger", "OnlineSpec", "PerformanceTrigger", "RetrainSpec",
     "RollbackSpec", "StrategySpec", "TriggersSpec", "WindowSpec", "strategy_from_yaml",
 ]

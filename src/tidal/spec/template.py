@@ -87,6 +87,7 @@ retrain:                    # when `tidal loop` retrains (no trigger = never by 
     performance: null       # e.g. {{metric: accuracy, below: 0.70, or_drop: 0.05}}
     estimated_performance: null  # e.g. {{or_drop: 0.05}}: estimated before the labels arrive
     new_data: null          # e.g. {{rows: 5000}}
+    growth: null            # e.g. 2: the training rows doubled since the champion's (retrain at x2, x4, ...)
     schedule: null          # e.g. "0 3 * * *"
   cooldown: {{rows: 2000, minutes: null}}
   max_per_day: 4
