@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from tidal.core.entities import Event, Lease, ModelVersion
+from tidal.core.entities import Event, Lease, ModelState, ModelVersion
 from tidal.core.errors import SnapshotNotFound, TidalError
 from tidal.evaluate.metrics import primary_metric
 from tidal.loop import rebuild
@@ -233,8 +233,11 @@ class Controller:
         ``triggered_by.labelled``), so the rows labelled since are new; one of `tidal run` trained on the
         source alone, so every labelled row is."""
         policy = self.ctx.spec.retrain
+        if policy.on.growth is None:
+            return {}
+        champion = self._growth_base(champion)
         digest = champion.lineage.snapshot
-        if policy.on.growth is None or digest is None:
+        if digest is None:
             return {}
         if digest not in self._snapshot_rows:
             try:
@@ -251,6 +254,16 @@ class Controller:
             kept, since = (trained if policy.include_source else 0), labelled_total
         return {"trained_version": champion.version, "trained_rows": trained,
                 "retrain_rows": growth_rows(policy, kept, since)}
+
+    def _growth_base(self, champion: ModelVersion) -> ModelVersion:
+        """The version growth counts from: the champion, or the newest retrain of it that the gate rejected.
+        A rejected attempt trained on the rows there were then; growth waits until they grow by the factor
+        again, rather than trying again at every cooldown with a few more rows."""
+        rejected = [mv for mv in self.ctx.registry.list(self.name)
+                    if mv.version > champion.version and mv.state is ModelState.REJECTED
+                    and isinstance(made := mv.lineage.extra.get("triggered_by"), dict)
+                    and made.get("version") == champion.version and made.get("labelled") is not None]
+        return max(rejected, key=lambda mv: mv.version) if rejected else champion
 
     # -- acting ---------------------------------------------------------------------------------
     def training_frame(self) -> tuple[pd.DataFrame, str]:

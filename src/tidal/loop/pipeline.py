@@ -329,9 +329,14 @@ class TrainingPipeline:
         meanwhile (AliasMoved, nothing stored), gate again against the new one and try again."""
         spec, target = self.spec, self.spec.data.target
         model = self._model(trained["model"], trained["flavor"])
+        # A retrain for growth alone replaces a champion that nothing says is failing: it must be at least as
+        # good on the fresh rows, without the gates' slack (which is there for a champion that drift or a
+        # drop says is worse on new data than its holdout shows).
+        gates = [g.without_tolerance() for g in spec.validate.gates] if self.trigger == "loop:growth" \
+            else list(spec.validate.gates)
 
         def decide(champion: ModelVersion | None) -> dict[str, Any]:
-            return gate_decision(spec.validate.gates, evaluation.validation, candidate_model=model,
+            return gate_decision(gates, evaluation.validation, candidate_model=model,
                                  holdout=self._frame(holdout_d), columns=columns, kinds=kinds, target=target, task=task,
                                  champion=None if champion is None else self._champion(champion)).to_dict()
 
@@ -339,7 +344,7 @@ class TrainingPipeline:
         # a local as well as result.decision: register() below reads it, where mypy no longer knows it is set
         decision = result.decision = GateDecision.from_dict(runner.step(
             "gate", decide, args=lambda: (champion,), code_of=_gate_code, inputs={
-                "model": trained["model"], "holdout": holdout_d, "gates": [g.canonical for g in spec.validate.gates],
+                "model": trained["model"], "holdout": holdout_d, "gates": [g.canonical for g in gates],
                 "champion": champion.artifact_digest if champion else None}).outputs)
 
         def register() -> dict[str, Any]:

@@ -187,6 +187,18 @@ class Gate(BaseModel):
             rhs = f"champion {'-' if self.value < 0 else '+'} {_number_text(abs(self.value))}"
         return f"{self.metric} {self.op} {rhs}"
 
+    def without_tolerance(self) -> Gate:
+        """This gate with no slack in the champion's favour: ``accuracy >= champion - 0.02`` becomes
+        ``accuracy >= champion``, ``rmse <= champion * 1.02`` becomes ``rmse <= champion``; a gate that
+        already asks for an improvement, or names no champion, is itself."""
+        if self.kind == "relative" and ((self.op in (">=", ">") and self.value < 0)
+                                        or (self.op in ("<=", "<") and self.value > 0)):
+            return Gate(metric=self.metric, op=self.op, kind="relative", value=0.0)
+        if self.kind == "ratio" and ((self.op in ("<=", "<") and self.value > 1)
+                                     or (self.op in (">=", ">") and self.value < 1)):
+            return Gate(metric=self.metric, op=self.op, kind="relative", value=0.0)
+        return self
+
     def threshold(self, champion: float | None = None) -> float | None:
         """The value the candidate is compared with; ``None`` for a champion gate without a champion."""
         if self.kind == "absolute":
