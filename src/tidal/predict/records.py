@@ -34,6 +34,11 @@ def make_records(state: ServingState, rows: Sequence[dict[str, Any]], answers: A
     computed but not returned, as a shadow challenger's answers): a column-wise batch, so that a request of
     a thousand rows does not build a thousand records (the prediction log stores the columns)."""
     predictions, probabilities = answers
+    images = state.schema.images
+    if images:  # the log keeps each image's digest and a thumbnail, not the image (docs/images.md, "Serving")
+        from tidal.data.images.serving import logged_image
+
+        rows = [{**row, **{c: logged_image(row[c]) for c in images}} for row in rows]
     return PredictionBatch(ids=ids, time=now, model=state.mv.name, version=state.mv.version, inputs=rows,
                            outputs=predictions, probas=probabilities, deployment=deployment, served=served,
                            request_id=request_id)
