@@ -3,7 +3,8 @@
 A version stores the statistics profile of its training data (``mv.profile["features"]``): sorted value
 samples and quantiles for numbers, the most frequent categories for text. :func:`sample_rows` turns them
 into realistic rows (each column walks its own values, so the rows are not all medians), with no need
-for the training data; an image column gets images made from its profile's size, channels and means. The predictor builder runs them through the model: the version must answer them,
+for the training data; an image column gets images made from its profile's size, channels and means.
+The predictor builder runs them through the model: the version must answer them,
 and the fast path must give exactly the generic path's outputs on them.
 """
 

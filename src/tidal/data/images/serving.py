@@ -101,8 +101,9 @@ def served_image(value: Any, spec: ImageSpec | None, *, max_pixels: int = MAX_PI
     if spec is not None:
         channels = CHANNELS[image.mode]
         if spec.channels and channels not in spec.channels:
+            plural = "s" if spec.channels != (1,) else ""
             raise ImageProblem(f"{channels} channel{'s' if channels > 1 else ''} ({image.mode}); the model was "
-                               f"trained on images of {_or(spec.channels)} channel{'s' if spec.channels != (1,) else ''}")
+                               f"trained on images of {_or(spec.channels)} channel{plural}")
         if spec.size is not None and tuple(image.size) != spec.size:
             raise ImageProblem(f"{image.size[0]}x{image.size[1]} pixels; the model takes "
                                f"{spec.size[0]}x{spec.size[1]} (width x height)")
@@ -117,6 +118,8 @@ def _from_arrays(value: list[Any], spec: ImageSpec | None, max_pixels: int) -> A
         pixels = np.array(value, dtype=object)
     except ValueError:
         raise ImageProblem("nested arrays of unequal lengths (send (channels, height, width))") from None
+    if any(isinstance(v, list) for v in pixels.ravel().tolist()):  # numpy keeps ragged lists as objects
+        raise ImageProblem("nested arrays of unequal lengths (send (channels, height, width))")
     if pixels.ndim == 2:
         pixels = pixels[None, :, :]
     if pixels.ndim != 3 or 0 in pixels.shape:
