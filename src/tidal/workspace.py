@@ -435,7 +435,8 @@ class Workspace:
     def _local_predictor(self) -> LocalPredictor:
         if self._local is None:
             self._local = LocalPredictor(self.registry, self.predictions, self.clock, name=self.spec.name,
-                                         overwrite_feedback=self.spec.deploy.feedback == "overwrite")
+                                         overwrite_feedback=self.spec.deploy.feedback == "overwrite",
+                                         images=self.artifacts)
         return self._local
 
     def monitor(

@@ -158,6 +158,10 @@ def test_serves_images_as_the_model_predicts_them_and_logs_a_thumbnail(server: S
     assert np.array_equal(np.asarray(thumb), images[SENT[0]])  # 8x8 is under the thumbnail's size: kept whole
     # the same pixels sent as arrays have the same digest as the PNG
     assert rows[as_arrays["prediction_ids"][0]].inputs["image"]["sha256"] == kept["sha256"]
+    from tidal import Workspace
+
+    with Workspace.open(project) as ws:  # the whole image is kept once, by that digest, in the artifact store
+        assert ws.artifacts.get(kept["sha256"]) == canonical
 
 
 def test_thumbnail_is_small_for_a_large_image() -> None:
@@ -254,3 +258,24 @@ def test_workspace_predict_on_an_image_model(project: Path) -> None:
         with pytest.raises(ApiError, match=r"instances\[0\]\.image: a broken or truncated image"):
             ws.predict([{"image": pngs[0][:40]}])
         assert len(ws.predictions.window(model="digits")) == 8
+
+
+def test_a_retrain_rebuilds_labelled_images_from_the_artifact_store(project: Path) -> None:
+    from tidal import Workspace
+    from tidal.core.errors import DataError
+    from tidal.loop.rebuild import labelled_frame, training_frame
+
+    images, labels = digits()
+    pngs = [encoded(images[i], "JPEG") for i in SENT]
+    with Workspace.open(project) as ws:
+        answer = ws.predict([{"image": b64(p)} for p in pngs])
+        ws.feedback([{"prediction_id": pid, "label": str(labels[i])}
+                     for pid, i in zip(answer.prediction_ids[:3], SENT[:3], strict=True)])
+        frame, note = training_frame(ws.context())
+        assert "3 labelled predictions" in note and len(frame) == 80 + 3
+        rebuilt = frame.tail(3)
+        assert rebuilt["image"].tolist() == [canonicalise(p)[0] for p in pngs[:3]]  # the served images, whole
+        assert rebuilt["digit"].tolist() == [str(labels[i]) for i in SENT[:3]]
+        labelled = ws.predictions.window(model="digits", labelled=True)
+        with pytest.raises(DataError, match="the prediction log keeps only its digest and a thumbnail"):
+            labelled_frame(labelled, frame, target="digit", time=None, images=None)

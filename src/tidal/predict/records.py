@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from tidal.core.batches import PredictionBatch
+from tidal.core.ports import ArtifactStore
 from tidal.predict.predictor import to_json
 from tidal.predict.state import ServingState
 
@@ -25,6 +26,18 @@ def predict_rows(state: ServingState, rows: Sequence[dict[str, Any]]) -> Answers
     if len(predictions) != len(rows):
         raise RuntimeError(f"the model returned {len(predictions)} predictions for {len(rows)} rows")
     return predictions, probabilities
+
+
+def store_images(store: ArtifactStore, state: ServingState, rows: Sequence[dict[str, Any]]) -> int:
+    """Put each image of ``rows`` (checked: canonical PNG bytes) into ``store`` by its sha256, the digest the
+    log row keeps, so a retrain can rebuild its training rows from the log; the same image is stored once.
+    Returns how many images were handed over (a no-op for those stored already)."""
+    n = 0
+    for col in state.schema.images:
+        for row in rows:
+            store.put(row[col])
+            n += 1
+    return n
 
 
 def make_records(state: ServingState, rows: Sequence[dict[str, Any]], answers: Answers, ids: Sequence[str], *,
@@ -44,4 +57,4 @@ def make_records(state: ServingState, rows: Sequence[dict[str, Any]], answers: A
                            request_id=request_id)
 
 
-__all__ = ["Answers", "make_records", "predict_rows"]
+__all__ = ["Answers", "make_records", "predict_rows", "store_images"]
