@@ -134,8 +134,9 @@ def _from_arrays(value: list[Any], spec: ImageSpec | None, max_pixels: int) -> A
     if not all(type(v) is int and 0 <= v <= 255 for v in flat):
         raise ImageProblem("pixel values must be whole numbers from 0 to 255 (8-bit pixels, as training read "
                            "them; scale 0-1 floats by 255 and round)")
-    if spec is not None and (h, w) != spec.shape[1:] and spec.size is not None:
-        raise ImageProblem(f"arrays of shape {[c, h, w]}; the model takes {list(spec.shape)} (channels, height, width)")
+    if spec is not None and spec.size is not None and (w, h) != spec.size:
+        want = [spec.channels[0] if len(spec.channels) == 1 else spec.shape[0], spec.size[1], spec.size[0]]
+        raise ImageProblem(f"arrays of shape {[c, h, w]}; the model takes {want} (channels, height, width)")
     array = np.asarray(flat, dtype=np.uint8).reshape(c, h, w).transpose(1, 2, 0)
     return pillow().fromarray(array[:, :, 0] if c == 1 else array)
 
