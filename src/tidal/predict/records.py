@@ -1,7 +1,9 @@
 """From checked rows to logged predictions, the same for every deployment (direct, canary, shadow).
 
 :func:`predict_rows` runs a serving state's predictor and returns plain JSON values; :func:`make_records`
-builds the :class:`~tidal.core.entities.Prediction` of each row as the prediction log stores it.
+builds the :class:`~tidal.core.entities.Prediction` of each row as the prediction log stores it (an image as
+its digest and a thumbnail, :func:`~tidal.data.images.serving.logged_image`); :func:`store_images` keeps the
+image itself in the artifact store under that digest.
 """
 
 from __future__ import annotations
