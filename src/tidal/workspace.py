@@ -445,7 +445,8 @@ class Workspace:
         if self._local is None:
             self._local = LocalPredictor(self.registry, self.predictions, self.clock, name=self.spec.name,
                                          overwrite_feedback=self.spec.deploy.feedback == "overwrite",
-                                         runtime=self.spec.deploy.runtime, tolerance=self.spec.deploy.onnx_tolerance)
+                                         runtime=self.spec.deploy.runtime, tolerance=self.spec.deploy.onnx_tolerance,
+                                         images=self.artifacts)
         return self._local
 
     def monitor(

@@ -15,8 +15,37 @@ from typing import Any
 #: The name of a column built from known labels (tidal.data.history): label_lag_1, label_share_48, ...
 LABEL_FEATURE = re.compile(r"label_(lag|share|mean)_[0-9]+(_.+)?$")
 
-#: The kinds of a tabular input column (see :mod:`tidal.data.schema`).
-COLUMN_KINDS = ("numeric", "integer", "boolean", "categorical", "datetime")
+#: The kinds of an input column (see :mod:`tidal.data.schema`); ``image``: encoded images (PNG/JPEG).
+COLUMN_KINDS = ("numeric", "integer", "boolean", "categorical", "datetime", "image")
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """An ``image`` input column: what a served image must be (see docs/images.md, "Serving").
+
+    ``shape`` is (channels, height, width) of the pixels the model's prepare step makes of an image and
+    ``dtype`` theirs as a client sends them as arrays (``uint8``: 0-255). ``size`` is ``[width, height]``
+    when every training image had that one size (a served image must have it too), None when they varied
+    (any size is resized as in training). ``channels`` are the channel counts the training images had
+    (1 grey, 2 grey+alpha, 3 RGB, 4 RGBA): a served image must have one of them.
+    """
+
+    shape: tuple[int, int, int]
+    dtype: str = "uint8"
+    size: tuple[int, int] | None = None
+    channels: tuple[int, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"shape": list(self.shape), "dtype": self.dtype, "size": None if self.size is None else list(self.size),
+                "channels": list(self.channels)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ImageSpec:
+        c, h, w = (int(v) for v in data.get("shape") or (0, 0, 0))
+        size = data.get("size")
+        return cls(shape=(c, h, w), dtype=str(data.get("dtype", "uint8")),
+                   size=None if not size else (int(size[0]), int(size[1])),
+                   channels=tuple(int(v) for v in data.get("channels") or ()))
 
 
 @dataclass(frozen=True)
@@ -52,6 +81,8 @@ class Signature:
     #: ``prepare.label_features`` (``{"lags": [...], "windows": [...]}``) when some columns are built from the
     #: labels already known (tidal.data.history): a server fills them from its log when a request has none.
     label_features: dict[str, list[int]] | None = None
+    #: ``image`` columns: what a served image must be (shape, dtype, size, channels).
+    images: dict[str, ImageSpec] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -73,6 +104,8 @@ class Signature:
             out["label_features"] = {k: list(v) for k, v in self.label_features.items()}
         if self.tensors:
             out["tensors"] = {name: t.to_dict() for name, t in self.tensors.items()}
+        if self.images:
+            out["images"] = {name: i.to_dict() for name, i in self.images.items()}
         return out
 
     @classmethod
@@ -82,12 +115,14 @@ class Signature:
         classes = data.pop("classes", None)
         tensors = data.pop("tensors", None) or {}
         label_features = data.pop("label_features", None)
+        images = data.pop("images", None) or {}
         return cls(columns={str(c): str(k) for c, k in (data.pop("columns", None) or {}).items()},
                    target=data.pop("target", None), classes=None if classes is None else list(classes),
                    task=data.pop("task", None) or task,
                    tensors={name: TensorSpec.from_dict(t) for name, t in tensors.items()},
                    label_features={str(k): [int(n) for n in v] for k, v in label_features.items()}
-                   if label_features else None, extra=data)
+                   if label_features else None,
+                   images={str(name): ImageSpec.from_dict(i) for name, i in images.items()}, extra=data)
 
 
 @dataclass(frozen=True)
@@ -145,4 +180,4 @@ class Lineage:
 _OPTIONAL_KEYS = frozenset({"gated_model", "refit", "source", "continued_from"})
 
 
-__all__ = ["COLUMN_KINDS", "LABEL_FEATURE", "Lineage", "Signature", "TensorSpec"]
+__all__ = ["COLUMN_KINDS", "LABEL_FEATURE", "ImageSpec", "Lineage", "Signature", "TensorSpec"]

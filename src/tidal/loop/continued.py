@@ -61,7 +61,8 @@ def new_rows(ctx: LoopContext, champion: ModelVersion) -> tuple[pd.DataFrame, st
     if not labelled:
         raise DataError(f"no prediction was labelled since {label(champion)} was trained, so an incremental "
                         "retrain has nothing to learn", hint="wait for feedback, or use retrain.mode: refit")
-    frame = labelled_frame(labelled, reference_frame(ctx, champion), target=spec.data.target, time=spec.data.time)
+    frame = labelled_frame(labelled, reference_frame(ctx, champion), target=spec.data.target, time=spec.data.time,
+                           images=ctx.artifacts)
     # label features are built again over these rows by the pipeline, as for a refit
     frame = cut_to_window(ctx, drop_label_features(frame, spec.prepare.label_features))
     if champion.signature.classes is not None:  # refused before a run is started for it (labels typed as trained)

@@ -27,6 +27,7 @@ from tidal.data.codec import target_array
 from tidal.data.history import add_label_features, feature_kinds
 from tidal.data.images.collect import image_inputs, skipped_note
 from tidal.data.images.profile import contact_sheets
+from tidal.data.images.serving import image_specs
 from tidal.data.prepare import as_model_input, feature_columns, infer_task
 from tidal.data.schema import infer_schema
 from tidal.data.snapshot import canonical_parquet_bytes, read_snapshot_bytes
@@ -414,6 +415,8 @@ class TrainingPipeline:
         model = self._model(model_d, trained["flavor"])
         classes = getattr(model, "classes_", None)
         info = result.run.info
+        profile = self._profile(prof_d, train_d, holdout_d, columns, evaluation)
+        images = image_specs(model, columns, kinds, profile)
         mv = ModelVersion(
             name=spec.name, version=0, state=ModelState.VALIDATED if decision.passed else ModelState.REJECTED,
             created_at=self.clock.now(), run_id=result.run.id, artifact_digest=model_d, format=trained["format"],
@@ -422,9 +425,10 @@ class TrainingPipeline:
                                 classes=None if classes is None else [c.item() if hasattr(c, "item") else c
                                                                       for c in classes], task=task,
                                 label_features=None if (lf := spec.prepare.label_features) is None else
-                                {"lags": sorted(set(lf.lags)), "windows": sorted(set(lf.windows))}),
+                                {"lags": sorted(set(lf.lags)), "windows": sorted(set(lf.windows))},
+                                images=images),
             metrics={k: v for k, v in evaluation.validation.items() if v is not None},
-            profile=self._profile(prof_d, train_d, holdout_d, columns, evaluation),
+            profile=profile,
             lineage=Lineage(run_id=result.run.id, snapshot=info.get("snapshot"), train=train_d, holdout=holdout_d,
                             spec_digest=spec.digest, git=info.get("git"),
                             environment_digest=info.get("environment_digest"), seed=spec.model.seed,

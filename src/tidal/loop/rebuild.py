@@ -18,6 +18,8 @@ from datetime import datetime
 import pandas as pd
 
 from tidal.core.entities import ModelVersion, Prediction
+from tidal.core.errors import DataError
+from tidal.core.ports import ArtifactStore
 from tidal.data.codec import decode_like
 from tidal.data.history import drop_label_features
 from tidal.data.timecol import format_times, parse_times
@@ -28,12 +30,17 @@ from tidal.monitor.frame import inputs_frame
 
 
 def labelled_frame(labelled: Sequence[Prediction], reference: pd.DataFrame, *, target: str,
-                   time: str | None) -> pd.DataFrame:
+                   time: str | None, images: ArtifactStore | None = None) -> pd.DataFrame:
     """The rows of ``labelled`` predictions (inputs, the label as ``target``, the prediction time as
-    ``time``), each column with its type in ``reference`` (a frame read from the source)."""
+    ``time``), each column with its type in ``reference`` (a frame read from the source). An image column
+    is logged as its digest and a thumbnail: the image itself is read back from ``images`` (the artifact
+    store the server put it in, by that digest); a DataError when it is not there."""
     rows = inputs_frame(labelled).reset_index(drop=True)
     rows[target] = pd.Series([p.label for p in labelled], dtype=object)
     for name in rows.columns:
+        if name != target and _logged_images(rows[name]):
+            rows[name] = _images_back(rows[name], labelled, name, images)
+            continue
         if name in reference.columns and name != time:
             rows[name] = decode_like(rows[name], reference[name])
     if time is not None:
@@ -41,6 +48,27 @@ def labelled_frame(labelled: Sequence[Prediction], reference: pd.DataFrame, *, t
         rows[time] = format_times(times, reference[time]) if time in reference.columns else \
             pd.Series(times, dtype=object)
     return rows
+
+
+def _logged_images(column: pd.Series) -> bool:
+    """Whether ``column`` holds images as the prediction log keeps them (``{"sha256", "thumbnail", ...}``)."""
+    return any(isinstance(v, dict) and "sha256" in v and "thumbnail" in v for v in column.tolist())
+
+
+def _images_back(column: pd.Series, labelled: Sequence[Prediction], name: str,
+                 images: ArtifactStore | None) -> pd.Series:
+    """The canonical PNG bytes of each logged image, read from the artifact store by digest."""
+    out: list[bytes] = []
+    for value, prediction in zip(column.tolist(), labelled, strict=True):
+        digest = value.get("sha256") if isinstance(value, dict) else None
+        if images is None or not isinstance(digest, str) or not images.exists(digest):
+            raise DataError(f"labelled prediction {prediction.id}: its {name!r} image ({str(digest)[:12]}...) is "
+                            "not in the artifact store, and the prediction log keeps only its digest and a "
+                            "thumbnail, so the retrain cannot train on it",
+                            hint="serve with the project's artifact store (it keeps each served image), or "
+                                 "add the labelled images to the source and set retrain.include_source")
+        out.append(images.get(digest))
+    return pd.Series(out, dtype=object)
 
 
 def concat_typed(parts: Sequence[pd.DataFrame], reference: pd.DataFrame) -> pd.DataFrame:
@@ -69,8 +97,8 @@ def training_frame(ctx: LoopContext, source_frame: Callable[[], pd.DataFrame] | 
     parts: list[pd.DataFrame] = [] if source is None else [source]
     if labelled:
         # the label features a server filled in are left out: the retrain builds them again over its own rows
-        parts.append(drop_label_features(labelled_frame(labelled, reference, target=data.target, time=data.time),
-                                         spec.prepare.label_features))
+        parts.append(drop_label_features(labelled_frame(labelled, reference, target=data.target, time=data.time,
+                                                        images=ctx.artifacts), spec.prepare.label_features))
     frame = cut_to_window(ctx, concat_typed(parts, reference) if parts else pd.DataFrame())
     n_source = 0 if source is None else len(source)
     label = (f"loop window: {len(frame)} rows ({n_source} from the source, {len(labelled)} labelled "

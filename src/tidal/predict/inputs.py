@@ -14,9 +14,14 @@ integer        a number (not a boolean)               (see ``nullable``: every c
 boolean        true or false                          pipeline imputes, or whose estimator
 categorical    a string                               handles missing values natively)
 datetime       an ISO 8601 date-time string
+image          base64 PNG/JPEG text, nested arrays        never
+               of 0-255 integers (channels, height,
+               width), or (in process) encoded bytes
 =============  =====================================  ==========================================
 
-JSON has no NaN or infinity, so every accepted number is finite.
+JSON has no NaN or infinity, so every accepted number is finite. An image is checked and made canonical
+(:func:`tidal.data.images.serving.served_image`): the checked row holds its canonical PNG bytes, the bytes
+a training snapshot holds for the same pixels.
 """
 
 from __future__ import annotations
@@ -30,17 +35,19 @@ from typing import Any
 
 import orjson
 
-from tidal.core.signature import Signature
+from tidal.core.signature import ImageSpec, Signature
 from tidal.predict.errors import ApiError, names
 
 _NUMBER = (int, float)
 #: What each kind accepts (exact types: bool is a subclass of int, and is not a number here).
 _ACCEPTS: dict[str, tuple[type, ...]] = {
     "numeric": _NUMBER, "integer": _NUMBER, "boolean": (bool,), "categorical": (str,), "datetime": (str,),
+    "image": (str, list, bytes),
 }
 _EXPECTED: dict[str, str] = {
     "numeric": "a number", "integer": "a number", "boolean": "true or false", "categorical": "a string",
     "datetime": "an ISO 8601 date-time string",
+    "image": "an image: base64 PNG/JPEG text, or nested arrays of 0-255 integers (channels, height, width)",
 }
 #: Requests of at least this many rows are checked in bulk first (see InputSchema._bulk_ok).
 BULK_ROWS = 16
@@ -61,10 +68,14 @@ def parse_json(body: bytes) -> Any:
 class InputSchema:
     """The columns a model version takes, their kinds, and which of them may be null."""
 
-    def __init__(self, columns: Sequence[str], kinds: Mapping[str, str], nullable: Iterable[str] = ()) -> None:
+    def __init__(self, columns: Sequence[str], kinds: Mapping[str, str], nullable: Iterable[str] = (),
+                 images: Mapping[str, ImageSpec] | None = None) -> None:
         self.columns: tuple[str, ...] = tuple(columns)
         self.kinds: dict[str, str] = {c: str(kinds[c]) for c in self.columns}
         self.nullable: frozenset[str] = frozenset(nullable)
+        #: The image columns and what each takes (None: no spec recorded, any image).
+        self.images: dict[str, ImageSpec | None] = {c: (images or {}).get(c) for c in self.columns
+                                                     if self.kinds[c] == "image"}
         self._set = frozenset(self.columns)
         # (column, accepted types, may be null, is a date-time): the per-value loop reads only this.
         self._checks = tuple((c, _ACCEPTS.get(self.kinds[c], (str,)), c in self.nullable,
@@ -75,14 +86,15 @@ class InputSchema:
         for c, accepts, may_be_null, _ in self._checks:
             groups.setdefault(frozenset(accepts) | ({type(None)} if may_be_null else set()), []).append(c)
         # (a picker of the group's values, as a tuple even for one column; the types they may have)
+        # Images are decoded and made canonical one by one: no bulk check either.
         self._groups: list[tuple[itemgetter[Any], frozenset[type]]] | None = (
-            None if any(is_dt for *_, is_dt in self._checks)
+            None if any(is_dt for *_, is_dt in self._checks) or self.images
             else [(itemgetter(*cols, cols[0]), ok) for ok, cols in groups.items()])
 
     @classmethod
     def from_signature(cls, signature: Signature, nullable: Iterable[str] = ()) -> InputSchema:
         """The schema of a model version's ``signature``."""
-        return cls(signature.names, signature.columns, nullable)
+        return cls(signature.names, signature.columns, nullable, signature.images)
 
     def describe(self, filled: Sequence[str] = ()) -> dict[str, Any]:
         """The input schema as documented by ``GET /model``; ``filled``: the columns the server fills from its
@@ -91,6 +103,8 @@ class InputSchema:
                "accepts": {c: _EXPECTED.get(self.kinds[c], "a string") for c in self.columns}}
         if filled:
             out["filled"] = list(filled)
+        if self.images:
+            out["images"] = {c: None if spec is None else spec.to_dict() for c, spec in self.images.items()}
         return out
 
     def instances(self, doc: Any, *, max_rows: int) -> list[dict[str, Any]]:
@@ -136,6 +150,20 @@ class InputSchema:
                     raise ApiError(422, f"instances[{i}].{col}: null is not allowed for this column (the "
                                         f"model cannot take a missing value here); send {self._expected(col)}")
                 raise ApiError(422, f"instances[{i}].{col}: expected {self._expected(col)}")
+            if self.images:
+                self._canonical_images(i, row)
+
+    def _canonical_images(self, i: int, row: dict[str, Any]) -> None:
+        """Each image of ``row`` checked and replaced by its canonical PNG bytes; ApiError 422 naming the row,
+        the column and what is wrong with the image."""
+        from tidal.data.images.codec import ImageProblem
+        from tidal.data.images.serving import served_image
+
+        for col, spec in self.images.items():
+            try:
+                row[col] = served_image(row[col], spec)
+            except ImageProblem as exc:
+                raise ApiError(422, f"instances[{i}].{col}: {exc.reason}") from None
 
     def _bulk_ok(self, rows: Sequence[Any]) -> bool:
         """Whether every row is right, found with a few set comprehensions instead of a test per value

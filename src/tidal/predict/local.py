@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 from tidal.core.entities import Feedback, ModelVersion
 from tidal.core.errors import ModelNotFound
 from tidal.core.ids import IdRange, new_ids, new_prefix
-from tidal.core.ports import Clock, PredictionLog
+from tidal.core.ports import ArtifactStore, Clock, PredictionLog
 from tidal.predict.history import LabelHistory
 from tidal.predict.inputs import feedback_items
-from tidal.predict.records import make_records, predict_rows
+from tidal.predict.records import make_records, predict_rows, store_images
 from tidal.predict.state import ServingState, load_state
 
 if TYPE_CHECKING:
@@ -62,9 +62,12 @@ class LocalPredictor:
     promotion is picked up at the next call), under a lock, so threads may share the object."""
 
     def __init__(self, registry: Any, log: PredictionLog, clock: Clock, *, name: str,
-                 overwrite_feedback: bool = False, runtime: str = "native", tolerance: float = 1e-5) -> None:
+                 overwrite_feedback: bool = False, runtime: str = "native", tolerance: float = 1e-5,
+                 images: ArtifactStore | None = None) -> None:
         self.registry, self.log, self.clock, self.name = registry, log, clock, name
         self.runtime, self.tolerance = runtime, tolerance  # deploy.runtime, deploy.onnx_tolerance
+        #: where an image model's served images are kept by digest (see records.store_images), or None
+        self.images = images
         self.overwrite_feedback = overwrite_feedback
         self._state: ServingState | None = None
         self._lock = threading.Lock()
@@ -92,6 +95,8 @@ class LocalPredictor:
         answers = predict_rows(state, checked)
         ids = new_ids(len(checked))
         request_id = ids.prefix if isinstance(ids, IdRange) else new_prefix()
+        if self.images is not None and state.schema.images:
+            store_images(self.images, state, checked)  # before the log row that names them
         self.log.append(make_records(state, checked, answers, ids, request_id=request_id, now=self.clock.now(),
                                      deployment="direct"))
         predictions, probabilities = answers

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -176,6 +176,12 @@ def build_predictor(model: Any, signature: Signature, profile: Mapping[str, Any]
     if not columns:
         raise ModelCheckFailed("the version's signature lists no input columns")
     kinds = dict(signature.columns)
+    if "image" in kinds.values():
+        # what a served image must be: as recorded at registration, else (a version registered before tidal
+        # recorded it) as its fitted image preparation and reference profile say
+        from tidal.data.images.serving import image_specs
+
+        signature = replace(signature, images={**image_specs(model, columns, kinds, profile), **signature.images})
     classifier = task == "classification" and hasattr(model, "predict_proba")
     generic = GenericPredictor(model, columns, kinds, classifier)
     rows = sample_rows(signature, profile)
@@ -187,7 +193,7 @@ def build_predictor(model: Any, signature: Signature, profile: Mapping[str, Any]
     if len(expected[0]) != len(rows) or (expected[1] is not None and expected[1].shape[0] != len(rows)):
         raise ModelCheckFailed("the model returned a different number of predictions than rows")
     nullable = _nullable(generic, rows[0], columns)
-    schema = InputSchema(columns, kinds, nullable)
+    schema = InputSchema(columns, kinds, nullable, signature.images)
     report: dict[str, Any] = {"check_rows": len(rows), "nullable": [c for c in columns if c in nullable]}
     predictor: Predictor = generic
     why = "fast path disabled"

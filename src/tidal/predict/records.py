@@ -1,7 +1,9 @@
 """From checked rows to logged predictions, the same for every deployment (direct, canary, shadow).
 
 :func:`predict_rows` runs a serving state's predictor and returns plain JSON values; :func:`make_records`
-builds the :class:`~tidal.core.entities.Prediction` of each row as the prediction log stores it.
+builds the :class:`~tidal.core.entities.Prediction` of each row as the prediction log stores it (an image as
+its digest and a thumbnail, :func:`~tidal.data.images.serving.logged_image`); :func:`store_images` keeps the
+image itself in the artifact store under that digest.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from tidal.core.batches import PredictionBatch
+from tidal.core.ports import ArtifactStore
 from tidal.predict.predictor import to_json
 from tidal.predict.state import ServingState
 
@@ -27,6 +30,18 @@ def predict_rows(state: ServingState, rows: Sequence[dict[str, Any]]) -> Answers
     return predictions, probabilities
 
 
+def store_images(store: ArtifactStore, state: ServingState, rows: Sequence[dict[str, Any]]) -> int:
+    """Put each image of ``rows`` (checked: canonical PNG bytes) into ``store`` by its sha256, the digest the
+    log row keeps, so a retrain can rebuild its training rows from the log; the same image is stored once.
+    Returns how many images were handed over (a no-op for those stored already)."""
+    n = 0
+    for col in state.schema.images:
+        for row in rows:
+            store.put(row[col])
+            n += 1
+    return n
+
+
 def make_records(state: ServingState, rows: Sequence[dict[str, Any]], answers: Answers, ids: Sequence[str], *,
                  request_id: str | None, now: datetime, deployment: str = "direct",
                  served: bool = True) -> PredictionBatch:
@@ -34,9 +49,14 @@ def make_records(state: ServingState, rows: Sequence[dict[str, Any]], answers: A
     computed but not returned, as a shadow challenger's answers): a column-wise batch, so that a request of
     a thousand rows does not build a thousand records (the prediction log stores the columns)."""
     predictions, probabilities = answers
+    images = state.schema.images
+    if images:  # the log keeps each image's digest and a thumbnail, not the image (docs/images.md, "Serving")
+        from tidal.data.images.serving import logged_image
+
+        rows = [{**row, **{c: logged_image(row[c]) for c in images}} for row in rows]
     return PredictionBatch(ids=ids, time=now, model=state.mv.name, version=state.mv.version, inputs=rows,
                            outputs=predictions, probas=probabilities, deployment=deployment, served=served,
                            request_id=request_id)
 
 
-__all__ = ["Answers", "make_records", "predict_rows"]
+__all__ = ["Answers", "make_records", "predict_rows", "store_images"]

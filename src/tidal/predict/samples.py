@@ -3,7 +3,8 @@
 A version stores the statistics profile of its training data (``mv.profile["features"]``): sorted value
 samples and quantiles for numbers, the most frequent categories for text. :func:`sample_rows` turns them
 into realistic rows (each column walks its own values, so the rows are not all medians), with no need
-for the training data. The predictor builder runs them through the model: the version must answer them,
+for the training data; an image column gets images made from its profile's size, channels and means.
+The predictor builder runs them through the model: the version must answer them,
 and the fast path must give exactly the generic path's outputs on them.
 """
 
@@ -43,10 +44,19 @@ def column_values(kind: str, profile: Mapping[str, Any] | None, count: int) -> l
 
 
 def sample_rows(signature: Signature, profile: Mapping[str, Any] | None, n: int = 12) -> list[dict[str, Any]]:
-    """``n`` rows of plausible values for the signature's columns."""
+    """``n`` rows of plausible values for the signature's columns. An image column gets canonical PNGs of
+    the training images' size and channels, around their channel means
+    (:func:`~tidal.data.images.serving.sample_images`), as a checked row holds them."""
     columns: Mapping[str, str] = signature.columns
     per_column = ((profile or {}).get("features") or {}).get("columns") or {}
-    values = {c: column_values(k, per_column.get(c), n) for c, k in columns.items()}
+    values: dict[str, list[Any]] = {}
+    for c, k in columns.items():
+        if k == "image":
+            from tidal.data.images.serving import sample_images
+
+            values[c] = list(sample_images(signature.images.get(c), per_column.get(c), n))
+        else:
+            values[c] = column_values(k, per_column.get(c), n)
     rows = []
     for i in range(n):
         # Column j starts at offset j and walks its values at its own pace: rows mix low and high values.

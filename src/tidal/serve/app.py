@@ -219,7 +219,7 @@ def create_app(root: Path, *, shared_log: bool = False, **overrides: Any) -> Tid
     inline = INLINE_LOG_ROWS if getattr(log, "dialect", None) == "sqlite" and not shared_log else 0
     service = Service(slot=slot, log=log, clock=ws.clock, metrics=metrics, max_rows=deploy.max_rows,
                       overwrite_feedback=deploy.feedback == "overwrite", strategy=strategy.kind,
-                      inline_log_rows=inline)
+                      inline_log_rows=inline, images=ws.artifacts)
     swapped = False
 
     def on_swap(state: ServingState) -> None:

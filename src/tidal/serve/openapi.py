@@ -20,7 +20,8 @@ class PredictRequest(BaseModel):
         ..., min_length=1,
         description="One object per row, with exactly the model's input columns (see GET /model: "
                     "`inputs.columns`). Numbers for numeric and integer columns, true/false for boolean, "
-                    "strings for categorical, ISO 8601 strings for datetime; null only for the columns in "
+                    "strings for categorical, ISO 8601 strings for datetime, base64 PNG/JPEG text or nested arrays of "
+                    "0-255 pixels (channels, height, width) for image (`inputs.images`); null only for the columns in "
                     "`inputs.nullable`. The label features of a model trained with `prepare.label_features` "
                     "(`inputs.filled`: label_lag_1, ...) may be left out: the server fills them from the newest "
                     "labels in its prediction log. At most `deploy.max_rows` rows and `deploy.max_request_bytes` "

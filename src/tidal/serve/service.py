@@ -29,11 +29,11 @@ import orjson
 from tidal.core.entities import Feedback
 from tidal.core.errors import FeedbackRejected, StorageError
 from tidal.core.ids import IdRange, new_ids, new_prefix
-from tidal.core.ports import Clock, PredictionLog
+from tidal.core.ports import ArtifactStore, Clock, PredictionLog
 from tidal.predict.errors import ApiError
 from tidal.predict.history import LabelHistory
 from tidal.predict.inputs import feedback_items, parse_json
-from tidal.predict.records import Answers, make_records, predict_rows
+from tidal.predict.records import Answers, make_records, predict_rows, store_images
 from tidal.predict.state import ServingState, Slot, Trial
 from tidal.serve.errors import internal_error
 from tidal.serve.logwriter import LogWriter
@@ -53,8 +53,11 @@ class Service:
 
     def __init__(self, *, slot: Slot, log: PredictionLog, clock: Clock, metrics: ServerMetrics,
                  max_rows: int, overwrite_feedback: bool, strategy: str = "direct",
-                 inline_log_rows: int = 0) -> None:
+                 inline_log_rows: int = 0, images: ArtifactStore | None = None) -> None:
         self.slot = slot
+        #: Where an image model's served images are kept, by digest, before the log row that names them
+        #: (docs/images.md, "Serving"); None: only the log's digest and thumbnail are kept.
+        self.images = images
         #: ``deploy.strategy.kind``: what the server does with a challenger (see docs/deploy.md).
         self.strategy = strategy
         self.log = log
@@ -126,6 +129,8 @@ class Service:
         records = make_records(state, rows, answers, ids, request_id=request_id, now=self.clock.now(),
                                deployment=how)
         try:
+            if self.images is not None and state.schema.images:  # a file write each: off the event loop
+                await asyncio.get_running_loop().run_in_executor(None, store_images, self.images, state, rows)
             await self.writer.append(records, at_once=quiet)
         except Exception as exc:
             raise internal_error(logger, "/predict (prediction log)", exc, status=503,

@@ -13,6 +13,9 @@ The mapping (docs/deploy.md, "Open Inference Protocol v2"):
 - **one input tensor per input column**, named after the column, of shape ``[n]`` (or ``[n, 1]``), every
   input with the same ``n`` (the rows). Datatypes by the column's kind: numeric ``FP64``, integer
   ``INT64``, boolean ``BOOL``, categorical and datetime ``BYTES`` (UTF-8 text; ISO 8601 for a date-time).
+  An ``image`` column takes ``BYTES [n]`` of encoded PNG/JPEG images (raw bytes as binary data, base64
+  text in JSON), or its pixels as ``FP32`` or ``UINT8 [n, channels, height, width]`` (whole numbers 0-255;
+  the model metadata gives the shape in the input's ``parameters.pixels``).
   A numeric or integer column also takes the other ``FP*``, ``INT*`` and ``UINT*`` datatypes. A floating
   NaN (binary data) or a JSON ``null`` is a missing value, taken where ``/predict`` takes null. The label
   features a server fills (``GET /model``: ``inputs.filled``) may be left out, as in ``/predict``: the model
@@ -63,12 +66,15 @@ INFER_PATH = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
 INFER_ENDPOINT = "/v2/models/{name}/infer"
 #: The datatype of each column kind in the model metadata.
 KIND_DATATYPE = {"numeric": "FP64", "integer": "INT64", "boolean": "BOOL", "categorical": "BYTES",
-                 "datetime": "BYTES"}
+                 "datetime": "BYTES", "image": "BYTES"}
 NUMBER_TYPES = frozenset({"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16",
                           "UINT32", "UINT64"})
 #: The datatypes each column kind accepts.
 ACCEPTED = {"numeric": NUMBER_TYPES, "integer": NUMBER_TYPES, "boolean": frozenset({"BOOL"}),
-            "categorical": frozenset({"BYTES"}), "datetime": frozenset({"BYTES"})}
+            "categorical": frozenset({"BYTES"}), "datetime": frozenset({"BYTES"}),
+            "image": frozenset({"BYTES", "FP32", "UINT8"})}
+#: The datatypes an image column takes as pixels, a tensor of shape [n, channels, height, width].
+PIXEL_TYPES = frozenset({"FP32", "UINT8"})
 #: numpy's little-endian dtype of each fixed-size datatype.
 NUMPY = {"BOOL": "?", "INT8": "<i1", "INT16": "<i2", "INT32": "<i4", "INT64": "<i8", "UINT8": "<u1",
          "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8", "FP16": "<f2", "FP32": "<f4", "FP64": "<f8"}
@@ -117,6 +123,9 @@ class OpenInference:
             tensor: dict[str, Any] = {"name": c, "datatype": KIND_DATATYPE.get(k, "BYTES"), "shape": [-1]}
             if c in filled:  # a label feature: the server fills it from its log when the request leaves it out
                 tensor["parameters"] = {"optional": True}
+            if k == "image" and (spec := sig.images.get(c)) is not None:
+                # encoded images (BYTES [n]), or their pixels (FP32 or UINT8 [n, C, H, W], 0-255 whole numbers)
+                tensor["parameters"] = {"pixels": {"datatype": "FP32", "shape": [-1, *spec.shape]}}
             inputs.append(tensor)
         return {"name": state.name, "versions": [str(state.version)], "platform": f"tidal-{state.mv.format}",
                 "inputs": inputs, "outputs": outputs}
@@ -277,6 +286,8 @@ def _tensor(i: int, tensor: Any, state: ServingState, columns: dict[str, list[An
         want = KIND_DATATYPE.get(kind, "BYTES")
         also = " (or another FP, INT or UINT type)" if want in NUMBER_TYPES else ""
         raise ApiError(400, f"{where}: datatype {name(datatype)} does not fit a {kind} column; send {want}{also}")
+    if kind == "image" and datatype in PIXEL_TYPES:
+        return _pixels(tensor, datatype, rows, view, offset, where)
     n = _rows_of(tensor.get("shape"), where)
     if n == 0:
         raise ApiError(400, f"{where}: shape [0]: send at least one row")
@@ -295,11 +306,45 @@ def _tensor(i: int, tensor: Any, state: ServingState, columns: dict[str, list[An
         if offset + size > len(view):
             raise ApiError(400, f"{where}: binary_data_size says {size} bytes, only {len(view) - offset} remain "
                                 "after the JSON header (Inference-Header-Content-Length) and the inputs before it")
-        return (col, _from_binary(view[offset:offset + size], datatype, n, where), n), offset + size
+        raw = view[offset:offset + size]
+        values = (_bytes_elements(raw, n, where, text=False) if kind == "image" and datatype == "BYTES"
+                  else _from_binary(raw, datatype, n, where))
+        return (col, values, n), offset + size
     if "data" not in tensor:
         raise ApiError(400, f"{where}: no data: send data, or binary_data_size in its parameters and the bytes "
                             "after the JSON header")
     return (col, _from_json(tensor["data"], datatype, n, where), n), offset
+
+
+def _pixels(tensor: dict[str, Any], datatype: str, rows: int, view: memoryview, offset: int,
+            where: str) -> tuple[tuple[str, list[Any], int], int]:
+    """An image column sent as pixels: a tensor of shape [n, channels, height, width] (or [n, height, width]
+    for grey), values whole numbers 0-255; each row's image as nested lists, checked as /predict checks them."""
+    shape = tensor.get("shape")
+    if (type(shape) is not list or len(shape) not in (3, 4) or any(type(d) is not int or d <= 0 for d in shape)):
+        raise ApiError(400, f"{where}: an image tensor of {datatype} must have shape [rows, channels, height, "
+                            "width] (or [rows, height, width] for grey images)")
+    n, count = shape[0], int(np.prod(shape))
+    if rows != -1 and n != rows:
+        raise ApiError(400, f"{where}: shape says {n} rows where the inputs before it have {rows}; every input "
+                            "must have one element per row")
+    tparams = tensor.get("parameters") or {}
+    size = tparams.get("binary_data_size") if type(tparams) is dict else None
+    if size is not None:
+        if type(size) is not int or size < 0 or offset + size > len(view):
+            raise ApiError(400, f"{where}: binary_data_size must be a whole number of bytes within the body")
+        values = np.asarray(_from_binary(view[offset:offset + size], datatype, count, where))
+        offset += size
+    else:
+        values = np.asarray(_from_json(tensor.get("data"), datatype, count, where), dtype=object)
+    if any(v is None for v in values.tolist()):
+        raise ApiError(400, f"{where}: an image has no missing pixels; send whole numbers 0-255")
+    number = values.astype(np.float64)
+    if not (np.isfinite(number).all() and (number == np.round(number)).all()):
+        raise ApiError(400, f"{where}: pixel values must be whole numbers from 0 to 255 (8-bit pixels, as "
+                            "training read them)")
+    pixels = number.astype(np.int64).reshape(shape)
+    return (str(tensor["name"]), [image.tolist() for image in pixels], n), offset
 
 
 def split_body(body: bytes, header_length: bytes | None) -> tuple[Any, bytes]:
@@ -376,7 +421,7 @@ def _from_binary(raw: memoryview, datatype: str, n: int, where: str) -> list[Any
     return array.tolist()  # type: ignore[no-any-return]
 
 
-def _bytes_elements(raw: memoryview, n: int, where: str) -> list[Any]:
+def _bytes_elements(raw: memoryview, n: int, where: str, *, text: bool = True) -> list[Any]:
     out: list[Any] = []
     data = raw.tobytes()
     pos, end = 0, len(data)
@@ -388,7 +433,8 @@ def _bytes_elements(raw: memoryview, n: int, where: str) -> list[Any]:
             pos += 4
             if pos + length > end:
                 raise ValueError
-            out.append(data[pos:pos + length].decode("utf-8"))
+            element = data[pos:pos + length]
+            out.append(element.decode("utf-8") if text else element)  # an encoded image stays bytes
             pos += length
     except UnicodeDecodeError:
         raise ApiError(400, f"{where}: a BYTES element is not UTF-8 text") from None
