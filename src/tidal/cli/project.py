@@ -102,6 +102,7 @@ def _print_result(ws: Any, result: Any) -> None:
     mv = result.model
     if mv is None:
         return
+    _print_epochs(ws, result.run.id)
     aliases = ws.models.aliases_of(mv)
     style = "red" if mv.state.value == "rejected" else "green"
     label = f"[bold]{mv.name}:{mv.version}[/] [{style}]{mv.state.value}[/]" + (
@@ -113,6 +114,15 @@ def _print_result(ws: Any, result: Any) -> None:
             console.print(f"  gate: {escape(reason)}")
     console.print(f"[dim]run {result.run.id[:12]} · store {ws.settings.store_url} · "
                   f"artifacts {ws.artifacts.url}[/]")
+
+
+def _print_epochs(ws: Any, run_id: str) -> None:
+    """The run's epoch table, when its model logged per-epoch curves (a network, scikit-learn's MLP)."""
+    from tidal.cli.epochs import epoch_table
+
+    table = epoch_table(ws.runs.get(run_id).metrics)
+    if table is not None:
+        console.print(table)
 
 
 @runs_app.command("ls")
@@ -136,7 +146,9 @@ def runs_show(run_id: Annotated[str, typer.Argument(help="A run id, or a unique 
               json_out: JsonOpt = False, project: ProjectOpt = None,
               log: Annotated[bool, typer.Option("--log", help="Print the whole log of the training library.")]
               = False) -> None:
-    """Show one run: steps, params, metrics, lineage, and the end of what the training library printed."""
+    """Show one run: steps, params, metrics, the epoch table of a network, lineage, and the end of what the
+    training library printed."""
+    from tidal.cli.epochs import curves, epoch_table
     from tidal.cli.render import dump_json, fmt, steps_table, when
 
     with open_workspace(project) as ws:
@@ -152,7 +164,7 @@ def runs_show(run_id: Annotated[str, typer.Argument(help="A run id, or a unique 
             dump_json(console, {"id": d.run.id, "status": d.run.status.value, "trigger": d.run.trigger,
                                 "started_at": d.run.started_at, "ended_at": d.run.ended_at, "error": d.run.error,
                                 "spec_digest": d.run.spec_digest, "info": d.run.info, "params": d.params,
-                                "tags": d.tags, "metrics": last, "log": text,
+                                "tags": d.tags, "metrics": last, "curves": curves(d.metrics), "log": text,
                                 "steps": [{"name": s.name, "status": s.status.value, "explain": s.explain,
                                            "seconds": s.duration_s, "outputs": s.outputs} for s in d.steps]})
             return
@@ -165,6 +177,8 @@ def runs_show(run_id: Annotated[str, typer.Argument(help="A run id, or a unique 
         console.print("params: " + ", ".join(f"{k}={v}" for k, v in sorted(d.params.items())))
         console.print("metrics: " + ", ".join(f"{k}={fmt(v)}" for k, v in sorted(last.items())
                                               if not k.startswith("curve.")))
+        if (table := epoch_table(d.metrics)) is not None:
+            console.print(table)
         console.print(f"spec {d.run.spec_digest[:12]} · git {(d.run.info.get('git') or {}).get('commit', '-')}"
                       f" · environment {str(d.run.info.get('environment_digest', ''))[:12]}")
         if text:
