@@ -51,8 +51,8 @@ def epoch_columns(found: dict[str, list[float]]) -> list[tuple[str, list[float]]
 
 
 def best_epoch(columns: list[tuple[str, list[float]]]) -> int | None:
-    """The epoch (1-based) of the lowest validation loss, else of the highest validation accuracy or R²;
-    None without validation."""
+    """The epoch (1-based) of the lowest validation loss (what tidal.nn's early stopping keeps), else of the
+    highest validation accuracy or R² (what scikit-learn's MLP keeps); None without validation."""
     named = dict(columns)
     if "Val loss" in named and named["Val loss"]:
         values = named["Val loss"]
@@ -79,9 +79,8 @@ def epoch_table(metrics: Iterable[Metric]) -> Table | None:
     n = max(len(values) for _, values in columns)
     best = best_epoch(columns)
     rows = _shown(n, best)
-    title = f"epochs ({n}" + (f", best {best} by {'validation loss' if 'Val loss' in dict(columns) else 'validation score'}"
-                              if best else "") + ")"
-    caption = None if len(rows) == n else f"{len(rows)} of {n} epochs shown; --json gives every one"
+    title = f"epochs ({n}" + (f", best {best}" if best else "") + ")"  # short: a title wider than the table wraps
+    caption = None if len(rows) == n else f"{len(rows)} of {n} epochs shown; --json: all"
     table = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
     table.add_column("Epoch", justify="right")
     for heading, _ in columns:
