@@ -54,7 +54,7 @@ def best_epoch(columns: list[tuple[str, list[float]]]) -> int | None:
     """The epoch (1-based) of the lowest validation loss (what tidal.nn's early stopping keeps), else of the
     highest validation accuracy or R² (what scikit-learn's MLP keeps); None without validation."""
     named = dict(columns)
-    if "Val loss" in named and named["Val loss"]:
+    if named.get("Val loss"):
         values = named["Val loss"]
         return values.index(min(values)) + 1
     for heading in ("Val accuracy", R2[0]):

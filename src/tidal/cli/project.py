@@ -3,10 +3,14 @@ the registry. Each parses, calls :class:`tidal.Workspace` and renders; nothing e
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
@@ -64,11 +68,13 @@ def run(
     that fails its gate is registered as rejected and the command exits 3."""
     from tidal.cli.render import StepPrinter, dump_json
     from tidal.core.errors import GateFailed
+    from tidal.core.progress import listening
 
-    with open_workspace(project) as ws:
-        printer = None if json_out else StepPrinter(console, explain=explain)
+    with open_workspace(project) as ws, _terminal(json_out) as live:
+        printer = None if json_out else StepPrinter(console, explain=explain, live=live)
         try:
-            result = ws.run(listener=printer, use_cache=not no_cache)
+            with listening(None if printer is None else printer.progress):  # a network's epochs, as a bar
+                result = ws.run(listener=printer, use_cache=not no_cache)
         finally:
             if printer is not None:
                 printer.close()
@@ -90,6 +96,24 @@ def run(
         # one JSON document on stdout: the run's result, with the error and its hint
         report_failure(err, failure.message, failure.hint, json_mode=True, document=result.to_dict())
         raise typer.Exit(exits.GATE_FAILED)
+
+
+@contextmanager
+def _terminal(json_out: bool) -> Iterator[Console | None]:
+    """A console on a copy of the terminal's descriptor, for the live spinner and epoch bar: the train step
+    points descriptors 1 and 2 at the run's log while the library fits, and the copy still reaches the
+    terminal. None when stdout is no terminal (nothing live is drawn there) or for --json."""
+    if json_out or not console.is_terminal:
+        yield None
+        return
+    try:
+        fd = os.dup(console.file.fileno())
+    except (AttributeError, OSError, ValueError):  # no real descriptor (a test's captured stream)
+        yield None
+        return
+    with os.fdopen(fd, "w", encoding=console.encoding or "utf-8", errors="replace") as out:
+        yield Console(file=out, force_terminal=True, width=console.width,
+                      color_system="truecolor" if console.color_system == "truecolor" else "auto")
 
 
 def _print_result(ws: Any, result: Any) -> None:

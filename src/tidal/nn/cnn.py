@@ -16,8 +16,8 @@ from tidal.nn.mlp import ACTIVATIONS
 
 
 class CNN(nn.Module):
-    """One block per entry of ``channels``: a ``kernel`` × ``kernel`` convolution (padded to keep the size),
-    the activation, and a 2 × 2 max-pool while the image is at least 2 pixels high and wide; then the
+    """One block per entry of ``channels``: a ``kernel`` x ``kernel`` convolution (padded to keep the size),
+    the activation, and a 2 x 2 max-pool while the image is at least 2 pixels high and wide; then the
     flattened maps go through a linear layer of ``hidden`` units (none for ``hidden: 0``), the activation,
     dropout, and a linear output layer of ``out_features``."""
 

@@ -1,10 +1,11 @@
 """The architectures a torch estimator may build: a registry of names, or the import path of a user's class.
 
-``model.params.module`` names an architecture in data: a name registered here (``mlp``, built in), or the
-dotted import path of a ``torch.nn.Module`` subclass (``mypackage.nets.TabularNet``). Either way the class
-is checked before anything is called: a function, a builtin or any other class is refused in one line. The
+``model.params.module`` names an architecture in data: a name registered here (``mlp`` and ``cnn``, built
+in), or the dotted import path of a ``torch.nn.Module`` subclass (``mypackage.nets.TabularNet``). Either way
+the class is checked before anything is called: a function, a builtin or any other class is refused in one line. The
 class is built as ``cls(in_features=..., out_features=..., **module_params)``, the two sizes taken from the
-data; a class whose ``__init__`` takes ``input_shape`` (the built-in ``cnn``) gets the images' (C, H, W) too. A stored model records both the name and the class's import path, so a server that never ran the
+data; a class whose ``__init__`` takes ``input_shape`` (the built-in ``cnn``) gets the images' (C, H, W)
+too. A stored model records both the name and the class's import path, so a server that never ran the
 user's ``register_module`` call still finds a class it can import.
 
 Worked example — a user's architecture::
@@ -156,4 +157,5 @@ def takes_shape(cls: type) -> tuple[bool, bool]:
     return True, found.default is inspect.Parameter.empty
 
 
-__all__ = ["SHAPE", "SIZES", "check_module_params", "takes_shape", "class_path", "register_module", "registered_modules", "resolve_module"]
+__all__ = ["SHAPE", "SIZES", "check_module_params", "class_path", "register_module", "registered_modules",
+           "resolve_module", "takes_shape"]

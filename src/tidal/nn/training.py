@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from tidal.core.errors import TrainingError
+from tidal.core.progress import report
 
 #: Rows per forward pass at prediction time: bounds memory, and the same rows always meet the same chunks.
 CHUNK = 8192
@@ -166,6 +167,7 @@ def _fit(module: nn.Module, X: torch.Tensor, y: torch.Tensor, config: Config, ge
         if config.classifier:
             curves["train.accuracy"].append(correct / n_train)
         if not n_valid:
+            report("epoch", epoch, config.epochs)
             continue
         module.eval()
         with torch.no_grad():
@@ -174,6 +176,7 @@ def _fit(module: nn.Module, X: torch.Tensor, y: torch.Tensor, config: Config, ge
         curves["valid.loss"].append(valid_loss)
         if config.classifier:
             curves["valid.accuracy"].append(int((out.argmax(dim=1) == y_valid).sum()) / n_valid)
+        report("epoch", epoch, config.epochs)
         if not config.early_stopping:
             continue
         if valid_loss < best_loss:

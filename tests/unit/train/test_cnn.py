@@ -97,16 +97,16 @@ def test_the_same_seed_gives_the_same_bytes_and_another_seed_other_bytes() -> No
 
 
 def test_device_cpu_and_auto_train_on_the_cpu_and_store_cpu_weights() -> None:
-    cpu, X = fit_cnn(device="cpu")
+    cpu, _ = fit_cnn(device="cpu")
     assert next(cpu.model.named_steps["model"].module_.parameters()).device.type == "cpu"
     if not torch.cuda.is_available():  # auto is the CPU here: the same weights as cpu
         auto, _ = fit_cnn(device="auto")
         want = cpu.model.named_steps["model"].module_.state_dict()
         got = auto.model.named_steps["model"].module_.state_dict()
         assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)
-        with pytest.raises(TrainingError, match="model.params.device: cuda, and torch sees no GPU"):
+        with pytest.raises(TrainingError, match=r"model\.params\.device: cuda, and torch sees no GPU"):
             fit_cnn(device="cuda")
-    with pytest.raises(TrainingError, match="model.params.device: unknown device 'tpu'"):
+    with pytest.raises(TrainingError, match=r"model\.params\.device: unknown device 'tpu'"):
         fit_cnn(device="tpu")
 
 
@@ -128,12 +128,36 @@ def test_a_cnn_on_rows_that_are_not_images_is_refused_in_one_line() -> None:
     frame = cancer_frame().head(60)
     columns = [c for c in frame.columns if c != "target"]
     spec = ModelSpec(estimator="tidal.nn.TorchClassifier", seed=0, params={"module": "cnn", "epochs": 1})
-    with pytest.raises(TrainingError, match="architecture 'cnn' needs images, and this data has no image shape"):
+    with pytest.raises(TrainingError, match=r"architecture 'cnn' needs images, and this data has no image shape"):
         fit_pipeline(frame, target="target", columns=columns, kinds=dict.fromkeys(columns, "numeric"),
                      prepare=PrepareSpec(), model=spec)
     X = np.zeros((20, 64), dtype=np.float32)  # given by hand, the shape makes plain rows images
     net = TorchClassifier(module="cnn", input_shape=[1, 8, 8], epochs=1, random_state=0).fit(X, np.arange(20) % 2)
     assert net.predict(X).shape == (20,)
+
+
+def test_each_epoch_is_reported_to_a_listener_and_the_step_printer_draws_it() -> None:
+    from rich.console import Console
+
+    from tidal.cli.render import StepPrinter
+    from tidal.core.entities import StepRecord, StepStatus
+    from tidal.core.progress import listening
+
+    console = Console(record=True, force_terminal=True, width=100)
+    printer = StepPrinter(console, explain=False)
+    heard: list[tuple[str, int, int]] = []
+
+    def both(what: str, done: int, total: int) -> None:
+        heard.append((what, done, total))
+        printer.progress(what, done, total)
+
+    printer(StepRecord(run_id="r", name="train", status=StepStatus.RUNNING))
+    with listening(both):
+        fit_cnn()
+    printer.close()
+    assert heard == [("epoch", 1, 3), ("epoch", 2, 3), ("epoch", 3, 3)]
+    fit_cnn()  # nobody listening: nothing heard, nothing fails
+    assert len(heard) == 3
 
 
 def test_scikit_learns_mlp_logs_its_epochs_under_the_tables_names() -> None:
