@@ -87,6 +87,21 @@ def test_a_cnn_on_digit_images_trains_shows_its_epochs_and_registers(tmp_path: P
     assert data["curves"]["curve.train.loss"][-1] < data["curves"]["curve.train.loss"][0]
 
 
+def test_scikit_learns_mlp_shows_the_epochs_it_measured(tmp_path: Path, cli: Cli) -> None:
+    project = _project(tmp_path, "{}")
+    spec = (project / "tidal.yaml").read_text().replace(
+        "estimator: tidal.nn.TorchClassifier\n  params: {}",
+        "estimator: sklearn.neural_network.MLPClassifier\n"
+        "  params: {hidden_layer_sizes: [32], max_iter: 12, learning_rate_init: 0.01, early_stopping: true, "
+        "n_iter_no_change: 50}")
+    (project / "tidal.yaml").write_text(spec)
+    out = cli("run", check=True).stdout
+    header = next(line for line in out.splitlines() if "Epoch" in line)
+    assert "Loss" in header and "Val accuracy" in header and "Val loss" not in header, out
+    assert "Accuracy" not in header.replace("Val accuracy", "")  # scikit-learn does not measure it
+    assert "epochs (12, best" in out
+
+
 BAD = [
     ("{module: cnn, epochs: 0}", "model.params.epochs: 0 is not a whole number >= 1"),
     ("{module: cnn, epochs: -2}", "model.params.epochs: -2 is not a whole number >= 1"),

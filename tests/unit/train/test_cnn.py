@@ -160,6 +160,7 @@ def test_each_epoch_is_reported_to_a_listener_and_the_step_printer_draws_it() ->
     assert len(heard) == 3
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_scikit_learns_mlp_logs_its_epochs_under_the_tables_names() -> None:
     X, y = np.random.default_rng(0).normal(size=(120, 4)), np.arange(120) % 2
     clf = MLPClassifier(hidden_layer_sizes=(4,), max_iter=15, early_stopping=True, random_state=0,
@@ -170,3 +171,17 @@ def test_scikit_learns_mlp_logs_its_epochs_under_the_tables_names() -> None:
     reg = MLPRegressor(hidden_layer_sizes=(4,), max_iter=15, early_stopping=True, random_state=0,
                        n_iter_no_change=50).fit(X, X[:, 0])
     assert set(iteration_curves(reg)) == {"curve.loss", "curve.validation_score"}  # R², not an accuracy
+
+
+def test_the_cnn_example_in_docs_images_parses_and_builds() -> None:
+    from pathlib import Path
+
+    from tidal.spec import parse_spec
+    from tidal.train.estimator import build_estimator
+
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "images.md").read_text()
+    spec = parse_spec(doc.split("```yaml\n")[2].split("```")[0])
+    assert spec.model.params["module"] == "cnn" and spec.prepare.images is not None
+    net = build_estimator(spec.model.estimator, spec.model.params, spec.model.seed)
+    net.check_params()
+    assert net.device == "auto" and net.random_state == 0
