@@ -116,7 +116,7 @@ def test_a_torch_regressor_runs_and_serves(tmp_path: Path, cli: Callable[..., An
 
 
 BAD = [
-    ("{module: resnet9000}", "model.params.module: unknown architecture 'resnet9000' (registered: mlp)"),
+    ("{module: resnet9000}", "model.params.module: unknown architecture 'resnet9000' (registered: cnn, mlp)"),
     ("{module: subprocess.Popen}", "not a torch.nn.Module subclass; tidal never calls it"),
     ("{module_params: {hiden: [8]}}", "model.params.module_params.hiden: architecture 'mlp' has no parameter "
                                       "'hiden'"),

@@ -3,10 +3,14 @@ the registry. Each parses, calls :class:`tidal.Workspace` and renders; nothing e
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
@@ -64,11 +68,13 @@ def run(
     that fails its gate is registered as rejected and the command exits 3."""
     from tidal.cli.render import StepPrinter, dump_json
     from tidal.core.errors import GateFailed
+    from tidal.core.progress import listening
 
-    with open_workspace(project) as ws:
-        printer = None if json_out else StepPrinter(console, explain=explain)
+    with open_workspace(project) as ws, _terminal(json_out) as live:
+        printer = None if json_out else StepPrinter(console, explain=explain, live=live)
         try:
-            result = ws.run(listener=printer, use_cache=not no_cache)
+            with listening(None if printer is None else printer.progress):  # a network's epochs, as a bar
+                result = ws.run(listener=printer, use_cache=not no_cache)
         finally:
             if printer is not None:
                 printer.close()
@@ -92,6 +98,24 @@ def run(
         raise typer.Exit(exits.GATE_FAILED)
 
 
+@contextmanager
+def _terminal(json_out: bool) -> Iterator[Console | None]:
+    """A console on a copy of the terminal's descriptor, for the live spinner and epoch bar: the train step
+    points descriptors 1 and 2 at the run's log while the library fits, and the copy still reaches the
+    terminal. None when stdout is no terminal (nothing live is drawn there) or for --json."""
+    if json_out or not console.is_terminal:
+        yield None
+        return
+    try:
+        fd = os.dup(console.file.fileno())
+    except (AttributeError, OSError, ValueError):  # no real descriptor (a test's captured stream)
+        yield None
+        return
+    with os.fdopen(fd, "w", encoding=console.encoding or "utf-8", errors="replace") as out:
+        yield Console(file=out, force_terminal=True, width=console.width,
+                      color_system="truecolor" if console.color_system == "truecolor" else "auto")
+
+
 def _print_result(ws: Any, result: Any) -> None:
     if result.source.get("outside_project"):
         src = result.source
@@ -102,6 +126,7 @@ def _print_result(ws: Any, result: Any) -> None:
     mv = result.model
     if mv is None:
         return
+    _print_epochs(ws, result.run.id)
     aliases = ws.models.aliases_of(mv)
     style = "red" if mv.state.value == "rejected" else "green"
     label = f"[bold]{mv.name}:{mv.version}[/] [{style}]{mv.state.value}[/]" + (
@@ -113,6 +138,15 @@ def _print_result(ws: Any, result: Any) -> None:
             console.print(f"  gate: {escape(reason)}")
     console.print(f"[dim]run {result.run.id[:12]} · store {ws.settings.store_url} · "
                   f"artifacts {ws.artifacts.url}[/]")
+
+
+def _print_epochs(ws: Any, run_id: str) -> None:
+    """The run's epoch table, when its model logged per-epoch curves (a network, scikit-learn's MLP)."""
+    from tidal.cli.epochs import epoch_table
+
+    table = epoch_table(ws.runs.get(run_id).metrics)
+    if table is not None:
+        console.print(table)
 
 
 @runs_app.command("ls")
@@ -136,7 +170,9 @@ def runs_show(run_id: Annotated[str, typer.Argument(help="A run id, or a unique 
               json_out: JsonOpt = False, project: ProjectOpt = None,
               log: Annotated[bool, typer.Option("--log", help="Print the whole log of the training library.")]
               = False) -> None:
-    """Show one run: steps, params, metrics, lineage, and the end of what the training library printed."""
+    """Show one run: steps, params, metrics, the epoch table of a network, lineage, and the end of what the
+    training library printed."""
+    from tidal.cli.epochs import curves, epoch_table
     from tidal.cli.render import dump_json, fmt, steps_table, when
 
     with open_workspace(project) as ws:
@@ -152,7 +188,7 @@ def runs_show(run_id: Annotated[str, typer.Argument(help="A run id, or a unique 
             dump_json(console, {"id": d.run.id, "status": d.run.status.value, "trigger": d.run.trigger,
                                 "started_at": d.run.started_at, "ended_at": d.run.ended_at, "error": d.run.error,
                                 "spec_digest": d.run.spec_digest, "info": d.run.info, "params": d.params,
-                                "tags": d.tags, "metrics": last, "log": text,
+                                "tags": d.tags, "metrics": last, "curves": curves(d.metrics), "log": text,
                                 "steps": [{"name": s.name, "status": s.status.value, "explain": s.explain,
                                            "seconds": s.duration_s, "outputs": s.outputs} for s in d.steps]})
             return
@@ -165,6 +201,8 @@ def runs_show(run_id: Annotated[str, typer.Argument(help="A run id, or a unique 
         console.print("params: " + ", ".join(f"{k}={v}" for k, v in sorted(d.params.items())))
         console.print("metrics: " + ", ".join(f"{k}={fmt(v)}" for k, v in sorted(last.items())
                                               if not k.startswith("curve.")))
+        if (table := epoch_table(d.metrics)) is not None:
+            console.print(table)
         console.print(f"spec {d.run.spec_digest[:12]} · git {(d.run.info.get('git') or {}).get('commit', '-')}"
                       f" · environment {str(d.run.info.get('environment_digest', ''))[:12]}")
         if text:

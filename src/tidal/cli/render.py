@@ -41,15 +41,20 @@ def dump_json(console: Console, data: Any) -> None:
 class StepPrinter:
     """Prints one line per finished step while a run goes on (the listener of ``Workspace.run``)."""
 
-    def __init__(self, console: Console, *, explain: bool) -> None:
+    def __init__(self, console: Console, *, explain: bool, live: Console | None = None) -> None:
         self.console = console
         self.explain = explain
+        #: where the spinner and the epoch bar are drawn: a console on a copy of the terminal's descriptor
+        #: keeps drawing while a fit captures descriptors 1 and 2 into the run's log (tidal.train.capture)
+        self.live = live or console
         self._status: Any = None
+        self._running = ""
 
     def __call__(self, step: StepRecord) -> None:
         if step.status == StepStatus.RUNNING:
+            self._running = step.name
             if self._status is None:
-                self._status = self.console.status(f"[yellow]{step.name}[/] running…")
+                self._status = self.live.status(f"[yellow]{step.name}[/] running…")
                 self._status.start()
             else:
                 self._status.update(f"[yellow]{step.name}[/] running…")
@@ -63,6 +68,17 @@ class StepPrinter:
         if self.explain or step.status in (StepStatus.FAILED, StepStatus.DONE):
             line += f"  [dim]{escape(step.explain)}[/]"
         self.console.print(line)
+
+    def progress(self, what: str, done: int, total: int) -> None:
+        """A progress bar under the running step's spinner (a network's epochs: ``tidal.core.progress``)."""
+        if self._status is None:
+            return
+        from rich.progress_bar import ProgressBar
+
+        line = Table.grid(padding=(0, 1))
+        line.add_row(Text(self._running, style="yellow"), Text(f"{what} {done}/{total}"),
+                     ProgressBar(total=float(total), completed=float(done), width=30))
+        self._status.update(line)
 
     def close(self) -> None:
         if self._status is not None:

@@ -18,9 +18,11 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.validation import check_array, check_is_fitted
 
 from tidal.core.errors import TrainingError
-from tidal.nn.registry import check_module_params, class_path, resolve_module
+from tidal.nn.registry import SHAPE, check_module_params, class_path, resolve_module, takes_shape
 
 _OPTIMIZERS = ("adam", "adamw", "sgd")
+#: What ``device`` may name: ``auto`` is a GPU when torch sees one, else the CPU.
+DEVICES = ("auto", "cpu", "cuda")
 
 
 def as_matrix(X: Any, width: int | None = None) -> np.ndarray:
@@ -53,7 +55,11 @@ class TorchEstimator(BaseEstimator):  # type: ignore[misc]
     ``patience`` epochs, keeping the best epoch's weights), ``validation_fraction`` (the share of the
     training rows held out for the ``valid`` curves and early stopping; 0 for none), ``n_jobs`` (torch's
     thread count while fitting and predicting: 1 by default, fastest for small networks and independent of
-    the machine's cores; -1 for torch's default) and ``random_state``.
+    the machine's cores; -1 for torch's default), ``random_state``, ``input_shape`` (the images' (channels,
+    height, width) for an architecture that takes it, such as ``cnn``: tidal fills it from the
+    ``prepare.images`` step when it is not given, and the stored model keeps it) and ``device`` (``cpu``, the
+    default; ``cuda``; or ``auto``: a GPU when torch sees one). Whatever the device, the fitted network is
+    moved back to the CPU: its stored bytes and its predictions do not depend on where it trained.
     """
 
     _classifier = False
@@ -61,7 +67,8 @@ class TorchEstimator(BaseEstimator):  # type: ignore[misc]
     def __init__(self, module: str = "mlp", module_params: Mapping[str, Any] | None = None, epochs: int = 20,
                  batch_size: int = 64, lr: float = 1e-3, optimizer: str = "adam", weight_decay: float = 0.0,
                  early_stopping: bool = False, validation_fraction: float = 0.1, patience: int = 5,
-                 n_jobs: int = 1, random_state: int | None = None) -> None:
+                 n_jobs: int = 1, random_state: int | None = None, input_shape: list[int] | None = None,
+                 device: str = "cpu") -> None:
         self.module = module
         self.module_params = module_params
         self.epochs = epochs
@@ -74,6 +81,8 @@ class TorchEstimator(BaseEstimator):  # type: ignore[misc]
         self.patience = patience
         self.n_jobs = n_jobs
         self.random_state = random_state
+        self.input_shape = input_shape
+        self.device = device
 
     # -- what fit checks ------------------------------------------------------------------------------
 
@@ -94,6 +103,14 @@ class TorchEstimator(BaseEstimator):  # type: ignore[misc]
         if self.optimizer not in _OPTIMIZERS:
             raise TrainingError(f"model.params.optimizer: unknown optimizer {self.optimizer!r}",
                                 hint=f"use one of {', '.join(_OPTIMIZERS)}")
+        if self.device not in DEVICES:
+            raise TrainingError(f"model.params.device: unknown device {self.device!r}",
+                                hint=f"use one of {', '.join(DEVICES)}")
+        if self.input_shape is not None and (
+                isinstance(self.input_shape, str | int) or len(self.input_shape) != 3
+                or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in self.input_shape)):
+            raise TrainingError(f"model.params.input_shape: {self.input_shape!r} is not [channels, height, width]",
+                                hint="give three positive whole numbers, e.g. [1, 8, 8], or leave it out for images")
         if not isinstance(self.early_stopping, bool):
             raise TrainingError(f"model.params.early_stopping: {self.early_stopping!r} is not true or false",
                                 hint="write early_stopping: true")
@@ -108,7 +125,7 @@ class TorchEstimator(BaseEstimator):  # type: ignore[misc]
                       validation_fraction=number("validation_fraction", self.validation_fraction, 0.0, 1.0,
                                                  open_low=False),
                       patience=whole("patience", self.patience, 1), seed=whole("random_state", seed, 0),
-                      threads=self._threads())
+                      threads=self._threads(), device=self.device)
 
     def _threads(self) -> int:
         if self.n_jobs != -1:
@@ -141,6 +158,14 @@ class TorchEstimator(BaseEstimator):  # type: ignore[misc]
         matrix = as_matrix(X)
         cls, params = self._architecture()
         width = matrix.shape[1]
+        takes, needs = takes_shape(cls)
+        if needs and self.input_shape is None:
+            raise TrainingError(f"model.params.module: architecture {self.module!r} needs images, and this data "
+                                "has no image shape (channels, height, width)",
+                                hint="train it on images (a folder of class folders, prepare.images), or set "
+                                     "model.params.input_shape")
+        if takes and self.input_shape is not None:
+            params = {**params, SHAPE: [int(v) for v in self.input_shape]}
 
         def build() -> Any:
             try:
@@ -218,4 +243,4 @@ class TorchRegressor(RegressorMixin, TorchEstimator):  # type: ignore[misc]
         return out.ravel() if self.y_ndim_ == 1 else out
 
 
-__all__ = ["TorchClassifier", "TorchEstimator", "TorchRegressor", "as_matrix"]
+__all__ = ["DEVICES", "TorchClassifier", "TorchEstimator", "TorchRegressor", "as_matrix"]

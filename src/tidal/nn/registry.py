@@ -1,10 +1,11 @@
 """The architectures a torch estimator may build: a registry of names, or the import path of a user's class.
 
-``model.params.module`` names an architecture in data: a name registered here (``mlp``, built in), or the
-dotted import path of a ``torch.nn.Module`` subclass (``mypackage.nets.TabularNet``). Either way the class
-is checked before anything is called: a function, a builtin or any other class is refused in one line. The
+``model.params.module`` names an architecture in data: a name registered here (``mlp`` and ``cnn``, built
+in), or the dotted import path of a ``torch.nn.Module`` subclass (``mypackage.nets.TabularNet``). Either way
+the class is checked before anything is called: a function, a builtin or any other class is refused in one line. The
 class is built as ``cls(in_features=..., out_features=..., **module_params)``, the two sizes taken from the
-data. A stored model records both the name and the class's import path, so a server that never ran the
+data; a class whose ``__init__`` takes ``input_shape`` (the built-in ``cnn``) gets the images' (C, H, W)
+too. A stored model records both the name and the class's import path, so a server that never ran the
 user's ``register_module`` call still finds a class it can import.
 
 Worked example — a user's architecture::
@@ -37,10 +38,13 @@ from typing import Any
 from tidal.core.errors import TidalError, TrainingError
 
 #: name → class, or the import path of a class (the built-ins: importing them needs torch).
-_MODULES: dict[str, type | str] = {"mlp": "tidal.nn.mlp.MLP"}
+_MODULES: dict[str, type | str] = {"mlp": "tidal.nn.mlp.MLP", "cnn": "tidal.nn.cnn.CNN"}
 
 #: The keyword arguments tidal gives every architecture, taken from the data.
 SIZES = ("in_features", "out_features")
+#: The keyword argument tidal gives an architecture that takes it: the images' (channels, height, width), from
+#: the estimator's ``input_shape`` (which tidal fills from the ``prepare.images`` step).
+SHAPE = "input_shape"
 
 _REGISTER_HINT = ("register it with tidal.nn.register_module(name, cls), or give the import path of a "
                   "torch.nn.Module subclass (mypackage.nets.MyNet)")
@@ -119,16 +123,17 @@ def check_module_params(cls: type, spec: str, params: Mapping[str, Any], *, key:
     if not isinstance(params, Mapping) or not all(isinstance(k, str) for k in params):
         raise error(f"{key}: {params!r} is not a mapping of parameter names",
                     hint="write it as a mapping, e.g. {hidden: [64, 32], dropout: 0.1}")
-    taken = [k for k in SIZES if k in params]
+    taken = [k for k in (*SIZES, SHAPE) if k in params]
     if taken:
-        raise error(f"{key}.{taken[0]}: tidal sets {taken[0]} from the data", hint=f"remove {taken[0]}")
+        hint = f"remove {taken[0]}" + (" (or set model.params.input_shape)" if taken[0] == SHAPE else "")
+        raise error(f"{key}.{taken[0]}: tidal sets {taken[0]} from the data", hint=hint)
     try:
         signature = inspect.signature(cls).parameters
     except (TypeError, ValueError):
         return dict(params)
     if any(p.kind == p.VAR_KEYWORD for p in signature.values()):
         return dict(params)
-    accepted = sorted(n for n, p in signature.items() if p.kind != p.VAR_POSITIONAL and n not in SIZES)
+    accepted = sorted(n for n, p in signature.items() if p.kind != p.VAR_POSITIONAL and n not in (*SIZES, SHAPE))
     missing = [n for n in SIZES if n not in signature]
     if missing:
         raise error(f"architecture {spec!r} takes no {missing[0]} argument: tidal builds every architecture as "
@@ -141,4 +146,16 @@ def check_module_params(cls: type, spec: str, params: Mapping[str, Any], *, key:
     return dict(params)
 
 
-__all__ = ["SIZES", "check_module_params", "class_path", "register_module", "registered_modules", "resolve_module"]
+def takes_shape(cls: type) -> tuple[bool, bool]:
+    """Whether ``cls`` takes ``input_shape``, and whether it must be given (no default)."""
+    try:
+        found = inspect.signature(cls).parameters.get(SHAPE)
+    except (TypeError, ValueError):
+        return False, False
+    if found is None:
+        return False, False
+    return True, found.default is inspect.Parameter.empty
+
+
+__all__ = ["SHAPE", "SIZES", "check_module_params", "class_path", "register_module", "registered_modules",
+           "resolve_module", "takes_shape"]

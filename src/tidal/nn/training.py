@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -19,6 +20,7 @@ import torch
 from torch import nn
 
 from tidal.core.errors import TrainingError
+from tidal.core.progress import report
 
 #: Rows per forward pass at prediction time: bounds memory, and the same rows always meet the same chunks.
 CHUNK = 8192
@@ -40,6 +42,7 @@ class Config:
     patience: int
     seed: int
     threads: int = 1
+    device: str = "cpu"
 
 
 @dataclass
@@ -82,6 +85,19 @@ def deterministic(seed: int) -> Iterator[torch.Generator]:
             torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
 
 
+def resolve_device(name: str) -> torch.device:
+    """The device ``name`` (``cpu``, ``cuda`` or ``auto``) means here; ``cuda`` without a GPU is refused."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise TrainingError("model.params.device: cuda, and torch sees no GPU on this machine",
+                                hint="use device: auto (a GPU when there is one) or cpu")
+        # cuBLAS is deterministic only with a fixed workspace, set before its first use
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    return torch.device(name)
+
+
 def _optimizer(config: Config, module: nn.Module) -> torch.optim.Optimizer:
     params = module.parameters()
     if config.optimizer == "sgd":
@@ -94,10 +110,14 @@ def _optimizer(config: Config, module: nn.Module) -> torch.optim.Optimizer:
 def train(build: Callable[[], nn.Module], X: np.ndarray, y: np.ndarray, config: Config) -> Trained:
     """Build the module (seeded) and fit it on ``X`` (float32) and ``y`` (class codes, or float32 targets of
     shape ``(n, k)``); a module that fails on a batch, or a loss that diverges, is a :class:`TrainingError`."""
+    device = resolve_device(config.device)
     with threads(config.threads), deterministic(config.seed) as gen:
-        module = build().float()
+        module = build().float()  # built on the CPU, so the initial weights do not depend on the device
         try:
-            return _fit(module, torch.from_numpy(X), torch.from_numpy(y), config, gen)
+            trained = _fit(module.to(device), torch.from_numpy(X).to(device), torch.from_numpy(y).to(device),
+                           config, gen)
+            trained.module = trained.module.cpu()  # stored and served from the CPU, whatever trained it
+            return trained
         except RuntimeError as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise TrainingError(f"the architecture failed on a batch of training rows: {first}",
@@ -113,7 +133,8 @@ def _fit(module: nn.Module, X: torch.Tensor, y: torch.Tensor, config: Config, ge
         raise TrainingError(f"model.params.early_stopping needs validation rows, and {n} rows with "
                             f"validation_fraction {config.validation_fraction} give none",
                             hint="raise model.params.validation_fraction, or set early_stopping: false")
-    order = torch.randperm(n, generator=gen)
+    # the permutations are drawn on the CPU (from ``gen``), so the split and the batches do not depend on the device
+    order = torch.randperm(n, generator=gen).to(X.device)
     X_train, y_train = X[order[n_valid:]], y[order[n_valid:]]
     X_valid, y_valid = X[order[:n_valid]], y[order[:n_valid]]
     loss_fn: nn.Module = nn.CrossEntropyLoss() if config.classifier else nn.MSELoss()
@@ -126,7 +147,7 @@ def _fit(module: nn.Module, X: torch.Tensor, y: torch.Tensor, config: Config, ge
     n_train, epoch = X_train.shape[0], 0
     for epoch in range(1, config.epochs + 1):
         module.train()
-        shuffle = torch.randperm(n_train, generator=gen)
+        shuffle = torch.randperm(n_train, generator=gen).to(X.device)
         total, correct = 0.0, 0
         for start in range(0, n_train, config.batch_size):
             idx = shuffle[start:start + config.batch_size]
@@ -146,6 +167,7 @@ def _fit(module: nn.Module, X: torch.Tensor, y: torch.Tensor, config: Config, ge
         if config.classifier:
             curves["train.accuracy"].append(correct / n_train)
         if not n_valid:
+            report("epoch", epoch, config.epochs)
             continue
         module.eval()
         with torch.no_grad():
@@ -154,6 +176,7 @@ def _fit(module: nn.Module, X: torch.Tensor, y: torch.Tensor, config: Config, ge
         curves["valid.loss"].append(valid_loss)
         if config.classifier:
             curves["valid.accuracy"].append(int((out.argmax(dim=1) == y_valid).sum()) / n_valid)
+        report("epoch", epoch, config.epochs)
         if not config.early_stopping:
             continue
         if valid_loss < best_loss:
@@ -181,4 +204,5 @@ def forward(module: nn.Module, X: np.ndarray, n_threads: int = 1) -> np.ndarray:
     return torch.cat(parts).numpy()
 
 
-__all__ = ["CHUNK", "OPTIMIZERS", "Config", "Trained", "deterministic", "forward", "threads", "train"]
+__all__ = ["CHUNK", "OPTIMIZERS", "Config", "Trained", "deterministic", "forward", "resolve_device", "threads",
+           "train"]

@@ -105,13 +105,17 @@ def build_estimator(dotted: str, params: Mapping[str, Any], seed: int | None) ->
 
 
 def iteration_curves(model: Any) -> dict[str, list[float]]:
-    """Per-iteration curves a fitted estimator exposes, by metric name (step = list position)."""
+    """Per-iteration curves a fitted estimator exposes, by metric name (step = list position). An MLP's
+    per-epoch validation scores are its accuracy for a classifier (``curve.valid.accuracy``, the name
+    tidal.nn's networks log it under, so the epoch table shows both alike), R² for a regressor."""
+    from sklearn.base import is_classifier
+
     curves: dict[str, list[float]] = {}
     for attr, name in (
         ("train_score_", "curve.train_score"),
         ("validation_score_", "curve.validation_score"),
         ("loss_curve_", "curve.loss"),
-        ("validation_scores_", "curve.validation_score"),
+        ("validation_scores_", "curve.valid.accuracy" if is_classifier(model) else "curve.validation_score"),
         ("oob_improvement_", "curve.oob_improvement"),
     ):
         values = getattr(model, attr, None)

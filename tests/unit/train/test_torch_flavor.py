@@ -186,7 +186,7 @@ def test_a_registered_architecture_or_an_import_path_trains_and_loads() -> None:
 
 
 @pytest.mark.parametrize(("params", "words"), [
-    ({"module": "mlpp"}, "model.params.module: unknown architecture 'mlpp' (registered: mlp"),
+    ({"module": "mlpp"}, "model.params.module: unknown architecture 'mlpp' (registered: cnn, mlp"),
     ({"module": "subprocess.Popen"}, "'subprocess.Popen' is the class subprocess.Popen, not a torch.nn.Module"),
     ({"module": "os.system"}, "'os.system' is a builtin_function_or_method, not a torch.nn.Module subclass"),
     ({"module": "tests.unit.train.test_torch_flavor.NotAModule"}, "not a torch.nn.Module subclass"),

@@ -14,6 +14,10 @@ Same bytes: the fit is seeded and deterministic (:mod:`tidal.nn.training`), the 
 tensors out in a fixed order, and its metadata has a single key (safetensors writes a metadata mapping in
 its hash order, which changes from process to process once there are two keys).
 
+Images: the estimator's ``input_shape`` is filled from the fitted ``prepare.images`` step before the network
+is built (an architecture that takes ``input_shape``, such as ``cnn``, reshapes its rows back to images), and
+it is stored among the params, so loading builds the same network.
+
 Curves: every epoch logs ``curve.train.loss`` and, with validation rows (``validation_fraction`` > 0),
 ``curve.valid.loss``; a classifier also ``curve.train.accuracy`` and ``curve.valid.accuracy``.
 """
@@ -27,7 +31,7 @@ import numpy as np
 
 from tidal.core.errors import IntegrityError, TrainingError
 from tidal.nn.estimators import TorchClassifier, TorchEstimator, TorchRegressor
-from tidal.nn.registry import check_module_params, class_path, resolve_module
+from tidal.nn.registry import SHAPE, check_module_params, class_path, resolve_module, takes_shape
 from tidal.train.flavors.archive import (
     PREPARE,
     classes_array,
@@ -81,10 +85,17 @@ class TorchFlavor(Flavor):
             raise missing_extra(self, what) from None
 
     def fit(self, model: Any, X: Any, y: Any) -> dict[str, list[float]]:
-        estimator = split_pipeline(model)[0]
+        estimator, _, head = split_pipeline(model)
         self.libraries(f"model.estimator tidal.nn.{_base(estimator)}")
         estimator.check_params()  # a bad architecture is refused before the prepare steps are fitted
-        model.fit(X, y)
+        if head is None:
+            model.fit(X, y)
+        else:  # the prepare steps first (the pipeline's own steps, fitted in place), then the network on their rows
+            rows = head.fit_transform(X, y)
+            shape = image_shape(head)
+            if estimator.input_shape is None and shape is not None:
+                estimator.set_params(input_shape=shape)  # stored with the params: a loaded model builds the same
+            estimator.fit(rows, y)
         return {f"curve.{name}": [float(v) for v in values] for name, values in sorted(estimator.curves_.items())}
 
     def save(self, model: Any) -> bytes:
@@ -131,6 +142,8 @@ class TorchFlavor(Flavor):
         cls, label = self._architecture(estimator.module, manifest.get("architecture"))
         module_params = check_module_params(cls, str(estimator.module), estimator.module_params or {},
                                             key="the model file's module_params", error=IntegrityError)
+        if takes_shape(cls)[0] and estimator.input_shape is not None:
+            module_params = {**module_params, SHAPE: [int(v) for v in estimator.input_shape]}
         try:
             module = cls(in_features=n_in, out_features=n_out, **module_params)
         except (TypeError, ValueError) as exc:
@@ -175,6 +188,17 @@ class TorchFlavor(Flavor):
         return resolve_module(stored_path, key=key, error=IntegrityError), f"{module!r} ({stored_path})"
 
 
+def image_shape(head: Any) -> list[int] | None:
+    """The (channels, height, width) the last image step of the fitted prepare steps ``head`` gives, or None
+    when no step makes images (tabular data)."""
+    shape = None
+    for _, step in getattr(head, "steps", []):
+        found = getattr(step, "image_shape_", None)
+        if found is not None:
+            shape = [int(v) for v in found]
+    return shape
+
+
 def _check_weights(module: Any, tensors: dict[str, Any], label: str, params: dict[str, Any], dtype: Any) -> None:
     """IntegrityError in one line unless ``tensors`` has exactly the module's names, shapes and dtypes."""
     expected = module.state_dict()
@@ -203,4 +227,4 @@ def _regression_scale(estimator: Any, fitted: dict[str, Any], n_out: int) -> Non
     estimator.y_mean_, estimator.y_scale_, estimator.y_ndim_ = mean, scale, ndim
 
 
-__all__ = ["ESTIMATORS", "FORMAT", "WEIGHTS", "TorchFlavor"]
+__all__ = ["ESTIMATORS", "FORMAT", "WEIGHTS", "TorchFlavor", "image_shape"]
