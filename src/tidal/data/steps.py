@@ -84,8 +84,15 @@ def split(df: pd.DataFrame, how: SplitSpec, *, target: str, time: str | None, ta
 
 def profile(train: pd.DataFrame, columns: Sequence[str], target: str) -> dict[str, Any]:
     """The reference profile of the training rows' inputs and target, stored with the model version so that
-    monitoring never needs the training data again."""
-    return profile_frame(train[[*columns, target]])
+    monitoring never needs the training data again. A column of images also keeps the statistics monitoring
+    compares in its place (brightness, contrast, sharpness...: :mod:`tidal.data.images.stats`)."""
+    prof = profile_frame(train[[*columns, target]])
+    for name, col in prof["columns"].items():
+        if col.get("kind") == "image":
+            from tidal.data.images.stats import statistics_reference  # Pillow, only for a column of images
+
+            col["statistics"] = statistics_reference(train[name])
+    return prof
 
 
 __all__ = ["collect", "profile", "read_table", "split", "validate"]

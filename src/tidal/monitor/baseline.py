@@ -49,6 +49,7 @@ from tidal.monitor.binning import (
     reference_scale,
     wasserstein_from_cells,
 )
+from tidal.monitor.images import expand_images
 from tidal.monitor.stattests import W1_TOLERANCE, jensenshannon_distance, wasserstein_normed
 
 #: The holdout is cut into at most this many consecutive pieces, each at least :data:`MIN_PIECE` rows.
@@ -101,6 +102,15 @@ def holdout_drift(
     Returns ``{"pieces": k, "rows": piece_rows, "columns": {name: {"effect", "value", "noise"}}}``; a
     column without a reference, or of a kind no test applies to, is left out (nothing to compare).
     """
+    # a column of images is measured on its statistics, as monitoring judges it (tidal.monitor.images); their
+    # noise on up to REFERENCE_SAMPLE training rows (evenly spaced), as the reference itself was computed
+    given = list(columns)
+    reference, holdout, columns = expand_images(reference, holdout, given)
+    train_images = None
+    if train is not None and any(c not in given for c in columns):
+        from tidal.data.images.stats import REFERENCE_SAMPLE
+        picks = np.unique(np.round(np.linspace(0, len(train) - 1, min(len(train), REFERENCE_SAMPLE))).astype(int))
+        train_images = expand_images(reference, train.iloc[picks].reset_index(drop=True), given)[1]
     n = len(holdout)
     pieces = max(1, min(PIECES, n // MIN_PIECE))
     size = -(-n // pieces) if n else 0
@@ -121,7 +131,8 @@ def holdout_drift(
         sizes = [effect_size(kind, ref, values[max(0, n - (i + 1) * size): n - i * size]) for i in range(pieces)]
         found = [s for s in sizes if s is not None and np.isfinite(s)]
         if found:
-            noise = 0.0 if train is None or name not in train.columns else _noise(kind, ref, train[name], size)
+            source = train_images if train_images is not None and name not in given else train
+            noise = 0.0 if source is None or name not in source.columns else _noise(kind, ref, source[name], size)
             out[name] = {"effect": effect, "value": float(max(found)), "noise": noise}
     return {"pieces": pieces, "rows": size, "columns": out}
 

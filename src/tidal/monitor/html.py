@@ -56,6 +56,7 @@ def render_html(reports: Sequence[Report], mv: ModelVersion, path: Path) -> Path
         drift = body.get("drift") or {}
         parts.append("<h2>Data drift</h2>" + _drift_summary(drift) + _drift_table(drift.get("columns") or []))
         parts.append(_legend() + _cards(drift.get("columns") or []))
+        parts.append(_images(body.get("images") or []))
         outputs = body.get("prediction_drift") or {}
         parts.append("<h2>Prediction drift</h2>")
         if outputs.get("note"):
@@ -194,6 +195,34 @@ def _drift_table(columns: Sequence[Mapping[str, Any]]) -> str:
             f"<td class='num'>{nulls}</td><td class='num'>{unseen}</td>"
             f"<td class='muted'>{escape(str(c.get('why') or ''))}</td></tr>")
     return f"<table class='drift'>{head}{''.join(rows)}</table>"
+
+
+def _images(panels: Sequence[Mapping[str, Any]]) -> str:
+    """Per image column: which statistic moved (the means on both sides), and a few thumbnails of the window
+    beside a few of the training images (``data:`` URIs: the file stays self-contained)."""
+    if not panels:
+        return ""
+    out = ["<h2>Images</h2><p class='muted'>A column of images is judged on statistics of its thumbnails "
+           "(brightness and contrast: mean and standard deviation of the luminance in [0, 1]; sharpness: "
+           "variance of its Laplacian; orientation: the share of horizontal gradients), each a feature above.</p>"]
+    for panel in panels:
+        rows = []
+        for stat in panel.get("statistics") or []:
+            verdict = "<span class='bad'>moved</span>" if stat.get("drifted") else "<span class='ok'>ok</span>"
+            rows.append(f"<tr><td>{escape(str(stat.get('name')))}</td><td class='num'>{_fmt(stat.get('reference'))}"
+                        f"</td><td class='num'>{_fmt(stat.get('window'))}</td><td>{verdict}</td></tr>")
+        table = ("<table class='image-stats'><tr><th>statistic</th><th>reference mean</th><th>window mean</th>"
+                 f"<th>verdict</th></tr>{''.join(rows)}</table>")
+        out.append(f"<h3>{escape(str(panel.get('column')))}</h3>{table}<div class='grid'>"
+                   + _strip("this window", panel.get("window") or [])
+                   + _strip("reference (training)", panel.get("reference") or []) + "</div>")
+    return "".join(out)
+
+
+def _strip(title: str, thumbnails: Sequence[str]) -> str:
+    images = "".join(f"<img class='thumb' src='data:image/png;base64,{escape(str(t))}' width='48' height='48' "
+                     "style='image-rendering:pixelated;margin:2px;object-fit:contain' alt=''>" for t in thumbnails)
+    return f"<div class='card'><h3>{escape(title)}</h3>{images or '<p class=muted>none</p>'}</div>"
 
 
 def _legend() -> str:

@@ -19,7 +19,12 @@
      "estimate": {"metric", "value", "se", "rows", "unlabelled", "realised", "check", "calibration",
                   "status", "why", ...},   # before the labels arrive: tidal.monitor.estimate
      "alerts": [{"kind": "data_drift" | "performance", "message": "..."}],
-     "notes": [{"kind": "prediction_drift" | "feature_drift", "message": "..."}]}
+     "notes": [{"kind": "prediction_drift" | "feature_drift", "message": "..."}],
+     "images": [{"column", "statistics": [...], "window": [...], "reference": [...]}]}  # image models only
+
+A column of images is judged on its statistics, each a numeric feature named ``<column>.<statistic>``
+(``image.brightness``...), with a panel of thumbnails of the window beside the training images
+(:mod:`tidal.monitor.images`).
 
 What alerts (``Report.alerts``, which the loop turns into an Event) and what is only noted: the two
 conditions tidal.yaml configures — the dataset drifts (``monitor.drift.share`` of the features drifted)
@@ -52,6 +57,7 @@ from tidal.monitor.auto import AUTO
 from tidal.monitor.drift import DatasetDrift, detect_drift
 from tidal.monitor.estimate import estimate_performance
 from tidal.monitor.frame import LABEL, TIME, frame_of
+from tidal.monitor.images import expand_images, image_panel
 from tidal.monitor.outputs import PredictionDrift, prediction_drift
 from tidal.monitor.performance import assess_performance
 from tidal.monitor.registry import get_drift_test
@@ -100,25 +106,31 @@ def report_from_frame(
     # judged against the champion's own reference: its training profile, and how far its own holdout
     # already stood from it (versions registered before the baseline existed have none)
     baseline = (mv.profile.get("holdout_drift") or {}).get("columns")
-    data = detect_drift(features, frame, columns=columns, method=method, threshold=threshold,
-                        share=spec.drift.share, baseline=baseline)
+    # a column of images is judged on its statistics (brightness, sharpness...), one numeric feature each
+    image_ref, frame, judged = expand_images(features.get("columns") or {}, frame, columns)
+    data = detect_drift({**features, "columns": image_ref}, frame, columns=judged, method=method,
+                        threshold=threshold, share=spec.drift.share, baseline=baseline)
     outputs = prediction_drift(mv, frame, method=method, threshold=threshold)
     performance = assess_performance(mv, frame, spec.performance, metrics=metrics)
     estimate = estimate_performance(mv, frame, performance)
     window = describe_window(frame, predictions)
     alerts = _alerts(data, performance)
     notes = _notes(data, outputs)
+    drift = data.to_dict()
     body = {
         "schema": REPORT_SCHEMA,
         "model": {"name": mv.name, "version": mv.version, "task": mv.task},
         "window": window,
-        "drift": data.to_dict(),
+        "drift": drift,
         "prediction_drift": outputs.to_dict(),
         "performance": performance,
         "estimate": estimate,
         "alerts": alerts,
         "notes": notes,
     }
+    images = image_panel(image_ref, frame, columns, drift)
+    if images:
+        body["images"] = images
     return Report(id=report_id, model=mv.name, version=mv.version, created_at=now, window=window,
                   drift_share=data.share, drifted=data.drifted, alerts=[a["message"] for a in alerts],
                   body=body)

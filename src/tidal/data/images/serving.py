@@ -149,11 +149,19 @@ def logged_image(png: bytes) -> dict[str, Any]:
     with Image.open(io.BytesIO(png), formats=("PNG",)) as image:
         image.load()
         size, mode = list(image.size), image.mode
-        small = image.copy()
-    if max(small.size) > THUMBNAIL:
-        small.thumbnail((THUMBNAIL, THUMBNAIL), Image.Resampling.BILINEAR)
+        small = thumbnail_of(image)
     return {"sha256": hashlib.sha256(png).hexdigest(), "size": size, "mode": mode,
             "thumbnail": base64.b64encode(canonical_png(small)).decode("ascii")}
+
+
+def thumbnail_of(image: Any) -> Any:
+    """A copy of a decoded image fitted into :data:`THUMBNAIL` x :data:`THUMBNAIL` pixels (bilinear), as the
+    prediction log keeps it; the image statistics a monitor compares are computed on it
+    (:mod:`tidal.data.images.stats`)."""
+    small = image.copy()
+    if max(small.size) > THUMBNAIL:
+        small.thumbnail((THUMBNAIL, THUMBNAIL), pillow().Resampling.BILINEAR)
+    return small
 
 
 def sample_images(spec: ImageSpec | None, profile: Mapping[str, Any] | None, n: int) -> list[bytes]:
@@ -193,4 +201,5 @@ def _or(values: tuple[int, ...]) -> str:
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
 
 
-__all__ = ["THUMBNAIL", "image_spec", "image_specs", "logged_image", "preprocessor_of", "sample_images", "served_image"]
+__all__ = ["THUMBNAIL", "image_spec", "image_specs", "logged_image", "preprocessor_of", "sample_images", "served_image",
+           "thumbnail_of"]

@@ -1,0 +1,97 @@
+"""Images in a drift report: each column of images is judged on its statistics, one numeric feature each.
+
+    from tidal.monitor.images import expand_images
+    reference, frame, columns = expand_images(features["columns"], window, columns)
+    detect_drift({"columns": reference}, frame, columns=columns)   # image.brightness, image.sharpness, ...
+
+A per-pixel test means nothing on images (a digit moved by one pixel changes every pixel's distribution), so
+an ``image`` column is replaced by the statistics its training images kept in the version's reference
+profile (``profile["features"]["columns"][name]["statistics"]``, :mod:`tidal.data.images.stats`): the column
+``image`` becomes ``image.brightness``, ``image.contrast``, ``image.sharpness``, ``image.orientation`` (and
+``image.width`` / ``image.height`` when the training images varied in size), each computed on the window's
+rows and tested like any numeric feature: the same test choice, thresholds, holdout baseline and drift
+share. A version registered before the statistics existed keeps its image column (skipped, as before).
+
+:func:`image_panel` is what the report keeps to show it: per statistic the reference and window means and
+the verdict, and a few thumbnails of the window beside a few of the training images (base64 PNG).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+#: How many of the window's thumbnails a report keeps per image column (evenly spaced over the window).
+WINDOW_THUMBNAILS = 8
+
+
+def statistic_columns(reference: Mapping[str, Any], name: str) -> dict[str, Mapping[str, Any]]:
+    """``{"<name>.<statistic>": numeric column profile}`` of an image column's reference; empty for any other
+    column, or an image column of a version registered before the statistics existed."""
+    ref = reference.get(name) or {}
+    if ref.get("kind") != "image":
+        return {}
+    stats = (ref.get("statistics") or {}).get("columns") or {}
+    return {f"{name}.{stat}": prof for stat, prof in stats.items()}
+
+
+def expand_images(reference: Mapping[str, Any], frame: pd.DataFrame, columns: Sequence[str],
+                  ) -> tuple[dict[str, Any], pd.DataFrame, list[str]]:
+    """The reference columns, the frame and the column list with each image column of ``columns`` that has
+    statistics replaced by them (see the module docstring). ``frame``'s image column holds encoded images
+    (a snapshot) or what the prediction log keeps of them (a window); it is left in place."""
+    ref = dict(reference)
+    out_columns: list[str] = []
+    added: dict[str, np.ndarray] = {}
+    for name in columns:
+        stats = statistic_columns(reference, name)
+        if not stats:
+            out_columns.append(name)
+            continue
+        from tidal.data.images.stats import statistics_frame  # Pillow, only for a column of images
+
+        names = [s[len(name) + 1:] for s in stats]
+        values = frame[name].tolist() if name in frame.columns else [None] * len(frame)
+        table = statistics_frame(values, names)
+        for full, stat in zip(stats, names, strict=True):
+            ref[full] = stats[full]
+            if name in frame.columns:  # absent from the window: its statistics are reported missing
+                added[full] = table[stat].to_numpy()
+            out_columns.append(full)
+    if added:
+        frame = pd.concat([frame, pd.DataFrame(added, index=frame.index)], axis=1)
+    return ref, frame, out_columns
+
+
+def image_panel(reference: Mapping[str, Any], frame: pd.DataFrame, columns: Sequence[str],
+                drift: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Per image column of ``columns`` with statistics: ``{"column", "statistics": [{"name", "reference",
+    "window", "drifted"}], "window": [thumbnail, ...], "reference": [thumbnail, ...]}`` — the means on both
+    sides (from the reference profile and ``frame``'s expanded columns), the verdicts of ``drift`` (a
+    ``DatasetDrift.to_dict()``), and a few thumbnails of each side."""
+    verdicts = {c.get("column"): bool(c.get("drifted")) for c in drift.get("columns") or []}
+    panels = []
+    for name in columns:
+        stats = statistic_columns(reference, name)
+        if not stats:
+            continue
+        rows = []
+        for full, prof in stats.items():
+            window = frame[full].to_numpy(dtype=np.float64) if full in frame.columns else np.asarray([])
+            window = window[np.isfinite(window)]
+            rows.append({"name": full, "reference": prof.get("mean"),
+                         "window": float(window.mean()) if window.size else None,
+                         "drifted": verdicts.get(full, False)})
+        values = frame[name].tolist() if name in frame.columns else []
+        logged = [v["thumbnail"] for v in values if isinstance(v, Mapping) and isinstance(v.get("thumbnail"), str)]
+        picks = np.unique(np.round(np.linspace(0, len(logged) - 1, min(len(logged), WINDOW_THUMBNAILS))).astype(int))
+        panels.append({"column": name, "statistics": rows, "window": [logged[int(i)] for i in picks] if logged else [],
+                       "reference": list(((reference.get(name) or {}).get("statistics") or {}).get("thumbnails")
+                                         or [])})
+    return panels
+
+
+__all__ = ["WINDOW_THUMBNAILS", "expand_images", "image_panel", "statistic_columns"]
