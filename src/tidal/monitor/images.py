@@ -41,13 +41,20 @@ def statistic_columns(reference: Mapping[str, Any], name: str) -> dict[str, Mapp
 def expand_images(reference: Mapping[str, Any], frame: pd.DataFrame, columns: Sequence[str],
                   ) -> tuple[dict[str, Any], pd.DataFrame, list[str]]:
     """The reference columns, the frame and the column list with each image column of ``columns`` that has
-    statistics replaced by them (see the module docstring). ``frame``'s image column holds encoded images
+    statistics replaced by them (see the module docstring), and a statistic named alone (``image.brightness``)
+    resolved to it. ``frame``'s image column holds encoded images
     (a snapshot) or what the prediction log keeps of them (a window); it is left in place."""
     ref = dict(reference)
     out_columns: list[str] = []
     added: dict[str, np.ndarray] = {}
     for name in columns:
         stats = statistic_columns(reference, name)
+        if not stats and name not in reference and "." in name:
+            # one statistic named on its own (monitor.drift.columns: [image.brightness])
+            head, _ = name.rsplit(".", 1)
+            stats = {k: v for k, v in statistic_columns(reference, head).items() if k == name}
+            if stats:
+                name = head
         if not stats:
             out_columns.append(name)
             continue
@@ -86,12 +93,28 @@ def image_panel(reference: Mapping[str, Any], frame: pd.DataFrame, columns: Sequ
                          "window": float(window.mean()) if window.size else None,
                          "drifted": verdicts.get(full, False)})
         values = frame[name].tolist() if name in frame.columns else []
-        logged = [v["thumbnail"] for v in values if isinstance(v, Mapping) and isinstance(v.get("thumbnail"), str)]
-        picks = np.unique(np.round(np.linspace(0, len(logged) - 1, min(len(logged), WINDOW_THUMBNAILS))).astype(int))
-        panels.append({"column": name, "statistics": rows, "window": [logged[int(i)] for i in picks] if logged else [],
+        # a log row keeps a thumbnail; a frame of encoded images (a backtest's) gets one made as the log makes it
+        shown = [v for v in values if isinstance(v, bytes | bytearray) or (
+            isinstance(v, Mapping) and isinstance(v.get("thumbnail"), str))]
+        picks = np.unique(np.round(np.linspace(0, len(shown) - 1, min(len(shown), WINDOW_THUMBNAILS))).astype(int))
+        panels.append({"column": name, "statistics": rows,
+                       "window": [t for i in picks if (t := _thumbnail(shown[int(i)])) is not None] if shown else [],
                        "reference": list(((reference.get(name) or {}).get("statistics") or {}).get("thumbnails")
                                          or [])})
     return panels
+
+
+def _thumbnail(value: Any) -> str | None:
+    """The base64 PNG thumbnail of a logged image (kept in the row) or of encoded image bytes (made)."""
+    if isinstance(value, Mapping):
+        return str(value["thumbnail"])
+    from tidal.data.images.codec import ImageProblem, canonicalise
+    from tidal.data.images.serving import logged_image
+
+    try:
+        return str(logged_image(canonicalise(bytes(value))[0])["thumbnail"])
+    except (ImageProblem, OSError, ValueError):
+        return None
 
 
 __all__ = ["WINDOW_THUMBNAILS", "expand_images", "image_panel", "statistic_columns"]

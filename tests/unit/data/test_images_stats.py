@@ -16,7 +16,7 @@ from tests.images_data import digits
 from tidal.data.images.codec import canonical_png
 from tidal.data.images.serving import THUMBNAIL, logged_image
 from tidal.data.images.stats import image_statistics, pixel_statistics, statistics_frame, statistics_reference
-from tidal.monitor.images import expand_images
+from tidal.monitor.images import expand_images, image_panel
 
 
 def _png(pixels: np.ndarray) -> bytes:
@@ -89,6 +89,21 @@ def test_the_reference_is_compact_and_expands_into_numeric_features() -> None:
     assert columns == ["image.brightness", "image.contrast", "image.sharpness", "image.orientation", "x"]
     assert columns_ref["image.sharpness"] is ref["columns"]["sharpness"]
     assert frame["image.brightness"].tolist() == statistics_frame(pngs[:3])["brightness"].tolist()
+    # the report's panel: the means on both sides, and thumbnails of a logged window or of encoded images alike
+    verdicts = {"columns": [{"column": "image.brightness", "drifted": True}]}
+    panel = image_panel(columns_ref, frame, ["image", "x"], verdicts)[0]
+    assert panel["window"] == [logged_image(p)["thumbnail"] for p in pngs[:3]]
+    assert panel["reference"] == ref["thumbnails"]
+    stats = {s["name"]: s for s in panel["statistics"]}
+    assert stats["image.brightness"]["drifted"] and not stats["image.contrast"]["drifted"]
+    assert stats["image.brightness"]["window"] == pytest.approx(frame["image.brightness"].mean())
+    assert stats["image.brightness"]["reference"] == ref["columns"]["brightness"]["mean"]
+    raw = expand_images(reference, pd.DataFrame({"image": list(pngs[:3])}), ["image"])[1]
+    assert image_panel(columns_ref, raw, ["image"], verdicts)[0]["window"] == panel["window"]
+    # one statistic named alone (monitor.drift.columns), an unknown one left for drift to report
+    picked = expand_images(reference, window, ["image.sharpness", "image.nothing"])
+    assert picked[2] == ["image.sharpness", "image.nothing"] and "image.brightness" not in picked[1].columns
+    assert picked[1]["image.sharpness"].tolist() == frame["image.sharpness"].tolist()
     # a version registered before the statistics existed keeps its image column as it was
     old = {"image": {"kind": "image", "count": 120}}
     assert expand_images(old, window, ["image"])[2] == ["image"]
