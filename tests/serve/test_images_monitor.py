@@ -1,8 +1,8 @@
 """Monitoring an image model (issue #13, point 5) through a real ``tidal serve`` log: scikit-learn's digits as
 PNG class folders, ``tidal run`` (an MLPClassifier), base64 PNGs sent to ``/predict``, then
 ``Workspace.monitor``: a window of the same digits drifts on nothing; darkened, blurred and turned digits drift
-on the statistic each change moves (brightness, sharpness, orientation), and the HTML report shows the
-statistics and thumbnails of the window beside the training images."""
+on the statistic each change moves (brightness, sharpness, orientation; the pixel components when named), and
+the HTML report shows the statistics and thumbnails of the window beside the training images."""
 
 from __future__ import annotations
 
@@ -99,6 +99,8 @@ def _send_and_monitor(server: ServerProcess, project: Path, change: Callable[[np
 
 
 def test_image_statistics_drift_on_what_changed(project: Path, tmp_path: Path) -> None:
+    from tidal import Workspace
+
     with ServerProcess(project).start() as server:
         same, report = _send_and_monitor(server, project, lambda a: a)
         assert not any(same.values()) and not report.alerts, same
@@ -116,6 +118,16 @@ def test_image_statistics_drift_on_what_changed(project: Path, tmp_path: Path) -
         moved = {s["name"]: (s["reference"], s["window"]) for s in panel["statistics"]}
         ref, now = moved["image.orientation"]
         assert abs(now - (1 - ref)) < 0.05  # turned by 90 degrees: the horizontal share of gradients swaps
+
+    # the pixel components, named in monitor.drift.columns, see the turned digits too: the dataset drifts
+    (project / "tidal.yaml").write_text(SPEC + "monitor:\n  drift:\n    columns: [image.orientation, image.pc1, "
+                                        "image.pc2, image.pc3]\n")
+    with Workspace.open(project) as ws:
+        report = ws.monitor(window=len(WINDOW))
+    drifted = set(report.body["drift"]["drifted_columns"])
+    assert report.drifted and "image.orientation" in drifted and drifted & {"image.pc1", "image.pc2", "image.pc3"}
+    assert [s["name"] for s in report.body["images"][0]["statistics"]] == [
+        "image.orientation", "image.pc1", "image.pc2", "image.pc3"]
 
     page = html.read_text()
     assert "<h2>Images</h2>" in page and "image.orientation" in page

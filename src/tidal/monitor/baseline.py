@@ -105,12 +105,12 @@ def holdout_drift(
     # a column of images is measured on its statistics, as monitoring judges it (tidal.monitor.images); their
     # noise on up to REFERENCE_SAMPLE training rows (evenly spaced), as the reference itself was computed
     given = list(columns)
-    reference, holdout, columns = expand_images(reference, holdout, given)
+    reference, holdout, columns = expand_images(reference, holdout, given, optional=True)
     train_images = None
     if train is not None and any(c not in given for c in columns):
         from tidal.data.images.stats import REFERENCE_SAMPLE
         picks = np.unique(np.round(np.linspace(0, len(train) - 1, min(len(train), REFERENCE_SAMPLE))).astype(int))
-        train_images = expand_images(reference, train.iloc[picks].reset_index(drop=True), given)[1]
+        train_images = expand_images(reference, train.iloc[picks].reset_index(drop=True), given, optional=True)[1]
     n = len(holdout)
     pieces = max(1, min(PIECES, n // MIN_PIECE))
     size = -(-n // pieces) if n else 0

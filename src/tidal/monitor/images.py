@@ -10,7 +10,11 @@ profile (``profile["features"]["columns"][name]["statistics"]``, :mod:`tidal.dat
 ``image`` becomes ``image.brightness``, ``image.contrast``, ``image.sharpness``, ``image.orientation`` (and
 ``image.width`` / ``image.height`` when the training images varied in size), each computed on the window's
 rows and tested like any numeric feature: the same test choice, thresholds, holdout baseline and drift
-share. A version registered before the statistics existed keeps its image column (skipped, as before).
+share. A statistic can be named alone (``monitor.drift.columns: [image.sharpness]``); the pixel components
+``image.pc1`` ... ``image.pc3`` are monitored only when named so: on the digits they do not move with a
+darker image, so among the defaults they would dilute the drift share (a darkened window: 3 drifted
+features of 7, under the 50 % share, no alert). A version registered before the statistics existed keeps
+its image column (skipped, as before).
 
 :func:`image_panel` is what the report keeps to show it: per statistic the reference and window means and
 the verdict, and a few thumbnails of the window beside a few of the training images (base64 PNG).
@@ -28,31 +32,35 @@ import pandas as pd
 WINDOW_THUMBNAILS = 8
 
 
-def statistic_columns(reference: Mapping[str, Any], name: str) -> dict[str, Mapping[str, Any]]:
-    """``{"<name>.<statistic>": numeric column profile}`` of an image column's reference; empty for any other
-    column, or an image column of a version registered before the statistics existed."""
+def statistic_columns(reference: Mapping[str, Any], name: str, *, optional: bool = False,
+                      ) -> dict[str, Mapping[str, Any]]:
+    """``{"<name>.<statistic>": numeric column profile}`` of an image column's reference (with ``optional``,
+    the pixel components monitored only when named too); empty for any other column, or an image column of a
+    version registered before the statistics existed."""
     ref = reference.get(name) or {}
     if ref.get("kind") != "image":
         return {}
-    stats = (ref.get("statistics") or {}).get("columns") or {}
+    stats = dict((ref.get("statistics") or {}).get("columns") or {})
+    if optional:
+        stats.update((ref.get("statistics") or {}).get("optional") or {})
     return {f"{name}.{stat}": prof for stat, prof in stats.items()}
 
 
-def expand_images(reference: Mapping[str, Any], frame: pd.DataFrame, columns: Sequence[str],
-                  ) -> tuple[dict[str, Any], pd.DataFrame, list[str]]:
+def expand_images(reference: Mapping[str, Any], frame: pd.DataFrame, columns: Sequence[str], *,
+                  optional: bool = False) -> tuple[dict[str, Any], pd.DataFrame, list[str]]:
     """The reference columns, the frame and the column list with each image column of ``columns`` that has
     statistics replaced by them (see the module docstring), and a statistic named alone (``image.brightness``)
-    resolved to it. ``frame``'s image column holds encoded images
+    resolved to it; with ``optional``, the pixel components too. ``frame``'s image column holds encoded images
     (a snapshot) or what the prediction log keeps of them (a window); it is left in place."""
     ref = dict(reference)
     out_columns: list[str] = []
     added: dict[str, np.ndarray] = {}
     for name in columns:
-        stats = statistic_columns(reference, name)
+        stats = statistic_columns(reference, name, optional=optional)
         if not stats and name not in reference and "." in name:
             # one statistic named on its own (monitor.drift.columns: [image.brightness])
             head, _ = name.rsplit(".", 1)
-            stats = {k: v for k, v in statistic_columns(reference, head).items() if k == name}
+            stats = {k: v for k, v in statistic_columns(reference, head, optional=True).items() if k == name}
             if stats:
                 name = head
         if not stats:
@@ -62,7 +70,8 @@ def expand_images(reference: Mapping[str, Any], frame: pd.DataFrame, columns: Se
 
         names = [s[len(name) + 1:] for s in stats]
         values = frame[name].tolist() if name in frame.columns else [None] * len(frame)
-        table = statistics_frame(values, names)
+        components = ((reference.get(name) or {}).get("statistics") or {}).get("components")
+        table = statistics_frame(values, names, components)
         for full, stat in zip(stats, names, strict=True):
             ref[full] = stats[full]
             if name in frame.columns:  # absent from the window: its statistics are reported missing
@@ -73,16 +82,17 @@ def expand_images(reference: Mapping[str, Any], frame: pd.DataFrame, columns: Se
     return ref, frame, out_columns
 
 
-def image_panel(reference: Mapping[str, Any], frame: pd.DataFrame, columns: Sequence[str],
+def image_panel(reference: Mapping[str, Any], frame: pd.DataFrame, judged: Sequence[str],
                 drift: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Per image column of ``columns`` with statistics: ``{"column", "statistics": [{"name", "reference",
-    "window", "drifted"}], "window": [thumbnail, ...], "reference": [thumbnail, ...]}`` — the means on both
-    sides (from the reference profile and ``frame``'s expanded columns), the verdicts of ``drift`` (a
-    ``DatasetDrift.to_dict()``), and a few thumbnails of each side."""
+    """Per image column of ``reference`` with statistics among ``judged`` (:func:`expand_images`' column list):
+    ``{"column", "statistics": [{"name", "reference", "window", "drifted"}], "window": [thumbnail, ...],
+    "reference": [thumbnail, ...]}`` — the means on both sides (from the reference profile and ``frame``'s
+    expanded columns), the verdicts of ``drift`` (a ``DatasetDrift.to_dict()``), and a few thumbnails of each
+    side."""
     verdicts = {c.get("column"): bool(c.get("drifted")) for c in drift.get("columns") or []}
     panels = []
-    for name in columns:
-        stats = statistic_columns(reference, name)
+    for name in reference:
+        stats = {k: v for k, v in statistic_columns(reference, name, optional=True).items() if k in judged}
         if not stats:
             continue
         rows = []

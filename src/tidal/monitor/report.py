@@ -128,7 +128,7 @@ def report_from_frame(
         "alerts": alerts,
         "notes": notes,
     }
-    images = image_panel(image_ref, frame, columns, drift)
+    images = image_panel(features.get("columns") or {}, frame, judged, drift)
     if images:
         body["images"] = images
     return Report(id=report_id, model=mv.name, version=mv.version, created_at=now, window=window,

@@ -16,6 +16,8 @@ from tests.images_data import digits
 from tidal.data.images.codec import canonical_png
 from tidal.data.images.serving import THUMBNAIL, logged_image
 from tidal.data.images.stats import image_statistics, pixel_statistics, statistics_frame, statistics_reference
+from tidal.monitor.baseline import holdout_drift
+from tidal.monitor.drift import detect_drift
 from tidal.monitor.images import expand_images, image_panel
 
 
@@ -77,6 +79,7 @@ def test_the_reference_is_compact_and_expands_into_numeric_features() -> None:
     ref = statistics_reference(pngs)
     assert ref["basis"] == "thumbnail" and ref["images"] == 120 and len(ref["thumbnails"]) == 8
     assert set(ref["columns"]) == {"brightness", "contrast", "sharpness", "orientation"}  # one size: no width
+    assert set(ref["optional"]) == {"pc1", "pc2", "pc3"} and len(ref["components"]["vectors"][0]) == 64
     assert all(c["kind"] == "numeric" and c["count"] == 120 and len(c["sample"]) == 120
                for c in ref["columns"].values())
     # sizes that vary are monitored too
@@ -91,7 +94,7 @@ def test_the_reference_is_compact_and_expands_into_numeric_features() -> None:
     assert frame["image.brightness"].tolist() == statistics_frame(pngs[:3])["brightness"].tolist()
     # the report's panel: the means on both sides, and thumbnails of a logged window or of encoded images alike
     verdicts = {"columns": [{"column": "image.brightness", "drifted": True}]}
-    panel = image_panel(columns_ref, frame, ["image", "x"], verdicts)[0]
+    panel = image_panel(reference, frame, columns, verdicts)[0]
     assert panel["window"] == [logged_image(p)["thumbnail"] for p in pngs[:3]]
     assert panel["reference"] == ref["thumbnails"]
     stats = {s["name"]: s for s in panel["statistics"]}
@@ -99,7 +102,7 @@ def test_the_reference_is_compact_and_expands_into_numeric_features() -> None:
     assert stats["image.brightness"]["window"] == pytest.approx(frame["image.brightness"].mean())
     assert stats["image.brightness"]["reference"] == ref["columns"]["brightness"]["mean"]
     raw = expand_images(reference, pd.DataFrame({"image": list(pngs[:3])}), ["image"])[1]
-    assert image_panel(columns_ref, raw, ["image"], verdicts)[0]["window"] == panel["window"]
+    assert image_panel(reference, raw, columns, verdicts)[0]["window"] == panel["window"]
     # one statistic named alone (monitor.drift.columns), an unknown one left for drift to report
     picked = expand_images(reference, window, ["image.sharpness", "image.nothing"])
     assert picked[2] == ["image.sharpness", "image.nothing"] and "image.brightness" not in picked[1].columns
@@ -107,3 +110,26 @@ def test_the_reference_is_compact_and_expands_into_numeric_features() -> None:
     # a version registered before the statistics existed keeps its image column as it was
     old = {"image": {"kind": "image", "count": 120}}
     assert expand_images(old, window, ["image"])[2] == ["image"]
+
+
+def test_pixel_components_move_with_the_content_and_only_when_named() -> None:
+    images, _ = digits()
+    train = pd.Series([_png(images[i]) for i in range(0, 1797, 3)], dtype=object)
+    ref = statistics_reference(train)
+    assert statistics_reference(train)["components"] == ref["components"]  # the same images, the same vectors
+    reference = {"image": {"kind": "image", "count": len(train), "statistics": ref}}
+    window = [images[i] for i in range(1, 1797, 9)]
+
+    def judged(change: object, columns: list[str]) -> dict[str, bool]:
+        frame = pd.DataFrame({"image": [logged_image(_png(change(a))) for a in window]})  # type: ignore[operator]
+        ref_columns, frame, names = expand_images(reference, frame, columns)
+        return {c.column: c.drifted for c in detect_drift({"columns": ref_columns}, frame, columns=names).columns}
+
+    pcs = ["image.pc1", "image.pc2", "image.pc3"]
+    assert "image.pc1" not in judged(lambda a: a, ["image"])  # not among the defaults
+    assert not any(judged(lambda a: a, pcs).values())
+    assert any(judged(lambda a: np.rot90(a).copy(), pcs).values())
+    # the baseline covers them too: a statistic named alone is held to the holdout like the defaults
+    holdout = pd.DataFrame({"image": [_png(a) for a in window]})
+    got = holdout_drift(reference, holdout, ["image"], train=pd.DataFrame({"image": train}))
+    assert {"image.brightness", "image.pc1", "image.pc3"} <= set(got["columns"])

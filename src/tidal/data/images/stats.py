@@ -22,7 +22,12 @@ come from the full image (the log keeps its size).
 - ``orientation``: the share of the gradient energy along x (horizontal differences) in all of it: 0.5 for
   no preferred direction; an image turned by 90 degrees swaps it for ``1 - share``;
 - ``width``, ``height``: pixels, kept only when the training images vary in size (a model trained on one
-  size is served that size only: the server refuses any other, so they could never move).
+  size is served that size only: the server refuses any other, so they could never move);
+- ``pc1``, ``pc2``, ``pc3`` (monitored only when named, see :mod:`tidal.monitor.images`): the thumbnail's
+  pixels (luminance on an 8x8 grid) projected on the first three principal components of the training
+  images' (fitted on them at training time, kept as plain lists): a small embedding of what the images show,
+  which moves when the content changes (turned, shifted, other shapes). It is the images' own, not the
+  network's: the same for every model.
 """
 
 from __future__ import annotations
@@ -44,6 +49,9 @@ SIZE_STATISTICS = ("width", "height")
 #: data gives the same reference), and how many of their thumbnails it keeps for the monitoring report.
 REFERENCE_SAMPLE = 2000
 REFERENCE_THUMBNAILS = 8
+#: The pixel components: the thumbnail's luminance on a GRID x GRID grid, projected on the first COMPONENTS
+#: principal components of the training images' (fitted at training time, stored as plain lists).
+GRID, COMPONENTS = 8, 3
 
 
 def pixel_statistics(grey: np.ndarray) -> dict[str, float]:
@@ -61,9 +69,10 @@ def pixel_statistics(grey: np.ndarray) -> dict[str, float]:
     return out
 
 
-def image_statistics(value: Any) -> dict[str, float] | None:
+def image_statistics(value: Any, components: Mapping[str, Any] | None = None) -> dict[str, float] | None:
     """The statistics of one image: ``value`` is encoded image bytes (a snapshot's canonical PNG) or what a
-    prediction log row keeps of one (``{"size", "thumbnail", ...}``). None for a null or an unreadable one."""
+    prediction log row keeps of one (``{"size", "thumbnail", ...}``). None for a null or an unreadable one.
+    With ``components`` (:func:`fit_components`), its pixel components ``pc1``... too."""
     from tidal.data.images.serving import thumbnail_of
 
     try:
@@ -81,14 +90,50 @@ def image_statistics(value: Any) -> dict[str, float] | None:
     grey = to_array(small.convert("L")).reshape(small.size[1], small.size[0]).astype(np.float64) / 255.0
     out = pixel_statistics(grey)
     out["width"], out["height"] = float(size[0]), float(size[1])
+    if components:
+        scores = (_grid(small) - np.asarray(components["mean"])) @ np.asarray(components["vectors"]).T
+        out.update({f"pc{k + 1}": float(v) for k, v in enumerate(scores)})
     return out
 
 
+def _grid(small: Any) -> np.ndarray:
+    """A thumbnail's luminance on a :data:`GRID` x :data:`GRID` grid (bilinear), flattened, in [0, 1]."""
+    from tidal.data.images.codec import pillow
+
+    square = small.convert("L").resize((GRID, GRID), pillow().Resampling.BILINEAR)
+    return to_array(square).reshape(-1).astype(np.float64) / 255.0
+
+
+def fit_components(values: Sequence[Any], k: int = COMPONENTS) -> dict[str, Any] | None:
+    """The first ``k`` principal components of the training thumbnails' pixels on a :data:`GRID` grid
+    (numpy's SVD; each vector's sign fixed so that its largest loading is positive: the same images give the
+    same components): ``{"grid", "mean": [...], "vectors": [[...], ...]}``, plain lists (stored as JSON, no
+    pickle). None with ``k`` readable images or fewer."""
+    from tidal.data.images.serving import thumbnail_of
+
+    rows = []
+    for v in values:
+        try:
+            rows.append(_grid(thumbnail_of(decode(bytes(v)))))
+        except (ImageProblem, TypeError, ValueError):
+            continue
+    if len(rows) <= k:
+        return None
+    X = np.vstack(rows)
+    mean = X.mean(axis=0)
+    _, _, vt = np.linalg.svd(X - mean, full_matrices=False)
+    vectors = vt[:k]
+    signs = np.sign(vectors[np.arange(vectors.shape[0]), np.abs(vectors).argmax(axis=1)])
+    vectors = vectors * np.where(signs == 0, 1.0, signs)[:, None]
+    return {"grid": GRID, "mean": [float(m) for m in mean], "vectors": [[float(x) for x in r] for r in vectors]}
+
+
 def statistics_frame(values: Iterable[Any], names: Sequence[str] = PIXEL_STATISTICS + SIZE_STATISTICS,
-                     ) -> pd.DataFrame:
+                     components: Mapping[str, Any] | None = None) -> pd.DataFrame:
     """One row per image of ``values`` (see :func:`image_statistics`), one float column per name of
     ``names``; NaN where an image is null or cannot be read (a null, as drift reports count them)."""
-    rows = [image_statistics(v) or {} for v in values]
+    wanted = components if components and any(n.startswith("pc") for n in names) else None
+    rows = [image_statistics(v, wanted) or {} for v in values]
     return pd.DataFrame({n: np.asarray([r.get(n, np.nan) for r in rows], dtype=np.float64) for n in names})
 
 
@@ -103,7 +148,9 @@ def statistics_reference(series: pd.Series) -> dict[str, Any]:
     picks = np.unique(np.round(np.linspace(0, len(present) - 1, min(len(present), REFERENCE_SAMPLE))).astype(int)) \
         if present else np.asarray([], dtype=int)
     sample = [present[i] for i in picks]
-    frame = statistics_frame(sample)
+    components = fit_components(sample)
+    pcs = [f"pc{k + 1}" for k in range(len(components["vectors"]))] if components else []
+    frame = statistics_frame(sample, [*PIXEL_STATISTICS, *SIZE_STATISTICS, *pcs], components)
     names = list(PIXEL_STATISTICS)
     if frame["width"].nunique() > 1 or frame["height"].nunique() > 1:
         names += list(SIZE_STATISTICS)
@@ -114,9 +161,20 @@ def statistics_reference(series: pd.Series) -> dict[str, Any]:
             thumbs.append(str(logged_image(bytes(sample[int(i)]))["thumbnail"]))
         except (ImageProblem, OSError, ValueError):
             continue
-    return {"basis": "thumbnail", "images": len(sample),
-            "columns": {n: profile_column(frame[n]) for n in names}, "thumbnails": thumbs}
+    return {"basis": "thumbnail", "images": len(sample), "columns": {n: profile_column(frame[n]) for n in names},
+            "components": components, "optional": {n: profile_column(frame[n]) for n in pcs}, "thumbnails": thumbs}
 
 
-__all__ = ["PIXEL_STATISTICS", "REFERENCE_SAMPLE", "REFERENCE_THUMBNAILS", "SIZE_STATISTICS", "image_statistics",
-           "pixel_statistics", "statistics_frame", "statistics_reference"]
+__all__ = [
+    "COMPONENTS",
+    "GRID",
+    "PIXEL_STATISTICS",
+    "REFERENCE_SAMPLE",
+    "REFERENCE_THUMBNAILS",
+    "SIZE_STATISTICS",
+    "fit_components",
+    "image_statistics",
+    "pixel_statistics",
+    "statistics_frame",
+    "statistics_reference",
+]
