@@ -204,7 +204,8 @@ def _images(panels: Sequence[Mapping[str, Any]]) -> str:
         return ""
     out = ["<h2>Images</h2><p class='muted'>A column of images is judged on statistics of its thumbnails "
            "(brightness and contrast: mean and standard deviation of the luminance in [0, 1]; sharpness: "
-           "variance of its Laplacian; orientation: the share of horizontal gradients), each a feature above.</p>"]
+           "variance of its Laplacian; orientation: the share of horizontal gradients; pc1...: its pixels on the "
+           "training images' principal components), each a feature above.</p>"]
     for panel in panels:
         rows = []
         for stat in panel.get("statistics") or []:
