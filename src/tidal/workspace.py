@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 SPEC_FILE = "tidal.yaml"
-EXAMPLES = ("elec2",)
+EXAMPLES = ("elec2", "digits", "mnist", "digits-drift")
 
 
 def examples_dir() -> Path:
@@ -247,6 +247,10 @@ class Workspace:
 
                 raise PluginNotFound("example", example, EXAMPLES)
             src = examples_dir() / example
+            from tidal.data.images.examples import WRITERS
+
+            if example in WRITERS:  # an image example: its pictures are written from the package that ships them
+                WRITERS[example](root)
             for item in src.rglob("*"):
                 if item.is_file() and "__pycache__" not in item.parts:
                     dest = root / item.relative_to(src)
