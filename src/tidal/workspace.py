@@ -240,12 +240,12 @@ class Workspace:
             raise SpecError(f"{spec_path} already exists", hint="use --force to overwrite it")
         if source is not None and example is None:
             _source_for(root, source)  # refused before anything is created
+        if example is not None and example not in EXAMPLES:
+            from tidal.core.errors import PluginNotFound
+
+            raise PluginNotFound("example", example, EXAMPLES)
         root.mkdir(parents=True, exist_ok=True)
         if example is not None:
-            if example not in EXAMPLES:
-                from tidal.core.errors import PluginNotFound
-
-                raise PluginNotFound("example", example, EXAMPLES)
             src = examples_dir() / example
             from tidal.data.images.examples import WRITERS
 

@@ -7,6 +7,7 @@ model."""
 from __future__ import annotations
 
 import subprocess
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -61,19 +62,13 @@ def test_init_mnist_writes_mlxtends_5000_digits_and_trains(tmp_path: Path,
     assert len(files) == 5000
     X, y = mnist_data()
     assert np.array_equal(np.asarray(Image.open(files[0])), X[0].reshape(28, 28).astype(np.uint8))
-    assert Counter_of(files) == {str(d): 500 for d in range(10)} and files[0].parent.name == str(y[0])
+    assert Counter(f.parent.name for f in files) == {str(d): 500 for d in range(10)}
+    assert files[0].parent.name == str(y[0])
     _epochs(project, 1)
     capfd.readouterr()
     assert main(["-C", str(project), "run"]) in (0, None)
     out = capfd.readouterr().out
     assert "epochs (1" in out and "deployed" in out, out
-
-
-def Counter_of(files: list[Path]) -> dict[str, int]:  # noqa: N802 - reads as the Counter it builds
-    out: dict[str, int] = {}
-    for f in files:
-        out[f.parent.name] = out.get(f.parent.name, 0) + 1
-    return out
 
 
 def test_the_drift_stream_changes_its_images_from_row_drift_at_on(tmp_path: Path) -> None:
@@ -107,3 +102,11 @@ def test_the_backtest_replays_the_image_stream_and_the_loop_recovers_where_the_s
     # after the change, at the end of the replay: the loop's rolling accuracy is back up, the static's is not
     curve = result.curves
     assert curve["loop"][-1] >= curve["static"][-1] + 0.2, {k: v[-1] for k, v in curve.items()}
+
+
+def test_an_unknown_example_names_the_known_ones_and_creates_nothing(tmp_path: Path, cli: Cli) -> None:
+    from tests.e2e.refusals import fails
+
+    fails(cli("init", "--example", "digitz", "proj"),
+          "unknown example 'digitz'", "digits, digits-drift, elec2, mnist")
+    assert not (tmp_path / "proj").exists()

@@ -35,7 +35,8 @@ LOG_TAIL = 20
 @app.command()
 def init(
     directory: Annotated[Path, typer.Argument(help="Where to create the project.")] = Path("."),
-    example: Annotated[str | None, typer.Option(help="Create a bundled example: elec2, digits, mnist or digits-drift.")] = None,
+    example: Annotated[str | None, typer.Option(
+        help="Create a bundled example: elec2, digits, mnist or digits-drift.")] = None,
     name: Annotated[str | None, typer.Option(help="Project name (default: the folder's name).")] = None,
     source: Annotated[str | None, typer.Option(
         help="data.source of the new tidal.yaml: a file (relative to the current folder), a glob or a URL.")]
