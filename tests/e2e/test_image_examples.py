@@ -34,7 +34,7 @@ def _epochs(project: Path, epochs: int) -> None:
 
 def test_init_digits_writes_the_1797_digits_as_class_folders_and_run_prints_the_epoch_table(
         tmp_path: Path, cli: Cli) -> None:
-    cli("init", "--example", "digits", "proj", check=True)
+    assert "next: tidal -C proj run" in cli("init", "--example", "digits", "proj", check=True).stdout
     project = tmp_path / "proj"
     files = sorted((project / "data" / "train").glob("*/*.png"))
     assert len(files) == 1797 and {f.parent.name for f in files} == {str(d) for d in range(10)}

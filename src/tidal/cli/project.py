@@ -50,7 +50,8 @@ def init(
     from tidal.workspace import Workspace
 
     path = Workspace.init(directory, example=example, name=name, source=source, target=target, force=force)
-    following = f"tidal {project_flag(directory)}run"
+    # the drift example is a stream to replay: its first command is the backtest
+    following = f"tidal {project_flag(directory)}{'backtest' if example == 'digits-drift' else 'run'}"
     if json_out:
         dump_json(console, {"created": str(path), "project": str(directory), "next": following})
         return
