@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 SPEC_FILE = "tidal.yaml"
-EXAMPLES = ("elec2",)
+EXAMPLES = ("elec2", "digits", "mnist", "digits-drift")
 
 
 def examples_dir() -> Path:
@@ -240,13 +240,17 @@ class Workspace:
             raise SpecError(f"{spec_path} already exists", hint="use --force to overwrite it")
         if source is not None and example is None:
             _source_for(root, source)  # refused before anything is created
+        if example is not None and example not in EXAMPLES:
+            from tidal.core.errors import PluginNotFound
+
+            raise PluginNotFound("example", example, EXAMPLES)
         root.mkdir(parents=True, exist_ok=True)
         if example is not None:
-            if example not in EXAMPLES:
-                from tidal.core.errors import PluginNotFound
-
-                raise PluginNotFound("example", example, EXAMPLES)
             src = examples_dir() / example
+            from tidal.data.images.examples import WRITERS
+
+            if example in WRITERS:  # an image example: its pictures are written from the package that ships them
+                WRITERS[example](root)
             for item in src.rglob("*"):
                 if item.is_file() and "__pycache__" not in item.parts:
                     dest = root / item.relative_to(src)

@@ -107,6 +107,9 @@ BAD = [
     ("{module: cnn, epochs: -2}", "model.params.epochs: -2 is not a whole number >= 1"),
     ("{module: cnn, batch_size: 0}", "model.params.batch_size: 0 is not a whole number >= 1"),
     ("{module: cnn, module_params: {kernel: 9}}", "kernel 9 is larger than the 8x8 image"),
+    ("{module: nowhere.Net, epochs: 1}", "cannot import module 'nowhere'"),  # a user's module path that fails
+    ("{module: cnn, batch_size: -64}", "model.params.batch_size: -64 is not a whole number >= 1"),
+    ("{module: cnn, batch_size: 1.5}", "model.params.batch_size: 1.5 is not a whole number >= 1"),
 ]
 
 
@@ -137,3 +140,18 @@ def test_a_cnn_on_a_table_is_one_line_with_nothing_registered(tmp_path: Path,
           "architecture 'cnn' needs images, and this data has no image shape")
     with Workspace.open(project) as ws:
         assert ws.registry.list("net") == []
+
+
+def test_a_batch_larger_than_the_training_rows_is_one_batch_of_them_all(tmp_path: Path,
+                                                                        capfd: pytest.CaptureFixture[str]) -> None:
+    """batch_size is clamped, not refused: a batch never holds more than the training rows (already in
+    memory), so 100,000 on 180 training images trains on one batch of them all each epoch."""
+    from tidal.cli.main import main
+
+    project = _project(tmp_path, "{module: cnn, epochs: 2, batch_size: 100000, device: cpu}")
+    capfd.readouterr()
+    code = main(["-C", str(project), "run"])  # two steps of gradient descent: trained, then gated out (3)
+    out = capfd.readouterr().out
+    assert code == 3 and "epochs (2" in out and "Traceback" not in out, out
+    with Workspace.open(project) as ws:
+        assert [(m.version, m.state.value) for m in ws.registry.list("digits")] == [(1, "rejected")]

@@ -77,3 +77,20 @@ def test_run_on_images_then_refuse_or_skip_a_broken_one(tmp_path: Path, cli: Cli
     assert any(f"1 image left out (data.checks.images.on_error: skip): 3/{broken.name}" in w
                for w in result["warnings"]), result["warnings"]
     assert result["model"]["version"] == 2
+
+
+def test_a_bomb_a_huge_image_and_text_named_png_stop_the_run_in_one_line_with_nothing_stored(
+        tmp_path: Path, cli: Cli) -> None:
+    """#13 point 7 through the CLI: each bad file named by its path, exit 2, no snapshot, run or model."""
+    from tests.unit.data.test_images_checks import bomb_png
+
+    write_folders(tmp_path / "data" / "train", per_class=8)
+    (tmp_path / "tidal.yaml").write_text(SPEC % "refuse")
+    before = _state(tmp_path)
+    (tmp_path / "data" / "train" / "1" / "bomb.png").write_bytes(bomb_png(100_000, 100_000))  # 10 G pixels
+    (tmp_path / "data" / "train" / "2" / "huge.png").write_bytes(bomb_png(8_000, 6_000))  # 48 M: over 40 M
+    (tmp_path / "data" / "train" / "3" / "notes.png").write_text("not a picture at all\n")
+    line = fails(cli("run"), "3 images cannot be used:", "1/bomb.png", "2/huge.png",
+                 "3/notes.png: not a PNG or JPEG image")
+    assert "over the limit" in line or "decompression bomb" in line, line
+    assert _state(tmp_path) == before == ([], 0, 0)

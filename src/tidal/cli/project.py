@@ -35,7 +35,8 @@ LOG_TAIL = 20
 @app.command()
 def init(
     directory: Annotated[Path, typer.Argument(help="Where to create the project.")] = Path("."),
-    example: Annotated[str | None, typer.Option(help="Copy a bundled example (elec2).")] = None,
+    example: Annotated[str | None, typer.Option(
+        help="Create a bundled example: elec2, digits, mnist or digits-drift.")] = None,
     name: Annotated[str | None, typer.Option(help="Project name (default: the folder's name).")] = None,
     source: Annotated[str | None, typer.Option(
         help="data.source of the new tidal.yaml: a file (relative to the current folder), a glob or a URL.")]
@@ -49,7 +50,8 @@ def init(
     from tidal.workspace import Workspace
 
     path = Workspace.init(directory, example=example, name=name, source=source, target=target, force=force)
-    following = f"tidal {project_flag(directory)}run"
+    # the drift example is a stream to replay: its first command is the backtest
+    following = f"tidal {project_flag(directory)}{'backtest' if example == 'digits-drift' else 'run'}"
     if json_out:
         dump_json(console, {"created": str(path), "project": str(directory), "next": following})
         return

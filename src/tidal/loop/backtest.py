@@ -217,7 +217,7 @@ def _run_backtest(ctx: LoopContext, data: pd.DataFrame, progress: Progress | Non
     first_event_id = (start_event[-1].id or 0) if start_event else 0
     drift_rows: list[int] = []
     drift_shares: list[float | None] = []
-    records = encode_records(stream, [c for c in stream.columns if c in columns])
+    records = _logged_records(ctx, stream, [c for c in stream.columns if c in columns], kinds)
     for lo in range(0, len(stream), cfg.tick_rows):
         hi = min(len(stream), lo + cfg.tick_rows)
         champ = ctx.registry.champion(spec.name) or first
@@ -277,6 +277,23 @@ def _run_backtest(ctx: LoopContext, data: pd.DataFrame, progress: Progress | Non
         drift_share={"rows": drift_rows, "share": drift_shares,
                      "threshold": spec.retrain.on.drift.share if spec.retrain.on.drift else None},
     )
+
+
+def _logged_records(ctx: LoopContext, stream: pd.DataFrame, columns: list[str],
+                    kinds: dict[str, str]) -> list[dict[str, Any]]:
+    """Each stream row's inputs as the prediction log keeps them. An image is logged as a server logs it
+    (docs/images.md, "Serving"): its digest and a thumbnail in the log, the canonical PNG put in the
+    (throw-away) artifact store under that digest, where a retrain reads it back."""
+    images = [c for c in columns if kinds.get(c) == "image"]
+    records = encode_records(stream, [c for c in columns if c not in images])
+    if images:
+        from tidal.data.images.serving import logged_image
+
+        for c in images:
+            for record, png in zip(records, stream[c].tolist(), strict=True):
+                ctx.artifacts.put(png)
+                record[c] = logged_image(png)
+    return records
 
 
 def _periodic(ctx: LoopContext, data: pd.DataFrame, n0: int, stream: pd.DataFrame, columns: list[str],
