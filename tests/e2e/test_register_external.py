@@ -178,7 +178,8 @@ def test_bad_input_is_one_line_and_changes_nothing(cancer_project: Path) -> None
     X = scored.drop(columns=["target"])
     cases: list[tuple[dict[str, Any], type[TidalError], str]] = [
         ({"model": {"weights": [1, 2]}}, PluginNotFound,
-         "no flavor handles a builtins.dict: tidal registers fitted models of the flavors lightgbm, sklearn, xgboost"),
+         "no flavor handles a builtins.dict: tidal registers fitted models of the flavors lightgbm, onnx, sklearn, "
+         "torch, xgboost"),
         ({"model": xgb.XGBClassifier()}, TrainingError, "XGBClassifier is not fitted"),
         ({"data": X}, DataError, "the data has no target column 'target'"),
         ({"data": scored.drop(columns=["mean radius", "worst area"])}, DataError,

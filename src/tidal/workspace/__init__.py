@@ -24,15 +24,14 @@ import shutil
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tidal.core.clock import SystemClock
-from tidal.core.entities import Alias, Event, LogCheck, Metric, ModelVersion, Report, Run, RunStatus, StepRecord
-from tidal.core.errors import ModelNotFound, ReportNotFound, RunNotFound, SourceError, SpecError, TidalError
+from tidal.core.entities import Event, LogCheck, Report, Run, RunStatus
+from tidal.core.errors import ModelNotFound, ReportNotFound, SourceError, SpecError, TidalError
 from tidal.core.ports import ArtifactStore, Clock, MetadataStore, PredictionLog
 from tidal.core.settings import Settings
 from tidal.data.sources.base import url_scheme
@@ -45,10 +44,11 @@ from tidal.loop.outcomes import describe, failure_line
 from tidal.loop.pipeline import RunResult, TrainingPipeline
 from tidal.loop.runner import StepListener
 from tidal.predict.local import Answer, LocalPredictor
-from tidal.registry import CHALLENGER, CHAMPION, Registry, Serving, Transition, subject
+from tidal.registry import CHALLENGER, CHAMPION, Registry
 from tidal.spec import Spec, default_spec_yaml, load_spec
 from tidal.storage import open_artifact_store, open_metadata_store
-from tidal.train.tracking import LOG_ARTIFACT, Tracker
+from tidal.train.tracking import Tracker
+from tidal.workspace.catalog import Models, RunDetail, Runs
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -62,98 +62,7 @@ def examples_dir() -> Path:
     packaged = Path(str(resources.files("tidal"))) / "_examples"
     if packaged.is_dir():
         return packaged
-    return Path(__file__).resolve().parents[2] / "examples"
-
-
-@dataclass
-class RunDetail:
-    """Everything recorded about one run."""
-
-    run: Run
-    steps: list[StepRecord]
-    params: dict[str, str]
-    tags: dict[str, str]
-    metrics: list[Metric]
-    artifacts: dict[str, str] = field(default_factory=dict)
-
-
-class Runs:
-    """The runs of a workspace (``ws.runs``)."""
-
-    def __init__(self, ws: Workspace) -> None:
-        self._ws = ws
-
-    def list(self, limit: int = 50) -> list[Run]:
-        """The project's runs, newest first; runs whose process is gone are marked abandoned first."""
-        mark_abandoned(self._ws.store, self._ws.spec.name, self._ws.clock)
-        return self._ws.store.list_runs(self._ws.spec.name, limit=limit)
-
-    def get(self, run_id: str) -> RunDetail:
-        store = self._ws.store
-        try:
-            run = store.get_run(run_id)
-        except RunNotFound as exc:
-            raise TidalError(f"no run with id {run_id!r}", hint="run `tidal runs ls` to see the runs") from exc
-        return RunDetail(run=run, steps=store.list_steps(run.id), params=store.get_params(run.id),
-                         tags=store.get_tags(run.id), metrics=store.get_metrics(run.id),
-                         artifacts=store.list_run_artifacts(run.id))
-
-    def log(self, run_id: str) -> str | None:
-        """What the training library printed during the run (its ``log.txt``), or None when it printed nothing."""
-        digest = self.get(run_id).artifacts.get(LOG_ARTIFACT)
-        return None if digest is None else self._ws.artifacts.get(digest).decode("utf-8", "replace")
-
-
-class Models:
-    """The model registry of a workspace (``ws.models``)."""
-
-    def __init__(self, ws: Workspace) -> None:
-        self._ws = ws
-
-    def list(self, name: str | None = None) -> list[ModelVersion]:
-        return self._ws.registry.list(name)
-
-    def get(self, ref: str, version: int | str | None = None) -> ModelVersion:
-        """A version by ``name``, ``name:3``, ``name:champion`` or ``name:latest``."""
-        name, _, tail = ref.partition(":")
-        return self._ws.registry.resolve(name, version if version is not None else (tail or None))
-
-    # `list` below is the method above, in this class's scope: annotations name the builtin explicitly
-    def aliases(self, name: str | None = None) -> builtins.list[Alias]:
-        return self._ws.store.list_aliases(name)
-
-    def aliases_of(self, mv: ModelVersion) -> builtins.list[str]:
-        return self._ws.registry.aliases_of(mv.name, mv.version)
-
-    def history(self, mv: ModelVersion) -> builtins.list[Event]:
-        """The events about this version, oldest first: why it exists and why it serves (or not)."""
-        return self._ws.store.list_events(subject=subject(mv.name, mv.version), limit=1000)
-
-    def states(self, mv: ModelVersion) -> builtins.list[Transition]:
-        """The moves of this version's state, oldest first: time, from, to and why."""
-        return self._ws.registry.history(mv.name, mv.version)
-
-    def serving(self, mv: ModelVersion) -> Serving:
-        """Why this version serves (or not), back to the trigger of the retrain that made it."""
-        return self._ws.registry.serving(mv.name, mv.version)
-
-    def load(self, ref: str) -> Any:
-        """The model object (verified against its digest, never unpickled)."""
-        return self._ws.registry.load(self.get(ref))
-
-    def register(
-        self, model: Any, *, name: str, data: pd.DataFrame | str | os.PathLike[str], target: str | None = None,
-        columns: builtins.list[str] | None = None, task: str | None = None, promote: bool | str = False,
-        reason: str | None = None,
-    ) -> ModelVersion:
-        """Register ``model``, fitted in your own code (any flavor), as a version of ``name``, scored on
-        ``data`` (a DataFrame, a snapshot digest or a path): gated, checked served = validated and recorded
-        with a run and the lineage ``trained outside tidal`` (:func:`tidal.loop.external.register_model`).
-        Returns the version, validated or rejected with its reasons; a refusal stores nothing."""
-        from tidal.loop.external import register_model
-
-        return register_model(self._ws.spec, self._ws.registry, model, name=name, data=data, target=target,
-                              columns=columns, task=task, promote=promote, reason=reason)
+    return Path(__file__).resolve().parents[3] / "examples"
 
 
 def _project_name(folder: str) -> str:
@@ -361,67 +270,11 @@ class Workspace:
     @staticmethod
     def open_bundle(bundle: str | Path, *, log_dir: str | Path | None = None,
                     log_url: str | None = None) -> Path:
-        """Make the private workspace that serves ``bundle`` (``tidal serve --bundle``) and return its root.
+        """Make the private workspace that serves ``bundle`` (``tidal serve --bundle``) and return its root:
+        see :func:`tidal.workspace.bundles.open_bundle`."""
+        from tidal.workspace.bundles import open_bundle
 
-        Every file of the bundle is checked against its MANIFEST first (IntegrityError naming the file,
-        nothing made). The workspace lives in ``log_dir`` (default: ``.tidal-bundle`` inside the bundle
-        when it is writable, else a folder in the system's temporary folder): a tidal.yaml naming the
-        model, a SQLite metadata store and an artifact folder holding the one version as ``champion`` (under
-        its own number: lower numbers are placeholders, rejected, that never serve), and the prediction log
-        (SQLite there, or ``log_url``). Opening the same bundle again reuses them, so its log continues."""
-        import tempfile
-
-        import yaml
-
-        from tidal.core.entities import ModelState
-        from tidal.core.signature import Lineage, Signature
-        from tidal.registry.bundle import read_bundle
-
-        found = read_bundle(Path(bundle))
-        meta = found.model
-        if log_dir is None:
-            inside = Path(bundle) / ".tidal-bundle"
-            writable = os.access(Path(bundle), os.W_OK) or os.access(inside, os.W_OK)
-            elsewhere = Path(tempfile.gettempdir()) / f"tidal-bundle-{meta['artifact']['sha256'][:12]}"
-            root = inside if writable else elsewhere
-        else:
-            root = Path(log_dir)
-        root = root.resolve()
-        root.mkdir(parents=True, exist_ok=True)
-        spec = {"version": 1, "name": found.name,
-                "data": {"source": "bundle-has-no-data.csv", "target": meta["serve"]["target"]},
-                "model": {"estimator": meta["serve"]["estimator"]}, "deploy": meta["serve"]["deploy"],
-                "storage": {"store": f"sqlite:///{root / 'tidal.db'}", "artifacts": str(root / "artifacts"),
-                            "predictions": log_url or f"sqlite:///{root / 'predictions.db'}"}}
-        (root / SPEC_FILE).write_text(yaml.safe_dump(spec, sort_keys=False))
-        with Workspace.open(root) as ws:
-            known = ws.registry.list(found.name)
-            champion = ws.registry.champion(found.name)
-            if champion is not None and champion.version == found.version \
-                    and champion.artifact_digest == meta["artifact"]["sha256"]:
-                return root
-            if known:
-                raise TidalError(f"{root} serves another model than the bundle {bundle}",
-                                 hint="give this bundle its own --log-dir")
-            digest = ws.artifacts.put(found.artifact)
-            now = ws.clock.now()
-            for n in range(1, found.version):
-                ws.registry.register(ModelVersion(
-                    name=found.name, version=n, state=ModelState.REJECTED, created_at=now, run_id="",
-                    artifact_digest=digest, format=meta["format"], task=meta["task"],
-                    reasons=[f"not in this bundle (it holds version {found.version})"]),
-                    reason="placeholder: the bundle holds a later version")
-            mv = ws.registry.register(ModelVersion(
-                name=found.name, version=found.version, state=ModelState.VALIDATED,
-                created_at=datetime.fromisoformat(meta["created_at"]), run_id=meta["run_id"],
-                artifact_digest=digest, format=meta["format"], task=meta["task"],
-                signature=Signature.from_dict(meta["signature"], task=meta["task"]),
-                metrics=dict(meta["metrics"]), profile=dict(meta["profile"]),
-                lineage=Lineage.from_dict(meta["lineage"]),
-                info={**meta["info"], "flavor": meta["flavor"], "bundle_state": meta["state"]}),
-                reason=f"served from the bundle {Path(bundle).resolve()}")
-            ws.registry.set_alias(found.name, CHAMPION, mv.version, reason="served from a bundle", trigger="bundle")
-        return root
+        return open_bundle(bundle, log_dir=log_dir, log_url=log_url)
 
     # -- predictions and labels (the SDK face of /predict and /feedback) ----------------------------
     def predict(self, rows: pd.DataFrame | Sequence[Mapping[str, Any]]) -> Answer:
@@ -562,3 +415,6 @@ class Workspace:
                 data={"refs": refs, "predictions": count,
                       "reasons": {b.ref: b.reason for b in found.unreadable}}))
         return found
+
+
+__all__ = ["EXAMPLES", "SPEC_FILE", "Models", "RunDetail", "Runs", "Workspace", "examples_dir"]
