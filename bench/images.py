@@ -26,6 +26,9 @@
    nothing else), one at a time, each with one thread. 1 image and 64 images per request (base64 PNG, the
    digits themselves), concurrency 1, wrk (bench/_load.py) for ``--seconds`` after a warm-up; before that,
    one request of 50 images checks that both give the same predictions. The aim: tidal >= 0.8x the floor.
+   Then, in this process, where the time goes: each step of tidal's ``/predict`` on 1 and 64 images
+   (checking and canonicalising the images, the predictor, the log record's digest and thumbnail, the
+   artifact store) beside the floor's whole work.
 
 Prints both tables and the aims as met or missed, and writes bench/results/images.json. Run it with
 ``make bench`` (``bash bench/run.sh images``), or ``python bench/images.py --quick`` (3 epochs, 3 s a cell).
@@ -35,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import io
 import itertools
 import json
 import os
@@ -270,6 +274,63 @@ def image_rows(project: Path, column: str, n: int = 64) -> list[dict[str, str]]:
     return [{column: base64.b64encode(f.read_bytes()).decode()} for f in files]
 
 
+def stages(project: Path, rows: list[dict[str, str]], n: int) -> dict[str, float]:
+    """Microseconds per request of ``n`` images for each step of tidal's ``/predict`` (in this process, best
+    of 3, one thread), beside the floor's whole work: where tidal's time goes. The log's append (the same
+    SQL insert as for tables) and HTTP are not in it."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from tidal import Workspace
+    from tidal.data.images.serving import logged_image
+    from tidal.predict.predictor import build_predictor
+
+    torch.set_num_threads(1)
+    with Workspace.open(project) as ws:
+        mv = ws.registry.champion(NAME)
+        model = ws.registry.load(mv)
+        built = build_predictor(model, mv.signature, mv.profile, task=mv.task)
+        prep, est = model.named_steps["prepare"], model.named_steps["model"]
+        column = mv.signature.names[0]
+        batch = (rows * (n // len(rows) + 1))[:n]
+        mean = np.asarray(prep.mean_, dtype=np.float32)[:, None, None]
+        std = np.asarray(prep.std_, dtype=np.float32)[:, None, None]
+
+        def floor() -> None:  # bench/_floor_images.py's predict, without HTTP
+            x = np.stack([(np.asarray(Image.open(io.BytesIO(base64.b64decode(r[column]))).convert(prep.mode_),
+                                      dtype=np.float32)[None] / 255.0 - mean) / std for r in batch])
+            with torch.inference_mode():
+                torch.softmax(est.module_(torch.from_numpy(x.reshape(n, -1))).double(), dim=1)
+
+        checked = [dict(r) for r in batch]
+        built.schema.check_rows(checked)  # base64 text → canonical PNG bytes, in place
+        steps = {
+            "floor: decode, normalise, one forward (all of it)": floor,
+            "tidal: check rows (decode, canonical PNG per image)": lambda: built.schema.check_rows(
+                [dict(r) for r in batch]),
+            f"tidal: {built.predictor.path} predictor (the pipeline: prepare + network)":
+                lambda: built.predictor.arrays(checked),
+            "tidal: log record (digest, thumbnail per image)": lambda: [logged_image(r[column]) for r in checked],
+            "tidal: images into the artifact store (stored already)": lambda: [ws.artifacts.put(r[column])
+                                                                               for r in checked],
+        }
+        reps = 100 if n == 1 else 5
+        out = {}
+        for name, step in steps.items():
+            step()
+            best = min(_timed(step, reps) for _ in range(3))
+            out[name] = round(best * 1e6, 1)
+    return out
+
+
+def _timed(step: Any, reps: int) -> float:
+    start = time.perf_counter()
+    for _ in range(reps):
+        step()
+    return (time.perf_counter() - start) / reps
+
+
 def serving_ratios(servers: dict[str, dict[str, Any]], cells: list[str]) -> dict[str, Any]:
     """tidal/floor requests per second per cell, and the aim per cell."""
     out: dict[str, Any] = {"ratios": {}, "aims": {}}
@@ -299,7 +360,9 @@ def serving(project: Path, column: str, args: argparse.Namespace, folder: Path) 
     with Workspace.open(project) as ws:
         logged = int(ws.predictions.count(model=NAME))
     cells = [c["cell"] for c in cell_list]
-    return {"servers": servers, "cells": cells, "tidal_log_rows": logged, "generator": "wrk -t1" if wrk else "python",
+    where = {f"{n} image{'s' if n > 1 else ''}": stages(project, built["rows"], n) for n in BATCHES}
+    return {"tidal_stages_us": where, "servers": servers, "cells": cells, "tidal_log_rows": logged,
+            "generator": "wrk -t1" if wrk else "python",
             **serving_ratios(servers, cells)}
 
 
@@ -313,6 +376,10 @@ def print_serving(s: dict[str, Any]) -> None:
     for cell, aims in s["aims"].items():
         print(f"aims, {cell}: " + ", ".join(f"{a} {'met' if ok else 'MISSED'}" for a, ok in aims.items()))
     print(f"tidal prediction log: {s['tidal_log_rows']} predictions stored")
+    for label, steps in s["tidal_stages_us"].items():
+        print(f"where the time goes, {label} per request, microseconds, in process:")
+        for step, us in steps.items():
+            print(f"   {us:10.1f}  {step}")
 
 
 # -- the run ------------------------------------------------------------------------------------------------
