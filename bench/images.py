@@ -43,6 +43,7 @@ import itertools
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -68,7 +69,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=None, help="epochs for both (default: the example's)")
     parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per serving cell (default 10)")
-    parser.add_argument("--quick", action="store_true", help="a short run: 3 epochs, 3 s a cell")
+    parser.add_argument("--repeat", type=int, default=None,
+                        help="training comparisons, alternating tidal and the plain loop (default 3; 1 with --quick)")
+    parser.add_argument("--quick", action="store_true", help="a short run: 3 epochs, 3 s a cell, one repeat")
     parser.add_argument("--only", choices=("train", "serve", "both"), default="both",
                         help="train: the training comparison only; serve: train once, then only the serving one")
     parser.add_argument("--plain-child", default=None, help=argparse.SUPPRESS)
@@ -78,6 +81,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.epochs = args.epochs if args.epochs is not None else 3
         args.seconds = min(args.seconds, 3.0)
+    args.repeat = args.repeat if args.repeat is not None else (1 if args.quick else 3)
+    if args.repeat < 1:
+        parser.error(f"--repeat must be at least 1, not {args.repeat}")
     if args.epochs is not None and args.epochs < 2:  # the first epoch (warm-up) is not timed
         parser.error(f"--epochs must be at least 2, not {args.epochs}")
     if args.seconds <= 0:
@@ -218,20 +224,20 @@ def plain_loop(project: Path, params: dict[str, Any]) -> dict[str, Any]:
             "rows": {"train": len(X_train), "valid": n_valid, "holdout": len(X_test)}}
 
 
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values)
-
-
-def training_summary(tidal: dict[str, Any], epochs: dict[str, Any], plain: dict[str, Any],
+def training_summary(tidal: dict[str, Any], epochs: list[dict[str, Any]], plains: list[dict[str, Any]],
                      plain_wall: float) -> dict[str, Any]:
-    """Per-epoch times (epochs after the first, in both), tidal's overhead on them (the aim), and tidal's
-    train step and whole run beside the plain script's."""
+    """Per-epoch times (the median over every epoch after the first, of every repeat, in both: on a busy
+    machine a spike of someone else's work hits one epoch, not the median), tidal's overhead on them (the
+    aim), and tidal's train step and whole run beside the plain script's (the first repeat's)."""
     n = tidal["params"]["epochs"]
-    tidal_epoch, plain_epoch = _mean(epochs["epochs_s"]), _mean(plain["epochs_s"][1:])
+    tidal_epoch = statistics.median(t for e in epochs for t in e["epochs_s"])
+    plain_epoch = statistics.median(t for p in plains for t in p["epochs_s"][1:])
+    plain = plains[0]
     overhead = (tidal_epoch - plain_epoch) / plain_epoch
     train_s = tidal["steps_s"]["train"]
     plain_train = plain["decode_s"] + plain["loop_s"]
-    return {"epochs": n, "tidal_epoch_s": tidal_epoch, "plain_epoch_s": plain_epoch, "overhead": overhead,
+    return {"epochs": n, "repeats": len(plains), "tidal_epoch_s": tidal_epoch, "plain_epoch_s": plain_epoch,
+            "overhead": overhead,
             "tidal_train_step_s": train_s, "tidal_fit_s": tidal["fit_s"], "plain_loop_s": plain["loop_s"],
             "plain_decode_s": plain["decode_s"], "train_step_overhead": (train_s - plain_train) / plain_train,
             "tidal_train_step_fixed_s": train_s - n * tidal_epoch, "plain_fixed_s": plain_train - n * plain_epoch,
@@ -246,7 +252,7 @@ def print_training(t: dict[str, Any], tidal: dict[str, Any], plain: dict[str, An
     print(f"training: digits, {p['module']} {p['module_params']}, {t['epochs']} epochs, batch {p['batch_size']}, "
           f"{p['optimizer']} lr {p['lr']}, one thread; rows {plain['rows']}")
     print(f"{'':36s}{'tidal':>10s}{'plain':>10s}{'tidal/plain':>13s}")
-    rows = [("one epoch (after the first), s", t["tidal_epoch_s"], t["plain_epoch_s"]),
+    rows = [(f"one epoch (median, {t['repeats']} repeats), s", t["tidal_epoch_s"], t["plain_epoch_s"]),
             ("train step / decode + loop, s", t["tidal_train_step_s"], t["plain_decode_s"] + t["plain_loop_s"]),
             ("  of which not epochs, s", t["tidal_train_step_fixed_s"], t["plain_fixed_s"]),
             ("whole process (tidal run), s", t["tidal_run_wall_s"], t["plain_script_wall_s"]),
@@ -401,12 +407,16 @@ def main(argv: list[str] | None = None) -> int:
         tidal = tidal_run(project)
         results["tidal_run"] = tidal
         if args.only != "serve":
-            copy = write_example(Path(tmp) / f"{NAME}-sdk", args.epochs)
-            epochs, _ = run_child("--tidal-child", {"project": str(copy)})
-            plain, plain_wall = run_child("--plain-child", {"project": str(project), "params": tidal["params"]})
-            results.update(tidal_epochs=epochs, plain=plain)
-            results["training"] = training_summary(tidal, epochs, plain, plain_wall)
-            print_training(results["training"], tidal, plain)
+            epochs, plains, walls = [], [], []
+            for k in range(args.repeat):  # alternating, so that the machine's load falls on both alike
+                copy = write_example(Path(tmp) / f"{NAME}-sdk-{k}", args.epochs)
+                epochs.append(run_child("--tidal-child", {"project": str(copy)})[0])
+                plain, wall = run_child("--plain-child", {"project": str(project), "params": tidal["params"]})
+                plains.append(plain)
+                walls.append(wall)
+            results.update(tidal_epochs=epochs, plain=plains)
+            results["training"] = training_summary(tidal, epochs, plains, walls[0])
+            print_training(results["training"], tidal, plains[0])
         if args.only != "train":
             results["serving"] = serving(project, tidal["column"], args, Path(tmp))
             print_serving(results["serving"])
