@@ -10,7 +10,9 @@ if [ ! -x "$BENCH/bin/python" ]; then
   python3 -m venv "$BENCH"
   "$BENCH/bin/python" -m pip install -q --upgrade pip
 fi
-"$BENCH/bin/python" -m pip install -q -e ".[xgboost,lightgbm]" -r bench/requirements.txt
+# torch as the Makefile pins it (bench/images.py trains and serves a CNN; the same torch as the project's tests)
+"$BENCH/bin/python" -m pip install -q torch==2.13.0
+"$BENCH/bin/python" -m pip install -q -e ".[xgboost,lightgbm,torch,images]" -r bench/requirements.txt
 # BentoML (serve.py's third anchor) clashes with MLflow's pins: it gets an environment of its own, with the
 # same scikit-learn, so that the model file written by the bench environment loads there.
 BENTO=.venv-bentoml

@@ -239,8 +239,10 @@ class Server:
                 env.update(FLOOR_MODEL=str(built["floor_model"]))
             else:  # a booster: the estimator tidal serves, from the project's registry
                 env.update(FLOOR_PROJECT=str(built["project"]))
-            env.update(FLOOR_COLUMNS=json.dumps(built["columns"]))
-            cmd = [sys.executable, "-m", "uvicorn", "_floor:app", "--app-dir", str(HERE), "--host", "127.0.0.1",
+            env.update(FLOOR_COLUMNS=json.dumps(built["columns"]), **built.get("floor_env", {}))
+            # bench/images.py's floor is an app of its own (bench/_floor_images.py)
+            app = f"{built.get('floor_app', '_floor')}:app"
+            cmd = [sys.executable, "-m", "uvicorn", app, "--app-dir", str(HERE), "--host", "127.0.0.1",
                    "--port", str(self.port), "--no-access-log", "--log-level", "warning"]
             self.path, self.ready = "/predict", "/ping"
         else:
