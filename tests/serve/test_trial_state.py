@@ -79,7 +79,8 @@ def loads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The versions the reloader loads; a version with digest 'corrupt' fails to load."""
     done: list[int] = []
 
-    def fake_load(registry: Any, mv: ModelVersion, *, now: datetime, fast: bool = True) -> ServingState:
+    def fake_load(registry: Any, mv: ModelVersion, *, now: datetime, fast: bool = True, runtime: str = "native",
+                  tolerance: float = 1e-5) -> ServingState:  # load_state's signature
         if mv.artifact_digest == "corrupt":
             raise IntegrityError(f"the artifact of m:{mv.version} was modified or corrupted")
         done.append(mv.version)
