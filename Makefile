@@ -12,6 +12,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 RUNTIME_STAMP := $(VENV)/.stamp-runtime
 DEV_STAMP     := $(VENV)/.stamp-dev
+# KServe's own Python client, for tests/serve/test_v2_kserve.py: a venv of its own, because kserve pins
+# pandas<3 and protobuf<7, which tidal's venv does not hold.
+KSERVE        := .venv-kserve
+KSERVE_STAMP  := $(KSERVE)/.stamp
 
 .PHONY: install test lint demo bench corpus clean
 
@@ -28,6 +32,11 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[dev,postgres,online,corpus,xgboost,lightgbm,torch,images,onnx,examples]'
 	@touch $@ $(RUNTIME_STAMP)
 
+$(KSERVE_STAMP): tests/serve/kserve/requirements.txt
+	$(PYTHON) -m venv $(KSERVE)
+	$(KSERVE)/bin/python -m pip install -q -r tests/serve/kserve/requirements.txt
+	@touch $@
+
 install: $(DEV_STAMP)
 
 lint: $(DEV_STAMP)
@@ -35,8 +44,8 @@ lint: $(DEV_STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 
-test: lint
-	$(BIN)/pytest -q
+test: lint $(KSERVE_STAMP)
+	TIDAL_TEST_KSERVE_PYTHON=$(KSERVE)/bin/python $(BIN)/pytest -q
 
 demo: $(RUNTIME_STAMP)
 	$(BIN)/tidal demo
@@ -51,4 +60,4 @@ corpus: $(DEV_STAMP)
 	$(BIN)/python bench/corpus.py
 
 clean:
-	rm -rf $(VENV) .venv-bench .venv-bentoml .pytest_cache .mypy_cache .ruff_cache demo
+	rm -rf $(VENV) $(KSERVE) .venv-bench .venv-bentoml .pytest_cache .mypy_cache .ruff_cache demo

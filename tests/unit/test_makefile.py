@@ -21,6 +21,9 @@ DEV_INSTALLS = [".venv/bin/python -m pip install -q torch==2.13.0",
                 ".venv/bin/python -m pip install -q -e "
                 "'.[dev,postgres,online,corpus,xgboost,lightgbm,torch,images,onnx,examples]'"]
 
+#: KServe's client, in a venv of its own (its pins do not fit tidal's): for tests/serve/test_v2_kserve.py.
+KSERVE_INSTALLS = [".venv-kserve/bin/python -m pip install -q -r tests/serve/kserve/requirements.txt"]
+
 
 def _plan(folder: Path, *targets: str) -> list[str]:
     # Under CI this test itself runs inside `make test`: the inherited MAKELEVEL/MAKEFLAGS would make the
@@ -33,7 +36,8 @@ def _plan(folder: Path, *targets: str) -> list[str]:
 
 @pytest.fixture
 def checkout(tmp_path: Path) -> Path:
-    for name in ("Makefile", "pyproject.toml"):
+    for name in ("Makefile", "pyproject.toml", "tests/serve/kserve/requirements.txt"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / name, tmp_path / name)
     return tmp_path
 
@@ -60,14 +64,14 @@ def test_test_first_creates_the_venv_and_installs_the_dev_tools(checkout: Path) 
     plan = _plan(checkout, "test")
     assert plan[0].endswith("-m venv .venv")
     installs = [line for line in plan if "pip install" in line and "--upgrade pip" not in line]
-    assert installs == DEV_INSTALLS
-    assert plan[-1] == ".venv/bin/pytest -q"
+    assert installs == [*DEV_INSTALLS, *KSERVE_INSTALLS]
+    assert plan[-1] == "TIDAL_TEST_KSERVE_PYTHON=.venv-kserve/bin/python .venv/bin/pytest -q"
 
 
 def test_test_after_demo_adds_the_dev_tools_to_the_same_venv(checkout: Path) -> None:
     _venv(checkout, ".stamp-runtime")
     plan = _plan(checkout, "test")
-    assert not any("-m venv" in line for line in plan)
+    assert not any(line.endswith("-m venv .venv") for line in plan)  # (.venv-kserve is another venv)
     assert all(line in plan for line in DEV_INSTALLS)
 
 
