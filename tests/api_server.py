@@ -122,6 +122,10 @@ def _too_many(h: Any, api: Api, q: dict[str, str], n: int, offset: int, count: i
     _numbered(h, api, {"per_page": "1000"}, 0, 0, count)
 
 
+def _wait_long(h: Any, api: Api, q: dict[str, str], n: int, offset: int, count: int) -> None:
+    h._send(429, {"error": "come back in two minutes"}, headers={"Retry-After": "120"})
+
+
 def _error_once(h: Any, api: Api, q: dict[str, str], n: int, offset: int, count: int) -> None:
     if count == 1:
         h._send(500, {"error": "boom"})
@@ -176,7 +180,8 @@ def _parquet(h: Any, api: Api, q: dict[str, str], n: int, offset: int, count: in
 
 
 ROUTES = {"/items": _numbered, "/link": _link_body, "/linkheader": _link_header, "/cursor": _cursor,
-          "/secure": _secure, "/429": _too_many, "/500": _error_once, "/503": _always_503, "/slow": _slow,
+          "/secure": _secure, "/429": _too_many, "/429long": _wait_long, "/500": _error_once, "/503": _always_503,
+          "/slow": _slow,
           "/malformed": _malformed, "/html": _html, "/shape": _other_shape, "/loop": _loop,
           "/same": _ignores_page, "/data/file.csv": _csv, "/data/file.parquet": _parquet,
           "/data/login.csv": _html}

@@ -14,6 +14,7 @@ from sklearn.datasets import load_wine
 from tests.api_server import TOKEN, Api, free_port, serve
 from tidal.core.errors import SourceError
 from tidal.data.sources import EmptySourceError, read_source
+from tidal.data.sources.fetch import Fetcher
 from tidal.spec.source import HttpSourceSpec, source_from_yaml
 
 RECORDS = [{"id": i, "size": i * 1.5, "color": "red" if i % 3 else "blue", "meta": {"ok": i % 2 == 0}}
@@ -83,6 +84,15 @@ def test_wrong_credentials_fail_at_once_without_retry(api: Api, tmp_path: Path,
     assert "wrong-token-value" not in str(err.value) and "not retried" in (err.value.hint or "")
 
 
+def test_a_secret_in_the_query_is_masked_in_messages(api: Api, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("API_KEY", "key-5f0c2a")
+    with pytest.raises(SourceError) as err:
+        _read(api, "/503", tmp_path, params={"api_key": "${API_KEY}"}, retries=0)
+    assert "api_key=${API_KEY}" in str(err.value) and "key-5f0c2a" not in str(err.value)
+    assert Fetcher(secrets=("key-5f0c2a",)).redact("GET /x?api_key=key-5f0c2a") == "GET /x?api_key=***"
+
+
 def test_a_missing_environment_variable_is_named(api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NO_SUCH_TOKEN_SET", raising=False)
     with pytest.raises(SourceError, match=r"NO_SUCH_TOKEN_SET is not set \(used in data.source.headers.X-Token\)"):
@@ -94,6 +104,13 @@ def test_429_waits_for_retry_after_then_succeeds(api: Api, tmp_path: Path) -> No
     assert len(df) == len(RECORDS) and api.requests["/429"] == 2
     first, second = api.times["/429"][:2]
     assert second - first >= 0.9  # Retry-After: 1 honoured (not the 10 ms backoff)
+
+
+def test_a_retry_after_beyond_max_wait_gives_up_at_once(api: Api, tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match=r"failed: HTTP 429 Too Many Requests") as err:
+        _read(api, "/429long", tmp_path)
+    assert api.requests["/429long"] == 1
+    assert "asks to wait 120s, more than retries.max_wait (30s)" in (err.value.hint or "")
 
 
 def test_500_is_retried_then_succeeds(api: Api, tmp_path: Path) -> None:
