@@ -3,6 +3,8 @@ retries on 429 and 500, timeouts, and every bad answer refused with one line and
 
 from __future__ import annotations
 
+import logging
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -91,6 +93,15 @@ def test_a_secret_in_the_query_is_masked_in_messages(api: Api, tmp_path: Path,
         _read(api, "/503", tmp_path, params={"api_key": "${API_KEY}"}, retries=0)
     assert "api_key=${API_KEY}" in str(err.value) and "key-5f0c2a" not in str(err.value)
     assert Fetcher(secrets=("key-5f0c2a",)).redact("GET /x?api_key=key-5f0c2a") == "GET /x?api_key=***"
+
+
+def test_no_log_line_holds_a_secret(api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                    caplog: pytest.LogCaptureFixture) -> None:
+    """httpx logs every URL it requests at INFO: a secret in the query is masked there too."""
+    monkeypatch.setenv("API_KEY", "key-77d1e0")
+    with caplog.at_level(logging.DEBUG):
+        _read(api, "/items", tmp_path, records="data.items", params={"api_key": "${API_KEY}"})
+    assert "api_key=***" in caplog.text and "key-77d1e0" not in caplog.text
 
 
 def test_a_missing_environment_variable_is_named(api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -199,7 +210,10 @@ def test_a_next_link_to_another_host_is_refused(tmp_path: Path) -> None:
             read_source(config, base_dir=tmp_path)
 
 
-def test_plain_file_urls_need_no_extra_package(api: Api, tmp_path: Path) -> None:
+def test_plain_file_urls_need_no_extra_package(api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # as on a default install: neither of the packages fsspec's HTTP filesystem needs can be imported
+    for name in ("aiohttp", "requests"):
+        monkeypatch.setitem(sys.modules, name, None)
     want = pd.DataFrame(RECORDS)
     csv = read_source(api.url + "/data/file.csv", base_dir=tmp_path)
     assert csv["id"].tolist() == want["id"].tolist() and len(csv.columns) == 4

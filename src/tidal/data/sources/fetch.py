@@ -9,16 +9,19 @@ Never retried: 401 and 403 (wrong credentials do not become right), other 4xx, a
 
 Secrets: the values of ``${NAME}`` placeholders are given to the fetcher as ``secrets``, and every
 message it builds is passed through :meth:`Fetcher.redact`, so that a token echoed back by a library's
-error text (a URL with ``?api_key=...``) never reaches a message, a log line or an event.
+error text (a URL with ``?api_key=...``) never reaches a message, a log line or an event. httpx itself logs
+each request's full URL (``HTTP Request: GET https://...?api_key=...``) at INFO: while a fetcher is open,
+a filter on the ``httpx`` and ``httpcore`` loggers masks the secrets in those records too.
 """
 
 from __future__ import annotations
 
 import email.utils
+import logging
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import httpx
@@ -75,6 +78,24 @@ def expand(text: str, where: str) -> tuple[str, list[str]]:
     return PLACEHOLDER.sub(value, text), used
 
 
+class _Redact(logging.Filter):
+    """Masks the secrets in the records of a library's logger (httpx logs every URL it requests)."""
+
+    def __init__(self, redact: Callable[[str], str]) -> None:
+        super().__init__()
+        self._redact = redact
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        masked = self._redact(text)
+        if masked != text:
+            record.msg, record.args = masked, None
+        return True
+
+
+_LIBRARY_LOGGERS = ("httpx", "httpcore")
+
+
 @dataclass
 class Fetcher:
     """GETs for one read, under one budget of retries and bytes (see the module docstring)."""
@@ -93,16 +114,25 @@ class Fetcher:
     retries_used: int = 0
     requests: int = 0
     _client: httpx.Client | None = None
+    _filter: _Redact | None = None
 
     def __enter__(self) -> Fetcher:
         self._client = httpx.Client(timeout=httpx.Timeout(self.timeout), follow_redirects=True,
                                     headers=dict(self.headers))
+        if any(self.secrets):
+            self._filter = _Redact(self.redact)
+            for name in _LIBRARY_LOGGERS:
+                logging.getLogger(name).addFilter(self._filter)
         return self
 
     def __exit__(self, *_: object) -> None:
         if self._client is not None:
             self._client.close()
             self._client = None
+        if self._filter is not None:
+            for name in _LIBRARY_LOGGERS:
+                logging.getLogger(name).removeFilter(self._filter)
+            self._filter = None
 
     def redact(self, text: str) -> str:
         """``text`` with every secret value replaced by ``***``."""
