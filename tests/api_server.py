@@ -165,6 +165,10 @@ def _loop(h: Any, api: Api, q: dict[str, str], n: int, offset: int, count: int) 
     h._send(200, {"items": api.page(0 if offset == 0 else 1), "links": {"next": "/loop?offset=50"}})
 
 
+def _cursor_loop(h: Any, api: Api, q: dict[str, str], n: int, offset: int, count: int) -> None:
+    h._send(200, {"results": api.page(count - 1), "meta": {"next_cursor": "c50"}})  # the same cursor, for ever
+
+
 def _ignores_page(h: Any, api: Api, q: dict[str, str], n: int, offset: int, count: int) -> None:
     h._send(200, {"data": {"items": api.page(0)}})  # whatever page is asked for
 
@@ -182,7 +186,7 @@ def _parquet(h: Any, api: Api, q: dict[str, str], n: int, offset: int, count: in
 ROUTES = {"/items": _numbered, "/link": _link_body, "/linkheader": _link_header, "/cursor": _cursor,
           "/secure": _secure, "/429": _too_many, "/429long": _wait_long, "/500": _error_once, "/503": _always_503,
           "/slow": _slow,
-          "/malformed": _malformed, "/html": _html, "/shape": _other_shape, "/loop": _loop,
+          "/malformed": _malformed, "/html": _html, "/shape": _other_shape, "/loop": _loop, "/cursorloop": _cursor_loop,
           "/same": _ignores_page, "/data/file.csv": _csv, "/data/file.parquet": _parquet,
           "/data/login.csv": _html}
 

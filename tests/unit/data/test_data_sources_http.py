@@ -177,6 +177,11 @@ def test_a_next_link_seen_twice_is_an_endless_loop(api: Api, tmp_path: Path) -> 
         _read(api, "/loop", tmp_path, records="items", paginate={"kind": "link", "next": "links.next"})
 
 
+def test_a_cursor_seen_twice_is_an_endless_loop(api: Api, tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match=r"page 2 gives the cursor 'c50', already read for page 2"):
+        _read(api, "/cursorloop", tmp_path, paginate={"kind": "cursor", "next": "meta.next_cursor"})
+
+
 def test_a_page_parameter_the_api_ignores_is_an_endless_loop(api: Api, tmp_path: Path) -> None:
     with pytest.raises(SourceError, match=r"page 2 is the same as page 1"):
         _read(api, "/same", tmp_path, records="data.items", paginate={"kind": "page"})
