@@ -23,6 +23,7 @@ from tidal.data.snapshot import make_snapshot
 from tidal.data.sources import read_source
 from tidal.data.validate import Anomaly, raise_for_errors, validate_frame
 from tidal.spec.model import DataSpec, SplitSpec
+from tidal.spec.source import source_label
 
 
 def collect(data: DataSpec, *, base_dir: Path, project: str, created_at: datetime,
@@ -39,7 +40,7 @@ def collect(data: DataSpec, *, base_dir: Path, project: str, created_at: datetim
         skipped = [s.to_dict() for s in left_out]
     else:
         df = read_source(data.source, base_dir=base_dir, query=data.query)
-    info, payload = make_snapshot(df, project=project, source=label or data.source, created_at=created_at)
+    info, payload = make_snapshot(df, project=project, source=label or source_label(data.source), created_at=created_at)
     if skipped:
         info = replace(info, profile={**info.profile, "skipped": skipped})
     return info, payload

@@ -44,6 +44,7 @@ from tidal.monitor.baseline import holdout_drift
 from tidal.registry import CHALLENGER, CHAMPION
 from tidal.registry.onnx_form import registration_form
 from tidal.spec.model import LabelFeaturesSpec
+from tidal.spec.source import source_label
 from tidal.train.continued import continue_fit
 from tidal.train.estimator import import_estimator
 from tidal.train.fit import TrainResult, fit_pipeline, predict_frame
@@ -197,14 +198,17 @@ class TrainingPipeline:
     # -- the steps -------------------------------------------------------------------------------
     def _collect(self, runner: StepRunner, result: RunResult) -> SnapshotInfo:
         spec, data = self.spec, self.spec.data
-        files = source_files(data.source, self.ctx.root)
+        uri = data.source if isinstance(data.source, str) else None  # None: an API ({http: ...})
+        files = source_files(uri, self.ctx.root) if uri is not None else None
         file_inputs = None
         if files and all(f.is_file() for f in files):
             file_inputs = [{"path": str(f), "size": f.stat().st_size, "mtime_ns": f.stat().st_mtime_ns} for f in files]
-        label = self.frame_source if self.frame is not None else data.source
-        if self.frame is None and (where := source_location(data.source, self.ctx.root)) is not None:
+        # an API is named by its URL and parameters as written: ${NAME} placeholders, never their values
+        label = self.frame_source if self.frame is not None else source_label(data.source)
+        source_input = uri if isinstance(data.source, str) else data.source.model_dump(mode="json")
+        if self.frame is None and uri is not None and (where := source_location(uri, self.ctx.root)) is not None:
             # A relative path may lead out of the project: allowed, and recorded in the run and the lineage.
-            result.source = {"uri": data.source, **where}
+            result.source = {"uri": uri, **where}
             result.run.info["source"] = result.source
 
         def save(made: tuple[SnapshotInfo, bytes]) -> dict[str, Any]:
@@ -217,7 +221,7 @@ class TrainingPipeline:
         out = runner.step(
             "collect", _collect_step,
             args=lambda: (data, self.ctx.root, spec.name, self.clock.now(), self.frame, label), save=save,
-            code_of=data_steps.collect, inputs={"source": data.source, "query": data.query, "files": file_inputs,
+            code_of=data_steps.collect, inputs={"source": source_input, "query": data.query, "files": file_inputs,
                                                 **image_inputs(data, self.ctx.root)},
             cacheable=file_inputs is not None and self.frame is None,
             why_always=(f"fresh data from {label}" if self.frame is not None else

@@ -19,6 +19,7 @@ from tidal.spec.gates import Gate, gate_from_yaml
 from tidal.spec.metrics import Task, metrics_for, task_of
 from tidal.spec.policy import BacktestSpec, RetrainSpec, RollbackSpec, StrategySpec, strategy_from_yaml
 from tidal.spec.section import Metric, NonEmpty, Section
+from tidal.spec.source import SourceSpec
 
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
 ESTIMATOR_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$"
@@ -78,7 +79,8 @@ class ImagesSpec(Section):
 class DataSpec(Section):
     """Where the data is and what its columns mean."""
 
-    source: NonEmpty = Field(description="where the data is: a file path, a glob or a URI")
+    source: SourceSpec = Field(description="where the data is: a file path, a glob or a URI, or a mapping "
+                                           "{http: URL, ...} (a JSON API)")
     query: NonEmpty | None = Field(None, description="an SQL query (for SQL URL sources), or null")
     target: NonEmpty = Field(description="the name of the column to predict")
     time: NonEmpty | None = Field(

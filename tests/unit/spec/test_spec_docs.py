@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import types
+import typing
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -13,14 +15,34 @@ ROOT = Path(__file__).resolve().parents[3]
 DOC = (ROOT / "docs" / "spec.md").read_text()
 
 
+def _models_in(annotation: object) -> list[type[BaseModel]]:
+    """The sections a key holds: a model, or each model of a union of forms (``data.source``: text or
+    ``{http: ...}``; ``paginate``: one of three kinds). An optional section (``Model | None``) is documented
+    as one key, as before; the items of a list are not walked."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    args = _union_members(annotation)
+    models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+    return models if len(args) > 1 and (type(None) not in args or len(models) > 1) else []
+
+
+def _union_members(annotation: object) -> list[object]:
+    """The members of a union, through ``Annotated`` and nested unions."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _union_members(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        return [m for arg in typing.get_args(annotation) for m in _union_members(arg)]
+    return [annotation]
+
+
 def _keys(model: type[BaseModel], prefix: str = "") -> list[str]:
     keys = []
     for name, info in model.model_fields.items():
         path = f"{prefix}.{name}" if prefix else name
         keys.append(path)
-        inner = info.annotation
-        if isinstance(inner, type) and issubclass(inner, BaseModel):
-            keys += _keys(inner, path)
+        for inner in _models_in(info.annotation):
+            keys += [key for key in _keys(inner, path) if key not in keys]
     return keys
 
 

@@ -28,6 +28,7 @@ from tidal.data.images.codec import CHANNELS, ImageProblem, canonicalise
 from tidal.data.sources import read_source, resolve_source
 from tidal.data.sources.images import IMAGE, LABEL, PATH, ImageFolderSource
 from tidal.spec.model import DataSpec, ImageChecksSpec
+from tidal.spec.source import source_label
 
 #: How many bad files one refusal names before "and N more".
 MAX_NAMED = 5
@@ -49,6 +50,8 @@ def is_image_data(data: DataSpec) -> bool:
     (no I/O)."""
     if data.images is not None:
         return True
+    if not isinstance(data.source, str):  # an API ({http: ...}) gives a table, not image files
+        return False
     try:
         return isinstance(resolve_source(data.source), ImageFolderSource)
     except SourceError:
@@ -68,23 +71,24 @@ def read_images(data: DataSpec, *, base_dir: Path) -> tuple[pd.DataFrame, list[S
     and an image cannot be used, or when none can."""
     column, checks = image_column(data), data.checks.images
     problems: list[Skipped] = []
-    source = resolve_source(data.source)
-    if isinstance(source, ImageFolderSource):
-        found = source.scan(data.source, base_dir)
+    uri, shown = data.source, source_label(data.source)
+    source = resolve_source(uri) if isinstance(uri, str) else None
+    if isinstance(source, ImageFolderSource) and isinstance(uri, str):
+        found = source.scan(uri, base_dir)
         problems += [Skipped(f"{name}/", "a class folder with no images") for name in found.empty_classes]
-        df = source.read(data.source, base_dir=base_dir, query=data.query)
+        df = source.read(uri, base_dir=base_dir, query=data.query)
         df = _labelled(df, data, base_dir, found.root, problems).rename(columns={IMAGE: column})
     else:
         df = read_source(data.source, base_dir=base_dir, query=data.query)
         if column not in df.columns:
-            raise DataError(f"{data.source} has no column {column!r} of images",
+            raise DataError(f"{shown} has no column {column!r} of images",
                             hint=f"set data.images.column to one of: {', '.join(map(str, df.columns[:20]))}")
     df, bad = canonical_images(df, column, checks)
     problems += bad
     if problems and checks.on_error == "refuse":
         raise refusal(problems)
     if len(df) == 0:
-        raise DataError(f"none of the images in {data.source} can be used: {_listed(problems)}",
+        raise DataError(f"none of the images in {shown} can be used: {_listed(problems)}",
                         hint="fix the files, or point data.source at usable images")
     return df.reset_index(drop=True), problems
 

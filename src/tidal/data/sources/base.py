@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pandas as pd
 
@@ -116,6 +116,13 @@ class Source(ABC):
     @abstractmethod
     def read(self, uri: str, *, base_dir: Path, query: str | None = None) -> pd.DataFrame:
         """Read ``uri`` (relative paths against ``base_dir``) into a DataFrame; ``SourceError`` on failure."""
+
+    def read_config(self, config: Any, *, base_dir: Path, query: str | None = None) -> pd.DataFrame:
+        """Read a mapping ``data.source`` whose kind key is this source's ``name`` (``{http: URL, ...}``),
+        given as its validated spec model (``tidal.spec.source``). Sources read from text only keep this
+        default, which refuses."""
+        raise SourceError(f"the {self.name} source is not written as a mapping in data.source",
+                          hint=f"write data.source as text for the {self.name} source")
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"

@@ -1,7 +1,8 @@
 """Built-in file sources: CSV, Parquet, JSON lines, and globs of them.
 
 Local paths are relative to the project folder (``base_dir``); any fsspec URL (``memory://``,
-``s3://``, ``gs://``, ``https://``) works too, given the fsspec implementation for it (``s3fs`` ...).
+``s3://``, ``gs://``) works too, given the fsspec implementation for it (``s3fs`` ...). An ``http://``
+or ``https://`` file URL is downloaded with httpx (:mod:`tidal.data.sources.fetch`), from the default install.
 A ``.gz`` suffix means gzip for the text formats. Every failure is a ``SourceError`` naming the file.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import glob as globlib
 import gzip
+import io
 import json
 import re
 from abc import abstractmethod
@@ -24,8 +26,12 @@ from fsspec.spec import AbstractFileSystem
 
 from tidal.core.errors import SourceError, TidalError
 from tidal.data.sources.base import SPEC_HINT, EmptySourceError, Source, resolve_local_path, url_scheme
+from tidal.data.sources.fetch import Fetcher
+from tidal.data.sources.sql import mask_password
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
+#: The most a file URL may download (the whole file is held in memory to be parsed).
+_MAX_DOWNLOAD = 4 * 2**30
 # fsspec protocols that need a package fsspec does not bring, and the install command for them.
 _FSSPEC_EXTRAS = {
     "s3": "pip install 'tidal[s3]'",
@@ -50,14 +56,41 @@ def _path_part(uri: str) -> str:
 
 @dataclass(frozen=True)
 class _Location:
-    """A file found: the filesystem that holds it, its path there, and how to name it to a user."""
+    """A file found: the filesystem that holds it, its path there, and how to name it to a user; or, for
+    a file downloaded over HTTP, its bytes (``fs`` is then None)."""
 
-    fs: AbstractFileSystem
+    fs: AbstractFileSystem | None
     path: str
     display: str
+    data: bytes | None = None
 
     def open(self) -> IO[bytes]:
+        if self.fs is None:
+            return io.BytesIO(self.data or b"")
         return self.fs.open(self.path, "rb")  # type: ignore[no-any-return]
+
+    def size(self) -> int | None:
+        if self.fs is None:
+            return len(self.data or b"")
+        try:
+            return int(self.fs.size(self.path))
+        except Exception:  # some backends cannot tell; the parser will find out
+            return None
+
+
+def _download(uri: str) -> _Location:
+    """A file URL (``https://host/data.csv``) read with httpx into memory.
+
+    httpx is a base dependency, so file URLs work from the default install; fsspec's HTTP filesystem
+    would need aiohttp (and its five compiled dependencies) for what is one GET here. The GET has a
+    timeout, bounded retries on 429/5xx, and refuses an HTML page where a data file was expected.
+    """
+    with Fetcher(timeout=30.0, max_bytes=_MAX_DOWNLOAD, fix=SPEC_HINT) as fetcher:
+        answer = fetcher.get(uri, shown=mask_password(uri))
+    if answer.content_type in ("text/html", "application/xhtml+xml"):
+        raise SourceError(f"{mask_password(uri)} answered an HTML page, not the data file (a login or error page?)",
+                          hint="check the URL; a file on a web page needs its direct download link")
+    return _Location(None, uri, mask_password(uri), answer.body)
 
 
 def _filesystem(uri: str) -> tuple[AbstractFileSystem, str]:
@@ -80,6 +113,8 @@ def locate(uri: str, base_dir: Path | str) -> _Location:
                 f"{local} is a folder, not a file", hint=f"use a glob such as {uri.rstrip('/')}/*.csv"
             )
         return _Location(fsspec.filesystem("file"), str(local), str(local))
+    if url_scheme(uri) in ("http", "https"):
+        return _download(uri)
     fs, path = _filesystem(uri)
     try:
         exists = fs.exists(path)
@@ -130,10 +165,7 @@ class FileSource(Source):
 
     def _read_location(self, where: _Location) -> pd.DataFrame:
         """Parse the located file, translating every library error into a ``SourceError``."""
-        try:
-            size = where.fs.size(where.path)
-        except Exception:  # some backends cannot tell; the parser will find out
-            size = None
+        size = where.size()
         if size == 0:
             raise _no_rows(where.display, " (the file is empty, 0 bytes)")
         compression = "gzip" if _path_part(where.display).lower().endswith(".gz") else None
@@ -297,6 +329,9 @@ class GlobSource(Source):
             pattern = resolve_local_path(uri, base_dir, must_exist=False)
             matches = sorted(p for p in globlib.glob(str(pattern), recursive=True) if Path(p).is_file())
             shown = str(pattern)
+        elif url_scheme(uri) in ("http", "https"):
+            raise SourceError(f"{mask_password(uri)} is a glob over HTTP, which cannot list files",
+                              hint="name each file, or serve the files from an object store (s3://...)")
         else:
             fs, path = _filesystem(uri)
             try:

@@ -3,7 +3,8 @@
 Resolution order: sources registered later are asked first, so a plugin (registered by
 ``register_source`` or found through the ``tidal.sources`` entry-point group) can take a URI over from
 a built-in source. The built-ins are asked in this order: SQL URLs, images (a folder of class folders, a
-glob of .png/.jpg files), globs, then single files by extension (CSV, Parquet, JSON lines).
+glob of .png/.jpg files), globs, then single files by extension (CSV, Parquet, JSON lines). The ``http``
+source (a JSON API) claims no text: a mapping ``data.source: {http: URL, ...}`` names it by its kind key.
 """
 
 from __future__ import annotations
@@ -17,8 +18,11 @@ import pandas as pd
 from tidal.core.errors import PluginNotFound, SourceError, TidalError
 from tidal.data.sources.base import SPEC_HINT, EmptySourceError, Source
 from tidal.data.sources.files import CsvSource, GlobSource, JsonLinesSource, ParquetSource
+from tidal.data.sources.http import HttpSource
 from tidal.data.sources.images import ImageFolderSource
 from tidal.data.sources.sql import SqlSource
+from tidal.spec.section import Section
+from tidal.spec.source import SOURCE_KINDS, source_label
 
 ENTRY_POINT_GROUP = "tidal.sources"
 
@@ -30,7 +34,9 @@ _plugins_loaded = False
 
 
 def _register_builtins() -> None:
-    for source in (JsonLinesSource(), ParquetSource(), CsvSource(), GlobSource(), ImageFolderSource(), SqlSource()):
+    # HttpSource claims no text (it reads a mapping data.source), so its place only orders the formats listed
+    for source in (HttpSource(), JsonLinesSource(), ParquetSource(), CsvSource(), GlobSource(), ImageFolderSource(),
+                   SqlSource()):
         _sources[source.name] = source
 
 
@@ -120,14 +126,27 @@ def resolve_source(uri: str) -> Source:
 
 
 def read_source(
-    uri: str, *, base_dir: Path | str, query: str | None = None, source: str | None = None
+    uri: str | Section, *, base_dir: Path | str, query: str | None = None, source: str | None = None
 ) -> pd.DataFrame:
     """Read ``uri`` with the source that claims it (or the one called ``source``).
 
+    ``uri`` is ``data.source``: text (a path, glob or URL), or a mapping's validated model
+    (``tidal.spec.source``, ``{http: URL, ...}``), read by the source named by its kind key.
     Relative paths are relative to ``base_dir`` (the project folder). ``query`` is for SQL sources.
     Returns a DataFrame with ``str`` column names and a fresh ``RangeIndex``. Every failure is a
     ``SourceError`` (an unknown ``source`` name is ``PluginNotFound``).
     """
+    if not isinstance(uri, str):
+        reader = get_source(source or source_kind(uri))
+        label = source_label(uri)
+        try:
+            df = reader.read_config(uri, base_dir=Path(base_dir), query=query)
+        except TidalError:
+            raise
+        except Exception as exc:  # a plugin that forgot to translate its library's error
+            raise SourceError(f"source {reader.name!r} failed to read {label}: {type(exc).__name__}",
+                              hint=SPEC_HINT) from exc
+        return _checked(df, reader, label)
     reader = get_source(source) if source is not None else resolve_source(uri)
     try:
         df = reader.read(uri, base_dir=Path(base_dir), query=query)
@@ -137,6 +156,19 @@ def read_source(
         raise SourceError(
             f"source {reader.name!r} failed to read {uri!r}: {type(exc).__name__}: {exc}", hint=SPEC_HINT
         ) from exc
+    return _checked(df, reader, uri)
+
+
+def source_kind(config: Section) -> str:
+    """The kind key of a mapping ``data.source`` (``"http"``): the name of the source that reads it."""
+    for kind, model in SOURCE_KINDS.items():
+        if isinstance(config, model):
+            return kind
+    raise SourceError(f"data.source is a {type(config).__name__}, which no source reads", hint=SPEC_HINT)
+
+
+def _checked(df: object, reader: Source, uri: str) -> pd.DataFrame:
+    """``df`` held to the contract of ``Source.read`` (a DataFrame, text column names, rows)."""
     if not isinstance(df, pd.DataFrame):
         raise SourceError(
             f"source {reader.name!r} returned {type(df).__name__}, not a pandas DataFrame",
@@ -164,5 +196,6 @@ __all__ = [
     "register_source",
     "reset_sources",
     "resolve_source",
+    "source_kind",
     "unregister_source",
 ]
