@@ -34,7 +34,7 @@ class IncrementalSpec(Section):
     key: NonEmpty | None = Field(
         None, description="the name of the row key column, or null: a row collected again with the same key "
                           "replaces the older one (null: only identical rows are dropped)")
-    lookback: float | str | None = Field(
+    lookback: int | float | str | None = Field(
         None, description="a duration ('30s', '15m', '1h', '2d', '1w') for a time column, or a number for a numeric "
                           "one: re-read this far behind the watermark, to catch rows written late; or null")
 
