@@ -193,8 +193,8 @@ def test_sqlite_text_timestamps_rows_window_and_lookback_catches_a_late_row(tmp_
     db = Db(f"sqlite:///{tmp_path / 'shop.db'}", tmp_path, time=sa.DateTime(), aware=False)
     tmp_db.append(db)
     _scenario(tmp_path, db, window={"last_rows": 250})
-    # The late row (id 400) sits 45 minutes behind the watermark (row 10's new time): a lookback of 1h re-reads it. The rows the
-    # lookback reads again unchanged are not stored again.
+    # The late row (id 400) sits 45 minutes behind the watermark (row 10's new time): a lookback of 1h re-reads
+    # it. The rows the lookback reads again unchanged are not stored again.
     spec = tmp_path / "proj" / "tidal.yaml"
     spec.write_text(spec.read_text().replace("{column: updated_at, key: id}",
                                              "{column: updated_at, key: id, lookback: 1h}"))
