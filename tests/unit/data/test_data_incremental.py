@@ -220,3 +220,17 @@ def test_bad_spec_keys_are_one_line(data: str, message: str) -> None:
     with pytest.raises(SpecValidationError) as err:
         parse_spec(SPEC.format(data=data))
     assert message in str(err.value), str(err.value)
+
+
+def test_the_window_applies_to_a_file_source_too(tmp_path: Path) -> None:
+    from tidal.data.steps import collect
+
+    lines = [f"{i},2026-04-{i:02d},{i % 2}" for i in range(1, 31)]
+    (tmp_path / "d.csv").write_text("id,day,label\n" + "\n".join(reversed(lines)) + "\n")  # newest first
+    data = DataSpec(source="d.csv", target="label", time="day", window={"last_rows": 10, "last_days": 5.5})
+    payload = collect(data, base_dir=tmp_path, project="p", created_at=NOW)[1]
+    # 5.5 days before noon on 1 May is 26 Apr 00:00; the newest first, as the file has them
+    assert list(read_snapshot_bytes(payload)["id"]) == [30, 29, 28, 27, 26]
+    data = DataSpec(source="d.csv", target="label", window={"last_rows": 10})  # no time: the last rows as read
+    assert list(read_snapshot_bytes(collect(data, base_dir=tmp_path, project="p", created_at=NOW)[1])["id"]) == \
+        list(range(10, 0, -1))
