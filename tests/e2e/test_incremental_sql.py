@@ -259,3 +259,27 @@ def test_postgres_integer_id_column(tmp_path: Path, tmp_db: list[Db]) -> None:
 def test_mariadb_integer_id_column(tmp_path: Path, tmp_db: list[Db]) -> None:
     assert MYSQL_URL
     _id_column(tmp_path, MYSQL_URL, tmp_db)
+
+
+def test_a_batch_that_fails_validation_is_not_kept_and_is_read_again(tmp_path: Path, tmp_db: list[Db]) -> None:
+    from tidal.core.errors import SchemaError
+
+    db = Db(f"sqlite:///{tmp_path / 'bad.db'}", tmp_path, time=None, aware=False)
+    tmp_db.append(db)
+    project = _project(tmp_path, db, incremental="{column: id}", window="all", time=False)
+    spec = project / "tidal.yaml"
+    spec.write_text(spec.read_text().replace("  window: all\n", "  window: all\n  checks: {range: error}\n"))
+    db.insert(range(200))
+    with Workspace.open(project) as ws:
+        ws.run()
+        with db.engine.begin() as conn:  # a broken sensor: f1 a thousand times its range
+            conn.execute(db.table.insert(), [{**ROWS[i], "f1": 1e6} for i in range(200, 210)])
+        with pytest.raises(SchemaError, match="f1"):
+            ws.run()
+        state = read_state(ws.store, ws.spec)
+        assert [b["rows"] for b in state["batches"]] == [200] and state["watermark"]["value"] == 199
+        assert len(ws.events(kind="data.collected")) == 1 and ws.events(kind="data.rejected")
+        with db.engine.begin() as conn:  # fixed in the source: the same rows are read again
+            conn.execute(db.table.update().where(db.table.c.id >= 200).values(f1=15.0))
+        out, table = _collected(ws, ws.run())
+        assert out["new_rows"] == 10 and len(table) == 210 and out["watermark"] == 209
