@@ -38,6 +38,14 @@ class IncrementalSpec(Section):
         None, description="a duration ('30s', '15m', '1h', '2d', '1w') for a time column, or a number for a numeric "
                           "one: re-read this far behind the watermark, to catch rows written late; or null")
 
+    @field_validator("lookback", mode="before")
+    @classmethod
+    def _no_bool(cls, value: object) -> object:
+        if isinstance(value, bool):  # YAML's yes/true would pass as 1
+            raise spec_problem("bad_lookback", f"{show(value)} is not a lookback; expected a duration or a number",
+                               hint="e.g. lookback: 1h, or remove it")
+        return value
+
     @field_validator("lookback")
     @classmethod
     def _lookback(cls, value: float | str | None) -> float | str | None:
@@ -47,7 +55,7 @@ class IncrementalSpec(Section):
             except ValueError:
                 raise spec_problem("bad_duration", f"{show(value)} is not a duration; expected a number and a unit "
                                    "(s, m, h, d or w)", hint="e.g. lookback: 1h") from None
-        elif value is not None and (value != value or value < 0 or value in (float("inf"),)):
+        elif value is not None and (value != value or value < 0 or value == float("inf")):
             raise spec_problem("bad_lookback", f"{show(value)} is not a lookback; expected a number >= 0",
                                hint="e.g. lookback: 100 for an id column, lookback: 1h for a time column")
         return value

@@ -213,6 +213,7 @@ model: {{estimator: sklearn.linear_model.LogisticRegression}}
     ("incremental: {column: label}", "data.incremental.column: 'label' is also the target"),
     ("incremental: {column: id, lookback: 1 hour}", "data.incremental.lookback: '1 hour' is not a duration"),
     ("incremental: {column: id, lookback: -1}", "data.incremental.lookback: -1 is not a lookback"),
+    ("incremental: {column: id, lookback: true}", "data.incremental.lookback: true is not a lookback"),
     ("incremental: {key: id}", "data.incremental.column: required key missing"),
     ("window: {rows: 5}", "data.window.rows: unknown key"),
 ])
