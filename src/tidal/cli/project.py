@@ -123,6 +123,8 @@ def _print_result(ws: Any, result: Any) -> None:
         src = result.source
         console.print(f"[yellow]note[/] data.source {escape(src['uri'])} reads {escape(src['path'])}, outside the "
                       "project folder (recorded in the run and the model's lineage)")
+    for note in result.notes:
+        console.print(f"[cyan]note[/] {escape(note)}")
     for w in result.warnings:
         console.print(f"[yellow]warning[/] {escape(w)}")
     mv = result.model

@@ -16,6 +16,7 @@ import pandas as pd
 from tidal.core.entities import SnapshotInfo
 from tidal.data.images.checks import class_changes, has_images
 from tidal.data.images.collect import is_image_data, read_images
+from tidal.data.incremental import window_table
 from tidal.data.prepare import split_rows
 from tidal.data.profile import profile_frame
 from tidal.data.roles import check_classes, check_numeric_target, check_time, check_training_classes
@@ -40,6 +41,8 @@ def collect(data: DataSpec, *, base_dir: Path, project: str, created_at: datetim
         skipped = [s.to_dict() for s in left_out]
     else:
         df = read_source(data.source, base_dir=base_dir, query=data.query)
+    if frame is None:  # the loop and the backtest pass their own window (retrain.window)
+        df = window_table(df, data, created_at)
     info, payload = make_snapshot(df, project=project, source=label or source_label(data.source), created_at=created_at)
     if skipped:
         info = replace(info, profile={**info.profile, "skipped": skipped})

@@ -36,6 +36,7 @@ from tidal.evaluate.served import SERVED, served_difference
 from tidal.loop.cache import environment, environment_digest
 from tidal.loop.context import LoopContext
 from tidal.loop.continued import continue_fit_step, continued_from
+from tidal.loop.incremental import IncrementalCollect
 from tidal.loop.lineage import git_commit, source_files, source_location
 from tidal.loop.liveness import beating, owner_info
 from tidal.loop.results import STEPS, RunResult, flat_params, thread_cap
@@ -153,11 +154,18 @@ class TrainingPipeline:
         tracker.log_params(flat_params(spec))
         tracker.set_tags({"trigger": self.trigger, "spec_digest": spec.digest,
                           "git_commit": (result.run.info.get("git") or {}).get("commit", "")})
-        snapshot = self._collect(runner, result)
+        increment = None
+        if data.incremental is not None and self.frame is None:
+            increment = IncrementalCollect(spec, self.ctx.root, self.store, self.artifacts, self.clock, self._frames)
+            snapshot = increment.run(runner, result)
+        else:
+            snapshot = self._collect(runner, result)
         if "image" in snapshot.schema.values():  # a few images per class, for a person to look at
             for name, payload in contact_sheets(self._frame(snapshot.digest), snapshot.schema, data.target).items():
                 tracker.log_artifact(name, payload)
         first_schema = self._validate(runner, result, snapshot)
+        if increment is not None:  # the batch and watermark count once the table passed validation
+            increment.commit()
         kinds = dict(snapshot.schema)
         columns = feature_columns(pd.DataFrame(columns=snapshot.columns), target=data.target, time=data.time,
                                   id_column=data.id, features=data.features, drop=data.drop, kinds=kinds)
@@ -222,8 +230,11 @@ class TrainingPipeline:
             "collect", _collect_step,
             args=lambda: (data, self.ctx.root, spec.name, self.clock.now(), self.frame, label), save=save,
             code_of=data_steps.collect, inputs={"source": source_input, "query": data.query, "files": file_inputs,
-                                                **image_inputs(data, self.ctx.root)},
-            cacheable=file_inputs is not None and self.frame is None,
+                                                **image_inputs(data, self.ctx.root),
+                                                **({"window": data.window.model_dump(mode="json")}
+                                                   if data.window.last_rows or data.window.last_days else {})},
+            # a window of days moves with the clock: the same file gives other rows tomorrow
+            cacheable=file_inputs is not None and self.frame is None and data.window.last_days is None,
             why_always=(f"fresh data from {label}" if self.frame is not None else
                         "the source is not a local file, so it is read on every run"),
             reuse_note=lambda o: f"snapshot {o['snapshot'][:12]}, {o['rows']} rows").outputs

@@ -24,6 +24,8 @@ class RunResult:
     decision: GateDecision | None = None
     metrics: dict[str, float | None] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    #: lines for the user that are not warnings ("no new rows since ...": data.incremental)
+    notes: list[str] = field(default_factory=list)
     champion: int | None = None
     #: where a local data.source was read: ``{"uri", "path", "outside_project"}`` (empty otherwise)
     source: dict[str, Any] = field(default_factory=dict)
@@ -41,7 +43,7 @@ class RunResult:
             "model": None if mv is None else {"name": mv.name, "version": mv.version, "state": mv.state.value,
                                               "artifact": mv.artifact_digest, "reasons": mv.reasons},
             "gate": None if self.decision is None else self.decision.to_dict(),
-            "metrics": self.metrics, "warnings": self.warnings, "champion": self.champion,
+            "metrics": self.metrics, "warnings": self.warnings, "notes": self.notes, "champion": self.champion,
             "source": self.source or None,
         }
 

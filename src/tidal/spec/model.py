@@ -14,10 +14,11 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, model_validator
 
 from tidal.core.hashing import digest_of
+from tidal.spec.collect import IncrementalSpec
 from tidal.spec.errors import spec_problem
 from tidal.spec.gates import Gate, gate_from_yaml
 from tidal.spec.metrics import Task, metrics_for, task_of
-from tidal.spec.policy import BacktestSpec, RetrainSpec, RollbackSpec, StrategySpec, strategy_from_yaml
+from tidal.spec.policy import BacktestSpec, RetrainSpec, RollbackSpec, StrategySpec, WindowSpec, strategy_from_yaml
 from tidal.spec.section import Metric, NonEmpty, Section
 from tidal.spec.source import SourceSpec
 
@@ -101,9 +102,22 @@ class DataSpec(Section):
     )
     images: ImagesSpec | None = Field(
         None, description="an images: section (column, labels, file_column), or null (class folders, or no images)")
+    incremental: IncrementalSpec | None = Field(
+        None, description="an incremental: section (column, key, lookback) for a SQL source, or null (read it all)")
+    window: WindowSpec = Field(default_factory=WindowSpec,
+                               description="all, or a section (last_rows, last_days): the rows a run trains on")
 
     @model_validator(mode="after")
     def _columns_agree(self) -> DataSpec:
+        if self.window.last_days is not None and self.time is None and self.incremental is None:
+            raise spec_problem("window_without_time", "last_days needs a time column; data.time is null",
+                               hint="name the time column in data.time (or data.incremental.column), or use "
+                                    "window: {last_rows: N}", at=("window", "last_days"))
+        for key in ("column", "key"):
+            if self.incremental is not None and getattr(self.incremental, key) == self.target:
+                raise spec_problem("column_conflict", f"{self.target!r} is also the target; expected a different "
+                                   "column", hint=f"the incremental {key} cannot be the column to predict",
+                                   at=("incremental", key))
         if self.time_order == "sorted" and self.time is None:
             raise spec_problem("time_order_without_time", "'sorted' needs a time column; data.time is null",
                                hint="name the time column in data.time, or remove time_order (with data.time: null "

@@ -34,6 +34,8 @@ data:
     range: warn             # warn | error
     images: {{size: null, channels: null, on_error: refuse, max_pixels: 40000000, classes: warn}}
   images: null              # or {{labels: data/labels.csv}}, {{column: image}}: see docs/images.md
+  incremental: null         # or {{column: updated_at, key: id, lookback: 1h}}: a SQL source's new rows only
+  window: {{last_rows: null, last_days: null}}   # both null = train on all rows
 
 prepare:                    # fitted on the training rows only; saved inside the model
   impute: {{numeric: median, categorical: most_frequent}}

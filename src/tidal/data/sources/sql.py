@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import re
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,7 +38,7 @@ _DRIVER_INSTALL = {
     "psycopg": "pip install 'tidal[postgres]'",
     "psycopg2": "pip install psycopg2-binary",
     "pg8000": "pip install pg8000",
-    "pymysql": "pip install PyMySQL",
+    "pymysql": "pip install 'tidal[mysql]'",
     "mysqldb": "pip install mysqlclient",
     "mysqlconnector": "pip install mysql-connector-python",
     "mariadbconnector": "pip install mariadb",
@@ -77,27 +78,67 @@ class SqlSource(Source):
         return dialect in _BUILTIN_DIALECTS or dialect in _plugin_dialects()
 
     def read(self, uri: str, *, base_dir: Path, query: str | None = None) -> pd.DataFrame:
-        from sqlalchemy.engine import make_url
-        from sqlalchemy.exc import ArgumentError
-
-        if url_scheme(uri) == "postgres":
-            raise SourceError(
-                f"{mask_password(uri)!r} is not a SQLAlchemy URL",
-                hint="write postgresql+psycopg://... instead of postgres://...",
-            )
-        try:
-            url = make_url(uri)
-        except (ArgumentError, ValueError) as exc:
-            raise SourceError(f"not a valid database URL: {mask_password(uri)}", hint=SPEC_HINT) from exc
-        statement, url = _statement(url, query)
-        shown = url.render_as_string(hide_password=True)
-        _check_dialect(url, shown)
-        url = _resolve_sqlite(url, base_dir)
+        url, statement, shown = prepare(uri, base_dir=base_dir, query=query)
         df = _run(url, statement, shown)
         if len(df) == 0:
             raise EmptySourceError(f"the query on {shown} returned no rows", hint=_QUERY_HINT)
         df.columns = [str(c) for c in df.columns]
         return df
+
+
+def prepare(uri: str, *, base_dir: Path, query: str | None) -> tuple[URL, Any, str]:
+    """The checked URL of ``uri`` (SQLite paths resolved), its statement (see :func:`_statement`) and the URL
+    as messages show it (password masked); SourceError for a bad URL, dialect, driver or query."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    if url_scheme(uri) == "postgres":
+        raise SourceError(
+            f"{mask_password(uri)!r} is not a SQLAlchemy URL",
+            hint="write postgresql+psycopg://... instead of postgres://...",
+        )
+    try:
+        url = make_url(uri)
+    except (ArgumentError, ValueError) as exc:
+        raise SourceError(f"not a valid database URL: {mask_password(uri)}", hint=SPEC_HINT) from exc
+    statement, url = _statement(url, query)
+    shown = url.render_as_string(hide_password=True)
+    _check_dialect(url, shown)
+    return _resolve_sqlite(url, base_dir), statement, shown
+
+
+def read_after(uri: str, *, base_dir: Path, query: str | None, column: str, after: Any | None) -> pd.DataFrame:
+    """The rows of the SQL source ``uri`` (and ``query``) whose ``column`` is greater than ``after`` — every row
+    whose ``column`` is not null when ``after`` is None — possibly none; read-only as :meth:`SqlSource.read`.
+
+    The query becomes a derived table, ``SELECT * FROM (<query>) AS tidal_src WHERE <column> > :after``: the
+    column is quoted by SQLAlchemy and the watermark is a bound parameter, never formatted into the SQL.
+    SourceError, naming the columns there are, when ``column`` is not one of the query's."""
+    import sqlalchemy as sa
+
+    url, statement, shown = prepare(uri, base_dir=base_dir, query=query)
+    if isinstance(statement, str):
+        # Every ':' escaped, so that a ':name' (or '10:30' in a literal) in the user's SQL is never taken for a
+        # bind parameter; SQLAlchemy removes the escapes (and doubles '%' for pyformat drivers) as it compiles.
+        source = sa.text(statement.replace(":", "\\:")).columns().subquery("tidal_src")
+    else:
+        source = statement.subquery("tidal_src")
+    rows: Any = sa.select(sa.literal_column("*")).select_from(source)
+    col: Any = sa.column(column)
+
+    def reader(conn: Any, _: Any) -> pd.DataFrame:
+        found = conn.execute(rows.where(sa.false())).keys()  # the columns only: no row matches
+        names = [str(c) for c in found]
+        if column not in names:
+            raise SourceError(f"data.incremental.column {column!r} is not a column of the query on {shown} "
+                              f"(its columns: {', '.join(names[:20])})",
+                              hint="name one of those columns in data.incremental.column (as the query spells it)")
+        where = col.is_not(None) if after is None else col > sa.bindparam("tidal_after", after)
+        return pd.read_sql_query(rows.where(where), conn)
+
+    df = _run(url, statement, shown, reader)
+    df.columns = [str(c) for c in df.columns]
+    return df
 
 
 def _statement(url: URL, query: str | None) -> tuple[Any, URL]:
@@ -201,7 +242,10 @@ def _check_dialect(url: URL, shown: str) -> None:
         ) from exc
 
 
-def _run(url: URL, statement: Any, shown: str) -> pd.DataFrame:
+def _run(url: URL, statement: Any, shown: str,
+         reader: Callable[[Any, Any], pd.DataFrame] | None = None) -> pd.DataFrame:
+    """The rows of ``statement`` on ``url``, in a read-only transaction that is rolled back. ``reader(conn,
+    statement)`` reads them when given (a parameterised statement: :mod:`tidal.data.sources.sql_incremental`)."""
     from sqlalchemy import create_engine
     from sqlalchemy.exc import DBAPIError, SQLAlchemyError
     from sqlalchemy.pool import NullPool
@@ -236,6 +280,8 @@ def _run(url: URL, statement: Any, shown: str) -> pd.DataFrame:
                 _read_only(conn)
                 # no_parameters: the driver runs the text as is, so a '%' in LIKE 'a%' is not taken for
                 # a placeholder (psycopg, pymysql) when there are no parameters.
+                if reader is not None:
+                    return reader(conn, statement)
                 return pd.read_sql_query(statement, conn.execution_options(no_parameters=True))
             except (DBAPIError, SQLAlchemyError, pd.errors.DatabaseError) as exc:
                 text = clean(exc)
@@ -284,4 +330,4 @@ def _sync_example(url: URL) -> str:
     return f"{sync.get(backend, backend)}://..."
 
 
-__all__ = ["SqlSource", "mask_password"]
+__all__ = ["SqlSource", "mask_password", "prepare", "read_after"]

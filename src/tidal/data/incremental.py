@@ -1,0 +1,296 @@
+"""Incremental collection (``data.incremental``) and the training window (``data.window``).
+
+A collection reads only the rows of a SQL source whose incremental column is greater than the watermark —
+the largest value of that column collected so far (the first collection reads every row whose column is not
+null). The new rows become a snapshot of their own (a *batch*, content-addressed like any snapshot), and the
+pipeline records the new watermark in the metadata store (:mod:`tidal.loop.incremental`). A collection that
+finds no new rows stores nothing and says ``no new rows since <watermark>``.
+
+The table a run trains on is the union of the batches in collection order, deduplicated
+(:func:`merge_batches`): with ``data.incremental.key``, the newest version of each key (by the incremental
+column) replaces the older ones, so a row updated after it was collected is trained on as it is now; without
+a key, only identical rows are dropped, and both versions of an updated row stay. Then ``data.window``
+(:func:`apply_window`) keeps all rows, the newest ``last_rows`` or the rows of the ``last_days``.
+
+A row inserted late, with a value of the column below the watermark, is not collected by ``>``: with
+``data.incremental.lookback`` each collection re-reads that far behind the watermark, and a row already
+collected, unchanged, is not stored again; rows later than the lookback are missed (docs/spec.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tidal.core.entities import SnapshotInfo
+from tidal.core.errors import SourceError, SpecError
+from tidal.data.snapshot import make_snapshot
+from tidal.data.sources import EmptySourceError, resolve_source
+from tidal.data.timecol import parse_times
+from tidal.spec.collect import duration_seconds
+from tidal.spec.model import DataSpec
+from tidal.spec.policy import WindowSpec
+
+_INCREMENTAL_HINT = "check data.incremental in tidal.yaml"
+
+
+# -- the watermark, as JSON ------------------------------------------------------------------------------
+
+def encode_watermark(value: Any) -> dict[str, Any]:
+    """A value of the incremental column as JSON for the metadata store, with its type, so that it is bound
+    back as the same type (a naive datetime stays naive for a ``timestamp without time zone`` column)."""
+    if isinstance(value, pd.Timestamp):
+        value = value.to_pydatetime(warn=False)
+    if isinstance(value, datetime):
+        return {"type": "datetime", "value": value.isoformat()}
+    if isinstance(value, date):
+        return {"type": "date", "value": value.isoformat()}
+    if isinstance(value, bool | np.bool_):
+        raise TypeError("a boolean is not a watermark")
+    if isinstance(value, int | np.integer):
+        return {"type": "int", "value": int(value)}
+    if isinstance(value, float | np.floating):
+        return {"type": "float", "value": float(value)}
+    if isinstance(value, Decimal):
+        return {"type": "decimal", "value": str(value)}
+    if isinstance(value, str):
+        return {"type": "text", "value": value}
+    raise TypeError(f"{type(value).__name__} is not a watermark")
+
+
+def decode_watermark(mark: dict[str, Any]) -> Any:
+    """The value :func:`encode_watermark` stored."""
+    kind, value = mark["type"], mark["value"]
+    if kind == "datetime":
+        return datetime.fromisoformat(value)
+    if kind == "date":
+        return date.fromisoformat(value)
+    if kind == "decimal":
+        return Decimal(value)
+    return value
+
+
+def show_watermark(mark: dict[str, Any] | None) -> str:
+    """The watermark as a person reads it (``2024-05-01T10:00:00+00:00``, ``1042``)."""
+    return "the start" if mark is None else str(mark["value"])
+
+
+def behind(mark: dict[str, Any], lookback: float | str | None, column: str) -> Any:
+    """The value ``lookback`` behind the watermark ``mark`` (the watermark itself without a lookback), or
+    SpecError when the lookback does not fit the column (a duration for numbers, a number for times)."""
+    value = decode_watermark(mark)
+    if lookback is None:
+        return value
+    kind = mark["type"]
+    if kind in ("int", "float", "decimal"):
+        if isinstance(lookback, str):
+            raise SpecError(f"data.incremental.lookback {lookback!r} is a duration, but the column {column!r} holds "
+                            "numbers", hint="give lookback as a number of the column's units (e.g. lookback: 100)")
+        if kind == "decimal":
+            return value - Decimal(str(lookback))
+        return value - lookback if kind == "float" or not float(lookback).is_integer() else value - int(lookback)
+    if not isinstance(lookback, str):
+        raise SpecError(f"data.incremental.lookback {lookback!r} is a number, but the column {column!r} holds times",
+                        hint="give lookback as a duration such as 15m, 1h or 2d")
+    delta = timedelta(seconds=duration_seconds(lookback))
+    if kind == "datetime":
+        return value - delta
+    if kind == "date":
+        return value - timedelta(days=-(-delta.total_seconds() // 86_400))  # whole days, rounded up
+    try:  # ISO 8601 text (SQLite keeps times as text): written back in the same form, so that it compares
+        stamp = datetime.fromisoformat(value)
+    except ValueError:
+        raise SpecError(f"data.incremental.lookback needs times, but the column {column!r} holds text that is not "
+                        f"ISO 8601 ({value[:40]!r})", hint="remove lookback, or use a column of times") from None
+    sep = value[10] if len(value) > 10 else "T"
+    spec = "microseconds" if "." in value[10:] else "seconds"
+    out = stamp - delta
+    return out.date().isoformat() if len(value) == 10 else out.isoformat(sep=sep, timespec=spec)
+
+
+def check_orderable(series: pd.Series) -> None:
+    """SourceError unless the incremental column holds values with an order: numbers, times, dates or text."""
+    if pd.api.types.is_bool_dtype(series.dtype):
+        what = "booleans"
+    elif pd.api.types.is_numeric_dtype(series.dtype) or pd.api.types.is_datetime64_any_dtype(series.dtype):
+        return
+    else:
+        what = pd.api.types.infer_dtype(series, skipna=True)
+        if what in ("string", "date", "datetime", "integer", "decimal", "floating", "empty"):
+            return
+        what = f"{what} values"
+    raise SourceError(f"data.incremental.column {series.name!r} holds {what}, which have no order to keep a "
+                      "watermark by", hint="use a column that grows with new rows: a timestamp or an increasing id")
+
+
+# -- merging and windows ---------------------------------------------------------------------------------
+
+def _row_hashes(df: pd.DataFrame) -> pd.Series:
+    try:
+        return pd.util.hash_pandas_object(df, index=False)
+    except TypeError:  # unhashable cells (lists from JSON columns): compare their text
+        return pd.util.hash_pandas_object(df.astype(str), index=False)
+
+
+def unseen_rows(new: pd.DataFrame, previous: list[pd.DataFrame]) -> pd.DataFrame:
+    """The rows of ``new`` not already collected, identical, in ``previous`` (the rows a lookback re-read)."""
+    if not previous or new.empty:
+        return new
+    seen: set[int] = set()
+    for frame in previous:
+        if list(frame.columns) == list(new.columns):
+            seen.update(_row_hashes(frame).tolist())
+    return new[~_row_hashes(new).isin(seen).to_numpy()].reset_index(drop=True)
+
+
+def merge_batches(batches: list[pd.DataFrame], column: str, key: str | None) -> pd.DataFrame:
+    """The union of ``batches`` (in collection order) in the order of ``column``: with ``key``, one row per
+    key, the one with the largest ``column`` (the last collected on a tie); without, identical rows once."""
+    table = pd.concat(batches, ignore_index=True) if len(batches) > 1 else batches[0].reset_index(drop=True)
+    table = table.sort_values(column, kind="stable", na_position="first").reset_index(drop=True)
+    if key is not None:
+        if key not in table.columns:
+            raise SourceError(f"data.incremental.key {key!r} is not a column of the collected rows (columns: "
+                              f"{', '.join(map(str, table.columns[:20]))})", hint=_INCREMENTAL_HINT)
+        return table.drop_duplicates(subset=[key], keep="last").reset_index(drop=True)
+    try:
+        return table.drop_duplicates(keep="first").reset_index(drop=True)
+    except TypeError:  # unhashable cells
+        return table[~table.astype(str).duplicated(keep="first")].reset_index(drop=True)
+
+
+def apply_window(df: pd.DataFrame, window: WindowSpec, time_column: str | None, now: datetime,
+                 *, numeric_time: bool = True) -> pd.DataFrame:
+    """The rows of ``df`` that ``window`` keeps: those of the last ``last_days`` before ``now`` (by
+    ``time_column``), then the newest ``last_rows`` (by ``time_column``, else the last rows). The rows keep
+    their order. ``numeric_time``: whether numbers in the time column may be read as years or epoch seconds
+    (not for an incremental id column)."""
+    if window.last_days is None and window.last_rows is None:
+        return df
+    times = None
+    if time_column is not None and time_column in df.columns:
+        column = df[time_column]
+        if window.last_days is not None and not numeric_time and pd.api.types.is_numeric_dtype(column.dtype):
+            raise SpecError(f"data.window.last_days needs a time column, but {time_column!r} holds numbers",
+                            hint="name the time column in data.time, or use window: {last_rows: N}")
+        times = parse_times(column) if (window.last_days is not None or not
+                                        pd.api.types.is_numeric_dtype(column.dtype)) else column
+    if window.last_days is not None and times is not None:
+        keep = (times >= pd.Timestamp(now) - pd.Timedelta(days=window.last_days)).to_numpy()
+        df, times = df[keep], times[keep]
+    if window.last_rows is not None and len(df) > window.last_rows:
+        if times is None:
+            df = df.tail(window.last_rows)
+        else:
+            order = np.argsort(times.to_numpy(), kind="stable")
+            df = df.iloc[np.sort(order[-window.last_rows:])]
+    return df.reset_index(drop=True)
+
+
+# -- one collection --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Increment:
+    """What one incremental collection found: the batch of new rows (None when there were none), the
+    watermark after it, and the table to train on (every batch merged, then windowed)."""
+
+    batch: tuple[SnapshotInfo, bytes] | None
+    watermark: dict[str, Any] | None
+    table: tuple[SnapshotInfo, bytes]
+    new_rows: int
+    message: str
+
+
+def sql_source_for(data: DataSpec) -> None:
+    """SourceError unless ``data.source`` is read by the SQL source (the only one that takes a watermark)."""
+    from tidal.data.sources.sql import SqlSource
+
+    source = data.source
+    claimed = resolve_source(source) if isinstance(source, str) else None
+    if not isinstance(claimed, SqlSource):
+        what = f"the {claimed.name} source" if claimed is not None else "no SQL source"
+        raise SourceError(f"data.incremental needs a SQL source, but data.source {str(source)[:80]!r} is read by "
+                          f"{what}", hint="use a SQLAlchemy URL (postgresql+psycopg://..., mysql+pymysql://..., "
+                                          "sqlite:///...) with data.query, or remove data.incremental")
+
+
+def collect_increment(data: DataSpec, *, base_dir: Path, project: str, created_at: datetime,
+                      watermark: dict[str, Any] | None, previous: list[pd.DataFrame]) -> Increment:
+    """Read the rows past ``watermark`` (less ``data.incremental.lookback``) and build the table to train on
+    from ``previous`` (the batches collected before, in order) and the new rows. EmptySourceError when there
+    are no rows at all (no batch before, none now)."""
+    from tidal.data.sources.sql import read_after
+
+    inc = data.incremental
+    if inc is None:
+        raise SpecError("data.incremental is not set", hint=_INCREMENTAL_HINT)
+    sql_source_for(data)
+    after = None if watermark is None else behind(watermark, inc.lookback, inc.column)
+    assert isinstance(data.source, str)  # sql_source_for refused anything else
+    rows = read_after(data.source, base_dir=base_dir, query=data.query, column=inc.column, after=after)
+    if len(rows):
+        check_orderable(rows[inc.column])
+    new = unseen_rows(rows, previous)
+    batch, mark = None, watermark
+    if len(new):
+        new = new.sort_values(inc.column, kind="stable").reset_index(drop=True)
+        try:
+            top = encode_watermark(new[inc.column].max())
+        except (TypeError, InvalidOperation) as exc:
+            raise SourceError(f"data.incremental.column {inc.column!r} holds values that cannot be a watermark: "
+                              f"{exc}", hint="use a column of timestamps, dates, numbers or ISO 8601 text") from exc
+        mark = top if watermark is None or decode_watermark(watermark) < decode_watermark(top) else watermark
+        info, payload = make_snapshot(new, project=project, source=data.source, created_at=created_at)
+        info = replace(info, profile={**info.profile, "incremental": {
+            "column": inc.column, "after": None if watermark is None else watermark["value"],
+            "watermark": mark["value"] if mark else None}})
+        batch = (info, payload)
+        message = (f"collected {len(new)} new rows since {show_watermark(watermark)} "
+                   f"(watermark {show_watermark(mark)})")
+    else:
+        message = f"no new rows since {show_watermark(watermark)}"
+    frames = [*previous, new] if len(new) else list(previous)
+    if not frames:
+        raise EmptySourceError(f"the query on {data.source!r} returned no rows with {inc.column} set",
+                               hint="check data.query, and that data.incremental.column is filled in")
+    table = merge_batches(frames, inc.column, inc.key)
+    table = window_table(table, data, created_at)
+    table_info, table_payload = make_snapshot(table, project=project, source=data.source, created_at=created_at)
+    return Increment(batch=batch, watermark=mark, table=(table_info, table_payload), new_rows=len(new),
+                     message=message)
+
+
+def window_table(df: pd.DataFrame, data: DataSpec, now: datetime) -> pd.DataFrame:
+    """``df`` cut to ``data.window`` by ``data.time`` (else the incremental column); SourceError when the
+    window holds no rows."""
+    window = data.window
+    if window.last_rows is None and window.last_days is None:
+        return df
+    column = data.time or (data.incremental.column if data.incremental else None)
+    out = apply_window(df, window, column, now, numeric_time=data.time is not None)
+    if out.empty:
+        raise EmptySourceError(f"data.window keeps none of the {len(df)} rows (last_days {window.last_days} before "
+                               f"{now:%Y-%m-%d %H:%M} by {column!r})",
+                               hint="widen data.window, or check that the time column holds recent times")
+    return out
+
+
+__all__ = [
+    "Increment",
+    "apply_window",
+    "behind",
+    "check_orderable",
+    "collect_increment",
+    "decode_watermark",
+    "encode_watermark",
+    "merge_batches",
+    "show_watermark",
+    "sql_source_for",
+    "unseen_rows",
+]

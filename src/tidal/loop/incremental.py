@@ -1,0 +1,126 @@
+"""The collect step of a project with ``data.incremental``: read the rows past the watermark, store them as a
+batch snapshot, and train on the merged, windowed table (:mod:`tidal.data.incremental` does the data work).
+
+The metadata store keeps, under :func:`state_key`, the watermark and the list of batch snapshots, in order.
+The state moves only once the table passed validation (:meth:`IncrementalCollect.commit`): a batch that is
+refused is never merged into later tables, and the next run reads the same rows again (fixed, they come with
+a newer value of the column). The key is per source, query and column, so that changing one starts afresh.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from tidal.core.entities import Event, SnapshotInfo
+from tidal.core.hashing import digest_of
+from tidal.core.ports import ArtifactStore, Clock, MetadataStore
+from tidal.data.incremental import Increment, collect_increment, decode_watermark, sql_source_for
+from tidal.data.snapshot import read_snapshot_bytes
+from tidal.loop.results import RunResult
+from tidal.loop.runner import StepRunner
+from tidal.spec.model import DataSpec, Spec
+
+
+def state_key(spec: Spec) -> str:
+    """The metadata store key of a project's incremental state, for its source, query and column."""
+    data = spec.data
+    assert data.incremental is not None
+    which = digest_of({"source": str(data.source), "query": data.query, "column": data.incremental.column})
+    return f"incremental:{spec.name}:{which[:16]}"
+
+
+def read_state(store: MetadataStore, spec: Spec) -> dict[str, Any]:
+    """The watermark (``None`` before the first collection) and the batches collected, oldest first."""
+    return store.get_state(state_key(spec)) or {"watermark": None, "batches": []}
+
+
+def _step(data: DataSpec, base_dir: Path, project: str, created_at: datetime, watermark: dict[str, Any] | None,
+          previous: list[pd.DataFrame]) -> Increment:
+    return collect_increment(data, base_dir=base_dir, project=project, created_at=created_at, watermark=watermark,
+                             previous=previous)
+
+
+@dataclass
+class IncrementalCollect:
+    """One run's incremental collection: :meth:`run` collects, :meth:`commit` records it once validated."""
+
+    spec: Spec
+    root: Path
+    store: MetadataStore
+    artifacts: ArtifactStore
+    clock: Clock
+    frames: dict[str, pd.DataFrame]
+    pending: tuple[Increment, str] | None = None
+
+    def _frame(self, digest: str) -> pd.DataFrame:
+        if digest not in self.frames:
+            self.frames[digest] = read_snapshot_bytes(self.artifacts.get(digest))
+        return self.frames[digest]
+
+    def run(self, runner: StepRunner, result: RunResult) -> SnapshotInfo:
+        """Run the collect step; the table snapshot to train on."""
+        data, spec = self.spec.data, self.spec
+        sql_source_for(data)  # before the step, so that a wrong source is one line and no step record
+        state = read_state(self.store, spec)
+        batches = [b["snapshot"] for b in state["batches"]]
+
+        def save(inc: Increment) -> dict[str, Any]:
+            if inc.batch is not None:
+                self.artifacts.put(inc.batch[1])
+                self.store.put_snapshot(inc.batch[0])
+            info, payload = inc.table
+            self.artifacts.put(payload)
+            self.store.put_snapshot(info)
+            self.frames[info.digest] = read_snapshot_bytes(payload)
+            self.pending = (inc, result.run.id)
+            result.notes.append(inc.message)
+            return {"snapshot": info.digest, "rows": info.rows, "columns": info.columns, "new_rows": inc.new_rows,
+                    "batch": inc.batch[0].digest if inc.batch else None, "batches": len(batches) + bool(inc.batch),
+                    "watermark": inc.watermark["value"] if inc.watermark else None, "message": inc.message,
+                    "artifacts": [info.digest]}
+
+        inc = data.incremental
+        assert inc is not None
+        out = runner.step(
+            "collect", _step, code_of=collect_increment, save=save,
+            args=lambda: (data, self.root, spec.name, self.clock.now(), state["watermark"],
+                          [self._frame(d) for d in batches]),
+            inputs={"source": str(data.source), "query": data.query, "incremental": inc.model_dump(mode="json"),
+                    "window": data.window.model_dump(mode="json"), "watermark": state["watermark"],
+                    "batches": batches},
+            cacheable=False, why_always="data.incremental: the rows past the watermark are read on every run").outputs
+        result.run.info["snapshot"] = out["snapshot"]
+        return self.store.get_snapshot(out["snapshot"])
+
+    def commit(self) -> None:
+        """Record the collection (its batch and watermark) once its table passed validation; an event says what
+        came (or that nothing did). The state is read again, so that a batch another run recorded meanwhile is
+        kept."""
+        if self.pending is None:
+            return
+        (inc, run_id), self.pending = self.pending, None
+        key = state_key(self.spec)
+        state = read_state(self.store, self.spec)
+        kind = "data.no_new_rows"
+        if inc.batch is not None and inc.watermark is not None:
+            kind = "data.collected"
+            info = inc.batch[0]
+            if info.digest not in {b["snapshot"] for b in state["batches"]}:
+                state["batches"].append({"snapshot": info.digest, "rows": info.rows, "watermark": inc.watermark,
+                                         "collected_at": info.created_at.isoformat(), "run_id": run_id})
+            current = state["watermark"]
+            if current is None or decode_watermark(current) < decode_watermark(inc.watermark):
+                state["watermark"] = inc.watermark
+            self.store.put_state(key, state)
+        subject = f"snapshot:{inc.batch[0].digest}" if inc.batch else f"project:{self.spec.name}"
+        self.store.append_event(Event(kind=kind, subject=subject, message=inc.message, time=self.clock.now(),
+                                      data={"run_id": run_id, "new_rows": inc.new_rows,
+                                            "watermark": inc.watermark["value"] if inc.watermark else None}))
+
+
+__all__ = ["IncrementalCollect", "read_state", "state_key"]
