@@ -18,6 +18,7 @@ from tidal.spec.errors import spec_problem
 from tidal.spec.gates import Gate, gate_from_yaml
 from tidal.spec.metrics import Task, metrics_for, task_of
 from tidal.spec.policy import BacktestSpec, RetrainSpec, RollbackSpec, StrategySpec, strategy_from_yaml
+from tidal.spec.search import SearchSpec
 from tidal.spec.section import Metric, NonEmpty, Section
 
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
@@ -210,6 +211,8 @@ class ModelSpec(Section):
     )
     seed: int | None = Field(0, description="a whole number, or null for no fixed seed")
     task: Task | None = Field(None, description="classification, regression or null (decided from the data)")
+    search: SearchSpec | None = Field(
+        None, description="a search: section (params, trials or time, metric, sampler, pruner), or null (no search)")
 
 
 # -- validate -----------------------------------------------------------------------------------------
