@@ -39,7 +39,7 @@ from tidal.spec.metrics import LOWER_IS_BETTER, metrics_for, task_of
 from tidal.spec.model import ModelSpec, PrepareSpec
 from tidal.spec.search import SearchSpec
 from tidal.train.fit import fit_pipeline
-from tidal.train.search import check_space, distributions, grid_size, import_optuna, make_pruner, make_sampler
+from tidal.train.search import check_space, grid_size, import_optuna, make_pruner, make_sampler, suggest
 from tidal.train.tracking import Tracker
 
 #: The curves a pruner reads, best first, with the sign that makes a larger value better.
@@ -156,7 +156,6 @@ class Search:
                                                 time=spec.data.time, task=self.task, seed=spec.model.seed)
         study = optuna.create_study(storage=self.storage, study_name=name, direction=direction,
                                     load_if_exists=True, pruner=make_pruner(search))
-        done = self._finished(study)
         # a resumed study draws from a sampler seeded past the trials it has, not the first trials again
         seed = None if spec.model.seed is None else spec.model.seed + len(study.trials)
         study.sampler = make_sampler(search, seed)
@@ -166,68 +165,72 @@ class Search:
         if search.sampler == "grid":
             budget = min(budget or grid_size(search), grid_size(search))
         seconds = search.budget_seconds
-        dists = distributions(search)
-        start, new = time.monotonic(), 0
-        while (budget is None or done < budget) and (seconds is None or time.monotonic() - start < seconds):
-            self._trial(optuna, study, dists, name, metric, fit_rows, valid_rows)
-            done, new = done + 1, new + 1
+        before = self._finished(study)
+        started = time.monotonic()
+
+        def shown(study: Any, trial: Any) -> None:  # an Optuna callback, after each trial
             if budget is not None:
-                report("trial", done, budget)
+                report("trial", self._finished(study), budget)
             else:
-                report("second", min(int(time.monotonic() - start), int(seconds or 0)), int(seconds or 0))
-        return self._outcome(optuna, study, name, metric, direction, new)
+                report("second", min(int(time.monotonic() - started), int(seconds or 0)), int(seconds or 0))
+
+        left = None if budget is None else budget - before
+        if left is None or left > 0:
+            # a failing trial is recorded as failed (its run too) and the search goes on; an interrupt stops it
+            study.optimize(self._objective(optuna, study, name, metric, fit_rows, valid_rows), n_trials=left,
+                           timeout=seconds, catch=(TidalError, ValueError, TypeError), callbacks=[shown],
+                           gc_after_trial=False, show_progress_bar=False)
+        return self._outcome(optuna, study, name, metric, direction, self._finished(study) - before)
 
     @staticmethod
     def _finished(study: Any) -> int:
         return sum(t.state.name in FINISHED for t in study.get_trials(deepcopy=False))
 
-    def _trial(self, optuna: Any, study: Any, dists: dict[str, Any], name: str, metric: str,
-               fit_rows: pd.DataFrame, valid_rows: pd.DataFrame) -> None:
+    def _objective(self, optuna: Any, study: Any, name: str, metric: str, fit_rows: pd.DataFrame,
+                   valid_rows: pd.DataFrame) -> Callable[[Any], float]:
         spec = self.spec
-        trial = study.ask(dists)
-        params = {**spec.model.params, **trial.params}
-        model = spec.model.model_copy(update={"params": params, "search": None})
-        run = Run(id=uuid.uuid4().hex, project=spec.name, status=RunStatus.RUNNING, started_at=self.clock.now(),
-                  spec_digest=spec.digest, trigger="search",
-                  info={"parent_run": self.run_id, "study": name, "trial": trial.number, "params": trial.params})
-        self.store.create_run(run)
-        tracker = Tracker(self.store, run.id, clock=self.clock)
-        tracker.log_params({f"model.params.{k}": v for k, v in params.items()})
-        tracker.set_tags({"parent_run": self.run_id, "study": name, "trial": trial.number})
 
-        def should_prune(step: int, value: float) -> bool:
-            # the curve is read with "larger is better"; the study minimises when the metric is a loss
-            trial.report(value if study.direction.name == "MAXIMIZE" else -value, step)
-            return bool(trial.should_prune())
+        def objective(trial: Any) -> float:
+            drawn = suggest(trial, self.search)
+            params = {**spec.model.params, **drawn}
+            model = spec.model.model_copy(update={"params": params, "search": None})
+            run = Run(id=uuid.uuid4().hex, project=spec.name, status=RunStatus.RUNNING, started_at=self.clock.now(),
+                      spec_digest=spec.digest, trigger="search",
+                      info={"parent_run": self.run_id, "study": name, "trial": trial.number, "params": drawn})
+            self.store.create_run(run)
+            tracker = Tracker(self.store, run.id, clock=self.clock)
+            tracker.log_params({f"model.params.{k}": v for k, v in params.items()})
+            tracker.set_tags({"parent_run": self.run_id, "study": name, "trial": trial.number})
 
-        try:
-            result = run_trial(fit_rows, valid_rows, target=spec.data.target, columns=self.columns,
-                               kinds=self.kinds, prepare=spec.prepare, model=model, task=self.task, tracker=tracker,
-                               should_prune=should_prune)
-        except BaseException as exc:  # a trial that fails is recorded as failed, and so is its run
-            message = str(exc) if isinstance(exc, TidalError) else f"{type(exc).__name__}: {exc}"
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            self.store.finish_run(run.id, RunStatus.FAILED, self.clock.now(), error=message,
-                                  info={**run.info, "state": "failed"})
-            if not isinstance(exc, TidalError | ValueError | TypeError):
-                raise  # an interrupt, or a bug: the search stops (and resumes on the next run)
-            return
-        if result.pruned_at is not None:
-            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-            # pruned is not a failure, nor a model that was scored: the run says which
+            def should_prune(step: int, value: float) -> bool:
+                # the curve is read with "larger is better"; the study minimises when the metric is a loss
+                trial.report(value if study.direction.name == "MAXIMIZE" else -value, step)
+                return bool(trial.should_prune())
+
+            try:
+                result = run_trial(fit_rows, valid_rows, target=spec.data.target, columns=self.columns,
+                                   kinds=self.kinds, prepare=spec.prepare, model=model, task=self.task,
+                                   tracker=tracker, should_prune=should_prune)
+                value = result.metrics.get(metric)
+                if result.pruned_at is None and value is None:
+                    raise TrainingError(f"{metric} is undefined on the validation rows",
+                                        hint="choose another model.search.metric")
+            except BaseException as exc:  # the trial's run failed too (an interrupt as well: it did not finish)
+                message = str(exc) if isinstance(exc, TidalError) else f"{type(exc).__name__}: {exc}"
+                self.store.finish_run(run.id, RunStatus.FAILED, self.clock.now(), error=message,
+                                      info={**run.info, "state": "failed"})
+                raise
+            if result.pruned_at is not None:
+                # pruned is neither a failure nor a scored model: the run says which
+                self.store.finish_run(run.id, RunStatus.SUCCEEDED, self.clock.now(),
+                                      info={**run.info, "state": "pruned", "pruned_at": result.pruned_at})
+                raise optuna.TrialPruned(f"pruned at step {result.pruned_at}")
+            assert value is not None
             self.store.finish_run(run.id, RunStatus.SUCCEEDED, self.clock.now(),
-                                  info={**run.info, "state": "pruned", "pruned_at": result.pruned_at})
-            return
-        value = result.metrics.get(metric)
-        if value is None:
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            self.store.finish_run(run.id, RunStatus.FAILED, self.clock.now(),
-                                  error=f"{metric} is undefined on the validation rows",
-                                  info={**run.info, "state": "failed"})
-            return
-        study.tell(trial, float(value))
-        self.store.finish_run(run.id, RunStatus.SUCCEEDED, self.clock.now(),
-                              info={**run.info, "state": "complete", "value": float(value)})
+                                  info={**run.info, "state": "complete", "value": float(value)})
+            return float(value)
+
+        return objective
 
     def _outcome(self, optuna: Any, study: Any, name: str, metric: str, direction: str, new: int) -> SearchOutcome:
         trials = study.get_trials(deepcopy=False)

@@ -27,7 +27,7 @@ def import_optuna() -> Any:
         import optuna
     except ImportError:
         raise TidalError("model.search needs Optuna, which is not installed", hint=OPTUNA_HINT) from None
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # tidal shows the progress and records each trial
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # tidal shows the progress and records each trial
     return optuna
 
 
@@ -62,6 +62,21 @@ def distribution(space: ParamSpace) -> Any:
 def distributions(search: SearchSpec) -> dict[str, Any]:
     """The Optuna distributions of the whole space, by parameter name."""
     return {name: distribution(space) for name, space in search.params.items()}
+
+
+def suggest(trial: Any, search: SearchSpec) -> dict[str, Any]:
+    """The parameters ``trial`` draws from the space."""
+    drawn: dict[str, Any] = {}
+    for name, space in search.params.items():
+        if space.kind == "choice":
+            drawn[name] = trial.suggest_categorical(name, list(space.choice or []))
+            continue
+        low, high = space.bounds
+        if space.kind == "int":
+            drawn[name] = trial.suggest_int(name, int(low), int(high), step=int(space.step or 1), log=space.log)
+        else:
+            drawn[name] = trial.suggest_float(name, float(low), float(high), step=space.step, log=space.log)
+    return drawn
 
 
 def grid_points(space: ParamSpace) -> list[Any]:
@@ -105,4 +120,4 @@ def make_pruner(search: SearchSpec) -> Any:
 
 
 __all__ = ["MAX_GRID", "OPTUNA_HINT", "check_space", "distribution", "distributions", "grid_points", "grid_size",
-           "import_optuna", "make_pruner", "make_sampler"]
+           "import_optuna", "make_pruner", "make_sampler", "suggest"]
