@@ -24,10 +24,10 @@ from tidal.core.errors import SpecError, TidalError
 from tidal.core.progress import listening
 from tidal.storage.study import drop_study_schema, open_study_storage, study_url
 
-SPACE = "{max_iter: {int: [5, 40]}, learning_rate: {float: [0.02, 0.4], log: true}, max_depth: {choice: [2, 3, 4]}}"
+SPACE = "{max_iter: {int: [5, 20]}, learning_rate: {float: [0.02, 0.4], log: true}, max_depth: {choice: [2, 3, 4]}}"
 
 
-def _project(root: Path, *, trials: int = 4, extra: str = "", space: str = SPACE, params: str = "{max_iter: 30}",
+def _project(root: Path, *, trials: int = 4, extra: str = "", space: str = SPACE, params: str = "{max_iter: 10}",
              estimator: str = "sklearn.ensemble.HistGradientBoostingClassifier") -> Path:
     root.mkdir(parents=True, exist_ok=True)
     rows = root / "rows.csv"
@@ -53,15 +53,15 @@ def _trials(ws: Workspace) -> list[Any]:
 
 
 def test_trials_are_child_runs_and_the_best_one_is_gated_and_registered(tmp_path: Path) -> None:
-    ws = Workspace.open(_project(tmp_path / "p"))
+    ws = Workspace.open(_project(tmp_path / "p", trials=3))
     result = ws.run()
     steps = [s.name for s in result.steps]
     assert steps == ["collect", "validate", "split", "profile", "search", "train", "evaluate", "gate", "register"]
     search = next(s for s in result.steps if s.name == "search").outputs
-    assert search["trials"] == search["new_trials"] == 4 and search["metric"] == "accuracy"
+    assert search["trials"] == search["new_trials"] == 3 and search["metric"] == "accuracy"
 
     trials = _trials(ws)
-    assert [t.info["trial"] for t in trials] == [0, 1, 2, 3]
+    assert [t.info["trial"] for t in trials] == [0, 1, 2]
     for t in trials:  # stored like a run's: params, metrics on the validation rows, the fit time; the parent named
         assert t.status == RunStatus.SUCCEEDED and t.info["parent_run"] == result.run.id
         assert ws.store.get_tags(t.id)["study"] == search["study"]
@@ -78,7 +78,7 @@ def test_trials_are_child_runs_and_the_best_one_is_gated_and_registered(tmp_path
     assert stored == values
     mv = result.model
     assert mv is not None and mv.state.value in ("validated", "deployed")
-    assert mv.lineage.params == {"max_iter": 30, **study.best_params}
+    assert mv.lineage.params == {"max_iter": 10, **study.best_params}
     assert mv.lineage.extra["search"]["study"] == search["study"]
     assert mv.info["gate"]["passed"] is True
     assert result.decision is not None and result.decision.passed
@@ -92,7 +92,7 @@ def test_trials_are_child_runs_and_the_best_one_is_gated_and_registered(tmp_path
     out = next(s for s in again.steps if s.name == "search").outputs
     assert out["new_trials"] == 0 and out["best_params"] == search["best_params"]
     assert again.model is not None and again.model.version == mv.version
-    assert len(_trials(ws)) == 4
+    assert len(_trials(ws)) == 3
 
 
 class Interrupt(KeyboardInterrupt):
@@ -130,7 +130,7 @@ def test_an_interrupted_search_resumes_without_redoing_its_trials(tmp_path: Path
 
 
 def test_a_time_budget_stops_the_search_and_a_grid_covers_its_points(tmp_path: Path) -> None:
-    grid = "{max_depth: {choice: [2, 3]}, max_iter: {int: [10, 20], step: 10}}"
+    grid = "{max_depth: {choice: [2, 3]}, max_iter: {int: [5, 10], step: 5}}"
     root = _project(tmp_path / "p", trials=50, space=grid, extra="    sampler: grid\n")
     result = Workspace.open(root).run()
     out = next(s for s in result.steps if s.name == "search").outputs
@@ -147,8 +147,8 @@ def test_a_time_budget_stops_the_search_and_a_grid_covers_its_points(tmp_path: P
 def test_pruned_trials_are_recorded_as_pruned_never_as_best(tmp_path: Path) -> None:
     # HistGradientBoosting with early stopping logs its per-iteration validation score (on rows it sets
     # aside from its fit rows): the median pruner reads that curve
-    root = _project(tmp_path / "p", trials=10, params="{early_stopping: true, n_iter_no_change: 50}",
-                    space="{max_iter: {int: [20, 40]}, learning_rate: {float: [0.0005, 0.5], log: true}}",
+    root = _project(tmp_path / "p", trials=6, params="{early_stopping: true, n_iter_no_change: 50}",
+                    space="{max_iter: {int: [10, 20]}, learning_rate: {float: [0.0005, 0.5], log: true}}",
                     extra="    sampler: random\n    pruner: median\n")
     ws = Workspace.open(root)
     result = ws.run()
