@@ -270,3 +270,58 @@ def test_on_postgresql_the_study_is_in_its_own_schema_and_resumes(tmp_path: Path
         engine.dispose()
     assert {"studies", "trials", "alembic_version"} <= names
     assert result.model is not None and result.model.lineage.extra["search"]["study"] == out["study"]
+
+
+def _serve(ws: Workspace, frame: Any) -> None:
+    """Answer ``frame`` with the champion, log the answers and their labels, as the server would."""
+    from tidal.core.entities import Feedback, Prediction
+
+    mv = ws.models.get("cancer:champion")
+    model = ws.models.load(f"cancer:{mv.version}")
+    X = frame.drop(columns=["target"])
+    now = ws.clock.now()
+    preds = [Prediction(id=uuid.uuid4().hex, time=now, model="cancer", version=mv.version,
+                        inputs={k: float(v) for k, v in row.items()}, output=int(p))
+             for row, p in zip(X.to_dict(orient="records"), model.predict(X), strict=True)]
+    ws.predictions.append(preds)
+    ws.predictions.add_feedback([Feedback(prediction_id=p.id, label=int(y), time=now)
+                                 for p, y in zip(preds, frame["target"], strict=True)])
+
+
+def test_retrain_tune_searches_again_every_n_retrains_and_refits_the_champions_params_between(
+        tmp_path: Path) -> None:
+    from tidal.core.clock import SimulatedClock
+    from tidal.loop.controller import Controller
+
+    frame = load_breast_cancer(as_frame=True).frame.sample(frac=1.0, random_state=0).reset_index(drop=True)
+    root = tmp_path / "p"
+    root.mkdir()
+    frame.iloc[:300].to_csv(root / "rows.csv", index=False)
+    _project(root, trials=2, extra="")
+    text = (root / "tidal.yaml").read_text().replace("gates: [accuracy >= 0.8]", "gates: [accuracy >= 0.5]")
+    (root / "tidal.yaml").write_text(text + "retrain: {on: {new_data: {rows: 50}}, cooldown: {rows: 0}, "
+                                            "max_per_day: 1000, min_labelled: 10, tune: every 2 retrains}\n")
+    with Workspace.open(root, clock=SimulatedClock()) as ws:
+        first = ws.run().model
+        assert first is not None
+        controller = Controller(ws.context())
+        try:
+            steps = []
+            for part in (frame.iloc[300:380], frame.iloc[380:460]):
+                _serve(ws, part)
+                tick = controller.tick()
+                assert tick.acted, tick
+                mv = ws.models.get(f"cancer:{tick.champion}")
+                steps.append((mv, next(s for s in ws.store.list_steps(mv.run_id) if s.name == "search")))
+        finally:
+            controller.release()
+    (v2, refit), (v3, searched) = steps
+    # retrain 1 of every 2: no search; the champion's params, the study that found them named
+    assert refit.status.value == "reused" and "retrain.tune: every 2 retrains; retrain 1 refits" in refit.explain
+    assert v2.lineage.params == first.lineage.params
+    assert v2.lineage.extra["search"]["study"] == first.lineage.extra["search"]["study"]
+    assert v2.lineage.extra["search"]["params_from"] == f"cancer:{first.version}"
+    # retrain 2: a search of its own, on its own training rows
+    assert searched.status.value == "done" and searched.outputs["new_trials"] == 2
+    assert v3.lineage.extra["search"]["study"] != first.lineage.extra["search"]["study"]
+    assert "params_from" not in v3.lineage.extra["search"]

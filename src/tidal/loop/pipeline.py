@@ -63,7 +63,7 @@ class TrainingPipeline:
         self, ctx: LoopContext, *, listener: StepListener | None = None, trigger: str = "manual",
         use_cache: bool = True, frame: pd.DataFrame | None = None, frame_source: str = "",
         promote: str | None = None, refit: bool = False, parent: ModelVersion | None = None,
-        triggered_by: dict[str, Any] | None = None,
+        triggered_by: dict[str, Any] | None = None, tuned: dict[str, Any] | None = None,
     ) -> None:
         """``frame`` replaces reading ``data.source`` (the loop passes source rows plus labelled
         predictions; the backtest passes the rows seen so far); ``frame_source`` describes it.
@@ -77,13 +77,17 @@ class TrainingPipeline:
         a ``refit`` continues the gated model on the holdout rows; the version's lineage names the parent.
         ``triggered_by``: the retrain that started this run (the loop's ``loop.retrain``: the version serving
         then, the trigger and why), kept in the run's info and the version's ``lineage.extra`` so that the
-        registry can say the old version was ``improved`` by it, and "why is it serving?" reaches the trigger."""
+        registry can say the old version was ``improved`` by it, and "why is it serving?" reaches the trigger.
+        ``tuned``: with ``model.search``, train with these params instead of searching (the loop's
+        ``retrain.tune``): ``{"params", "search", "from", "note"}``, ``search`` being what the version whose
+        params they are found (its lineage's), so that this version's lineage names the same study."""
         self.ctx, self.spec = ctx, ctx.spec
         self.store, self.artifacts, self.registry, self.clock = ctx.store, ctx.artifacts, ctx.registry, ctx.clock
         self.listener, self.trigger, self.use_cache = listener, trigger, use_cache
         self.frame, self.frame_source = frame, frame_source or "frame"
         self.promote, self.refit, self.parent = promote, refit, parent
         self.triggered_by = dict(triggered_by) if triggered_by else None
+        self.tuned = dict(tuned) if tuned else None
         self._frames: dict[str, pd.DataFrame] = {}
         self._models: dict[str, Any] = {}
         self._refits: dict[tuple[str, str, str], str] = {}
@@ -177,7 +181,13 @@ class TrainingPipeline:
                                                          "profile"),
                              inputs={"train": train_d, "columns": columns}).outputs["profile"]
         if spec.model.search is not None and self.parent is None:  # an incremental retrain continues its parent
-            self._search(runner, result, train_d, columns, kinds, task)
+            if self.tuned is not None:  # retrain.tune: this retrain refits params an earlier search found
+                self._searched = {**self.tuned["search"], "params_from": self.tuned["from"]}
+                self._model_spec = spec.model.model_copy(update={"params": dict(self.tuned["params"]), "search": None})
+                runner.reuse("search", {**self._searched, "params": self._model_spec.params}, self.tuned["note"])
+                result.run.info["search"] = self._searched
+            else:
+                self._search(runner, result, train_d, columns, kinds, task)
         trained = self._train(runner, tracker, train_d, columns, kinds)
         evaluation = self._evaluate(runner, tracker, result, trained, train_d, holdout_d, columns, kinds, task)
         existing = self.registry.find_by_artifact(spec.name, trained["model"], holdout=holdout_d)

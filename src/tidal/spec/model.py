@@ -422,6 +422,13 @@ with warnings.catch_warnings():
                     )
             return self
 
+        @model_validator(mode="after")
+        def _tune_needs_search(self) -> Spec:
+            if self.retrain.tune is not None and self.model.search is None:
+                raise spec_problem("tune_without_search", "retrain.tune needs a model.search to re-tune with",
+                                   hint="add a model.search section, or remove retrain.tune", at=("retrain", "tune"))
+            return self
+
         @property
         def digest(self) -> str:
             """sha256 of the canonical JSON of the validated spec (defaults included, comments not)."""
