@@ -76,6 +76,10 @@ def test_trials_are_child_runs_and_the_best_one_is_gated_and_registered(tmp_path
     assert mv is not None and mv.state.value in ("validated", "deployed")
     assert mv.lineage.params == {"max_iter": 10, **study.best_params}
     assert mv.lineage.extra["search"]["study"] == search["study"]
+    parent = ws.store.get_params(result.run.id)  # the parent run: the spec's params, and those it trained with
+    assert parent["search.study"] == search["study"] and parent["model.params.max_iter"] == "10"
+    assert {k: parent[f"search.params.{k}"] for k in study.best_params} == {
+        k: str(v) for k, v in study.best_params.items()}
     assert mv.info["gate"]["passed"] is True
     assert result.decision is not None and result.decision.passed
     # the search never saw the holdout: the trials scored fewer rows than the training split holds

@@ -188,6 +188,9 @@ class TrainingPipeline:
                 result.run.info["search"] = self._searched
             else:
                 self._search(runner, result, train_d, columns, kinds, task)
+            # the params this run trains with, beside the spec's (model.params.*, logged above)
+            tracker.log_params({"search.study": self._searched["study"] if self._searched else "",
+                                **{f"search.params.{k}": v for k, v in self._model_spec.params.items()}})
         trained = self._train(runner, tracker, train_d, columns, kinds)
         evaluation = self._evaluate(runner, tracker, result, trained, train_d, holdout_d, columns, kinds, task)
         existing = self.registry.find_by_artifact(spec.name, trained["model"], holdout=holdout_d)
