@@ -122,3 +122,38 @@ def test_retrain_tune_searches_again_every_n_retrains_and_refits_the_champions_p
     assert searched.status.value == "done" and searched.outputs["new_trials"] == 2
     assert v3.lineage.extra["search"]["study"] != first.lineage.extra["search"]["study"]
     assert "params_from" not in v3.lineage.extra["search"]
+
+
+KILLED = """
+import os, signal, sys
+from tidal import Workspace
+from tidal.core.progress import listening
+
+def kill_after_three(what, done, total):
+    if what == "trial" and done == 3:
+        os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no finally: as a machine that loses power
+
+with listening(kill_after_three):
+    Workspace.open(sys.argv[1]).run()
+"""
+
+
+def test_a_killed_search_resumes_from_its_stored_trials(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    root = _project(tmp_path / "p", trials=5)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2] / "src"),
+                                                                      os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, "-c", KILLED, str(root)], env=env, timeout=240, capture_output=True)
+    assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
+    ws = Workspace.open(root)
+    first = _trials(ws)
+    assert [t.info["trial"] for t in first] == [0, 1, 2]
+    result = ws.run()
+    out = next(s for s in result.steps if s.name == "search").outputs
+    assert out["trials"] == 5 and out["new_trials"] == 2
+    after = _trials(ws)
+    assert [(t.id, t.info["params"]) for t in after[:3]] == [(t.id, t.info["params"]) for t in first]
+    assert result.model is not None and result.model.lineage.extra["search"]["study"] == out["study"]

@@ -308,7 +308,8 @@ class TrainingPipeline:
         def search() -> dict[str, Any]:
             storage = self.ctx.studies() if self.ctx.studies is not None else import_optuna().storages.InMemoryStorage()
             found = Search(spec, store=self.store, clock=self.clock, storage=storage, run_id=result.run.id,
-                           task=task, columns=columns, kinds=kinds).run(self._frame(train_d), train_d)
+                           task=task, columns=columns, kinds=kinds,
+                           heartbeat_s=self.ctx.heartbeat_s).run(self._frame(train_d), train_d)
             return found.to_dict()
 
         out = runner.step("search", search, code_of=Search.run, cacheable=False,

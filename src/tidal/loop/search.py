@@ -34,6 +34,7 @@ from tidal.core.ports import Clock, MetadataStore
 from tidal.core.progress import report
 from tidal.data import steps as data_steps
 from tidal.evaluate.scoring import metrics_on
+from tidal.loop.liveness import beating, owner_info
 from tidal.spec import Spec
 from tidal.spec.metrics import LOWER_IS_BETTER, metrics_for, task_of
 from tidal.spec.model import ModelSpec, PrepareSpec
@@ -134,8 +135,11 @@ class Search:
     """One search over a run's training rows (see the module)."""
 
     def __init__(self, spec: Spec, *, store: MetadataStore, clock: Clock, storage: Any, run_id: str,
-                 task: str, columns: list[str], kinds: Mapping[str, str]) -> None:
+                 task: str, columns: list[str], kinds: Mapping[str, str], heartbeat_s: float | None = None) -> None:
+        """``heartbeat_s``: seconds between the heartbeats of each trial's run, as the parent run's (None:
+        none, as in a backtest), so that a long trial is never taken for an abandoned run."""
         self.spec, self.store, self.clock, self.storage, self.run_id = spec, store, clock, storage, run_id
+        self.heartbeat_s = heartbeat_s
         self.task, self.columns, self.kinds = task, columns, dict(kinds)
         search = spec.model.search
         if search is None:
@@ -196,7 +200,9 @@ class Search:
             model = spec.model.model_copy(update={"params": params, "search": None})
             run = Run(id=uuid.uuid4().hex, project=spec.name, status=RunStatus.RUNNING, started_at=self.clock.now(),
                       spec_digest=spec.digest, trigger="search",
-                      info={"parent_run": self.run_id, "study": name, "trial": trial.number, "params": drawn})
+                      info={"parent_run": self.run_id, "study": name, "trial": trial.number, "params": drawn,
+                            "owner": owner_info()},
+                      heartbeat_at=self.clock.now() if self.heartbeat_s is not None else None)
             self.store.create_run(run)
             tracker = Tracker(self.store, run.id, clock=self.clock)
             tracker.log_params({f"model.params.{k}": v for k, v in params.items()})
@@ -208,9 +214,10 @@ class Search:
                 return bool(trial.should_prune())
 
             try:
-                result = run_trial(fit_rows, valid_rows, target=spec.data.target, columns=self.columns,
-                                   kinds=self.kinds, prepare=spec.prepare, model=model, task=self.task,
-                                   tracker=tracker, should_prune=should_prune)
+                with beating(self.store, run.id, self.clock, self.heartbeat_s):
+                    result = run_trial(fit_rows, valid_rows, target=spec.data.target, columns=self.columns,
+                                       kinds=self.kinds, prepare=spec.prepare, model=model, task=self.task,
+                                       tracker=tracker, should_prune=should_prune)
                 value = result.metrics.get(metric)
                 if result.pruned_at is None and value is None:
                     raise TrainingError(f"{metric} is undefined on the validation rows",
