@@ -166,8 +166,9 @@ class Search:
         study.set_user_attr("project", spec.name)
         study.set_user_attr("metric", metric)
         budget = search.budget_trials
-        if search.sampler == "grid":
-            budget = min(budget or grid_size(search), grid_size(search))
+        if search.sampler == "grid":  # a grid with no trials given tries every point
+            size = grid_size(search)
+            budget = size if search.trials is None else min(search.trials, size)
         seconds = search.budget_seconds
         before = self._finished(study)
         started = time.monotonic()
