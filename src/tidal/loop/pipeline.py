@@ -307,9 +307,13 @@ class TrainingPipeline:
 
         def search() -> dict[str, Any]:
             storage = self.ctx.studies() if self.ctx.studies is not None else import_optuna().storages.InMemoryStorage()
-            found = Search(spec, store=self.store, clock=self.clock, storage=storage, run_id=result.run.id,
-                           task=task, columns=columns, kinds=kinds,
-                           heartbeat_s=self.ctx.heartbeat_s).run(self._frame(train_d), train_d)
+            try:
+                found = Search(spec, store=self.store, clock=self.clock, storage=storage, run_id=result.run.id,
+                               task=task, columns=columns, kinds=kinds,
+                               heartbeat_s=self.ctx.heartbeat_s).run(self._frame(train_d), train_d)
+            finally:  # an RDB storage's connections end with the search (a loop searches again much later)
+                if (dispose := getattr(getattr(storage, "engine", None), "dispose", None)) is not None:
+                    dispose()
             return found.to_dict()
 
         out = runner.step("search", search, code_of=Search.run, cacheable=False,
