@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from tidal.spec.errors import show, spec_problem
 from tidal.spec.section import Metric, Section
@@ -68,6 +68,11 @@ class ParamSpace(Section):
             raise spec_problem("search_range", f"step {show(self.step)} for an int range; expected a whole number",
                                hint="use a whole step, or a float range", at=("step",))
         return self
+
+    @model_serializer(mode="wrap")
+    def _as_written(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # dumped (the spec digest, the study's name) with the keys as a user writes them: int and float
+        return {{"int_": "int", "float_": "float"}.get(k, k): v for k, v in handler(self).items()}
 
     @property
     def kind(self) -> Literal["int", "float", "choice"]:
