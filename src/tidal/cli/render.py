@@ -92,6 +92,8 @@ def runs_table(runs: list[Run]) -> Table:
     for r in runs:
         model = r.info.get("model") or {}
         label = f"{model.get('name')}:{model.get('version')} ({model.get('state')})" if model else ""
+        if r.trigger == "search" and "trial" in r.info:  # a trial of a search: which one, of which run, how it ended
+            label = f"trial {r.info['trial']} of {str(r.info.get('parent_run', ''))[:12]} ({r.info.get('state', '')})"
         secs = f"{(r.ended_at - r.started_at).total_seconds():.1f}" if r.ended_at else ""
         style = {"succeeded": "green", "failed": "red", "abandoned": "magenta"}.get(r.status.value, "yellow")
         table.add_row(r.id[:12], when(r.started_at), f"[{style}]{r.status.value}[/]", r.trigger, label, secs)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tidal.core.ports import ArtifactStore, Clock, Executor, MetadataStore, PredictionLog
 from tidal.registry import Registry
@@ -24,3 +26,6 @@ class LoopContext:
     clock: Clock
     #: seconds between the heartbeats of the runs the loop starts (None: no heartbeat, as in a backtest)
     heartbeat_s: float | None = None
+    #: opens the Optuna storage where ``model.search`` keeps its studies (None: Optuna's in-memory storage,
+    #: so a search in throw-away stores, as in a backtest, does not resume)
+    studies: Callable[[], Any] | None = None

@@ -289,7 +289,8 @@ class Controller:
             pipeline = TrainingPipeline(self.ctx, trigger=f"loop:{trigger}", frame=frame, frame_source=label,
                                         promote=CHAMPION if kind == "direct" else CHALLENGER, refit=spec.retrain.refit,
                                         parent=parent, triggered_by=self._triggered_by(champion, trigger, reasons,
-                                                                                       started, labelled_total))
+                                                                                       started, labelled_total),
+                                        tuned=self._tuned(champion))
             result = pipeline.run()
         except Exception as exc:  # whatever broke the retrain, the loop records it and goes on
             # A user's mistake reads as its message; anything else keeps its type so it can be reported.
@@ -333,6 +334,23 @@ class Controller:
         elif mv.version != champion.version:
             self.trials.start_trial(state, new=mv, champion=champion, kind=kind)
         self._save(state)
+
+    def _tuned(self, champion: ModelVersion) -> dict[str, Any] | None:
+        """With ``model.search`` and ``retrain.tune: every N retrains``, the champion's params for a retrain that
+        refits instead of searching; None when this retrain searches (every N-th retrain the loop makes, and
+        any retrain whose champion no search of this estimator made)."""
+        spec = self.ctx.spec
+        every = spec.retrain.tune
+        if spec.model.search is None or every is None:
+            return None
+        nth = 1 + sum(1 for mv in self.ctx.registry.list(self.name) if mv.lineage.extra.get("triggered_by"))
+        searched = champion.lineage.extra.get("search")
+        if nth % every == 0 or not isinstance(searched, dict) or champion.lineage.estimator != spec.model.estimator:
+            return None
+        return {"params": dict(champion.lineage.params or {}), "search": dict(searched),
+                "from": f"{champion.name}:{champion.version}",
+                "note": f"retrain.tune: every {every} retrains; retrain {nth} refits the params of "
+                        f"{champion.name}:{champion.version} (study {searched.get('study')})"}
 
     def _triggered_by(self, champion: ModelVersion, trigger: str, reasons: list[str],
                       started: datetime, labelled: int) -> dict[str, Any]:

@@ -41,15 +41,17 @@ from tidal.loop.lineage import git_commit, source_files, source_location
 from tidal.loop.liveness import beating, owner_info
 from tidal.loop.results import STEPS, RunResult, flat_params, thread_cap
 from tidal.loop.runner import StepListener, StepRunner
+from tidal.loop.search import Search
 from tidal.monitor.baseline import holdout_drift
 from tidal.registry import CHALLENGER, CHAMPION
 from tidal.registry.onnx_form import registration_form
-from tidal.spec.model import LabelFeaturesSpec
+from tidal.spec.model import LabelFeaturesSpec, ModelSpec
 from tidal.spec.source import source_label
 from tidal.train.continued import continue_fit
 from tidal.train.estimator import import_estimator
 from tidal.train.fit import TrainResult, fit_pipeline, predict_frame
 from tidal.train.flavors import flavor_for, get_flavor
+from tidal.train.search import import_optuna
 from tidal.train.tracking import LOG_ARTIFACT, Tracker
 
 #: How many times a run gates again when the champion moved between its gate and its registration.
@@ -63,7 +65,7 @@ class TrainingPipeline:
         self, ctx: LoopContext, *, listener: StepListener | None = None, trigger: str = "manual",
         use_cache: bool = True, frame: pd.DataFrame | None = None, frame_source: str = "",
         promote: str | None = None, refit: bool = False, parent: ModelVersion | None = None,
-        triggered_by: dict[str, Any] | None = None,
+        triggered_by: dict[str, Any] | None = None, tuned: dict[str, Any] | None = None,
     ) -> None:
         """``frame`` replaces reading ``data.source`` (the loop passes source rows plus labelled
         predictions; the backtest passes the rows seen so far); ``frame_source`` describes it.
@@ -77,18 +79,25 @@ class TrainingPipeline:
         a ``refit`` continues the gated model on the holdout rows; the version's lineage names the parent.
         ``triggered_by``: the retrain that started this run (the loop's ``loop.retrain``: the version serving
         then, the trigger and why), kept in the run's info and the version's ``lineage.extra`` so that the
-        registry can say the old version was ``improved`` by it, and "why is it serving?" reaches the trigger."""
+        registry can say the old version was ``improved`` by it, and "why is it serving?" reaches the trigger.
+        ``tuned``: with ``model.search``, train with these params instead of searching (the loop's
+        ``retrain.tune``): ``{"params", "search", "from", "note"}``, ``search`` being what the version whose
+        params they are found (its lineage's), so that this version's lineage names the same study."""
         self.ctx, self.spec = ctx, ctx.spec
         self.store, self.artifacts, self.registry, self.clock = ctx.store, ctx.artifacts, ctx.registry, ctx.clock
         self.listener, self.trigger, self.use_cache = listener, trigger, use_cache
         self.frame, self.frame_source = frame, frame_source or "frame"
         self.promote, self.refit, self.parent = promote, refit, parent
         self.triggered_by = dict(triggered_by) if triggered_by else None
+        self.tuned = dict(tuned) if tuned else None
         self._frames: dict[str, pd.DataFrame] = {}
         self._models: dict[str, Any] = {}
         self._refits: dict[tuple[str, str, str], str] = {}
         self._served: dict[tuple[str, str], str | None] = {}
         self._onnx: dict[tuple[str, str], tuple[dict[str, Any] | None, str | None]] = {}
+        #: the model section the train step fits: spec.model, with the best trial's params after a search
+        self._model_spec: ModelSpec = ctx.spec.model
+        self._searched: dict[str, Any] | None = None
 
     # -- the stores ------------------------------------------------------------------------------
     def _frame(self, digest: str) -> pd.DataFrame:
@@ -136,7 +145,7 @@ class TrainingPipeline:
                 self._steps(runner, tracker, result)
         except BaseException as exc:
             done = {s.name for s in runner.records}
-            for name in STEPS:
+            for name in self._step_names():
                 if name not in done:
                     runner.skip(name, f"skipped: an earlier step failed ({type(exc).__name__})")
             message = str(exc) if isinstance(exc, TidalError) else f"{type(exc).__name__}: {exc}"
@@ -180,6 +189,17 @@ class TrainingPipeline:
                              save=lambda prof: _artifact(self.artifacts.put(json.dumps(prof, sort_keys=True).encode()),
                                                          "profile"),
                              inputs={"train": train_d, "columns": columns}).outputs["profile"]
+        if spec.model.search is not None and self.parent is None:  # an incremental retrain continues its parent
+            if self.tuned is not None:  # retrain.tune: this retrain refits params an earlier search found
+                self._searched = {**self.tuned["search"], "params_from": self.tuned["from"]}
+                self._model_spec = spec.model.model_copy(update={"params": dict(self.tuned["params"]), "search": None})
+                runner.reuse("search", {**self._searched, "params": self._model_spec.params}, self.tuned["note"])
+                result.run.info["search"] = self._searched
+            else:
+                self._search(runner, result, train_d, columns, kinds, task)
+            # the params this run trains with, beside the spec's (model.params.*, logged above)
+            tracker.log_params({"search.study": self._searched["study"] if self._searched else "",
+                                **{f"search.params.{k}": v for k, v in self._model_spec.params.items()}})
         trained = self._train(runner, tracker, train_d, columns, kinds)
         evaluation = self._evaluate(runner, tracker, result, trained, train_d, holdout_d, columns, kinds, task)
         existing = self.registry.find_by_artifact(spec.name, trained["model"], holdout=holdout_d)
@@ -288,9 +308,44 @@ class TrainingPipeline:
                                       "label_features": lf.model_dump(mode="json"), "label_delay": delay})}).outputs
         return out["train"], out["holdout"]
 
+    def _step_names(self) -> tuple[str, ...]:
+        if self.spec.model.search is None or self.parent is not None:
+            return STEPS
+        at = STEPS.index("train")
+        return (*STEPS[:at], "search", *STEPS[at:])
+
+    def _search(self, runner: StepRunner, result: RunResult, train_d: str, columns: list[str],
+                kinds: dict[str, str], task: str) -> None:
+        """Search ``model.search``'s space on the training rows (never the holdout: :mod:`tidal.loop.search`);
+        the train step then fits the best trial's params."""
+        spec = self.spec
+
+        def search() -> dict[str, Any]:
+            storage = self.ctx.studies() if self.ctx.studies is not None else import_optuna().storages.InMemoryStorage()
+            try:
+                found = Search(spec, store=self.store, clock=self.clock, storage=storage, run_id=result.run.id,
+                               task=task, columns=columns, kinds=kinds,
+                               heartbeat_s=self.ctx.heartbeat_s).run(self._frame(train_d), train_d)
+            finally:  # an RDB storage's connections end with the search (a loop searches again much later)
+                if (dispose := getattr(getattr(storage, "engine", None), "dispose", None)) is not None:
+                    dispose()
+            return found.to_dict()
+
+        out = runner.step("search", search, code_of=Search.run, cacheable=False,
+                          why_always="a search resumes its stored study (only the trials its budget still allows run)",
+                          inputs={"train": train_d, "search": spec.model.search.model_dump(mode="json")
+                                  if spec.model.search else None}).outputs
+        self._searched = {k: out[k] for k in ("study", "metric", "best_trial", "best_value", "best_params", "trials")}
+        self._model_spec = spec.model.model_copy(update={"params": dict(out["params"]), "search": None})
+        result.run.info["search"] = self._searched
+        self._event("search.done", f"run:{result.run.id}",
+                    f"search {out['study']}: best trial {out['best_trial']} of {out['trials']} "
+                    f"({out['metric']} {out['best_value']:.4f} on the validation rows), {out['new_trials']} new",
+                    {**out, "run_id": result.run.id})
+
     def _train(self, runner: StepRunner, tracker: Tracker, train_d: str, columns: list[str],
                kinds: dict[str, str]) -> dict[str, Any]:
-        spec = self.spec
+        spec, model = self.spec, self._model_spec
 
         def save(fitted: TrainResult) -> dict[str, Any]:
             digest, flavor, fmt = self._put_model(fitted.model)
@@ -301,7 +356,7 @@ class TrainingPipeline:
 
         inputs = {"train": train_d, "columns": columns, "kinds": {c: kinds.get(c) for c in columns},
                   "target": spec.data.target, "prepare": spec.prepare.model_dump(mode="json"),
-                  "estimator": spec.model.estimator, "params": spec.model.params, "seed": spec.model.seed}
+                  "estimator": model.estimator, "params": model.params, "seed": model.seed}
         if (parent := self.parent) is not None:  # retrain.mode: incremental: the parent learns the rows
             trained = runner.step(
                 "train", continue_fit_step, code_of=continue_fit, save=save,
@@ -312,7 +367,7 @@ class TrainingPipeline:
         else:
             trained = runner.step(
                 "train", _train_step, code_of=fit_pipeline,
-                args=lambda: (self._frame(train_d), spec.data.target, columns, kinds, spec.prepare, spec.model),
+                args=lambda: (self._frame(train_d), spec.data.target, columns, kinds, spec.prepare, model),
                 save=save, reuse_note=lambda o: f"model {o['model'][:12]}", inputs=inputs).outputs
         if trained.get("log"):  # a reused step's log too: this run's model is the one that printed it
             self.store.add_run_artifact(tracker.run_id, LOG_ARTIFACT, trained["log"])
@@ -424,7 +479,7 @@ class TrainingPipeline:
                 else:
                     whole = pd.concat([self._frame(train_d), self._frame(holdout_d)], ignore_index=True)
                     fitted = fit_pipeline(whole, target=spec.data.target, columns=columns, kinds=kinds,
-                                          prepare=spec.prepare, model=spec.model)
+                                          prepare=spec.prepare, model=self._model_spec)
                 self._refits[key] = self._put_model(fitted.model)[0]
             model_d = self._refits[key]
         model = self._model(model_d, trained["flavor"])
@@ -447,9 +502,10 @@ class TrainingPipeline:
             lineage=Lineage(run_id=result.run.id, snapshot=info.get("snapshot"), train=train_d, holdout=holdout_d,
                             spec_digest=spec.digest, git=info.get("git"),
                             environment_digest=info.get("environment_digest"), seed=spec.model.seed,
-                            estimator=spec.model.estimator, params=spec.model.params, source=info.get("source"),
+                            estimator=spec.model.estimator, params=self._model_spec.params, source=info.get("source"),
                             continued_from=continued_from(self.parent),
-                            extra={"triggered_by": self.triggered_by} if self.triggered_by else {},
+                            extra={**({"triggered_by": self.triggered_by} if self.triggered_by else {}),
+                                   **({"search": self._searched} if self._searched else {})},
                             **({"gated_model": trained["model"], "refit": "train + holdout"}
                                if model_d != trained["model"] else {})),
             reasons=decision.failed,

@@ -19,6 +19,7 @@ from tidal.spec.errors import spec_problem
 from tidal.spec.gates import Gate, gate_from_yaml
 from tidal.spec.metrics import Task, metrics_for, task_of
 from tidal.spec.policy import BacktestSpec, RetrainSpec, RollbackSpec, StrategySpec, WindowSpec, strategy_from_yaml
+from tidal.spec.search import SearchSpec
 from tidal.spec.section import Metric, NonEmpty, Section
 from tidal.spec.source import SourceSpec
 
@@ -226,6 +227,8 @@ class ModelSpec(Section):
     )
     seed: int | None = Field(0, description="a whole number, or null for no fixed seed")
     task: Task | None = Field(None, description="classification, regression or null (decided from the data)")
+    search: SearchSpec | None = Field(
+        None, description="a search: section (params, trials or time, metric, sampler, pruner), or null (no search)")
 
 
 # -- validate -----------------------------------------------------------------------------------------
@@ -433,6 +436,13 @@ with warnings.catch_warnings():
                         f"{task_of(first[1])} metric; expected metrics of one task",
                         hint="remove the metrics of the other task", at=at,
                     )
+            return self
+
+        @model_validator(mode="after")
+        def _tune_needs_search(self) -> Spec:
+            if self.retrain.tune is not None and self.model.search is None:
+                raise spec_problem("tune_without_search", "retrain.tune needs a model.search to re-tune with",
+                                   hint="add a model.search section, or remove retrain.tune", at=("retrain", "tune"))
             return self
 
         @property

@@ -4,9 +4,10 @@ rolled back (``deploy.strategy``, ``deploy.rollback``), and how a backtest repla
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from tidal.spec.errors import spec_problem
 from tidal.spec.section import Metric, NonEmpty, Section
@@ -122,6 +123,19 @@ class WindowSpec(Section):
         return {} if data == "all" else data
 
 
+_EVERY = re.compile(r"^\s*every\s+(\d+)\s+retrains?\s*$")
+
+
+def _every_n_retrains(value: Any) -> Any:
+    """``every 5 retrains`` → 5 (a whole number passes as it is)."""
+    if isinstance(value, str) and (match := _EVERY.match(value)) is not None:
+        return int(match.group(1))
+    if isinstance(value, str):
+        raise spec_problem("bad_tune", f"{value!r} is not 'every N retrains'",
+                           hint="write e.g. 'every 5 retrains', or a whole number")
+    return value
+
+
 class RetrainSpec(Section):
     """When the loop retrains, with guards against retrain storms and too little feedback."""
 
@@ -142,6 +156,8 @@ class RetrainSpec(Section):
         "refit", description="refit (a challenger is fitted from scratch on the rebuilt training rows) or "
         "incremental (the champion's fitted pipeline learns the rows labelled since it was trained, by its "
         "estimator's partial_fit; its prepare step stays as fitted)")
+    tune: Annotated[int | None, BeforeValidator(_every_n_retrains)] = Field(
+        None, ge=1, description="'every N retrains', a whole number N >= 1, or null (every retrain searches)")
 
     @model_validator(mode="after")
     def _growth_can_be_measured(self) -> RetrainSpec:

@@ -50,6 +50,9 @@ model:
   seed: 0                   # null = no fixed seed
   # classification | regression | null (decided from the data)
   task: {task}
+  # a hyper-parameter search (pip install 'tidal[search]'), e.g.
+  # {{params: {{max_iter: {{int: [20, 200]}}}}, trials: 40}}: docs/spec.md
+  search: null
 
 validate:
   split: {{method: time, test_size: 0.2}}   # time | random
@@ -98,6 +101,7 @@ retrain:                    # when `tidal loop` retrains (no trigger = never by 
   include_source: true
   refit: true               # refit a challenger that passed on all rows, holdout included
   mode: refit               # refit | incremental (continue the champion by partial_fit: docs/spec.md)
+  tune: null                # with model.search: 'every 5 retrains' searches again every 5th retrain
 
 backtest:                   # `tidal backtest`
   initial_rows: 0.2         # share (< 1) or count of rows that train the first champion

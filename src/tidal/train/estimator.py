@@ -81,6 +81,15 @@ def _parameters(cls: type) -> tuple[set[str], bool]:
     return named, open_ended
 
 
+def parameter_names(cls: type) -> tuple[set[str], bool]:
+    """The parameter names the estimator class ``cls`` takes (its constructor's, and ``get_params()``'s),
+    and whether it takes any other keyword too (``**kwargs``, whose names its library checks)."""
+    named, open_ended = _parameters(cls)
+    with contextlib.suppress(Exception):
+        named |= set(cls().get_params(deep=False))
+    return named, open_ended
+
+
 def build_estimator(dotted: str, params: Mapping[str, Any], seed: int | None) -> Any:
     """An unfitted estimator; ``seed`` goes to ``random_state`` when the estimator has one and the
     params do not set it, so a run is reproducible without the user thinking about it. Params pass

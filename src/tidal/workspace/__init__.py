@@ -332,7 +332,13 @@ class Workspace:
         """The spec and ports of this workspace, as the loop (controller, backtest) uses them."""
         return LoopContext(spec=self.spec, root=self.settings.root, store=self.store, artifacts=self.artifacts,
                            predictions=self.predictions, registry=self.registry, executor=self.executor,
-                           clock=self.clock, heartbeat_s=RUN_HEARTBEAT_S)
+                           clock=self.clock, heartbeat_s=RUN_HEARTBEAT_S, studies=self._study_storage)
+
+    def _study_storage(self) -> Any:
+        """Optuna's storage for this workspace's searches, beside its metadata store (tidal.storage.study)."""
+        from tidal.storage.study import open_study_storage
+
+        return open_study_storage(self.settings.store_url)
 
     def controller(self, *, owner: str | None = None, lease_seconds: float = LEASE_S,
                    take_over: bool = False) -> Controller:

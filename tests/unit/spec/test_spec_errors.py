@@ -52,7 +52,7 @@ EXACT = {
     ),
     "unknown key, far from every known one": (
         edit("  seed: 0", "  seed: 0\n  zzz: 1"),
-        "tidal.yaml line 17: model.zzz: unknown key; expected one of estimator, params, seed, task"
+        "tidal.yaml line 17: model.zzz: unknown key; expected one of estimator, params, seed, task, search"
         " — remove it, or fix its spelling",
     ),
     "known key in the wrong section": (
