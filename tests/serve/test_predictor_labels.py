@@ -132,4 +132,5 @@ def test_a_support_vector_machine_keeps_its_predict(cancer: Any) -> None:
 
     model, signature, profile = fitted(SVC(probability=True, random_state=0), cancer)
     built = build_predictor(model, signature, profile, task="classification", fast=False)
-    assert built.report["labels"].startswith("predict (and predict_proba): the estimator's labels"), built.report
+    assert built.report["labels"] == ("predict (and predict_proba): the estimator's labels follow its decision "
+                                      "function, not its probabilities"), built.report

@@ -91,14 +91,17 @@ def proba_labels(classes: np.ndarray, proba: np.ndarray, predict: Any, X: Any) -
     return labels
 
 
-def one_pass_candidate(model: Any) -> bool:
-    """Whether ``model``'s labels may come from its probabilities (still checked against ``predict``): it has
-    ``classes_``, and its final estimator is not one whose ``predict`` follows another rule by design (a
-    support vector machine's probabilities are Platt-scaled, its labels come from the decision function)."""
+def one_pass_candidate(model: Any) -> str | None:
+    """Why ``model``'s labels may not come from its probabilities, or None when they may (still checked
+    against ``predict``): it needs ``classes_``, and a final estimator whose ``predict`` does not follow
+    another rule by design (a support vector machine's probabilities are Platt-scaled, its labels come from
+    its decision function)."""
     final = model.steps[-1][1] if hasattr(model, "steps") and model.steps else model
     if type(final).__name__ in ("SVC", "NuSVC"):
-        return False
-    return getattr(model, "classes_", None) is not None
+        return "the estimator's labels follow its decision function, not its probabilities"
+    if getattr(model, "classes_", None) is None:
+        return "the model has no classes_ to name the likeliest class"
+    return None
 
 
 class GenericPredictor:
@@ -278,8 +281,8 @@ def _one_pass(predictor: Predictor, model: Any, reference: GenericPredictor, row
     when that gives exactly ``predict``'s labels on every check; and how its labels are made, in words."""
     if isinstance(predictor, FastPredictor) and (predictor._hgb or predictor.booster is not None):
         return predictor, "one pass of the model (the fast path's own formulas)"
-    if not one_pass_candidate(model):
-        return predictor, "predict (and predict_proba): the estimator's labels may follow another rule"
+    if (why := one_pass_candidate(model)) is not None:
+        return predictor, f"predict (and predict_proba): {why}"
     candidate: Any = (GenericPredictor(model, columns, kinds, True, labels_from_proba=True)
                       if isinstance(predictor, GenericPredictor) else replace_labels(predictor))
     mismatch = _mismatch(candidate, reference, rows, columns, kinds, nullable, against="predict")
