@@ -53,7 +53,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _load import ensure_wrk
-from serve import ANCHOR_ENV, serve_and_measure
+from serve import ANCHOR_ENV, best_of_3, serve_and_measure
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "images.json"
@@ -313,28 +313,16 @@ def stages(project: Path, rows: list[dict[str, str]], n: int) -> dict[str, float
         built.schema.check_rows(checked)  # base64 text → canonical PNG bytes, in place
         steps = {
             "floor: decode, normalise, one forward (all of it)": floor,
-            "tidal: check rows (decode, canonical PNG per image)": lambda: built.schema.check_rows(
-                [dict(r) for r in batch]),
-            f"tidal: {built.predictor.path} predictor (the pipeline: prepare + network)":
+            "tidal: check rows (decode, canonical PNG per image, the decoded image kept)":
+                lambda: built.schema.check_rows([dict(r) for r in batch]),
+            f"tidal: {built.predictor.path} predictor (prepare + network, once)":
                 lambda: built.predictor.arrays(checked),
             "tidal: log record (digest, thumbnail per image)": lambda: [logged_image(r[column]) for r in checked],
             "tidal: images into the artifact store (stored already)": lambda: [ws.artifacts.put(r[column])
                                                                                for r in checked],
         }
-        reps = 100 if n == 1 else 5
-        out = {}
-        for name, step in steps.items():
-            step()
-            best = min(_timed(step, reps) for _ in range(3))
-            out[name] = round(best * 1e6, 1)
+        out = best_of_3(steps, 100 if n == 1 else 5)
     return out
-
-
-def _timed(step: Any, reps: int) -> float:
-    start = time.perf_counter()
-    for _ in range(reps):
-        step()
-    return (time.perf_counter() - start) / reps
 
 
 def serving_ratios(servers: dict[str, dict[str, Any]], cells: list[str]) -> dict[str, Any]:

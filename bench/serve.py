@@ -66,6 +66,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -343,16 +344,22 @@ def stages(built: dict[str, Any], n_rows: int, folder: Path, tag: str = "hgb") -
             "prediction log append (commit)": lambda: log.append(records()),
             "answer JSON": lambda: orjson.dumps(answer),
         }
-        reps = 200 if n_rows == 1 else 5
-        result = {}
-        for name, step in steps.items():
-            step()
-            best = min(_timed(step, reps) for _ in range(3))
-            result[name] = round(best * 1e6, 1)
+        result = best_of_3(steps, 200 if n_rows == 1 else 5)
     return result
 
 
-def _timed(step: Any, reps: int) -> float:
+def best_of_3(steps: dict[str, Callable[[], Any]], reps: int) -> dict[str, float]:
+    """Microseconds per call of each step (one call first, to warm it), the best of 3 runs of ``reps`` calls:
+    on a busy machine someone else's work slows a run, never speeds one. Shared by bench/images.py."""
+    result = {}
+    for name, step in steps.items():
+        step()
+        best = min(_timed(step, reps) for _ in range(3))
+        result[name] = round(best * 1e6, 1)
+    return result
+
+
+def _timed(step: Callable[[], Any], reps: int) -> float:
     start = time.perf_counter()
     for _ in range(reps):
         step()

@@ -125,6 +125,9 @@ def test_serves_images_as_the_model_predicts_them_and_logs_a_thumbnail(server: S
                                                         "channels": [1]}
         assert info["inputs"]["images"]["image"]["shape"] == [1, 8, 8]
         assert "base64 PNG/JPEG" in info["inputs"]["accepts"]["image"]
+        # the image path (decoded once, the network run once), as it answers as the generic path on the checks
+        assert info["serving"]["path"] == "images", info["serving"]
+        assert info["serving"]["labels"].startswith("the likeliest class of predict_proba, one pass")
 
         as_png = http.post("/predict", json={"instances": [{"image": b64(p)} for p in pngs]}).json()
         assert as_png["predictions"] == want_png and as_png["probabilities"] == proba_png

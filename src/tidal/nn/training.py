@@ -195,7 +195,8 @@ def _fit(module: nn.Module, X: torch.Tensor, y: torch.Tensor, config: Config, ge
 def forward(module: nn.Module, X: np.ndarray, n_threads: int = 1) -> np.ndarray:
     """The module's outputs on ``X`` (float32, C-ordered) as a float32 ``(rows, outputs)`` array, in eval
     mode, in fixed chunks of :data:`CHUNK` rows, on ``n_threads`` threads (see :func:`threads`)."""
-    module.eval()
+    if any(m.training for m in module.modules()):  # eval() sets every submodule's flag: a walk of setattrs
+        module.eval()
     parts = []
     with threads(n_threads), torch.inference_mode():
         for start in range(0, max(len(X), 1), CHUNK):

@@ -2,7 +2,13 @@
 
 - :class:`GenericPredictor` builds a DataFrame the way training did (``as_model_input``: signature
   column order, categoricals as objects with NaN for nulls) and calls the pipeline's ``predict`` and
-  ``predict_proba``. It serves any model, at about 3.5 ms a row for the Elec2 champion.
+  ``predict_proba``. It serves any model, at about 3.5 ms a row for the Elec2 champion. A classifier
+  whose ``predict`` is the likeliest class of its ``predict_proba`` (as scikit-learn's forests and networks
+  and tidal's torch classifier compute it) is run once instead: the labels are ``classes_[argmax(proba)]``
+  (:func:`proba_labels`), used only when they are exactly ``predict``'s on every check below; a row whose
+  two likeliest classes tie still gets ``predict``'s own answer.
+- :class:`~tidal.predict.images.ImagePredictor` serves a (prepare.images, network) pipeline: the images the
+  request's checks decoded, prepared and run through the network once, with no DataFrame.
 - :class:`FastPredictor` applies the fitted ``prepare`` step with NumPy alone
   (:mod:`tidal.predict.features`), then the estimator on the matrix; a HistGradientBoosting estimator is
   evaluated by :class:`~tidal.predict.trees.CompiledTrees` for small requests, and by its own Cython code,
@@ -14,7 +20,8 @@
 the version answers sample rows made from its reference profile, finds which columns may be null (the
 model was run with each of them missing), and uses the fast path only when it gives bit-for-bit the
 generic path's predictions and probabilities on every check: whole batches, one row at a time, a batch
-large enough for the big-request path, missing values and unseen categories.
+large enough for the big-request path, missing values and unseen categories. The reference of every
+check is the generic path calling both ``predict`` and ``predict_proba``.
 """
 
 from __future__ import annotations
@@ -65,16 +72,51 @@ def to_json(out: Arrays) -> tuple[list[Any], list[list[float]] | None]:
     return pred.tolist(), None if proba is None else proba.tolist()
 
 
+def proba_labels(classes: np.ndarray, proba: np.ndarray, predict: Any, X: Any) -> np.ndarray:
+    """The likeliest class of each row, ``classes[argmax(proba)]``; a row whose top probability is not
+    strictly above the others (a tie, or NaN) is answered by ``predict`` on that row of ``X`` instead, as
+    ``predict`` may break ties its own way (a binary model's threshold on its decision function)."""
+    top = np.argmax(proba, axis=1)
+    labels: np.ndarray = np.asarray(classes)[top]
+    if proba.shape[1] > 1 and len(proba):
+        at = np.arange(len(proba))
+        best = proba[at, top]
+        rest = proba.copy()
+        rest[at, top] = -np.inf
+        unsure = ~(best > rest.max(axis=1))  # True for ties and for NaN
+        if unsure.any():
+            picked = X.iloc[unsure] if hasattr(X, "iloc") else X[unsure]
+            labels = labels.astype(object) if labels.dtype.kind in "OUS" else labels
+            labels[unsure] = np.asarray(predict(picked))
+    return labels
+
+
+def one_pass_candidate(model: Any) -> str | None:
+    """Why ``model``'s labels may not come from its probabilities, or None when they may (still checked
+    against ``predict``): it needs ``classes_``, and a final estimator whose ``predict`` does not follow
+    another rule by design (a support vector machine's probabilities are Platt-scaled, its labels come from
+    its decision function)."""
+    final = model.steps[-1][1] if hasattr(model, "steps") and model.steps else model
+    if type(final).__name__ in ("SVC", "NuSVC"):
+        return "the estimator's labels follow its decision function, not its probabilities"
+    if getattr(model, "classes_", None) is None:
+        return "the model has no classes_ to name the likeliest class"
+    return None
+
+
 class GenericPredictor:
-    """Any model: a DataFrame built as training built it, then ``predict`` and ``predict_proba``."""
+    """Any model: a DataFrame built as training built it, then ``predict`` and ``predict_proba``, or, with
+    ``labels_from_proba`` (a classifier), ``predict_proba`` alone and :func:`proba_labels`."""
 
     path = "generic"
 
-    def __init__(self, model: Any, columns: Sequence[str], kinds: Mapping[str, str], classifier: bool) -> None:
+    def __init__(self, model: Any, columns: Sequence[str], kinds: Mapping[str, str], classifier: bool, *,
+                 labels_from_proba: bool = False) -> None:
         self.model = model
         self.columns = list(columns)
         self.kinds = dict(kinds)
         self.classifier = classifier
+        self.labels_from_proba = labels_from_proba and classifier
 
     def frame(self, rows: Rows) -> Any:
         import pandas as pd
@@ -95,6 +137,9 @@ class GenericPredictor:
 
     def arrays(self, rows: Rows) -> Arrays:
         X = self.frame(rows)
+        if self.labels_from_proba:
+            probs = np.asarray(self.model.predict_proba(X), dtype=np.float64)
+            return proba_labels(self.model.classes_, probs, self.model.predict, X), probs
         pred = np.asarray(self.model.predict(X))
         proba = np.asarray(self.model.predict_proba(X), dtype=np.float64) if self.classifier else None
         return pred, proba
@@ -113,6 +158,8 @@ class FastPredictor:
         # round differently over a column-major matrix, which is what the DataFrame path gives it.
         self.fortran = fortran
         self.trees: CompiledTrees | None = None
+        #: labels from predict_proba alone (see proba_labels), set by build_predictor once checked
+        self.labels_from_proba = False
         self._hgb = type(estimator).__name__ in _HGB
         #: XGBoost and LightGBM: one call into the library gives both outputs (tidal.predict.boosters)
         self.booster = None if self._hgb else booster_scorer(estimator, classifier)
@@ -136,6 +183,9 @@ class FastPredictor:
         if not self._hgb:
             if self.fortran:
                 X = np.asfortranarray(X)
+            if self.labels_from_proba:
+                probs = np.asarray(est.predict_proba(X), dtype=np.float64)
+                return proba_labels(est.classes_, probs, est.predict, X), probs
             pred = np.asarray(est.predict(X))
             proba = np.asarray(est.predict_proba(X), dtype=np.float64) if self.classifier else None
             return pred, proba
@@ -197,7 +247,12 @@ def build_predictor(model: Any, signature: Signature, profile: Mapping[str, Any]
     report: dict[str, Any] = {"check_rows": len(rows), "nullable": [c for c in columns if c in nullable]}
     predictor: Predictor = generic
     why = "fast path disabled"
-    if fast:
+    images = None
+    if fast and schema.images:
+        images, why = _image_candidate(model, schema, classifier, generic, rows)
+        if images is not None:
+            predictor = images
+    if fast and images is None:
         candidate, why = _fast_candidate(model, kinds, classifier)
         if candidate is not None:
             mismatch = _mismatch(candidate, generic, rows, columns, kinds, nullable)
@@ -211,11 +266,62 @@ def build_predictor(model: Any, signature: Signature, profile: Mapping[str, Any]
                 predictor, why = candidate, "identical to the generic path on every check"
             else:
                 why = f"not used: {mismatch}"
+    if classifier:
+        predictor, report["labels"] = _one_pass(predictor, model, generic, rows, columns, kinds, nullable)
     report.update(path=predictor.path, fast_path=why, check_seconds=round(time.perf_counter() - start, 4))
     if isinstance(predictor, FastPredictor):
         report["compiled_trees"] = predictor.trees is not None
         report["booster"] = None if predictor.booster is None else predictor.booster.kind
     return BuiltPredictor(predictor=predictor, schema=schema, report=report)
+
+
+def _one_pass(predictor: Predictor, model: Any, reference: GenericPredictor, rows: list[dict[str, Any]],
+              columns: list[str], kinds: Mapping[str, str], nullable: set[str]) -> tuple[Predictor, str]:
+    """``predictor``, made to take its labels from its probabilities (one pass of the model instead of two)
+    when that gives exactly ``predict``'s labels on every check; and how its labels are made, in words."""
+    if isinstance(predictor, FastPredictor) and (predictor._hgb or predictor.booster is not None):
+        return predictor, "one pass of the model (the fast path's own formulas)"
+    if (why := one_pass_candidate(model)) is not None:
+        return predictor, f"predict (and predict_proba): {why}"
+    candidate: Any = (GenericPredictor(model, columns, kinds, True, labels_from_proba=True)
+                      if isinstance(predictor, GenericPredictor) else replace_labels(predictor))
+    mismatch = _mismatch(candidate, reference, rows, columns, kinds, nullable, against="predict")
+    if mismatch is not None:
+        return predictor, f"predict (and predict_proba): the likeliest class of predict_proba {mismatch[3:]}"
+    return candidate, "the likeliest class of predict_proba, one pass: identical to predict on every check"
+
+
+def replace_labels(predictor: Any) -> Any:
+    """A copy of a fast or image ``predictor`` that takes its labels from its probabilities."""
+    import copy
+
+    out = copy.copy(predictor)
+    out.labels_from_proba = True
+    return out
+
+
+def _image_candidate(model: Any, schema: InputSchema, classifier: bool, reference: GenericPredictor,
+                     rows: list[dict[str, Any]]) -> tuple[Predictor | None, str]:
+    """The image path (:mod:`tidal.predict.images`) when it gives exactly the generic path's outputs on the
+    sample rows as a request's checks leave them (the images decoded beside their canonical PNG), and on
+    the PNG bytes alone."""
+    from tidal.predict.errors import ApiError
+    from tidal.predict.images import image_predictor
+
+    candidate, why = image_predictor(model, schema, classifier)
+    if candidate is None:
+        return None, why
+    checked = [dict(r) for r in rows]
+    try:
+        schema.check_rows(checked)
+    except ApiError as exc:
+        return None, f"not used: the sample images are refused by the checks ({exc.message})"
+    columns = list(schema.columns)
+    for what, batch in (("sample rows as checked", checked), ("sample rows", rows)):
+        mismatch = _mismatch(candidate, reference, batch, columns, schema.kinds, set())
+        if mismatch is not None:
+            return None, f"not used: {mismatch} ({what})"
+    return candidate, "the image path: identical to the generic path on every check"
 
 
 def _nullable(generic: GenericPredictor, base: Mapping[str, Any], columns: list[str]) -> set[str]:
@@ -251,9 +357,9 @@ def _fast_candidate(model: Any, kinds: Mapping[str, str], classifier: bool) -> t
     return FastPredictor(encoder, estimator, classifier), ""
 
 
-def _mismatch(fast: FastPredictor, generic: GenericPredictor, rows: list[dict[str, Any]], columns: list[str],
-              kinds: Mapping[str, str], nullable: set[str]) -> str | None:
-    """Why the fast path differs from the generic path, or None when it never does."""
+def _mismatch(fast: Predictor, generic: GenericPredictor, rows: list[dict[str, Any]], columns: list[str],
+              kinds: Mapping[str, str], nullable: set[str], against: str = "the generic path") -> str | None:
+    """Why ``fast`` differs from the generic path, or None when it never does."""
     with_nulls = rows + [{**rows[i % len(rows)], c: None} for i, c in enumerate(columns) if c in nullable]
     big = [with_nulls[i % len(with_nulls)] for i in range(COMPILED_MAX_ROWS + 16)]
     checks: list[tuple[str, Rows]] = [("a batch of sample rows", with_nulls), ("a large batch", big)]
@@ -262,12 +368,12 @@ def _mismatch(fast: FastPredictor, generic: GenericPredictor, rows: list[dict[st
         checks.append(("unseen categories", unseen))
     for what, batch in checks:
         if not _same(fast, generic, batch):
-            return f"it differs from the generic path on {what}"
+            return f"it differs from {against} on {what}"
     for i, row in enumerate(with_nulls):
         # One row against one row: a linear model's matrix product may round a row differently alone than
         # inside a batch (BLAS blocks differently), in either path.
         if not _same(fast, generic, [row]):
-            return f"it differs from the generic path on sample row {i} alone"
+            return f"it differs from {against} on sample row {i} alone"
     return None
 
 
@@ -302,5 +408,7 @@ __all__ = [
     "ModelCheckFailed",
     "Predictor",
     "build_predictor",
+    "one_pass_candidate",
+    "proba_labels",
     "to_json",
 ]

@@ -111,6 +111,10 @@ class Service:
         # Checked against the champion's signature whatever the route: bad input gets the champion's 4xx,
         # and takes no canary turn, so the canary's share is exact over the requests that are answered.
         rows = champion.schema.instances(doc, max_rows=self.max_rows)
+        # An image model's images go to the artifact store (a file write each: off the event loop) while the
+        # model predicts them: the log row that names them waits for both, the answer no longer waits for one
+        # after the other. Stored for a request that then fails, an image is only kept once more than needed.
+        stored = self._store_images(champion, rows)
         state, how, answers = champion, "direct", None
         if trial is not None and trial.kind == "canary" and self.router.take(trial):
             found = await self._canary(trial, doc)
@@ -129,8 +133,10 @@ class Service:
         records = make_records(state, rows, answers, ids, request_id=request_id, now=self.clock.now(),
                                deployment=how)
         try:
-            if self.images is not None and state.schema.images:  # a file write each: off the event loop
-                await asyncio.get_running_loop().run_in_executor(None, store_images, self.images, state, rows)
+            if stored is not None:
+                await stored
+            if state is not champion:  # the canary's rows, checked against its own signature
+                await (self._store_images(state, rows) or asyncio.sleep(0))
             await self.writer.append(records, at_once=quiet)
         except Exception as exc:
             raise internal_error(logger, "/predict (prediction log)", exc, status=503,
@@ -147,6 +153,15 @@ class Service:
         answer["prediction_ids"] = ids.tolist() if isinstance(ids, IdRange) else ids
         answer["model"] = state.model_ref
         return state, answer
+
+    def _store_images(self, state: ServingState, rows: list[dict[str, Any]]) -> asyncio.Future[int] | None:
+        """The images of ``rows`` being put into the artifact store in a thread (None: nothing to store)."""
+        if self.images is None or not state.schema.images:
+            return None
+        future = asyncio.get_running_loop().run_in_executor(None, store_images, self.images, state, rows)
+        # a request that fails before awaiting it must not leave "exception never retrieved" in the log
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())
+        return future
 
     async def _predict(self, state: ServingState, rows: list[dict[str, Any]]) -> Answers:
         if len(rows) <= INLINE_MAX_ROWS:

@@ -69,3 +69,29 @@ def test_sample_images_have_the_training_size_and_channels() -> None:
     found = [Image.open(io.BytesIO(b)) for b in sample_images(spec, profile, 6)]
     assert [(i.size, i.mode) for i in found] == [((10, 6), "RGB")] * 6
     assert len({i.tobytes() for i in found}) > 3  # not all the same image
+
+
+def test_a_checked_image_keeps_its_decoded_pixels_and_logs_as_its_bytes_would() -> None:
+    """served_image's answer carries the decoded image (what the image predictor and the log record use); it
+    is the canonical PNG's own pixels, and the log record made from it is the one its bytes alone give: for
+    images within the thumbnail (their PNG is their thumbnail) and above it, grey, RGB, RGBA, JPEG with EXIF."""
+    from tidal.data.images.codec import decode
+    from tidal.data.images.serving import CheckedImage, decoded_image
+
+    rng = np.random.default_rng(0)
+    rotated = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees to see it upright
+    Image.fromarray(rng.integers(0, 256, (20, 40, 3), dtype=np.uint8)).save(rotated, format="JPEG", exif=exif)
+    sent = [_png(digits()[0][3]), *(_png(rng.integers(0, 256, shape, dtype=np.uint8))
+                                     for shape in [(32, 20, 3), (40, 70, 4), (33, 5)]), rotated.getvalue()]
+    for data in sent:
+        checked = served_image(data, None)
+        assert type(checked) is CheckedImage and checked == canonicalise(data)[0]
+        again = decode(bytes(checked))
+        assert (checked.image.mode, checked.image.size, checked.image.tobytes()) == (again.mode, again.size,
+                                                                                     again.tobytes())
+        assert decoded_image(checked) is checked.image
+        assert decoded_image(bytes(checked)).tobytes() == again.tobytes()
+        assert logged_image(checked) == logged_image(bytes(checked))
+    assert served_image(sent[-1], None).image.size == (20, 40)  # upright: the EXIF orientation applied

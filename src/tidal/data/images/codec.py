@@ -51,14 +51,23 @@ class ImageProblem(ValueError):
         self.reason = reason
 
 
+_PIL: list[Any] = []  # PIL.Image, ImageOps and UnidentifiedImageError, once imported (a served image pays no import)
+
+
 def pillow() -> Any:
     """The ``PIL.Image`` module, or a ``DataError`` saying how to install Pillow."""
-    try:
-        from PIL import Image
-    except ImportError as exc:  # the images extra is not installed
-        raise DataError("reading images needs Pillow, which is not installed",
-                        hint="pip install 'tidal[images]'") from exc
-    return Image
+    return _pil()[0]
+
+
+def _pil() -> list[Any]:
+    if not _PIL:
+        try:
+            from PIL import Image, ImageOps, UnidentifiedImageError
+        except ImportError as exc:  # the images extra is not installed
+            raise DataError("reading images needs Pillow, which is not installed",
+                            hint="pip install 'tidal[images]'") from exc
+        _PIL[:] = [Image, ImageOps, UnidentifiedImageError]
+    return _PIL
 
 
 def decode(data: bytes, *, max_pixels: int = MAX_PIXELS) -> PILImage.Image:
@@ -68,9 +77,7 @@ def decode(data: bytes, *, max_pixels: int = MAX_PIXELS) -> PILImage.Image:
     ``max_pixels`` pixels: an empty file, a text file with an image's name, a truncated file, another
     format, or a decompression bomb. Never raises a library error.
     """
-    Image = pillow()
-    from PIL import ImageOps, UnidentifiedImageError
-
+    Image, ImageOps, UnidentifiedImageError = _pil()
     if not isinstance(data, bytes | bytearray | memoryview) or len(data) == 0:
         raise ImageProblem("the file is empty (0 bytes)" if isinstance(data, bytes | bytearray) else
                            f"not image bytes ({type(data).__name__})")
@@ -85,7 +92,8 @@ def decode(data: bytes, *, max_pixels: int = MAX_PIXELS) -> PILImage.Image:
                 raise ImageProblem(f"{width}x{height} is {width * height:,} pixels, over the limit of "
                                    f"{max_pixels:,} (a decompression bomb, or an image far larger than needed)")
             image.load()
-            image = ImageOps.exif_transpose(image) or image
+            if image.info:  # an orientation is only ever in the info (EXIF, XMP); this image is ours: no copy
+                ImageOps.exif_transpose(image, in_place=True)
     except ImageProblem:
         raise
     except Image.DecompressionBombError as exc:
@@ -132,8 +140,10 @@ def normalise_mode(image: PILImage.Image) -> PILImage.Image:
 def canonical_png(image: PILImage.Image) -> bytes:
     """The canonical PNG bytes of a decoded image (one of :data:`MODES`): same pixels → same bytes."""
     Image = pillow()
-    # A fresh image from the raw pixels: nothing of the source file's info (text, gamma, ICC, dpi) is kept.
-    clean = Image.frombytes(image.mode, image.size, image.tobytes())
+    # A fresh image from the raw pixels: nothing of the source file's info (text, gamma, ICC, dpi, transparency)
+    # is kept. An image with no info at all (a PNG without ancillary chunks, as canonical PNGs are) has
+    # nothing to keep, and is written as it is: the same bytes, without the copy.
+    clean = Image.frombytes(image.mode, image.size, image.tobytes()) if image.info else image
     buffer = io.BytesIO()
     clean.save(buffer, **_PNG_OPTIONS)
     return buffer.getvalue()

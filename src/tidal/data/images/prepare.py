@@ -100,6 +100,12 @@ class ImagePreprocessor(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         check_is_fitted(self, "image_shape_")
         return self._rows(self._arrays(self._decode(X)))
 
+    def matrix(self, images: Sequence[Any]) -> np.ndarray:
+        """The float32 rows of images decoded already (Pillow images, as :func:`~tidal.data.images.codec.decode`
+        gives them): what :meth:`transform` gives for their encoded bytes, without decoding them again."""
+        check_is_fitted(self, "image_shape_")
+        return self._rows(self._arrays(images))
+
     @property
     def augments(self) -> bool:
         """Whether any augmentation is set."""
@@ -147,7 +153,7 @@ class ImagePreprocessor(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         images = []
         for i, value in enumerate(self._values(X)):
             try:
-                images.append(decode(_as_bytes(value)))
+                images.append(decode(as_image_bytes(value)))
             except ImageProblem as exc:
                 raise DataError(f"image {i} cannot be read: {exc.reason}",
                                 hint="send PNG or JPEG bytes") from exc
@@ -158,17 +164,28 @@ class ImagePreprocessor(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         Image = pillow()
         channels, height, width = self.image_shape_
         out = np.empty((len(images), channels, height, width), dtype=np.float32)
-        for i, image in enumerate(images):
-            if image.mode != self.mode_:
-                # alpha is dropped (composited on black) rather than kept as a channel of its own
-                image = image.convert(self.mode_)
-            if image.size != self.size_:
-                image = image.resize(self.size_, Image.Resampling.BILINEAR)
-            pixels = np.asarray(image, dtype=np.float32)
-            out[i] = pixels[None, :, :] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+        if channels == 1:
+            # grey: the (H, W) pixels of every image straight into one array (one conversion to float32 for the
+            # batch, instead of one per image: the same values)
+            grey = np.empty((len(images), height, width), dtype=np.uint8)
+            for i, image in enumerate(images):
+                grey[i] = np.asarray(self._fitted(image, Image))
+            out[:, 0] = grey
+        else:
+            for i, image in enumerate(images):
+                out[i] = np.asarray(self._fitted(image, Image), dtype=np.float32).transpose(2, 0, 1)
         if self.scale:
             out /= 255.0
         return out
+
+    def _fitted(self, image: Any, Image: Any) -> Any:
+        """``image`` in the fitted mode and size."""
+        if image.mode != self.mode_:
+            # alpha is dropped (composited on black) rather than kept as a channel of its own
+            image = image.convert(self.mode_)
+        if image.size != self.size_:
+            image = image.resize(self.size_, Image.Resampling.BILINEAR)
+        return image
 
     def _rows(self, arrays: np.ndarray) -> np.ndarray:
         if self.normalize:
@@ -184,7 +201,7 @@ class ImagePreprocessor(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         return np.asarray([f"c{k}_y{y}_x{x}" for k in range(c) for y in range(h) for x in range(w)], dtype=object)
 
 
-def _as_bytes(value: Any) -> Any:
+def as_image_bytes(value: Any) -> Any:
     """Encoded image bytes from ``value``: bytes as they are, text as base64 (how JSON carries an image)."""
     if isinstance(value, str):
         try:
@@ -206,4 +223,4 @@ def build_image_preprocessor(spec: Any, column: str, seed: int | None) -> ImageP
         crop=int(augment.crop) if augment else 0, seed=seed)
 
 
-__all__ = ["ImagePreprocessor", "build_image_preprocessor"]
+__all__ = ["ImagePreprocessor", "as_image_bytes", "build_image_preprocessor"]

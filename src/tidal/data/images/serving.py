@@ -5,13 +5,16 @@ what the prediction log keeps of it.
   :class:`~tidal.data.images.prepare.ImagePreprocessor` (the (C, H, W) it makes) and the training images'
   profile (their one size, if they had one, and their channel counts).
 - :func:`served_image`: a JSON value (base64 PNG/JPEG text, a ``data:`` URI, nested arrays of 0-255
-  integers) or raw encoded bytes → the image's **canonical PNG**, made by the very code that made the
-  training snapshot's (:func:`~tidal.data.images.codec.canonicalise`): the same pixels sent as PNG, as JPEG
-  decoded to them, or as arrays give the same bytes, so the same prediction as the training-time path.
+  integers) or raw encoded bytes → the image's **canonical PNG** (a :class:`CheckedImage`: the bytes, with
+  the decoded image kept beside them for the request's predictor and log record, so neither decodes it
+  again), made by the very code that made the training snapshot's
+  (:func:`~tidal.data.images.codec.canonicalise`): the same pixels sent as PNG, as JPEG decoded to them, or
+  as arrays give the same bytes, so the same prediction as the training-time path.
   Anything else is an :class:`~tidal.data.images.codec.ImageProblem` saying what is wrong.
 - :func:`logged_image`: what a prediction log row keeps instead of the image: its sha256 digest, its size
   and mode, and a thumbnail of at most :data:`THUMBNAIL` pixels a side (PNG, base64) — a few hundred
-  bytes, not the image (see docs/images.md, "Serving").
+  bytes, not the image (see docs/images.md, "Serving"). An image within the thumbnail's size is its own
+  thumbnail: its canonical PNG is logged as it is.
 - :func:`sample_images`: images to check a loaded model on, made from the training images' profile.
 """
 
@@ -34,6 +37,32 @@ THUMBNAIL = 32
 #: The channel count of each array depth's last axis, and the mode of the image it makes.
 _MODE_OF_CHANNELS = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
 _PREFIXES = ("data:image/png;base64,", "data:image/jpeg;base64,", "data:image/jpg;base64,")
+
+
+class CheckedImage(bytes):
+    """The canonical PNG of a served image (these bytes: what is hashed, stored and logged), with the image
+    they encode, decoded (``image``: a Pillow image in one of the canonical modes, not to be modified): the
+    predictor and the log record use it instead of decoding the PNG again. The pixels are the PNG's own, as
+    canonical PNGs are lossless."""
+
+    image: Any
+
+    @classmethod
+    def of(cls, png: bytes, image: Any) -> CheckedImage:
+        out = cls(png)
+        out.image = image
+        return out
+
+
+def decoded_image(value: Any) -> Any:
+    """The decoded image of a value of an image column: a :class:`CheckedImage`'s own, else the value (PNG or
+    JPEG bytes, or base64 text) decoded as the image preparation decodes it; ImageProblem if it cannot be."""
+    if type(value) is CheckedImage:
+        return value.image
+    from tidal.data.images.codec import decode
+    from tidal.data.images.prepare import as_image_bytes
+
+    return decode(as_image_bytes(value))
 
 
 def preprocessor_of(model: Any) -> Any:
@@ -78,9 +107,10 @@ def image_specs(model: Any, columns: list[str], kinds: Mapping[str, str],
     return out
 
 
-def served_image(value: Any, spec: ImageSpec | None, *, max_pixels: int = MAX_PIXELS) -> bytes:
-    """The canonical PNG of one served image (see the module docstring); :class:`ImageProblem` if it is not
-    one the model takes (not an image, broken, too large, of another size or channel count)."""
+def served_image(value: Any, spec: ImageSpec | None, *, max_pixels: int = MAX_PIXELS) -> CheckedImage:
+    """The canonical PNG of one served image, the decoded image beside it (see the module docstring);
+    :class:`ImageProblem` if it is not one the model takes (not an image, broken, too large, of another size
+    or channel count)."""
     if isinstance(value, str):
         text = value
         for prefix in _PREFIXES:
@@ -107,7 +137,7 @@ def served_image(value: Any, spec: ImageSpec | None, *, max_pixels: int = MAX_PI
         if spec.size is not None and tuple(image.size) != spec.size:
             raise ImageProblem(f"{image.size[0]}x{image.size[1]} pixels; the model takes "
                                f"{spec.size[0]}x{spec.size[1]} (width x height)")
-    return png
+    return CheckedImage.of(png, image)
 
 
 def _from_arrays(value: list[Any], spec: ImageSpec | None, max_pixels: int) -> Any:
@@ -144,14 +174,21 @@ def _from_arrays(value: list[Any], spec: ImageSpec | None, max_pixels: int) -> A
 def logged_image(png: bytes) -> dict[str, Any]:
     """What the prediction log keeps of a served image (canonical PNG): ``sha256`` (its digest, which a
     snapshot's image would have too), ``size`` ``[width, height]``, ``mode``, and ``thumbnail``: the image
-    fitted into :data:`THUMBNAIL` x :data:`THUMBNAIL` pixels, as base64 PNG text."""
-    Image = pillow()
-    with Image.open(io.BytesIO(png), formats=("PNG",)) as image:
-        image.load()
+    fitted into :data:`THUMBNAIL` x :data:`THUMBNAIL` pixels, as base64 PNG text. A :class:`CheckedImage`
+    is not decoded again, and one within the thumbnail's size is its own thumbnail (its canonical PNG is
+    what :func:`canonical_png` would write for the unchanged copy)."""
+    if type(png) is CheckedImage:
+        image = png.image
         size, mode = list(image.size), image.mode
-        small = thumbnail_of(image)
+        thumb = png if max(size) <= THUMBNAIL else canonical_png(thumbnail_of(image))
+    else:
+        Image = pillow()
+        with Image.open(io.BytesIO(png), formats=("PNG",)) as image:
+            image.load()
+            size, mode = list(image.size), image.mode
+            thumb = canonical_png(thumbnail_of(image))
     return {"sha256": hashlib.sha256(png).hexdigest(), "size": size, "mode": mode,
-            "thumbnail": base64.b64encode(canonical_png(small)).decode("ascii")}
+            "thumbnail": base64.b64encode(thumb).decode("ascii")}
 
 
 def thumbnail_of(image: Any) -> Any:
@@ -201,5 +238,5 @@ def _or(values: tuple[int, ...]) -> str:
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
 
 
-__all__ = ["THUMBNAIL", "image_spec", "image_specs", "logged_image", "preprocessor_of", "sample_images", "served_image",
-           "thumbnail_of"]
+__all__ = ["THUMBNAIL", "CheckedImage", "decoded_image", "image_spec", "image_specs", "logged_image", "preprocessor_of",
+           "sample_images", "served_image", "thumbnail_of"]
