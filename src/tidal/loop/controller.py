@@ -31,6 +31,7 @@ from tidal.loop.liveness import Heartbeat
 from tidal.loop.monitoring import monitor_once
 from tidal.loop.pipeline import RunResult, TrainingPipeline
 from tidal.loop.policy import Decision, Observation, decide, estimated_observation, growth_rows
+from tidal.loop.retention import apply_retention
 from tidal.loop.state import Failure, LoopState, Retraining, state_key
 from tidal.loop.trials import Trials
 from tidal.registry import CHALLENGER, CHAMPION, SERVABLE, subject
@@ -135,6 +136,11 @@ class Controller:
             self._keeper = None
         self.ctx.store.release_lease(self.lease_key, self.owner)
 
+    def _record(self, event: Event) -> Event:
+        stored = self.ctx.store.append_event(event)
+        self._events.append(stored)
+        return stored
+
     def _event(self, kind: str, message: str, data: dict[str, Any], version: int | None = None) -> None:
         event = self.ctx.store.append_event(Event(kind=kind, subject=subject(self.name, version), message=message,
                                                   time=self.ctx.clock.now(), data=data))
@@ -153,6 +159,7 @@ class Controller:
             report.blocked_by = lease
             report.note = blocked_note(lease, now)
             return report
+        apply_retention(self.ctx, now, record=self._record)
         state = self.load_state()
         state.ticks += 1
         champion = self.ctx.registry.champion(self.name)
