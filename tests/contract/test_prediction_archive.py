@@ -188,7 +188,7 @@ def test_a_crash_between_the_file_and_its_record_loses_nothing(
     real_write = _archive.Files.write
 
     def write_then_die(self: _archive.Files, rows: Any) -> tuple[str, str]:
-        digest, path = real_write(self, rows)
+        digest, _path = real_write(self, rows)
         written.append(digest)
         raise RuntimeError("killed after the file was written")
 
