@@ -23,7 +23,7 @@ from tidal.core.errors import FeedbackRejected, PredictionNotFound, StorageError
 from tidal.core.ids import new_ids
 from tidal.core.ports import ArtifactStore, PredictionLog
 from tidal.storage import open_artifact_store, open_prediction_log
-from tidal.storage.predictions import _archive
+from tidal.storage.testing import ArchiveFiles, read_archive_file
 
 from ._make import NESTED
 
@@ -113,7 +113,7 @@ def test_the_archive_file_is_parquet_that_pandas_reads(alog: PredictionLog, arti
     assert set(frame.columns) >= {"id", "time", "model", "version", "served", "inputs", "output", "label",
                                   "label_time"}
     assert frame["label"].notna().sum() == 1
-    assert _archive.from_parquet(artifacts.get(first.digest), first.path)[0]["id"] == made[0].id
+    assert read_archive_file(artifacts.get(first.digest), first.path)[0]["id"] == made[0].id
 
 
 def test_a_late_label_for_an_archived_prediction_is_accepted_and_read_back(alog: PredictionLog) -> None:
@@ -185,14 +185,14 @@ def test_a_crash_between_the_file_and_its_record_loses_nothing(
         alog: PredictionLog, monkeypatch: pytest.MonkeyPatch) -> None:
     made = fill(alog)
     written: list[str] = []
-    real_write = _archive.Files.write
+    real_write = ArchiveFiles.write
 
-    def write_then_die(self: _archive.Files, rows: Any) -> tuple[str, str]:
+    def write_then_die(self: ArchiveFiles, rows: Any) -> tuple[str, str]:
         digest, _path = real_write(self, rows)
         written.append(digest)
         raise RuntimeError("killed after the file was written")
 
-    monkeypatch.setattr(_archive.Files, "write", write_then_die)
+    monkeypatch.setattr(ArchiveFiles, "write", write_then_die)
     with pytest.raises(RuntimeError):
         alog.archive(DAY0 + timedelta(days=1))
     monkeypatch.undo()
@@ -245,15 +245,15 @@ def test_a_label_that_arrives_while_its_day_is_archived_is_archived_with_it(
     log = open_prediction_log(sql_url, artifacts=artifacts)
     try:
         made = fill(log)
-        real_write = _archive.Files.write
+        real_write = ArchiveFiles.write
         labelled: list[int] = []
 
-        def write_while_a_label_arrives(self: _archive.Files, rows: Any) -> tuple[str, str]:
+        def write_while_a_label_arrives(self: ArchiveFiles, rows: Any) -> tuple[str, str]:
             if not labelled:  # the first attempt only
                 labelled.append(log.add_feedback([Feedback(prediction_id=made[4].id, label=1, time=at(0, 59))]))
             return real_write(self, rows)
 
-        monkeypatch.setattr(_archive.Files, "write", write_while_a_label_arrives)
+        monkeypatch.setattr(ArchiveFiles, "write", write_while_a_label_arrives)
         outcome = log.archive(DAY0 + timedelta(days=1))
         assert labelled == [1]
         assert outcome.moved == PER_DAY and outcome.files[0].labels == 2
@@ -266,4 +266,4 @@ def test_a_label_that_arrives_while_its_day_is_archived_is_archived_with_it(
 def test_an_archive_file_that_is_not_one_is_reported(artifacts: ArtifactStore) -> None:
     digest = artifacts.put(b"not parquet")
     with pytest.raises(StorageError, match="cannot be read"):
-        _archive.from_parquet(artifacts.get(digest), digest)
+        read_archive_file(artifacts.get(digest), digest)
