@@ -83,12 +83,22 @@ def test_archive_moves_old_days_and_no_prediction_is_lost_or_doubled(alog: Predi
     assert alog.count(served=None) == (DAYS - 2) * PER_DAY
     assert [p.id for p in alog.window(served=None)] == [p.id for p in made[2 * PER_DAY:]]
     assert sorted(p.id for p in everything(alog)) == sorted(p.id for p in made)
+    assert alog.count(served=None, archived=True) == alog.count(archived=True) == len(made)
+    assert alog.count(labelled=True, archived=True) == DAYS and alog.count(labelled=True) == DAYS - 2
+    assert alog.count(labelled=False, archived=True) == len(made) - DAYS
+    assert alog.count(served=False, archived=True) == 0
+    assert alog.count(version=1, archived=True) == sum(p.version == 1 for p in made)  # read from the files
+    assert alog.count(since=at(1, 3), archived=True) == len(made) - PER_DAY - 3
     days = alog.days()
     assert [(d.day, d.logged, d.archived) for d in days] == [
         ((DAY0 + timedelta(days=d)).date(), 0 if d < 2 else PER_DAY, PER_DAY if d < 2 else 0) for d in range(DAYS)]
     assert sum(d.logged + d.archived for d in days) == len(made)
     assert [d.archived_labels + d.logged_labels for d in days] == [1] * DAYS
     assert all(d.path and f.digest in d.path for d, f in zip(days, outcome.files, strict=False))
+    # archiving again is harmless
+    again = alog.archive(cutoff)
+    assert again.moved == 0 and again.files == ()
+    assert alog.days() == days
 
 
 def test_an_archived_prediction_reads_back_as_it_was_logged(alog: PredictionLog) -> None:
@@ -103,17 +113,14 @@ def test_an_archived_prediction_reads_back_as_it_was_logged(alog: PredictionLog)
     assert everything(alog) == [p, q]
     with pytest.raises(PredictionNotFound):
         alog.get("no-such-" + new_ids(1)[0])
-
-
-def test_the_archive_file_is_parquet_that_pandas_reads(alog: PredictionLog, artifacts: ArtifactStore) -> None:
-    made = fill(alog)
-    (first, *_) = alog.archive(DAY0 + timedelta(days=1)).files
-    frame = pd.read_parquet(first.path)
-    assert list(frame["id"]) == [p.id for p in made[:PER_DAY]]
+    # the file is Parquet that pandas reads
+    (entry,) = [d for d in alog.days() if d.archived]
+    assert entry.path is not None
+    frame = pd.read_parquet(entry.path)
+    assert list(frame["id"]) == [p.id, q.id] and frame["label"].notna().sum() == 1
     assert set(frame.columns) >= {"id", "time", "model", "version", "served", "inputs", "output", "label",
                                   "label_time"}
-    assert frame["label"].notna().sum() == 1
-    assert read_archive_file(artifacts.get(first.digest), first.path)[0]["id"] == made[0].id
+    assert read_archive_file(Path(entry.path).read_bytes(), entry.path)[0]["id"] == p.id
 
 
 def test_a_late_label_for_an_archived_prediction_is_accepted_and_read_back(alog: PredictionLog) -> None:
@@ -132,6 +139,14 @@ def test_a_late_label_for_an_archived_prediction_is_accepted_and_read_back(alog:
     assert {p.id for p in alog.window(labelled=False, archived=True)} == (
         {p.id for p in made} - {p.id for p in labelled})
     assert [d.archived_labels for d in alog.days()][:2] == [2, 1]
+    assert alog.count(labelled=True, archived=True) == DAYS + 2  # the loop's total only grows
+    # an unknown id is still refused, and nothing of its batch is stored
+    for missing in (new_ids(1)[0], made[1].id[:-4] + "ffff", "not-an-id"):
+        with pytest.raises(FeedbackRejected) as err:
+            alog.add_feedback([Feedback(prediction_id=made[1].id, label=1, time=late),
+                               Feedback(prediction_id=missing, label=1, time=late)])
+        assert err.value.reason == "unknown" and err.value.index == 1
+    assert alog.get(made[1].id).label is None
     # a second label is a duplicate, unless overwriting; a label the file holds counts too
     with pytest.raises(FeedbackRejected) as dup:
         alog.add_feedback([Feedback(prediction_id=old.id, label=0, time=late)])
@@ -141,28 +156,7 @@ def test_a_late_label_for_an_archived_prediction_is_accepted_and_read_back(alog:
     assert alog.add_feedback([Feedback(prediction_id=made[0].id, label=5, time=late)], overwrite=True) == 1
     assert alog.get(made[0].id).label == 5
     assert [d.archived_labels for d in alog.days()][:2] == [2, 1]  # replaced, not added
-
-
-def test_an_unknown_id_is_still_refused_and_nothing_of_the_batch_is_stored(alog: PredictionLog) -> None:
-    made = fill(alog)
-    alog.archive(DAY0 + timedelta(days=2))
-    unknown = new_ids(1)[0]  # a tidal id of today: inside no archive file's range, in no log
-    for missing in (unknown, made[1].id[:-4] + "ffff", "not-an-id"):
-        with pytest.raises(FeedbackRejected) as err:
-            alog.add_feedback([Feedback(prediction_id=made[1].id, label=1, time=at(9, 0)),
-                               Feedback(prediction_id=missing, label=1, time=at(9, 0))])
-        assert err.value.reason == "unknown" and err.value.index == 1
-    assert alog.get(made[1].id).label is None
-    assert len(alog.window(labelled=True, archived=True)) == DAYS
-
-
-def test_archiving_again_is_harmless(alog: PredictionLog) -> None:
-    made = fill(alog)
-    first = alog.archive(DAY0 + timedelta(days=2))
-    again = alog.archive(DAY0 + timedelta(days=2))
-    assert again.moved == 0 and again.files == ()
-    assert [(d.archived, d.path) for d in alog.days()][:2] == [(f.rows, f.path) for f in first.files]
-    assert sorted(p.id for p in everything(alog)) == sorted(p.id for p in made)
+    assert alog.count(labelled=True, archived=True) == DAYS + 2
 
 
 def test_a_day_archived_twice_keeps_the_first_files_rows(alog: PredictionLog) -> None:
@@ -201,6 +195,19 @@ def test_a_crash_between_the_file_and_its_record_loses_nothing(
     outcome = alog.archive(DAY0 + timedelta(days=1))
     assert [f.digest for f in outcome.files] == written  # the same rows again: the same file
     assert sorted(p.id for p in everything(alog)) == sorted(p.id for p in made)
+
+
+def test_counts_of_the_archive_keep_served_and_shadow_predictions_apart(alog: PredictionLog) -> None:
+    served, shadow = make(0, 1), make(0, 2, served=False)
+    alog.append([served, shadow, make(0, 3, served=False, label=1, label_time=at(0, 9))])
+    alog.archive(DAY0 + timedelta(days=1))
+    alog.add_feedback([Feedback(prediction_id=shadow.id, label=0, time=at(2, 0)),
+                       Feedback(prediction_id=served.id, label=1, time=at(2, 0))])
+    assert (alog.count(archived=True), alog.count(served=False, archived=True)) == (1, 2)
+    assert alog.count(labelled=True, archived=True) == 1
+    assert alog.count(labelled=True, served=False, archived=True) == 2
+    assert alog.count(labelled=True, served=None, archived=True) == 3
+    assert alog.count(labelled=False, served=None, archived=True) == 0
 
 
 def test_only_the_named_model_is_archived_and_windows_filter_archives(alog: PredictionLog) -> None:

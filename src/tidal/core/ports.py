@@ -292,9 +292,11 @@ class PredictionLog(Protocol):
         ...
     def count(
         self, *, model: str | None = None, version: int | None = None, since: datetime | None = None,
-        labelled: bool | None = None, served: bool | None = True,
+        labelled: bool | None = None, served: bool | None = True, archived: bool = False,
     ) -> int:
-        """How many stored predictions match (unreadable ones included, until they are quarantined)."""
+        """How many stored predictions match (unreadable ones included, until they are quarantined).
+        ``archived``: archived ones too, with their late labels (from the archive's index alone when only
+        ``model``, ``labelled`` and ``served`` filter, so the loop can count every label each tick)."""
         ...
     def skipped(self) -> list[UnreadableBatch]:
         """The unreadable batches that reads of this log object met and skipped, since it was opened (each

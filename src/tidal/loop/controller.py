@@ -225,7 +225,8 @@ class Controller:
             champion.task, spec.validate.metric_names())
         perf = rep.body.get("performance") or {}
         value = (perf.get("metrics") or {}).get(metric)
-        labelled_total = self.ctx.predictions.count(model=self.name, labelled=True)
+        # archived ones too (monitor.retention): the total only grows, as the cooldown and growth triggers expect
+        labelled_total = self.ctx.predictions.count(model=self.name, labelled=True, archived=True)
         return Observation(
             now=now, labelled_total=labelled_total, **self._growth(champion, labelled_total),
             drift_share=rep.drift_share, window_rows=int(rep.window.get("rows", 0)), metric=metric,

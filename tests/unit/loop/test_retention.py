@@ -103,7 +103,10 @@ def test_a_retrain_learns_from_archived_predictions_and_their_late_labels(projec
         clock.advance(timedelta(days=45))
         recent = log(ws, project, clock.now(), 3, labelled=True)
         before, note_before = training_frame(ws.context())
+        labels_before = ws.predictions.count(model="iris", labelled=True, archived=True)
         outcome = ws.archive_predictions()
+        # the loop's label total (cooldown, growth) does not drop when labelled predictions are archived
+        assert ws.predictions.count(model="iris", labelled=True, archived=True) == labels_before == 7
         assert outcome.moved == len(old) + len(labelled_old)
         # labels arrive for archived predictions, after they were archived
         ws.predictions.add_feedback([Feedback(prediction_id=p.id, label=int(p.output), time=clock.now())

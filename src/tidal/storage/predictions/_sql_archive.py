@@ -107,7 +107,7 @@ class SqlArchive:
         for pid, label, when in labels:
             entry, row = archived[pid]
             rows.append({"id": pid, "day": entry.day.isoformat(), "model": entry.model, "label": label,
-                         "label_time": when, "replaced": row["label_time"] is not None})
+                         "label_time": when, "replaced": row["label_time"] is not None, "served": row["served"]})
         conn.execute(t.prediction_late_labels.insert(), rows)
 
     def get(self, conn: Connection, prediction_id: str) -> Prediction | None:
@@ -130,6 +130,30 @@ class SqlArchive:
             late.update((pid, (label, when)) for pid, label, when in conn.execute(query))
         return self.files.window(entries, late, model=model, version=version, since=since, until=until,
                                  labelled=labelled, served=served, deployment=deployment)
+
+    def count(self, conn: Connection, *, model: str | None, version: int | None, since: datetime | None,
+              labelled: bool | None, served: bool | None) -> int:
+        """How many archived predictions match: from the index and the late labels alone when only ``model``,
+        ``labelled`` and ``served`` filter; by reading the files of the days ``since`` covers otherwise."""
+        if version is not None or since is not None:
+            return len(self.window(conn, model=model, version=version, since=since, until=None, labelled=labelled,
+                                   served=served, deployment=None))
+        sums = sa.select(*(sa.func.coalesce(sa.func.sum(c), 0) for c in (_A.rows, _A.served_rows, _A.labels,
+                                                                           _A.served_labels)))
+        late = sa.select(sa.func.count()).select_from(t.prediction_late_labels).where(_LL.replaced.is_(False))
+        if model is not None:
+            sums, late = sums.where(_A.model == model), late.where(_LL.model == model)
+        if served is not None:
+            late = late.where(_LL.served.is_(bool(served)))
+        rows, served_rows, labels, served_labels = (int(v) for v in conn.execute(sums).one())
+        if served is None:
+            total, labelled_n = rows, labels
+        elif served:
+            total, labelled_n = served_rows, served_labels
+        else:
+            total, labelled_n = rows - served_rows, labels - served_labels
+        labelled_n += int(conn.execute(late).scalar_one())
+        return total if labelled is None else labelled_n if labelled else total - labelled_n
 
     # -- archiving ------------------------------------------------------------------------------------
 
@@ -192,7 +216,9 @@ class SqlArchive:
         merged = ar.merge(old, new)
         digest, path = self.files.write(merged)  # written before anything is recorded or deleted
         now = datetime.now(UTC)
+        served = [r for r in merged if r["served"]]
         values = {"digest": digest, "path": path, "rows": len(merged), "labels": ar.labelled_rows(merged),
+                  "served_rows": len(served), "served_labels": ar.labelled_rows(served),
                   "min_id": min(r["id"] for r in merged), "max_id": max(r["id"] for r in merged), "archived_at": now}
         with Transaction(self._conns, True, "archiving predictions") as conn:
             # The id entries first: deleting them waits for a labeller that holds them (FOR UPDATE), so the

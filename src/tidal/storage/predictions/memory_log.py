@@ -240,12 +240,17 @@ class MemoryPredictionLog:
 
     def count(
         self, *, model: str | None = None, version: int | None = None, since: datetime | None = None,
-        labelled: bool | None = None, served: bool | None = True,
+        labelled: bool | None = None, served: bool | None = True, archived: bool = False,
     ) -> int:
-        """How many predictions match (the same filters as :meth:`window`)."""
+        """How many predictions match (the same filters as :meth:`window`); ``archived``: archived ones too."""
         with self._open():
-            return len(self._matching(model=model, version=version, since=since, until=None, labelled=labelled,
-                                      served=served, deployment=None))
+            n = len(self._matching(model=model, version=version, since=since, until=None, labelled=labelled,
+                                   served=served, deployment=None))
+            if archived:
+                entries = [e for e, _, _ in self._index.values() if ar.covers(e, model=model, since=since, until=None)]
+                n += len(self._files.window(entries, self._late_of(), model=model, version=version, since=since,
+                                            until=None, labelled=labelled, served=served, deployment=None))
+            return n
 
     def _matching(
         self, *, model: str | None, version: int | None, since: datetime | None, until: datetime | None,

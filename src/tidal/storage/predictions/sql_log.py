@@ -476,11 +476,15 @@ class SqlPredictionLog:
 
     def count(
         self, *, model: str | None = None, version: int | None = None, since: datetime | None = None,
-        labelled: bool | None = None, served: bool | None = True,
+        labelled: bool | None = None, served: bool | None = True, archived: bool = False,
     ) -> int:
-        """How many predictions match (the same filters as :meth:`window`)."""
+        """How many predictions match (the same filters as :meth:`window`); ``archived``: archived ones too."""
         with Transaction(self._conns, False, "counting predictions") as conn:
-            return reads.count(conn, model=model, version=version, since=since, labelled=labelled, served=served)
+            n = reads.count(conn, model=model, version=version, since=since, labelled=labelled, served=served)
+            if archived:
+                n += self._archive.count(conn, model=model, version=version, since=since, labelled=labelled,
+                                         served=served)
+            return n
 
 
 def _unreadable_reason(row: Any, labels: dict[int, tuple[str, datetime]]) -> str | None:

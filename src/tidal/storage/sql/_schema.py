@@ -318,7 +318,8 @@ prediction_quarantine = sa.Table(
 # and model (see tidal.storage.predictions._archive). ``prediction_archives`` is their index: the file's
 # digest and path, its rows and labelled rows, and the smallest and largest id it holds (feedback for an id
 # the log no longer holds reads only the files whose range holds it). ``prediction_late_labels``: the labels
-# that arrived after their prediction was archived (``replaced``: the file's row has a label of its own).
+# that arrived after their prediction was archived (``replaced``: the file's row has a label of its own;
+# ``served``: the prediction's).
 
 prediction_archives = sa.Table(
     "prediction_archives",
@@ -329,6 +330,9 @@ prediction_archives = sa.Table(
     sa.Column("path", sa.Text, nullable=False),
     sa.Column("rows", sa.BigInteger, nullable=False),
     sa.Column("labels", sa.BigInteger, nullable=False),
+    # of them, the served ones (count(served=True) answers from the index, as the loop counts labels each tick)
+    sa.Column("served_rows", sa.BigInteger, nullable=False),
+    sa.Column("served_labels", sa.BigInteger, nullable=False),
     sa.Column("min_id", KeyText, nullable=False),
     sa.Column("max_id", KeyText, nullable=False),
     sa.Column("archived_at", UTCDateTime, nullable=False),
@@ -343,6 +347,7 @@ prediction_late_labels = sa.Table(
     _json("label"),
     sa.Column("label_time", UTCDateTime, nullable=False),
     sa.Column("replaced", sa.Boolean, nullable=False),
+    sa.Column("served", sa.Boolean, nullable=False),  # the prediction's
     sa.Index(None, "day", "model"),
 )
 

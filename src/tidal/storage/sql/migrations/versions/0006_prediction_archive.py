@@ -35,6 +35,8 @@ def upgrade() -> None:
         sa.Column("path", sa.Text, nullable=False),
         sa.Column("rows", sa.BigInteger, nullable=False),
         sa.Column("labels", sa.BigInteger, nullable=False),
+        sa.Column("served_rows", sa.BigInteger, nullable=False),
+        sa.Column("served_labels", sa.BigInteger, nullable=False),
         sa.Column("min_id", KEY, nullable=False),
         sa.Column("max_id", KEY, nullable=False),
         sa.Column("archived_at", TIME, nullable=False),
@@ -48,6 +50,7 @@ def upgrade() -> None:
         sa.Column("label", sa.Text, nullable=False),
         sa.Column("label_time", TIME, nullable=False),
         sa.Column("replaced", sa.Boolean, nullable=False),
+        sa.Column("served", sa.Boolean, nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_prediction_late_labels"),
     )
     op.create_index("ix_prediction_late_labels_day_model", "prediction_late_labels", ["day", "model"])
