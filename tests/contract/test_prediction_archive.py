@@ -274,3 +274,34 @@ def test_an_archive_file_that_is_not_one_is_reported(artifacts: ArtifactStore) -
     digest = artifacts.put(b"not parquet")
     with pytest.raises(StorageError, match="cannot be read"):
         read_archive_file(artifacts.get(digest), digest)
+
+
+def test_two_archivers_at_once_lose_and_double_nothing(
+        sql_url: str, artifacts: ArtifactStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second archiver (another process: another log on the same database) archives the day while the first
+    writes its file, with a prediction for that day that arrived in between: the first one's delete finds its
+    batches gone, rolls back and finds nothing left to move."""
+    first, second = (open_prediction_log(sql_url, artifacts=artifacts) for _ in range(2))
+    try:
+        made = fill(first)
+        extra = make(0, 55)
+        real_write = ArchiveFiles.write
+        calls: list[int] = []
+
+        def write_while_another_archives(self: ArchiveFiles, rows: Any) -> tuple[str, str]:
+            calls.append(len(rows))
+            if len(calls) == 1:
+                second.append([extra])
+                monkeypatch.setattr(ArchiveFiles, "write", real_write)
+                assert second.archive(DAY0 + timedelta(days=1)).moved == PER_DAY + 1
+            return real_write(self, rows)
+
+        monkeypatch.setattr(ArchiveFiles, "write", write_while_another_archives)
+        outcome = first.archive(DAY0 + timedelta(days=1))
+        assert calls == [PER_DAY] and outcome.moved == 0
+        (day0, *_) = first.days()
+        assert (day0.logged, day0.archived) == (0, PER_DAY + 1)
+        assert sorted(p.id for p in everything(first)) == sorted(p.id for p in [*made, extra])
+    finally:
+        first.close()
+        second.close()
