@@ -96,10 +96,21 @@ class SqlArchive:
                 sa.select(_LL.id, _LL.label, _LL.label_time).where(_LL.id.in_(part))))
         return out
 
-    def store_late(self, conn: Connection, labels: Sequence[tuple[str, str, datetime]],
-                   archived: dict[str, tuple[ArchivedDay, dict[str, Any]]]) -> None:
-        """Store the late labels ``labels`` (id, label JSON, label time) of archived predictions, replacing any
-        late label they had (the duplicate rule was checked before)."""
+    def labelled(self, conn: Connection, ids: Sequence[str], labelled: dict[str, bool]
+                 ) -> dict[str, tuple[ArchivedDay, dict[str, Any]]]:
+        """The archived ones among ``ids`` (see :meth:`find`); whether each has a label (in its file, or a late
+        one) is added to ``labelled``."""
+        archived = self.find(conn, ids)
+        if archived:
+            late = self.late_labels(conn, list(archived))
+            labelled.update((pid, row["label_time"] is not None or pid in late) for pid, (_, row) in archived.items())
+        return archived
+
+    def store_late(self, conn: Connection, encoded: Sequence[tuple[str, str, datetime]],
+                   archived: dict[str, tuple[ArchivedDay, dict[str, Any]]]) -> list[tuple[str, str, datetime]]:
+        """Store the labels (id, label JSON, label time) of ``encoded`` that are for ``archived`` predictions,
+        replacing any late label they had (the duplicate rule was checked before); returns the others."""
+        labels = [e for e in encoded if e[0] in archived]
         ids = [pid for pid, _, _ in labels]
         for part in reads.chunks(sorted(ids)):
             conn.execute(sa.delete(t.prediction_late_labels).where(_LL.id.in_(part)))
@@ -109,6 +120,7 @@ class SqlArchive:
             rows.append({"id": pid, "day": entry.day.isoformat(), "model": entry.model, "label": label,
                          "label_time": when, "replaced": row["label_time"] is not None, "served": row["served"]})
         conn.execute(t.prediction_late_labels.insert(), rows)
+        return [e for e in encoded if e[0] not in archived]
 
     def get(self, conn: Connection, prediction_id: str) -> Prediction | None:
         found = self.find(conn, [prediction_id]).get(prediction_id)

@@ -20,6 +20,9 @@ On SQLite the append's transaction runs at the driver level
 (:class:`~tidal.storage.sql._engine.DriverTransaction`): SQLAlchemy's transaction bookkeeping cost a
 third of a one-row append.
 
+Retention: ``archive`` moves old predictions into Parquet in the artifact store; ``add_feedback``, ``get``,
+``window(archived=True)`` and ``count(archived=True)`` find them (:mod:`tidal.storage.predictions._sql_archive`).
+
 ``append`` goes through :class:`~tidal.storage.predictions._group_commit.GroupCommit`: the predictions of
 concurrent calls are written in one transaction, and each call returns once that transaction has committed.
 Several processes (server workers) may append to the same SQLite file: SQLite lets one write at a time
@@ -148,7 +151,6 @@ class SqlPredictionLog:
         self._insert_labels = DriverInsert(t.prediction_labels, _LABEL_COLUMNS, dialect)
         self._skipped: dict[int, UnreadableBatch] = {}
         self._skipped_lock = threading.Lock()
-        # archived predictions: Parquet files in ``artifacts`` (see tidal.storage.predictions._archive)
         self._archive = SqlArchive(self._conns, ar.Files(artifacts), self.dialect)
 
     @property
@@ -347,17 +349,10 @@ class SqlPredictionLog:
             existing = reads.labels_of(conn, seqs)
             labelled = {pid: pos in existing.get(seq, {}) for pid, (seq, pos) in where.items()}
             # ids the log does not hold may be archived: their labels are kept beside the archive
-            archived = self._archive.find(conn, [pid for pid in ids if pid not in where])
-            if archived:
-                late = self._archive.late_labels(conn, list(archived))
-                labelled.update((pid, row["label_time"] is not None or pid in late)
-                                for pid, (_, row) in archived.items())
+            archived = self._archive.labelled(conn, [pid for pid in ids if pid not in where], labelled)
             pc.check_feedback(feedback, labelled, overwrite=overwrite)
-            if archived:
-                self._archive.store_late(conn, [e for e in encoded if e[0] in archived], archived)
-                encoded = [e for e in encoded if e[0] not in archived]
-                if not encoded:
-                    return len(feedback)
+            if archived and not (encoded := self._archive.store_late(conn, encoded, archived)):
+                return len(feedback)
             heads: dict[int, list[Any]] = {}
             for part in reads.chunks(seqs):
                 query = sa.select(_B.seq, _B.model, _B.served, _B.version, _B.time).where(_B.seq.in_(part))
@@ -410,8 +405,7 @@ class SqlPredictionLog:
         return found
 
     def archive(self, before: datetime, *, model: str | None = None) -> ArchiveOutcome:
-        """Move the predictions made before ``before`` into Parquet files in the artifact store (see
-        :meth:`tidal.core.ports.PredictionLog.archive` and :mod:`tidal.storage.predictions._sql_archive`)."""
+        """Move the predictions made before ``before`` to the archive (:meth:`PredictionLog.archive`)."""
         return self._archive.archive(before, model=model)
 
     def days(self, *, model: str | None = None) -> list[LogDay]:
