@@ -17,7 +17,10 @@ from tidal.cli import (
 )
 
 # isort: split
-from tidal.cli import operate  # noqa: F401 - registers its commands: the model in service
+from tidal.cli import (
+    archive,  # noqa: F401 - registers tidal predictions archive and ls
+    operate,  # noqa: F401 - registers its commands: the model in service
+)
 from tidal.cli.app import app, err, state
 from tidal.cli.failures import Terminated, exit_code_for, report_failure
 from tidal.core.errors import TidalError

@@ -7,7 +7,7 @@ timezone-aware UTC datetimes, so every store adapter can persist them without kn
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -293,3 +293,45 @@ class LogCheck:
     @property
     def ok(self) -> bool:
         return not self.unreadable
+
+
+@dataclass(frozen=True)
+class ArchivedDay:
+    """One file of the prediction archive: the predictions of ``model`` made on the UTC ``day``, moved out of
+    the log into Parquet in the artifact store (``PredictionLog.archive``). ``labels`` counts the labelled
+    rows of the file and ``late_labels`` the labels that arrived after the rows were archived (kept beside
+    the file, in the log's database)."""
+
+    day: date
+    model: str
+    rows: int
+    labels: int
+    late_labels: int
+    digest: str
+    path: str
+    archived_at: datetime
+
+
+@dataclass(frozen=True)
+class ArchiveOutcome:
+    """What ``PredictionLog.archive`` did: the files it wrote or merged into, how many predictions it moved
+    out of the log, and how many it left there because they cannot be read (``tidal predictions check``)."""
+
+    before: datetime
+    files: tuple[ArchivedDay, ...] = ()
+    moved: int = 0
+    unreadable_left: int = 0
+
+
+@dataclass(frozen=True)
+class LogDay:
+    """What is where for one UTC day and model: predictions (and labels) still in the log, and those in the
+    archive (``archived_labels`` includes the late ones), with the archive file's path."""
+
+    day: date
+    model: str
+    logged: int = 0
+    logged_labels: int = 0
+    archived: int = 0
+    archived_labels: int = 0
+    path: str | None = None

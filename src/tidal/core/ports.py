@@ -25,11 +25,13 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from tidal.core.entities import (
     Alias,
+    ArchiveOutcome,
     CacheEntry,
     Event,
     Feedback,
     Lease,
     LogCheck,
+    LogDay,
     Metric,
     ModelState,
     ModelVersion,
@@ -258,24 +260,43 @@ class PredictionLog(Protocol):
     def add_feedback(self, feedback: Sequence[Feedback], *, overwrite: bool = False) -> int:
         """Attach labels; all or nothing. Raises :class:`~tidal.core.errors.FeedbackRejected` for an unknown
         prediction id, or (unless ``overwrite``) for one that already has a label. Returns how many were
-        stored."""
+        stored. An archived prediction (:meth:`archive`) takes its label like one in the log."""
         ...
     def get(self, prediction_id: str) -> Prediction:
-        """One prediction with its label, if any; :class:`~tidal.core.errors.PredictionNotFound` when unknown."""
+        """One prediction with its label, if any, from the log or the archive;
+        :class:`~tidal.core.errors.PredictionNotFound` when unknown."""
         ...
     def window(
         self, *, model: str | None = None, version: int | None = None, last: int | None = None,
         since: datetime | None = None, until: datetime | None = None, labelled: bool | None = None,
-        served: bool | None = True, deployment: str | None = None,
+        served: bool | None = True, deployment: str | None = None, archived: bool = False,
     ) -> list[Prediction]:
         """Matching predictions, oldest first; ``last`` keeps the newest ``last`` of them. A stored batch that
-        cannot be read is skipped (see :meth:`skipped`), never an error for the whole window."""
+        cannot be read is skipped (see :meth:`skipped`), never an error for the whole window.
+
+        ``archived``: also the predictions :meth:`archive` moved out of the log (read from their Parquet
+        files, with the labels that arrived after they were archived), before the log's own; only the
+        archive files of the days the window covers are read."""
+        ...
+    def archive(self, before: datetime, *, model: str | None = None) -> ArchiveOutcome:
+        """Move every prediction made before ``before`` (of ``model``, or of every model) out of the log into
+        Parquet files in the artifact store the log was opened with, one per UTC day and model, indexed in
+        the log's database. A file is written before it is recorded and the predictions deleted (one
+        transaction), so a crash leaves them in the log and at most a file that nothing points at; a day
+        archived again merges its new predictions into a new file that holds the earlier file's rows too.
+        A label that arrives later for an archived prediction is accepted by :meth:`add_feedback` and read
+        back with it. Raises StorageError when the log has no artifact store."""
+        ...
+    def days(self, *, model: str | None = None) -> list[LogDay]:
+        """Per UTC day and model (oldest first): predictions and labels in the log and in the archive."""
         ...
     def count(
         self, *, model: str | None = None, version: int | None = None, since: datetime | None = None,
-        labelled: bool | None = None, served: bool | None = True,
+        labelled: bool | None = None, served: bool | None = True, archived: bool = False,
     ) -> int:
-        """How many stored predictions match (unreadable ones included, until they are quarantined)."""
+        """How many stored predictions match (unreadable ones included, until they are quarantined).
+        ``archived``: archived ones too, with their late labels (from the archive's index alone when only
+        ``model``, ``labelled`` and ``served`` filter, so the loop can count every label each tick)."""
         ...
     def skipped(self) -> list[UnreadableBatch]:
         """The unreadable batches that reads of this log object met and skipped, since it was opened (each

@@ -55,7 +55,7 @@ def new_rows(ctx: LoopContext, champion: ModelVersion) -> tuple[pd.DataFrame, st
     again: the first champion learned it."""
     spec = ctx.spec
     since = trained_since(ctx, champion)
-    labelled = [p for p in ctx.predictions.window(model=spec.name, labelled=True)
+    labelled = [p for p in ctx.predictions.window(model=spec.name, labelled=True, archived=True)
                 if p.label_time is not None and p.label_time > since]
     note_unreadable(ctx, spec.name)
     if not labelled:

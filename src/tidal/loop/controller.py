@@ -31,6 +31,7 @@ from tidal.loop.liveness import Heartbeat
 from tidal.loop.monitoring import monitor_once
 from tidal.loop.pipeline import RunResult, TrainingPipeline
 from tidal.loop.policy import Decision, Observation, decide, estimated_observation, growth_rows
+from tidal.loop.retention import apply_retention
 from tidal.loop.state import Failure, LoopState, Retraining, state_key
 from tidal.loop.trials import Trials
 from tidal.registry import CHALLENGER, CHAMPION, SERVABLE, subject
@@ -135,6 +136,11 @@ class Controller:
             self._keeper = None
         self.ctx.store.release_lease(self.lease_key, self.owner)
 
+    def _record(self, event: Event) -> Event:
+        stored = self.ctx.store.append_event(event)
+        self._events.append(stored)
+        return stored
+
     def _event(self, kind: str, message: str, data: dict[str, Any], version: int | None = None) -> None:
         event = self.ctx.store.append_event(Event(kind=kind, subject=subject(self.name, version), message=message,
                                                   time=self.ctx.clock.now(), data=data))
@@ -153,6 +159,7 @@ class Controller:
             report.blocked_by = lease
             report.note = blocked_note(lease, now)
             return report
+        apply_retention(self.ctx, now, record=self._record)
         state = self.load_state()
         state.ticks += 1
         champion = self.ctx.registry.champion(self.name)
@@ -218,7 +225,8 @@ class Controller:
             champion.task, spec.validate.metric_names())
         perf = rep.body.get("performance") or {}
         value = (perf.get("metrics") or {}).get(metric)
-        labelled_total = self.ctx.predictions.count(model=self.name, labelled=True)
+        # archived ones too (monitor.retention): the total only grows, as the cooldown and growth triggers expect
+        labelled_total = self.ctx.predictions.count(model=self.name, labelled=True, archived=True)
         return Observation(
             now=now, labelled_total=labelled_total, **self._growth(champion, labelled_total),
             drift_share=rep.drift_share, window_rows=int(rep.window.get("rows", 0)), metric=metric,

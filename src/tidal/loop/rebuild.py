@@ -91,7 +91,8 @@ def training_frame(ctx: LoopContext, source_frame: Callable[[], pd.DataFrame] | 
     data, policy = spec.data, spec.retrain
     name = spec.name
     source = _source(ctx, source_frame) if policy.include_source else None
-    labelled = ctx.predictions.window(model=name, labelled=True)
+    # archived predictions too (monitor.retention): a retrain learns from every label, old or late
+    labelled = ctx.predictions.window(model=name, labelled=True, archived=True)
     note_unreadable(ctx, name)
     reference = source if source is not None else _champion_data(ctx)
     parts: list[pd.DataFrame] = [] if source is None else [source]

@@ -9,10 +9,12 @@ docs/spec.md documents the same keys for users; a test keeps the two in step.
 from __future__ import annotations
 
 import warnings
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
+from tidal.core.durations import DURATION_HINT, parse_duration
 from tidal.core.hashing import digest_of
 from tidal.spec.collect import IncrementalSpec
 from tidal.spec.errors import spec_problem
@@ -357,6 +359,27 @@ class MonitorSpec(Section):
     performance: PerformanceSpec = Field(
         default_factory=PerformanceSpec, description="a performance: section (metric, floor, min_labelled)"
     )
+    retention: NonEmpty | None = Field(
+        None, description="how long predictions stay in the prediction log before `tidal loop` archives them to "
+                          "Parquet in the artifact store: a duration such as 90d or 12h, or null (kept in the log)")
+
+    @field_validator("retention", mode="before")
+    @classmethod
+    def _retention_is_a_duration(cls, value: Any) -> Any:
+        hint = f"write {DURATION_HINT}, or null to keep every prediction in the log"
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            raise spec_problem("retention", f"{value} has no unit", hint=hint)
+        if isinstance(value, str) and value.strip():
+            try:
+                parse_duration(value)
+            except ValueError as exc:
+                raise spec_problem("retention", str(exc), hint=hint) from None
+        return value
+
+    @property
+    def retention_period(self) -> timedelta | None:
+        """``retention`` as a timedelta (None: no retention)."""
+        return None if self.retention is None else parse_duration(self.retention)
 
 
 class StorageSpec(Section):
@@ -403,7 +426,7 @@ with warnings.catch_warnings():
             default_factory=StorageSpec, description="a storage: section (store, artifacts, executor)"
         )
         monitor: MonitorSpec = Field(
-            default_factory=MonitorSpec, description="a monitor: section (window, drift, performance)"
+            default_factory=MonitorSpec, description="a monitor: section (window, drift, performance, retention)"
         )
         retrain: RetrainSpec = Field(
             default_factory=RetrainSpec, description="a retrain: section (on, cooldown, max_per_day, window, ...)"

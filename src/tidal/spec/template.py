@@ -124,6 +124,7 @@ monitor:                    # what `tidal monitor` compares
     metric: null            # null = the first of validate.metrics
     floor: null             # alert below this
     min_labelled: 30        # the fewest labelled predictions to judge on
+  retention: null           # e.g. 90d: older predictions move to Parquet in the artifact store
 
 storage:                    # null = the default; TIDAL_STORE_URL, TIDAL_ARTIFACTS_URL, TIDAL_EXECUTOR win
   store: null               # default sqlite:///.tidal/tidal.db

@@ -57,8 +57,10 @@ def open_metadata_store(url: str) -> MetadataStore:
                        hint=f"use one of: {SUPPORTED_METADATA_URLS}")
 
 
-def open_prediction_log(url: str, *, durability: Literal["process", "power"] = "process") -> PredictionLog:
-    """The prediction log at ``url``, its database migrated to the current schema.
+def open_prediction_log(url: str, *, durability: Literal["process", "power"] = "process",
+                        artifacts: ArtifactStore | None = None) -> PredictionLog:
+    """The prediction log at ``url``, its database migrated to the current schema; ``artifacts``: where its
+    archive files go (``PredictionLog.archive``; without it, archiving is refused).
 
     ``durability``: ``"process"`` (committed predictions survive the process being killed) or
     ``"power"`` (they also survive an operating system crash or power cut: one fsync per group commit);
@@ -66,11 +68,11 @@ def open_prediction_log(url: str, *, durability: Literal["process", "power"] = "
     """
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme == "memory":
-        return MemoryPredictionLog()
+        return MemoryPredictionLog(artifacts=artifacts)
     if scheme.partition("+")[0] in ("sqlite", "postgresql", "postgres"):
         from tidal.storage.predictions.sql_log import SqlPredictionLog
 
-        return SqlPredictionLog(url, durability=durability)
+        return SqlPredictionLog(url, durability=durability, artifacts=artifacts)
     from tidal.storage.sql._engine import redact
 
     raise StorageError(f"unsupported prediction log URL {redact(url)!r}",

@@ -15,6 +15,8 @@ when they do. Importing it imports SQLAlchemy.
   prediction log written and read as the log does.
 - :class:`GroupCommit` (the prediction log's group commit) and :class:`WalCheckpointer` (its SQLite WAL
   checkpoints in the background).
+- :class:`ArchiveFiles` (how both prediction logs write and read their archive files: a test stops a write
+  half way through it) and :func:`read_archive_file` (the rows of an archive file's bytes).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from sqlalchemy.engine import Connection
 
 from tidal.core.entities import Event, Metric, ModelVersion, Prediction, Run
 from tidal.storage import _codec
+from tidal.storage.predictions import _archive
 from tidal.storage.predictions import _codec as _prediction_codec
 from tidal.storage.predictions._group_commit import CommitStats, GroupCommit
 from tidal.storage.sql import _schema as tables
@@ -81,6 +84,15 @@ def prediction_value(text: str) -> Any:
     return _prediction_codec.loads_value(text)
 
 
+#: How the prediction logs write and read archive files (see tidal.storage.predictions._archive).
+ArchiveFiles = _archive.Files
+
+
+def read_archive_file(data: bytes, where: str = "the file") -> list[dict[str, Any]]:
+    """The rows of an archive file's bytes (StorageError naming ``where`` when it is not one)."""
+    return _archive.from_parquet(data, where)
+
+
 def json_text(value: Any) -> str:
     """``value`` as the JSON text the stores keep in their JSON columns."""
     return _codec.dumps(value, "a value")
@@ -89,6 +101,7 @@ def json_text(value: Any) -> str:
 __all__ = [
     "MIGRATIONS_DIR",
     "SCHEMA_REVISION",
+    "ArchiveFiles",
     "CommitStats",
     "GroupCommit",
     "WalCheckpointer",
@@ -102,5 +115,6 @@ __all__ = [
     "migrate",
     "prediction_value",
     "prediction_value_text",
+    "read_archive_file",
     "tables",
 ]

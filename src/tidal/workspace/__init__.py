@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tidal.core.clock import SystemClock
-from tidal.core.entities import Event, LogCheck, Report, Run, RunStatus
+from tidal.core.entities import ArchiveOutcome, Event, LogCheck, LogDay, Report, Run, RunStatus
 from tidal.core.errors import ModelNotFound, ReportNotFound, SourceError, SpecError, TidalError
 from tidal.core.ports import ArtifactStore, Clock, MetadataStore, PredictionLog
 from tidal.core.settings import Settings
@@ -113,7 +113,8 @@ class Workspace:
         if self._predictions is None:
             from tidal.storage import open_prediction_log
 
-            self._predictions = open_prediction_log(self.settings.predictions_url)
+            # with the artifact store: where its archive goes (monitor.retention, tidal predictions archive)
+            self._predictions = open_prediction_log(self.settings.predictions_url, artifacts=self.artifacts)
         return self._predictions
 
     # -- opening ----------------------------------------------------------------------------------
@@ -373,7 +374,7 @@ class Workspace:
             clock = SimulatedClock()
             store = open_metadata_store("memory://")
             artifacts = open_artifact_store(str(Path(tmp) / "artifacts"))
-            preds = open_prediction_log("memory://")
+            preds = open_prediction_log("memory://", artifacts=artifacts)
             ctx = LoopContext(spec=self.spec, root=self.settings.root, store=store, artifacts=artifacts,
                               predictions=preds, registry=Registry(store, artifacts, clock), executor=self.executor,
                               clock=clock)
@@ -404,6 +405,26 @@ class Workspace:
     def events(self, *, limit: int = 100, subject: str | None = None, kind: str | None = None) -> list[Event]:
         """The recorded decisions, oldest first among the newest ``limit``."""
         return self.store.list_events(subject=subject, kind=kind, limit=limit)
+
+    def archive_predictions(self, before: datetime | None = None) -> ArchiveOutcome:
+        """Move this project's predictions made before ``before`` (default: ``monitor.retention`` ago) out of
+        the prediction log into Parquet files in the artifact store (``tidal predictions archive``; see
+        :meth:`PredictionLog.archive`), recorded as a ``predictions.archived`` event when any moved."""
+        from tidal.loop.retention import archive_before
+
+        now = self.clock.now()
+        if before is None:
+            period = self.spec.monitor.retention_period
+            if period is None:
+                raise SpecError("monitor.retention is not set, so there is no default cutoff to archive before",
+                                hint="pass --before DATE or --older-than 90d, or set monitor.retention in tidal.yaml")
+            before = now - period
+        return archive_before(self.context(), before, now)
+
+    def prediction_days(self) -> list[LogDay]:
+        """Per UTC day: this project's predictions and labels in the log and in the archive (``tidal predictions
+        ls``)."""
+        return self.predictions.days(model=self.spec.name)
 
     def check_predictions(self, *, quarantine: bool = False) -> LogCheck:
         """Read every stored prediction back (``tidal predictions check``) and list the batches that cannot

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from datetime import datetime
+from dataclasses import replace
+from datetime import UTC, date, datetime
 from typing import Any
 
-from tidal.core.entities import Feedback, LogCheck, Prediction, UnreadableBatch
+from tidal.core.entities import ArchivedDay, ArchiveOutcome, Feedback, LogCheck, LogDay, Prediction, UnreadableBatch
 from tidal.core.errors import StorageError
+from tidal.core.ports import ArtifactStore
 from tidal.storage._codec import utc
+from tidal.storage.predictions import _archive as ar
 from tidal.storage.predictions import _codec as pc
 
 _Row = dict[str, Any]
@@ -29,8 +32,13 @@ class MemoryPredictionLog:
 
     url = "memory://"
 
-    def __init__(self) -> None:
+    def __init__(self, *, artifacts: ArtifactStore | None = None) -> None:
         self._lock = threading.Lock()
+        self._files = ar.Files(artifacts)
+        # the archive index, (day, model) → (entry, smallest id, largest id), and the late labels
+        self._index: dict[tuple[date, str], tuple[ArchivedDay, str, str]] = {}
+        # id → (label JSON, label time, the file's (day, model), whether the file's row has a label of its own)
+        self._late: dict[str, tuple[str, datetime, tuple[date, str], bool]] = {}
         self._closed = False
         self._rows: list[_Row] = []  # in append order: the position is the row's seq
         self._by_id: dict[str, _Row] = {}
@@ -76,17 +84,46 @@ class MemoryPredictionLog:
         with self._open():
             labelled = {fb.prediction_id: self._by_id[fb.prediction_id]["label_time"] is not None
                         for fb in feedback if fb.prediction_id in self._by_id}
+            archived = self._archived([fb.prediction_id for fb in feedback if fb.prediction_id not in labelled])
+            labelled.update((pid, row["label_time"] is not None or pid in self._late)
+                            for pid, (_, row) in archived.items())
             pc.check_feedback(feedback, labelled, overwrite=overwrite)
             for p in params:
-                self._by_id[p["pid"]].update(label=p["label"], label_time=p["label_time"])
+                pid = p["pid"]
+                if pid in self._by_id:
+                    self._by_id[pid].update(label=p["label"], label_time=p["label_time"])
+                else:
+                    entry, row = archived[pid]
+                    self._late[pid] = (p["label"], p["label_time"], (entry.day, entry.model),
+                                       row["label_time"] is not None)
         return len(params)
+
+    def _archived(self, ids: Sequence[str]) -> dict[str, tuple[ArchivedDay, dict[str, Any]]]:
+        """Which of ``ids`` are archived (id → (file entry, archive row)): the files whose id range holds them,
+        read to confirm."""
+        if not ids or not self._index:
+            return {}
+        lo, hi = min(ids), max(ids)
+        entries = [e for e, first, last in self._index.values() if first <= hi and last >= lo]
+        return self._files.find(entries, ids) if entries else {}
+
+    def _late_of(self) -> ar.LateLabels:
+        return {pid: (label, when) for pid, (label, when, _, _) in self._late.items()}
+
+    def _late_count(self, key: tuple[date, str]) -> int:
+        """The late labels of the file ``key`` that label a row the file holds unlabelled."""
+        return sum(1 for _, _, k, replaced in self._late.values() if k == key and not replaced)
 
     def get(self, prediction_id: str) -> Prediction:
         """The prediction with its label, if any; PredictionNotFound when unknown."""
         with self._open():
             row = self._by_id.get(prediction_id)
             if row is None:
-                raise pc.no_prediction(prediction_id)
+                found = self._archived([prediction_id]).get(prediction_id)
+                if found is None:
+                    raise pc.no_prediction(prediction_id)
+                late = self._late.get(prediction_id)
+                return ar.decode(found[1], None if late is None else late[:2])
             try:
                 return pc.decode_prediction(row)
             except ValueError as exc:
@@ -96,9 +133,10 @@ class MemoryPredictionLog:
     def window(
         self, *, model: str | None = None, version: int | None = None, last: int | None = None,
         since: datetime | None = None, until: datetime | None = None, labelled: bool | None = None,
-        served: bool | None = True, deployment: str | None = None,
+        served: bool | None = True, deployment: str | None = None, archived: bool = False,
     ) -> list[Prediction]:
-        """The matching predictions in append order; ``last`` keeps the newest ``last`` of them."""
+        """The matching predictions in append order; ``last`` keeps the newest ``last`` of them; ``archived``:
+        the archived ones first (see :meth:`archive`)."""
         if last is not None and last <= 0:
             return []
         with self._open():
@@ -106,7 +144,68 @@ class MemoryPredictionLog:
                                   served=served, deployment=deployment)
             if last is not None:
                 rows = rows[-last:]
-            return [p for r in rows if (p := self._decode(r)) is not None]
+            found = [p for r in rows if (p := self._decode(r)) is not None]
+            if not archived or (last is not None and len(found) >= last):
+                return found
+            entries = [e for e, _, _ in self._index.values()
+                       if ar.covers(e, model=model, since=since, until=until)]
+            entries.sort(key=lambda e: (e.day, e.model))
+            old = self._files.window(entries, self._late_of(), model=model, version=version, since=since,
+                                     until=until, labelled=labelled, served=served, deployment=deployment)
+            return ar.with_archived(old, found, last)
+
+    # -- the archive --------------------------------------------------------------------------------
+
+    def archive(self, before: datetime, *, model: str | None = None) -> ArchiveOutcome:
+        """Move the predictions made before ``before`` into the archive (see
+        :meth:`tidal.core.ports.PredictionLog.archive`); under the log's lock, so all at once."""
+        cutoff = utc(before)
+        with self._open():
+            ar.require(self._files.artifacts, "archiving predictions")
+            groups: dict[tuple[date, str], list[dict[str, Any]]] = {}
+            unreadable = 0
+            for row in self._rows:
+                if row["time"] < cutoff and (model is None or row["model"] == model):
+                    if self._decode(row) is None:
+                        unreadable += 1
+                        continue
+                    groups.setdefault((ar.day_of(row["time"]), row["model"]), []).append(row)
+            files: list[ArchivedDay] = []
+            moved = 0
+            for key in sorted(groups):
+                new = groups[key]
+                held = self._index.get(key)
+                old = self._files.rows(held[0].digest, held[0].path) if held is not None else []
+                merged = ar.merge(old, [dict(r) for r in new])
+                digest, path = self._files.write(merged)
+                entry = ArchivedDay(day=key[0], model=key[1], rows=len(merged), labels=ar.labelled_rows(merged),
+                                    late_labels=self._late_count(key), digest=digest, path=path,
+                                    archived_at=datetime.now(UTC))
+                self._index[key] = (entry, min(r["id"] for r in merged), max(r["id"] for r in merged))
+                gone = {id(r) for r in new}
+                self._rows = [r for r in self._rows if id(r) not in gone]
+                for r in new:
+                    del self._by_id[r["id"]]
+                files.append(entry)
+                moved += len(new)
+            return ArchiveOutcome(before=cutoff, files=tuple(files), moved=moved, unreadable_left=unreadable)
+
+    def days(self, *, model: str | None = None) -> list[LogDay]:
+        """Per UTC day and model: predictions and labels in the log and in the archive."""
+        with self._open():
+            out: dict[tuple[date, str], LogDay] = {}
+            for row in self._rows:
+                if model is None or row["model"] == model:
+                    key = (ar.day_of(row["time"]), row["model"])
+                    day = out.get(key) or LogDay(day=key[0], model=key[1])
+                    out[key] = replace(day, logged=day.logged + 1,
+                                       logged_labels=day.logged_labels + (row["label_time"] is not None))
+            for key, (entry, _, _) in self._index.items():
+                if model is None or entry.model == model:
+                    day = out.get(key) or LogDay(day=key[0], model=key[1])
+                    out[key] = replace(day, archived=entry.rows, path=entry.path,
+                                       archived_labels=entry.labels + self._late_count(key))
+            return [out[k] for k in sorted(out)]
 
     def _decode(self, row: _Row) -> Prediction | None:
         try:
@@ -141,12 +240,17 @@ class MemoryPredictionLog:
 
     def count(
         self, *, model: str | None = None, version: int | None = None, since: datetime | None = None,
-        labelled: bool | None = None, served: bool | None = True,
+        labelled: bool | None = None, served: bool | None = True, archived: bool = False,
     ) -> int:
-        """How many predictions match (the same filters as :meth:`window`)."""
+        """How many predictions match (the same filters as :meth:`window`); ``archived``: archived ones too."""
         with self._open():
-            return len(self._matching(model=model, version=version, since=since, until=None, labelled=labelled,
-                                      served=served, deployment=None))
+            n = len(self._matching(model=model, version=version, since=since, until=None, labelled=labelled,
+                                   served=served, deployment=None))
+            if archived:
+                entries = [e for e, _, _ in self._index.values() if ar.covers(e, model=model, since=since, until=None)]
+                n += len(self._files.window(entries, self._late_of(), model=model, version=version, since=since,
+                                            until=None, labelled=labelled, served=served, deployment=None))
+            return n
 
     def _matching(
         self, *, model: str | None, version: int | None, since: datetime | None, until: datetime | None,

@@ -20,6 +20,9 @@ On SQLite the append's transaction runs at the driver level
 (:class:`~tidal.storage.sql._engine.DriverTransaction`): SQLAlchemy's transaction bookkeeping cost a
 third of a one-row append.
 
+Retention: ``archive`` moves old predictions into Parquet in the artifact store; ``add_feedback``, ``get``,
+``window(archived=True)`` and ``count(archived=True)`` find them (:mod:`tidal.storage.predictions._sql_archive`).
+
 ``append`` goes through :class:`~tidal.storage.predictions._group_commit.GroupCommit`: the predictions of
 concurrent calls are written in one transaction, and each call returns once that transaction has committed.
 Several processes (server workers) may append to the same SQLite file: SQLite lets one write at a time
@@ -45,14 +48,17 @@ from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 
-from tidal.core.entities import Feedback, LogCheck, Prediction, UnreadableBatch
+from tidal.core.entities import ArchiveOutcome, Feedback, LogCheck, LogDay, Prediction, UnreadableBatch
 from tidal.core.errors import StorageError
 from tidal.core.ids import split_id
+from tidal.core.ports import ArtifactStore
 from tidal.storage._codec import utc
+from tidal.storage.predictions import _archive as ar
 from tidal.storage.predictions import _codec as pc
 from tidal.storage.predictions import _reads as reads
 from tidal.storage.predictions._batch_codec import Group, Unreadable, check_batch, encode_groups
 from tidal.storage.predictions._group_commit import CommitStats, GroupCommit
+from tidal.storage.predictions._sql_archive import SqlArchive
 from tidal.storage.sql import _schema as t
 from tidal.storage.sql._checkpoint import WalCheckpointer
 from tidal.storage.sql._driver_insert import DriverInsert
@@ -112,7 +118,7 @@ class SqlPredictionLog:
     - ``window`` and ``count`` filter with indexes that keep them fast at millions of rows.
     """
 
-    def __init__(self, url: str, *, durability: Durability = "process") -> None:
+    def __init__(self, url: str, *, durability: Durability = "process", artifacts: ArtifactStore | None = None) -> None:
         if durability not in ("process", "power"):
             raise StorageError(f"unknown durability {durability!r}", hint="use 'process' or 'power'")
         self._shown = redact(url)
@@ -145,6 +151,7 @@ class SqlPredictionLog:
         self._insert_labels = DriverInsert(t.prediction_labels, _LABEL_COLUMNS, dialect)
         self._skipped: dict[int, UnreadableBatch] = {}
         self._skipped_lock = threading.Lock()
+        self._archive = SqlArchive(self._conns, ar.Files(artifacts), self.dialect)
 
     @property
     def url(self) -> str:
@@ -341,7 +348,11 @@ class SqlPredictionLog:
             seqs = sorted({seq for seq, _ in where.values()})
             existing = reads.labels_of(conn, seqs)
             labelled = {pid: pos in existing.get(seq, {}) for pid, (seq, pos) in where.items()}
+            # ids the log does not hold may be archived: their labels are kept beside the archive
+            archived = self._archive.labelled(conn, [pid for pid in ids if pid not in where], labelled)
             pc.check_feedback(feedback, labelled, overwrite=overwrite)
+            if archived and not (encoded := self._archive.store_late(conn, encoded, archived)):
+                return len(feedback)
             heads: dict[int, list[Any]] = {}
             for part in reads.chunks(seqs):
                 query = sa.select(_B.seq, _B.model, _B.served, _B.version, _B.time).where(_B.seq.in_(part))
@@ -356,14 +367,14 @@ class SqlPredictionLog:
                 rows.append((seq, pos, model, served, version, time, label, label_time))
             params = self._insert_labels.params(rows)
             conn.exec_driver_sql(self._insert_labels.sql, params[0] if len(params) == 1 else params)
-        return len(encoded)
+        return len(feedback)
 
     # -- reads ----------------------------------------------------------------------------------------
 
     def get(self, prediction_id: str) -> Prediction:
         """The prediction ``prediction_id`` with its label, if any; PredictionNotFound when unknown."""
         with Transaction(self._conns, False, "reading a prediction") as conn:
-            found = reads.get(conn, prediction_id)
+            found = reads.get(conn, prediction_id) or self._archive.get(conn, prediction_id)
         if found is None:
             raise pc.no_prediction(prediction_id)
         return found
@@ -371,12 +382,14 @@ class SqlPredictionLog:
     def window(
         self, *, model: str | None = None, version: int | None = None, last: int | None = None,
         since: datetime | None = None, until: datetime | None = None, labelled: bool | None = None,
-        served: bool | None = True, deployment: str | None = None,
+        served: bool | None = True, deployment: str | None = None, archived: bool = False,
     ) -> list[Prediction]:
         """The matching predictions in the order they were appended; ``last`` keeps the newest ``last``.
 
         ``since`` is inclusive and ``until`` exclusive (prediction times); None means no filter, and
-        ``served`` defaults to True (answers that were returned; shadow answers are not).
+        ``served`` defaults to True (answers that were returned; shadow answers are not). ``archived``: the
+        archived predictions that match come first, by time (read only when the log's own fall short of
+        ``last``, and only the files of the days the window covers).
         """
         if last is not None and last <= 0:
             return []
@@ -384,8 +397,20 @@ class SqlPredictionLog:
         with Transaction(self._conns, False, "reading predictions") as conn:
             found = reads.window(conn, last=last, labelled=labelled, model=model, version=version, since=since,
                                  until=until, served=served, deployment=deployment, skips=skips)
+            if archived and (last is None or len(found) < last):
+                old = self._archive.window(conn, model=model, version=version, since=since, until=until,
+                                           labelled=labelled, served=served, deployment=deployment)
+                found = ar.with_archived(old, found, last)
         self._note(skips)
         return found
+
+    def archive(self, before: datetime, *, model: str | None = None) -> ArchiveOutcome:
+        """Move the predictions made before ``before`` to the archive (:meth:`PredictionLog.archive`)."""
+        return self._archive.archive(before, model=model)
+
+    def days(self, *, model: str | None = None) -> list[LogDay]:
+        """Per UTC day and model: predictions and labels in the log and in the archive."""
+        return self._archive.days(model=model)
 
     def _note(self, skips: reads.Skips) -> None:
         if skips.found:
@@ -445,11 +470,15 @@ class SqlPredictionLog:
 
     def count(
         self, *, model: str | None = None, version: int | None = None, since: datetime | None = None,
-        labelled: bool | None = None, served: bool | None = True,
+        labelled: bool | None = None, served: bool | None = True, archived: bool = False,
     ) -> int:
-        """How many predictions match (the same filters as :meth:`window`)."""
+        """How many predictions match (the same filters as :meth:`window`); ``archived``: archived ones too."""
         with Transaction(self._conns, False, "counting predictions") as conn:
-            return reads.count(conn, model=model, version=version, since=since, labelled=labelled, served=served)
+            n = reads.count(conn, model=model, version=version, since=since, labelled=labelled, served=served)
+            if archived:
+                n += self._archive.count(conn, model=model, version=version, since=since, labelled=labelled,
+                                         served=served)
+            return n
 
 
 def _unreadable_reason(row: Any, labels: dict[int, tuple[str, datetime]]) -> str | None:

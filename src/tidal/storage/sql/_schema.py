@@ -26,7 +26,7 @@ from sqlalchemy.engine import Dialect
 #: The Alembic revision this code expects. Opening a store compares the database's revision with this
 #: constant (one cheap SELECT) before deciding whether Alembic needs to run at all.
 #: A test checks it is the head of ``migrations/versions``.
-SCHEMA_REVISION = "0005"
+SCHEMA_REVISION = "0006"
 
 #: Text sorted in code point order on every backend (see the module docstring).
 KeyText = sa.Text().with_variant(postgresql.TEXT(collation="C"), "postgresql")
@@ -310,6 +310,45 @@ prediction_quarantine = sa.Table(
     sa.Column("labels", sa.Text, nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("quarantined_at", UTCDateTime, nullable=False),
+)
+
+# -- 0006: the prediction archive (retention) -------------------------------------------------------------
+#
+# ``PredictionLog.archive`` moves old predictions into Parquet files in the artifact store, one per UTC day
+# and model (see tidal.storage.predictions._archive). ``prediction_archives`` is their index: the file's
+# digest and path, its rows and labelled rows, and the smallest and largest id it holds (feedback for an id
+# the log no longer holds reads only the files whose range holds it). ``prediction_late_labels``: the labels
+# that arrived after their prediction was archived (``replaced``: the file's row has a label of its own;
+# ``served``: the prediction's).
+
+prediction_archives = sa.Table(
+    "prediction_archives",
+    metadata,
+    sa.Column("day", KeyText, primary_key=True),  # YYYY-MM-DD, UTC
+    sa.Column("model", KeyText, primary_key=True),
+    sa.Column("digest", sa.Text, nullable=False),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("rows", sa.BigInteger, nullable=False),
+    sa.Column("labels", sa.BigInteger, nullable=False),
+    # of them, the served ones (count(served=True) answers from the index, as the loop counts labels each tick)
+    sa.Column("served_rows", sa.BigInteger, nullable=False),
+    sa.Column("served_labels", sa.BigInteger, nullable=False),
+    sa.Column("min_id", KeyText, nullable=False),
+    sa.Column("max_id", KeyText, nullable=False),
+    sa.Column("archived_at", UTCDateTime, nullable=False),
+)
+
+prediction_late_labels = sa.Table(
+    "prediction_late_labels",
+    metadata,
+    sa.Column("id", KeyText, primary_key=True),
+    sa.Column("day", KeyText, nullable=False),
+    sa.Column("model", KeyText, nullable=False),
+    _json("label"),
+    sa.Column("label_time", UTCDateTime, nullable=False),
+    sa.Column("replaced", sa.Boolean, nullable=False),
+    sa.Column("served", sa.Boolean, nullable=False),  # the prediction's
+    sa.Index(None, "day", "model"),
 )
 
 reports = sa.Table(
