@@ -12,8 +12,9 @@ Only this package imports SQLAlchemy, Alembic and fsspec; the SQL modules are im
 Which names are public. This package's names (the ``open_*`` factories and the adapter classes, the SQL
 ones loaded on first use) and the modules that define an adapter class: :mod:`~tidal.storage.memory`,
 :mod:`~tidal.storage.artifacts`, :mod:`~tidal.storage.sql.store`, :mod:`~tidal.storage.predictions.sql_log`
-and :mod:`~tidal.storage.predictions.memory_log`; plus :mod:`~tidal.storage.testing`, what tests need
-beyond the ports. Every other module's name starts with ``_``: it is internal to this package, may change
+and :mod:`~tidal.storage.predictions.memory_log`; :mod:`~tidal.storage.study`, Optuna's storage for
+``model.search`` beside the metadata store; plus :mod:`~tidal.storage.testing`, what tests need beyond the
+ports. Every other module's name starts with ``_``: it is internal to this package, may change
 in any release, and nothing outside ``tidal.storage`` imports it (a test checks, over ``src`` and
 ``tests``). Layout: ``sql/`` (the SQL machinery and the SQL metadata store, split by port),
 ``predictions/`` (the prediction logs and their codecs), ``_codec`` (the metadata rows both metadata
