@@ -22,6 +22,7 @@ PUBLIC = {
     "tidal.storage.predictions",
     "tidal.storage.predictions.memory_log",
     "tidal.storage.predictions.sql_log",
+    "tidal.storage.study",  # Optuna's storage for model.search, opened by the workspace
 }
 MAX_LINES = 500
 
