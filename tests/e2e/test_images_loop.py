@@ -8,7 +8,6 @@ digits better than the first one did."""
 from __future__ import annotations
 
 import base64
-import json
 import os
 import signal
 import subprocess
@@ -103,36 +102,41 @@ def _send(http: httpx.Client, rows: range, *, turn: bool, label: bool = True) ->
     return int(body["model"]["version"]), accuracy
 
 
-def test_digits_served_drift_and_the_loop_retrains_promotes_and_the_server_hot_swaps(
-        project: Path, server: str, cli: Cli) -> None:
-    with httpx.Client(base_url=server, timeout=30) as http:
+def test_digits_served_drift_and_the_loop_retrains_promotes_and_the_server_hot_swaps(project: Path,
+                                                                                     server: str) -> None:
+    from tidal import Workspace  # monitor and the loop's one step in this process: torch is imported once
+
+    with httpx.Client(base_url=server, timeout=30) as http, Workspace.open(project) as ws:
         version, same = _send(http, SAME, turn=False)
         assert version == 1 and same >= 0.9, same
-        # nothing changed yet: the monitor sees no drift, and a tick of the loop does nothing
-        quiet = json.loads(cli("-C", "digits", "monitor", "--json", check=True).stdout)
-        assert quiet["drifted"] is False, quiet["alerts"]
+        # nothing changed yet: no drift, on the image statistics or on the network's own embedding
+        quiet = ws.monitor()
+        columns = {c["column"]: c["drifted"] for c in quiet.body["drift"]["columns"]}
+        assert not quiet.drifted and not any(columns.values()), columns
+        assert {"image.brightness", "image.emb1", "image.emb2", "image.emb3"} <= set(columns), columns
+        assert quiet.body["embedding"]["layer"] == "penultimate"
 
         # the camera is knocked and ages: the digits come turned and darkened, and the champion reads them badly
         version, before = _send(http, DRIFTED, turn=True)
         assert version == 1 and before < same - 0.2, (before, same)
 
-        tick = cli("-C", "digits", "loop", "--once", check=True)
-        reports = json.loads(cli("-C", "digits", "reports", "ls", "--json", check=True).stdout)
-        drifted = reports[0]
-        assert drifted["drifted"], drifted
-        events = {e["kind"]: e for e in json.loads(cli("-C", "digits", "events", "--json", check=True).stdout)}
-        assert "monitor.alert" in events and "image.brightness" in events["monitor.alert"]["message"], tick.stdout
-        retrain = events["loop.retrain"]
-        assert retrain["data"]["trigger"] == "drift", retrain
-        assert "gate.passed" in events and "alias.moved" in events, (tick.stdout, sorted(events))
+        tick = ws.loop_once()  # `tidal loop --once`: monitor, decide, retrain, gate, promote
+        assert tick.decision is not None and tick.decision.retrain and tick.decision.trigger == "drift", tick
+        seen = ws.reports()[0]
+        moved = set(seen.body["drift"]["drifted_columns"])
+        assert seen.drifted and {"image.brightness", "image.emb1"} <= moved, moved
+        assert tick.events[0].kind == "loop.retrain"
+        kinds = [e.kind for e in ws.events()]
+        assert {"monitor.alert", "gate.passed", "alias.moved"} <= set(kinds), kinds
+        assert ws.models.get("digits:champion").version == 2
 
         # the server hot-swaps to version 2 by itself (deploy.reload_seconds: 1), with no restart
+        one = {"instances": [{"image": base64.b64encode(png(digits_images()[0][0])).decode("ascii")}]}
         deadline = time.monotonic() + 20
-        while (answered := http.post("/predict", json={"instances": [
-                {"image": base64.b64encode(png(digits_images()[0][0])).decode("ascii")}]}).json())["model"][
-                "version"] != 2:
+        while (answered := http.post("/predict", json=one).json())["model"]["version"] != 2:
             assert time.monotonic() < deadline, answered
             time.sleep(0.25)
+        # and reads digits changed the same way, which neither version has seen, far better than version 1 did
         version, after = _send(http, FRESH, turn=True, label=False)
         assert version == 2 and after >= before + 0.2, (before, after)
     print(f"accuracy on the changed digits: version 1 {before:.3f}, version 2 {after:.3f}; unchanged {same:.3f}")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tidal.core.ports import ArtifactStore, Clock, Executor, MetadataStore, PredictionLog
+from tidal.monitor.embedding import EmbeddingCache
 from tidal.registry import Registry
 from tidal.spec import Spec
 
@@ -24,3 +25,5 @@ class LoopContext:
     clock: Clock
     #: seconds between the heartbeats of the runs the loop starts (None: no heartbeat, as in a backtest)
     heartbeat_s: float | None = None
+    #: the embedding references of the versions this context monitored (one forward pass per version)
+    embeddings: EmbeddingCache = field(default_factory=EmbeddingCache)
