@@ -54,6 +54,7 @@ from typing import Any
 import pandas as pd
 
 from tidal.core.entities import ModelVersion, Prediction, Report
+from tidal.core.errors import TidalError
 from tidal.core.text import count
 from tidal.monitor.auto import AUTO
 from tidal.monitor.drift import DatasetDrift, detect_drift
@@ -117,8 +118,13 @@ def report_from_frame(
     baseline = (mv.profile.get("holdout_drift") or {}).get("columns")
     # a column of images is judged on its statistics (brightness, sharpness...), one numeric feature each
     image_ref, frame, judged = expand_images(features.get("columns") or {}, frame, columns)
+    unembedded = None
     if embedding is not None:  # and on the network's own embedding of them
-        image_ref, frame, judged = add_embedding(embedding, image_ref, frame, judged, columns, stored)
+        try:
+            image_ref, frame, judged = add_embedding(embedding, image_ref, frame, judged, columns, stored)
+        except (TidalError, ValueError, OSError) as exc:  # the statistics are still judged; the report says why
+            unembedded = {"column": embedding.column, "skipped": f"the window's images could not be embedded: {exc}"}
+            embedding = None
     data = detect_drift({**features, "columns": image_ref}, frame, columns=judged, method=method,
                         threshold=threshold, share=spec.drift.share, baseline=baseline)
     outputs = prediction_drift(mv, frame, method=method, threshold=threshold)
@@ -146,6 +152,8 @@ def report_from_frame(
             images.append(panel := {"column": embedding.column, "statistics": [], "window": [], "reference": []})
         panel["statistics"] += rows
         body["embedding"] = embedding.describe()
+    if unembedded is not None:
+        body["embedding"] = unembedded
     if images:
         body["images"] = images
     return Report(id=report_id, model=mv.name, version=mv.version, created_at=now, window=window,

@@ -124,3 +124,27 @@ def test_the_cache_keeps_the_last_versions() -> None:
     for version in (1, 1, 2, 3, 1):
         cache.get(("digits", version), lambda: made.append(version))  # noqa: B023 - called at once
     assert made == [1, 2, 3, 1] and list(cache.entries) == [("digits", 3), ("digits", 1)]
+
+
+def test_a_window_that_cannot_be_embedded_is_said_and_the_rest_is_judged() -> None:
+    from datetime import UTC, datetime
+
+    from tests.unit.monitor._synthetic import classifier_rows, predictions_for, toy_version
+    from tidal.data.profile import profile_column
+    from tidal.monitor import build_report
+    from tidal.monitor.embedding import Embedding
+    from tidal.spec.model import MonitorSpec
+
+    def broken(images: object) -> np.ndarray:
+        raise ValueError("the network refused them")
+
+    embedding = Embedding(column="image", embed=broken, mean=np.zeros(2), vectors=np.eye(2)[:1],
+                          reference={"image.emb1": profile_column(pd.Series(np.arange(50.0)))}, images=50, width=2)
+    frame = classifier_rows(60, 1)
+    frame["image"] = [_png(digits()[0][i]) for i in range(60)]
+    spec = MonitorSpec.model_validate({"drift": {"columns": ["f00", "f01", "image"]}})
+    report = build_report(toy_version(), predictions_for(frame), spec, metrics=["accuracy"], report_id="r",
+                          now=datetime.now(UTC), embedding=embedding)
+    assert "could not be embedded: the network refused them" in report.body["embedding"]["skipped"]
+    judged = [c["column"] for c in report.body["drift"]["columns"]]
+    assert "f00" in judged and not any(c.startswith("image.emb") for c in judged), judged
