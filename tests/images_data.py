@@ -50,3 +50,18 @@ def write_flat(root: Path, *, per_class: int = 12, classes: tuple[int, ...] = tu
             Image.fromarray(images[i]).save(root / name)
         out[name] = int(labels[i])
     return root, out
+
+
+#: The estimator lines of :func:`digits_spec` by default: scikit-learn's MLP, a second or so on the digits.
+MLP = "  estimator: sklearn.neural_network.MLPClassifier\n  params: {hidden_layer_sizes: [16], max_iter: 200}\n"
+
+
+def digits_spec(*, model: str = MLP, checks: str | None = "{size: [8, 8], channels: 1}",
+                prepare: str = "{color: grey}", gates: str = "[]") -> str:
+    """The ``tidal.yaml`` of a digits project over :func:`write_folders`' class folders (``data/train/``):
+    ``model`` is the YAML under ``model:`` before its seed (estimator and params, indented two spaces),
+    ``checks`` the ``data.checks.images`` flow mapping (None: no checks), ``prepare`` ``prepare.images``'."""
+    check = f"  checks:\n    images: {checks}\n" if checks is not None else ""
+    return ("version: 1\nname: digits\ndata:\n  source: data/train/\n  target: digit\n" + check
+            + f"prepare:\n  images: {prepare}\nmodel:\n{model}  seed: 0\nvalidate:\n"
+            "  split: {method: random, test_size: 0.25}\n  metrics: [accuracy]\n" + f"  gates: {gates}\n")

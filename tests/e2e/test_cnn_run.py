@@ -16,7 +16,7 @@ import pytest
 
 from tests.e2e.refusals import fails
 from tests.e2e.test_booster_flavors import _project as _table_project
-from tests.images_data import write_folders
+from tests.images_data import digits_spec, write_folders
 from tests.unit.train.test_torch_flavor import cancer_frame
 from tidal import Workspace
 from tidal.data.prepare import as_model_input
@@ -24,23 +24,8 @@ from tidal.data.prepare import as_model_input
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 EPOCHS = 3
 
-SPEC = """\
-version: 1
-name: digits
-data:
-  source: data/train/
-  target: digit
-prepare:
-  images: {color: grey}
-model:
-  estimator: tidal.nn.TorchClassifier
-  params: %s
-  seed: 0
-validate:
-  split: {method: random, test_size: 0.25}
-  metrics: [accuracy]
-  gates: [accuracy >= 0.5]
-"""
+SPEC = digits_spec(model="  estimator: tidal.nn.TorchClassifier\n  params: %s\n", checks=None,
+                   gates="[accuracy >= 0.5]")
 PARAMS = f"{{module: cnn, module_params: {{channels: [16, 32], kernel: 3, hidden: 64}}, epochs: {EPOCHS}, " \
          "lr: 0.01, batch_size: 16, device: cpu}"
 

@@ -11,30 +11,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests.e2e.refusals import fails
-from tests.images_data import write_folders
+from tests.images_data import digits_spec, write_folders
 from tidal import Workspace
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 
-SPEC = """\
-version: 1
-name: digits
-data:
-  source: data/train/
-  target: digit
-  checks:
-    images: {size: [8, 8], channels: 1, on_error: %s}
-prepare:
-  images: {color: grey, augment: {rotate: 5}}
-model:
-  estimator: sklearn.neural_network.MLPClassifier
-  params: {hidden_layer_sizes: [32], max_iter: 300}
-  seed: 0
-validate:
-  split: {method: random, test_size: 0.25}
-  metrics: [accuracy]
-  gates: [accuracy >= 0.7]
-"""
+SPEC = digits_spec(model="  estimator: sklearn.neural_network.MLPClassifier\n"
+                          "  params: {hidden_layer_sizes: [32], max_iter: 300}\n",
+                   checks="{size: [8, 8], channels: 1, on_error: %s}",
+                   prepare="{color: grey, augment: {rotate: 5}}", gates="[accuracy >= 0.7]")
 
 
 def _state(project: Path) -> tuple[list[tuple[int, str]], int, int]:

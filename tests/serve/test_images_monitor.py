@@ -16,27 +16,11 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from tests.images_data import digits
+from tests.images_data import digits, digits_spec
 from tests.serve.server import ServerProcess
 from tidal.core.entities import Report
 
-SPEC = """\
-version: 1
-name: digits
-data:
-  source: data/train/
-  target: digit
-prepare:
-  images: {color: grey}
-model:
-  estimator: sklearn.neural_network.MLPClassifier
-  params: {hidden_layer_sizes: [16], max_iter: 200}
-  seed: 0
-validate:
-  split: {method: random, test_size: 0.25}
-  metrics: [accuracy]
-  gates: []
-"""
+SPEC = digits_spec(checks=None)
 #: Training takes every third digit, the window 200 others spread over the whole set, so that both come from
 #: the same writers (the digits are in writer order: the first rows alone would differ from later ones).
 TRAIN, WINDOW = range(0, 1797, 3), range(1, 1797, 9)

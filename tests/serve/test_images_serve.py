@@ -23,30 +23,12 @@ import pytest
 import tritonclient.http as triton
 from PIL import Image
 
-from tests.images_data import digits, write_folders
+from tests.images_data import digits, digits_spec, write_folders
 from tests.serve.server import ServerProcess
 from tests.serve.test_bad_input import assert_error
 from tidal.data.images.codec import canonicalise
 
-SPEC = """\
-version: 1
-name: digits
-data:
-  source: data/train/
-  target: digit
-  checks:
-    images: {size: [8, 8], channels: 1}
-prepare:
-  images: {color: grey}
-model:
-  estimator: sklearn.neural_network.MLPClassifier
-  params: {hidden_layer_sizes: [16], max_iter: 200}
-  seed: 0
-validate:
-  split: {method: random, test_size: 0.25}
-  metrics: [accuracy]
-  gates: []
-"""
+SPEC = digits_spec()
 #: Images the tests send: rows of the digits not among the 8 per class the model is trained on.
 SENT = (500, 901, 1200, 1700)
 

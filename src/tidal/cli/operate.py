@@ -304,12 +304,14 @@ def demo(directory: Annotated[Path, typer.Argument(
              help="A folder for the demo project: new, empty, or made by an earlier tidal demo.")] = Path("demo"),
          json_out: Annotated[bool, typer.Option(
              "--json", help="Show the progress on stderr and print the comparison as JSON on stdout.")] = False,
+         example: Annotated[str, typer.Option(
+             help="elec2 (a table), or digits-drift (images that turn and darken part-way).")] = "elec2",
          ) -> None:
-    """The whole lifecycle on Elec2, live: train, serve, stream, monitor, retrain, promote; then compare.
-    Replaces DIR only if an earlier tidal demo made it; any other folder with files in it is refused."""
+    """The whole lifecycle on Elec2 (or images), live: train, serve, stream, monitor, retrain, promote; then
+    compare. Replaces DIR only if an earlier tidal demo made it; any other folder with files in it is refused."""
     from tidal.cli.demo import run_demo
     from tidal.cli.render import dump_json
 
-    summary = run_demo(directory, err if json_out else console)
+    summary = run_demo(directory, err if json_out else console, example)
     if json_out:
         dump_json(console, summary)

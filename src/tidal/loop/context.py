@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tidal.core.ports import ArtifactStore, Clock, Executor, MetadataStore, PredictionLog
+from tidal.monitor.embedding import EmbeddingCache
 from tidal.registry import Registry
 from tidal.spec import Spec
 
@@ -29,3 +30,5 @@ class LoopContext:
     #: opens the Optuna storage where ``model.search`` keeps its studies (None: Optuna's in-memory storage,
     #: so a search in throw-away stores, as in a backtest, does not resume)
     studies: Callable[[], Any] | None = None
+    #: the embedding references of the versions this context monitored (one forward pass per version)
+    embeddings: EmbeddingCache = field(default_factory=EmbeddingCache)

@@ -11,10 +11,12 @@ from datetime import datetime
 from typing import Any
 
 from tidal.core.entities import Event, ModelState, ModelVersion, Report, UnreadableBatch
+from tidal.core.errors import TidalError
 from tidal.core.text import count
 from tidal.loop.context import LoopContext
 from tidal.loop.state import state_key
 from tidal.monitor import build_report
+from tidal.monitor.embedding import Embedding, embedder_of, fit_embedding
 from tidal.registry import subject
 from tidal.spec.metrics import metrics_for
 
@@ -37,8 +39,11 @@ def monitor_once(
     last = None if since is not None and window is None else (window or cfg.window)
     preds = ctx.predictions.window(model=mv.name, version=None if all_versions else mv.version, since=since,
                                    last=last)
+    embedding, why_not = model_embedding(ctx, mv) if preds else (None, None)
     report = build_report(mv, preds, cfg, metrics=monitored_metrics(ctx, mv), report_id=uuid.uuid4().hex,
-                          now=ctx.clock.now())
+                          now=ctx.clock.now(), embedding=embedding, stored=_stored(ctx))
+    if why_not is not None:
+        report.body["embedding"] = why_not
     skipped = note_unreadable(ctx, mv.name) if record else ctx.predictions.skipped()
     if skipped:
         report.window["unreadable"] = {"batches": len(skipped), "predictions": sum(b.predictions for b in skipped)}
@@ -63,6 +68,51 @@ def monitor_once(
                                                f"{count(own, 'live prediction')}: {_summary(report)}",
                                         data={"report": report.id})
     return report
+
+
+def model_embedding(ctx: LoopContext, mv: ModelVersion) -> tuple[Embedding | None, dict[str, Any] | None]:
+    """The embedding reference of ``mv``'s image column (:mod:`tidal.monitor.embedding`), made once per version:
+    its training images (the ``train`` snapshot) through the model the registry loads. ``(None, None)`` for a
+    model on tables or one without an embedding; ``(None, {"column", "skipped"})`` when it could not be made
+    (the report says why; the image statistics are judged as before)."""
+    columns = (mv.profile.get("features") or {}).get("columns") or {}
+    column = next((c for c in mv.signature.names if (columns.get(c) or {}).get("kind") == "image"), None)
+    if column is None:
+        return None, None
+
+    def make() -> tuple[Embedding | None, dict[str, Any] | None]:
+        from tidal.data.snapshot import read_snapshot_bytes
+
+        try:
+            embed = embedder_of(ctx.registry.load(mv), column)
+            if embed is None:
+                return None, None
+            digest = mv.lineage.train
+            if not digest or not ctx.artifacts.exists(digest):
+                return None, {"column": column, "skipped": "the training snapshot is not in the artifact store"}
+            frame = read_snapshot_bytes(ctx.artifacts.get(digest))
+            if column not in frame.columns:
+                return None, {"column": column, "skipped": f"the training snapshot has no column {column!r}"}
+            made = fit_embedding(column, frame[column].tolist(), embed)
+        except (TidalError, ImportError, OSError, ValueError, RuntimeError) as exc:
+            return None, {"column": column, "skipped": f"{type(exc).__name__}: {exc}"}
+        if made is None:
+            return None, {"column": column, "skipped": "too few readable training images"}
+        return made, None
+
+    found: tuple[Embedding | None, dict[str, Any] | None] = ctx.embeddings.get((mv.name, mv.version), make)
+    return found
+
+
+def _stored(ctx: LoopContext) -> Any:
+    """Reads a served image back from the artifact store by its digest (None when it is not there)."""
+    def stored(digest: str) -> bytes | None:
+        try:
+            return ctx.artifacts.get(digest) if ctx.artifacts.exists(digest) else None
+        except (TidalError, OSError):
+            return None
+
+    return stored
 
 
 def _summary(report: Report) -> str:

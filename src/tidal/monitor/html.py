@@ -205,7 +205,8 @@ def _images(panels: Sequence[Mapping[str, Any]]) -> str:
     out = ["<h2>Images</h2><p class='muted'>A column of images is judged on statistics of its thumbnails "
            "(brightness and contrast: mean and standard deviation of the luminance in [0, 1]; sharpness: "
            "variance of its Laplacian; orientation: the share of horizontal gradients; pc1...: its pixels on the "
-           "training images' principal components), each a feature above.</p>"]
+           "training images' principal components; emb1...: the network's own embedding of the image, its penultimate "
+           "layer, on the principal components of the training images' embeddings), each a feature above.</p>"]
     for panel in panels:
         rows = []
         for stat in panel.get("statistics") or []:

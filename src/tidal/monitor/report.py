@@ -20,11 +20,13 @@
                   "status", "why", ...},   # before the labels arrive: tidal.monitor.estimate
      "alerts": [{"kind": "data_drift" | "performance", "message": "..."}],
      "notes": [{"kind": "prediction_drift" | "feature_drift", "message": "..."}],
-     "images": [{"column", "statistics": [...], "window": [...], "reference": [...]}]}  # image models only
+     "images": [{"column", "statistics": [...], "window": [...], "reference": [...]}],  # image models only
+     "embedding": {"column", "layer", "width", "components", "reference_images", "explained"}}  # torch ones
 
 A column of images is judged on its statistics, each a numeric feature named ``<column>.<statistic>``
 (``image.brightness``...), with a panel of thumbnails of the window beside the training images
-(:mod:`tidal.monitor.images`).
+(:mod:`tidal.monitor.images`); a network's, on its own embedding of them too (``image.emb1``...,
+:mod:`tidal.monitor.embedding`), shown in the same panel.
 
 What alerts (``Report.alerts``, which the loop turns into an Event) and what is only noted: the two
 conditions tidal.yaml configures — the dataset drifts (``monitor.drift.share`` of the features drifted)
@@ -45,16 +47,18 @@ effect, effect_size, baseline``
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
 
 from tidal.core.entities import ModelVersion, Prediction, Report
+from tidal.core.errors import TidalError
 from tidal.core.text import count
 from tidal.monitor.auto import AUTO
 from tidal.monitor.drift import DatasetDrift, detect_drift
+from tidal.monitor.embedding import Embedding, add_embedding, embedding_panel
 from tidal.monitor.estimate import estimate_performance
 from tidal.monitor.frame import LABEL, TIME, frame_of
 from tidal.monitor.images import expand_images, image_panel
@@ -76,15 +80,19 @@ def build_report(
     metrics: Sequence[str],
     report_id: str,
     now: datetime,
+    embedding: Embedding | None = None,
+    stored: Callable[[str], bytes | None] | None = None,
 ) -> Report:
     """The report of ``mv`` over ``predictions`` (the window, any order), judged by ``spec``.
 
     ``metrics`` are the spec's metric names (``spec.validate.metric_names()``; empty means the task's
     defaults); the performance section reports them, with an interval for ``spec.performance.metric``
     (default: the first of ``metrics``). An unknown ``spec.drift.method`` raises ``PluginNotFound``.
+    ``embedding``: an image model's embedding reference (:mod:`tidal.monitor.embedding`), whose components
+    are judged beside the image statistics; ``stored(digest)`` reads a served image back for it.
     """
     return report_from_frame(mv, frame_of(predictions, mv), spec, metrics=metrics, report_id=report_id,
-                             now=now, predictions=predictions)
+                             now=now, predictions=predictions, embedding=embedding, stored=stored)
 
 
 def report_from_frame(
@@ -96,6 +104,8 @@ def report_from_frame(
     report_id: str,
     now: datetime,
     predictions: Sequence[Prediction] = (),
+    embedding: Embedding | None = None,
+    stored: Callable[[str], bytes | None] | None = None,
 ) -> Report:
     """:func:`build_report` on a window already in ``frame_of``'s layout."""
     method, threshold = spec.drift.method, spec.drift.threshold
@@ -108,6 +118,13 @@ def report_from_frame(
     baseline = (mv.profile.get("holdout_drift") or {}).get("columns")
     # a column of images is judged on its statistics (brightness, sharpness...), one numeric feature each
     image_ref, frame, judged = expand_images(features.get("columns") or {}, frame, columns)
+    unembedded = None
+    if embedding is not None:  # and on the network's own embedding of them
+        try:
+            image_ref, frame, judged = add_embedding(embedding, image_ref, frame, judged, columns, stored)
+        except (TidalError, ValueError, OSError) as exc:  # the statistics are still judged; the report says why
+            unembedded = {"column": embedding.column, "skipped": f"the window's images could not be embedded: {exc}"}
+            embedding = None
     data = detect_drift({**features, "columns": image_ref}, frame, columns=judged, method=method,
                         threshold=threshold, share=spec.drift.share, baseline=baseline)
     outputs = prediction_drift(mv, frame, method=method, threshold=threshold)
@@ -129,6 +146,14 @@ def report_from_frame(
         "notes": notes,
     }
     images = image_panel(features.get("columns") or {}, frame, judged, drift)
+    if embedding is not None and (rows := embedding_panel(embedding, frame, judged, drift)):
+        panel = next((p for p in images if p["column"] == embedding.column), None)
+        if panel is None:
+            images.append(panel := {"column": embedding.column, "statistics": [], "window": [], "reference": []})
+        panel["statistics"] += rows
+        body["embedding"] = embedding.describe()
+    if unembedded is not None:
+        body["embedding"] = unembedded
     if images:
         body["images"] = images
     return Report(id=report_id, model=mv.name, version=mv.version, created_at=now, window=window,

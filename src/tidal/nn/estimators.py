@@ -197,6 +197,16 @@ class TorchEstimator(BaseEstimator):  # type: ignore[misc]
         out: np.ndarray = forward(self.module_, as_matrix(X, self.n_features_in_), self._threads())
         return out
 
+    def embed(self, X: Any) -> np.ndarray | None:
+        """The network's embedding of ``X``: what its last linear layer receives (the penultimate layer's
+        activations of ``mlp`` and ``cnn``), float32 ``(rows, width)``; None for a module with no linear
+        layer. The monitor tests its principal components for drift (:mod:`tidal.monitor.embedding`)."""
+        penultimate = _training(type(self).__name__).penultimate
+
+        check_is_fitted(self, "module_")
+        out: np.ndarray | None = penultimate(self.module_, as_matrix(X, self.n_features_in_), self._threads())
+        return out
+
 
 class TorchClassifier(ClassifierMixin, TorchEstimator):  # type: ignore[misc]
     """A torch module trained with cross-entropy on the codes of the sorted class labels (any labels:

@@ -205,5 +205,26 @@ def forward(module: nn.Module, X: np.ndarray, n_threads: int = 1) -> np.ndarray:
     return torch.cat(parts).numpy()
 
 
-__all__ = ["CHUNK", "OPTIMIZERS", "Config", "Trained", "deterministic", "forward", "resolve_device", "threads",
-           "train"]
+def penultimate(module: nn.Module, X: np.ndarray, n_threads: int = 1) -> np.ndarray | None:
+    """What the module's last ``nn.Linear`` (in registration order: the output layer of ``mlp``, ``cnn`` and
+    most classifiers) receives on ``X``: the network's own embedding of each row, float32 ``(rows, width)``;
+    None for a module without a linear layer. Read by a forward hook, so any architecture works unchanged,
+    in eval mode (dropout off) and in the same chunks as :func:`forward`."""
+    linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        return None
+    parts: list[torch.Tensor] = []
+
+    def keep(_: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        parts.append(inputs[0].reshape(inputs[0].shape[0], -1).to(torch.float32).clone())
+
+    handle = linears[-1].register_forward_pre_hook(keep)
+    try:
+        forward(module, X, n_threads)
+    finally:
+        handle.remove()
+    return torch.cat(parts).numpy() if parts else None
+
+
+__all__ = ["CHUNK", "OPTIMIZERS", "Config", "Trained", "deterministic", "forward", "penultimate", "resolve_device",
+           "threads", "train"]

@@ -43,6 +43,7 @@ from tidal.loop.liveness import RUN_HEARTBEAT_S, mark_abandoned
 from tidal.loop.outcomes import describe, failure_line
 from tidal.loop.pipeline import RunResult, TrainingPipeline
 from tidal.loop.runner import StepListener
+from tidal.monitor.embedding import EmbeddingCache
 from tidal.predict.local import Answer, LocalPredictor
 from tidal.registry import CHALLENGER, CHAMPION, Registry
 from tidal.spec import Spec, default_spec_yaml, load_spec
@@ -106,6 +107,8 @@ class Workspace:
         self.models = Models(self)
         self._predictions: PredictionLog | None = None
         self._local: LocalPredictor | None = None
+        # an image model's embedding reference, made once per version for every monitoring pass of this workspace
+        self._embeddings = EmbeddingCache()
 
     @property
     def predictions(self) -> PredictionLog:
@@ -333,7 +336,8 @@ class Workspace:
         """The spec and ports of this workspace, as the loop (controller, backtest) uses them."""
         return LoopContext(spec=self.spec, root=self.settings.root, store=self.store, artifacts=self.artifacts,
                            predictions=self.predictions, registry=self.registry, executor=self.executor,
-                           clock=self.clock, heartbeat_s=RUN_HEARTBEAT_S, studies=self._study_storage)
+                           clock=self.clock, heartbeat_s=RUN_HEARTBEAT_S, studies=self._study_storage,
+                           embeddings=self._embeddings)
 
     def _study_storage(self) -> Any:
         """Optuna's storage for this workspace's searches, beside its metadata store (tidal.storage.study)."""
