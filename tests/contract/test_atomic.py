@@ -147,6 +147,7 @@ _WRITER = textwrap.dedent("""
         while True:
             i += 1
             registry.set_alias("churn", CHAMPION, 1 + i % 3, reason=f"promotion {i}")
+            print(i, flush=True)  # the test counts these to kill among promotions, whatever the machine's speed
 """)
 
 
@@ -192,7 +193,12 @@ def test_promotions_killed_at_random_points_keep_alias_and_event_together(sql_ur
     for _ in range(kills):
         proc = _start_writer(sql_url, "stream", tmp_path)
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready", proc.stderr
-        time.sleep(rng.uniform(0.0, 0.03))
+        # after 0-3 promotions the writer reported, then 0-10 ms into the ones that follow: a kill at a random
+        # point of the stream, counted in promotions rather than in wall time (a first connection to a
+        # loaded PostgreSQL can take longer than a fixed window)
+        for _ in range(rng.randint(0, 3)):
+            assert proc.stdout.readline().strip(), proc.stderr
+        time.sleep(rng.uniform(0.0, 0.01))
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
         _, moves = _consistent(sql_url)
