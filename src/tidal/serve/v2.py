@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from itertools import repeat
+from itertools import chain, repeat
 from typing import Any
 
 import numpy as np
@@ -59,6 +59,18 @@ from tidal.predict.inputs import parse_json
 from tidal.predict.state import ServingState
 from tidal.serve.body import Receive, is_json, read_body
 from tidal.serve.service import Service
+from tidal.serve.v2plan import (
+    ACCEPTED,
+    JSON_OK,
+    NUMBER_TYPES,
+    OUTPUTS,
+    PIXEL_TYPES,
+    Layout,
+    Plan,
+    datatypes,
+    plain_columns,
+    predict_datatype,
+)
 
 #: ``POST /v2/models/{name}[/versions/{version}]/infer`` (the path as ASGI decodes it).
 INFER_PATH = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
@@ -67,19 +79,11 @@ INFER_ENDPOINT = "/v2/models/{name}/infer"
 #: The datatype of each column kind in the model metadata.
 KIND_DATATYPE = {"numeric": "FP64", "integer": "INT64", "boolean": "BOOL", "categorical": "BYTES",
                  "datetime": "BYTES", "image": "BYTES"}
-NUMBER_TYPES = frozenset({"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16",
-                          "UINT32", "UINT64"})
-#: The datatypes each column kind accepts.
-ACCEPTED = {"numeric": NUMBER_TYPES, "integer": NUMBER_TYPES, "boolean": frozenset({"BOOL"}),
-            "categorical": frozenset({"BYTES"}), "datetime": frozenset({"BYTES"}),
-            "image": frozenset({"BYTES", "FP32", "UINT8"})}
-#: The datatypes an image column takes as pixels, a tensor of shape [n, channels, height, width].
-PIXEL_TYPES = frozenset({"FP32", "UINT8"})
 #: numpy's little-endian dtype of each fixed-size datatype.
 NUMPY = {"BOOL": "?", "INT8": "<i1", "INT16": "<i2", "INT32": "<i4", "INT64": "<i8", "UINT8": "<u1",
          "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8", "FP16": "<f2", "FP32": "<f4", "FP64": "<f8"}
-OUTPUTS = ("predict", "probabilities", "prediction_id")
 HEADER_LENGTH = b"inference-header-content-length"
+JSON_CONTENT = [(b"content-type", b"application/json")]
 _ROW_ERROR = re.compile(r"^instances\[(\d+)\]\.([^:]*): ")
 
 Header = tuple[bytes, bytes]
@@ -91,6 +95,7 @@ class OpenInference:
     def __init__(self, service: Service, model: str) -> None:
         self.service = service
         self.model = model
+        self._plan: Plan | None = None  # the champion's, made on its first infer request
 
     # -- health and metadata ------------------------------------------------------------------------------
     def server_metadata(self) -> dict[str, Any]:
@@ -179,25 +184,45 @@ class OpenInference:
         for key, value in scope["headers"]:
             if key == HEADER_LENGTH:
                 header_length = value
-        doc, binary = split_body(body, header_length)
-        request = InferRequest.parse(doc, binary, champion, max_rows=self.service.max_rows)
+        plan = self._plan
+        if plan is None or plan.state is not champion:  # a version's first request: what it needs, once
+            plan = self._plan = Plan(champion)
+        known = plan.known(body) if header_length is None and plan.templates else None
+        if known is not None:  # a body of a form read before, but for its data (tidal.serve.v2plan)
+            template, values = known
+            layout = template.layout
+            request = InferRequest(table(layout.order, values), template.outputs, template.request_id,
+                                   champion if plan.checked and layout.complete else None)
+        else:
+            doc, binary = split_body(body, header_length)
+            request = InferRequest.parse(doc, binary, champion, max_rows=self.service.max_rows, plan=plan)
+            if request.layout is not None and header_length is None:
+                plan.learn(body, doc, request.layout, request.outputs, request.request_id)
         try:
-            answered, answer = await self.service.answer({"instances": request.rows}, quiet)
+            answered, answer = await self.service.answer({"instances": request.rows}, quiet, checked=request.checked)
         except ApiError as exc:
             raise _renamed(exc) from None
-        return respond(answer, answered, request)
+        return respond(answer, answered, request, plan)
 
 
 class InferRequest:
-    """An infer request's rows (checked as tensors) and the outputs it asks for."""
+    """An infer request's rows (checked as tensors) and the outputs it asks for. ``checked``: the serving
+    version whose row checks the rows are known to pass already (see :mod:`tidal.serve.v2plan`), or None."""
 
-    def __init__(self, rows: list[dict[str, Any]], outputs: list[tuple[str, bool]], request_id: str | None) -> None:
+    def __init__(self, rows: list[dict[str, Any]], outputs: list[tuple[str, bool]], request_id: str | None,
+                 checked: ServingState | None = None) -> None:
         self.rows = rows
         self.outputs = outputs
         self.request_id = request_id
+        self.checked = checked
+        #: How its plain JSON tensors were laid out (None: read with care), for :meth:`Plan.learn`.
+        self.layout: Layout | None = None
 
     @classmethod
-    def parse(cls, doc: Any, binary: bytes, state: ServingState, *, max_rows: int) -> InferRequest:
+    def parse(cls, doc: Any, binary: bytes, state: ServingState, *, max_rows: int,
+              plan: Plan | None = None) -> InferRequest:
+        """The request in ``doc`` (and its ``binary`` data) for the version ``state`` (``plan``: its
+        :class:`~tidal.serve.v2plan.Plan`, made here when not given); raises ApiError 400 or 413."""
         if type(doc) is not dict:
             raise ApiError(400, 'the body must be a JSON object: {"inputs": [{"name", "shape", "datatype", '
                                 '"data"}, ...]}')
@@ -212,55 +237,63 @@ class InferRequest:
         if type(tensors) is not list or not tensors:
             raise ApiError(400, "inputs: expected a list of input tensors, one per column (see GET "
                                 f"/v2/models/{state.name})")
-        kinds = state.mv.signature.columns
-        columns: dict[str, list[Any]] = {}
-        rows = -1
-        offset = 0
-        view = memoryview(binary)
-        for i, tensor in enumerate(tensors):
-            found = _plain_json(tensor, kinds, columns, rows)
-            if found is None:  # binary data, nested data, or something wrong: the careful reading says which
-                found, offset = _tensor(i, tensor, state, columns, rows, view, offset)
-            col, values, n = found
-            if rows == -1:
-                if n > max_rows:
-                    raise ApiError(413, f"input {name(col)}: {n} rows is more than the limit of {max_rows} per "
-                                        "request (deploy.max_rows); split the request")
-                rows = n
-            columns[col] = values
-        if offset != len(view):
-            raise ApiError(400, f"the body has {len(view) - offset} bytes of binary data beyond what the inputs' "
-                                "binary_data_size account for (or Inference-Header-Content-Length is wrong)")
-        missing = [c for c in kinds if c not in columns and c not in state.mv.signature.derived]
-        if missing:
-            raise ApiError(400, f"missing input{'s' if len(missing) > 1 else ''} {names(missing)}; the model takes "
-                                f"{names(kinds)}, one tensor per column (see GET /v2/models/{state.name})")
-        order = [c for c in kinds if c in columns]
-        # map() keeps the loops in C: 1,000 rows of 30 columns in about 1.5 ms, as long as orjson takes to
-        # read them as objects from a /predict body
-        table = list(map(dict, map(zip, repeat(order), zip(*(columns[c] for c in order), strict=True))))
-        return cls(table, _outputs(doc.get("outputs"), state, binary_default), request_id)
+        if plan is None or plan.state is not state:
+            plan = Plan(state)
+        checked = None
+        # binary data is never plain: the careful reading takes it (and refuses bytes no input accounts for)
+        plain = None if binary else plain_columns(tensors, plan)
+        layout = None
+        if plain is not None:
+            layout, values = plain
+            order = layout.order
+            if layout.rows > max_rows:
+                raise ApiError(413, f"input {name(tensors[0]['name'])}: {layout.rows} rows is more than the limit "
+                                    f"of {max_rows} per request (deploy.max_rows); split the request")
+            if plan.checked and layout.complete:
+                checked = state
+        else:  # binary data, nested data, or something wrong: the careful reading says which
+            columns = _careful(tensors, state, binary, max_rows)
+            order = tuple(c for c in plan.columns if c in columns)
+            values = [columns[c] for c in order]
+        spec = doc.get("outputs")
+        outputs = plan.outputs[binary_default] if spec is None else _outputs(spec, state, binary_default)
+        request = cls(table(order, values), outputs, request_id, checked)
+        request.layout = layout
+        return request
 
 
-def _plain_json(tensor: Any, kinds: dict[str, str], seen: dict[str, list[Any]],
-                rows: int) -> tuple[str, list[Any], int] | None:
-    """A tensor's column, values and rows when it is the common case, right: flat JSON data of the column's
-    datatype, no parameters (measured: a fifth of the careful reading's time). None: read it with care."""
-    if type(tensor) is not dict or "parameters" in tensor:
-        return None
-    col, datatype, shape, data = tensor.get("name"), tensor.get("datatype"), tensor.get("shape"), tensor.get("data")
-    if (type(col) is not str or type(datatype) is not str or type(shape) is not list or type(data) is not list
-            or col in seen):
-        return None
-    kind = kinds.get(col)
-    if kind is None or datatype not in ACCEPTED.get(kind, ()):
-        return None
-    n = shape[0] if len(shape) == 1 or (len(shape) == 2 and shape[1] == 1) else None
-    if type(n) is not int or n <= 0 or len(data) != n or (rows != -1 and n != rows):
-        return None
-    if not set(map(type, data)) <= _JSON_OK[datatype]:
-        return None
-    return col, data, n
+def table(order: Sequence[str], values: Sequence[list[Any]]) -> list[dict[str, Any]]:
+    """The rows of columns ``order`` whose values are ``values``."""
+    # map() keeps the loops in C: 1,000 rows of 30 columns in about 1.5 ms, as long as orjson takes to
+    # read them as objects from a /predict body
+    return list(map(dict, map(zip, repeat(order), zip(*values, strict=True))))
+
+
+def _careful(tensors: list[Any], state: ServingState, binary: bytes, max_rows: int) -> dict[str, list[Any]]:
+    """The columns of the request's tensors read one by one, with care; raises ApiError 400 or 413 naming the
+    first thing wrong."""
+    kinds = state.mv.signature.columns
+    columns: dict[str, list[Any]] = {}
+    rows = -1
+    offset = 0
+    view = memoryview(binary)
+    for i, tensor in enumerate(tensors):
+        (col, values, n), offset = _tensor(i, tensor, state, columns, rows, view, offset)
+        if rows == -1:
+            if n > max_rows:
+                raise ApiError(413, f"input {name(col)}: {n} rows is more than the limit of {max_rows} per "
+                                    "request (deploy.max_rows); split the request")
+            rows = n
+        columns[col] = values
+    if offset != len(view):
+        raise ApiError(400, f"the body has {len(view) - offset} bytes of binary data beyond what the inputs' "
+                            "binary_data_size account for (or Inference-Header-Content-Length is wrong)")
+    derived = state.mv.signature.derived
+    missing = [c for c in kinds if c not in columns and c not in derived]
+    if missing:
+        raise ApiError(400, f"missing input{'s' if len(missing) > 1 else ''} {names(missing)}; the model takes "
+                            f"{names(kinds)}, one tensor per column (see GET /v2/models/{state.name})")
+    return columns
 
 
 def _tensor(i: int, tensor: Any, state: ServingState, columns: dict[str, list[Any]], rows: int, view: memoryview,
@@ -379,12 +412,6 @@ def _flatten(data: Any) -> list[Any]:
     return out
 
 
-#: The JSON value types a tensor of each datatype may hold (null: a missing value).
-_JSON_OK: dict[str, frozenset[type]] = {
-    **{t: frozenset({int, float, type(None)}) for t in NUMBER_TYPES if t.startswith("FP")},
-    **{t: frozenset({int, type(None)}) for t in NUMBER_TYPES if not t.startswith("FP")},
-    "BOOL": frozenset({bool, type(None)}), "BYTES": frozenset({str, type(None)}),
-}
 _JSON_TEXT = {"BOOL": "true or false", "BYTES": "strings"}
 
 
@@ -395,7 +422,7 @@ def _from_json(data: Any, datatype: str, n: int, where: str) -> list[Any]:
         raise ApiError(400, f"{where}: data must be a list (flat or nested, row-major)") from None
     if len(values) != n:
         raise ApiError(400, f"{where}: data has {len(values)} elements, the shape says {n}")
-    if not set(map(type, values)) <= _JSON_OK[datatype]:
+    if not set(map(type, values)) <= JSON_OK[datatype]:
         text = _JSON_TEXT.get(datatype) or ("numbers" if datatype.startswith("FP") else "whole numbers")
         raise ApiError(400, f"{where}: data of a {datatype} tensor must be {text}")
     return values
@@ -448,7 +475,7 @@ def _bytes_elements(raw: memoryview, n: int, where: str, *, text: bool = True) -
 
 def _outputs(spec: Any, state: ServingState, binary_default: bool) -> list[tuple[str, bool]]:
     available = [o for o in OUTPUTS if o != "probabilities" or state.classes is not None]
-    if spec is None:
+    if spec is None:  # every output (outside a test, the plan's outputs answer this: see InferRequest.parse)
         return [(o, binary_default) for o in available]
     if type(spec) is not list:
         raise ApiError(400, "outputs: expected a list of {\"name\": ...} objects")
@@ -469,25 +496,12 @@ def _outputs(spec: Any, state: ServingState, binary_default: bool) -> list[tuple
     return out
 
 
-def predict_datatype(state: ServingState) -> str:
-    """The datatype of the ``predict`` output: FP64 for a regressor, after the classes for a classifier."""
-    classes = state.classes
-    if classes is None:
-        return "FP64"
-    types = set(map(type, classes))
-    if types == {bool}:
-        return "BOOL"
-    if types == {int}:
-        return "INT64"
-    if types <= {int, float}:
-        return "FP64"
-    return "BYTES"
-
-
-def respond(answer: dict[str, Any], state: ServingState, request: InferRequest) -> tuple[bytes, list[Header]]:
-    """The infer answer: the JSON header, then the binary outputs asked for, and its headers."""
+def respond(answer: dict[str, Any], state: ServingState, request: InferRequest,
+            plan: Plan | None = None) -> tuple[bytes, list[Header]]:
+    """The infer answer: the JSON header, then the binary outputs asked for, and its headers. ``plan``: the
+    champion's, whose datatypes are known (``state`` may be a canary challenger)."""
     n = len(answer["predictions"])
-    kinds = {"predict": predict_datatype(state), "probabilities": "FP64", "prediction_id": "BYTES"}
+    kinds = plan.datatypes if plan is not None and plan.state is state else datatypes(state)
     outputs: list[dict[str, Any]] = []
     chunks: list[bytes] = []
     for out_name, binary in request.outputs:
@@ -504,7 +518,7 @@ def respond(answer: dict[str, Any], state: ServingState, request: InferRequest) 
             shape = [n, len(probabilities[0]) if probabilities else 0]
             values = probabilities
         else:
-            values = list(answer["prediction_ids"])
+            values = answer["prediction_ids"]
             shape = [n]
         tensor: dict[str, Any] = {"name": out_name, "datatype": datatype, "shape": shape}
         if binary:
@@ -512,7 +526,7 @@ def respond(answer: dict[str, Any], state: ServingState, request: InferRequest) 
             tensor["parameters"] = {"binary_data_size": len(raw)}
             chunks.append(raw)
         else:
-            tensor["data"] = [v for row in values for v in row] if out_name == "probabilities" else values
+            tensor["data"] = list(chain.from_iterable(values)) if out_name == "probabilities" else values
         outputs.append(tensor)
     doc: dict[str, Any] = {"model_name": state.name, "model_version": str(state.version)}
     if request.request_id is not None:
@@ -520,7 +534,7 @@ def respond(answer: dict[str, Any], state: ServingState, request: InferRequest) 
     doc["outputs"] = outputs
     header = orjson.dumps(doc)
     if not chunks:
-        return header, [(b"content-type", b"application/json")]
+        return header, JSON_CONTENT
     return b"".join([header, *chunks]), [(b"content-type", b"application/octet-stream"),
                                          (HEADER_LENGTH, str(len(header)).encode())]
 
@@ -546,4 +560,4 @@ def _renamed(exc: ApiError) -> ApiError:
 
 
 __all__ = ["INFER_ENDPOINT", "INFER_PATH", "KIND_DATATYPE", "InferRequest", "OpenInference", "predict_datatype",
-           "respond", "split_body"]
+           "respond", "split_body", "table"]
