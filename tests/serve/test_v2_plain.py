@@ -5,16 +5,18 @@ names what is wrong, as before), and says the rows are checked only where the ro
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
+import orjson
 import pytest
 
 from tidal.core.signature import Signature
 from tidal.predict.errors import ApiError
 from tidal.predict.inputs import InputSchema
-from tidal.serve.v2 import InferRequest, _careful, _renamed
+from tidal.serve.v2 import InferRequest, _careful, _renamed, table
 from tidal.serve.v2plan import Plan, plain_columns
 
 KINDS = {"a": "numeric", "b": "numeric", "n": "integer", "flag": "boolean", "colour": "categorical",
@@ -151,3 +153,66 @@ def test_too_many_rows_is_413_either_way() -> None:
             InferRequest.parse({"inputs": tensors}, b"", st, max_rows=MAX_ROWS)
         assert refused.value.status == 413
         assert refused.value.message.startswith("input 'a': 11 rows is more than the limit of 10")
+
+
+def learned(tensors: list[dict[str, Any]], **doc: Any) -> tuple[Plan, Any]:
+    """A plan that has read (and learned) the body of this request, as the server does."""
+    st = state()
+    plan = Plan(st)
+    body = json.dumps({"inputs": tensors, **doc}).encode()
+    req = InferRequest.parse(orjson.loads(body), b"", st, max_rows=MAX_ROWS, plan=plan)
+    assert req.layout is not None
+    plan.learn(body, orjson.loads(body), req.layout, req.outputs, req.request_id)
+    return plan, st
+
+
+def other_data(tensors: list[dict[str, Any]], **data: list[Any]) -> list[dict[str, Any]]:
+    return [{**t, "data": data.get(t["name"], t["data"])} for t in tensors]
+
+
+def test_a_body_of_a_learned_form_is_read_as_in_full() -> None:
+    tensors = with_label(good())
+    tensors[4]["data"] = ['a "quoted" ] bracket, {brace}', "é\\n"]  # strings that look like structure
+    plan, st = learned(tensors, id="req-1", outputs=[{"name": "probabilities"}])
+    assert len(plan.templates) == 1
+    again = other_data(tensors, a=[1e-3, 7], colour=["[x]", None], flag=[False, False])
+    body = json.dumps({"inputs": again, "id": "req-1", "outputs": [{"name": "probabilities"}]}).encode()
+    known = plan.known(body)
+    assert known is not None
+    template, values = known
+    full = InferRequest.parse(orjson.loads(body), b"", st, max_rows=MAX_ROWS, plan=plan)
+    assert table(template.layout.order, values) == full.rows
+    assert (template.outputs, template.request_id) == (full.outputs, full.request_id) == (
+        [("probabilities", False)], "req-1")
+
+
+@pytest.mark.parametrize("data", [
+    {"b": ["1.0", 2]},  # a string where numbers go
+    {"b": [1.0]},  # fewer values than the shape says
+    {"b": [None, 2]},  # a null the model does not take
+    {"flag": [1, 0]},  # numbers where booleans go
+    {"b": [{"x": 1}, 2]},  # an object
+])
+def test_a_learned_form_with_wrong_data_is_read_in_full(data: dict[str, list[Any]]) -> None:
+    tensors = with_label(good())
+    plan, _ = learned(tensors)
+    assert plan.known(json.dumps({"inputs": other_data(tensors, **data)}).encode()) is None
+
+
+def test_only_the_data_may_differ_from_a_learned_body() -> None:
+    tensors = with_label(good())
+    plan, _ = learned(tensors, id="one")
+    assert plan.known(json.dumps({"inputs": tensors, "id": "one"}).encode()) is not None
+    for body in (json.dumps({"inputs": tensors, "id": "two"}).encode(),  # another id
+                 json.dumps({"inputs": tensors, "id": "one"}, indent=1).encode(),  # other spacing
+                 json.dumps({"inputs": tensors, "id": "one"}).encode().replace(b"[0.5, null]", b"[0.5,, null]")):
+        assert plan.known(body) is None
+    # a tensor whose data is given twice (a JSON reader keeps the last): no template is learned
+    st = state()
+    plan = Plan(st)
+    body = json.dumps({"inputs": tensors}).encode().replace(b'"data": [1, 2.5]', b'"data": [9, 9], "data": [1, 2.5]')
+    doc = orjson.loads(body)
+    req = InferRequest.parse(doc, b"", st, max_rows=MAX_ROWS, plan=plan)
+    assert req.layout is not None and req.rows[1]["b"] == 2.5
+    plan.learn(body, doc, req.layout, req.outputs, req.request_id)
+    assert plan.templates == []
