@@ -16,8 +16,9 @@ import pytest
 from tidal.core.signature import Signature
 from tidal.predict.errors import ApiError
 from tidal.predict.inputs import InputSchema
-from tidal.serve.v2 import InferRequest, _careful, _renamed, table
+from tidal.serve.v2 import InferRequest, _renamed, table
 from tidal.serve.v2plan import Plan, plain_columns
+from tidal.serve.v2tensors import careful
 
 KINDS = {"a": "numeric", "b": "numeric", "n": "integer", "flag": "boolean", "colour": "categorical",
          "label_lag_1": "numeric"}
@@ -64,7 +65,7 @@ def test_the_plain_reading_gives_the_careful_columns(variant: str) -> None:
         layout, values = plain
         assert layout.order == tuple(c for c in KINDS if c in layout.order)  # the signature's order
         assert layout.rows == 2 and layout.complete == (variant == "label feature sent")
-        assert dict(zip(layout.order, values, strict=True)) == _careful(copy.deepcopy(tensors), st, b"", MAX_ROWS)
+        assert dict(zip(layout.order, values, strict=True)) == careful(copy.deepcopy(tensors), st, b"", MAX_ROWS)
     rows = InferRequest.parse({"inputs": tensors}, b"", st, max_rows=MAX_ROWS).rows
     assert rows[1] == {"a": None, "b": 2.5, "n": -4, "flag": False, "colour": None,
                        **({"label_lag_1": 1.0} if variant == "label feature sent" else {})}
