@@ -280,6 +280,8 @@ class InferRequest:
 
 def table(order: Sequence[str], values: Sequence[list[Any]]) -> list[dict[str, Any]]:
     """The rows of columns ``order`` whose values are ``values``."""
+    if values and len(values[0]) == 1:  # one row: its values are the columns' only ones, in order
+        return [dict(zip(order, chain.from_iterable(values), strict=True))]
     # map() keeps the loops in C: 1,000 rows of 30 columns in about 1.5 ms, as long as orjson takes to
     # read them as objects from a /predict body
     return list(map(dict, map(zip, repeat(order), zip(*values, strict=True))))
