@@ -17,7 +17,7 @@ from tidal.core.signature import Signature
 from tidal.predict.errors import ApiError
 from tidal.predict.inputs import InputSchema
 from tidal.serve.v2 import InferRequest, _renamed, table
-from tidal.serve.v2plan import Plan, plain_columns
+from tidal.serve.v2plan import FORMS, LEARNED, Plan, plain_columns
 from tidal.serve.v2tensors import careful
 
 KINDS = {"a": "numeric", "b": "numeric", "n": "integer", "flag": "boolean", "colour": "categorical",
@@ -217,3 +217,15 @@ def test_only_the_data_may_differ_from_a_learned_body() -> None:
     assert req.layout is not None and req.rows[1]["b"] == 2.5
     plan.learn(body, doc, req.layout, req.outputs, req.request_id)
     assert plan.templates == []
+
+
+def test_a_version_learns_from_a_bounded_number_of_bodies() -> None:
+    st = state()
+    plan = Plan(st)
+    for n in range(1, LEARNED + 6):  # a new form each time: another number of rows
+        tensors = [{**t, "shape": [n], "data": t["data"][:1] * n} for t in with_label(good())]
+        body = json.dumps({"inputs": tensors}).encode()
+        req = InferRequest.parse(orjson.loads(body), b"", st, max_rows=LEARNED + 6, plan=plan)
+        assert req.layout is not None
+        plan.learn(body, orjson.loads(body), req.layout, req.outputs, req.request_id)
+    assert plan.learned == LEARNED and len(plan.templates) == FORMS

@@ -62,6 +62,9 @@ FORMS = 4
 #: The largest body :meth:`Plan.known` reads as a template: matching a larger one costs more than parsing it
 #: (measured: 1 row of 30 FP64 tensors, 2.2 kB, 5.7 µs against orjson's 7.9; 1,000 rows, 1.3 ms against 0.6).
 TEMPLATE_BYTES = 16384
+#: The most bodies one served version learns templates from: a client that keeps changing its request form
+#: does not have the server compile a regular expression for each request.
+LEARNED = 32
 #: A tensor's data in a body, as written: ``"data": [...]``, flat (strings in it whole).
 _DATA_TEXT = re.compile(rb'"data"\s*:\s*(\[(?:[^\[\]"\\]|"(?:[^"\\]|\\.)*")*\])')
 #: What a template takes in a tensor's place: flat data, with strings (BYTES) or without.
@@ -140,6 +143,8 @@ class Plan:
         self.forms: list[tuple[list[tuple[Any, Any, Any]], Layout]] = []
         #: The bodies of the last request forms, less their data (:meth:`learn`), newest first.
         self.templates: list[Template] = []
+        #: How many bodies were learned from (a regular expression compiled each): at most :data:`LEARNED`.
+        self.learned = 0
         #: The outputs answered when a request names none: every one, binary or not (never changed).
         self.outputs = {binary: [(o, binary) for o in OUTPUTS if o != "probabilities" or state.classes is not None]
                         for binary in (False, True)}
@@ -199,9 +204,10 @@ class Plan:
         """Keep ``body`` (read in full and found right: ``doc``, whose tensors have ``layout``) as a template, if
         its tensors' data can be told apart from the rest of its bytes: each tensor's ``"data": [...]`` found in
         the bytes, in order, and the body with other data there reads as ``doc`` with that data."""
-        if layout.learned >= 2 or len(body) > TEMPLATE_BYTES:
+        if layout.learned >= 2 or self.learned >= LEARNED or len(body) > TEMPLATE_BYTES:
             return
         layout.learned += 1
+        self.learned += 1
         tensors = doc["inputs"]
         spans = [m.span(1) for m in _DATA_TEXT.finditer(body)]
         if len(spans) != len(tensors):
@@ -285,5 +291,19 @@ def predict_datatype(state: ServingState) -> str:
     return "BYTES"
 
 
-__all__ = ["ACCEPTED", "FORMS", "JSON_OK", "NUMBER_TYPES", "OUTPUTS", "PIXEL_TYPES", "TEMPLATE_BYTES", "Layout", "Plan",
-           "Template", "datatypes", "plain_columns", "predict_datatype"]
+__all__ = [
+    "ACCEPTED",
+    "FORMS",
+    "JSON_OK",
+    "LEARNED",
+    "NUMBER_TYPES",
+    "OUTPUTS",
+    "PIXEL_TYPES",
+    "TEMPLATE_BYTES",
+    "Layout",
+    "Plan",
+    "Template",
+    "datatypes",
+    "plain_columns",
+    "predict_datatype",
+]
