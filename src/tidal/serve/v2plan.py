@@ -198,11 +198,12 @@ class Plan:
             match = template.pattern.fullmatch(body)
             if match is None:
                 continue
+            groups = match.groups()
             try:
-                datas = orjson.loads(b"[" + b",".join(match.groups()) + b"]")
+                datas = orjson.loads(b"[" + b",".join(groups) + b"]")
             except orjson.JSONDecodeError:
                 return None
-            values = template.layout.values(datas) if len(datas) == len(match.groups()) else None
+            values = template.layout.values(datas) if len(datas) == len(groups) else None
             return None if values is None else (template, values)
         return None
 
