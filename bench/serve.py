@@ -19,7 +19,10 @@ three servers serve one fitted model:
    validation and no log: the least a server can do.
 5. tidal_v2: the tidal server once more, answering the same rows sent as Open Inference Protocol v2 JSON
    tensors (``POST /v2/models/cancer/infer``, one FP64 tensor per column): the ``tidal_v2/tidal`` ratio is
-   the protocol's cost against ``/predict`` (the issue's aim: within 10 %).
+   the protocol's cost against ``/predict`` (the issue's aim: within 10 %). When both run, they run on one
+   server and take turns: each cell is measured in 4 turns of ``--seconds``/4 for each, who goes first
+   alternating, so that a change in the machine's load falls on both alike (p50: the median of the turns',
+   p99: the largest).
 
 The servers run one at a time, alone, each with ``OMP_NUM_THREADS=1`` (tidal caps its threads itself;
 the anchors get the same setting, so the comparison is not about OpenMP spinning). ``mlflow_default`` is
@@ -56,6 +59,7 @@ ratio's denominator).
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -87,6 +91,8 @@ BOOSTERS = {"xgboost": ("xgboost.XGBClassifier", "{n_jobs: 1}"),
 BOOSTER_KINDS = {"tidal": ("tidal", ""), "onnx": ("tidal", "runtime: onnx, "), "floor": ("floor", "")}
 #: The kinds that are tidal (the ratio column takes the fastest of them over the floor).
 TIDAL_KINDS = ("tidal", "onnx")
+#: How many turns tidal's /predict and v2 infer take on each cell (see the module docstring).
+TURNS = 4
 ANCHOR_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 SPEC = """\
@@ -410,6 +416,53 @@ def serve_and_measure(label: str, kind: str, built: dict[str, Any], cell_list: l
         server.stop()
 
 
+def serve_in_turns(built: dict[str, Any], cell_list: list[dict[str, Any]], args: argparse.Namespace,
+                   wrk: str | None, folder: Path, reference: list[Any] | None) -> tuple[tuple[dict[str, Any], ...],
+                                                                                      list[Any]]:
+    """tidal's /predict and its v2 infer on one tidal server, each cell measured in :data:`TURNS` turns of
+    each (see the module docstring); both checked to predict as the model's first server did."""
+    server = Server("tidal", "tidal", built, folder / "tidal.log")
+    v2 = copy.copy(server)  # the same process, reached at the infer route with v2 bodies
+    v2.name, v2.kind = "tidal_v2", "tidal_v2"
+    v2.path = f"/v2/models/{built.get('name', 'cancer')}/infer"
+    v2.url = v2.base + v2.path
+    pair = (server, v2)
+    try:
+        server.wait_ready()
+        answer = server.predictions(built["rows"][:50])
+        assert reference is None or answer == reference, "tidal predicts differently from the first server"
+        assert v2.predictions(built["rows"][:50]) == answer, "tidal's v2 infer predicts differently from /predict"
+        out: tuple[dict[str, Any], ...] = ({}, {})
+        for cell in cell_list:
+            bodies = [json.dumps(s.body((built["rows"] * 2)[:cell["rows"]])).encode() for s in pair]
+            for s, body in zip(pair, bodies, strict=True):  # warm-up
+                run_load(s.url, body, connections=cell["connections"], seconds=min(2.0, args.seconds / 4), wrk=wrk)
+            turns: list[list[dict[str, Any]]] = [[], []]
+            for k in range(TURNS):
+                for i in ((0, 1) if k % 2 == 0 else (1, 0)):  # who goes first alternates
+                    turns[i].append(run_load(pair[i].url, bodies[i], connections=cell["connections"],
+                                             seconds=args.seconds / TURNS, wrk=wrk))
+            for i, s in enumerate(pair):
+                r = merged(turns[i])
+                out[i][cell["cell"]] = r
+                print(f"{s.name:15s} {cell['cell']:28s} {r['rps']:9.1f} req/s   p50 {r['p50_ms']:8.2f} ms   "
+                      f"p99 {r['p99_ms']:8.2f} ms   failed {r['failed']}", flush=True)
+        return out, answer
+    finally:
+        server.stop()
+
+
+def merged(turns: list[dict[str, Any]]) -> dict[str, Any]:
+    """One cell's figures from its turns: requests/s over all of them, the median of their p50s, the largest
+    of their p99s."""
+    requests = sum(t["requests"] for t in turns)
+    seconds = sum(t["requests"] / t["rps"] for t in turns if t["rps"])
+    p50s = sorted(t["p50_ms"] for t in turns)
+    return {"generator": turns[0]["generator"], "requests": requests, "rps": requests / seconds if seconds else 0.0,
+            "p50_ms": p50s[len(p50s) // 2], "p99_ms": max(t["p99_ms"] for t in turns),
+            "failed": sum(t["failed"] for t in turns), "turns": len(turns)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=20.0, help="measured seconds per cell (default 20)")
@@ -446,9 +499,16 @@ def main() -> int:
                                               f"{args.batch_rows} rows": stages(built, args.batch_rows, folder)}
                 print_stages("tidal /predict", results["tidal_stages_us"])
             reference: list[Any] | None = None
+            paired = "tidal" in servers and "tidal_v2" in servers
             for name in servers:
-                results["servers"][name], answer = serve_and_measure(name, name, built, cells(args), args, wrk,
-                                                                     folder, reference)
+                if name == "tidal_v2" and paired:
+                    continue  # measured in turns with tidal, on its server
+                if name == "tidal" and paired:
+                    (results["servers"]["tidal"], results["servers"]["tidal_v2"]), answer = serve_in_turns(
+                        built, cells(args), args, wrk, folder, reference)
+                else:
+                    results["servers"][name], answer = serve_and_measure(name, name, built, cells(args), args, wrk,
+                                                                         folder, reference)
                 reference = reference or answer
                 if name == "tidal":
                     results["tidal_log_rows"] = log_rows(built["project"])

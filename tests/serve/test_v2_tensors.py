@@ -15,16 +15,19 @@ from tritonclient.utils import serialize_byte_tensor
 
 from tidal.core.signature import Signature
 from tidal.predict.errors import ApiError
+from tidal.predict.inputs import InputSchema
 from tidal.serve.v2 import InferRequest, predict_datatype, respond, split_body
 
 KINDS = {"flag": "boolean", "count": "integer", "when": "datetime", "x": "numeric", "label_lag_1": "numeric"}
 
 
-def state(classes: list[Any] | None = None) -> Any:
-    sig = Signature(columns=dict(KINDS), target="y", classes=classes, task="classification" if classes else
-                    "regression", label_features={"lags": [1]})
+def state(classes: list[Any] | None = None, kinds: dict[str, str] | None = None,
+          nullable: tuple[str, ...] = ("x",)) -> Any:
+    sig = Signature(columns=dict(kinds or KINDS), target="y", classes=classes, task="classification" if classes
+                    else "regression", label_features={"lags": [1]})
     mv = SimpleNamespace(signature=sig, format="skops", name="m", version=3)
-    return SimpleNamespace(name="m", version=3, classes=classes, mv=mv)
+    return SimpleNamespace(name="m", version=3, classes=classes, mv=mv,
+                           schema=InputSchema.from_signature(sig, nullable))
 
 
 def parse(doc: dict[str, Any], binary: bytes = b"", classes: list[Any] | None = None) -> InferRequest:

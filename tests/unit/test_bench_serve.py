@@ -1,6 +1,7 @@
 """bench/serve.py's choices and arithmetic, without running a server: which servers ``--only`` picks, the
-booster ratio (tidal's fastest path over the floor) and its aims, and the ONNX cell said to be unavailable
-exactly when this tidal's ``deploy`` section has no ``runtime``."""
+booster ratio (tidal's fastest path over the floor) and its aims, how the turns of /predict and v2 on one
+server make a cell, and the ONNX cell said to be unavailable exactly when this tidal's ``deploy`` section has
+no ``runtime``."""
 
 from __future__ import annotations
 
@@ -60,3 +61,14 @@ def test_onnx_cell_runs_only_where_tidal_has_the_runtime(serve: Any) -> None:
     assert (why is None) == ("runtime" in DeploySpec.model_fields)
     assert why is None or why.startswith("not available:")
     assert serve.unavailable("tidal") is None and serve.unavailable("floor") is None
+
+
+def test_turns_merge_into_one_cell(serve: Any) -> None:
+    """/predict and v2 take turns on one server: a cell's req/s is over all its turns' requests and time, its
+    p50 the median of the turns', its p99 the largest, its failures all of them."""
+    turns = [{"generator": "wrk", "requests": 300, "rps": 100.0, "p50_ms": 1.0, "p99_ms": 5.0, "failed": 0},
+             {"generator": "wrk", "requests": 600, "rps": 300.0, "p50_ms": 3.0, "p99_ms": 4.0, "failed": 1},
+             {"generator": "wrk", "requests": 100, "rps": 50.0, "p50_ms": 2.0, "p99_ms": 9.0, "failed": 0}]
+    cell = serve.merged(turns)
+    assert cell["requests"] == 1000 and cell["rps"] == pytest.approx(1000 / 7.0)
+    assert (cell["p50_ms"], cell["p99_ms"], cell["failed"], cell["turns"]) == (2.0, 9.0, 1, 3)

@@ -71,7 +71,7 @@ from tidal.serve.openapi import (
 from tidal.serve.reloader import TRIAL_KINDS, Reloader
 from tidal.serve.service import Service
 from tidal.serve.threads import cap_threads
-from tidal.serve.v2 import INFER_ENDPOINT, INFER_PATH, OpenInference
+from tidal.serve.v2 import INFER_ENDPOINT, OpenInference
 
 logger = logging.getLogger("tidal.serve")
 
@@ -128,7 +128,7 @@ class TidalApp:
                 if handler is not None:
                     await self._answer(scope["path"], handler, scope, receive, send)
                     return
-                if scope["path"].startswith("/v2/models/") and INFER_PATH.match(scope["path"]):
+                if scope["path"].startswith("/v2/models/") and self.v2.route(scope["path"]) is not None:
                     v2 = self.v2
                     await self._answer(INFER_ENDPOINT, lambda body, quiet: v2.infer(scope, body, quiet), scope,
                                        receive, send, read=v2.read)

@@ -92,25 +92,35 @@ class Service:
         so the predictions may be committed at once (:meth:`LogWriter.append`'s ``at_once``)."""
         return orjson.dumps((await self.answer(parse_json(body), quiet))[1])
 
-    async def answer(self, doc: Any, quiet: bool = False) -> tuple[ServingState, dict[str, Any]]:
+    async def answer(self, doc: Any, quiet: bool = False, *,
+                     checked: ServingState | None = None) -> tuple[ServingState, dict[str, Any]]:
         """The version that answered a parsed /predict document (``{"instances": [...]}``) and its answer, as
         a dict: ``predictions``, ``probabilities`` (classifiers), ``prediction_ids`` and ``model``. Every
         route that predicts (/predict, /invocations, the Open Inference Protocol's infer) comes through here,
-        so each is checked, routed (canary, shadow) and logged alike."""
+        so each is checked, routed (canary, shadow) and logged alike. ``checked``: the version whose row
+        checks the caller has made already, in a form of its own (the infer route's tensors, see
+        :mod:`tidal.serve.v2plan`); when it is still the champion, the rows are not checked again."""
         deployment = self.slot.deployment  # read once: this request uses these versions to the end, swap or not
         champion, trial = deployment.champion, deployment.trial
         if champion is None:
             raise ApiError(503, self.slot.status)
+        filled = False
         for used in (champion, trial.state if trial is not None else None):
             if used is not None and self.history.needs(used, doc):  # label features, from the log's newest labels
+                filled = True
                 if self.history.fresh(used):  # in memory: no read, so no thread hop
                     self.history.fill(used, doc)
                 else:  # a read of the log, off the event loop; not on the log's writer thread, whose flushes
                     # would wait behind it (and it behind them)
                     await asyncio.get_running_loop().run_in_executor(None, self.history.fill, used, doc)
         # Checked against the champion's signature whatever the route: bad input gets the champion's 4xx,
-        # and takes no canary turn, so the canary's share is exact over the requests that are answered.
-        rows = champion.schema.instances(doc, max_rows=self.max_rows)
+        # and takes no canary turn, so the canary's share is exact over the requests that are answered. Rows
+        # the caller checked against this very champion, and that nothing was added to since, are taken as
+        # they are.
+        if checked is champion and not filled:
+            rows = doc["instances"]
+        else:
+            rows = champion.schema.instances(doc, max_rows=self.max_rows)
         # An image model's images go to the artifact store (a file write each: off the event loop) while the
         # model predicts them: the log row that names them waits for both, the answer no longer waits for one
         # after the other. Stored for a request that then fails, an image is only kept once more than needed.
