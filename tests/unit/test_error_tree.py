@@ -20,6 +20,8 @@ INTERNAL = {
     ("tidal.serve.body", "ClientGone"): "tidal.serve.app, which answers 400 or drops the request",
     ("tidal.storage.predictions.sql_log", "_RepeatedId"): "the same module, which re-reads the repeated id",
     ("tidal.storage.predictions._batch_codec", "Unreadable"): "the prediction log, which skips the batch",
+    ("tidal.storage.predictions._sql_archive", "_Changed"): "the same module's archive loop, which redoes the day "
+                                                           "(three tries, then a StorageError)",
     ("tidal.data.sources.fetch", "_Transient"): "tidal.data.sources.fetch.Fetcher.get, which retries it, then raises "
                                                 "a SourceError",
     ("tidal.data.images.codec", "ImageProblem"): "tidal.data.images (collect, prepare, profile), which name the image "
