@@ -82,6 +82,10 @@ def test_wrong_token_is_one_line_and_stores_nothing(tmp_path: Path, wine_api: Ap
         with pytest.raises(SourceError, match="HTTP 401 Unauthorized: the credentials were refused") as err:
             ws.run()
         assert ws.store.list_snapshots("wine") == []
+        # a failed collection is an event (issue #14 point 5) that says why, without the secret
+        failed = ws.store.list_events(kind="run.failed")
+        assert len(failed) == 1 and "401" in failed[0].message, [e.message for e in failed]
+        assert "not-the-token-4711" not in failed[0].message + repr(failed[0].data)
     assert wine_api.requests["/secure"] - before == 1  # not retried
     assert "\n" not in str(err.value) and "not-the-token-4711" not in str(err.value)
     assert not [p for p in project.rglob("*") if p.is_file() and b"not-the-token-4711" in p.read_bytes()]
