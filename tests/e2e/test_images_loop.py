@@ -8,10 +8,7 @@ digits better than the first one did."""
 from __future__ import annotations
 
 import base64
-import os
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,7 +17,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.serve.server import free_port
+from tests.serve.server import ServerProcess
 from tidal.data.images.examples import changed, digits_images, png
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
@@ -55,33 +52,11 @@ def project(tmp_path: Path, cli: Cli) -> Path:
 
 @pytest.fixture
 def server(project: Path, cli: Cli) -> Iterator[str]:
-    """`tidal run`, then `tidal serve` on a free port, stopped (by its own process group) at the end."""
+    """`tidal run`, then `tidal serve` on a free port, stopped at the end."""
     out = cli("-C", "digits", "run", check=True).stdout
     assert "Val accuracy" in out and "deployed" in out, out
-    port = free_port()
-    with open(project / "server.log", "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "tidal", "serve", "--host", "127.0.0.1", "--port", str(port)],
-                                cwd=project, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError((project / "server.log").read_text())
-            time.sleep(0.2)
-        yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    with ServerProcess(project, cli=True).start(timeout=60) as served:
+        yield served.url
 
 
 def _send(http: httpx.Client, rows: range, *, turn: bool, label: bool = True) -> tuple[int, float]:

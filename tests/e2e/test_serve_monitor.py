@@ -6,12 +6,6 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,45 +15,15 @@ import pandas as pd
 import pytest
 
 from tests.conftest import _cli
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.serve.server import ServerProcess
 
 
 @pytest.fixture
 def served(elec2_project: Path) -> Iterator[tuple[Path, str]]:
     cli = _cli(elec2_project)
     cli("run", check=True)
-    port = _free_port()
-    log = open(elec2_project / "server.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([sys.executable, "-m", "tidal", "serve", "--port", str(port)], cwd=elec2_project,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None:
-                raise AssertionError((elec2_project / "server.log").read_text())
-            time.sleep(0.2)
-        else:
-            raise AssertionError("server not ready in 60 s")
-        yield elec2_project, url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
+    with ServerProcess(elec2_project, cli=True).start(timeout=60) as server:
+        yield elec2_project, server.url
 
 
 def _rows(project: Path) -> pd.DataFrame:

@@ -1,8 +1,9 @@
 """A real ``tidal.serve`` server in a subprocess, on a free loopback port, for the serve tests.
 
-Each :class:`ServerProcess` starts ``run_server`` in its own Python process (its output goes to a log
-file the test can read), waits until ``/readyz`` answers 200, and is stopped or SIGKILLed by its own pid
-only: a test never touches a process it did not start.
+Each :class:`ServerProcess` starts ``run_server`` (or, with ``cli=True``, the ``tidal serve`` command in the
+project folder, as a user types it) in its own Python process (its output goes to a log file the test can
+read), waits until ``/readyz`` answers 200, and is stopped or SIGKILLed by its own pid only: a test never
+touches a process it did not start.
 """
 
 from __future__ import annotations
@@ -38,8 +39,11 @@ class ServerProcess:
     """``tidal.serve.run_server(root, workers=...)`` in a subprocess."""
 
     def __init__(self, root: Path, *, workers: int = 1, log: Path | None = None, nofile: int | None = None,
-                 env: dict[str, str] | None = None, bundle: bool = False, args: list[str] | None = None) -> None:
+                 env: dict[str, str] | None = None, bundle: bool = False, args: list[str] | None = None,
+                 cli: bool = False) -> None:
         self.root = root
+        #: ``tidal serve`` run in ``root`` (a project folder) as a user runs it, rather than run_server.
+        self.cli = cli
         #: more ``tidal serve`` options, for a bundle (``--log-url URL``)
         self.args = args or []
         #: ``root`` is a bundle (tidal export), served by ``tidal serve --bundle`` rather than run_server.
@@ -65,11 +69,13 @@ class ServerProcess:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
 
         with open(self.log, "ab") as out:
-            argv = ([sys.executable, "-m", "tidal", "serve", "--bundle", str(self.root), "--host", "127.0.0.1",
-                     "--port", str(self.port), "--workers", str(self.workers), *self.args] if self.bundle
+            serve = [sys.executable, "-m", "tidal", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+                     "--workers", str(self.workers), *self.args]
+            argv = ([*serve, "--bundle", str(self.root)] if self.bundle else serve if self.cli
                     else [sys.executable, "-c", code, str(self.root), str(self.port), str(self.workers)])
-            self.proc = subprocess.Popen(argv, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
-                                         env=env, preexec_fn=limit if nofile is not None else None)
+            self.proc = subprocess.Popen(argv, cwd=self.root if self.cli else REPO, stdout=out,
+                                         stderr=subprocess.STDOUT, env=env,
+                                         preexec_fn=limit if nofile is not None else None)
         if ready:
             self.wait_ready(timeout)
         return self
