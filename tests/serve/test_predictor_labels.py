@@ -126,6 +126,19 @@ def test_a_tie_is_answered_by_predict() -> None:
     assert labels.tolist() == ["b", "b", "b", "a"] and asked == [[[1], [2]]]
 
 
+def test_a_multiclass_tie_or_nan_is_answered_by_predict() -> None:
+    # rows: sure; a tie at the top; a tie below the top (sure); a NaN beside a larger probability; sure
+    proba = np.array([[0.1, 0.7, 0.2], [0.4, 0.4, 0.2], [0.6, 0.2, 0.2], [0.9, np.nan, 0.1], [0.2, 0.3, 0.5]])
+    asked: list[Any] = []
+
+    def predict(X: np.ndarray) -> np.ndarray:
+        asked.append(X.tolist())
+        return np.array(["x"] * len(X))
+
+    labels = proba_labels(np.array(["a", "b", "c"]), proba, predict, np.arange(5)[:, None])
+    assert labels.tolist() == ["b", "x", "a", "x", "c"] and asked == [[[1], [3]]]
+
+
 @pytest.mark.filterwarnings("ignore:The `probability` parameter:FutureWarning")
 def test_a_support_vector_machine_keeps_its_predict(cancer: Any) -> None:
     from sklearn.svm import SVC
