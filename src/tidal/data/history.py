@@ -45,6 +45,12 @@ def _keys(classes: Sequence[Any] | None) -> list[str]:
     return sorted({class_key(c) for c in classes or []})
 
 
+def label_classes(target: pd.Series) -> list[Any]:
+    """The distinct classes of a target column (its missing labels left out), for :func:`feature_kinds` and
+    :func:`add_label_features`: computed once by the pipeline and handed to both."""
+    return [v for v in pd.unique(target_array(target)).tolist() if v is not None]
+
+
 def feature_kinds(spec: LabelFeaturesSpec, task: str, classes: Sequence[Any] | None = None) -> dict[str, str]:
     """The label features' columns, in order, with their kinds (``categorical`` or ``numeric``)."""
     lag_kind = "categorical" if task == "classification" else "numeric"
@@ -97,7 +103,7 @@ def add_label_features(frame: pd.DataFrame, *, target: str, time: str | None, sp
     late). ``classes``: a classifier's classes (default: those of the target column). A column of the
     data whose name is a label feature's is refused (DataError): tidal does not overwrite data."""
     if task == "classification" and classes is None:
-        classes = [v for v in target_array(frame[target]).tolist() if v is not None]
+        classes = label_classes(frame[target])
     keys = _keys(classes)
     kinds = feature_kinds(spec, task, keys)
     taken = [c for c in kinds if c in frame.columns]
@@ -132,5 +138,12 @@ def drop_label_features(frame: pd.DataFrame, spec: LabelFeaturesSpec | None) -> 
     return frame.drop(columns=[c for c in frame.columns if LABEL_FEATURE.match(str(c))])
 
 
-__all__ = ["PREFIX", "add_label_features", "drop_label_features", "feature_kinds", "features_from_labels",
-           "history_length"]
+__all__ = [
+    "PREFIX",
+    "add_label_features",
+    "drop_label_features",
+    "feature_kinds",
+    "features_from_labels",
+    "history_length",
+    "label_classes",
+]

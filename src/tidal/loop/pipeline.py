@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
@@ -22,8 +23,7 @@ import pandas as pd
 from tidal.core.entities import ModelVersion, Run, RunStatus, SnapshotInfo
 from tidal.core.errors import SchemaError, TidalError
 from tidal.data import steps as data_steps
-from tidal.data.codec import target_array
-from tidal.data.history import add_label_features, feature_kinds
+from tidal.data.history import add_label_features, feature_kinds, label_classes
 from tidal.data.images.collect import image_inputs, skipped_note
 from tidal.data.images.profile import contact_sheets
 from tidal.data.prepare import feature_columns, infer_task
@@ -133,12 +133,12 @@ class TrainingPipeline(PipelineBase):
         columns = feature_columns(pd.DataFrame(columns=snapshot.columns), target=data.target, time=data.time,
                                   id_column=data.id, features=data.features, drop=data.drop, kinds=kinds)
         task = self._task(snapshot.digest)
+        classes = None
         if (lf := spec.prepare.label_features) is not None:  # built in the split step, over the whole table
-            classes = None if task != "classification" else \
-                [v for v in target_array(self._frame(snapshot.digest)[data.target]).tolist() if v is not None]
+            classes = None if task != "classification" else label_classes(self._frame(snapshot.digest)[data.target])
             derived = feature_kinds(lf, task, classes)
             columns, kinds = [*columns, *derived], {**kinds, **derived}
-        train_d, holdout_d = self._split(runner, snapshot.digest, task)
+        train_d, holdout_d = self._split(runner, snapshot.digest, task, classes)
         prof_d = runner.step("profile", data_steps.profile, args=lambda: (self._frame(train_d), columns, data.target),
                              save=lambda prof: _artifact(self.artifacts.put(json.dumps(prof, sort_keys=True).encode()),
                                                          "profile"),
@@ -244,7 +244,8 @@ class TrainingPipeline(PipelineBase):
                         {"warnings": result.warnings, "run_id": result.run.id})
         return infer_schema(self._frame(digest), target=data.target, time=data.time) if stored is None else None
 
-    def _split(self, runner: StepRunner, snapshot: str, task: str) -> tuple[str, str]:
+    def _split(self, runner: StepRunner, snapshot: str, task: str,
+               classes: list[Any] | None = None) -> tuple[str, str]:
         spec, data, how = self.spec, self.spec.data, self.spec.validate.split
 
         def save(parts: tuple[pd.DataFrame, pd.DataFrame]) -> dict[str, Any]:
@@ -255,7 +256,7 @@ class TrainingPipeline(PipelineBase):
         lf, delay = spec.prepare.label_features, spec.backtest.label_delay
         out = runner.step("split", _split_step, code_of=data_steps.split, save=save,
                           args=lambda: (self._frame(snapshot), how, data.target, data.time, task, spec.model.seed,
-                                        lf, delay),
+                                        lf, delay, classes),
                           inputs={"snapshot": snapshot, "method": how.method, "test_size": how.test_size,
                                   "target": data.target, "time": data.time, "seed": spec.model.seed,
                                   "task": task, **({} if lf is None else {
@@ -361,9 +362,11 @@ class TrainingPipeline(PipelineBase):
 # -- the step functions the runner runs (stage functions with the pipeline's argument order) ------------
 
 def _split_step(df: pd.DataFrame, how: Any, target: str, time: str | None, task: str, seed: int | None,
-                label_features: LabelFeaturesSpec | None = None, delay: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+                label_features: LabelFeaturesSpec | None = None, delay: int = 0,
+                classes: Sequence[Any] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     if label_features is not None:  # before the split: each row sees the labels before it, whichever part it is in
-        df = add_label_features(df, target=target, time=time, spec=label_features, task=task, delay=delay)
+        df = add_label_features(df, target=target, time=time, spec=label_features, task=task, delay=delay,
+                                classes=classes)
     return data_steps.split(df, how, target=target, time=time, task=task, seed=seed)
 
 
