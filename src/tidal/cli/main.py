@@ -18,6 +18,7 @@ from tidal.cli import (
 
 # isort: split
 from tidal.cli import (
+    alerts,  # noqa: F401 - registers tidal alerts test
     archive,  # noqa: F401 - registers tidal predictions archive and ls
     operate,  # noqa: F401 - registers its commands: the model in service
 )

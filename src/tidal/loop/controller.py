@@ -25,6 +25,7 @@ from tidal.core.entities import Event, Lease, ModelState, ModelVersion
 from tidal.core.errors import SnapshotNotFound, TidalError
 from tidal.evaluate.metrics import primary_metric
 from tidal.loop import rebuild
+from tidal.loop.alerts import Alerts
 from tidal.loop.context import LoopContext
 from tidal.loop.continued import check_loop, new_rows
 from tidal.loop.liveness import Heartbeat
@@ -87,6 +88,7 @@ class Controller:
         self._keeper: Heartbeat | None = None
         self.lease_lost = False
         self.trials = Trials(ctx, event=self._event, save=self._save)
+        self.alerts = Alerts(ctx, record=self.ctx.store.append_event)
         self._snapshot_rows: dict[str, int | None] = {}  # a snapshot's rows, read once (growth trigger)
 
     # -- state and lease ------------------------------------------------------------------------
@@ -159,6 +161,28 @@ class Controller:
             report.blocked_by = lease
             report.note = blocked_note(lease, now)
             return report
+        self._alerting(prime=True)
+        report = self._tick(now, report)
+        report.events += self._alerting()
+        return report
+
+    def _alerting(self, *, prime: bool = False) -> list[Event]:
+        """Prime the alert cursor (before a tick acts) or deliver the alerts of what it recorded: a webhook
+        that fails is an ``alert.failed`` event (:mod:`tidal.loop.alerts`), and anything else that breaks
+        here is one too, never the end of the loop."""
+        try:
+            if prime:
+                self.alerts.prime()
+                return []
+            return self.alerts.deliver()
+        except Exception as exc:  # alerts are a side channel: the loop goes on without them
+            event = self.ctx.store.append_event(Event(
+                kind="alert.failed", subject=f"project:{self.name}", time=self.ctx.clock.now(),
+                message=f"alerts not delivered this tick: {type(exc).__name__}: {exc}",
+                data={"error": f"{type(exc).__name__}: {exc}"}))
+            return [event]
+
+    def _tick(self, now: datetime, report: TickReport) -> TickReport:
         apply_retention(self.ctx, now, record=self._record)
         state = self.load_state()
         state.ticks += 1

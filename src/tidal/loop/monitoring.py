@@ -60,7 +60,9 @@ def monitor_once(
                 ctx.store.append_event(Event(
                     kind="monitor.alert", subject=subject(mv.name, mv.version), time=ctx.clock.now(),
                     message=f"{mv.name}:{mv.version}: " + "; ".join(report.alerts),
-                    data={"report": report.id, "alerts": report.alerts, "drift_share": report.drift_share,
+                    data={"report": report.id, "alerts": report.alerts,
+                          "kinds": [a.get("kind") for a in report.body.get("alerts") or []],
+                          "drift_share": report.drift_share,
                           "drifted": report.drifted, "window": report.window}))
             if first:
                 ctx.registry.transition(mv.name, mv.version, ModelState.MONITORED, only_from=[ModelState.DEPLOYED],

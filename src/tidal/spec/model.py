@@ -16,6 +16,7 @@ from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from tidal.core.durations import DURATION_HINT, parse_duration
 from tidal.core.hashing import digest_of
+from tidal.spec.alerts import AlertSpec
 from tidal.spec.collect import IncrementalSpec
 from tidal.spec.errors import spec_problem
 from tidal.spec.gates import Gate, gate_from_yaml
@@ -362,6 +363,8 @@ class MonitorSpec(Section):
     retention: NonEmpty | None = Field(
         None, description="how long predictions stay in the prediction log before `tidal loop` archives them to "
                           "Parquet in the artifact store: a duration such as 90d or 12h, or null (kept in the log)")
+    alerts: list[AlertSpec] = Field(default_factory=list, description="webhooks the loop posts alerts to (drift, "
+                                    "performance, retrain_failed, rollback, ...): a list of alert: sections")
 
     @field_validator("retention", mode="before")
     @classmethod

@@ -125,6 +125,7 @@ monitor:                    # what `tidal monitor` compares
     floor: null             # alert below this
     min_labelled: 30        # the fewest labelled predictions to judge on
   retention: null           # e.g. 90d: older predictions move to Parquet in the artifact store
+  alerts: []                # e.g. [{{webhook: ${{SLACK_WEBHOOK}}, on: [drift, retrain_failed, rollback]}}]
 
 storage:                    # null = the default; TIDAL_STORE_URL, TIDAL_ARTIFACTS_URL, TIDAL_EXECUTOR win
   store: null               # default sqlite:///.tidal/tidal.db

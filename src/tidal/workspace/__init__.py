@@ -410,6 +410,16 @@ class Workspace:
         """The recorded decisions, oldest first among the newest ``limit``."""
         return self.store.list_events(subject=subject, kind=kind, limit=limit)
 
+    def test_alerts(self) -> list[Event]:
+        """Send a test alert to each ``monitor.alerts`` webhook (``tidal alerts test``); each one's
+        ``alert.sent`` or ``alert.failed`` event. Refused when the spec has no webhook."""
+        from tidal.loop.alerts import Alerts
+
+        if not self.spec.monitor.alerts:
+            raise TidalError("this project has no alert webhooks to test",
+                             hint="add monitor.alerts to tidal.yaml, e.g. alerts: [{webhook: ${SLACK_WEBHOOK}}]")
+        return Alerts(self.context(), record=self.store.append_event).test()
+
     def archive_predictions(self, before: datetime | None = None) -> ArchiveOutcome:
         """Move this project's predictions made before ``before`` (default: ``monitor.retention`` ago) out of
         the prediction log into Parquet files in the artifact store (``tidal predictions archive``; see
