@@ -44,6 +44,7 @@ from tidal.predict.samples import sample_rows
 from tidal.predict.state import ServingState, Slot, Trial
 from tidal.serve.body import ClientGone, read_body
 from tidal.serve.errors import close_error_logs, internal_error
+from tidal.serve.health_metrics import HealthCollector
 from tidal.serve.invocations import Invocations
 from tidal.serve.logwriter import INLINE_LOG_ROWS
 from tidal.serve.metrics import CONTENT_TYPE, ASGIApp, Receive, Scope, Send, ServerMetrics
@@ -212,6 +213,7 @@ def create_app(root: Path, *, shared_log: bool = False, **overrides: Any) -> Tid
     # every such request, which would flood the server log.
     warnings.filterwarnings("ignore", message="Found unknown categories", category=UserWarning)
     metrics = ServerMetrics(ENDPOINTS)
+    metrics.add_collector(HealthCollector(ws.store, ws.spec.name))
     slot = Slot()
     strategy = deploy.strategy
     # Small appends commit on the event loop's thread only where that cannot stall it: a SQLite file that no
@@ -456,8 +458,10 @@ def _fastapi(service: Service, metrics: ServerMetrics, lifespan: Any, *, max_req
     async def prometheus() -> Response:
         """Requests by endpoint and status, errors, a latency histogram, rows predicted, the model version
         serving, requests and rows by version and deployment (direct, canary, shadow), the challenger and
-        its failures; totals over every worker process."""
-        return Response(metrics.render(), media_type=CONTENT_TYPE)
+        its failures (totals over every worker process); and the model's health from the metadata store: the
+        champion, drift share and per-feature drift, live and estimated metrics, labelled share, the loop's
+        state and its last retrain."""
+        return Response(await asyncio.to_thread(metrics.render), media_type=CONTENT_TYPE)
 
     def openapi() -> dict[str, Any]:
         # Not cached: the example request shows the columns of the version serving now.
