@@ -112,9 +112,13 @@ class Broker:
         redis = _redis()
         config = self.config
         started = time.monotonic()
-        retrying = Retrying(stop=stop_after_delay(config.retry_for), reraise=True,
-                            wait=wait_exponential(multiplier=0.1, max=_MAX_BACKOFF),
-                            retry=retry_if_exception_type(_Down), before_sleep=self._trim(started))
+        backoff = wait_exponential(multiplier=0.1, max=_MAX_BACKOFF)
+
+        def wait(state: RetryCallState) -> float:  # the last wait ends at retry_for, not past it
+            return max(0.0, min(float(backoff(state)), config.retry_for - (time.monotonic() - started)))
+
+        retrying = Retrying(stop=stop_after_delay(config.retry_for), reraise=True, wait=wait,
+                            retry=retry_if_exception_type(_Down))
         try:
             self._client = retrying(self._connect_once, redis)
         except _Down as exc:
@@ -125,14 +129,6 @@ class Broker:
                 "collected"), hint="start the broker or check data.source.redis; data.source.retry_for says how "
                                    "long to keep trying") from None
         return self._client
-
-    def _trim(self, started: float) -> Any:
-        """tenacity's before_sleep: a wait that would pass ``retry_for`` is cut to end at it."""
-        def before(state: RetryCallState) -> None:
-            if state.next_action is not None:
-                left = self.config.retry_for - (time.monotonic() - started)
-                state.next_action.sleep = max(0.0, min(state.next_action.sleep, left))
-        return before
 
     def _connect_once(self, redis: Any) -> Any:
         from redis.backoff import NoBackoff
