@@ -200,15 +200,20 @@ def test_a_consumer_killed_mid_batch_loses_nothing_and_counts_nothing_twice(
     root = project(tmp_path, stream)
     killed_at(root, stage)
     assert pending(client, stream) == 50  # read, never acknowledged
-    push(client, stream, readings(50, 10))
+    with Workspace.open(root) as ws:
+        stored = {s.digest for s in ws.store.list_snapshots("sensors")}  # the killed run stored its batch
+    if stage == "commit":
+        push(client, stream, readings(50, 10))
     with Workspace.open(root) as ws:
         again = ws.run()
         out = again.steps[0].outputs
         table = table_of(ws, out["snapshot"])
-        assert table["reading_id"].tolist() == list(range(60))  # each reading once, none lost
-        if stage == "read":  # the pending readings are collected again, with the new ones, as one batch
-            assert (out["new_rows"], out["batches"]) == (60, 1)
+        if stage == "read":  # the pending readings are collected again: the same content-addressed batch
+            assert (out["new_rows"], out["batches"]) == (50, 1) and out["batch"] in stored
+            assert table["reading_id"].tolist() == list(range(50))  # each reading once, none lost
+            assert [e.kind for e in ws.events() if e.kind == "data.collected"] == ["data.collected"]
         else:  # the killed run had committed them: only acknowledged now
+            assert table["reading_id"].tolist() == list(range(60))  # each reading once, none lost
             assert (out["new_rows"], out["batches"]) == (10, 2)
             assert again.notes[0].endswith("; 50 entries read before were already collected (acknowledged now)")
             assert ids[-1] in again.notes[0]
