@@ -32,6 +32,7 @@ import pandas as pd
 from tidal.core.entities import SnapshotInfo
 from tidal.core.errors import SourceError
 from tidal.data.incremental import window_table
+from tidal.data.schema import column_kind
 from tidal.data.snapshot import make_snapshot
 from tidal.data.sources import EmptySourceError
 from tidal.data.sources.stream import Broker, Consumed, Entry, entry_key
@@ -164,11 +165,42 @@ def join_labels(config: RedisStreamSpec, readings: list[pd.DataFrame], labels: l
     return joined[have.to_numpy()].reset_index(drop=True), int((~have).sum())
 
 
+_FAMILY = {"integer": "numbers", "numeric": "numbers", "categorical": "text", "boolean": "booleans",
+           "datetime": "times"}
+
+
+def same_kinds(config: RedisStreamSpec, frames: list[pd.DataFrame], stream: str) -> None:
+    """SourceError when a column holds another kind of value in a later batch than before (numbers that became
+    text after a firmware update, say): the batches could not be one table. Names the column, both kinds and
+    the first entry of the batch that changed."""
+    seen: dict[str, str] = {}
+    for frame in frames:
+        for column in frame.columns:
+            if column == config.entry_column or frame[column].isna().all():
+                continue
+            kind = column_kind(frame[column])
+            family = _FAMILY.get(kind, kind)
+            if kind == "categorical" and pd.api.types.infer_dtype(frame[column], skipna=True).startswith("mixed"):
+                family = "numbers and text"
+            before = seen.setdefault(column, family)
+            if family != before:
+                first = frame[config.entry_column].iloc[0] if config.entry_column in frame.columns else "?"
+                raise SourceError(f"stream {stream!r}: the readings from entry {first} on hold {family} in {column!r}, "
+                                  f"which held {before} before: nothing was stored or acknowledged",
+                                  hint="fix the devices, or leave the column out with data.drop (the readings are "
+                                       "then read again)")
+
+
 def build_table(data: DataSpec, readings: list[pd.DataFrame], labels: list[pd.DataFrame],
                 created_at: datetime) -> tuple[pd.DataFrame, int]:
     """The table a run trains on (labelled readings, in collection order, cut to ``data.window``), and how many
     readings wait for a label."""
     config = stream_config(data)
+    if data.drop:  # a column the model leaves out may change as it likes (the way past a changed type)
+        readings = [f.drop(columns=[c for c in data.drop if c in f.columns]) for f in readings]
+    same_kinds(config, readings, config.stream)
+    if config.labels is not None:
+        same_kinds(config, labels, config.labels.stream)
     try:
         table, waiting = join_labels(config, readings, labels, target=data.target)
     except (ValueError, TypeError) as exc:  # ids of different types in readings and labels, say
@@ -270,4 +302,4 @@ def collect_stream(data: DataSpec, *, base_dir: Path, project: str, created_at: 
 
 
 __all__ = ["Decoded", "StreamIncrement", "build_table", "collect_stream", "decode", "is_stream", "join_labels",
-           "readings_table", "stream_config"]
+           "readings_table", "same_kinds", "stream_config"]

@@ -12,7 +12,7 @@ import pytest
 
 from tidal.core.errors import SourceError, SpecError
 from tidal.data.sources.stream import Entry, entry_key
-from tidal.data.stream import build_table, decode, join_labels
+from tidal.data.stream import build_table, decode, join_labels, same_kinds
 from tidal.spec import parse_spec
 from tidal.spec.source import RedisStreamSpec, StreamLabelsSpec, source_label
 
@@ -132,3 +132,18 @@ def test_no_labelled_reading_is_one_line() -> None:
     readings = [decode(config, _entries({"rid": 1, "temp": 1.0}), "readings").frame]
     with pytest.raises(SourceError, match="none of the 1 readings has a label yet"):
         build_table(spec.data, readings, [], datetime.now(UTC))  # type: ignore[attr-defined]
+
+
+def test_a_column_that_changes_kind_between_batches_is_named() -> None:
+    one = decode(CONFIG, _entries({"temp": 21.5, "site": "north"}), "readings").frame
+    two = decode(CONFIG, [Entry(id="7-0", fields={"data": json.dumps({"temp": "hot", "site": None})})],
+                 "readings").frame
+    three = decode(CONFIG, [Entry(id="8-0", fields={"data": json.dumps({"temp": 20, "site": "south"})})],
+                   "readings").frame
+    same_kinds(CONFIG, [one, three], "readings")  # an int after a float: both numbers; a null is any kind
+    with pytest.raises(SourceError, match="stream 'readings': the readings from entry 7-0 on hold text in 'temp', "
+                                          "which held numbers before"):
+        same_kinds(CONFIG, [one, two], "readings")
+    spec = _spec('{redis: "redis://h:6379", stream: readings}', "  drop: [temp]")
+    table, _ = build_table(spec.data, [one, two], [], datetime.now(UTC))  # type: ignore[attr-defined]
+    assert list(table.columns) == ["site"]  # data.drop: the column may change as it likes
