@@ -1,4 +1,5 @@
-"""``data.source`` as a mapping: a JSON API read over HTTP (read by :mod:`tidal.data.sources.http`).
+"""``data.source`` as a mapping: a JSON API read over HTTP (read by :mod:`tidal.data.sources.http`), or a
+sensor stream on a Redis broker (``{redis: URL, stream: KEY, ...}``: :mod:`tidal.data.sources.stream`).
 
 ``data.source`` is either text (a path, a glob, a file URL or a SQLAlchemy URL, as it always was) or a
 mapping whose one *kind key* says what it is and holds its address::
@@ -11,7 +12,7 @@ mapping whose one *kind key* says what it is and holds its address::
       headers: {Authorization: "Bearer ${API_TOKEN}"}
       timeout: 10s
 
-A later kind (a stream, say) adds a model here and an entry in :data:`SOURCE_KINDS`: the mapping keeps
+Each kind is a model here and an entry in :data:`SOURCE_KINDS` (``http``, ``redis``): the mapping keeps
 the same shape. ``${NAME}`` in a header, a parameter or the URL is read from the environment when the
 source is read, never before: the spec (and so its digest, the snapshots' lineage, events and messages)
 holds the placeholder, never the secret. A secret written out where a placeholder belongs (an
@@ -274,7 +275,7 @@ def source_from_yaml(value: Any) -> Any:
     """
     if isinstance(value, str) and not value:
         raise spec_problem("string_too_short", "expected where the data is: a file path, a glob or a URI, or a "
-                                               "mapping {http: URL, ...}, got ''",
+                                               "mapping {http: URL, ...} or {redis: URL, ...}, got ''",
                            hint="e.g. data/train.csv, data/*.parquet or s3://bucket/data.parquet")
     if isinstance(value, (str, *SOURCE_KINDS.values())):
         return value
@@ -286,7 +287,8 @@ def source_from_yaml(value: Any) -> Any:
     if len(found) != 1:
         what = f"both {' and '.join(found)}" if found else "none of them"
         raise spec_problem("source_kind", f"a mapping source needs exactly one of the keys {kinds}; it has {what}",
-                           hint="e.g. source: {http: https://api.example.com/items, records: data}")
+                           hint="e.g. source: {http: https://api.example.com/items, records: data} or "
+                                "{redis: redis://host:6379/0, stream: readings}")
     return _as_model(SOURCE_KINDS[found[0]], value)
 
 
