@@ -108,22 +108,26 @@ def tidal(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]
                           env=_env(**env), timeout=120)
 
 
-def killed_at(cwd: Path, stage: str) -> None:
-    """``tidal run`` in a subprocess, SIGKILLed once the hook says it reached ``stage`` (read: the batch is
-    stored, nothing committed; commit: the state is committed, nothing acknowledged)."""
+def halted_at(cwd: Path, stage: str) -> tuple[subprocess.Popen[str], Path]:
+    """``tidal run`` in a subprocess, once the hook says it reached ``stage`` (read: the batch is stored, nothing
+    committed; commit: the state is committed, nothing acknowledged); it goes on when the flag file is removed."""
     flag = cwd / f"halted-{stage}"
     proc = subprocess.Popen([sys.executable, "-m", "tidal", "run"], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, env=_env(TIDAL_TEST_STREAM_HALT=f"{stage}:{flag}"))
+                            stderr=subprocess.PIPE, text=True, env=_env(TIDAL_TEST_STREAM_HALT=f"{stage}:{flag}"))
     deadline = time.monotonic() + 60
     while not flag.exists():
         if proc.poll() is not None:
-            raise AssertionError(f"tidal run ended before {stage}: {proc.stdout.read() if proc.stdout else ''}")
+            raise AssertionError(f"tidal run ended before {stage}: {proc.communicate()}")
         assert time.monotonic() < deadline, f"tidal run never reached {stage}"
         time.sleep(0.05)
+    return proc, flag
+
+
+def killed_at(cwd: Path, stage: str) -> None:
+    """``tidal run`` in a subprocess, SIGKILLed once it reached ``stage`` (:func:`halted_at`)."""
+    proc, _ = halted_at(cwd, stage)
     proc.send_signal(signal.SIGKILL)
-    proc.wait(10)
-    if proc.stdout:
-        proc.stdout.close()
+    proc.communicate(timeout=10)
 
 
 # -- the good path ---------------------------------------------------------------------------------------
@@ -217,6 +221,29 @@ def test_a_consumer_killed_mid_batch_loses_nothing_and_counts_nothing_twice(
             assert (out["new_rows"], out["batches"]) == (10, 2)
             assert again.notes[0].endswith("; 50 entries read before were already collected (acknowledged now)")
             assert ids[-1] in again.notes[0]
+    assert pending(client, stream) == 0
+
+
+def test_two_runs_at_once_count_each_reading_once(tmp_path: Path, keys: tuple[Any, str]) -> None:
+    """A run halted after its read; another run of the same consumer collects the same pending readings and
+    commits; the first, let go, finds them recorded meanwhile and records nothing."""
+    client, prefix = keys
+    stream = f"{prefix}:readings"
+    push(client, stream, readings(0, 40))
+    root = project(tmp_path, stream)
+    first, flag = halted_at(root, "read")
+    push(client, stream, readings(40, 5))
+    with Workspace.open(root) as ws:
+        out = ws.run().steps[0].outputs  # the 40 pending (delivered to the halted run) and the 5 new ones
+        assert (out["new_rows"], out["batches"]) == (45, 1)
+    flag.unlink()
+    _, err = first.communicate(timeout=60)
+    assert first.returncode == 2
+    assert f"another run collected 40 of this batch's readings from stream {stream!r} meanwhile" in err, err
+    with Workspace.open(root) as ws:
+        again = ws.run().steps[0].outputs
+        assert (again["new_rows"], again["batches"]) == (0, 1)
+        assert table_of(ws, again["snapshot"])["reading_id"].tolist() == list(range(45))
     assert pending(client, stream) == 0
 
 

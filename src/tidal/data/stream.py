@@ -7,8 +7,8 @@ metadata store's (the state, committing, acknowledging) is :mod:`tidal.loop.stre
   as one row, with the entry id in ``data.source.entry_column``; the column ``data.time``, when it holds text,
   read as UTC times. An entry that is not JSON (or not an object) stops the collection with one line naming
   its entry id, unless ``on_error: skip``.
-- :func:`collect_stream`: one collection. The entries this project already holds (their id is at or below the
-  committed last id: a run that was killed after committing, before acknowledging) are only acknowledged; the
+- :func:`collect_stream`: one collection. The pending entries this project already holds (their id is in a
+  committed batch: a run that was killed after committing, before acknowledging) are only acknowledged; the
   others become a batch snapshot, content-addressed as any snapshot (the entry id column makes two batches of
   equal readings two snapshots).
 - :func:`build_table`: the batches in collection order (no deduplication: two equal readings are two
@@ -214,6 +214,12 @@ def build_table(data: DataSpec, readings: list[pd.DataFrame], labels: list[pd.Da
     return window_table(table, data, created_at), waiting
 
 
+def held_ids(config: RedisStreamSpec, batches: list[pd.DataFrame]) -> set[str]:
+    """The entry ids that ``batches`` hold."""
+    return {str(i) for frame in batches if config.entry_column in frame.columns
+            for i in frame[config.entry_column].tolist()}
+
+
 # -- one collection --------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -235,7 +241,8 @@ class StreamIncrement:
 def collect_stream(data: DataSpec, *, base_dir: Path, project: str, created_at: datetime, marks: dict[str, str],
                    previous: list[pd.DataFrame], previous_labels: list[pd.DataFrame]) -> StreamIncrement:
     """Read this consumer's unacknowledged entries (pending first, then new), make a batch of the readings not
-    already held (an id above ``marks``, the committed last id of each stream), and build the table from
+    already held (a pending entry whose id is in one of the ``previous`` batches is only acknowledged; ``marks``,
+    the committed last id of each stream, names where this collection starts), and build the table from
     ``previous`` batches and the new one. Nothing is acknowledged here: :mod:`tidal.loop.stream` does it after
     the commit."""
     config = stream_config(data)
@@ -250,10 +257,13 @@ def collect_stream(data: DataSpec, *, base_dir: Path, project: str, created_at: 
     warnings: list[str] = []
     held_total = 0
 
-    def fresh(consumed: Consumed) -> list[Entry]:
+    def fresh(consumed: Consumed, before: list[pd.DataFrame]) -> list[Entry]:
         nonlocal held_total
         mark = marks.get(consumed.stream)
-        held = {e.id for e in consumed.entries if mark is not None and entry_key(e.id) <= entry_key(mark)}
+        # the pending entries that a committed batch holds already (a run killed between its commit and its XACK):
+        # by their ids in the batches, not by the last id, so that it stays exact if two runs ever overlap
+        known = held_ids(config, before) if consumed.pending and before else set()
+        held = {e.id for e in consumed.pending if e.id in known}
         held_total += len(held)
         acks[consumed.stream] = [e.id for e in consumed.entries]
         if consumed.entries:
@@ -262,8 +272,9 @@ def collect_stream(data: DataSpec, *, base_dir: Path, project: str, created_at: 
                 new_marks[consumed.stream] = last
         return [e for e in consumed.entries if e.id not in held]
 
-    def batch_of(consumed: Consumed, time: str | None) -> tuple[tuple[SnapshotInfo, bytes] | None, pd.DataFrame]:
-        decoded = decode(config, fresh(consumed), consumed.stream, time=time)
+    def batch_of(consumed: Consumed, time: str | None,
+                 before: list[pd.DataFrame]) -> tuple[tuple[SnapshotInfo, bytes] | None, pd.DataFrame]:
+        decoded = decode(config, fresh(consumed, before), consumed.stream, time=time)
         if decoded.skipped:
             warnings.append(f"stream {consumed.stream!r}: {len(decoded.skipped)} entries left out (on_error: skip): "
                             + "; ".join(decoded.skipped[:5]))
@@ -280,8 +291,9 @@ def collect_stream(data: DataSpec, *, base_dir: Path, project: str, created_at: 
             "after": marks.get(consumed.stream)}})
         return (info, payload), frame
 
-    batch, frame = batch_of(got, data.time)
-    label_batch, label_frame = (None, pd.DataFrame()) if got_labels is None else batch_of(got_labels, None)
+    batch, frame = batch_of(got, data.time, previous)
+    label_batch, label_frame = (None, pd.DataFrame()) if got_labels is None else batch_of(got_labels, None,
+                                                                                         previous_labels)
     readings = [*previous, frame] if batch else list(previous)
     labels = [*previous_labels, label_frame] if label_batch else list(previous_labels)
     table, waiting = build_table(data, readings, labels, created_at)
@@ -301,5 +313,5 @@ def collect_stream(data: DataSpec, *, base_dir: Path, project: str, created_at: 
                            message=message, warnings=warnings)
 
 
-__all__ = ["Decoded", "StreamIncrement", "build_table", "collect_stream", "decode", "is_stream", "join_labels",
-           "readings_table", "same_kinds", "stream_config"]
+__all__ = ["Decoded", "StreamIncrement", "build_table", "collect_stream", "decode", "held_ids", "is_stream",
+           "join_labels", "readings_table", "same_kinds", "stream_config"]

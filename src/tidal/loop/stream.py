@@ -8,22 +8,26 @@ entries on the broker. The order is what makes a reading count once:
 
 - killed before the commit (or the batch refused): nothing is recorded or acknowledged; the next run reads
   the same pending entries again, and the same readings give the same content-addressed batch;
-- killed after the commit, before the ``XACK``: the next run gets those entries back as pending, sees their
-  ids at or below the recorded last id, and acknowledges them without collecting them again.
+- killed after the commit, before the ``XACK``: the next run gets those entries back as pending, finds their
+  ids in the committed batches, and acknowledges them without collecting them again;
+- two runs at once (the same consumer): the second to commit finds readings of its batch in a batch committed
+  meanwhile, records nothing and acknowledges nothing, and fails with one line; its readings stay pending, and
+  the next run collects exactly those not yet held.
 
 The state (``stream:<project>:…``, one per broker, stream, group, consumer and labels stream) holds ``marks``
 (the last entry id of each stream), the readings' ``batches`` and the labels' ``label_batches``, in order.
 
 ``TIDAL_TEST_STREAM_HALT=<stage>:<file>`` is a fault hook for tests only: at ``read`` (the batch is stored,
 nothing committed) or ``commit`` (the state is committed, nothing acknowledged) the process writes ``file``
-and sleeps, so that a test can kill it at that exact point.
+and waits (at most 60 s) until the file is gone, so that a test can kill it at that exact point, or let it go
+on once another run did something.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -36,7 +40,7 @@ from tidal.core.hashing import digest_of
 from tidal.core.ports import ArtifactStore, Clock, MetadataStore
 from tidal.data.snapshot import read_snapshot_bytes
 from tidal.data.sources.stream import Broker, entry_key
-from tidal.data.stream import StreamIncrement, collect_stream, stream_config
+from tidal.data.stream import StreamIncrement, collect_stream, held_ids, stream_config
 from tidal.loop.results import RunResult
 from tidal.loop.runner import StepRunner
 from tidal.spec.model import DataSpec, Spec
@@ -62,8 +66,11 @@ def read_stream_state(store: MetadataStore, spec: Spec) -> dict[str, Any]:
 def _halt(stage: str) -> None:
     hook = os.environ.get(HALT_ENV, "")
     if hook.partition(":")[0] == stage:
-        Path(hook.partition(":")[2]).write_text(stage)
-        time.sleep(60)  # the test kills the process meanwhile
+        flag = Path(hook.partition(":")[2])
+        flag.write_text(stage)
+        deadline = time.monotonic() + 60
+        while flag.exists() and time.monotonic() < deadline:  # the test kills the process, or removes the flag
+            time.sleep(0.05)
 
 
 def _step(data: DataSpec, base_dir: Path, project: str, created_at: datetime, marks: dict[str, str],
@@ -83,6 +90,8 @@ class StreamCollect:
     clock: Clock
     frames: dict[str, pd.DataFrame]
     pending: tuple[StreamIncrement, str] | None = None
+    #: the batches recorded when this run read its state (a batch recorded later is another run's)
+    started: dict[str, set[str]] = field(default_factory=dict)
 
     def _frame(self, digest: str) -> pd.DataFrame:
         if digest not in self.frames:
@@ -96,6 +105,7 @@ class StreamCollect:
         state = read_stream_state(self.store, spec)
         batches = [b["snapshot"] for b in state["batches"]]
         label_batches = [b["snapshot"] for b in state["label_batches"]]
+        self.started = {"batches": set(batches), "label_batches": set(label_batches)}
 
         def save(inc: StreamIncrement) -> dict[str, Any]:
             for made in (inc.batch, inc.label_batch):
@@ -125,6 +135,22 @@ class StreamCollect:
         result.run.info["snapshot"] = out["snapshot"]
         return self.store.get_snapshot(out["snapshot"])
 
+    def _refuse_overlap(self, inc: StreamIncrement, state: dict[str, Any]) -> None:
+        """SourceError when a batch committed since this run read its state holds some of this batch's readings
+        (another run of the same consumer, at the same time): recording this one would count them twice."""
+        config = stream_config(self.spec.data)
+        for made, where in ((inc.batch, "batches"), (inc.label_batch, "label_batches")):
+            if made is None:
+                continue
+            since = [b["snapshot"] for b in state[where] if b["snapshot"] not in self.started[where]
+                     and b["snapshot"] != made[0].digest]
+            mine = held_ids(config, [self._frame(made[0].digest)])
+            if since and (both := mine & held_ids(config, [self._frame(d) for d in since])):
+                raise SourceError(f"another run collected {len(both)} of this batch's readings from stream "
+                                  f"{made[0].profile['stream']['stream']!r} meanwhile: this batch was not recorded or "
+                                  "acknowledged", hint="run again: the readings not yet held are collected then "
+                                                       "(one collection at a time per consumer)")
+
     def commit(self) -> None:
         """Record the collection once its table passed validation, then acknowledge its entries on the broker;
         an event says what came (or that nothing did). The state is read again, so that a batch another run
@@ -135,6 +161,7 @@ class StreamCollect:
         _halt("read")
         key = stream_state_key(self.spec)
         state = read_stream_state(self.store, self.spec)
+        self._refuse_overlap(inc, state)
         for made, where in ((inc.batch, "batches"), (inc.label_batch, "label_batches")):
             if made is not None and made[0].digest not in {b["snapshot"] for b in state[where]}:
                 info = made[0]

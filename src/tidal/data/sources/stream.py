@@ -13,8 +13,8 @@ Why a reading is read once and none is lost (docs/spec.md, "A sensor stream"):
   before the ``XACK``. Only then does it ask for new ones (``>``).
 - :func:`acknowledge` runs after the collection's state is committed (the batch snapshot stored, the table
   validated): an entry is acknowledged only once tidal holds it. A kill in between leaves it pending, and the
-  next run reads it again; the committed state's last entry id tells that run which pending entries it
-  already holds (acknowledged then, not collected twice).
+  next run reads it again; the committed batches (which hold each reading's entry id) tell that run which
+  pending entries it already holds (acknowledged then, not collected twice).
 
 A password is read from the environment (``${NAME}``) when the broker is reached, and never appears in a
 message: errors name the URL with the password masked. A refused password is one line, not retried.
