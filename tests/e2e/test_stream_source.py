@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -191,6 +192,29 @@ def test_labels_on_their_own_stream_join_by_id_when_they_arrive(tmp_path: Path, 
         table = table_of(ws, second.steps[0].outputs["snapshot"])
         assert table["reading_id"].tolist() == list(range(90))
     assert pending(client, stream) == 0 and pending(client, label_stream) == 0
+
+
+def test_wait_holds_a_collection_open_for_the_first_new_reading(tmp_path: Path, keys: tuple[Any, str]) -> None:
+    client, prefix = keys
+    stream = f"{prefix}:readings"
+    push(client, stream, readings(0, 30))
+    root = project(tmp_path, stream, extra=", wait: 5s")
+    with Workspace.open(root) as ws:
+        ws.run()
+
+        def later() -> None:  # 20 readings in one transaction, while the collection waits
+            time.sleep(0.5)
+            with client.pipeline(transaction=True) as pipe:
+                for row in readings(30, 20):
+                    pipe.xadd(stream, {"data": json.dumps(row)})
+                pipe.execute()
+
+        pusher = threading.Thread(target=later)
+        pusher.start()
+        collect = ws.run().steps[0]
+        pusher.join()
+        assert collect.outputs["new_rows"] == 20 and collect.outputs["rows"] == 50
+        assert collect.duration_s is not None and collect.duration_s < 4.5  # woken by the readings, not the 5 s
 
 
 # -- a kill mid-batch ------------------------------------------------------------------------------------
