@@ -366,12 +366,13 @@ def test_a_broker_down_at_start_is_one_line_after_a_bounded_retry(tmp_path: Path
         assert len(failed) == 1 and "does not answer" in failed[0].message
 
 
-def test_a_wrong_password_is_one_line_without_the_secret_and_no_retry(tmp_path: Path) -> None:
+def test_a_wrong_password_is_one_line_without_the_secret_and_no_retry(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not installed")
     own = Server(tmp_path / "broker", password="right-horse-battery-4711").start()
     try:
-        own.client().xadd("readings", {"data": json.dumps(readings(0, 1)[0])})
+        push(own.client(), "readings", readings(0, 40))
         root = project(tmp_path / "p", "readings", url=own.url, extra=', password: "${REDIS_PASSWORD}"',
                        retry_for="30s")
         started = time.monotonic()
@@ -388,6 +389,11 @@ def test_a_wrong_password_is_one_line_without_the_secret_and_no_retry(tmp_path: 
         nopass = project(tmp_path / "q", "readings", url=own.url)  # a password is needed, none given
         with Workspace.open(nopass) as ws, pytest.raises(SourceError, match="refused the credentials"):
             ws.run()
+        monkeypatch.setenv("REDIS_PASSWORD", "right-horse-battery-4711")  # the right one: read, and never stored
+        with Workspace.open(root) as ws:
+            assert ws.run().steps[0].outputs["new_rows"] == 40
+            assert {s.source for s in ws.store.list_snapshots("sensors")} == {f"{own.url} stream readings"}
+        assert not [p for p in root.rglob("*") if p.is_file() and b"right-horse-battery-4711" in p.read_bytes()]
     finally:
         own.kill()
 
