@@ -26,6 +26,8 @@ INTERNAL = {
                                      "event",
     ("tidal.data.sources.fetch", "_Transient"): "tidal.data.sources.fetch.Fetcher.get, which retries it, then raises "
                                                 "a SourceError",
+    ("tidal.data.sources.stream", "_Down"): "tidal.data.sources.stream.Broker.connect, which retries it for "
+                                            "retry_for, then raises a SourceError",
     ("tidal.data.images.codec", "ImageProblem"): "tidal.data.images (collect, prepare, profile), which name the image "
                                                  "and skip it or raise a DataError",
     # A BaseException on purpose, like KeyboardInterrupt: no `except Exception` may swallow a stop signal.

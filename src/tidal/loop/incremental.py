@@ -1,5 +1,7 @@
 """The collect step of a project with ``data.incremental``: read the rows past the watermark, store them as a
 batch snapshot, and train on the merged, windowed table (:mod:`tidal.data.incremental` does the data work).
+A stream source (``data.source: {redis: ...}``) is collected the same way, one micro-batch of new readings
+per run, by :class:`tidal.loop.stream.StreamCollect`, to which :class:`IncrementalCollect` hands it.
 
 The metadata store keeps, under :func:`state_key`, the watermark and the list of batch snapshots, in order.
 The state moves only once the table passed validation (:meth:`IncrementalCollect.commit`): a batch that is
@@ -21,8 +23,10 @@ from tidal.core.hashing import digest_of
 from tidal.core.ports import ArtifactStore, Clock, MetadataStore
 from tidal.data.incremental import Increment, collect_increment, decode_watermark, sql_source_for
 from tidal.data.snapshot import read_snapshot_bytes
+from tidal.data.stream import is_stream
 from tidal.loop.results import RunResult
 from tidal.loop.runner import StepRunner
+from tidal.loop.stream import StreamCollect
 from tidal.spec.model import DataSpec, Spec
 
 
@@ -56,6 +60,8 @@ class IncrementalCollect:
     clock: Clock
     frames: dict[str, pd.DataFrame]
     pending: tuple[Increment, str] | None = None
+    #: a stream source (``data.source: {redis: ...}``) is collected by :class:`tidal.loop.stream.StreamCollect`
+    stream: StreamCollect | None = None
 
     def _frame(self, digest: str) -> pd.DataFrame:
         if digest not in self.frames:
@@ -65,6 +71,9 @@ class IncrementalCollect:
     def run(self, runner: StepRunner, result: RunResult) -> SnapshotInfo:
         """Run the collect step; the table snapshot to train on."""
         data, spec = self.spec.data, self.spec
+        if is_stream(data):  # micro-batches of a stream: the same two moves, in tidal.loop.stream
+            self.stream = StreamCollect(spec, self.root, self.store, self.artifacts, self.clock, self.frames)
+            return self.stream.run(runner, result)
         sql_source_for(data)  # before the step, so that a wrong source is one line and no step record
         state = read_state(self.store, spec)
         batches = [b["snapshot"] for b in state["batches"]]
@@ -101,6 +110,9 @@ class IncrementalCollect:
         """Record the collection (its batch and watermark) once its table passed validation; an event says what
         came (or that nothing did). The state is read again, so that a batch another run recorded meanwhile is
         kept."""
+        if self.stream is not None:
+            self.stream.commit()
+            return
         if self.pending is None:
             return
         (inc, run_id), self.pending = self.pending, None

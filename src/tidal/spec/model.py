@@ -24,7 +24,7 @@ from tidal.spec.metrics import Task, metrics_for, task_of
 from tidal.spec.policy import BacktestSpec, RetrainSpec, RollbackSpec, StrategySpec, WindowSpec, strategy_from_yaml
 from tidal.spec.search import SearchSpec
 from tidal.spec.section import Metric, NonEmpty, Section
-from tidal.spec.source import SourceSpec
+from tidal.spec.source import RedisStreamSpec, SourceSpec
 
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
 ESTIMATOR_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$"
@@ -85,7 +85,8 @@ class DataSpec(Section):
     """Where the data is and what its columns mean."""
 
     source: SourceSpec = Field(description="where the data is: a file path, a glob or a URI, or a mapping "
-                                           "{http: URL, ...} (a JSON API)")
+                                           "{http: URL, ...} (a JSON API) or {redis: URL, stream: KEY, ...} (a "
+                                           "sensor stream)")
     query: NonEmpty | None = Field(None, description="an SQL query (for SQL URL sources), or null")
     target: NonEmpty = Field(description="the name of the column to predict")
     time: NonEmpty | None = Field(
@@ -113,6 +114,12 @@ class DataSpec(Section):
 
     @model_validator(mode="after")
     def _columns_agree(self) -> DataSpec:
+        if isinstance(self.source, RedisStreamSpec):
+            for key, why in (("incremental", "a stream is collected in micro-batches by itself"),
+                             ("query", "a query is only for SQL sources")):
+                if getattr(self, key) is not None:
+                    raise spec_problem("stream_source", f"data.{key} was given, but data.source is a stream: {why}",
+                                       hint=f"remove data.{key}", at=(key,))
         if self.window.last_days is not None and self.time is None and self.incremental is None:
             raise spec_problem("window_without_time", "last_days needs a time column; data.time is null",
                                hint="name the time column in data.time (or data.incremental.column), or use "
