@@ -228,3 +228,58 @@ def test_a_bad_batch_is_refused_and_never_trains_and_a_down_source_is_a_failure(
         assert trained.rows == 150 and trained.schema["petal_length"] == "numeric", trained.schema
         assert read_state(ws.store, ws.spec)["watermark"]["value"] == 149
         assert [e.kind for e in ws.events(kind="loop.retrain")] == ["loop.retrain"]  # only the good batch trained
+
+
+CSV_SPEC = """\
+version: 1
+name: iris
+data:
+  source: flowers.csv
+  target: species
+  id: id
+  collect: 10m
+model:
+  estimator: sklearn.ensemble.RandomForestClassifier
+  params: {n_estimators: 30, random_state: 0}
+validate:
+  split: {method: random, test_size: 0.3}
+retrain:
+  on:
+    new_data: {rows: 30}
+  min_labelled: 20
+  cooldown: {rows: 0}
+"""
+
+
+def test_a_file_source_is_read_again_and_only_its_unseen_rows_are_new(tmp_path: Path) -> None:
+    """A source without ``data.incremental`` (a CSV file that grows): each collection reads it whole; the rows
+    not in the previous collection are the new ones, and the retrain trains on the validated collection. A
+    file that lost a column is refused and the loop keeps the last good collection."""
+    iris = _iris()
+    (tmp_path / "tidal.yaml").write_text(CSV_SPEC)
+    iris.iloc[:100].to_csv(tmp_path / "flowers.csv", index=False)
+    clock = SimulatedClock(datetime(2026, 3, 1, 9, 0, tzinfo=UTC))
+    with Workspace.open(tmp_path, clock=clock) as ws:
+        assert ws.run().model.version == 1  # type: ignore[union-attr]
+        first = ws.loop_once()
+        assert first.collected["outcome"] == "no_new_rows", first.collected  # type: ignore[index]
+        assert first.collected["message"] == "no new rows in flowers.csv (100 rows, all seen before)"  # type: ignore[index]
+
+        iris.iloc[:140].to_csv(tmp_path / "flowers.csv", index=False)  # 40 rows appended
+        clock.advance(timedelta(minutes=10))
+        grown = ws.loop_once()
+        assert grown.collected["message"] == "collected 40 new rows from flowers.csv (140 rows in all)"  # type: ignore[index]
+        assert grown.decision.trigger == "new_data" and grown.champion == 2  # type: ignore[union-attr]
+        v2 = ws.registry.get("iris", 2)
+        assert ws.store.get_snapshot(v2.lineage.snapshot).rows == 140  # type: ignore[arg-type]
+
+        iris.drop(columns=["petal_width"]).to_csv(tmp_path / "flowers.csv", index=False)  # a column is gone
+        clock.advance(timedelta(minutes=10))
+        refused = ws.loop_once()
+        assert refused.collected["outcome"] == "rejected" and not refused.decision.retrain  # type: ignore[index,union-attr]
+        [event] = [e for e in refused.events if e.kind == "data.rejected"]
+        assert "(150 rows) rejected, never merged or trained on" in event.message and "petal_width" in event.message
+        state = ws.store.get_state("loop:iris")
+        assert state["collected_table"] == ws.store.list_events(kind="data.collected")[-1].subject.split(":")[1]
+        assert (state["collections"], state["collect_rejected"], state["collected_total"]) == (1, 1, 40)
+        assert [mv.version for mv in ws.registry.list("iris")] == [1, 2]
