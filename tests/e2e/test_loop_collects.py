@@ -29,6 +29,7 @@ import httpx
 import pandas as pd
 from sklearn.datasets import load_iris
 
+from tests.conftest import _cli
 from tests.serve.server import ServerProcess
 from tidal import Workspace
 from tidal.core.clock import SimulatedClock
@@ -228,6 +229,12 @@ def test_a_bad_batch_is_refused_and_never_trains_and_a_down_source_is_a_failure(
         assert trained.rows == 150 and trained.schema["petal_length"] == "numeric", trained.schema
         assert read_state(ws.store, ws.spec)["watermark"]["value"] == 149
         assert [e.kind for e in ws.events(kind="loop.retrain")] == ["loop.retrain"]  # only the good batch trained
+
+    with sqlite3.connect(root / "flowers.db") as conn:  # `tidal loop --once` (real clock: due) on a source gone
+        conn.execute("DROP TABLE flowers")
+    conn.close()
+    once = _cli(root)("loop", "--once")
+    assert once.returncode == 7 and "collection failed" in once.stdout and "collect.failed" in once.stdout, once
 
 
 CSV_SPEC = """\
