@@ -102,11 +102,13 @@ def test_rows_at_the_source_reach_the_served_model_with_no_human_step(tmp_path: 
     root = _project(tmp_path, iris.iloc[:100], collect="{every: 1s}", on="    drift: {share: 0.5}")
     new, probe = _millimetres(iris.iloc[100:140]), _millimetres(iris.iloc[140:])  # probe: never at the source
     env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"}
-    with ServerProcess(root) as server, open(root / "loop.log", "w") as log:
-        assert httpx.get(f"{server.url}/model").json()["version"] == 1
+    # the server and the loop start side by side (each takes seconds to import its libraries)
+    with ServerProcess(root).start(ready=False) as server, open(root / "loop.log", "w") as log:
         loop = subprocess.Popen([sys.executable, "-m", "tidal", "loop", "--interval", "0.5s"], cwd=root,
                                 stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         try:
+            server.wait_ready(60)
+            assert httpx.get(f"{server.url}/model").json()["version"] == 1
             _wait(lambda: "collected nothing new" in (root / "loop.log").read_text(), 30, root)
             started = time.monotonic()
             _insert(root, new)  # the only thing the test does: rows arrive at the source
@@ -290,3 +292,13 @@ def test_a_file_source_is_read_again_and_only_its_unseen_rows_are_new(tmp_path: 
         assert state["collected_table"] == ws.store.list_events(kind="data.collected")[-1].subject.split(":")[1]
         assert (state["collections"], state["collect_rejected"], state["collected_total"]) == (1, 1, 40)
         assert [mv.version for mv in ws.registry.list("iris")] == [1, 2]
+        controller = ws.controller()
+        assert len(controller.training_frame()[0]) == 140  # the last collection that passed, not the file now
+        controller.release()
+
+    iris.iloc[:120].to_csv(tmp_path / "other.csv", index=False)  # the spec now names another source
+    (tmp_path / "tidal.yaml").write_text(CSV_SPEC.replace("flowers.csv", "other.csv"))
+    with Workspace.open(tmp_path, clock=clock) as ws:
+        controller = ws.controller()
+        assert len(controller.training_frame()[0]) == 120  # never the old source's collection
+        controller.release()

@@ -32,7 +32,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from tidal.core.entities import Event, ModelVersion
-from tidal.core.errors import DataError, SchemaError, SourceError, TidalError
+from tidal.core.errors import DataError, SchemaError, SnapshotNotFound, SourceError, TidalError
 from tidal.core.text import count
 from tidal.loop.context import LoopContext
 from tidal.loop.incremental import IncrementalCollect, read_state
@@ -77,7 +77,7 @@ def collect(ctx: LoopContext, champion: ModelVersion, *, previous_table: str | N
     the ``failed`` and ``rejected`` outcomes, each with its event. ``previous_table``: a plain source's latest
     collected snapshot (None: the champion's training table is what was seen)."""
     try:
-        if ctx.spec.data.incremental is not None:
+        if collects_batches(ctx):
             return _incremental(ctx, champion)
         return _whole(ctx, champion, previous_table)
     except DataError as exc:
@@ -101,6 +101,13 @@ def _watermark(ctx: LoopContext) -> dict[str, Any]:
         return {}
     mark = read_state(ctx.store, ctx.spec)["watermark"]
     return {"watermark": None if mark is None else mark["value"]}
+
+
+def collects_batches(ctx: LoopContext) -> bool:
+    """Whether the source is collected in batches past a watermark (:class:`IncrementalCollect`), rather than
+    read whole: a ``data.incremental`` source (a source with offsets of its own, such as a stream, belongs
+    here too once IncrementalCollect reads it)."""
+    return ctx.spec.data.incremental is not None
 
 
 def _incremental(ctx: LoopContext, champion: ModelVersion) -> Collection:
@@ -149,7 +156,7 @@ def _whole(ctx: LoopContext, champion: ModelVersion, previous_table: str | None)
     errors, warnings = _check(ctx, frame)
     if errors:
         return _rejected(ctx, info.digest, len(frame), errors, warnings, {})
-    seen = previous_table or champion.lineage.snapshot
+    seen = _same_source(ctx, previous_table) or champion.lineage.snapshot
     previous = _snapshot_frame(ctx, seen)
     new = unseen_rows(frame, [] if previous is None else [previous])
     subject = f"snapshot:{info.digest}"
@@ -233,15 +240,27 @@ def collected_source(ctx: LoopContext, table: str | None) -> pd.DataFrame:
     from tidal.data.steps import read_table
 
     data = ctx.spec.data
-    if data.incremental is not None:
+    if collects_batches(ctx) and data.incremental is not None:
         batches = [f for b in read_state(ctx.store, ctx.spec)["batches"]
                    if (f := _snapshot_frame(ctx, b["snapshot"])) is not None]
         if not batches:
             return read_table(data, base_dir=ctx.root)
         table = merge_batches(batches, data.incremental.column, data.incremental.key)
         return window_table(table, data, ctx.clock.now())
-    frame = _snapshot_frame(ctx, table)
+    frame = _snapshot_frame(ctx, _same_source(ctx, table))
     return frame if frame is not None else read_table(data, base_dir=ctx.root)
+
+
+def _same_source(ctx: LoopContext, digest: str | None) -> str | None:
+    """``digest`` when it is a snapshot of the spec's source as it is now; None for one of a source the spec
+    no longer names (``data.source`` was changed since that collection)."""
+    if digest is None:
+        return None
+    try:
+        info = ctx.store.get_snapshot(digest)
+    except SnapshotNotFound:
+        return None
+    return digest if info.source == source_label(ctx.spec.data.source) else None
 
 
 def _event(ctx: LoopContext, kind: str, subject: str, message: str, data: dict[str, Any]) -> Event:
@@ -249,4 +268,4 @@ def _event(ctx: LoopContext, kind: str, subject: str, message: str, data: dict[s
                                         data=data))
 
 
-__all__ = ["Collection", "collect", "collected_source", "due"]
+__all__ = ["Collection", "collect", "collected_source", "collects_batches", "due"]

@@ -1,8 +1,9 @@
 """The controller: observe → decide → act → record, one tick at a time.
 
-Observe: the champion's recent predictions and feedback (a monitor report), new labelled rows, the
-clock. Decide: the retrain policy (``tidal.loop.policy``). Act: a retrain through the same pipeline as
-``tidal run``, a promotion after a canary or shadow trial, a rollback. Record: an Event for every
+Observe: with ``data.collect``, a collection from the source when one is due (:mod:`tidal.loop.collection`);
+the champion's recent predictions and feedback (a monitor report), new labelled rows, the clock. Decide: the
+retrain policy (``tidal.loop.policy``). Act: a retrain through the same pipeline as ``tidal run``, a
+promotion after a canary or shadow trial, a rollback. Record: an Event for every
 decision, with the trigger and the figures that fired it.
 
 State lives in the MetadataStore, not in memory, so a controller survives its own restart; a lease in
