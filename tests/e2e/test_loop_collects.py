@@ -22,11 +22,13 @@ import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pandas as pd
+import pytest
 from sklearn.datasets import load_iris
 
 from tests.conftest import _cli
@@ -302,3 +304,67 @@ def test_a_file_source_is_read_again_and_only_its_unseen_rows_are_new(tmp_path: 
         controller = ws.controller()
         assert len(controller.training_frame()[0]) == 120  # never the old source's collection
         controller.release()
+
+
+POSTGRES_URL = os.environ.get("TIDAL_TEST_POSTGRES_URL")
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="set TIDAL_TEST_POSTGRES_URL (e.g. "
+                    "postgresql+psycopg://postgres@127.0.0.1:5432/test) to run on PostgreSQL")
+def test_on_postgresql_a_drifted_batch_retrains_and_a_lost_column_is_refused(tmp_path: Path) -> None:
+    """The same loop on PostgreSQL, watermarked by a ``timestamptz`` column, with a text site, a nullable
+    integer and the four measurements: a batch in millimetres drifts (the four measurements, not the site or
+    the count) and retrains; then a column dropped from the table is a rejected batch, the watermark stays."""
+    import sqlalchemy as sa
+
+    iris = _iris()
+    iris["site"] = ["north" if i % 3 else "south" for i in range(len(iris))]
+    iris["visits"] = pd.array([None if i % 7 == 0 else i % 5 for i in range(len(iris))], dtype="Int64")
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=2)
+    iris["updated_at"] = [start + timedelta(minutes=i) for i in range(len(iris))]
+    name = f"tidal_collect_{uuid.uuid4().hex[:10]}"
+    engine = sa.create_engine(str(POSTGRES_URL))
+    columns = ["id", "updated_at", "site", "visits", *FEATURES, "species"]
+
+    def insert(rows: pd.DataFrame, keep: list[str] = columns) -> None:
+        rows[keep].to_sql(name, engine, if_exists="append", index=False)
+
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"CREATE TABLE {name} (id INTEGER PRIMARY KEY, updated_at TIMESTAMPTZ, site TEXT, "
+                                 "visits INTEGER, sepal_length DOUBLE PRECISION, sepal_width DOUBLE PRECISION, "
+                                 "petal_length DOUBLE PRECISION, petal_width DOUBLE PRECISION, species TEXT)"))
+        insert(iris.iloc[:100])
+        spec = SPEC.format(collect="10m", on="    drift: {share: 0.5}")
+        spec = spec.replace("sqlite:///flowers.db", str(POSTGRES_URL)).replace("FROM flowers", f"FROM {name}")
+        (tmp_path / "tidal.yaml").write_text(spec.replace("incremental: {column: id}",
+                                                          "incremental: {column: updated_at, key: id}"))
+        clock = SimulatedClock(datetime.now(UTC))
+        with Workspace.open(tmp_path, clock=clock) as ws:
+            assert ws.run().model.version == 1  # type: ignore[union-attr]
+            assert ws.loop_once().collected["outcome"] == "no_new_rows"  # type: ignore[index]
+
+            insert(_millimetres(iris.iloc[100:140]))
+            clock.advance(timedelta(minutes=10))
+            drifted = ws.loop_once()
+            assert drifted.collected["rows"] == 40, drifted.collected  # type: ignore[index]
+            drift = drifted.collected["drift"]  # type: ignore[index]
+            assert set(FEATURES) <= set(drift["drifted"]) and "site" not in drift["drifted"], drift
+            assert drifted.decision.trigger == "drift" and drifted.champion == 2  # type: ignore[union-attr]
+            mark = read_state(ws.store, ws.spec)["watermark"]["value"]
+            assert pd.Timestamp(mark) == pd.Timestamp(iris["updated_at"][139])
+
+            with engine.begin() as conn:
+                conn.execute(sa.text(f"ALTER TABLE {name} DROP COLUMN site"))
+            insert(iris.iloc[140:], [c for c in columns if c != "site"])
+            clock.advance(timedelta(minutes=10))
+            refused = ws.loop_once()
+            assert refused.collected["outcome"] == "rejected" and not refused.decision.retrain  # type: ignore[index,union-attr]
+            [event] = [e for e in refused.events if e.kind == "data.rejected"]
+            assert "(10 rows) rejected" in event.message and "'site'" in event.message, event.message
+            assert read_state(ws.store, ws.spec)["watermark"]["value"] == mark
+            assert [mv.version for mv in ws.registry.list("iris")] == [1, 2]
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
+        engine.dispose()
