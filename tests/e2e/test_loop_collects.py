@@ -36,6 +36,7 @@ from tests.serve.server import ServerProcess
 from tidal import Workspace
 from tidal.core.clock import SimulatedClock
 from tidal.loop.incremental import read_state
+from tidal.monitor.report import loop_failure
 
 SPEC = """\
 version: 1
@@ -191,6 +192,12 @@ def test_a_bad_batch_is_refused_and_never_trains_and_a_down_source_is_a_failure(
                                          "(1 problem): ") and "petal_length" in event.message, event.message
         assert event.data["watermark"] == 99 and event.data["rows"] == 20 and event.subject == "project:iris"
         assert read_state(ws.store, ws.spec)["watermark"]["value"] == 99  # the watermark did not move
+        ws.predict(iris.iloc[:30][FEATURES])  # served traffic: the tick's monitor report says the loop is stuck
+        stuck = tick(ws)
+        line = loop_failure(ws.reports(limit=1)[0].body)
+        assert stuck.collected["outcome"] == "rejected" and line is not None  # type: ignore[index]
+        assert line.startswith("the loop's last collection, at 2026-03-01 09:25:00 UTC: the collected batch (20 "
+                               "rows) rejected") and line.endswith("(tidal events --kind data.rejected)"), line
 
         with sqlite3.connect(root / "flowers.db") as conn:  # half fixed: 3 rows still text among numbers
             conn.executemany("UPDATE flowers SET petal_length = ? WHERE id = ?",
@@ -227,7 +234,7 @@ def test_a_bad_batch_is_refused_and_never_trains_and_a_down_source_is_a_failure(
         assert fixed.champion == 2
         state = ws.store.get_state("loop:iris")
         assert (state["collect_rejected"], state["collect_failures"], state["collections"],
-                state["collected_total"]) == (2, 1, 1, 50)
+                state["collected_total"]) == (3, 1, 1, 50)
         v2 = ws.registry.get("iris", 2)
         trained = ws.store.get_snapshot(v2.lineage.snapshot)  # type: ignore[arg-type]
         assert trained.rows == 150 and trained.schema["petal_length"] == "numeric", trained.schema
