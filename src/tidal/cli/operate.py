@@ -219,8 +219,9 @@ def loop_cmd(
 ) -> None:
     """Run the controller: observe → decide (the retrain policy) → act → record, every INTERVAL. One
     controller acts per project at a time (a lease); with --once, exit code 5 says another controller held
-    it and this tick did nothing, and exit code 6 that the retrain this tick started failed (the tick's
-    output and the loop.retrain_failed event say why)."""
+    it and this tick did nothing, exit code 6 that the retrain this tick started failed (the tick's
+    output and the loop.retrain_failed event say why), and exit code 7 that its collection (data.collect)
+    failed or was rejected."""
     from tidal.cli.render import TickPrinter, tick_to_dict
 
     seconds = _parse_interval(interval)
@@ -240,6 +241,8 @@ def loop_cmd(
                 raise typer.Exit(exits.LEASE_HELD)
             if report.failed is not None:  # a failed retrain is not a tick that went well: scripts can tell
                 raise typer.Exit(exits.RETRAINS_FAILED)
+            if (report.collected or {}).get("outcome") in ("failed", "rejected"):  # nor is a failed collection
+                raise typer.Exit(exits.COLLECT_FAILED)
             return
         if not json_out:
             console.print(f"controller on [bold]{ws.spec.name}[/], a tick every {seconds:g}s (Ctrl-C stops)")

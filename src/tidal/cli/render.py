@@ -190,9 +190,22 @@ def tick_to_dict(t: Any) -> dict[str, Any]:
     return {"time": t.time.isoformat(), "champion": t.champion, "acted": t.acted, "note": t.note,
             "blocked_by": None if lease is None else {"owner": lease.owner, "until": lease.until.isoformat()},
             "drift_share": t.drift_share, "metric": t.metric, "value": t.value, "failed": getattr(t, "failed", None),
+            "collected": getattr(t, "collected", None),
             "decision": None if d is None else {"retrain": d.retrain, "trigger": d.trigger, "reasons": d.reasons,
                                                 "blocked_by": d.blocked_by},
             "events": [event_to_dict(e) for e in t.events]}
+
+
+def collected_part(c: dict[str, Any]) -> str:
+    """A tick's collection (``data.collect``), for its line: what came, and its drift."""
+    outcome = c.get("outcome")
+    if outcome == "collected":
+        drift = c.get("drift") or {}
+        share = f", drift {drift['share']:.2f}" if drift.get("share") is not None else ""
+        return f"[green]collected {c.get('rows', 0)} rows[/] ({c.get('labelled', 0)} labelled{share})"
+    if outcome == "no_new_rows":
+        return "collected nothing new"
+    return f"[bold red]collection {escape(str(outcome))}[/] (see the event below)"
 
 
 class TickPrinter:
@@ -207,6 +220,8 @@ class TickPrinter:
             parts.append(f"drift {t.drift_share:.2f}")
         if t.value is not None:
             parts.append(f"{t.metric} {t.value:.3f}")
+        if (c := getattr(t, "collected", None)) is not None:
+            parts.append(collected_part(c))
         d = t.decision
         if d is not None and d.retrain:
             parts.append(f"[bold]retrain[/] ({d.trigger})")

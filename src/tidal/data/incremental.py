@@ -19,6 +19,7 @@ collected, unchanged, is not stored again; rows later than the lookback are miss
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -221,10 +222,13 @@ def sql_source_for(data: DataSpec) -> None:
 
 
 def collect_increment(data: DataSpec, *, base_dir: Path, project: str, created_at: datetime,
-                      watermark: dict[str, Any] | None, previous: list[pd.DataFrame]) -> Increment:
+                      watermark: dict[str, Any] | None, previous: list[pd.DataFrame],
+                      check: Callable[[pd.DataFrame], None] | None = None) -> Increment:
     """Read the rows past ``watermark`` (less ``data.incremental.lookback``) and build the table to train on
     from ``previous`` (the batches collected before, in order) and the new rows. EmptySourceError when there
-    are no rows at all (no batch before, none now)."""
+    are no rows at all (no batch before, none now). ``check``: called with the new rows before anything is
+    made of them (the loop validates a batch there, so that a batch of another type is refused by the schema's
+    checks rather than failing as a table that cannot be stored)."""
     from tidal.data.sources.sql import read_after
 
     inc = data.incremental
@@ -240,6 +244,8 @@ def collect_increment(data: DataSpec, *, base_dir: Path, project: str, created_a
     batch, mark = None, watermark
     if len(new):
         new = new.sort_values(inc.column, kind="stable").reset_index(drop=True)
+        if check is not None:
+            check(new)
         try:
             top = encode_watermark(new[inc.column].max())
         except (TypeError, InvalidOperation) as exc:

@@ -1,8 +1,9 @@
 """The controller: observe → decide → act → record, one tick at a time.
 
-Observe: the champion's recent predictions and feedback (a monitor report), new labelled rows, the
-clock. Decide: the retrain policy (``tidal.loop.policy``). Act: a retrain through the same pipeline as
-``tidal run``, a promotion after a canary or shadow trial, a rollback. Record: an Event for every
+Observe: with ``data.collect``, a collection from the source when one is due (:mod:`tidal.loop.collection`);
+the champion's recent predictions and feedback (a monitor report), new labelled rows, the clock. Decide: the
+retrain policy (``tidal.loop.policy``). Act: a retrain through the same pipeline as ``tidal run``, a
+promotion after a canary or shadow trial, a rollback. Record: an Event for every
 decision, with the trigger and the figures that fired it.
 
 State lives in the MetadataStore, not in memory, so a controller survives its own restart; a lease in
@@ -15,7 +16,7 @@ import os
 import socket
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,7 +25,7 @@ import pandas as pd
 from tidal.core.entities import Event, Lease, ModelState, ModelVersion
 from tidal.core.errors import SnapshotNotFound, TidalError
 from tidal.evaluate.metrics import primary_metric
-from tidal.loop import rebuild
+from tidal.loop import collection, rebuild
 from tidal.loop.alerts import Alerts
 from tidal.loop.context import LoopContext
 from tidal.loop.continued import check_loop, new_rows
@@ -55,6 +56,8 @@ class TickReport:
     blocked_by: Lease | None = None
     #: the error of the retrain this tick started, when it failed (also a ``loop.retrain_failed`` event)
     failed: str | None = None
+    #: what this tick's collection did (``data.collect``; None when none was due): outcome, rows, drift
+    collected: dict[str, Any] | None = None
 
 
 #: Seconds a controller's lease lasts; it is renewed every third of that while the controller lives, so a
@@ -207,7 +210,11 @@ class Controller:
             report.acted |= self.trials.check_trial(state, champion)
             champion = self.ctx.registry.champion(self.name) or champion
 
+        if spec.data.collect is not None and collection.due(spec.data.collect, state.collect_checked, now):
+            report.collected = self._collect(state, champion, now)
         obs = self._observe(champion, now)
+        if spec.data.collect is not None:
+            obs = self._with_collected(obs, state, champion)
         report.drift_share, report.value, report.metric = obs.drift_share, obs.value, obs.metric
         decision = decide(spec.retrain, obs, state)
         report.decision = decision
@@ -215,11 +222,13 @@ class Controller:
             state.schedule_checked = now
         if decision.retrain and state.trial is None and state.watch is None:
             state.in_progress = Retraining(trigger=decision.trigger or "manual", reasons=list(decision.reasons),
-                                           started=now, labelled_total=obs.labelled_total)
+                                           started=now, labelled_total=obs.labelled_total,
+                                           collected_total=obs.collected_total)
             self._save(state)
             self._event("loop.retrain", f"retrain triggered by {decision.trigger}: {'; '.join(decision.reasons)}",
                         {"trigger": decision.trigger, "reasons": decision.reasons,
-                         "labelled_total": obs.labelled_total, "drift_share": obs.drift_share,
+                         "labelled_total": obs.labelled_total, "collected_total": obs.collected_total,
+                         "drift_share": obs.drift_share, "collected_drift": state.collected_drift,
                          "metric": obs.metric, "value": obs.value}, champion.version)
             self._retrain(state, champion, decision.trigger or "manual", decision.reasons)
             report.acted = True
@@ -257,6 +266,35 @@ class Controller:
             value=value, labelled_in_window=int(perf.get("labelled", 0) or 0),
             validation=champion.metrics.get(metric), min_labelled_for_perf=spec.monitor.performance.min_labelled,
             **estimated_observation(spec.retrain.on.estimated_performance, rep, champion))
+
+    def _collect(self, state: LoopState, champion: ModelVersion, now: datetime) -> dict[str, Any]:
+        """Collect from the source (:mod:`tidal.loop.collection`) and count what came in ``state``."""
+        done = collection.collect(self.ctx, champion, previous_table=state.collected_table)
+        self._events.extend(done.events)
+        state.collect_checked = now
+        if done.outcome == "failed":
+            state.collect_failures += 1
+        elif done.outcome == "rejected":
+            state.collect_rejected += 1
+        else:
+            state.collected_table = done.table or state.collected_table
+        if done.outcome == "collected":
+            state.collections += 1
+            state.collected_total += done.labelled
+            if done.drift is not None and done.drift.get("share") is not None:
+                state.collected_drift = done.drift
+        state.last_collection = {"time": now.isoformat(), **done.to_dict()}
+        self._save(state)
+        return done.to_dict()
+
+    def _with_collected(self, obs: Observation, state: LoopState, champion: ModelVersion) -> Observation:
+        """``obs`` with the labelled rows collected so far and the latest collected batch's drift, when it was
+        measured against this champion (a new champion was trained on those rows: their drift is past)."""
+        drift = state.collected_drift
+        if drift is None or drift.get("version") != champion.version:
+            return replace(obs, collected_total=state.collected_total)
+        return replace(obs, collected_total=state.collected_total, collected_drift_share=float(drift["share"]),
+                       collected_rows=int(drift.get("rows") or 0))
 
     def _growth(self, champion: ModelVersion, labelled_total: int) -> dict[str, Any]:
         """The growth trigger's :class:`Observation` fields: the rows of the champion's training table and
@@ -300,8 +338,14 @@ class Controller:
     # -- acting ---------------------------------------------------------------------------------
     def training_frame(self) -> tuple[pd.DataFrame, str]:
         """The rows a retrain trains on: the source again (unless ``include_source`` is false) and every
-        labelled prediction, typed as the source is, cut to ``retrain.window`` (see :mod:`tidal.loop.rebuild`)."""
-        return rebuild.training_frame(self.ctx, self.source_frame)
+        labelled prediction, typed as the source is, cut to ``retrain.window`` (see :mod:`tidal.loop.rebuild`).
+        With ``data.collect``, the source rows are those the loop collected and validated
+        (:func:`tidal.loop.collection.collected_source`), never rows that no validation saw."""
+        source = self.source_frame
+        if source is None and self.ctx.spec.data.collect is not None:
+            table = self.load_state().collected_table
+            source = lambda: collection.collected_source(self.ctx, table)  # noqa: E731
+        return rebuild.training_frame(self.ctx, source)
 
     def _retrain(self, state: LoopState, champion: ModelVersion, trigger: str, reasons: list[str],
                  *, retry: bool = False) -> None:
@@ -313,6 +357,7 @@ class Controller:
         kind = spec.deploy.strategy.kind
         started = state.in_progress.started if state.in_progress else self.ctx.clock.now()
         labelled_total = state.in_progress.labelled_total if state.in_progress else 0
+        collected_total = state.in_progress.collected_total if state.in_progress else state.collected_total
         result: RunResult | None = None
         error: str | None = None
         try:  # incremental: the champion learns the rows labelled since it was trained (tidal.loop.continued)
@@ -331,6 +376,7 @@ class Controller:
         state.in_progress = None
         state.last_retrain = now
         state.last_retrain_labelled = labelled_total
+        state.last_retrain_collected = collected_total
         state.retrain_times = [t for t in state.retrain_times if t > now - timedelta(days=1)] + [now]
         if error is not None or result is None or result.model is None:
             error = error or "the training run registered no model"

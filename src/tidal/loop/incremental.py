@@ -11,6 +11,7 @@ a newer value of the column). The key is per source, query and column, so that c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -44,9 +45,9 @@ def read_state(store: MetadataStore, spec: Spec) -> dict[str, Any]:
 
 
 def _step(data: DataSpec, base_dir: Path, project: str, created_at: datetime, watermark: dict[str, Any] | None,
-          previous: list[pd.DataFrame]) -> Increment:
+          previous: list[pd.DataFrame], check: Callable[[pd.DataFrame], None] | None = None) -> Increment:
     return collect_increment(data, base_dir=base_dir, project=project, created_at=created_at, watermark=watermark,
-                             previous=previous)
+                             previous=previous, check=check)
 
 
 @dataclass
@@ -68,6 +69,17 @@ class IncrementalCollect:
             self.frames[digest] = read_snapshot_bytes(self.artifacts.get(digest))
         return self.frames[digest]
 
+    def _keep(self, inc: Increment, run_id: str) -> None:
+        """Store ``inc``'s batch and table snapshots, and hold it for :meth:`commit`."""
+        if inc.batch is not None:
+            self.artifacts.put(inc.batch[1])
+            self.store.put_snapshot(inc.batch[0])
+        info, payload = inc.table
+        self.artifacts.put(payload)
+        self.store.put_snapshot(info)
+        self.frames[info.digest] = read_snapshot_bytes(payload)
+        self.pending = (inc, run_id)
+
     def run(self, runner: StepRunner, result: RunResult) -> SnapshotInfo:
         """Run the collect step; the table snapshot to train on."""
         data, spec = self.spec.data, self.spec
@@ -79,14 +91,8 @@ class IncrementalCollect:
         batches = [b["snapshot"] for b in state["batches"]]
 
         def save(inc: Increment) -> dict[str, Any]:
-            if inc.batch is not None:
-                self.artifacts.put(inc.batch[1])
-                self.store.put_snapshot(inc.batch[0])
-            info, payload = inc.table
-            self.artifacts.put(payload)
-            self.store.put_snapshot(info)
-            self.frames[info.digest] = read_snapshot_bytes(payload)
-            self.pending = (inc, result.run.id)
+            self._keep(inc, result.run.id)
+            info = inc.table[0]
             result.notes.append(inc.message)
             return {"snapshot": info.digest, "rows": info.rows, "columns": info.columns, "new_rows": inc.new_rows,
                     "batch": inc.batch[0].digest if inc.batch else None, "batches": len(batches) + bool(inc.batch),
@@ -106,15 +112,32 @@ class IncrementalCollect:
         result.run.info["snapshot"] = out["snapshot"]
         return self.store.get_snapshot(out["snapshot"])
 
-    def commit(self) -> None:
+    def collect(self, origin: str, check: Callable[[pd.DataFrame], None] | None = None) -> Increment:
+        """One collection outside a run (``tidal loop``'s ``data.collect``): the same reading as :meth:`run`'s
+        step, its snapshots stored and held for :meth:`commit`; ``origin`` names it in the state's batch list
+        (where a run's id is otherwise). ``check`` sees the new rows first, and may refuse them by raising
+        (:func:`tidal.data.incremental.collect_increment`): then nothing is stored or held."""
+        sql_source_for(self.spec.data)
+        state = read_state(self.store, self.spec)
+        inc = _step(self.spec.data, self.root, self.spec.name, self.clock.now(), state["watermark"],
+                    [self._frame(b["snapshot"]) for b in state["batches"]], check)
+        self._keep(inc, origin)
+        return inc
+
+    def discard(self) -> None:
+        """Forget the held collection: its batch was refused, so the state (and the watermark) stay."""
+        self.pending = None
+
+    def commit(self, extra: dict[str, Any] | None = None) -> Event | None:
         """Record the collection (its batch and watermark) once its table passed validation; an event says what
-        came (or that nothing did). The state is read again, so that a batch another run recorded meanwhile is
-        kept."""
+        came (or that nothing did), with ``extra`` in its data; it is returned (None with nothing held). The
+        state is read again, so that a batch another run recorded meanwhile is kept. A stream's collection is
+        committed (and acknowledged to the broker) by its :class:`~tidal.loop.stream.StreamCollect`."""
         if self.stream is not None:
             self.stream.commit()
-            return
+            return None
         if self.pending is None:
-            return
+            return None
         (inc, run_id), self.pending = self.pending, None
         key = state_key(self.spec)
         state = read_state(self.store, self.spec)
@@ -130,9 +153,10 @@ class IncrementalCollect:
                 state["watermark"] = inc.watermark
             self.store.put_state(key, state)
         subject = f"snapshot:{inc.batch[0].digest}" if inc.batch else f"project:{self.spec.name}"
-        self.store.append_event(Event(kind=kind, subject=subject, message=inc.message, time=self.clock.now(),
-                                      data={"run_id": run_id, "new_rows": inc.new_rows,
-                                            "watermark": inc.watermark["value"] if inc.watermark else None}))
+        return self.store.append_event(Event(
+            kind=kind, subject=subject, message=inc.message, time=self.clock.now(),
+            data={"run_id": run_id, "new_rows": inc.new_rows,
+                  "watermark": inc.watermark["value"] if inc.watermark else None, **(extra or {})}))
 
 
 __all__ = ["IncrementalCollect", "read_state", "state_key"]

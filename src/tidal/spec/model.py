@@ -17,7 +17,7 @@ from pydantic import BeforeValidator, Field, field_validator, model_validator
 from tidal.core.durations import DURATION_HINT, parse_duration
 from tidal.core.hashing import digest_of
 from tidal.spec.alerts import AlertSpec
-from tidal.spec.collect import IncrementalSpec
+from tidal.spec.collect import CollectSpec, IncrementalSpec
 from tidal.spec.errors import spec_problem
 from tidal.spec.gates import Gate, gate_from_yaml
 from tidal.spec.metrics import Task, metrics_for, task_of
@@ -111,6 +111,9 @@ class DataSpec(Section):
         None, description="an incremental: section (column, key, lookback) for a SQL source, or null (read it all)")
     window: WindowSpec = Field(default_factory=WindowSpec,
                                description="all, or a section (last_rows, last_days): the rows a run trains on")
+    collect: CollectSpec | None = Field(
+        None, description="a duration (10m), a cron expression, or a collect: section (every or cron): how often "
+                          "`tidal loop` collects from the source; or null (the loop never collects)")
 
     @model_validator(mode="after")
     def _columns_agree(self) -> DataSpec:
@@ -476,6 +479,20 @@ with warnings.catch_warnings():
             if self.retrain.tune is not None and self.model.search is None:
                 raise spec_problem("tune_without_search", "retrain.tune needs a model.search to re-tune with",
                                    hint="add a model.search section, or remove retrain.tune", at=("retrain", "tune"))
+            return self
+
+        @model_validator(mode="after")
+        def _collected_rows_train(self) -> Spec:
+            if self.data.collect is not None and not self.retrain.include_source:
+                raise spec_problem("collect_without_source", "data.collect collects rows from the source, but "
+                                   "retrain.include_source is false, so a retrain would never train on them",
+                                   hint="set retrain.include_source: true, or remove data.collect",
+                                   at=("data", "collect"))
+            if self.data.collect is not None and self.retrain.mode == "incremental":
+                raise spec_problem("collect_incremental_mode", "data.collect collects rows from the source, but "
+                                   "retrain.mode is incremental, which learns only the labelled predictions",
+                                   hint="use retrain.mode: refit with data.collect, or remove data.collect",
+                                   at=("data", "collect"))
             return self
 
         @property

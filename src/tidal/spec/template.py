@@ -36,6 +36,7 @@ data:
   images: null              # or {{labels: data/labels.csv}}, {{column: image}}: see docs/images.md
   incremental: null         # or {{column: updated_at, key: id, lookback: 1h}}: a SQL source's new rows only
   window: {{last_rows: null, last_days: null}}   # both null = train on all rows
+  collect: null             # or 10m, "*/10 * * * *": `tidal loop` collects from the source on that schedule
 
 prepare:                    # fitted on the training rows only; saved inside the model
   impute: {{numeric: median, categorical: most_frequent}}
