@@ -129,6 +129,10 @@ class LoopState:
     ticks: int = 0
     failures: int = 0                         # retrains that failed, over the controller's life
     last_failure: Failure | None = None       # the latest retrain, if it failed (None once one succeeds)
+    #: set by ``pause`` (who, when, why: JSON values): while set, a tick observes nothing and acts on nothing
+    paused: dict[str, Any] | None = None
+    #: set by "retrain now" (who, when, why): the next tick retrains with the trigger ``manual``
+    retrain_requested: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The stored document: JSON types only, times as ISO strings."""
@@ -139,7 +143,8 @@ class LoopState:
                 "watch": None if self.watch is None else self.watch.to_dict(),
                 "trial": None if self.trial is None else self.trial.to_dict(),
                 "last_note": self.last_note, "ticks": self.ticks, "failures": self.failures,
-                "last_failure": None if self.last_failure is None else self.last_failure.to_dict()}
+                "last_failure": None if self.last_failure is None else self.last_failure.to_dict(),
+                "paused": self.paused, "retrain_requested": self.retrain_requested}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> LoopState:
@@ -164,7 +169,8 @@ class LoopState:
                    schedule_checked=_maybe_time(d.get("schedule_checked")),
                    in_progress=part("in_progress", Retraining), watch=part("watch", Watch),
                    trial=part("trial", Trial), last_note=d.get("last_note"), ticks=int(d.get("ticks", 0) or 0),
-                   failures=int(d.get("failures", 0) or 0), last_failure=part("last_failure", Failure))
+                   failures=int(d.get("failures", 0) or 0), last_failure=part("last_failure", Failure),
+                   paused=d.get("paused") or None, retrain_requested=d.get("retrain_requested") or None)
 
 
 __all__ = ["Failure", "LoopState", "Retraining", "Trial", "TrialKind", "Watch", "state_key"]
