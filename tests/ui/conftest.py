@@ -50,12 +50,12 @@ def make_project(root: Path, store_url: str | None = None) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_project(tmp_path_factory.mktemp("ui") / "elec2")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def admin(project: Path) -> str:
     from tidal.workspace import Workspace
 
@@ -98,7 +98,7 @@ class UiServer:
                 self.proc.wait()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def ui(project: Path, admin: str) -> Iterator[UiServer]:
     srv = UiServer(project)
     try:
