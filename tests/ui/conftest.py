@@ -33,7 +33,7 @@ def make_project(root: Path, store_url: str | None = None) -> Path:
     (root / "data" / "elec2.csv").write_text("\n".join(lines[:3001]) + "\n")
     spec = (root / "tidal.yaml").read_text().replace("data/elec2.csv.gz", "data/elec2.csv")
     if store_url is not None:
-        spec += f"storage: {{metadata: '{store_url}'}}\n"
+        spec += f"storage: {{store: '{store_url}'}}\n"
     for n, extra in ((20, ""), (25, ""), (30, "    - accuracy >= 0.999\n")):
         text = spec.replace("max_iter: 200", f"max_iter: {n}")
         text = text.replace("    - accuracy >= champion - 0.03   # and at most", extra + "    - accuracy >= "
