@@ -48,3 +48,37 @@ def test_predict_and_feedback_need_their_scope(project: Path, tmp_path: Path) ->
         log = srv.log.read_text()
     for token in (client, viewer, labeller):
         assert token.split("_", 2)[2] not in log
+
+
+def test_serve_ui_serves_the_api_beside_the_model_in_one_process(project: Path, admin: str) -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from tests.serve.server import free_port
+    from tests.ui.conftest import REPO
+
+    port = free_port()
+    log = project.parent / f"serve-ui-{port}.log"
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "PYTHONUNBUFFERED": "1"}
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "tidal", "-C", str(project), "serve", "--ui", "--port",
+                                 str(port)], stdout=out, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        assert httpx.get(f"{url}/api/v1/whoami", headers=bearer(admin)).json()["token"]["name"] == "root"
+        assert httpx.get(f"{url}/api/v1/models").status_code == 401
+        assert httpx.get(f"{url}/model").json()["name"] == "elec2"
+    finally:
+        proc.terminate()
+        proc.wait(20)
