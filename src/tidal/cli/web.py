@@ -100,7 +100,6 @@ def ui(
 
     with open_workspace(project) as ws:
         root = ws.settings.root
-    console.print(f"management API on http://{host}:{port}/api/v1 (docs: /api/docs)")
     run_ui(root, host=host, port=port, no_auth=no_auth)
 
 

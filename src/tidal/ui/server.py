@@ -78,6 +78,8 @@ def run_ui(root: Path, *, host: str = "127.0.0.1", port: int = 8800, no_auth: bo
         if warning is not None:
             logger.warning("the management API listens on %s: every request needs a token, but use HTTPS (a "
                            "proxy) so that tokens do not cross the network in clear", host)
+        logger.info("tidal ui: the management API of %r on http://%s:%d/api/v1 (docs at /api/docs)%s",
+                    ws.spec.name, host, port, ", every request acting as anonymous (--no-auth)" if no_auth else "")
         app: Any = create_api(ws, auth=not no_auth)
         if with_model:
             from tidal.serve.app import create_app
