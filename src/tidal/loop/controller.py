@@ -92,6 +92,7 @@ class Controller:
         self.lease_lost = False
         self.trials = Trials(ctx, event=self._event, save=self._save)
         self.alerts = Alerts(ctx, record=self.ctx.store.append_event)
+        self._consumed: dict[str, Any] | None = None  # the "retrain now" request this controller acted on
         self._snapshot_rows: dict[str, int | None] = {}  # a snapshot's rows, read once (growth trigger)
 
     # -- state and lease ------------------------------------------------------------------------
@@ -99,6 +100,13 @@ class Controller:
         return LoopState.from_dict(self.ctx.store.get_state(self.state_key))
 
     def _save(self, state: LoopState) -> None:
+        # ``paused`` and ``retrain_requested`` are written by operators (the API, the SDK) while a tick runs:
+        # keep what is stored now, not the copy this tick read, except for the request this tick consumed
+        stored = self.ctx.store.get_state(self.state_key) or {}
+        state.paused = stored.get("paused") or None
+        asked = stored.get("retrain_requested") or None
+        if asked is not None and asked != self._consumed:
+            state.retrain_requested = asked
         self.ctx.store.put_state(self.state_key, state.to_dict())
 
     def acquire(self) -> bool:
@@ -186,6 +194,14 @@ class Controller:
             return [event]
 
     def _tick(self, now: datetime, report: TickReport) -> TickReport:
+        state = self.load_state()
+        if state.paused is not None:  # paused by an operator: no retention, no trial, no retrain until resumed
+            champion = self.ctx.registry.champion(self.name)
+            report.champion = champion.version if champion else None
+            report.note = (f"paused by {state.paused.get('by')} since {state.paused.get('at')}"
+                           + (f" ({state.paused['reason']})" if state.paused.get("reason") else "")
+                           + ": not acting until resumed")
+            return report
         apply_retention(self.ctx, now, record=self._record)
         state = self.load_state()
         state.ticks += 1
@@ -217,6 +233,12 @@ class Controller:
             obs = self._with_collected(obs, state, champion)
         report.drift_share, report.value, report.metric = obs.drift_share, obs.value, obs.metric
         decision = decide(spec.retrain, obs, state)
+        if state.retrain_requested is not None and not decision.retrain:  # "retrain now", asked by an operator
+            asked = state.retrain_requested
+            decision = Decision(retrain=True, trigger="manual", reasons=[
+                f"retrain requested by {asked.get('by')}" + (f": {asked['reason']}" if asked.get("reason") else "")])
+        if decision.retrain and state.trial is None and state.watch is None:
+            self._consumed, state.retrain_requested = state.retrain_requested, None
         report.decision = decision
         if spec.retrain.on.schedule:
             state.schedule_checked = now

@@ -142,6 +142,10 @@ class LoopState:
     #: the latest batch's drift against the champion's reference: {"share", "rows", "version", "drifted"}
     collected_drift: dict[str, Any] | None = None
     last_collection: dict[str, Any] | None = None  # the latest collection's outcome, rows and message
+    #: set by ``pause`` (who, when, why: JSON values): while set, a tick observes nothing and acts on nothing
+    paused: dict[str, Any] | None = None
+    #: set by "retrain now" (who, when, why): the next tick retrains with the trigger ``manual``
+    retrain_requested: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The stored document: JSON types only, times as ISO strings."""
@@ -157,7 +161,8 @@ class LoopState:
                 "collect_rejected": self.collect_rejected, "collect_failures": self.collect_failures,
                 "collected_total": self.collected_total, "last_retrain_collected": self.last_retrain_collected,
                 "collected_table": self.collected_table, "collected_drift": self.collected_drift,
-                "last_collection": self.last_collection}
+                "last_collection": self.last_collection,
+                "paused": self.paused, "retrain_requested": self.retrain_requested}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> LoopState:
@@ -190,7 +195,8 @@ class LoopState:
                    collected_total=int(d.get("collected_total", 0) or 0),
                    last_retrain_collected=int(d.get("last_retrain_collected", 0) or 0),
                    collected_table=d.get("collected_table"), collected_drift=d.get("collected_drift"),
-                   last_collection=d.get("last_collection"))
+                   last_collection=d.get("last_collection"),
+                   paused=d.get("paused") or None, retrain_requested=d.get("retrain_requested") or None)
 
 
 __all__ = ["Failure", "LoopState", "Retraining", "Trial", "TrialKind", "Watch", "state_key"]

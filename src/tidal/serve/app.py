@@ -42,6 +42,7 @@ from tidal.core.errors import ServingError
 from tidal.predict.errors import ApiError, error_body
 from tidal.predict.samples import sample_rows
 from tidal.predict.state import ServingState, Slot, Trial
+from tidal.serve.auth import ScopeGuard
 from tidal.serve.body import ClientGone, read_body
 from tidal.serve.errors import close_error_logs, internal_error
 from tidal.serve.health_metrics import HealthCollector
@@ -106,8 +107,10 @@ class TidalApp:
     """The ASGI app (see the module docstring). ``fastapi`` is the inner app, ``service`` the behaviour."""
 
     def __init__(self, service: Service, fastapi: FastAPI, metrics: ServerMetrics, *, max_request_bytes: int,
-                 reloader: Reloader, v2: OpenInference) -> None:
+                 reloader: Reloader, v2: OpenInference, guard: ScopeGuard | None = None) -> None:
         self.service = service
+        #: deploy.auth: None when no route needs a token (then the hot path does not look at headers at all)
+        self.guard = guard
         self.v2 = v2
         self.fastapi = fastapi
         self.metrics = metrics
@@ -154,6 +157,8 @@ class TidalApp:
         content: list[tuple[bytes, bytes]] = JSON_CONTENT
         try:
             try:
+                if self.guard is not None:
+                    self.guard.check("/v2/infer" if path == INFER_ENDPOINT else path, scope["headers"])
                 body = await read(scope, receive, self.max_request_bytes)
                 status, payload = 200, await handler(body, quiet)
                 if type(payload) is tuple:
@@ -269,7 +274,9 @@ def create_app(root: Path, *, shared_log: bool = False, **overrides: Any) -> Tid
     v2 = OpenInference(service, ws.spec.name)
     inner = _fastapi(service, metrics, lifespan, max_request_bytes=deploy.max_request_bytes, model=ws.spec.name,
                      v2=v2)
-    return TidalApp(service, inner, metrics, max_request_bytes=deploy.max_request_bytes, reloader=reloader, v2=v2)
+    guard = ScopeGuard(ws, list(deploy.auth)) if deploy.auth else None
+    return TidalApp(service, inner, metrics, max_request_bytes=deploy.max_request_bytes, reloader=reloader, v2=v2,
+                    guard=guard)
 
 
 def _json(doc: Any, status: int = 200) -> Response:

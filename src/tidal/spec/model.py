@@ -336,6 +336,10 @@ class DeploySpec(Section):
     onnx_tolerance: float = Field(
         1e-5, ge=0, description="the largest holdout difference accepted from the ONNX form (runtime: onnx)"
     )
+    auth: list[Literal["predict", "feedback"]] = Field(
+        default_factory=list, description="the endpoints that need a token with that scope: a list of predict "
+                                          "and feedback (tidal tokens create --scope predict)"
+    )
 
 
 # -- monitor ----------------------------------------------------------------------------------------

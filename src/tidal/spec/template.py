@@ -86,6 +86,7 @@ deploy:
   rollback: null            # e.g. {{metric: accuracy, drop: 0.03, after_rows: 1000}}
   runtime: native           # native | onnx: serve the champion's ONNX form with onnxruntime (pip install 'tidal[onnx]')
   onnx_tolerance: 1.0e-5    # runtime onnx: the largest holdout difference accepted from the ONNX form
+  auth: []                  # e.g. [predict, feedback]: those endpoints need a token with that scope (docs/api.md)
 
 retrain:                    # when `tidal loop` retrains (no trigger = never by itself)
   on:
