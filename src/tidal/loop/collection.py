@@ -3,13 +3,14 @@ and hands the rows that passed to the retrain policy and to the next retrain.
 
 One collection, on a tick that is due (:func:`due`):
 
-- a ``data.incremental`` source: :class:`tidal.loop.incremental.IncrementalCollect` reads the rows past the
-  watermark as a batch (the same reading as ``tidal run``'s collect step). The batch is checked against the
-  project's stored schema with the validate step's checks (:func:`tidal.data.steps.validate`); only a batch
-  that passed is committed (its batch joins the collected table and the watermark moves). A refused batch is a
-  ``data.rejected`` event naming the problems; it is never merged and never trains, and the watermark stays,
-  so the next collection reads the same rows again: once the rows are fixed at the source (or deleted), the
-  batch passes.
+- a ``data.incremental`` source or a stream (``data.source: {redis: ...}``):
+  :class:`tidal.loop.incremental.IncrementalCollect` reads the rows past the watermark (a stream: the readings
+  its consumer group has not acknowledged; they are acknowledged once the batch is committed) as a batch (the
+  same reading as ``tidal run``'s collect step). The batch is checked against the project's stored schema with
+  the validate step's checks (:func:`tidal.data.steps.validate`); only a batch that passed is committed (its
+  batch joins the collected table and the watermark moves). A refused batch is a ``data.rejected`` event
+  naming the problems; it is never merged and never trains, and the watermark stays, so the next collection
+  reads the same rows again: once the rows are fixed at the source (or deleted), the batch passes.
 - any other source: the whole source is read again (a snapshot) and validated the same way; the rows not in
   the previous collected table (the champion's training table, at the first collection) are the new ones.
   The validated snapshot becomes the source rows of the next retrain.
@@ -105,9 +106,10 @@ def _watermark(ctx: LoopContext) -> dict[str, Any]:
 
 def collects_batches(ctx: LoopContext) -> bool:
     """Whether the source is collected in batches past a watermark (:class:`IncrementalCollect`), rather than
-    read whole: a ``data.incremental`` source (a source with offsets of its own, such as a stream, belongs
-    here too once IncrementalCollect reads it)."""
-    return ctx.spec.data.incremental is not None
+    read whole: a ``data.incremental`` source, or a stream (its consumer group's offsets are its watermark)."""
+    from tidal.data.stream import is_stream
+
+    return ctx.spec.data.incremental is not None or is_stream(ctx.spec.data)
 
 
 def _incremental(ctx: LoopContext, champion: ModelVersion) -> Collection:
@@ -240,6 +242,8 @@ def collected_source(ctx: LoopContext, table: str | None) -> pd.DataFrame:
     from tidal.data.steps import read_table
 
     data = ctx.spec.data
+    if collects_batches(ctx) and data.incremental is None:  # a stream: its committed batches, labels joined
+        return _stream_table(ctx)
     if collects_batches(ctx) and data.incremental is not None:
         batches = [f for b in read_state(ctx.store, ctx.spec)["batches"]
                    if (f := _snapshot_frame(ctx, b["snapshot"])) is not None]
@@ -249,6 +253,22 @@ def collected_source(ctx: LoopContext, table: str | None) -> pd.DataFrame:
         return window_table(table, data, ctx.clock.now())
     frame = _snapshot_frame(ctx, _same_source(ctx, table))
     return frame if frame is not None else read_table(data, base_dir=ctx.root)
+
+
+def _stream_table(ctx: LoopContext) -> pd.DataFrame:
+    """A stream's training table for a retrain: the committed batches of readings, their labels joined, cut to
+    ``data.window`` (the same table ``tidal run`` builds), or the stream read whole before any collection."""
+    from tidal.data.steps import read_table
+    from tidal.data.stream import build_table
+    from tidal.loop.stream import read_stream_state
+
+    state = read_stream_state(ctx.store, ctx.spec)
+    readings = [f for b in state["batches"] if (f := _snapshot_frame(ctx, b["snapshot"])) is not None]
+    if not readings:
+        return read_table(ctx.spec.data, base_dir=ctx.root)
+    labels = [f for b in state["label_batches"] if (f := _snapshot_frame(ctx, b["snapshot"])) is not None]
+    table, _ = build_table(ctx.spec.data, readings, labels, ctx.clock.now())
+    return table
 
 
 def _same_source(ctx: LoopContext, digest: str | None) -> str | None:

@@ -24,7 +24,7 @@ from tidal.core.hashing import digest_of
 from tidal.core.ports import ArtifactStore, Clock, MetadataStore
 from tidal.data.incremental import Increment, collect_increment, decode_watermark, sql_source_for
 from tidal.data.snapshot import read_snapshot_bytes
-from tidal.data.stream import is_stream
+from tidal.data.stream import StreamIncrement, is_stream
 from tidal.loop.results import RunResult
 from tidal.loop.runner import StepRunner
 from tidal.loop.stream import StreamCollect
@@ -112,11 +112,14 @@ class IncrementalCollect:
         result.run.info["snapshot"] = out["snapshot"]
         return self.store.get_snapshot(out["snapshot"])
 
-    def collect(self, origin: str, check: Callable[[pd.DataFrame], None] | None = None) -> Increment:
+    def collect(self, origin: str, check: Callable[[pd.DataFrame], None] | None = None) -> Increment | StreamIncrement:
         """One collection outside a run (``tidal loop``'s ``data.collect``): the same reading as :meth:`run`'s
         step, its snapshots stored and held for :meth:`commit`; ``origin`` names it in the state's batch list
         (where a run's id is otherwise). ``check`` sees the new rows first, and may refuse them by raising
         (:func:`tidal.data.incremental.collect_increment`): then nothing is stored or held."""
+        if is_stream(self.spec.data):  # micro-batches of a stream: the same moves, in tidal.loop.stream
+            self.stream = StreamCollect(self.spec, self.root, self.store, self.artifacts, self.clock, self.frames)
+            return self.stream.collect(origin, check)
         sql_source_for(self.spec.data)
         state = read_state(self.store, self.spec)
         inc = _step(self.spec.data, self.root, self.spec.name, self.clock.now(), state["watermark"],
@@ -127,6 +130,8 @@ class IncrementalCollect:
     def discard(self) -> None:
         """Forget the held collection: its batch was refused, so the state (and the watermark) stay."""
         self.pending = None
+        if self.stream is not None:
+            self.stream.discard()
 
     def commit(self, extra: dict[str, Any] | None = None) -> Event | None:
         """Record the collection (its batch and watermark) once its table passed validation; an event says what
@@ -134,8 +139,7 @@ class IncrementalCollect:
         state is read again, so that a batch another run recorded meanwhile is kept. A stream's collection is
         committed (and acknowledged to the broker) by its :class:`~tidal.loop.stream.StreamCollect`."""
         if self.stream is not None:
-            self.stream.commit()
-            return None
+            return self.stream.commit(extra)
         if self.pending is None:
             return None
         (inc, run_id), self.pending = self.pending, None

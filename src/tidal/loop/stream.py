@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -135,6 +136,31 @@ class StreamCollect:
         result.run.info["snapshot"] = out["snapshot"]
         return self.store.get_snapshot(out["snapshot"])
 
+    def collect(self, origin: str, check: Callable[[pd.DataFrame], None] | None = None) -> StreamIncrement:
+        """One collection outside a run (``tidal loop``'s ``data.collect``): the same reading as :meth:`run`'s
+        step, its snapshots stored and held for :meth:`commit`; ``origin`` names it in the state's batch list.
+        ``check`` sees the new readings first (as columns, without the entry id) and may refuse them by raising:
+        then nothing is stored, recorded or acknowledged, and the next collection reads them again."""
+        spec, data = self.spec, self.spec.data
+        config = stream_config(data)
+        state = read_stream_state(self.store, spec)
+        batches = [b["snapshot"] for b in state["batches"]]
+        label_batches = [b["snapshot"] for b in state["label_batches"]]
+        self.started = {"batches": set(batches), "label_batches": set(label_batches)}
+        inc = _step(data, self.root, spec.name, self.clock.now(), dict(state["marks"]),
+                    [self._frame(d) for d in batches], [self._frame(d) for d in label_batches])
+        if check is not None and inc.batch is not None:
+            check(read_snapshot_bytes(inc.batch[1]).drop(columns=[config.entry_column], errors="ignore"))
+        for made in (inc.batch, inc.label_batch):
+            if made is not None:
+                self.artifacts.put(made[1])
+                self.store.put_snapshot(made[0])
+        info, payload = inc.table
+        self.artifacts.put(payload)
+        self.store.put_snapshot(info)
+        self.pending = (inc, origin)
+        return inc
+
     def _refuse_overlap(self, inc: StreamIncrement, state: dict[str, Any]) -> None:
         """SourceError when a batch committed since this run read its state holds some of this batch's readings
         (another run of the same consumer, at the same time): recording this one would count them twice."""
@@ -151,12 +177,12 @@ class StreamCollect:
                                   "acknowledged", hint="run again: the readings not yet held are collected then "
                                                        "(one collection at a time per consumer)")
 
-    def commit(self) -> None:
+    def commit(self, extra: dict[str, Any] | None = None) -> Event | None:
         """Record the collection once its table passed validation, then acknowledge its entries on the broker;
-        an event says what came (or that nothing did). The state is read again, so that a batch another run
-        recorded meanwhile is kept."""
+        an event says what came (or that nothing did), with ``extra`` in its data, and is returned (None with
+        nothing held). The state is read again, so that a batch another run recorded meanwhile is kept."""
         if self.pending is None:
-            return
+            return None
         (inc, run_id), self.pending = self.pending, None
         _halt("read")
         key = stream_state_key(self.spec)
@@ -187,10 +213,14 @@ class StreamCollect:
                 broker.close()
         kind = "data.collected" if inc.batch is not None or inc.label_batch is not None else "data.no_new_rows"
         subject = f"snapshot:{inc.batch[0].digest}" if inc.batch else f"project:{self.spec.name}"
-        self.store.append_event(Event(kind=kind, subject=subject, message=inc.message, time=self.clock.now(),
-                                      data={"run_id": run_id, "new_rows": inc.new_rows, "new_labels": inc.new_labels,
-                                            "marks": inc.marks, "acknowledged": acked,
-                                            **({"ack_failed": problem} if problem else {})}))
+        return self.store.append_event(Event(
+            kind=kind, subject=subject, message=inc.message, time=self.clock.now(),
+            data={"run_id": run_id, "new_rows": inc.new_rows, "new_labels": inc.new_labels, "marks": inc.marks,
+                  "acknowledged": acked, **({"ack_failed": problem} if problem else {}), **(extra or {})}))
+
+    def discard(self) -> None:
+        """Forget the held collection: nothing recorded, nothing acknowledged (the readings come back)."""
+        self.pending = None
 
 
 __all__ = ["HALT_ENV", "StreamCollect", "read_stream_state", "stream_state_key"]
