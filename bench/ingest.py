@@ -536,11 +536,12 @@ def print_table(results: list[dict[str, Any]]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=500_000, help="rows of the files and SQL tables")
-    parser.add_argument("--api-rows", type=int, default=50_000, help="records the API serves")
-    parser.add_argument("--reps", type=int, default=3, help="repetitions per side (the median is shown)")
+    parser.add_argument("--rows", type=int, default=None, help="rows of the files and SQL tables (500,000)")
+    parser.add_argument("--api-rows", type=int, default=None, help="records the API serves (50,000)")
+    parser.add_argument("--reps", type=int, default=None, help="repetitions per side, the median shown (3)")
     parser.add_argument("--only", default="", help="the cases to run, comma-separated (all by default)")
-    parser.add_argument("--quick", action="store_true", help="a smoke test: 2,000 rows, 1,000 records, 1 rep")
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke test: 1,000 rows, 1,000 records, 1 rep (unless given)")
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--serve-api", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--port-file", default=None, help=argparse.SUPPRESS)
@@ -548,8 +549,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve_api is not None:
         serve_api(args.serve_api, Path(args.port_file))
         return 0
-    if args.quick:
-        args.rows, args.api_rows, args.reps = 2_000, 1_000, 1
+    quick = {"rows": 1_000, "api_rows": 1_000, "reps": 1}
+    full = {"rows": 500_000, "api_rows": 50_000, "reps": 3}
+    for key, value in (quick if args.quick else full).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     names = [n for n in args.only.split(",") if n] or [c.name for c in CASES]
     unknown = sorted(set(names) - {c.name for c in CASES})
     if unknown:

@@ -236,7 +236,9 @@ def collect_increment(data: DataSpec, *, base_dir: Path, project: str, created_a
     rows = read_after(data.source, base_dir=base_dir, query=data.query, column=inc.column, after=after)
     if len(rows):
         check_orderable(rows[inc.column])
-    new = unseen_rows(rows, previous)
+    # Without a lookback every row read is past the watermark, the largest value collected: none can be one
+    # collected before, so the rows collected are not hashed again on every collection.
+    new = unseen_rows(rows, previous) if inc.lookback is not None else rows
     batch, mark = None, watermark
     if len(new):
         new = new.sort_values(inc.column, kind="stable").reset_index(drop=True)
@@ -261,7 +263,14 @@ def collect_increment(data: DataSpec, *, base_dir: Path, project: str, created_a
                                hint="check data.query, and that data.incremental.column is filled in")
     table = merge_batches(frames, inc.column, inc.key)
     table = window_table(table, data, created_at)
-    table_info, table_payload = make_snapshot(table, project=project, source=data.source, created_at=created_at)
+    if batch is not None and not previous and len(table) == len(new):
+        # The first batch, none of its rows dropped: the table is the batch (both in the column's order, the
+        # batch sorted stably, the merge too), so the same bytes; only the batch's note on the watermark differs.
+        table_info = replace(batch[0], profile={k: v for k, v in batch[0].profile.items() if k != "incremental"})
+        table_payload = batch[1]
+    else:
+        table_info, table_payload = make_snapshot(table, project=project, source=data.source,
+                                                  created_at=created_at)
     return Increment(batch=batch, watermark=mark, table=(table_info, table_payload), new_rows=len(new),
                      message=message)
 

@@ -235,3 +235,34 @@ def test_the_window_applies_to_a_file_source_too(tmp_path: Path) -> None:
     data = DataSpec(source="d.csv", target="label", window={"last_rows": 10})  # no time: the last rows as read
     assert list(read_snapshot_bytes(collect(data, base_dir=tmp_path, project="p", created_at=NOW)[1])["id"]) == \
         list(range(10, 0, -1))
+
+
+def test_the_first_batch_is_the_table_snapshotted_once(tmp_path: Path) -> None:
+    """The first collection, none of its rows dropped: the table's snapshot is the batch's bytes (made once),
+    and its info is what ``make_snapshot`` of the table gives — the batch's note on the watermark aside."""
+    from tidal.data.snapshot import make_snapshot
+
+    url = _db(tmp_path, [(3, "c", 0, b"z", 1), (1, "a", 1, b"x", 0), (2, "b", None, None, 1)])
+    first = _collect(_data(url, column="id"), tmp_path)
+    (batch, batch_bytes), (table, table_bytes) = first.batch, first.table
+    assert table.digest == batch.digest and table_bytes == batch_bytes
+    assert "incremental" in batch.profile and "incremental" not in table.profile
+    made, made_bytes = make_snapshot(read_snapshot_bytes(table_bytes), project="p", source=url, created_at=NOW)
+    assert made_bytes == table_bytes and made == table
+    # a duplicate row dropped by the merge: the table is not the batch, and is snapshotted on its own
+    (tmp_path / "dup").mkdir()
+    url = _db(tmp_path / "dup", [(1, "a", 1, b"x", 0), (1, "a", 1, b"x", 0)])
+    dup = _collect(_data(url, column="id"), tmp_path)
+    assert dup.batch[0].rows == 2 and dup.table[0].rows == 1 and dup.table[0].digest != dup.batch[0].digest
+
+
+def test_without_a_lookback_the_rows_past_the_watermark_are_all_new(tmp_path: Path) -> None:
+    """Every row past the watermark is new (the rows collected before are at most the watermark), so a row equal
+    to one collected before, but for the incremental column, is collected."""
+    url = _db(tmp_path, [(1, "a", 0, b"x", 0), (2, "b", 1, b"y", 1)])
+    data = _data(url, column="id")
+    first = _collect(data, tmp_path)
+    _db(tmp_path, [(3, "a", 0, b"x", 0)])
+    second = _collect(data, tmp_path, first.watermark, [read_snapshot_bytes(first.batch[1])])
+    assert second.new_rows == 1 and second.watermark == {"type": "int", "value": 3}
+    assert list(read_snapshot_bytes(second.table[1])["id"]) == [1, 2, 3]
