@@ -266,3 +266,32 @@ def test_without_a_lookback_the_rows_past_the_watermark_are_all_new(tmp_path: Pa
     second = _collect(data, tmp_path, first.watermark, [read_snapshot_bytes(first.batch[1])])
     assert second.new_rows == 1 and second.watermark == {"type": "int", "value": 3}
     assert list(read_snapshot_bytes(second.table[1])["id"]) == [1, 2, 3]
+
+
+def _merged_by_sorting_and_hashing_all(batches: list[pd.DataFrame], column: str, key: str | None) -> pd.DataFrame:
+    table = pd.concat(batches, ignore_index=True).sort_values(column, kind="stable", na_position="first")
+    table = table.reset_index(drop=True)
+    if key is not None:
+        return table.drop_duplicates(subset=[key], keep="last").reset_index(drop=True)
+    return table.drop_duplicates(keep="first").reset_index(drop=True)
+
+
+def test_the_merge_is_a_stable_sort_then_a_drop_of_identical_rows() -> None:
+    """``merge_batches`` skips the sort of rows already in order and compares whole rows only where the column
+    repeats: the same table as sorting and hashing everything, on batches in or out of order, with nulls in the
+    column, repeated rows within and across batches, text and numbers."""
+    import numpy as np
+
+    rng = np.random.default_rng(11)
+    for _ in range(150):
+        batches = []
+        for _ in range(int(rng.integers(1, 4))):
+            n = int(rng.integers(1, 25))
+            times = rng.integers(0, 8, n).astype(float)
+            times[rng.random(n) < 0.1] = np.nan
+            batch = pd.DataFrame({"t": times, "a": rng.integers(0, 2, n), "k": rng.integers(0, 5, n),
+                                  "s": pd.array(rng.choice(["x", "y", None], n), dtype="str")})
+            batches.append(batch.sort_values("t", kind="stable") if rng.random() < 0.5 else batch)
+        for key in (None, "k"):
+            pd.testing.assert_frame_equal(merge_batches(batches, "t", key),
+                                          _merged_by_sorting_and_hashing_all(batches, "t", key))
