@@ -61,6 +61,13 @@ from urllib.parse import urljoin
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ingest.json"
 AIM = 1.0  # tidal rows/s over the script's, at equal correctness
+SIDES = {
+    "tidal": "the collect step: source read, canonical Parquet (zstd 3) + sha256 + statistics profile, put into "
+             "the artifact store (atomic write) and the snapshot into the metadata store; incremental: the batch "
+             "and the merged training table, and the watermark",
+    "pandas": "read_csv / read_parquet / read_sql (WHERE ts > :watermark, the watermark kept in a JSON file) / "
+              "requests + json_normalize following the next links, then DataFrame.to_parquet (snappy)",
+}
 API_PAGE = 500
 
 SPEC = """version: 1
@@ -581,7 +588,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
-        "rows": args.rows, "api_rows": args.api_rows, "reps": args.reps, "aim": AIM,
+        "rows": args.rows, "api_rows": args.api_rows, "reps": args.reps, "aim": AIM, "sides": SIDES,
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                     "python": platform.python_version(), "load_average_before_after": [load_before[0], load_after[0]]},
         "results": results}, indent=2, default=str))
