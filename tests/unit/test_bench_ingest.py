@@ -47,13 +47,14 @@ def test_quick_run_prints_a_table_and_both_sides_store_the_same_rows(
         assert r["rows"] == want, name
         assert set(r["rows_per_s"]) == {"tidal", "pandas"} and all(v > 0 for v in r["rows_per_s"].values())
         assert r["ratio"] == pytest.approx(r["rows_per_s"]["tidal"] / r["rows_per_s"]["pandas"])
+        assert r["cpu_ratio"] == pytest.approx(r["cpu_seconds"]["pandas"] / r["cpu_seconds"]["tidal"])
         # one line per case: name, rows, two rates, the ratio, and "yes" for the same rows
-        line = re.compile(rf"^{re.escape(name)} +{want:,} +[\d,]+ +[\d,]+ +\d+\.\d\dx  yes$", re.M)
+        line = re.compile(rf"^{re.escape(name)} +{want:,} +[\d,]+ +[\d,]+ +\d+\.\d\dx +\d+\.\d\dx  yes$", re.M)
         assert line.search(printed), (name, printed)
         if name.endswith("-incr"):  # the watermark both kept: the last new row's time
             assert r["watermark"].replace("T", " ").startswith("2026-01-01 00:07:19")
     assert printed.splitlines()[-1] == f"wrote {out}"
-    assert re.search(r"^case +rows +tidal rows/s +pandas rows/s +tidal/pandas +same rows$", printed, re.M)
+    assert re.search(r"^case +rows +tidal rows/s +pandas rows/s +tidal/pandas +by CPU +same rows$", printed, re.M)
 
 
 def test_the_check_finds_a_changed_cell_a_lost_row_and_another_watermark(ingest: Any) -> None:
