@@ -11,6 +11,8 @@ nullable int, a bool, low- and high-cardinality text) from one source, and store
   (SQLite), as ``TrainingPipeline._collect`` saves them. For incremental SQL, ``collect_increment`` (the rows
   past the watermark; the batch snapshot and the merged training table) then both stored and the watermark
   put in the metadata store, as ``tidal.loop.incremental.IncrementalCollect`` saves and commits them.
+  A stream: :class:`tidal.loop.stream.StreamCollect` (the readings its consumer group has not acknowledged,
+  decoded, the batch and the training table stored, the marks recorded, then the entries acknowledged).
 - ``pandas``: the script: ``pandas.read_csv`` / ``read_parquet`` / ``read_sql`` (SQLAlchemy engine made in
   the timed part, as a script run per collection makes it; for incremental, ``WHERE ts > :watermark`` with
   the watermark read from and written back to a JSON file) / ``requests.Session`` following the API's next
@@ -26,7 +28,9 @@ exits 1. Each case runs ``--reps`` times per side, alternating sides, each rep i
 Cases: ``csv``, ``parquet``, ``sqlite``, ``postgres`` (whole table), ``sqlite-incr``, ``postgres-incr`` (the
 rows past the watermark: ``--rows`` already collected, ``--rows/10`` new), ``api`` (a JSON API served by a
 subprocess of this script on 127.0.0.1, HTTP/1.1 keep-alive, pages of 500 nested records with a next link in
-the body, pre-rendered so that the server costs both sides the same). PostgreSQL is read from
+the body, pre-rendered so that the server costs both sides the same), ``stream`` (``--api-rows`` readings in a
+Redis stream, each side through a consumer group of its own; redis-py's XREADGROUP/XACK in a loop, json.loads
+and to_parquet for the script; ``$TIDAL_BENCH_REDIS_URL``, else the Redis on 127.0.0.1:6379). PostgreSQL is read from
 ``$TIDAL_BENCH_POSTGRES_URL`` (else ``$TIDAL_TEST_POSTGRES_URL``); without one its cases are skipped.
 
 Adding a source (the stream, say): write one ``Case`` — ``setup`` makes the data and returns a context,
@@ -476,6 +480,104 @@ def serve_api(n: int, port_file: Path) -> None:
     server.serve_forever()
 
 
+# a stream (Redis Streams)
+
+@dataclass
+class Stream:
+    url: str
+    key: str
+    rows: int
+
+
+def stream_records(n: int) -> list[dict[str, Any]]:
+    """``n`` readings as a sensor sends them: one flat JSON object each."""
+    df = make_rows(n)
+    return [{"id": int(r.id), "ts": r.ts.isoformat(), "sensor": r.sensor, "site": r.site, "value": float(r.value),
+             "temp": None if r.temp != r.temp else float(r.temp), "ok": bool(r.ok), "note": r.note}
+            for r in df.itertuples(index=False)]
+
+
+def _stream_setup(root: Path, args: argparse.Namespace) -> Any:
+    try:
+        import redis
+    except ImportError:
+        return "redis-py is not installed (pip install 'tidal[stream]')"
+    url = os.environ.get("TIDAL_BENCH_REDIS_URL") or "redis://127.0.0.1:6379/0"
+    client = redis.Redis.from_url(url, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError:
+        return f"no Redis answers at {url} (set TIDAL_BENCH_REDIS_URL)"
+    key = f"tidal-bench:{uuid.uuid4().hex[:12]}:readings"
+    pipe = client.pipeline(transaction=False)
+    for i, record in enumerate(stream_records(args.api_rows)):
+        pipe.xadd(key, {"data": json.dumps(record)})
+        if i % 5000 == 4999:
+            pipe.execute()
+    pipe.execute()
+    client.close()
+    return Stream(url, key, args.api_rows)
+
+
+def _stream_teardown(ctx: Any) -> None:
+    import redis
+
+    client = redis.Redis.from_url(ctx.url)
+    client.delete(ctx.key)  # the bench's own key (a uuid of its own), and nothing else
+    client.close()
+
+
+def _stream_tidal(ctx: Stream, folder: Path) -> Callable[[], Stored]:
+    """``tidal run``'s collection of a stream: the readings its consumer group has not acknowledged, read,
+    decoded and snapshotted as a batch (with the training table), recorded, then acknowledged. A consumer group
+    of its own per rep, so that each rep reads every reading."""
+    from tidal.loop.stream import StreamCollect
+
+    ws = _workspace(folder, {"source": {"redis": ctx.url, "stream": ctx.key, "group": f"tidal-{folder.name}",
+                                        "max_readings": ctx.rows + 1}, "target": "ok"})
+
+    def run() -> Stored:
+        collector = StreamCollect(ws.spec, folder, ws.store, ws.artifacts, ws.clock, {})
+        inc = collector.collect("bench")
+        collector.commit()
+        assert inc.batch is not None, inc.message
+        digest = inc.batch[0].digest
+        return Stored(inc.new_rows, lambda: _read_snapshot(ws, digest).drop(columns=["stream_id"]),
+                      inc.marks[ctx.key])
+
+    return run
+
+
+def _stream_baseline(ctx: Stream, folder: Path) -> Callable[[], Stored]:
+    """redis-py in a loop: XREADGROUP 10,000 at a time, json.loads each reading, XACK, then one DataFrame to
+    Parquet; the last entry id kept in a JSON file (the offset a restarted script resumes from)."""
+    import pandas as pd
+    import redis
+
+    def run() -> Stored:
+        client = redis.Redis.from_url(ctx.url, decode_responses=True)
+        group = f"pandas-{folder.name}"
+        client.xgroup_create(ctx.key, group, id="0")
+        rows: list[dict[str, Any]] = []
+        last = None
+        while True:
+            got = client.xreadgroup(group, "bench", {ctx.key: ">"}, count=10_000)
+            if not got or not got[0][1]:
+                break
+            entries = got[0][1]
+            rows.extend(json.loads(fields["data"]) for _, fields in entries)
+            ids = [entry_id for entry_id, _ in entries]
+            client.xack(ctx.key, group, *ids)
+            last = ids[-1]
+        client.close()
+        stored = _parquet_out(folder, pd.DataFrame(rows))
+        (folder / "offset.json").write_text(json.dumps({"last": last}))
+        stored.watermark = last
+        return stored
+
+    return run
+
+
 CASES: list[Case] = [
     Case("csv", "CSV file", _file_setup("csv"), lambda p, d: tidal_collect(d, {"source": str(p), "target": "ok"}),
          _csv_baseline),
@@ -489,7 +591,8 @@ CASES: list[Case] = [
     Case("postgres-incr", "PostgreSQL, rows past the watermark", _sql_setup("postgres", True), _sql_tidal_incr,
          _sql_baseline_incr, _sql_teardown),
     Case("api", "JSON API, paginated", _api_setup, _api_tidal, _api_baseline, _api_teardown),
-    # the stream (Redis Streams, issue #14): one more Case here, its baseline redis-py's XREADGROUP in a loop
+    Case("stream", "Redis Streams, a consumer group", _stream_setup, _stream_tidal, _stream_baseline,
+         _stream_teardown),
 ]
 
 
