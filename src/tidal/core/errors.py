@@ -30,6 +30,8 @@ The tree (classes defined outside this module are named with their module)::
     │   ├── ArtifactNotFound   no artifact with that digest in the artifact store
     │   └── ModelNotFound      (also a RegistryError, above)
     ├── StorageError           a metadata store, prediction log or artifact store failed (could not answer)
+    ├── ExecutorError          the executor could not run a step: a Ray cluster that cannot be reached, a task
+    │                          whose worker died again after its one retry
     ├── ServingError           the server could not answer
     │   ├── ApiError           a request refused with an HTTP status; its message is the answer's body
     │   │                      (tidal.predict.errors; the SDK raises it too)
@@ -199,6 +201,11 @@ class StorageError(TidalError):
     """A metadata or artifact store failed."""
 
 
+class ExecutorError(TidalError):
+    """The executor could not run a step (not the step failing): its cluster cannot be reached, or the worker
+    running the step died twice (it is retried once)."""
+
+
 class ServingError(TidalError):
     """The server could not answer a request."""
 
@@ -230,6 +237,7 @@ __all__ = [
     "AliasMoved",
     "ArtifactNotFound",
     "DataError",
+    "ExecutorError",
     "FeedbackRejected",
     "GateFailed",
     "IntegrityError",

@@ -208,7 +208,8 @@ class TrainingPipeline(PipelineBase):
                                                 **({"window": data.window.model_dump(mode="json")}
                                                    if data.window.last_rows or data.window.last_days else {})},
             # a window of days moves with the clock: the same file gives other rows tomorrow
-            cacheable=file_inputs is not None and self.frame is None and data.window.last_days is None,
+            # here: the source is the project's (its files, its credentials), read where the project is
+            here=True, cacheable=file_inputs is not None and self.frame is None and data.window.last_days is None,
             why_always=(f"fresh data from {label}" if self.frame is not None else
                         "the source is not a local file, so it is read on every run"),
             reuse_note=lambda o: f"snapshot {o['snapshot'][:12]}, {o['rows']} rows").outputs
@@ -279,14 +280,15 @@ class TrainingPipeline(PipelineBase):
             storage = self.ctx.studies() if self.ctx.studies is not None else import_optuna().storages.InMemoryStorage()
             try:
                 found = Search(spec, store=self.store, clock=self.clock, storage=storage, run_id=result.run.id,
-                               task=task, columns=columns, kinds=kinds,
-                               heartbeat_s=self.ctx.heartbeat_s).run(self._frame(train_d), train_d)
+                               task=task, columns=columns, kinds=kinds, heartbeat_s=self.ctx.heartbeat_s,
+                               executor=self.ctx.executor).run(self._frame(train_d), train_d)
             finally:  # an RDB storage's connections end with the search (a loop searches again much later)
                 if (dispose := getattr(getattr(storage, "engine", None), "dispose", None)) is not None:
                     dispose()
             return found.to_dict()
 
-        out = runner.step("search", search, code_of=Search.run, cacheable=False,
+        # here: the search keeps its study in this process and hands its trials to the executor
+        out = runner.step("search", search, code_of=Search.run, cacheable=False, here=True,
                           why_always="a search resumes its stored study (only the trials its budget still allows run)",
                           inputs={"train": train_d, "search": spec.model.search.model_dump(mode="json")
                                   if spec.model.search else None}).outputs

@@ -98,15 +98,17 @@ class PipelineBase:
         gates = [g.without_tolerance() for g in spec.validate.gates] if self.trigger == "loop:growth" \
             else list(spec.validate.gates)
 
-        def decide(champion: ModelVersion | None) -> dict[str, Any]:
-            return gate_decision(gates, evaluation.validation, candidate_model=model,
-                                 holdout=self._frame(holdout_d), columns=columns, kinds=kinds, target=target, task=task,
-                                 champion=None if champion is None else self._champion(champion)).to_dict()
+        def gate_args(champion: ModelVersion | None) -> tuple[Any, ...]:
+            return (gates, evaluation.validation, model, self._frame(holdout_d), columns, kinds, target, task,
+                    None if champion is None else self._champion(champion))
+
+        def decide(champion: ModelVersion | None) -> dict[str, Any]:  # again, in the register step
+            return self.ctx.executor.run(_gate_step, *gate_args(champion))
 
         champion = self.registry.champion(spec.name)
         # a local as well as result.decision: register() below reads it, where mypy no longer knows it is set
         decision = result.decision = GateDecision.from_dict(runner.step(
-            "gate", decide, args=lambda: (champion,), code_of=_gate_code, inputs={
+            "gate", _gate_step, args=lambda: gate_args(champion), code_of=_gate_code, inputs={
                 "model": trained["model"], "holdout": holdout_d, "gates": [g.canonical for g in gates],
                 "champion": champion.artifact_digest if champion else None}).outputs)
 
@@ -127,7 +129,8 @@ class PipelineBase:
             raise TidalError(f"the champion of {spec.name} kept moving while this run tried to register its model "
                              f"({MAX_REGATES} times)", hint="run it again once the other runs are done")
 
-        registered = runner.step("register", register, inputs={}, cacheable=False,
+        # here: it writes the version and moves the alias in the stores (its refit goes to the executor)
+        registered = runner.step("register", register, inputs={}, cacheable=False, here=True,
                                  why_always="a model that is not registered yet").outputs
         served = [r for r in result.decision.failed if r.startswith(SERVED)] if result.decision else []
         if registered["regated"] or served:
@@ -153,13 +156,14 @@ class PipelineBase:
         if self.refit and decision.passed:
             key = (model_d, train_d, holdout_d)
             if key not in self._refits:
+                run = self.ctx.executor.run
                 if self.parent is not None:  # the gated model continues on the holdout rows
-                    fitted = continue_fit_step(self._model(model_d, trained["flavor"]), self._frame(holdout_d),
-                                               spec.data.target, columns, kinds, self.parent)
+                    fitted = run(continue_fit_step, self._model(model_d, trained["flavor"]), self._frame(holdout_d),
+                                 spec.data.target, columns, kinds, self.parent)
                 else:
                     whole = pd.concat([self._frame(train_d), self._frame(holdout_d)], ignore_index=True)
-                    fitted = fit_pipeline(whole, target=spec.data.target, columns=columns, kinds=kinds,
-                                          prepare=spec.prepare, model=self._model_spec)
+                    fitted = run(fit_pipeline, whole, target=spec.data.target, columns=columns, kinds=kinds,
+                                 prepare=spec.prepare, model=self._model_spec)
                 self._refits[key] = self._put_model(fitted.model)[0]
             model_d = self._refits[key]
         model = self._model(model_d, trained["flavor"])
@@ -252,6 +256,13 @@ class PipelineBase:
                                             over=champion.version if champion else None, trigger=self.trigger,
                                             run_id=result.run.id, note=note, trained_at=trained_at, serves=serves)
 
+
+
+def _gate_step(gates: list[Any], validation: dict[str, Any], model: Any, holdout: pd.DataFrame, columns: list[str],
+               kinds: dict[str, str], target: str, task: str, champion: Champion | None) -> dict[str, Any]:
+    """The gate step: :func:`tidal.evaluate.gate_decision` with the pipeline's argument order, as a dict."""
+    return gate_decision(gates, validation, candidate_model=model, holdout=holdout, columns=columns, kinds=kinds,
+                         target=target, task=task, champion=champion).to_dict()
 
 
 def _gate_code() -> None:
