@@ -65,6 +65,7 @@ there is one, how to fix it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 
 class TidalError(Exception):
@@ -81,6 +82,19 @@ class TidalError(Exception):
 
     def __str__(self) -> str:
         return f"{self.message} — {self.hint}" if self.hint else self.message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickled whole (message, hint and every field of a subclass), without calling __init__ again, whose
+        # keyword-only arguments the default (``cls(*args)``) would lose: an error raised by a step on a Ray
+        # worker reaches the driver as it was raised
+        return _rebuild, (type(self), self.args, self.__dict__)
+
+
+def _rebuild(cls: type[TidalError], args: tuple[Any, ...], state: dict[str, Any]) -> TidalError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 class SpecError(TidalError):

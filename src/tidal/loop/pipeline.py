@@ -32,11 +32,10 @@ from tidal.data.snapshot import read_snapshot_bytes
 from tidal.evaluate import Evaluation, GateDecision, evaluate_model
 from tidal.loop.cache import environment, environment_digest
 from tidal.loop.context import LoopContext
-from tidal.loop.continued import continue_fit_step
 from tidal.loop.incremental import IncrementalCollect
 from tidal.loop.lineage import git_commit, source_files, source_location
 from tidal.loop.liveness import beating, owner_info
-from tidal.loop.registration import MAX_REGATES, PipelineBase
+from tidal.loop.registration import MAX_REGATES, Fitted, PipelineBase, continue_stored, fit_stored
 from tidal.loop.results import STEPS, RunResult, flat_params, thread_cap
 from tidal.loop.runner import StepListener, StepRunner
 from tidal.loop.search import Search
@@ -44,7 +43,7 @@ from tidal.spec.model import LabelFeaturesSpec
 from tidal.spec.source import source_label
 from tidal.train.continued import continue_fit
 from tidal.train.estimator import import_estimator
-from tidal.train.fit import TrainResult, fit_pipeline
+from tidal.train.fit import fit_pipeline
 from tidal.train.search import import_optuna
 from tidal.train.tracking import LOG_ARTIFACT, Tracker
 
@@ -304,8 +303,9 @@ class TrainingPipeline(PipelineBase):
                kinds: dict[str, str]) -> dict[str, Any]:
         spec, model = self.spec, self._model_spec
 
-        def save(fitted: TrainResult) -> dict[str, Any]:
-            digest, flavor, fmt = self._put_model(fitted.model)
+        def save(stored: Fitted) -> dict[str, Any]:
+            fitted = stored.result
+            digest, flavor, fmt = self._put_model(fitted.model, stored)
             log = self.artifacts.put(fitted.log.encode()) if fitted.log else None  # what the library printed
             return {"model": digest, "flavor": flavor, "format": fmt, "fit_seconds": round(fitted.fit_seconds, 4),
                     "curves": fitted.curves, "warnings": fitted.warnings, "log": log,
@@ -316,14 +316,14 @@ class TrainingPipeline(PipelineBase):
                   "estimator": model.estimator, "params": model.params, "seed": model.seed}
         if (parent := self.parent) is not None:  # retrain.mode: incremental: the parent learns the rows
             trained = runner.step(
-                "train", continue_fit_step, code_of=continue_fit, save=save,
+                "train", continue_stored, code_of=continue_fit, save=save,
                 args=lambda: (self.registry.load(parent), self._frame(train_d), spec.data.target, columns, kinds,
                               parent),
                 reuse_note=lambda o: f"model {o['model'][:12]}",
                 inputs={**inputs, "parent": parent.artifact_digest}).outputs
         else:
             trained = runner.step(
-                "train", _train_step, code_of=fit_pipeline,
+                "train", fit_stored, code_of=fit_pipeline,
                 args=lambda: (self._frame(train_d), spec.data.target, columns, kinds, spec.prepare, model),
                 save=save, reuse_note=lambda o: f"model {o['model'][:12]}", inputs=inputs).outputs
         if trained.get("log"):  # a reused step's log too: this run's model is the one that printed it
@@ -370,11 +370,6 @@ def _split_step(df: pd.DataFrame, how: Any, target: str, time: str | None, task:
         df = add_label_features(df, target=target, time=time, spec=label_features, task=task, delay=delay,
                                 classes=classes)
     return data_steps.split(df, how, target=target, time=time, task=task, seed=seed)
-
-
-def _train_step(df: pd.DataFrame, target: str, columns: list[str], kinds: dict[str, str], prepare: Any,
-                model: Any) -> TrainResult:
-    return fit_pipeline(df, target=target, columns=columns, kinds=kinds, prepare=prepare, model=model)
 
 
 def _evaluate_step(model: Any, train: pd.DataFrame, holdout: pd.DataFrame, columns: list[str],

@@ -9,7 +9,7 @@ module keeps the run and its first half (collect → validate → split → prof
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pandas as pd
@@ -30,7 +30,7 @@ from tidal.monitor.baseline import holdout_drift
 from tidal.registry import CHALLENGER, CHAMPION
 from tidal.registry.onnx_form import registration_form
 from tidal.spec.model import ModelSpec
-from tidal.train.fit import fit_pipeline, predict_frame
+from tidal.train.fit import TrainResult, fit_pipeline, predict_frame
 from tidal.train.flavors import flavor_for, get_flavor
 
 #: How many times a run gates again when the champion moved between its gate and its registration.
@@ -72,12 +72,14 @@ class PipelineBase:
             self._models[digest] = get_flavor(flavor).load(self.artifacts.get(digest))
         return self._models[digest]
 
-    def _put_model(self, model: Any) -> tuple[str, str, str]:
-        """Store ``model`` by its flavor; its digest, flavor name and format."""
-        flavor = flavor_for(model)
-        digest = self.artifacts.put(flavor.save(model))
+    def _put_model(self, model: Any, stored: Fitted | None = None) -> tuple[str, str, str]:
+        """Store ``model`` by its flavor (``stored``: the form its step made of it); its digest, flavor name
+        and format."""
+        if stored is None:
+            stored = stored_form(TrainResult(model=model, columns=[]))
+        digest = self.artifacts.put(stored.payload)
         self._models[digest] = model
-        return digest, flavor.name, flavor.format
+        return digest, stored.flavor, stored.format
 
     def _event(self, kind: str, subject: str, message: str, data: dict[str, Any] | None = None) -> None:
         self.store.append_event(Event(kind=kind, subject=subject, message=message, time=self.clock.now(),
@@ -158,13 +160,12 @@ class PipelineBase:
             if key not in self._refits:
                 run = self.ctx.executor.run
                 if self.parent is not None:  # the gated model continues on the holdout rows
-                    fitted = run(continue_fit_step, self._model(model_d, trained["flavor"]), self._frame(holdout_d),
+                    fitted = run(continue_stored, self._model(model_d, trained["flavor"]), self._frame(holdout_d),
                                  spec.data.target, columns, kinds, self.parent)
                 else:
                     whole = pd.concat([self._frame(train_d), self._frame(holdout_d)], ignore_index=True)
-                    fitted = run(fit_pipeline, whole, target=spec.data.target, columns=columns, kinds=kinds,
-                                 prepare=spec.prepare, model=self._model_spec)
-                self._refits[key] = self._put_model(fitted.model)[0]
+                    fitted = run(fit_stored, whole, spec.data.target, columns, kinds, spec.prepare, self._model_spec)
+                self._refits[key] = self._put_model(fitted.result.model, fitted)[0]
             model_d = self._refits[key]
         model = self._model(model_d, trained["flavor"])
         classes = getattr(model, "classes_", None)
@@ -256,6 +257,36 @@ class PipelineBase:
                                             over=champion.version if champion else None, trigger=self.trigger,
                                             run_id=result.run.id, note=note, trained_at=trained_at, serves=serves)
 
+
+
+@dataclass
+class Fitted:
+    """What a train step returns: the fit, and the model's stored form made where it was fitted. The bytes of
+    a model that came back from another process (Ray) could differ from the local ones (its serialiser numbers
+    shared objects, and a round trip through Ray does not keep every one shared), so the step stores the model
+    it fitted itself, and the same data gives the same digest on every executor."""
+
+    result: TrainResult
+    payload: bytes
+    flavor: str
+    format: str
+
+
+def stored_form(result: TrainResult) -> Fitted:
+    flavor = flavor_for(result.model)
+    return Fitted(result=result, payload=flavor.save(result.model), flavor=flavor.name, format=flavor.format)
+
+
+def fit_stored(df: pd.DataFrame, target: str, columns: list[str], kinds: dict[str, str], prepare: Any,
+               model: Any) -> Fitted:
+    """The train step: :func:`tidal.train.fit.fit_pipeline`, and the model's stored form."""
+    return stored_form(fit_pipeline(df, target=target, columns=columns, kinds=kinds, prepare=prepare, model=model))
+
+
+def continue_stored(model: Any, rows: pd.DataFrame, target: str, columns: list[str], kinds: dict[str, str],
+                    parent: ModelVersion) -> Fitted:
+    """The train step of ``retrain.mode: incremental``: :func:`continue_fit_step`, and the stored form."""
+    return stored_form(continue_fit_step(model, rows, target, columns, kinds, parent))
 
 
 def _gate_step(gates: list[Any], validation: dict[str, Any], model: Any, holdout: pd.DataFrame, columns: list[str],

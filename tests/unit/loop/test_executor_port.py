@@ -48,7 +48,7 @@ class SendingExecutor(LocalExecutor):
         return self.submit(fn, *args, **kwargs).result()
 
 
-def _project(root: Path) -> Path:
+def _project(root: Path, *, search: bool = True) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     from sklearn.datasets import load_breast_cancer
 
@@ -57,18 +57,19 @@ def _project(root: Path) -> Path:
     frame.insert(0, "t", np.arange(len(frame)))
     frame["size"] = pd.cut(frame["mean radius"], 3, labels=["s", "m", "l"]).astype(str)  # a category column
     frame.to_csv(root / "rows.csv", index=False)
-    (root / "tidal.yaml").write_text("""version: 1
-name: port
-data: {source: rows.csv, target: target, time: t}
-model:
-  estimator: sklearn.ensemble.HistGradientBoostingClassifier
-  params: {max_iter: 10}
-  seed: 0
-  search:
+    searched = """  search:
     params: {max_depth: {int: [2, 4]}, learning_rate: {float: [0.05, 0.3], log: true}}
     trials: 3
-validate: {gates: [accuracy >= 0.8]}
-backtest: {initial_rows: 0.4, tick_rows: 100, periodic_every: 150}
+"""
+    (root / "tidal.yaml").write_text(f"""version: 1
+name: port
+data: {{source: rows.csv, target: target, time: t}}
+model:
+  estimator: sklearn.ensemble.HistGradientBoostingClassifier
+  params: {{max_iter: 10}}
+  seed: 0
+{searched if search else ""}validate: {{gates: [accuracy >= 0.8]}}
+backtest: {{initial_rows: 0.4, tick_rows: 100, periodic_every: 150}}
 """)
     return root
 
@@ -90,7 +91,7 @@ def test_a_run_with_a_search_and_a_backtest_send_only_module_level_steps(tmp_pat
 
     assert _model_digest(sent) == _model_digest(local)  # the same model, bit for bit
     assert "tidal.loop.search.fit_trial" in executor.sent and executor.sent.count("tidal.loop.search.fit_trial") == 3
-    for step in ("tidal.loop.pipeline._train_step", "tidal.loop.pipeline._evaluate_step",
+    for step in ("tidal.loop.registration.fit_stored", "tidal.loop.pipeline._evaluate_step",
                  "tidal.loop.pipeline._split_step", "tidal.loop.registration._gate_step", "tidal.data.steps.validate",
                  "tidal.data.steps.profile"):
         assert step in executor.sent, step
