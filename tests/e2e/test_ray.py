@@ -104,6 +104,41 @@ def cluster() -> Iterator[Cluster]:
         shutil.rmtree(temp, ignore_errors=True)
 
 
+@pytest.fixture(scope="module")
+def s3_bucket() -> Iterator[str]:
+    """An S3 bucket on moto's S3 server, started here on a free loopback port (and stopped by its pid); the
+    endpoint and dummy credentials are set for this module (botocore reads AWS_ENDPOINT_URL)."""
+    pytest.importorskip("s3fs")
+    moto_server = Path(sys.executable).parent / "moto_server"
+    if not moto_server.exists():
+        pytest.skip("moto[server] is not installed")
+    port = _free_port()
+    server = subprocess.Popen([str(moto_server), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            for key, value in {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "test",
+                               "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+                mp.setenv(key, value)
+            import s3fs
+
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=1):
+                        break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
+            bucket = f"tidal-ray-{port}"
+            s3fs.S3FileSystem(skip_instance_cache=True).mkdir(bucket)
+            yield bucket
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
 # -- what the tasks of the failure test run: sent by value (this module is not importable on the workers) ----
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
@@ -129,11 +164,13 @@ def _raise(counter: str) -> None:
 
 
 def test_a_run_and_a_backtest_on_the_cluster_give_the_local_model(
-        cluster: Cluster, tmp_path: Path, postgres_url: str) -> None:  # noqa: F811
+        cluster: Cluster, tmp_path: Path, postgres_url: str, s3_bucket: str) -> None:  # noqa: F811
+    """PostgreSQL for the metadata, S3 (moto's server) for the artifacts, Ray for the steps: no local state
+    besides tidal.yaml and its data."""
     local = Workspace.open(_project(tmp_path / "local", search=False))
     local.run()
     on_ray = Workspace.open(_project(tmp_path / "ray", search=False), store_url=postgres_url,
-                            executor=cluster.address)
+                            artifacts_url=f"s3://{s3_bucket}/tidal", executor=cluster.address)
     try:
         result = on_ray.run()
         assert result.run.status is RunStatus.SUCCEEDED and result.run.info["executor"] == "ray"
@@ -147,6 +184,11 @@ def test_a_run_and_a_backtest_on_the_cluster_give_the_local_model(
         champion, local_champion = on_ray.registry.champion("port"), local.registry.champion("port")
         assert champion is not None and local_champion is not None
         assert champion.artifact_digest == local_champion.artifact_digest  # the same model bytes as local
+        import s3fs
+
+        stored = s3fs.S3FileSystem(skip_instance_cache=True).find(f"{s3_bucket}/tidal")
+        assert any(path.endswith(champion.artifact_digest) for path in stored)  # the model is in the bucket
+        assert not (tmp_path / "ray" / ".tidal" / "artifacts").exists()
 
         assert on_ray.backtest().to_dict() == local.backtest().to_dict()  # periodic beside the loop, on Ray
     finally:
