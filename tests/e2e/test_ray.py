@@ -43,6 +43,32 @@ RAY_STEPS = ("validate", "split", "profile", "train", "evaluate", "gate")
 class Cluster:
     address: str  # ray://127.0.0.1:<client port>
     groups: list[int]
+    modules: Path  # a folder on the workers' PYTHONPATH (and the test's sys.path): the estimators below
+    marker: Path  # where DiesOnce notes that it died
+
+
+#: Estimators that kill the Ray worker fitting them (only where TIDAL_TEST_KILL is set: on this module's
+#: cluster, never in the test process): always, or the first time.
+KILLERS = """import os, signal
+from pathlib import Path
+from sklearn.linear_model import LogisticRegression
+
+
+class AlwaysDies(LogisticRegression):
+    def fit(self, X, y, sample_weight=None):
+        if os.environ.get("TIDAL_TEST_KILL"):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().fit(X, y, sample_weight)
+
+
+class DiesOnce(LogisticRegression):
+    def fit(self, X, y, sample_weight=None):
+        marker = os.environ.get("TIDAL_TEST_KILL")
+        if marker and not os.path.exists(marker):
+            Path(marker).write_text("died")
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().fit(X, y, sample_weight)
+"""
 
 
 def _free_port() -> int:
@@ -77,7 +103,12 @@ def cluster() -> Iterator[Cluster]:
     """Two Ray nodes on this machine, with tidal (this checkout's) importable on their workers."""
     ray_cli = str(Path(sys.executable).parent / "ray")
     temp = Path(tempfile.mkdtemp(prefix="tr", dir="/tmp"))  # short: Ray's socket paths must fit in 107 bytes
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")])),
+    modules = temp / "modules"
+    modules.mkdir()
+    (modules / "tidal_test_killers.py").write_text(KILLERS)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), str(modules),
+                                                                     os.environ.get("PYTHONPATH")])),
+           "TIDAL_TEST_KILL": str(temp / "died-once"),
            # the Ray Client server forks a server per client; with gRPC's fork handlers on, that fork fails here
            "GRPC_ENABLE_FORK_SUPPORT": "0", "RAY_USAGE_STATS_ENABLED": "0", **RAY_ENV}
     gcs, client = _free_port(), _free_port()
@@ -98,7 +129,8 @@ def cluster() -> Iterator[Cluster]:
                                     stderr=subprocess.STDOUT, start_new_session=True)
             groups.append(node.pid)
             assert node.wait(timeout=120) == 0, (temp / "node.log").read_text()[-2000:]
-        yield Cluster(address=f"ray://127.0.0.1:{client}", groups=groups)
+        yield Cluster(address=f"ray://127.0.0.1:{client}", groups=groups, modules=modules,
+                      marker=temp / "died-once")
     finally:
         _stop(groups)
         shutil.rmtree(temp, ignore_errors=True)
@@ -236,6 +268,35 @@ def test_a_killed_worker_is_retried_once_and_a_second_death_fails_with_the_cause
         assert (tmp_path / "raised").read_text() == "x"  # an exception is the step's: never retried
     finally:
         executor.close()
+
+
+def test_a_train_step_whose_worker_dies_is_retried_once_then_fails_the_run_with_the_cause(
+        cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(cluster.modules))  # the driver imports the estimator too (to infer the task)
+    root = _project(tmp_path / "p", search=False)
+    spec = (root / "tidal.yaml").read_text()
+    (root / "tidal.yaml").write_text(spec.replace("sklearn.ensemble.HistGradientBoostingClassifier",
+                                                  "tidal_test_killers.DiesOnce").replace("{max_iter: 10}",
+                                                                                         "{max_iter: 500}"))
+    with Workspace.open(root, executor=cluster.address) as ws:
+        result = ws.run()  # the first worker died in the train step; its retry fitted the model
+        assert cluster.marker.read_text() == "died" and result.run.status is RunStatus.SUCCEEDED
+        train = next(s for s in result.steps if s.name == "train")
+        assert train.outputs["ran_on"]["pid"] != os.getpid()
+
+    (root / "tidal.yaml").write_text(spec.replace("sklearn.ensemble.HistGradientBoostingClassifier",
+                                                  "tidal_test_killers.AlwaysDies").replace("{max_iter: 10}",
+                                                                                           "{max_iter: 500}"))
+    with Workspace.open(root, executor=cluster.address) as ws, pytest.raises(ExecutorError) as died:
+        ws.run()
+    message = str(died.value)
+    assert message.startswith("the Ray worker running tidal.loop.registration.fit_stored died, and again when it "
+                              "was retried (1 retry): ") and "\n" not in message
+    with Workspace.open(root) as ws:  # the run and its train step say so
+        failed = ws.store.list_runs("port")[0]
+        assert failed.status is RunStatus.FAILED and failed.error == message
+        steps = {s.name: s for s in ws.store.list_steps(failed.id)}
+        assert steps["train"].status.value == "failed" and steps["train"].outputs["error"] == message
 
 
 def test_a_step_that_fails_on_the_cluster_fails_the_run_as_it_does_locally(
