@@ -162,3 +162,13 @@ def test_a_ray_address_that_accepts_no_connection_is_one_line_at_once() -> None:
     assert "\n" not in str(err.value) and "ray start --head" in str(err.value.hint)
     with pytest.raises(ExecutorError, match="is not a Ray address"):
         RayExecutor("ray://").run(_project, Path("unused"))
+
+
+def test_opening_a_ray_executor_imports_no_ray() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, tidal.workspace; from tidal.executors import open_executor; open_executor('ray'); "
+            "open_executor('ray://h:1'); print('ray' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "False"
