@@ -189,6 +189,15 @@ def _die(counter: str) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+def _epochs(n: int) -> int:
+    from tidal.core.progress import report
+
+    for i in range(1, n + 1):
+        time.sleep(0.3)
+        report("epoch", i, n)
+    return n
+
+
 def _raise(counter: str) -> None:
     with open(counter, "a") as f:
         f.write("x")
@@ -297,6 +306,24 @@ def test_a_train_step_whose_worker_dies_is_retried_once_then_fails_the_run_with_
         assert failed.status is RunStatus.FAILED and failed.error == message
         steps = {s.name: s for s in ws.store.list_steps(failed.id)}
         assert steps["train"].status.value == "failed" and steps["train"].outputs["error"] == message
+
+
+def test_what_a_step_reports_on_a_worker_reaches_the_driver_as_it_runs(cluster: Cluster) -> None:
+    from tidal.core.progress import listening
+
+    seen: list[tuple[str, int, int, float]] = []
+    executor = RayExecutor(cluster.address)
+    try:
+        assert executor.run(_epochs, 1) == 1  # connected, nobody listening: no progress queue
+        assert executor._queue is None
+        with listening(lambda what, done, total: seen.append((what, done, total, time.monotonic()))):
+            started = time.monotonic()
+            assert executor.run(_epochs, 3) == 3
+            ended = time.monotonic()
+    finally:
+        executor.close()
+    assert [s[:3] for s in seen] == [("epoch", 1, 3), ("epoch", 2, 3), ("epoch", 3, 3)]
+    assert started < seen[0][3] < ended - 0.2  # shown while the step ran, not all at its end
 
 
 def test_a_step_that_fails_on_the_cluster_fails_the_run_as_it_does_locally(

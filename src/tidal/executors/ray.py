@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 
 from tidal.core.errors import ExecutorError, TidalError
 from tidal.core.ports import Task
+from tidal.core.progress import listened, listening, report
 
 R = TypeVar("R")
 
@@ -43,15 +44,26 @@ MAX_RETRIES = 1
 LOCAL_OBJECT_STORE_BYTES = 256 * 1024**2
 #: Seconds to wait for a ``ray://`` address to accept a connection before saying it cannot be reached.
 CONNECT_TIMEOUT_S = 5.0
+#: Seconds between two looks at the progress a running step reported.
+PROGRESS_POLL_S = 0.25
 INSTALL_HINT = "install Ray with `pip install 'tidal[ray]'`, or set storage.executor: local"
 
 
-def _call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-    """What runs on the worker: the step, and where it ran."""
+def _call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+          progress: Any = None) -> tuple[Any, dict[str, Any]]:
+    """What runs on the worker: the step, and where it ran. ``progress``: a Ray queue that gets what the step
+    reports (:func:`tidal.core.progress.report`: a network's epochs), for the driver to show."""
     import ray
 
     where = {"node": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(), "pid": os.getpid()}
-    return fn(*args, **kwargs), where
+    if progress is None:
+        return fn(*args, **kwargs), where
+
+    def forward(what: str, done: int, total: int) -> None:
+        progress.put_nowait((what, done, total))  # a full queue raises, and report() drops that one
+
+    with listening(forward):
+        return fn(*args, **kwargs), where
 
 
 def check_sendable(fn: Callable[..., Any]) -> None:
@@ -66,13 +78,26 @@ def check_sendable(fn: Callable[..., Any]) -> None:
 class RayTask(Generic[R]):
     """A submitted Ray task."""
 
-    def __init__(self, executor: RayExecutor, ref: Any, label: str) -> None:
-        self._executor, self.ref, self.label = executor, ref, label
+    def __init__(self, executor: RayExecutor, ref: Any, label: str, progress: Any = None) -> None:
+        self._executor, self.ref, self.label, self._progress = executor, ref, label, progress
         self.where: dict[str, Any] | None = None
 
     def result(self) -> R:
+        if self._progress is not None:  # show what the step reports while it runs, as a local step does
+            ray = self._executor._ray()
+            while not ray.wait([self.ref], num_returns=1, timeout=PROGRESS_POLL_S)[0]:
+                self._drain()
+            self._drain()
         value, self.where = self._executor._get(self.ref, self.label)
         return value  # type: ignore[no-any-return]
+
+    def _drain(self) -> None:
+        try:
+            reported = self._progress.get_nowait_batch(self._progress.qsize())
+        except Exception:  # progress is never worth failing a step for
+            return
+        for what, done, total in reported:
+            report(what, done, total)
 
     def done(self) -> bool:
         ray = self._executor._ray()
@@ -93,6 +118,7 @@ class RayExecutor:
         self._remote: Any = None
         self._owned = False  # whether this executor started (or connected) the Ray it uses
         self._slots: int | None = None
+        self._queue: Any = None  # the progress queue, made at the first step somebody watches
 
     # -- connecting ---------------------------------------------------------------------------------
     def _ray(self) -> Any:
@@ -139,12 +165,25 @@ class RayExecutor:
         if self._remote is None:
             self._remote = ray.remote(num_cpus=1, max_retries=MAX_RETRIES, retry_exceptions=False)(_call)
         label = f"{fn.__module__}.{fn.__qualname__}"
+        progress = self._progress_queue() if listened() else None
         try:
-            ref = self._remote.remote(fn, args, kwargs)
+            ref = self._remote.remote(fn, args, kwargs, progress)
         except Exception as exc:
             raise ExecutorError(f"Ray did not take the task {label}: {_one_line(exc)}",
                                 hint="is the cluster still running? (`ray status` on its head node)") from exc
-        return RayTask(self, ref, label)
+        return RayTask(self, ref, label, progress)
+
+    def _progress_queue(self) -> Any:
+        """One queue (a Ray actor that takes no CPU) for the progress of this executor's steps; None when Ray
+        cannot make one (the steps run without showing their progress)."""
+        if self._queue is None:
+            try:
+                from ray.util.queue import Queue
+
+                self._queue = Queue(maxsize=10_000, actor_options={"num_cpus": 0})
+            except Exception:
+                self._queue = False
+        return None if self._queue is False else self._queue  # not `or`: an empty queue is falsy (its len)
 
     def run(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
         return self.submit(fn, *args, **kwargs).result()
@@ -182,7 +221,7 @@ class RayExecutor:
         with self._lock:
             if self._module is not None and self._owned:
                 self._module.shutdown()
-            self._module, self._remote, self._owned, self._slots = None, None, False, None
+            self._module, self._remote, self._owned, self._slots, self._queue = None, None, False, None, None
 
 
 def _check_reachable(address: str) -> None:
