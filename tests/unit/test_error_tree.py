@@ -22,8 +22,12 @@ INTERNAL = {
     ("tidal.storage.predictions._batch_codec", "Unreadable"): "the prediction log, which skips the batch",
     ("tidal.storage.predictions._sql_archive", "_Changed"): "the same module's archive loop, which redoes the day "
                                                            "(three tries, then a StorageError)",
+    ("tidal.loop.alerts", "_Retry"): "tidal.loop.alerts.Alerts._send, which retries it, then records an alert.failed "
+                                     "event",
     ("tidal.data.sources.fetch", "_Transient"): "tidal.data.sources.fetch.Fetcher.get, which retries it, then raises "
                                                 "a SourceError",
+    ("tidal.data.sources.stream", "_Down"): "tidal.data.sources.stream.Broker.connect, which retries it for "
+                                            "retry_for, then raises a SourceError",
     ("tidal.data.images.codec", "ImageProblem"): "tidal.data.images (collect, prepare, profile), which name the image "
                                                  "and skip it or raise a DataError",
     # A BaseException on purpose, like KeyboardInterrupt: no `except Exception` may swallow a stop signal.

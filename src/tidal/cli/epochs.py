@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from rich.table import Table
 
 from tidal.core.entities import Metric
+from tidal.workspace.shapes import curves
 
 #: (heading, the curves that fill it, first found): the columns in order.
 COLUMNS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -29,13 +30,6 @@ R2 = ("Val R²", "curve.validation_score")
 MAX_ROWS = 25
 
 
-def curves(metrics: Iterable[Metric]) -> dict[str, list[float]]:
-    """Every ``curve.*`` metric as its values in step order (what ``--json`` gives)."""
-    points: dict[str, dict[int, float]] = {}
-    for m in metrics:
-        if m.key.startswith("curve."):
-            points.setdefault(m.key, {})[m.step] = m.value
-    return {key: [steps[s] for s in sorted(steps)] for key, steps in sorted(points.items())}
 
 
 def epoch_columns(found: dict[str, list[float]]) -> list[tuple[str, list[float]]]:

@@ -21,6 +21,8 @@ LEASE_HELD = 5
 #: ``tidal backtest``: the loop retrained, and every retrain failed (the line on stderr gives the first error);
 #: ``tidal loop --once``: the retrain this tick started failed (its output and event say why).
 RETRAINS_FAILED = 6
+#: ``tidal loop --once``: the collection this tick made (``data.collect``) failed or its batch was rejected.
+COLLECT_FAILED = 7
 #: Stopped by Ctrl-C; stopped by signal N (SIGTERM, SIGHUP) exits 128 + N, as shells report it.
 INTERRUPTED = 130
 
@@ -34,6 +36,8 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
     (LEASE_HELD, "tidal loop --once: another controller holds the lease; nothing done"),
     (RETRAINS_FAILED, "tidal backtest: every retrain of the loop failed (the first failure says why); "
                       "tidal loop --once: this tick's retrain failed"),
+    (COLLECT_FAILED, "tidal loop --once: this tick's collection failed, or its batch was rejected (the event "
+                     "says why)"),
     (INTERRUPTED, "interrupted by Ctrl-C (stopped by signal N: 128 + N, e.g. 143 for SIGTERM)"),
 )
 
@@ -43,5 +47,5 @@ def help_epilog() -> str:
     return "\b\nExit codes:\n" + "\n".join(f"  {code:>3}  {meaning}" for code, meaning in EXIT_CODES)
 
 
-__all__ = ["DONE", "EXIT_CODES", "GATE_FAILED", "INTERNAL", "INTERRUPTED", "LEASE_HELD", "MISTAKE",
+__all__ = ["COLLECT_FAILED", "DONE", "EXIT_CODES", "GATE_FAILED", "INTERNAL", "INTERRUPTED", "LEASE_HELD", "MISTAKE",
            "RETRAINS_FAILED", "UNREADABLE_PREDICTIONS", "help_epilog"]

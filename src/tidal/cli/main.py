@@ -18,8 +18,10 @@ from tidal.cli import (
 
 # isort: split
 from tidal.cli import (
+    alerts,  # noqa: F401 - registers tidal alerts test
     archive,  # noqa: F401 - registers tidal predictions archive and ls
     operate,  # noqa: F401 - registers its commands: the model in service
+    web,  # noqa: F401 - registers tidal tokens and tidal ui
 )
 from tidal.cli.app import app, err, state
 from tidal.cli.failures import Terminated, exit_code_for, report_failure

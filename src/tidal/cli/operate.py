@@ -37,6 +37,8 @@ def serve(
     = None,
     log_url: Annotated[str | None, typer.Option(
         help="With --bundle: the prediction log's database URL (e.g. postgresql://...).")] = None,
+    ui: Annotated[bool, typer.Option("--ui", help="Also serve the management API (/api/v1) in this process "
+                                                  "(one worker; see tidal ui).")] = False,
     project: ProjectOpt = None,
 ) -> None:
     """Serve the champion over HTTP: /predict, /feedback, /healthz, /readyz, /metrics, /model, /docs."""
@@ -61,6 +63,13 @@ def serve(
     with open_workspace(project) as ws:
         deploy = ws.spec.deploy
         root = ws.settings.root
+    if ui:
+        from tidal.ui import run_ui
+
+        if (workers or deploy.workers) > 1:
+            raise TidalError("--ui serves in one process", hint="drop --workers, or run tidal ui beside the server")
+        run_ui(root, host=host or deploy.host, port=deploy.port if port is None else port, with_model=True)
+        return
     run_server(root, host=host or deploy.host, port=deploy.port if port is None else port,
                workers=workers or deploy.workers)
 
@@ -77,9 +86,10 @@ def monitor(
 ) -> None:
     """Drift per feature, prediction drift and performance on labelled feedback, over one window. A window
     with no predictions has nothing to judge: no report is stored, and the command says so."""
-    from tidal.cli.render import dump_json, report_table, report_to_dict
+    from tidal.cli.render import dump_json, report_table
     from tidal.monitor import summarize
     from tidal.monitor.estimate import describe as describe_estimate
+    from tidal.workspace.shapes import report_to_dict
 
     with open_workspace(project) as ws:
         report = ws.monitor(window=window, since=_parse_since(since), html=html, all_versions=all_versions)
@@ -139,7 +149,8 @@ def _parse_since(text: str | None) -> datetime | None:
 def reports_ls(limit: Annotated[int, typer.Option(help="Show at most this many reports.")] = 20,
                json_out: JsonOpt = False, project: ProjectOpt = None) -> None:
     """List stored monitoring reports, newest first."""
-    from tidal.cli.render import dump_json, report_to_dict, reports_table
+    from tidal.cli.render import dump_json, reports_table
+    from tidal.workspace.shapes import report_to_dict
 
     with open_workspace(project) as ws:
         reports = ws.reports(limit=limit)
@@ -153,9 +164,10 @@ def reports_ls(limit: Annotated[int, typer.Option(help="Show at most this many r
 def reports_show(report_id: Annotated[str, typer.Argument(help="A report id, or a unique prefix of one.")],
                  json_out: JsonOpt = False, project: ProjectOpt = None) -> None:
     """Show one stored report."""
-    from tidal.cli.render import dump_json, report_table, report_to_dict
+    from tidal.cli.render import dump_json, report_table
     from tidal.monitor import summarize
     from tidal.monitor.estimate import describe as describe_estimate
+    from tidal.workspace.shapes import report_to_dict
 
     with open_workspace(project) as ws:
         report = ws.report(report_id)
@@ -214,17 +226,35 @@ def loop_cmd(
     take_over: Annotated[bool, typer.Option(
         "--take-over", help="Take the controller lease from the controller holding it (only when you know that "
                             "process is dead; recorded as an event).")] = False,
+    status: Annotated[bool, typer.Option("--status", help="Print the loop's state (paused, retrain asked, "
+                                                          "lease) and exit.")] = False,
+    pause: Annotated[bool, typer.Option("--pause", help="Pause the controller (it ticks, acting on nothing) "
+                                                        "and exit; recorded as an event naming you.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Resume a paused controller and exit.")] = False,
+    retrain_now: Annotated[bool, typer.Option("--retrain-now", help="Ask the controller to retrain at its next "
+                                                                    "tick and exit.")] = False,
+    reason: Annotated[str | None, typer.Option(help="With --pause, --resume, --retrain-now: why (in the event).")]
+    = None,
     json_out: JsonOpt = False,
     project: ProjectOpt = None,
 ) -> None:
     """Run the controller: observe → decide (the retrain policy) → act → record, every INTERVAL. One
     controller acts per project at a time (a lease); with --once, exit code 5 says another controller held
-    it and this tick did nothing, and exit code 6 that the retrain this tick started failed (the tick's
-    output and the loop.retrain_failed event say why)."""
-    from tidal.cli.render import TickPrinter, tick_to_dict
+    it and this tick did nothing, exit code 6 that the retrain this tick started failed (the tick's
+    output and the loop.retrain_failed event say why), and exit code 7 that its collection (data.collect)
+    failed or was rejected."""
+    from tidal.cli.render import TickPrinter
+    from tidal.workspace.shapes import tick_to_dict
 
     seconds = _parse_interval(interval)
+    controls = [flag for flag, on in (("--status", status), ("--pause", pause), ("--resume", resume),
+                                      ("--retrain-now", retrain_now)) if on]
+    if len(controls) > 1:
+        raise TidalError(f"{' and '.join(controls)} do not go together", hint="give one of them")
     with open_workspace(project) as ws:
+        if controls:
+            _loop_control(ws, controls[0], reason, json_out)
+            return
         printer = TickPrinter(console)
 
         def show(report: Any) -> None:
@@ -240,10 +270,32 @@ def loop_cmd(
                 raise typer.Exit(exits.LEASE_HELD)
             if report.failed is not None:  # a failed retrain is not a tick that went well: scripts can tell
                 raise typer.Exit(exits.RETRAINS_FAILED)
+            if (report.collected or {}).get("outcome") in ("failed", "rejected"):  # nor is a failed collection
+                raise typer.Exit(exits.COLLECT_FAILED)
             return
         if not json_out:
             console.print(f"controller on [bold]{ws.spec.name}[/], a tick every {seconds:g}s (Ctrl-C stops)")
         ws.controller(take_over=take_over).run(interval_s=seconds, max_ticks=max_ticks, on_tick=show)
+
+
+def _loop_control(ws: Any, flag: str, reason: str | None, json_out: bool) -> None:
+    from tidal.cli.render import dump_json
+
+    if flag == "--status":
+        found = ws.loop.status()
+    else:
+        act = {"--pause": ws.loop.pause, "--resume": ws.loop.resume, "--retrain-now": ws.loop.retrain_now}[flag]
+        found = act(reason=reason)
+    if json_out:
+        dump_json(console, found)
+        return
+    paused, asked = found["paused"], found["retrain_requested"]
+    console.print(f"loop of [bold]{escape(found['project'])}[/]: "
+                  + (f"[yellow]paused[/] by {escape(str(paused.get('by')))} since {paused.get('at')}" if paused
+                     else "[green]running[/]")
+                  + (f"; retrain asked by {escape(str(asked.get('by')))}" if asked else "")
+                  + (f"; controller {escape(found['controller']['owner'])}" if found["controller"] else
+                     "; no controller holds the lease"))
 
 
 def _parse_interval(text: str) -> float:

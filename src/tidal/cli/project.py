@@ -158,13 +158,12 @@ def runs_ls(limit: Annotated[int, typer.Option(help="Show at most this many runs
             json_out: JsonOpt = False, project: ProjectOpt = None) -> None:
     """List runs, newest first."""
     from tidal.cli.render import dump_json, runs_table
+    from tidal.workspace.shapes import run_summary
 
     with open_workspace(project) as ws:
         runs = ws.runs.list(limit=limit)
         if json_out:
-            dump_json(console, [{"id": r.id, "status": r.status.value, "started_at": r.started_at,
-                                 "ended_at": r.ended_at, "trigger": r.trigger, "error": r.error,
-                                 "model": r.info.get("model")} for r in runs])
+            dump_json(console, [run_summary(r) for r in runs])
         else:
             console.print(runs_table(runs))
 
@@ -176,8 +175,9 @@ def runs_show(run_id: Annotated[str, typer.Argument(help="A run id, or a unique 
               = False) -> None:
     """Show one run: steps, params, metrics, the epoch table of a network, lineage, and the end of what the
     training library printed."""
-    from tidal.cli.epochs import curves, epoch_table
+    from tidal.cli.epochs import epoch_table
     from tidal.cli.render import dump_json, fmt, steps_table, when
+    from tidal.workspace.shapes import run_detail
 
     with open_workspace(project) as ws:
         d = ws.runs.get(run_id)
@@ -189,12 +189,7 @@ def runs_show(run_id: Annotated[str, typer.Argument(help="A run id, or a unique 
         for m in d.metrics:
             last[m.key] = m.value
         if json_out:
-            dump_json(console, {"id": d.run.id, "status": d.run.status.value, "trigger": d.run.trigger,
-                                "started_at": d.run.started_at, "ended_at": d.run.ended_at, "error": d.run.error,
-                                "spec_digest": d.run.spec_digest, "info": d.run.info, "params": d.params,
-                                "tags": d.tags, "metrics": last, "curves": curves(d.metrics), "log": text,
-                                "steps": [{"name": s.name, "status": s.status.value, "explain": s.explain,
-                                           "seconds": s.duration_s, "outputs": s.outputs} for s in d.steps]})
+            dump_json(console, run_detail(d, text))
             return
         console.print(f"[bold]run {d.run.id}[/]  {d.run.status.value}  trigger {d.run.trigger}  "
                       f"started {when(d.run.started_at)}")
@@ -222,17 +217,17 @@ def runs_show(run_id: Annotated[str, typer.Argument(help="A run id, or a unique 
 @models_app.command("ls")
 def models_ls(json_out: JsonOpt = False, project: ProjectOpt = None) -> None:
     """List every registered model version."""
-    from tidal.cli.render import dump_json, model_to_dict, models_table
+    from tidal.cli.render import dump_json, models_table
+    from tidal.workspace.shapes import models_list
 
     with open_workspace(project) as ws:
-        versions = ws.models.list()
+        if json_out:
+            dump_json(console, models_list(ws))
+            return
         aliases: dict[tuple[str, int], list[str]] = {}
         for a in ws.models.aliases():
             aliases.setdefault((a.name, a.version), []).append(a.alias)
-        if json_out:
-            dump_json(console, [model_to_dict(mv, aliases.get((mv.name, mv.version), [])) for mv in versions])
-        else:
-            console.print(models_table(versions, aliases))
+        console.print(models_table(ws.models.list(), aliases))
 
 
 @models_app.command("show")
@@ -240,27 +235,18 @@ def models_show(ref: Annotated[str, typer.Argument(help="NAME, NAME:VERSION or N
                 json_out: JsonOpt = False, project: ProjectOpt = None) -> None:
     """Show a model version: state and its history, why it serves (or not), metrics, signature, lineage, and
     the events that explain it."""
-    from tidal.cli.render import (
-        dump_json,
-        event_to_dict,
-        events_table,
-        fmt,
-        model_to_dict,
-        state_text,
-        states_table,
-        when,
-    )
+    from tidal.cli.render import dump_json, events_table, fmt, state_text, states_table, when
+    from tidal.workspace.shapes import model_detail
 
     with open_workspace(project) as ws:
+        if json_out:
+            dump_json(console, model_detail(ws, ref))
+            return
         mv = ws.models.get(ref)
         aliases = ws.models.aliases_of(mv)
         history = ws.models.history(mv)
         states = ws.models.states(mv)
         serving = ws.models.serving(mv)
-        if json_out:
-            dump_json(console, {**model_to_dict(mv, aliases), "history": [t.to_dict() for t in states],
-                                "serving": serving.to_dict(), "events": [event_to_dict(e) for e in history]})
-            return
         head = Text.assemble((f"{mv.name}:{mv.version}", "bold"), "  ", state_text(mv.state.value))
         if "stored_state" in mv.info:
             head.append(f" (stored as {mv.info['stored_state']!r}, a state this tidal does not know)", style="yellow")
@@ -340,7 +326,8 @@ def events(limit: Annotated[int, typer.Option(help="Show at most the newest N ev
                help="Only events of this kind, e.g. gate.failed, alias.moved, loop.retrain.")] = None,
            json_out: JsonOpt = False, project: ProjectOpt = None) -> None:
     """The recorded decisions: data rejected, gates passed or failed, promotions."""
-    from tidal.cli.render import dump_json, event_to_dict, events_table
+    from tidal.cli.render import dump_json, events_table
+    from tidal.workspace.shapes import event_to_dict
 
     with open_workspace(project) as ws:
         evs = ws.events(limit=limit, subject=subject, kind=kind)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +13,7 @@ from rich.text import Text
 from tidal.core.entities import Event, ModelVersion, Report, Run, StepRecord, StepStatus
 from tidal.core.text import count
 from tidal.spec.metrics import LOWER_IS_BETTER
+from tidal.workspace.shapes import dumps
 
 if TYPE_CHECKING:
     from tidal.registry import Transition
@@ -35,7 +35,7 @@ def fmt(value: Any) -> str:
 
 
 def dump_json(console: Console, data: Any) -> None:
-    console.print_json(json.dumps(data, default=str))
+    console.print_json(dumps(data))
 
 
 class StepPrinter:
@@ -153,24 +153,10 @@ def events_table(events: list[Event]) -> Table:
     return table
 
 
-def model_to_dict(mv: ModelVersion, aliases: list[str]) -> dict[str, Any]:
-    return {"name": mv.name, "version": mv.version, "state": mv.state.value, "aliases": aliases,
-            **({"stored_state": mv.info["stored_state"]} if "stored_state" in mv.info else {}),
-            "created_at": mv.created_at.isoformat(), "run_id": mv.run_id, "artifact": mv.artifact_digest,
-            "format": mv.format, "task": mv.task, "signature": mv.signature.to_dict(), "metrics": mv.metrics,
-            "lineage": mv.lineage.to_dict(), "reasons": mv.reasons}
 
 
-def event_to_dict(e: Event) -> dict[str, Any]:
-    return {"id": e.id, "time": e.time.isoformat(), "kind": e.kind, "subject": e.subject,
-            "message": e.message, "data": e.data}
 
 
-def report_to_dict(r: Report, *, body: bool = True) -> dict[str, Any]:
-    out = {"id": r.id, "model": r.model, "version": r.version, "created_at": r.created_at.isoformat(),
-           "window": r.window, "drift_share": r.drift_share, "drifted": r.drifted, "alerts": r.alerts}
-    # the body's own "alerts" are structured (kind, columns, message); the top level keeps the messages
-    return {**r.body, **out, "alert_details": r.body.get("alerts", [])} if body else out
 
 
 def reports_table(reports: list[Report]) -> Table:
@@ -184,15 +170,18 @@ def reports_table(reports: list[Report]) -> Table:
     return table
 
 
-def tick_to_dict(t: Any) -> dict[str, Any]:
-    d = t.decision
-    lease = t.blocked_by
-    return {"time": t.time.isoformat(), "champion": t.champion, "acted": t.acted, "note": t.note,
-            "blocked_by": None if lease is None else {"owner": lease.owner, "until": lease.until.isoformat()},
-            "drift_share": t.drift_share, "metric": t.metric, "value": t.value, "failed": getattr(t, "failed", None),
-            "decision": None if d is None else {"retrain": d.retrain, "trigger": d.trigger, "reasons": d.reasons,
-                                                "blocked_by": d.blocked_by},
-            "events": [event_to_dict(e) for e in t.events]}
+
+
+def collected_part(c: dict[str, Any]) -> str:
+    """A tick's collection (``data.collect``), for its line: what came, and its drift."""
+    outcome = c.get("outcome")
+    if outcome == "collected":
+        drift = c.get("drift") or {}
+        share = f", drift {drift['share']:.2f}" if drift.get("share") is not None else ""
+        return f"[green]collected {c.get('rows', 0)} rows[/] ({c.get('labelled', 0)} labelled{share})"
+    if outcome == "no_new_rows":
+        return "collected nothing new"
+    return f"[bold red]collection {escape(str(outcome))}[/] (see the event below)"
 
 
 class TickPrinter:
@@ -207,6 +196,8 @@ class TickPrinter:
             parts.append(f"drift {t.drift_share:.2f}")
         if t.value is not None:
             parts.append(f"{t.metric} {t.value:.3f}")
+        if (c := getattr(t, "collected", None)) is not None:
+            parts.append(collected_part(c))
         d = t.decision
         if d is not None and d.retrain:
             parts.append(f"[bold]retrain[/] ({d.trigger})")

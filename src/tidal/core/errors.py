@@ -37,6 +37,9 @@ The tree (classes defined outside this module are named with their module)::
     │   │                      (tidal.predict.errors; the SDK raises it too)
     │   └── ModelCheckFailed   a version that fails on its own sample rows; it never serves
     │                          (tidal.predict.predictor)
+    ├── AuthError              the management API or the server refused a caller (tidal.ui, deploy.auth)
+    │   ├── Unauthenticated    no token, an unknown, revoked, expired or malformed one, a forged session (401)
+    │   └── Forbidden          a known caller whose role or scope does not allow the action (403)
     ├── PluginCheckFailed      a plugin broke its contract in a conformance check (also an AssertionError)
     │   ├── SourceCheckFailed      a source plugin (tidal.data.sources.checks)
     │   ├── FlavorCheckFailed      a model flavor plugin (tidal.train.flavors.checks)
@@ -224,6 +227,20 @@ class ServingError(TidalError):
     """The server could not answer a request."""
 
 
+class AuthError(TidalError):
+    """A caller the management API (or a ``deploy.auth`` endpoint) refuses. The message never holds the
+    token or cookie it was given: it names the token by its id at most."""
+
+
+class Unauthenticated(AuthError):
+    """Who is calling is not known: no token, an unknown, revoked, expired or malformed one, or a session
+    cookie that does not verify (HTTP 401)."""
+
+
+class Forbidden(AuthError):
+    """The caller is known, and its role or scope does not allow this action (HTTP 403)."""
+
+
 class PluginCheckFailed(TidalError, AssertionError):
     """A plugin broke its contract in one of the conformance checks tidal offers plugin authors (e.g.
     ``check_source``); an ``AssertionError`` too, so that a test runner reports it as a failed test."""
@@ -250,9 +267,11 @@ __all__ = [
     "AliasConflict",
     "AliasMoved",
     "ArtifactNotFound",
+    "AuthError",
     "DataError",
     "ExecutorError",
     "FeedbackRejected",
+    "Forbidden",
     "GateFailed",
     "IntegrityError",
     "ModelNotFound",
@@ -271,6 +290,7 @@ __all__ = [
     "StorageError",
     "TidalError",
     "TrainingError",
+    "Unauthenticated",
     "UntrustedModel",
 ]
 

@@ -5,7 +5,8 @@ Each port has a conformance suite in ``tests/contract/`` that every adapter must
 
 - The metadata ports, each small and about one thing: :class:`RunStore` (runs, steps, tracking),
   :class:`SnapshotStore` (snapshots, the step cache), :class:`ModelStore` (model versions, aliases,
-  events) and :class:`LoopStore` (leases, state, reports); each has :meth:`UnitOfWork.atomic`.
+  events), :class:`LoopStore` (leases, state, reports) and :class:`TokenStore` (API tokens); each has
+  :meth:`UnitOfWork.atomic`.
   :class:`MetadataStore` is all of them in one store (one database), as the workspace opens it; a stage
   depends on the port it uses.
 - :class:`PredictionLog` (served predictions and their labels), :class:`ArtifactStore` (bytes by digest),
@@ -43,6 +44,7 @@ from tidal.core.entities import (
     StepRecord,
     UnreadableBatch,
 )
+from tidal.core.tokens import ApiToken
 
 R = TypeVar("R")
 R_co = TypeVar("R_co", covariant=True)
@@ -234,7 +236,31 @@ class LoopStore(UnitOfWork, Protocol):
 
 
 @runtime_checkable
-class MetadataStore(RunStore, SnapshotStore, ModelStore, LoopStore, Protocol):
+class TokenStore(UnitOfWork, Protocol):
+    """The management API's tokens (:mod:`tidal.core.tokens`): stored with the SHA-256 of their secret,
+    never the secret. A revoked token stays stored (who revoked it, and when), so an event that names it
+    can still be read."""
+
+    def create_token(self, token: ApiToken) -> None:
+        """Store a new token; StorageError when its id is taken."""
+        ...
+
+    def get_token(self, token_id: str) -> ApiToken | None:
+        """The token ``token_id`` (revoked or not), or None. Read from the store on every call: a revoke
+        made by another process is seen at once."""
+        ...
+
+    def list_tokens(self) -> list[ApiToken]:
+        """Every token, oldest first."""
+        ...
+
+    def revoke_token(self, token_id: str, at: datetime, by: str) -> ApiToken | None:
+        """Mark ``token_id`` revoked (a no-op on one revoked already); the token afterwards, or None."""
+        ...
+
+
+@runtime_checkable
+class MetadataStore(RunStore, SnapshotStore, ModelStore, LoopStore, TokenStore, Protocol):
     """Every metadata port in one store: what a workspace opens (one database, one set of migrations, and
     units of work that span ports). A stage depends on the port it uses; the composition root owns this
     whole store, and closes it.

@@ -19,6 +19,7 @@ collected, unchanged, is not stored again; rows later than the lookback are miss
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -153,14 +154,24 @@ def merge_batches(batches: list[pd.DataFrame], column: str, key: str | None) -> 
     """The union of ``batches`` (in collection order) in the order of ``column``: with ``key``, one row per
     key, the one with the largest ``column`` (the last collected on a tie); without, identical rows once."""
     table = pd.concat(batches, ignore_index=True) if len(batches) > 1 else batches[0].reset_index(drop=True)
-    table = table.sort_values(column, kind="stable", na_position="first").reset_index(drop=True)
+    # Batches come sorted, each past the one before (without a lookback): a stable sort of rows already in
+    # order leaves them as they are, so it is skipped when a check in one pass finds them so.
+    if not table[column].is_monotonic_increasing:
+        table = table.sort_values(column, kind="stable", na_position="first").reset_index(drop=True)
     if key is not None:
         if key not in table.columns:
             raise SourceError(f"data.incremental.key {key!r} is not a column of the collected rows (columns: "
                               f"{', '.join(map(str, table.columns[:20]))})", hint=_INCREMENTAL_HINT)
         return table.drop_duplicates(subset=[key], keep="last").reset_index(drop=True)
     try:
-        return table.drop_duplicates(keep="first").reset_index(drop=True)
+        # Identical rows have the same value of the column: only rows whose value repeats are compared whole
+        # (hashing every cell of every row collected so far, on every collection, would cost the most).
+        repeated = table[column].duplicated(keep=False).to_numpy()
+        if not repeated.any():
+            return table
+        drop = np.zeros(len(table), dtype=bool)
+        drop[repeated] = table[repeated].duplicated(keep="first").to_numpy()
+        return table[~drop].reset_index(drop=True)
     except TypeError:  # unhashable cells
         return table[~table.astype(str).duplicated(keep="first")].reset_index(drop=True)
 
@@ -221,10 +232,13 @@ def sql_source_for(data: DataSpec) -> None:
 
 
 def collect_increment(data: DataSpec, *, base_dir: Path, project: str, created_at: datetime,
-                      watermark: dict[str, Any] | None, previous: list[pd.DataFrame]) -> Increment:
+                      watermark: dict[str, Any] | None, previous: list[pd.DataFrame],
+                      check: Callable[[pd.DataFrame], None] | None = None) -> Increment:
     """Read the rows past ``watermark`` (less ``data.incremental.lookback``) and build the table to train on
     from ``previous`` (the batches collected before, in order) and the new rows. EmptySourceError when there
-    are no rows at all (no batch before, none now)."""
+    are no rows at all (no batch before, none now). ``check``: called with the new rows before anything is
+    made of them (the loop validates a batch there, so that a batch of another type is refused by the schema's
+    checks rather than failing as a table that cannot be stored)."""
     from tidal.data.sources.sql import read_after
 
     inc = data.incremental
@@ -236,10 +250,14 @@ def collect_increment(data: DataSpec, *, base_dir: Path, project: str, created_a
     rows = read_after(data.source, base_dir=base_dir, query=data.query, column=inc.column, after=after)
     if len(rows):
         check_orderable(rows[inc.column])
-    new = unseen_rows(rows, previous)
+    # Without a lookback every row read is past the watermark, the largest value collected: none can be one
+    # collected before, so the rows collected are not hashed again on every collection.
+    new = unseen_rows(rows, previous) if inc.lookback is not None else rows
     batch, mark = None, watermark
     if len(new):
         new = new.sort_values(inc.column, kind="stable").reset_index(drop=True)
+        if check is not None:
+            check(new)
         try:
             top = encode_watermark(new[inc.column].max())
         except (TypeError, InvalidOperation) as exc:
@@ -261,7 +279,14 @@ def collect_increment(data: DataSpec, *, base_dir: Path, project: str, created_a
                                hint="check data.query, and that data.incremental.column is filled in")
     table = merge_batches(frames, inc.column, inc.key)
     table = window_table(table, data, created_at)
-    table_info, table_payload = make_snapshot(table, project=project, source=data.source, created_at=created_at)
+    if batch is not None and not previous and len(table) == len(new):
+        # The first batch, none of its rows dropped: the table is the batch (both in the column's order, the
+        # batch sorted stably, the merge too), so the same bytes; only the batch's note on the watermark differs.
+        table_info = replace(batch[0], profile={k: v for k, v in batch[0].profile.items() if k != "incremental"})
+        table_payload = batch[1]
+    else:
+        table_info, table_payload = make_snapshot(table, project=project, source=data.source,
+                                                  created_at=created_at)
     return Increment(batch=batch, watermark=mark, table=(table_info, table_payload), new_rows=len(new),
                      message=message)
 

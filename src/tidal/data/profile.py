@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tidal.data.schema import NUMBER_KINDS, as_float, category_counts, column_kind, json_float
+from tidal.data.schema import NUMBER_KINDS, as_float, category_counts, column_kind, json_float, most_frequent
 
 PROFILE_VERSION = 1
 QUANTILES: dict[str, float] = {
@@ -134,16 +134,18 @@ def _numeric(present: np.ndarray, *, bins: int, sample_size: int) -> dict[str, A
         mean=json_float(ordered.mean()),
         std=json_float(ordered.std(ddof=1)) if n > 1 else None,
         quantiles={key: json_float(v) for key, v in zip(QUANTILES, qvals, strict=True)},
-        histogram={"edges": [json_float(e) for e in edges], "counts": [int(c) for c in counts]},
-        sample=[json_float(v) for v in ordered_sample],
+        # every value here is finite (NaN and ±inf were left out above): tolist() gives the plain floats json_float
+        # would, without a Python call per value (a profile holds up to sample_size of them a column)
+        histogram={"edges": edges.astype("float64").tolist(), "counts": counts.astype("int64").tolist()},
+        sample=ordered_sample.astype("float64").tolist(),
     )
     return out
 
 
 def _categorical(series: pd.Series, *, top_k: int, count: int) -> dict[str, Any]:
-    counts = category_counts(series)
-    # Most frequent first; a stable sort keeps ties in order of first appearance (deterministic).
-    top = counts.sort_values(ascending=False, kind="stable").head(top_k)
+    counts = category_counts(series, object_keys=False)
+    # Most frequent first; ties in order of first appearance (deterministic).
+    top = most_frequent(counts, top_k)
     top_dict = {str(key): int(c) for key, c in top.items()}
     return {"n_unique": len(counts), "top": top_dict, "other": int(count - sum(top_dict.values()))}
 

@@ -86,20 +86,46 @@ def category_key(value: Any) -> str:
     return str(value)
 
 
-def category_counts(series: pd.Series) -> pd.Series:
+def category_counts(series: pd.Series, *, object_keys: bool = True) -> pd.Series:
     """Counts of the non-null values of ``series`` by category key (``str``), in order of first
-    appearance; categories that never occur (unused pandas categories) are left out."""
+    appearance; categories that never occur (unused pandas categories) are left out. ``object_keys=False``
+    leaves the keys in the index pandas gives (a ``str`` index, whose values are the same ``str`` keys),
+    which saves converting every key of a column of unique text to a Python object when only a few are read
+    (:func:`most_frequent`)."""
     try:
         counts = series.value_counts(dropna=True, sort=False)
     except TypeError:  # unhashable values (lists, dicts from JSON): count their text
         counts = series.dropna().map(category_key).value_counts(sort=False)
-    counts = counts[counts > 0]
+    values = counts.to_numpy()
+    if not values.all():  # unused categories of a categorical
+        # a numpy mask: a boolean Series as the key makes pandas hash the whole index (slow for unique text)
+        counts = counts[values > 0]
     index = counts.index
     if not (pd.api.types.is_string_dtype(index.dtype) and pd.api.types.infer_dtype(index) == "string"):
         # 1 and "1" both name the category "1": merge them rather than emit duplicate keys.
         counts = counts.groupby(index.map(category_key), sort=False).sum()
-    counts.index = counts.index.astype(object)
+    if object_keys:
+        counts.index = counts.index.astype(object)
     return counts
+
+
+def most_frequent(counts: pd.Series, k: int) -> pd.Series:
+    """The ``k`` largest of ``counts``, largest first, ties in their order in ``counts`` — what
+    ``counts.sort_values(ascending=False, kind="stable").head(k)`` gives, without sorting every count (a
+    column of unique text has as many counts as rows)."""
+    values = counts.to_numpy()
+    candidates = np.arange(values.size)
+    if k <= 0:
+        candidates = candidates[:0]
+    elif values.size > 4 * k:
+        # every count at least the k-th largest, in their order: the only ones that can be among the first k.
+        # Counts are whole numbers no larger than the rows: the k-th largest from a histogram of them (O(n),
+        # where a partition of a column of unique text, all counts 1, is several times slower).
+        at_least = np.cumsum(np.bincount(values.astype(np.int64))[::-1])[::-1]  # [v]: how many counts are >= v
+        kth = int(np.flatnonzero(at_least >= k)[-1])
+        candidates = np.flatnonzero(values >= kth)
+    order = candidates[np.argsort(-values[candidates], kind="stable")][:max(k, 0)]
+    return counts.iloc[order]
 
 
 def json_float(value: Any) -> float | None:
@@ -169,5 +195,6 @@ __all__ = [
     "column_kind",
     "infer_schema",
     "json_float",
+    "most_frequent",
     "schema_kinds",
 ]

@@ -1,8 +1,9 @@
 """The controller: observe → decide → act → record, one tick at a time.
 
-Observe: the champion's recent predictions and feedback (a monitor report), new labelled rows, the
-clock. Decide: the retrain policy (``tidal.loop.policy``). Act: a retrain through the same pipeline as
-``tidal run``, a promotion after a canary or shadow trial, a rollback. Record: an Event for every
+Observe: with ``data.collect``, a collection from the source when one is due (:mod:`tidal.loop.collection`);
+the champion's recent predictions and feedback (a monitor report), new labelled rows, the clock. Decide: the
+retrain policy (``tidal.loop.policy``). Act: a retrain through the same pipeline as ``tidal run``, a
+promotion after a canary or shadow trial, a rollback. Record: an Event for every
 decision, with the trigger and the figures that fired it.
 
 State lives in the MetadataStore, not in memory, so a controller survives its own restart; a lease in
@@ -15,7 +16,7 @@ import os
 import socket
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,7 +25,8 @@ import pandas as pd
 from tidal.core.entities import Event, Lease, ModelState, ModelVersion
 from tidal.core.errors import SnapshotNotFound, TidalError
 from tidal.evaluate.metrics import primary_metric
-from tidal.loop import rebuild
+from tidal.loop import collection, rebuild
+from tidal.loop.alerts import Alerts
 from tidal.loop.context import LoopContext
 from tidal.loop.continued import check_loop, new_rows
 from tidal.loop.liveness import Heartbeat
@@ -54,6 +56,8 @@ class TickReport:
     blocked_by: Lease | None = None
     #: the error of the retrain this tick started, when it failed (also a ``loop.retrain_failed`` event)
     failed: str | None = None
+    #: what this tick's collection did (``data.collect``; None when none was due): outcome, rows, drift
+    collected: dict[str, Any] | None = None
 
 
 #: Seconds a controller's lease lasts; it is renewed every third of that while the controller lives, so a
@@ -87,6 +91,8 @@ class Controller:
         self._keeper: Heartbeat | None = None
         self.lease_lost = False
         self.trials = Trials(ctx, event=self._event, save=self._save)
+        self.alerts = Alerts(ctx, record=self.ctx.store.append_event)
+        self._consumed: dict[str, Any] | None = None  # the "retrain now" request this controller acted on
         self._snapshot_rows: dict[str, int | None] = {}  # a snapshot's rows, read once (growth trigger)
 
     # -- state and lease ------------------------------------------------------------------------
@@ -94,6 +100,13 @@ class Controller:
         return LoopState.from_dict(self.ctx.store.get_state(self.state_key))
 
     def _save(self, state: LoopState) -> None:
+        # ``paused`` and ``retrain_requested`` are written by operators (the API, the SDK) while a tick runs:
+        # keep what is stored now, not the copy this tick read, except for the request this tick consumed
+        stored = self.ctx.store.get_state(self.state_key) or {}
+        state.paused = stored.get("paused") or None
+        asked = stored.get("retrain_requested") or None
+        if asked is not None and asked != self._consumed:
+            state.retrain_requested = asked
         self.ctx.store.put_state(self.state_key, state.to_dict())
 
     def acquire(self) -> bool:
@@ -159,6 +172,36 @@ class Controller:
             report.blocked_by = lease
             report.note = blocked_note(lease, now)
             return report
+        self._alerting(prime=True)
+        report = self._tick(now, report)
+        report.events += self._alerting()
+        return report
+
+    def _alerting(self, *, prime: bool = False) -> list[Event]:
+        """Prime the alert cursor (before a tick acts) or deliver the alerts of what it recorded: a webhook
+        that fails is an ``alert.failed`` event (:mod:`tidal.loop.alerts`), and anything else that breaks
+        here is one too, never the end of the loop."""
+        try:
+            if prime:
+                self.alerts.prime()
+                return []
+            return self.alerts.deliver()
+        except Exception as exc:  # alerts are a side channel: the loop goes on without them
+            event = self.ctx.store.append_event(Event(
+                kind="alert.failed", subject=f"project:{self.name}", time=self.ctx.clock.now(),
+                message=f"alerts not delivered this tick: {type(exc).__name__}: {exc}",
+                data={"error": f"{type(exc).__name__}: {exc}"}))
+            return [event]
+
+    def _tick(self, now: datetime, report: TickReport) -> TickReport:
+        state = self.load_state()
+        if state.paused is not None:  # paused by an operator: no retention, no trial, no retrain until resumed
+            champion = self.ctx.registry.champion(self.name)
+            report.champion = champion.version if champion else None
+            report.note = (f"paused by {state.paused.get('by')} since {state.paused.get('at')}"
+                           + (f" ({state.paused['reason']})" if state.paused.get("reason") else "")
+                           + ": not acting until resumed")
+            return report
         apply_retention(self.ctx, now, record=self._record)
         state = self.load_state()
         state.ticks += 1
@@ -183,19 +226,31 @@ class Controller:
             report.acted |= self.trials.check_trial(state, champion)
             champion = self.ctx.registry.champion(self.name) or champion
 
+        if spec.data.collect is not None and collection.due(spec.data.collect, state.collect_checked, now):
+            report.collected = self._collect(state, champion, now)
         obs = self._observe(champion, now)
+        if spec.data.collect is not None:
+            obs = self._with_collected(obs, state, champion)
         report.drift_share, report.value, report.metric = obs.drift_share, obs.value, obs.metric
         decision = decide(spec.retrain, obs, state)
+        if state.retrain_requested is not None and not decision.retrain:  # "retrain now", asked by an operator
+            asked = state.retrain_requested
+            decision = Decision(retrain=True, trigger="manual", reasons=[
+                f"retrain requested by {asked.get('by')}" + (f": {asked['reason']}" if asked.get("reason") else "")])
+        if decision.retrain and state.trial is None and state.watch is None:
+            self._consumed, state.retrain_requested = state.retrain_requested, None
         report.decision = decision
         if spec.retrain.on.schedule:
             state.schedule_checked = now
         if decision.retrain and state.trial is None and state.watch is None:
             state.in_progress = Retraining(trigger=decision.trigger or "manual", reasons=list(decision.reasons),
-                                           started=now, labelled_total=obs.labelled_total)
+                                           started=now, labelled_total=obs.labelled_total,
+                                           collected_total=obs.collected_total)
             self._save(state)
             self._event("loop.retrain", f"retrain triggered by {decision.trigger}: {'; '.join(decision.reasons)}",
                         {"trigger": decision.trigger, "reasons": decision.reasons,
-                         "labelled_total": obs.labelled_total, "drift_share": obs.drift_share,
+                         "labelled_total": obs.labelled_total, "collected_total": obs.collected_total,
+                         "drift_share": obs.drift_share, "collected_drift": state.collected_drift,
                          "metric": obs.metric, "value": obs.value}, champion.version)
             self._retrain(state, champion, decision.trigger or "manual", decision.reasons)
             report.acted = True
@@ -233,6 +288,35 @@ class Controller:
             value=value, labelled_in_window=int(perf.get("labelled", 0) or 0),
             validation=champion.metrics.get(metric), min_labelled_for_perf=spec.monitor.performance.min_labelled,
             **estimated_observation(spec.retrain.on.estimated_performance, rep, champion))
+
+    def _collect(self, state: LoopState, champion: ModelVersion, now: datetime) -> dict[str, Any]:
+        """Collect from the source (:mod:`tidal.loop.collection`) and count what came in ``state``."""
+        done = collection.collect(self.ctx, champion, previous_table=state.collected_table)
+        self._events.extend(done.events)
+        state.collect_checked = now
+        if done.outcome == "failed":
+            state.collect_failures += 1
+        elif done.outcome == "rejected":
+            state.collect_rejected += 1
+        else:
+            state.collected_table = done.table or state.collected_table
+        if done.outcome == "collected":
+            state.collections += 1
+            state.collected_total += done.labelled
+            if done.drift is not None and done.drift.get("share") is not None:
+                state.collected_drift = done.drift
+        state.last_collection = {"time": now.isoformat(), **done.to_dict()}
+        self._save(state)
+        return done.to_dict()
+
+    def _with_collected(self, obs: Observation, state: LoopState, champion: ModelVersion) -> Observation:
+        """``obs`` with the labelled rows collected so far and the latest collected batch's drift, when it was
+        measured against this champion (a new champion was trained on those rows: their drift is past)."""
+        drift = state.collected_drift
+        if drift is None or drift.get("version") != champion.version:
+            return replace(obs, collected_total=state.collected_total)
+        return replace(obs, collected_total=state.collected_total, collected_drift_share=float(drift["share"]),
+                       collected_rows=int(drift.get("rows") or 0))
 
     def _growth(self, champion: ModelVersion, labelled_total: int) -> dict[str, Any]:
         """The growth trigger's :class:`Observation` fields: the rows of the champion's training table and
@@ -276,8 +360,14 @@ class Controller:
     # -- acting ---------------------------------------------------------------------------------
     def training_frame(self) -> tuple[pd.DataFrame, str]:
         """The rows a retrain trains on: the source again (unless ``include_source`` is false) and every
-        labelled prediction, typed as the source is, cut to ``retrain.window`` (see :mod:`tidal.loop.rebuild`)."""
-        return rebuild.training_frame(self.ctx, self.source_frame)
+        labelled prediction, typed as the source is, cut to ``retrain.window`` (see :mod:`tidal.loop.rebuild`).
+        With ``data.collect``, the source rows are those the loop collected and validated
+        (:func:`tidal.loop.collection.collected_source`), never rows that no validation saw."""
+        source = self.source_frame
+        if source is None and self.ctx.spec.data.collect is not None:
+            table = self.load_state().collected_table
+            source = lambda: collection.collected_source(self.ctx, table)  # noqa: E731
+        return rebuild.training_frame(self.ctx, source)
 
     def _retrain(self, state: LoopState, champion: ModelVersion, trigger: str, reasons: list[str],
                  *, retry: bool = False) -> None:
@@ -289,6 +379,7 @@ class Controller:
         kind = spec.deploy.strategy.kind
         started = state.in_progress.started if state.in_progress else self.ctx.clock.now()
         labelled_total = state.in_progress.labelled_total if state.in_progress else 0
+        collected_total = state.in_progress.collected_total if state.in_progress else state.collected_total
         result: RunResult | None = None
         error: str | None = None
         try:  # incremental: the champion learns the rows labelled since it was trained (tidal.loop.continued)
@@ -307,6 +398,7 @@ class Controller:
         state.in_progress = None
         state.last_retrain = now
         state.last_retrain_labelled = labelled_total
+        state.last_retrain_collected = collected_total
         state.retrain_times = [t for t in state.retrain_times if t > now - timedelta(days=1)] + [now]
         if error is not None or result is None or result.model is None:
             error = error or "the training run registered no model"

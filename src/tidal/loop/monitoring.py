@@ -47,9 +47,11 @@ def monitor_once(
     skipped = note_unreadable(ctx, mv.name) if record else ctx.predictions.skipped()
     if skipped:
         report.window["unreadable"] = {"batches": len(skipped), "predictions": sum(b.predictions for b in skipped)}
-    failed = last_failure(ctx, mv.name)
-    if failed is not None:  # a loop that cannot retrain is part of the model's health: the report says so
-        report.body["loop"] = {"last_retrain_failed": failed}
+    failed, collecting = last_failure(ctx, mv.name), collection_problem(ctx, mv.name)
+    if failed is not None or collecting is not None:
+        # a loop that cannot retrain, or cannot collect, is part of the model's health: the report says so
+        report.body["loop"] = {**({"last_retrain_failed": failed} if failed else {}),
+                               **({"last_collection_failed": collecting} if collecting else {})}
     if record and preds:
         own = sum(1 for p in preds if p.version == mv.version)
         first = bool(own) and mv.state is ModelState.DEPLOYED
@@ -60,7 +62,9 @@ def monitor_once(
                 ctx.store.append_event(Event(
                     kind="monitor.alert", subject=subject(mv.name, mv.version), time=ctx.clock.now(),
                     message=f"{mv.name}:{mv.version}: " + "; ".join(report.alerts),
-                    data={"report": report.id, "alerts": report.alerts, "drift_share": report.drift_share,
+                    data={"report": report.id, "alerts": report.alerts,
+                          "kinds": [a.get("kind") for a in report.body.get("alerts") or []],
+                          "drift_share": report.drift_share,
                           "drifted": report.drifted, "window": report.window}))
             if first:
                 ctx.registry.transition(mv.name, mv.version, ModelState.MONITORED, only_from=[ModelState.DEPLOYED],
@@ -137,6 +141,18 @@ def last_failure(ctx: LoopContext, name: str) -> dict[str, Any] | None:
         return None
     return {"time": failed.get("time"), "trigger": failed.get("trigger"), "error": failed.get("error"),
             "failures": int(stored.get("failures", 0) or 0)}
+
+
+def collection_problem(ctx: LoopContext, name: str) -> dict[str, Any] | None:
+    """The loop's latest collection (``data.collect``) of ``name`` if it failed or its batch was rejected
+    (``time``, ``outcome``, ``message``); None if it went well or none ran."""
+    stored = ctx.store.get_state(state_key(name)) or {}
+    last = stored.get("last_collection")
+    if not isinstance(last, dict) or last.get("outcome") not in ("failed", "rejected"):
+        return None
+    return {"time": last.get("time"), "outcome": last.get("outcome"), "message": last.get("message"),
+            "rejected": int(stored.get("collect_rejected", 0) or 0),
+            "failures": int(stored.get("collect_failures", 0) or 0)}
 
 
 def note_unreadable(ctx: LoopContext, name: str) -> list[UnreadableBatch]:

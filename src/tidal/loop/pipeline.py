@@ -29,6 +29,7 @@ from tidal.data.images.profile import contact_sheets
 from tidal.data.prepare import feature_columns, infer_task
 from tidal.data.schema import infer_schema
 from tidal.data.snapshot import read_snapshot_bytes
+from tidal.data.stream import is_stream
 from tidal.evaluate import Evaluation, GateDecision, evaluate_model
 from tidal.loop.cache import environment, environment_digest
 from tidal.loop.context import LoopContext
@@ -117,7 +118,7 @@ class TrainingPipeline(PipelineBase):
         tracker.set_tags({"trigger": self.trigger, "spec_digest": spec.digest,
                           "git_commit": (result.run.info.get("git") or {}).get("commit", "")})
         increment = None
-        if data.incremental is not None and self.frame is None:
+        if (data.incremental is not None or is_stream(data)) and self.frame is None:  # batches (a stream too)
             increment = IncrementalCollect(spec, self.ctx.root, self.store, self.artifacts, self.clock, self._frames)
             snapshot = increment.run(runner, result)
         else:

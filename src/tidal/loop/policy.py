@@ -33,6 +33,20 @@ class Observation:
     trained_version: int | None = None     # the serving champion (the growth trigger's figures)
     trained_rows: int | None = None         # the rows of its training table (None: not known)
     retrain_rows: int | None = None         # the rows a retrain would train on now (see growth_rows)
+    collected_total: int = 0                # labelled rows the loop collected from the source so far (data.collect)
+    collected_drift_share: float | None = None  # the latest collected batch's drift against the champion
+    collected_rows: int = 0                 # the rows of that batch
+
+    @property
+    def rows_total(self) -> int:
+        """Labelled rows known so far: labelled predictions and labelled rows collected from the source."""
+        return self.labelled_total + self.collected_total
+
+
+def new_rows_since(obs: Observation, state: LoopState) -> tuple[int, int]:
+    """The labelled predictions and the labelled collected rows that came since the last retrain started."""
+    return (obs.labelled_total - state.last_retrain_labelled,
+            max(0, obs.collected_total - state.last_retrain_collected))
 
 
 @dataclass(frozen=True)
@@ -58,6 +72,10 @@ def fired_triggers(policy: RetrainSpec, obs: Observation, state: LoopState) -> l
             and obs.drift_share >= on.drift.share:
         out.append(("drift", f"drift share {obs.drift_share:.2f} >= {on.drift.share:.2f} "
                              f"over {obs.window_rows} predictions"))
+    elif on.drift is not None and obs.collected_drift_share is not None and obs.collected_rows > 0 \
+            and obs.collected_drift_share >= on.drift.share:
+        out.append(("drift", f"drift share {obs.collected_drift_share:.2f} >= {on.drift.share:.2f} "
+                             f"over {obs.collected_rows} rows collected from the source"))
     perf = on.performance
     if perf is not None and obs.metric and obs.value is not None \
             and obs.labelled_in_window >= obs.min_labelled_for_perf:
@@ -70,9 +88,12 @@ def fired_triggers(policy: RetrainSpec, obs: Observation, state: LoopState) -> l
                 out.append(("performance", f"{obs.metric} {obs.value:.3f} dropped more than {perf.or_drop:.3f} "
                                            f"from {obs.validation:.3f} at validation"))
     out += _estimated(policy, obs)
-    new_rows = obs.labelled_total - state.last_retrain_labelled
+    predicted, collected = new_rows_since(obs, state)
+    new_rows = predicted + collected
     if on.new_data is not None and new_rows >= on.new_data.rows:
-        out.append(("new_data", f"{new_rows} new labelled rows since the last training (>= {on.new_data.rows})"))
+        parts = f" ({predicted} labelled predictions, {collected} collected)" if collected else ""
+        out.append(("new_data", f"{new_rows} new labelled rows since the last training{parts} "
+                                f"(>= {on.new_data.rows})"))
     out += _growth(policy, obs)
     if on.schedule is not None and state.schedule_checked is not None:
         from croniter import croniter
@@ -140,10 +161,10 @@ def _estimated(policy: RetrainSpec, obs: Observation) -> list[tuple[str, str]]:
 
 def blocking_guard(policy: RetrainSpec, obs: Observation, state: LoopState) -> str | None:
     """Why a retrain may not start now (cooldown, max_per_day, min_labelled), or None."""
-    if obs.labelled_total < policy.min_labelled:
-        return f"min_labelled: only {obs.labelled_total} labelled rows (need {policy.min_labelled})"
+    if obs.rows_total < policy.min_labelled:
+        return f"min_labelled: only {obs.rows_total} labelled rows (need {policy.min_labelled})"
     if state.last_retrain is not None:
-        since_rows = obs.labelled_total - state.last_retrain_labelled
+        since_rows = sum(new_rows_since(obs, state))
         cool = policy.cooldown
         if cool.rows is not None and since_rows < cool.rows:
             return f"cooldown: {since_rows} labelled rows since the last retrain (need {cool.rows})"

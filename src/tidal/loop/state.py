@@ -45,15 +45,17 @@ class Retraining:
     reasons: list[str]
     started: datetime
     labelled_total: int  # labelled predictions when it started: the cooldown counts from there
+    collected_total: int = 0  # labelled rows the loop had collected when it started (data.collect)
 
     def to_dict(self) -> dict[str, Any]:
         return {"trigger": self.trigger, "reasons": list(self.reasons), "started": _iso(self.started),
-                "labelled_total": self.labelled_total}
+                "labelled_total": self.labelled_total, "collected_total": self.collected_total}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Retraining:
         return cls(trigger=str(data.get("trigger") or "manual"), reasons=[str(r) for r in data.get("reasons") or []],
-                   started=_time(data["started"]), labelled_total=int(data.get("labelled_total", 0)))
+                   started=_time(data["started"]), labelled_total=int(data.get("labelled_total", 0)),
+                   collected_total=int(data.get("collected_total", 0) or 0))
 
 
 @dataclass
@@ -129,6 +131,21 @@ class LoopState:
     ticks: int = 0
     failures: int = 0                         # retrains that failed, over the controller's life
     last_failure: Failure | None = None       # the latest retrain, if it failed (None once one succeeds)
+    # data.collect (tidal.loop.collection): when the source was last polled, what came of it, and the counts
+    collect_checked: datetime | None = None
+    collections: int = 0                      # collections that stored new rows
+    collect_rejected: int = 0                 # batches refused by validation (never merged, never trained)
+    collect_failures: int = 0                 # collections that could not read the source
+    collected_total: int = 0                  # labelled rows collected, over the loop's life (new_data counts them)
+    last_retrain_collected: int = 0           # collected_total when the last retrain started
+    collected_table: str | None = None        # a plain source's latest validated snapshot (the retrain's source rows)
+    #: the latest batch's drift against the champion's reference: {"share", "rows", "version", "drifted"}
+    collected_drift: dict[str, Any] | None = None
+    last_collection: dict[str, Any] | None = None  # the latest collection's outcome, rows and message
+    #: set by ``pause`` (who, when, why: JSON values): while set, a tick observes nothing and acts on nothing
+    paused: dict[str, Any] | None = None
+    #: set by "retrain now" (who, when, why): the next tick retrains with the trigger ``manual``
+    retrain_requested: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The stored document: JSON types only, times as ISO strings."""
@@ -139,7 +156,13 @@ class LoopState:
                 "watch": None if self.watch is None else self.watch.to_dict(),
                 "trial": None if self.trial is None else self.trial.to_dict(),
                 "last_note": self.last_note, "ticks": self.ticks, "failures": self.failures,
-                "last_failure": None if self.last_failure is None else self.last_failure.to_dict()}
+                "last_failure": None if self.last_failure is None else self.last_failure.to_dict(),
+                "collect_checked": _iso(self.collect_checked), "collections": self.collections,
+                "collect_rejected": self.collect_rejected, "collect_failures": self.collect_failures,
+                "collected_total": self.collected_total, "last_retrain_collected": self.last_retrain_collected,
+                "collected_table": self.collected_table, "collected_drift": self.collected_drift,
+                "last_collection": self.last_collection,
+                "paused": self.paused, "retrain_requested": self.retrain_requested}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> LoopState:
@@ -164,7 +187,16 @@ class LoopState:
                    schedule_checked=_maybe_time(d.get("schedule_checked")),
                    in_progress=part("in_progress", Retraining), watch=part("watch", Watch),
                    trial=part("trial", Trial), last_note=d.get("last_note"), ticks=int(d.get("ticks", 0) or 0),
-                   failures=int(d.get("failures", 0) or 0), last_failure=part("last_failure", Failure))
+                   failures=int(d.get("failures", 0) or 0), last_failure=part("last_failure", Failure),
+                   collect_checked=_maybe_time(d.get("collect_checked")),
+                   collections=int(d.get("collections", 0) or 0),
+                   collect_rejected=int(d.get("collect_rejected", 0) or 0),
+                   collect_failures=int(d.get("collect_failures", 0) or 0),
+                   collected_total=int(d.get("collected_total", 0) or 0),
+                   last_retrain_collected=int(d.get("last_retrain_collected", 0) or 0),
+                   collected_table=d.get("collected_table"), collected_drift=d.get("collected_drift"),
+                   last_collection=d.get("last_collection"),
+                   paused=d.get("paused") or None, retrain_requested=d.get("retrain_requested") or None)
 
 
 __all__ = ["Failure", "LoopState", "Retraining", "Trial", "TrialKind", "Watch", "state_key"]

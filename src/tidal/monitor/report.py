@@ -182,16 +182,22 @@ def summarize(report: Report, *, notes: bool = False) -> list[str]:
 
 
 def loop_failure(body: Mapping[str, Any]) -> str | None:
-    """The line that says the loop's last retrain failed, when it did (the report's ``loop`` section,
-    written by the loop's monitoring pass), else None."""
-    failed = (body.get("loop") or {}).get("last_retrain_failed")
-    if not failed:
-        return None
-    total = int(failed.get("failures") or 0)
-    return (f"the loop's last retrain ({failed.get('trigger')}, at {_when(failed.get('time'))}) failed: "
-            f"{failed.get('error')}"
-            + (f" ({count(total, 'failed retrain')} in all)" if total > 1 else "")
-            + "; the champion stays until a retrain succeeds (tidal events --kind loop.retrain_failed)")
+    """The line that says the loop's last retrain failed, or its last collection (``data.collect``) failed or
+    was rejected, when one did (the report's ``loop`` section, written by the loop's monitoring pass), else
+    None."""
+    loop = body.get("loop") or {}
+    said: list[str] = []
+    if failed := loop.get("last_retrain_failed"):
+        total = int(failed.get("failures") or 0)
+        said.append(f"the loop's last retrain ({failed.get('trigger')}, at {_when(failed.get('time'))}) failed: "
+                    f"{failed.get('error')}"
+                    + (f" ({count(total, 'failed retrain')} in all)" if total > 1 else "")
+                    + "; the champion stays until a retrain succeeds (tidal events --kind loop.retrain_failed)")
+    if collecting := loop.get("last_collection_failed"):
+        kind = "data.rejected" if collecting.get("outcome") == "rejected" else "collect.failed"
+        said.append(f"the loop's last collection, at {_when(collecting.get('time'))}: {collecting.get('message')} "
+                    f"(tidal events --kind {kind})")
+    return "; ".join(said) or None
 
 
 def _when(value: Any) -> str:

@@ -42,8 +42,10 @@ from tidal.core.errors import ServingError
 from tidal.predict.errors import ApiError, error_body
 from tidal.predict.samples import sample_rows
 from tidal.predict.state import ServingState, Slot, Trial
+from tidal.serve.auth import ScopeGuard
 from tidal.serve.body import ClientGone, read_body
 from tidal.serve.errors import close_error_logs, internal_error
+from tidal.serve.health_metrics import HealthCollector
 from tidal.serve.invocations import Invocations
 from tidal.serve.logwriter import INLINE_LOG_ROWS
 from tidal.serve.metrics import CONTENT_TYPE, ASGIApp, Receive, Scope, Send, ServerMetrics
@@ -105,8 +107,10 @@ class TidalApp:
     """The ASGI app (see the module docstring). ``fastapi`` is the inner app, ``service`` the behaviour."""
 
     def __init__(self, service: Service, fastapi: FastAPI, metrics: ServerMetrics, *, max_request_bytes: int,
-                 reloader: Reloader, v2: OpenInference) -> None:
+                 reloader: Reloader, v2: OpenInference, guard: ScopeGuard | None = None) -> None:
         self.service = service
+        #: deploy.auth: None when no route needs a token (then the hot path does not look at headers at all)
+        self.guard = guard
         self.v2 = v2
         self.fastapi = fastapi
         self.metrics = metrics
@@ -153,6 +157,8 @@ class TidalApp:
         content: list[tuple[bytes, bytes]] = JSON_CONTENT
         try:
             try:
+                if self.guard is not None:
+                    self.guard.check("/v2/infer" if path == INFER_ENDPOINT else path, scope["headers"])
                 body = await read(scope, receive, self.max_request_bytes)
                 status, payload = 200, await handler(body, quiet)
                 if type(payload) is tuple:
@@ -212,6 +218,7 @@ def create_app(root: Path, *, shared_log: bool = False, **overrides: Any) -> Tid
     # every such request, which would flood the server log.
     warnings.filterwarnings("ignore", message="Found unknown categories", category=UserWarning)
     metrics = ServerMetrics(ENDPOINTS)
+    metrics.add_collector(HealthCollector(ws.store, ws.spec.name))
     slot = Slot()
     strategy = deploy.strategy
     # Small appends commit on the event loop's thread only where that cannot stall it: a SQLite file that no
@@ -267,7 +274,9 @@ def create_app(root: Path, *, shared_log: bool = False, **overrides: Any) -> Tid
     v2 = OpenInference(service, ws.spec.name)
     inner = _fastapi(service, metrics, lifespan, max_request_bytes=deploy.max_request_bytes, model=ws.spec.name,
                      v2=v2)
-    return TidalApp(service, inner, metrics, max_request_bytes=deploy.max_request_bytes, reloader=reloader, v2=v2)
+    guard = ScopeGuard(ws, list(deploy.auth)) if deploy.auth else None
+    return TidalApp(service, inner, metrics, max_request_bytes=deploy.max_request_bytes, reloader=reloader, v2=v2,
+                    guard=guard)
 
 
 def _json(doc: Any, status: int = 200) -> Response:
@@ -456,8 +465,10 @@ def _fastapi(service: Service, metrics: ServerMetrics, lifespan: Any, *, max_req
     async def prometheus() -> Response:
         """Requests by endpoint and status, errors, a latency histogram, rows predicted, the model version
         serving, requests and rows by version and deployment (direct, canary, shadow), the challenger and
-        its failures; totals over every worker process."""
-        return Response(metrics.render(), media_type=CONTENT_TYPE)
+        its failures (totals over every worker process); and the model's health from the metadata store: the
+        champion, drift share and per-feature drift, live and estimated metrics, labelled share, the loop's
+        state and its last retrain."""
+        return Response(await asyncio.to_thread(metrics.render), media_type=CONTENT_TYPE)
 
     def openapi() -> dict[str, Any]:
         # Not cached: the example request shows the columns of the version serving now.

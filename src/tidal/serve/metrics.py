@@ -23,6 +23,10 @@ Metrics (all prefixed ``tidal_``):
   (idle, to admit a new one at ``deploy.max_connections``), ``refused`` (a new one, while every open one had
   a request in progress).
 
+and the model's health, read from the metadata store at scrape time (:mod:`tidal.serve.health_metrics`):
+``champion_version``, ``drift_share``, ``feature_drift_statistic``, ``live_metric``, ``estimated_metric``,
+``labelled_share``, ``loop_state``, ``last_retrain_timestamp_seconds``...
+
 ``endpoint`` is a known route or ``other`` (unknown paths are not labels: a scanner cannot blow up
 the series count). With several workers, prometheus_client's multiprocess mode keeps each process's
 values in memory-mapped files under ``PROMETHEUS_MULTIPROC_DIR`` (a temporary folder per server, made
@@ -99,6 +103,8 @@ class ServerMetrics:
             "body_timeout, headers_too_large, evicted (idle, to admit a new one at deploy.max_connections), "
             "refused (all busy).",
             ["reason"], registry=reg)
+        #: collectors read at scrape time (the model's health, :mod:`tidal.serve.health_metrics`)
+        self.collectors: list[Any] = []
         # label lookups cost a lock and a dict per call: the hot path reuses the children.
         self._children: dict[tuple[str, int], tuple[Any, Any, Any]] = {}
         self._rows: dict[str, Any] = {}
@@ -157,14 +163,23 @@ class ServerMetrics:
         if swapped:
             self.swaps.labels(model).inc()
 
+    def add_collector(self, collector: Any) -> None:
+        """Add a collector read at each scrape (its figures are the workspace's, not this process's)."""
+        self.collectors.append(collector)
+        if self.registry is not None:
+            self.registry.register(collector)
+
     def render(self) -> bytes:
-        """The Prometheus text exposition: this process's values, or every worker's in multiprocess mode."""
+        """The Prometheus text exposition: this process's values, or every worker's in multiprocess mode,
+        then the added collectors'. It may read the metadata store: call it off the event loop."""
         if self.registry is not None:
             return generate_latest(self.registry)
         from prometheus_client import multiprocess
 
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
+        for collector in self.collectors:
+            registry.register(collector)
         return generate_latest(registry)
 
     def process_exit(self) -> None:

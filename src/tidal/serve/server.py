@@ -10,8 +10,8 @@ their metrics go to a temporary folder made for this server (prometheus_client's
 
 Every process guards its connections (:mod:`tidal.serve.connections`): header and body timeouts and a cap
 on open connections from the spec (``deploy.timeouts``, ``deploy.max_connections``), uvicorn's keep-alive
-timeout from ``deploy.timeouts.keep_alive_s``. The server has no authentication: listening on an address
-other than loopback logs a warning that says so (:func:`exposure_warning`).
+timeout from ``deploy.timeouts.keep_alive_s``. Only the routes ``deploy.auth`` lists need a token:
+listening on an address other than loopback logs a warning that says so (:func:`exposure_warning`).
 """
 
 from __future__ import annotations
@@ -69,10 +69,11 @@ def exposure_warning(host: str) -> str | None:
         loopback = bool(found) and all(ipaddress.ip_address(str(a).split("%")[0]).is_loopback for a in found)
     if loopback:
         return None
-    return (f"tidal serve listens on {host or 'every address'}, and the server has no authentication (a later "
-            "version adds it): anyone who can reach this address can predict, label predictions (/feedback) and "
-            "read the model's details (/model, /metrics). Listen on 127.0.0.1 behind an authenticating proxy, or "
-            "make sure only trusted clients can reach it")
+    return (f"tidal serve listens on {host or 'every address'}, and the server has no authentication on the routes "
+            "deploy.auth does not list (docs/api.md): anyone who can reach this address can read the model's details "
+            "(/model, /metrics) and, unless deploy.auth lists predict and feedback, predict and label predictions. "
+            "Listen on 127.0.0.1 behind an authenticating proxy (HTTPS: tokens must not cross the network in clear), "
+            "or make sure only trusted clients can reach it")
 
 
 def check_port(host: str, port: int) -> None:

@@ -1,15 +1,18 @@
 """How rows are collected and which of them train: ``data.incremental`` (collect only the rows past a watermark,
-from a SQL source) and ``data.window`` (train on all rows, the newest N, or the last N days).
+from a SQL source), ``data.window`` (train on all rows, the newest N, or the last N days) and ``data.collect``
+(``tidal loop`` polls the source on a schedule: :mod:`tidal.loop.collection`).
 
 ``data.window`` has the shape of ``retrain.window`` (:class:`tidal.spec.policy.WindowSpec`): ``all``, or
-``{last_rows: N}``, ``{last_days: D}`` or both. docs/spec.md documents the keys (section "Incremental SQL").
+``{last_rows: N}``, ``{last_days: D}`` or both. docs/spec.md documents the keys (sections "Incremental SQL"
+and "The loop collects").
 """
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from tidal.spec.errors import show, spec_problem
 from tidal.spec.section import NonEmpty, Section
@@ -61,4 +64,61 @@ class IncrementalSpec(Section):
         return value
 
 
-__all__ = ["IncrementalSpec", "duration_seconds"]
+class CollectSpec(Section):
+    """When ``tidal loop`` collects from the source: every ``every`` (a duration) or at each time of ``cron``.
+
+    ``collect: 10m`` is short for ``{every: 10m}`` and ``collect: "*/10 * * * *"`` for ``{cron: ...}``."""
+
+    every: NonEmpty | None = Field(None, description="a duration ('30s', '10m', '1h', '1d'), or null")
+    cron: NonEmpty | None = Field(None, description="a cron expression such as '*/10 * * * *', or null")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            return {"every": data} if _DURATION.match(data) else {"cron": data}
+        return data
+
+    @field_validator("every")
+    @classmethod
+    def _every(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            seconds = duration_seconds(value)
+        except ValueError:
+            raise spec_problem("bad_duration", f"{show(value)} is not a duration; expected a number and a unit "
+                               "(s, m, h, d or w)", hint="e.g. collect: {every: 10m}") from None
+        if seconds <= 0:
+            raise spec_problem("bad_duration", f"{show(value)} is no time at all; expected a duration longer than "
+                               "zero", hint="e.g. collect: {every: 10m}")
+        return value
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        from croniter import croniter
+
+        if not croniter.is_valid(value):
+            raise spec_problem("bad_cron", f"{value!r} is neither a duration nor a cron expression; expected a "
+                               "duration (10m) or five cron fields (minute hour day month weekday)",
+                               hint="e.g. collect: {every: 10m} or collect: {cron: '*/10 * * * *'}")
+        return value
+
+    @model_validator(mode="after")
+    def _one(self) -> CollectSpec:
+        if (self.every is None) == (self.cron is None):
+            which = "both" if self.every is not None else "neither"
+            raise spec_problem("collect_schedule", f"collect needs one schedule, every or cron; {which} given",
+                               hint="e.g. collect: {every: 10m} or collect: {cron: '*/10 * * * *'}")
+        return self
+
+    @property
+    def seconds(self) -> float | None:
+        """``every`` in seconds (None for a cron schedule)."""
+        return None if self.every is None else duration_seconds(self.every)
+
+
+__all__ = ["CollectSpec", "IncrementalSpec", "duration_seconds"]

@@ -16,14 +16,15 @@ from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from tidal.core.durations import DURATION_HINT, parse_duration
 from tidal.core.hashing import digest_of
-from tidal.spec.collect import IncrementalSpec
+from tidal.spec.alerts import AlertSpec
+from tidal.spec.collect import CollectSpec, IncrementalSpec
 from tidal.spec.errors import spec_problem
 from tidal.spec.gates import Gate, gate_from_yaml
 from tidal.spec.metrics import Task, metrics_for, task_of
 from tidal.spec.policy import BacktestSpec, RetrainSpec, RollbackSpec, StrategySpec, WindowSpec, strategy_from_yaml
 from tidal.spec.search import SearchSpec
 from tidal.spec.section import Metric, NonEmpty, Section
-from tidal.spec.source import SourceSpec
+from tidal.spec.source import RedisStreamSpec, SourceSpec
 
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
 ESTIMATOR_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$"
@@ -84,7 +85,8 @@ class DataSpec(Section):
     """Where the data is and what its columns mean."""
 
     source: SourceSpec = Field(description="where the data is: a file path, a glob or a URI, or a mapping "
-                                           "{http: URL, ...} (a JSON API)")
+                                           "{http: URL, ...} (a JSON API) or {redis: URL, stream: KEY, ...} (a "
+                                           "sensor stream)")
     query: NonEmpty | None = Field(None, description="an SQL query (for SQL URL sources), or null")
     target: NonEmpty = Field(description="the name of the column to predict")
     time: NonEmpty | None = Field(
@@ -109,9 +111,18 @@ class DataSpec(Section):
         None, description="an incremental: section (column, key, lookback) for a SQL source, or null (read it all)")
     window: WindowSpec = Field(default_factory=WindowSpec,
                                description="all, or a section (last_rows, last_days): the rows a run trains on")
+    collect: CollectSpec | None = Field(
+        None, description="a duration (10m), a cron expression, or a collect: section (every or cron): how often "
+                          "`tidal loop` collects from the source; or null (the loop never collects)")
 
     @model_validator(mode="after")
     def _columns_agree(self) -> DataSpec:
+        if isinstance(self.source, RedisStreamSpec):
+            for key, why in (("incremental", "a stream is collected in micro-batches by itself"),
+                             ("query", "a query is only for SQL sources")):
+                if getattr(self, key) is not None:
+                    raise spec_problem("stream_source", f"data.{key} was given, but data.source is a stream: {why}",
+                                       hint=f"remove data.{key}", at=(key,))
         if self.window.last_days is not None and self.time is None and self.incremental is None:
             raise spec_problem("window_without_time", "last_days needs a time column; data.time is null",
                                hint="name the time column in data.time (or data.incremental.column), or use "
@@ -325,6 +336,10 @@ class DeploySpec(Section):
     onnx_tolerance: float = Field(
         1e-5, ge=0, description="the largest holdout difference accepted from the ONNX form (runtime: onnx)"
     )
+    auth: list[Literal["predict", "feedback"]] = Field(
+        default_factory=list, description="the endpoints that need a token with that scope: a list of predict "
+                                          "and feedback (tidal tokens create --scope predict)"
+    )
 
 
 # -- monitor ----------------------------------------------------------------------------------------
@@ -362,6 +377,8 @@ class MonitorSpec(Section):
     retention: NonEmpty | None = Field(
         None, description="how long predictions stay in the prediction log before `tidal loop` archives them to "
                           "Parquet in the artifact store: a duration such as 90d or 12h, or null (kept in the log)")
+    alerts: list[AlertSpec] = Field(default_factory=list, description="webhooks the loop posts alerts to (drift, "
+                                    "performance, retrain_failed, rollback, ...): a list of alert: sections")
 
     @field_validator("retention", mode="before")
     @classmethod
@@ -469,6 +486,20 @@ with warnings.catch_warnings():
             if self.retrain.tune is not None and self.model.search is None:
                 raise spec_problem("tune_without_search", "retrain.tune needs a model.search to re-tune with",
                                    hint="add a model.search section, or remove retrain.tune", at=("retrain", "tune"))
+            return self
+
+        @model_validator(mode="after")
+        def _collected_rows_train(self) -> Spec:
+            if self.data.collect is not None and not self.retrain.include_source:
+                raise spec_problem("collect_without_source", "data.collect collects rows from the source, but "
+                                   "retrain.include_source is false, so a retrain would never train on them",
+                                   hint="set retrain.include_source: true, or remove data.collect",
+                                   at=("data", "collect"))
+            if self.data.collect is not None and self.retrain.mode == "incremental":
+                raise spec_problem("collect_incremental_mode", "data.collect collects rows from the source, but "
+                                   "retrain.mode is incremental, which learns only the labelled predictions",
+                                   hint="use retrain.mode: refit with data.collect, or remove data.collect",
+                                   at=("data", "collect"))
             return self
 
         @property

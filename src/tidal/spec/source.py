@@ -1,4 +1,5 @@
-"""``data.source`` as a mapping: a JSON API read over HTTP (read by :mod:`tidal.data.sources.http`).
+"""``data.source`` as a mapping: a JSON API read over HTTP (read by :mod:`tidal.data.sources.http`), or a
+sensor stream on a Redis broker (``{redis: URL, stream: KEY, ...}``: :mod:`tidal.data.sources.stream`).
 
 ``data.source`` is either text (a path, a glob, a file URL or a SQLAlchemy URL, as it always was) or a
 mapping whose one *kind key* says what it is and holds its address::
@@ -11,7 +12,7 @@ mapping whose one *kind key* says what it is and holds its address::
       headers: {Authorization: "Bearer ${API_TOKEN}"}
       timeout: 10s
 
-A later kind (a stream, say) adds a model here and an entry in :data:`SOURCE_KINDS`: the mapping keeps
+Each kind is a model here and an entry in :data:`SOURCE_KINDS` (``http``, ``redis``): the mapping keeps
 the same shape. ``${NAME}`` in a header, a parameter or the URL is read from the environment when the
 source is read, never before: the spec (and so its digest, the snapshots' lineage, events and messages)
 holds the placeholder, never the secret. A secret written out where a placeholder belongs (an
@@ -190,8 +191,80 @@ class HttpSourceSpec(Section):
         return source_label(self)
 
 
+# -- a sensor stream (Redis Streams) --------------------------------------------------------------------
+
+Wait = Annotated[float, BeforeValidator(_seconds), Field(ge=0, allow_inf_nan=False)]
+
+
+class StreamLabelsSpec(Section):
+    """Labels that arrive on a stream of their own, joined to the readings by an id column."""
+
+    stream: NonEmpty = Field(description="the key of the stream of labels (read with the same group and consumer)")
+    id: NonEmpty = Field(description="the column, in both the readings and the labels, that joins a label to its "
+                                     "reading")
+
+
+class RedisStreamSpec(Section):
+    """Readings pushed to a Redis stream, consumed through a consumer group (:mod:`tidal.data.sources.stream`)."""
+
+    redis: NonEmpty = Field(description="the broker's redis:// or rediss:// URL (redis://host:6379/0); a password "
+                                        "in it is written ${NAME}")
+    stream: NonEmpty = Field(description="the key of the stream the devices add readings to")
+    group: NonEmpty = Field("tidal", description="the consumer group tidal reads through (created if missing)")
+    consumer: NonEmpty = Field("tidal", description="this reader's name in the group: keep it fixed, so that a "
+                                                    "run re-reads what a killed run read but never acknowledged")
+    field: NonEmpty | None = Field(
+        "data", description="the entry field that holds the reading as a JSON object, or null (the entry's "
+                            "fields are the columns, each value read as JSON when it is JSON, else as text)")
+    password: NonEmpty | None = Field(None, description="the password, written ${NAME} (read from the environment)"
+                                                        ", or null")
+    max_readings: int = Field(100_000, ge=1, description="a whole number: the most readings one collection takes "
+                                                         "(the rest wait for the next)")
+    wait: Wait = Field(0.0, description="a duration: how long a collection waits for a first new reading (0: none)")
+    timeout: Seconds = Field(5.0, description="a duration (5s): the longest wait to connect and for each answer")
+    retry_for: Wait = Field(30.0, description="a duration (30s): how long to keep trying a broker that does not "
+                                              "answer, with backoff (0: no retry); a refused password is not retried")
+    on_error: Literal["refuse", "skip"] = Field(
+        "refuse", description="refuse (a reading that is not JSON, or not an object, stops the collection: nothing "
+                              "is stored or acknowledged) or skip (it is left out and acknowledged, and the run "
+                              "warns naming its entry id)")
+    entry_column: NonEmpty = Field("stream_id", description="the column of each batch snapshot that holds the "
+                                                            "reading's stream entry id (left out of the table "
+                                                            "trained on)")
+    labels: StreamLabelsSpec | None = Field(
+        None, description="a labels: section (stream, id): labels on a stream of their own, or null (the readings "
+                          "carry the target)")
+
+    @field_validator("redis")
+    @classmethod
+    def _redis_url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme.lower() not in ("redis", "rediss") or not parts.netloc:
+            raise spec_problem("redis_url", f"expected a redis:// or rediss:// URL, got {show(url)}",
+                               hint="e.g. redis: redis://127.0.0.1:6379/0")
+        if parts.password and not PLACEHOLDER.search(parts.password):
+            raise spec_problem("secret_in_spec", "the URL holds a password, which would be stored with the spec",
+                               hint="write it as redis://:${REDIS_PASSWORD}@host:6379/0 (or password: "
+                                    '"${REDIS_PASSWORD}") and set REDIS_PASSWORD')
+        return url
+
+    @field_validator("password")
+    @classmethod
+    def _password_placeholder(cls, value: str | None) -> str | None:
+        if value is not None and not PLACEHOLDER.search(value):
+            raise spec_problem("secret_in_spec", "the password is written out: a credential in tidal.yaml is stored "
+                                                 "with the spec", hint='write password: "${REDIS_PASSWORD}" and '
+                                                                       "export REDIS_PASSWORD=...")
+        return value
+
+    @property
+    def label(self) -> str:
+        """The broker's URL (any password masked) and the stream: the lineage of a snapshot read from it."""
+        return source_label(self)
+
+
 #: The kind keys of a mapping ``data.source``, and the model each one is read into.
-SOURCE_KINDS: dict[str, type[Section]] = {"http": HttpSourceSpec}
+SOURCE_KINDS: dict[str, type[Section]] = {"http": HttpSourceSpec, "redis": RedisStreamSpec}
 
 
 def source_from_yaml(value: Any) -> Any:
@@ -202,7 +275,7 @@ def source_from_yaml(value: Any) -> Any:
     """
     if isinstance(value, str) and not value:
         raise spec_problem("string_too_short", "expected where the data is: a file path, a glob or a URI, or a "
-                                               "mapping {http: URL, ...}, got ''",
+                                               "mapping {http: URL, ...} or {redis: URL, ...}, got ''",
                            hint="e.g. data/train.csv, data/*.parquet or s3://bucket/data.parquet")
     if isinstance(value, (str, *SOURCE_KINDS.values())):
         return value
@@ -214,7 +287,8 @@ def source_from_yaml(value: Any) -> Any:
     if len(found) != 1:
         what = f"both {' and '.join(found)}" if found else "none of them"
         raise spec_problem("source_kind", f"a mapping source needs exactly one of the keys {kinds}; it has {what}",
-                           hint="e.g. source: {http: https://api.example.com/items, records: data}")
+                           hint="e.g. source: {http: https://api.example.com/items, records: data} or "
+                                "{redis: redis://host:6379/0, stream: readings}")
     return _as_model(SOURCE_KINDS[found[0]], value)
 
 
@@ -229,7 +303,7 @@ def _as_model(model: type[Section], value: dict[str, Any]) -> Section:
         raise spec_problem("source_key", issue.message, hint=issue.hint, at=at) from None
 
 
-SourceSpec = Annotated[NonEmpty | HttpSourceSpec, BeforeValidator(source_from_yaml)]
+SourceSpec = Annotated[NonEmpty | HttpSourceSpec | RedisStreamSpec, BeforeValidator(source_from_yaml)]
 
 
 def source_label(source: str | BaseModel) -> str:
@@ -243,6 +317,9 @@ def source_label(source: str | BaseModel) -> str:
             sep = "&" if "?" in url else "?"
             url += sep + "&".join(f"{k}={_param_text(v)}" for k, v in source.params.items())
         return url
+    if isinstance(source, RedisStreamSpec):
+        url = re.sub(r"^([^:/]+://[^:/@]*):[^@]*@", r"\1:***@", source.redis)
+        return f"{url} stream {source.stream}"
     return str(source)
 
 
@@ -259,8 +336,10 @@ __all__ = [
     "LinkPages",
     "NumberedPages",
     "Paginate",
+    "RedisStreamSpec",
     "RetrySpec",
     "SourceSpec",
+    "StreamLabelsSpec",
     "source_from_yaml",
     "source_label",
 ]

@@ -36,6 +36,7 @@ data:
   images: null              # or {{labels: data/labels.csv}}, {{column: image}}: see docs/images.md
   incremental: null         # or {{column: updated_at, key: id, lookback: 1h}}: a SQL source's new rows only
   window: {{last_rows: null, last_days: null}}   # both null = train on all rows
+  collect: null             # or 10m, "*/10 * * * *": `tidal loop` collects from the source on that schedule
 
 prepare:                    # fitted on the training rows only; saved inside the model
   impute: {{numeric: median, categorical: most_frequent}}
@@ -85,6 +86,7 @@ deploy:
   rollback: null            # e.g. {{metric: accuracy, drop: 0.03, after_rows: 1000}}
   runtime: native           # native | onnx: serve the champion's ONNX form with onnxruntime (pip install 'tidal[onnx]')
   onnx_tolerance: 1.0e-5    # runtime onnx: the largest holdout difference accepted from the ONNX form
+  auth: []                  # e.g. [predict, feedback]: those endpoints need a token with that scope (docs/api.md)
 
 retrain:                    # when `tidal loop` retrains (no trigger = never by itself)
   on:
@@ -125,6 +127,7 @@ monitor:                    # what `tidal monitor` compares
     floor: null             # alert below this
     min_labelled: 30        # the fewest labelled predictions to judge on
   retention: null           # e.g. 90d: older predictions move to Parquet in the artifact store
+  alerts: []                # e.g. [{{webhook: ${{SLACK_WEBHOOK}}, on: [drift, retrain_failed, rollback]}}]
 
 storage:                    # null = the default; TIDAL_STORE_URL, TIDAL_ARTIFACTS_URL, TIDAL_EXECUTOR win
   store: null               # default sqlite:///.tidal/tidal.db

@@ -10,6 +10,7 @@ and the step cache, models and events, then leases, state and reports.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -31,6 +32,7 @@ from tidal.core.entities import (
     StepRecord,
 )
 from tidal.core.errors import StorageError
+from tidal.core.tokens import ApiToken
 from tidal.storage import _codec as codec
 
 _Row = dict[str, Any]
@@ -69,6 +71,7 @@ class MemoryMetadataStore:
         self._state: dict[str, str] = {}
         self._reports: dict[str, _Row] = {}
         self._leases: dict[str, tuple[str, datetime]] = {}
+        self._tokens: dict[str, ApiToken] = {}
 
     def __repr__(self) -> str:
         return "MemoryMetadataStore()"
@@ -423,6 +426,33 @@ class MemoryMetadataStore:
         text = codec.dumps(value, f"state {key!r}")
         with self._open():
             self._state[key] = text
+
+    # -- API tokens -----------------------------------------------------------------------------------------
+
+    def create_token(self, token: ApiToken) -> None:
+        """Store a new token; StorageError when its id is taken."""
+        with self._open():
+            if token.id in self._tokens:
+                raise StorageError(f"a token with id {token.id} exists already", hint="create it again")
+            self._tokens[token.id] = token
+
+    def get_token(self, token_id: str) -> ApiToken | None:
+        """The token ``token_id`` (revoked or not), or None."""
+        with self._open():
+            return self._tokens.get(token_id)
+
+    def list_tokens(self) -> list[ApiToken]:
+        """Every token, oldest first."""
+        with self._open():
+            return sorted(self._tokens.values(), key=lambda t: (t.created_at, t.id))
+
+    def revoke_token(self, token_id: str, at: datetime, by: str) -> ApiToken | None:
+        """Mark ``token_id`` revoked (a no-op on one revoked already); the token afterwards, or None."""
+        with self._open():
+            token = self._tokens.get(token_id)
+            if token is not None and token.revoked_at is None:
+                token = self._tokens[token_id] = dataclasses.replace(token, revoked_at=codec.utc(at), revoked_by=by)
+            return token
 
     # -- monitoring reports ---------------------------------------------------------------------------------
 

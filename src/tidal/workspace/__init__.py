@@ -50,6 +50,9 @@ from tidal.spec import Spec, default_spec_yaml, load_spec
 from tidal.storage import open_artifact_store, open_metadata_store
 from tidal.train.tracking import Tracker
 from tidal.workspace.catalog import Models, RunDetail, Runs
+from tidal.workspace.control import LoopControl
+from tidal.workspace.tokens import Tokens
+from tidal.workspace.tokens import local_actor as _local_actor
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -105,6 +108,8 @@ class Workspace:
         self.registry = Registry(self.store, self.artifacts, self.clock)
         self.runs = Runs(self)
         self.models = Models(self)
+        self.tokens = Tokens(self)
+        self.loop = LoopControl(self)
         self._predictions: PredictionLog | None = None
         self._local: LocalPredictor | None = None
         # an image model's embedding reference, made once per version for every monitoring pass of this workspace
@@ -216,23 +221,27 @@ class Workspace:
         tracker.flush()
         self.store.finish_run(run.id, RunStatus.SUCCEEDED, self.clock.now())
 
-    def promote(self, name: str, version: int, *, alias: str = CHAMPION, reason: str | None = None) -> int | None:
-        """Point ``alias`` (champion by default) at ``version``; returns the version it pointed at."""
+    def promote(self, name: str, version: int, *, alias: str = CHAMPION, reason: str | None = None,
+                actor: str | None = None) -> int | None:
+        """Point ``alias`` (champion by default) at ``version``; returns the version it pointed at. ``actor``
+        (who did it: an API token, else this machine's user) is written into the ``alias.moved`` event."""
         if not self.registry.list(name):
             raise ModelNotFound(f"no model named {name!r}", hint="run `tidal models ls` to see the models")
         # a challenger serves only under a canary or shadow strategy (and only for this project's model)
         serves = alias == CHAMPION or (alias == CHALLENGER and name == self.spec.name
                                        and self.spec.deploy.strategy.kind != "direct")
         return self.registry.set_alias(name, alias, version, reason=reason or "promoted by hand",
-                                       trigger="manual", serves=serves)
+                                       trigger="manual", serves=serves, data={"actor": actor or _local_actor()})
 
-    def rollback(self, name: str, *, reason: str | None = None, trigger: str = "manual") -> int:
+    def rollback(self, name: str, *, reason: str | None = None, trigger: str = "manual",
+                 actor: str | None = None) -> int:
         """Move ``champion`` back one step in its history (the champion before the current one, and with
         repeated rollbacks the one before that, skipping versions that can no longer serve); returns the
         version it points at now. ModelNotFound when the current champion is the first."""
         current = self.store.get_alias(name, CHAMPION)
         return self.registry.rollback(name, trigger=trigger, reason=reason or (
-            f"rolled back from {name}:{current.version}" if current else "rolled back"))
+            f"rolled back from {name}:{current.version}" if current else "rolled back"),
+            data={"actor": actor or _local_actor()})
 
     # -- packaging (tidal export, tidal serve --bundle) --------------------------------------------
     def export(self, ref: str, dest: str | Path, *, format: str = "native",
@@ -404,12 +413,22 @@ class Workspace:
         try:
             return self.store.get_report(report_id)
         except ReportNotFound:
-            raise TidalError(f"no report with id {report_id!r}",
-                             hint="run `tidal reports ls` to see the reports") from None
+            raise ReportNotFound(f"no report with id {report_id!r}",
+                                 hint="run `tidal reports ls` to see the reports") from None
 
     def events(self, *, limit: int = 100, subject: str | None = None, kind: str | None = None) -> list[Event]:
         """The recorded decisions, oldest first among the newest ``limit``."""
         return self.store.list_events(subject=subject, kind=kind, limit=limit)
+
+    def test_alerts(self) -> list[Event]:
+        """Send a test alert to each ``monitor.alerts`` webhook (``tidal alerts test``); each one's
+        ``alert.sent`` or ``alert.failed`` event. Refused when the spec has no webhook."""
+        from tidal.loop.alerts import Alerts
+
+        if not self.spec.monitor.alerts:
+            raise TidalError("this project has no alert webhooks to test",
+                             hint="add monitor.alerts to tidal.yaml, e.g. alerts: [{webhook: ${SLACK_WEBHOOK}}]")
+        return Alerts(self.context(), record=self.store.append_event).test()
 
     def archive_predictions(self, before: datetime | None = None) -> ArchiveOutcome:
         """Move this project's predictions made before ``before`` (default: ``monitor.retention`` ago) out of
@@ -449,4 +468,5 @@ class Workspace:
         return found
 
 
-__all__ = ["EXAMPLES", "SPEC_FILE", "Models", "RunDetail", "Runs", "Workspace", "examples_dir"]
+__all__ = ["EXAMPLES", "SPEC_FILE", "LoopControl", "Models", "RunDetail", "Runs", "Tokens", "Workspace",
+           "examples_dir"]

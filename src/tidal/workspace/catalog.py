@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tidal.core.entities import Alias, Event, Metric, ModelVersion, Run, StepRecord
-from tidal.core.errors import RunNotFound, TidalError
+from tidal.core.errors import RunNotFound
 from tidal.loop.liveness import mark_abandoned
 from tidal.registry import Serving, Transition, subject
 from tidal.train.tracking import LOG_ARTIFACT
@@ -47,7 +47,8 @@ class Runs:
         try:
             run = store.get_run(run_id)
         except RunNotFound as exc:
-            raise TidalError(f"no run with id {run_id!r}", hint="run `tidal runs ls` to see the runs") from exc
+            # a NotFound still (the API answers 404), with the hint a user of the CLI needs
+            raise RunNotFound(f"no run with id {run_id!r}", hint="run `tidal runs ls` to see the runs") from exc
         return RunDetail(run=run, steps=store.list_steps(run.id), params=store.get_params(run.id),
                          tags=store.get_tags(run.id), metrics=store.get_metrics(run.id),
                          artifacts=store.list_run_artifacts(run.id))

@@ -235,3 +235,63 @@ def test_the_window_applies_to_a_file_source_too(tmp_path: Path) -> None:
     data = DataSpec(source="d.csv", target="label", window={"last_rows": 10})  # no time: the last rows as read
     assert list(read_snapshot_bytes(collect(data, base_dir=tmp_path, project="p", created_at=NOW)[1])["id"]) == \
         list(range(10, 0, -1))
+
+
+def test_the_first_batch_is_the_table_snapshotted_once(tmp_path: Path) -> None:
+    """The first collection, none of its rows dropped: the table's snapshot is the batch's bytes (made once),
+    and its info is what ``make_snapshot`` of the table gives — the batch's note on the watermark aside."""
+    from tidal.data.snapshot import make_snapshot
+
+    url = _db(tmp_path, [(3, "c", 0, b"z", 1), (1, "a", 1, b"x", 0), (2, "b", None, None, 1)])
+    first = _collect(_data(url, column="id"), tmp_path)
+    (batch, batch_bytes), (table, table_bytes) = first.batch, first.table
+    assert table.digest == batch.digest and table_bytes == batch_bytes
+    assert "incremental" in batch.profile and "incremental" not in table.profile
+    made, made_bytes = make_snapshot(read_snapshot_bytes(table_bytes), project="p", source=url, created_at=NOW)
+    assert made_bytes == table_bytes and made == table
+    # a duplicate row dropped by the merge: the table is not the batch, and is snapshotted on its own
+    (tmp_path / "dup").mkdir()
+    url = _db(tmp_path / "dup", [(1, "a", 1, b"x", 0), (1, "a", 1, b"x", 0)])
+    dup = _collect(_data(url, column="id"), tmp_path)
+    assert dup.batch[0].rows == 2 and dup.table[0].rows == 1 and dup.table[0].digest != dup.batch[0].digest
+
+
+def test_without_a_lookback_the_rows_past_the_watermark_are_all_new(tmp_path: Path) -> None:
+    """Every row past the watermark is new (the rows collected before are at most the watermark), so a row equal
+    to one collected before, but for the incremental column, is collected."""
+    url = _db(tmp_path, [(1, "a", 0, b"x", 0), (2, "b", 1, b"y", 1)])
+    data = _data(url, column="id")
+    first = _collect(data, tmp_path)
+    _db(tmp_path, [(3, "a", 0, b"x", 0)])
+    second = _collect(data, tmp_path, first.watermark, [read_snapshot_bytes(first.batch[1])])
+    assert second.new_rows == 1 and second.watermark == {"type": "int", "value": 3}
+    assert list(read_snapshot_bytes(second.table[1])["id"]) == [1, 2, 3]
+
+
+def _merged_by_sorting_and_hashing_all(batches: list[pd.DataFrame], column: str, key: str | None) -> pd.DataFrame:
+    table = pd.concat(batches, ignore_index=True).sort_values(column, kind="stable", na_position="first")
+    table = table.reset_index(drop=True)
+    if key is not None:
+        return table.drop_duplicates(subset=[key], keep="last").reset_index(drop=True)
+    return table.drop_duplicates(keep="first").reset_index(drop=True)
+
+
+def test_the_merge_is_a_stable_sort_then_a_drop_of_identical_rows() -> None:
+    """``merge_batches`` skips the sort of rows already in order and compares whole rows only where the column
+    repeats: the same table as sorting and hashing everything, on batches in or out of order, with nulls in the
+    column, repeated rows within and across batches, text and numbers."""
+    import numpy as np
+
+    rng = np.random.default_rng(11)
+    for _ in range(150):
+        batches = []
+        for _ in range(int(rng.integers(1, 4))):
+            n = int(rng.integers(1, 25))
+            times = rng.integers(0, 8, n).astype(float)
+            times[rng.random(n) < 0.1] = np.nan
+            batch = pd.DataFrame({"t": times, "a": rng.integers(0, 2, n), "k": rng.integers(0, 5, n),
+                                  "s": pd.array(rng.choice(["x", "y", None], n), dtype="str")})
+            batches.append(batch.sort_values("t", kind="stable") if rng.random() < 0.5 else batch)
+        for key in (None, "k"):
+            pd.testing.assert_frame_equal(merge_batches(batches, "t", key),
+                                          _merged_by_sorting_and_hashing_all(batches, "t", key))

@@ -159,3 +159,22 @@ def test_histogram_counts_every_finite_value(values: list[float | None], bins: i
         assert np.histogram(present, bins=edges)[0].tolist() == prof["histogram"]["counts"]
         assert len(prof["sample"]) == min(present.size, 50) and prof["sample"] == sorted(prof["sample"])
     json.dumps(prof, allow_nan=False)
+
+
+def test_most_frequent_is_the_stable_sort_s_head_without_the_sort() -> None:
+    """``most_frequent`` gives what a stable descending sort's head gives (ties in their order), on counts with
+    many ties, fewer counts than asked, and a column of unique text (every count 1)."""
+    from tidal.data.schema import category_counts, most_frequent
+
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        n, k = int(rng.integers(0, 300)), int(rng.integers(0, 60))
+        counts = pd.Series(rng.integers(1, int(rng.integers(2, 9)), n), index=[f"k{i}" for i in range(n)])
+        want = counts.sort_values(ascending=False, kind="stable").head(k)
+        got = most_frequent(counts, k)
+        assert list(got.index) == list(want.index) and list(got) == list(want)
+    unique = pd.Series([f"u{i}" for i in range(5000)] + ["u42"] * 3, dtype="str")
+    top = profile_frame(unique.to_frame("t"), top_k=3)["columns"]["t"]["top"]
+    assert top == {"u42": 4, "u0": 1, "u1": 1}
+    keys = category_counts(unique, object_keys=False).index
+    assert [type(k) for k in keys[:2]] == [str, str] and category_counts(unique).index.dtype == object

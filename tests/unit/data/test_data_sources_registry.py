@@ -59,13 +59,13 @@ class MemorySource(Source):
 
 
 def test_builtins_and_their_order() -> None:
-    assert known_sources() == ["sql", "images", "glob", "csv", "parquet", "jsonl", "http"]
+    assert known_sources() == ["sql", "images", "glob", "csv", "parquet", "jsonl", "http", "redis"]
 
 
 def test_get_source_unknown_name_lists_the_known_ones() -> None:
     with pytest.raises(PluginNotFound) as info:
         get_source("parket")
-    assert info.value.known == ["csv", "glob", "http", "images", "jsonl", "parquet", "sql"]
+    assert info.value.known == ["csv", "glob", "http", "images", "jsonl", "parquet", "redis", "sql"]
     assert "did you mean 'parquet'?" in str(info.value)
 
 

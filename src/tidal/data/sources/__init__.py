@@ -6,7 +6,9 @@
 
 Built-in sources: ``csv`` (.csv, .tsv, gzipped too), ``parquet``, ``jsonl`` (.jsonl, .ndjson, gzipped
 too), ``glob`` (``data/*.csv``), ``images`` (a folder of class folders of PNG/JPEG files, or a glob
-of them: ``data/train/*/*.png``) and ``sql`` (any SQLAlchemy URL). Write another by subclassing
+of them: ``data/train/*/*.png``) and ``sql`` (any SQLAlchemy URL); and, named by a mapping ``data.source``,
+``http`` (a JSON API: ``{http: URL, ...}``) and ``redis`` (a sensor stream: ``{redis: URL, stream: KEY, ...}``,
+collected through a consumer group by ``tidal run``). Write another by subclassing
 ``Source`` (its docstring has a worked example) and check it with ``check_source``.
 """
 

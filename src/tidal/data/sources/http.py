@@ -105,7 +105,8 @@ class ApiRead:
                 frame = pd.json_normalize(records)
                 if frames:
                     _same_fields(frames[0], frame, number, self.shown)
-                    frame = frame[list(frames[0].columns)]
+                    if not frame.columns.equals(frames[0].columns):  # selecting copies every column: only if needed
+                        frame = frame[list(frames[0].columns)]
                 frames.append(frame)
                 self._last_count = len(records)
         if not frames:

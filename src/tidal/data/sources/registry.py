@@ -4,7 +4,8 @@ Resolution order: sources registered later are asked first, so a plugin (registe
 ``register_source`` or found through the ``tidal.sources`` entry-point group) can take a URI over from
 a built-in source. The built-ins are asked in this order: SQL URLs, images (a folder of class folders, a
 glob of .png/.jpg files), globs, then single files by extension (CSV, Parquet, JSON lines). The ``http``
-source (a JSON API) claims no text: a mapping ``data.source: {http: URL, ...}`` names it by its kind key.
+source (a JSON API) and the ``redis`` source (a sensor stream) claim no text: a mapping ``data.source: {http: URL,
+...}`` or ``{redis: URL, stream: KEY, ...}`` names each by its kind key.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from tidal.data.sources.files import CsvSource, GlobSource, JsonLinesSource, Par
 from tidal.data.sources.http import HttpSource
 from tidal.data.sources.images import ImageFolderSource
 from tidal.data.sources.sql import SqlSource
+from tidal.data.sources.stream import RedisStreamSource
 from tidal.spec.section import Section
 from tidal.spec.source import SOURCE_KINDS, source_label
 
@@ -34,9 +36,10 @@ _plugins_loaded = False
 
 
 def _register_builtins() -> None:
-    # HttpSource claims no text (it reads a mapping data.source), so its place only orders the formats listed
-    for source in (HttpSource(), JsonLinesSource(), ParquetSource(), CsvSource(), GlobSource(), ImageFolderSource(),
-                   SqlSource()):
+    # HttpSource and RedisStreamSource claim no text (each reads a mapping data.source), so their places only order
+    # the formats listed
+    for source in (RedisStreamSource(), HttpSource(), JsonLinesSource(), ParquetSource(), CsvSource(), GlobSource(),
+                   ImageFolderSource(), SqlSource()):
         _sources[source.name] = source
 
 

@@ -8,7 +8,8 @@ transaction, unless it runs inside :meth:`SqlMetadataStore.atomic`. Rows are enc
 The store is composed of one part per port, each in its own module: runs, steps and tracking
 (:mod:`~tidal.storage.sql._runs`), snapshots and the step cache (:mod:`~tidal.storage.sql._snapshots`),
 model versions, aliases and events (:mod:`~tidal.storage.sql._models`), leases, state and reports
-(:mod:`~tidal.storage.sql._loop`). Read-modify-write is serialised: on SQLite by ``BEGIN IMMEDIATE``, on
+(:mod:`~tidal.storage.sql._loop`), API tokens (:mod:`~tidal.storage.sql._tokens`). Read-modify-write is
+serialised: on SQLite by ``BEGIN IMMEDIATE``, on
 PostgreSQL by transaction-scoped advisory locks.
 """
 
@@ -23,9 +24,10 @@ from tidal.storage.sql._migrate import ensure_schema
 from tidal.storage.sql._models import SqlModels
 from tidal.storage.sql._runs import SqlRuns
 from tidal.storage.sql._snapshots import SqlSnapshots
+from tidal.storage.sql._tokens import SqlTokens
 
 
-class SqlMetadataStore(SqlRuns, SqlSnapshots, SqlModels, SqlLoopState):
+class SqlMetadataStore(SqlRuns, SqlSnapshots, SqlModels, SqlLoopState, SqlTokens):
     """The :class:`~tidal.core.ports.MetadataStore` on SQLite (``sqlite:///path/to/tidal.db``) or
     PostgreSQL (``postgresql+psycopg://user@host:5432/db``).
 

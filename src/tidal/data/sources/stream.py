@@ -1,0 +1,291 @@
+"""The ``redis`` source: sensor readings from a Redis stream, consumed through a consumer group.
+
+``data.source: {redis: URL, stream: KEY, group: tidal, consumer: tidal, ...}``
+(:class:`tidal.spec.source.RedisStreamSpec`) names the broker and the stream. This module is the broker's
+side only (redis-py, the ``stream`` extra): connect (with a bounded retry for a broker that does not answer),
+make sure the group exists, hand back the entries this consumer has not acknowledged, acknowledge them.
+Turning entries into a table and a collection into a batch snapshot is :mod:`tidal.data.stream`'s work.
+
+Why a reading is read once and none is lost (docs/spec.md, "A sensor stream"):
+
+- :func:`consume` first asks for this consumer's *pending* entries (``XREADGROUP ... 0``): the ones a
+  run read but never acknowledged, because it was killed, its batch was refused, or the broker went away
+  before the ``XACK``. Only then does it ask for new ones (``>``).
+- :func:`acknowledge` runs after the collection's state is committed (the batch snapshot stored, the table
+  validated): an entry is acknowledged only once tidal holds it. A kill in between leaves it pending, and the
+  next run reads it again; the committed batches (which hold each reading's entry id) tell that run which
+  pending entries it already holds (acknowledged then, not collected twice).
+
+A password is read from the environment (``${NAME}``) when the broker is reached, and never appears in a
+message: errors name the URL with the password masked. A refused password is one line, not retried.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from tidal.core.errors import SourceError
+from tidal.data.sources.base import Source
+from tidal.data.sources.fetch import expand
+from tidal.spec.source import RedisStreamSpec
+
+_FIX = "check data.source in tidal.yaml"
+#: The longest pause between two tries to reach a broker that does not answer.
+_MAX_BACKOFF = 2.0
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One stream entry: its id (``1717243200000-0``) and fields (None: deleted from the stream since it was
+    read, as ``XTRIM`` or ``XDEL`` leave a pending entry)."""
+
+    id: str
+    fields: dict[str, str] | None
+
+
+@dataclass(frozen=True)
+class Consumed:
+    """What one :func:`consume` handed back from one stream: the pending entries first, then the new ones."""
+
+    stream: str
+    pending: list[Entry]
+    new: list[Entry]
+
+    @property
+    def entries(self) -> list[Entry]:
+        return [*self.pending, *self.new]
+
+
+class _Down(Exception):
+    """The broker did not answer (refused, reset, timed out): worth another try."""
+
+
+def entry_key(entry_id: str) -> tuple[int, int]:
+    """A stream entry id as numbers, so that ids compare in stream order (``"9-0" < "10-0"``)."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _redis() -> Any:
+    try:
+        return importlib.import_module("redis")
+    except ImportError:
+        raise SourceError("the redis source needs redis-py, which is not installed",
+                          hint="pip install 'tidal[stream]'") from None
+
+
+class Broker:
+    """One connection to the broker of a :class:`RedisStreamSpec`, with its secret kept out of messages."""
+
+    def __init__(self, config: RedisStreamSpec) -> None:
+        self.config = config
+        self.shown = config.label
+        self.url, used = expand(config.redis, "data.source.redis")
+        self.password: str | None = None
+        if config.password is not None:
+            self.password, more = expand(config.password, "data.source.password")
+            used += more
+        self.secrets = tuple(s for s in used if s)
+        self._client: Any = None
+
+    def redact(self, text: str) -> str:
+        """``text`` with every secret replaced by ``***``."""
+        for secret in sorted(self.secrets, key=len, reverse=True):
+            text = text.replace(secret, "***")
+        return text
+
+    # -- connecting -------------------------------------------------------------------------------
+    def connect(self) -> Any:
+        """The client, once the broker answered a PING: retried with backoff for ``retry_for`` seconds while it
+        does not answer; a refused password or an unknown URL is a SourceError at once."""
+        if self._client is not None:
+            return self._client
+        redis = _redis()
+        config = self.config
+        started = time.monotonic()
+        backoff = wait_exponential(multiplier=0.1, max=_MAX_BACKOFF)
+
+        def wait(state: RetryCallState) -> float:  # the last wait ends at retry_for, not past it
+            return max(0.0, min(float(backoff(state)), config.retry_for - (time.monotonic() - started)))
+
+        retrying = Retrying(stop=stop_after_delay(config.retry_for), reraise=True, wait=wait,
+                            retry=retry_if_exception_type(_Down))
+        try:
+            self._client = retrying(self._connect_once, redis)
+        except _Down as exc:
+            tries = retrying.statistics.get("attempt_number", 1)
+            spent = time.monotonic() - started
+            raise SourceError(self.redact(
+                f"the broker {self.shown} does not answer ({exc}) after {tries} tries in {spent:.1f}s: nothing was "
+                "collected"), hint="start the broker or check data.source.redis; data.source.retry_for says how "
+                                   "long to keep trying") from None
+        return self._client
+
+    def _connect_once(self, redis: Any) -> Any:
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        try:
+            client = redis.Redis.from_url(
+                self.url, password=self.password, decode_responses=True, socket_connect_timeout=self.config.timeout,
+                socket_timeout=self.config.timeout + self.config.wait, retry=Retry(NoBackoff(), 0))
+        except ValueError as exc:
+            raise SourceError(self.redact(f"data.source.redis {self.shown!r} is not a Redis URL: {exc}"),
+                              hint="e.g. redis: redis://127.0.0.1:6379/0") from None
+        try:
+            client.ping()
+        except redis.AuthenticationError as exc:
+            client.close()
+            raise SourceError(self.redact(f"the broker {self.shown} refused the credentials ({_reason(exc)})"),
+                              hint="check the password data.source reads from the environment (not retried)") \
+                from None
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            client.close()
+            raise _Down(self.redact(_reason(exc))) from None
+        except redis.ResponseError as exc:  # NOAUTH: a password is needed and none was given
+            client.close()
+            if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):
+                raise SourceError(self.redact(f"the broker {self.shown} refused the credentials ({_reason(exc)})"),
+                                  hint="set data.source.password (\"${REDIS_PASSWORD}\") and the variable (not "
+                                       "retried)") from None
+            raise self._error("PING", exc) from None
+        return client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def _error(self, what: str, exc: BaseException) -> SourceError:
+        return SourceError(self.redact(f"{what} on {self.shown} failed: {_reason(exc)}: nothing was collected"),
+                           hint="the broker may have gone away: run again (unacknowledged readings are read again)")
+
+    @contextmanager
+    def talking(self, what: str) -> Iterator[Any]:
+        """The client, with any error of the broker while in the block as one SourceError naming ``what``."""
+        redis = _redis()
+        client = self.connect()
+        try:
+            yield client
+        except redis.AuthenticationError as exc:
+            raise SourceError(self.redact(f"the broker {self.shown} refused the credentials ({_reason(exc)})"),
+                              hint="check data.source.password (not retried)") from None
+        except redis.RedisError as exc:
+            raise self._error(what, exc) from None
+
+    # -- the consumer group -----------------------------------------------------------------------
+    def ensure_group(self, stream: str) -> None:
+        """Create the group on ``stream`` (from its first entry) unless it exists; SourceError naming the stream
+        when there is no such stream (a typo is more likely than a fleet that never sent anything)."""
+        redis = _redis()
+        with self.talking(f"XGROUP CREATE {stream}") as client:
+            if not client.exists(stream):
+                raise SourceError(f"the stream {stream!r} does not exist on {self.shown}",
+                                  hint="check data.source.stream (and labels.stream): the devices create it with "
+                                       "their first XADD")
+            try:
+                client.xgroup_create(stream, self.config.group, id="0")
+            except redis.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):  # the group exists already: the usual case after the first run
+                    raise
+
+    def consume(self, stream: str, count: int) -> Consumed:
+        """Up to ``count`` entries of ``stream`` for this consumer: first its pending ones (read before, never
+        acknowledged), then new ones (waiting ``wait`` seconds for a first one when there is none)."""
+        config = self.config
+        self.ensure_group(stream)
+        with self.talking(f"XREADGROUP {stream}") as client:
+            pending = self._read(client, stream, "0", count, block=None)
+            new: list[Entry] = []
+            if len(pending) < count:
+                block = int(config.wait * 1000) if config.wait > 0 else None
+                new = self._read(client, stream, ">", count - len(pending), block=block)
+        return Consumed(stream=stream, pending=pending, new=new)
+
+    def _read(self, client: Any, stream: str, start: str, count: int, *, block: int | None) -> list[Entry]:
+        out: list[Entry] = []
+        while len(out) < count:  # pending entries come back count at a time, from the id after the last
+            answer = client.xreadgroup(self.config.group, self.config.consumer, {stream: start}, count=count - len(out),
+                                       block=block)
+            got = answer[0][1] if answer else []
+            if isinstance(answer, dict):  # RESP3 answers a mapping
+                got = answer.get(stream, [[]])[0]
+            entries = [Entry(id=str(i), fields=dict(f) if f else None) for i, f in got]
+            out += entries
+            if start == ">" or not entries:
+                break
+            start = entries[-1].id
+        return out
+
+    def acknowledge(self, stream: str, ids: list[str]) -> int:
+        """``XACK`` the entries ``ids`` of ``stream`` (in slices); the number the broker acknowledged."""
+        done = 0
+        with self.talking(f"XACK {stream}") as client:
+            for at in range(0, len(ids), 10_000):
+                done += int(client.xack(stream, self.config.group, *ids[at:at + 10_000]))
+        return done
+
+    def every_entry(self, stream: str, limit: int) -> list[Entry]:
+        """Every entry of ``stream`` (``XRANGE``, no group: nothing is consumed or acknowledged), at most
+        ``limit`` of them; SourceError when there are more."""
+        with self.talking(f"XRANGE {stream}") as client:
+            if not client.exists(stream):
+                raise SourceError(f"the stream {stream!r} does not exist on {self.shown}", hint=_FIX)
+            length = int(client.xlen(stream))
+            if length > limit:
+                raise SourceError(f"the stream {stream!r} on {self.shown} holds {length:,} entries, more than "
+                                  f"max_readings ({limit:,}) to read whole", hint="raise data.source.max_readings")
+            got = client.xrange(stream, "-", "+")
+        return [Entry(id=str(i), fields=dict(f) if f else None) for i, f in got]
+
+
+class RedisStreamSource(Source):
+    """Readings from a Redis stream (``data.source: {redis: URL, stream: KEY, ...}``).
+
+    Read as a table (:meth:`read_config`: the loop's retrains, ``tidal drift``), the stream is read whole with
+    ``XRANGE``, through no group: nothing is consumed. ``tidal run`` collects it through the group instead, one
+    batch of new readings at a time (:mod:`tidal.loop.stream`).
+    """
+
+    name = "redis"
+    formats = ("a Redis stream (source: {redis: URL, stream: KEY, group: ...})",)
+
+    def can_read(self, uri: str) -> bool:
+        return False  # a mapping names this source; a redis:// URL as text is not a table
+
+    def read(self, uri: str, *, base_dir: Path, query: str | None = None) -> pd.DataFrame:
+        raise SourceError(f"a Redis stream is written as a mapping, not as the text {uri!r}",
+                          hint="write data.source: {redis: redis://host:6379/0, stream: readings}")
+
+    def read_config(self, config: Any, *, base_dir: Path, query: str | None = None) -> pd.DataFrame:
+        from tidal.data.stream import readings_table
+
+        if not isinstance(config, RedisStreamSpec):
+            raise SourceError(f"the redis source cannot read {type(config).__name__}", hint=_FIX)
+        if query is not None:
+            raise SourceError("data.query was given, but data.source is a stream: a query is only for SQL sources",
+                              hint="remove data.query")
+        broker = Broker(config)
+        try:
+            readings = broker.every_entry(config.stream, config.max_readings)
+            labels = broker.every_entry(config.labels.stream, config.max_readings) if config.labels else None
+        finally:
+            broker.close()
+        return readings_table(config, readings, labels)
+
+
+def _reason(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+__all__ = ["Broker", "Consumed", "Entry", "RedisStreamSource", "entry_key"]
