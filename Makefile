@@ -30,7 +30,7 @@ $(RUNTIME_STAMP): pyproject.toml | $(BIN)/python
 
 $(DEV_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[dev,postgres,mysql,online,corpus,xgboost,lightgbm,torch,images,onnx,examples,search,stream,s3]'
+	$(BIN)/python -m pip install -q -e '.[dev,postgres,mysql,online,corpus,xgboost,lightgbm,torch,images,onnx,examples,search,stream,s3,ray]'
 	@touch $@ $(RUNTIME_STAMP)
 
 $(KSERVE_STAMP): tests/serve/kserve/requirements.txt

@@ -68,14 +68,18 @@ def _with_max_rows(folder: Path, max_rows: int, into: Path) -> Path:
     return into
 
 
-def backtest(name: str, *, max_rows: int | None = None, timeout: float = 1800) -> dict[str, Any]:
-    """Run ``tidal backtest --json`` on one corpus project; its JSON plus ``seconds``, or ``error``."""
+def backtest(name: str, *, max_rows: int | None = None, timeout: float = 1800,
+             executor: str | None = None) -> dict[str, Any]:
+    """Run ``tidal backtest --json`` on one corpus project; its JSON plus ``seconds``, or ``error``.
+    ``executor``: its ``TIDAL_EXECUTOR`` (``ray://host:port``: the backtest's steps and strategies run on that
+    cluster, which every project of the corpus then shares; docs/ray.md)."""
     with tempfile.TemporaryDirectory(prefix=f"corpus-{name}-") as tmp:
         folder = CORPUS / name
         if max_rows is not None:
             folder = _with_max_rows(folder, max_rows, Path(tmp) / name)
         env = {**os.environ, "TIDAL_STORE_URL": f"sqlite:///{tmp}/tidal.db", "TIDAL_ARTIFACTS_URL": f"{tmp}/artifacts",
-               "TIDAL_PREDICTIONS_URL": f"sqlite:///{tmp}/predictions.db", "COLUMNS": "200"}
+               "TIDAL_PREDICTIONS_URL": f"sqlite:///{tmp}/predictions.db", "COLUMNS": "200",
+               **({"TIDAL_EXECUTOR": executor} if executor else {})}
         start = time.perf_counter()
         try:
             proc = subprocess.run([*tidal_command(), "backtest", "--json", "--project", str(folder)], env=env,
@@ -206,6 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("names", nargs="*", help="corpus projects to run (default: all)")
     parser.add_argument("--max-rows", type=int, default=None, help="replay at most this many rows per project")
     parser.add_argument("--no-export", action="store_true", help="do not run export.py first")
+    parser.add_argument("--executor", default=None,
+                        help="TIDAL_EXECUTOR of every backtest, e.g. ray://head:10001 (docs/ray.md)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="projects run at once (with --executor ray://...: they share the cluster)")
     parser.add_argument("--markdown", action="store_true",
                         help="print bench/results/corpus.json as a Markdown table and stop")
     args = parser.parse_args(argv)
@@ -215,15 +223,20 @@ def main(argv: list[str] | None = None) -> int:
     names = projects(args.names)
     if not args.no_export:
         subprocess.run([sys.executable, str(CORPUS / "export.py"), *names], check=True)
-    results = []
-    for name in names:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(name: str) -> dict[str, Any]:
         print(f"== {name}", file=sys.stderr, flush=True)
-        results.append(backtest(name, max_rows=args.max_rows))
-        r = results[-1]  # a line as each finishes: the whole corpus takes minutes
-        print(f"   {r['error']}" if "error" in r else
-              f"   {r['metric']} loop {r['loop']['score']:.4f} static {r['static']['score']:.4f} periodic "
+        r = backtest(name, max_rows=args.max_rows, executor=args.executor)
+        # a line as each finishes: the whole corpus takes minutes
+        print(f"   {name}: {r['error']}" if "error" in r else
+              f"   {name}: {r['metric']} loop {r['loop']['score']:.4f} static {r['static']['score']:.4f} periodic "
               f"{r['periodic']['score']:.4f}, {r['loop']['retrains']} retrains, {r['seconds']:.0f} s",
               file=sys.stderr, flush=True)
+        return r
+
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        results = list(pool.map(one, names))  # in the corpus's order, whichever finished first
     render(results)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"results": results, "aims": [

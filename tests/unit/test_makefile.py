@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs make
 #: What `make test` installs: torch pinned first (the CPU build where one is provided), then tidal and its extras.
 DEV_INSTALLS = [".venv/bin/python -m pip install -q torch==2.13.0",
                 ".venv/bin/python -m pip install -q -e "
-                "'.[dev,postgres,mysql,online,corpus,xgboost,lightgbm,torch,images,onnx,examples,search,stream,s3]'"]
+                "'.[dev,postgres,mysql,online,corpus,xgboost,lightgbm,torch,images,onnx,examples,search,stream,s3,ray]'"]
 
 #: KServe's client, in a venv of its own (its pins do not fit tidal's): for tests/serve/test_v2_kserve.py.
 KSERVE_INSTALLS = [".venv-kserve/bin/python -m pip install -q -r tests/serve/kserve/requirements.txt"]

@@ -30,6 +30,8 @@ The tree (classes defined outside this module are named with their module)::
     │   ├── ArtifactNotFound   no artifact with that digest in the artifact store
     │   └── ModelNotFound      (also a RegistryError, above)
     ├── StorageError           a metadata store, prediction log or artifact store failed (could not answer)
+    ├── ExecutorError          the executor could not run a step: a Ray cluster that cannot be reached, a task
+    │                          whose worker died again after its one retry
     ├── ServingError           the server could not answer
     │   ├── ApiError           a request refused with an HTTP status; its message is the answer's body
     │   │                      (tidal.predict.errors; the SDK raises it too)
@@ -66,6 +68,7 @@ there is one, how to fix it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 
 class TidalError(Exception):
@@ -82,6 +85,19 @@ class TidalError(Exception):
 
     def __str__(self) -> str:
         return f"{self.message} — {self.hint}" if self.hint else self.message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickled whole (message, hint and every field of a subclass), without calling __init__ again, whose
+        # keyword-only arguments the default (``cls(*args)``) would lose: an error raised by a step on a Ray
+        # worker reaches the driver as it was raised
+        return _rebuild, (type(self), self.args, self.__dict__)
+
+
+def _rebuild(cls: type[TidalError], args: tuple[Any, ...], state: dict[str, Any]) -> TidalError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 class SpecError(TidalError):
@@ -202,6 +218,11 @@ class StorageError(TidalError):
     """A metadata or artifact store failed."""
 
 
+class ExecutorError(TidalError):
+    """The executor could not run a step (not the step failing): its cluster cannot be reached, or the worker
+    running the step died twice (it is retried once)."""
+
+
 class ServingError(TidalError):
     """The server could not answer a request."""
 
@@ -248,6 +269,7 @@ __all__ = [
     "ArtifactNotFound",
     "AuthError",
     "DataError",
+    "ExecutorError",
     "FeedbackRejected",
     "Forbidden",
     "GateFailed",

@@ -47,6 +47,7 @@ from tidal.core.entities import (
 from tidal.core.tokens import ApiToken
 
 R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
 
 
 @runtime_checkable
@@ -357,12 +358,50 @@ class ArtifactStore(Protocol):
 
 
 @runtime_checkable
+class Task(Protocol[R_co]):
+    """A call handed to an :class:`Executor`: its result once it has run."""
+
+    #: where it ran, once it has (``{"node", "host", "pid", "attempts"}``); None: in the calling process
+    where: dict[str, Any] | None
+
+    def result(self) -> R_co:
+        """The call's return value (it waits for it, or, on the local executor, runs it now); what the call
+        raised is raised here. A worker that died twice is an :class:`~tidal.core.errors.ExecutorError`."""
+        ...
+    def done(self) -> bool:
+        """Whether :meth:`result` would answer without waiting."""
+        ...
+
+
+@runtime_checkable
 class Executor(Protocol):
-    """Runs a step."""
+    """Where a step runs: a call of a step function with its inputs as arguments, its outputs returned.
+
+    ``fn`` is a module-level function (never a closure or a lambda: it may be sent to another process by
+    name) and ``args`` are plain values (frames, specs, fitted models), never a store: a step reads nothing
+    but its arguments, and the caller stores what it returns. So a step can run in another process or on
+    another machine, and the stores stay with the process that opened them.
+    """
 
     name: str
 
-    def run(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R: ...
+    def run(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
+        """``fn(*args, **kwargs)``, wherever this executor runs things; waits for it."""
+        ...
+    def submit(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> Task[R]:
+        """Start ``fn(*args, **kwargs)`` (the local executor runs it when its result is asked for)."""
+        ...
+    def wait(self, tasks: Sequence[Task[Any]]) -> list[Task[Any]]:
+        """The tasks of ``tasks`` that have finished: at least one (it waits for the first, or, on the local
+        executor, runs it)."""
+        ...
+    @property
+    def slots(self) -> int:
+        """How many tasks it runs at once (1: one after another)."""
+        ...
+    def close(self) -> None:
+        """Release what this executor started (a local Ray it started); never a cluster it only joined."""
+        ...
 
 
 @runtime_checkable

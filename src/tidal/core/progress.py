@@ -38,4 +38,9 @@ def report(what: str, done: int, total: int) -> None:
         return
 
 
-__all__ = ["Listener", "listening", "report"]
+def listened() -> bool:
+    """Whether anybody listens here (an executor forwards the progress of a remote step only then)."""
+    return _LISTENER.get() is not None
+
+
+__all__ = ["Listener", "listened", "listening", "report"]

@@ -43,6 +43,7 @@ from tidal.loop.outcomes import STORY, tally
 from tidal.loop.pipeline import TrainingPipeline
 from tidal.loop.scoring import plain
 from tidal.registry import CHAMPION
+from tidal.spec import Spec
 from tidal.train.fit import fit_pipeline, predict_frame
 
 Progress = Callable[[int, int, TickReport | None], None]
@@ -207,6 +208,17 @@ def _run_backtest(ctx: LoopContext, data: pd.DataFrame, progress: Progress | Non
     X_stream = as_model_input(stream, columns, kinds)
     static_model = ctx.registry.load(first)
     static_pred = predict_frame(static_model, X_stream)[0]
+    # The strategies that need no store go to the executor now, and are collected after the loop's replay: on
+    # Ray they run beside it (the loop's own retrains are Ray tasks too); the local executor runs them when
+    # they are collected, in the order it always did.
+    delay = cfg.label_delay
+    periodic_every = cfg.periodic_every or spec.retrain.cooldown.rows or 2000
+    periodic_task = ctx.executor.submit(_periodic, spec, data, n0, stream, columns, kinds, periodic_every, task)
+    online_task = None
+    if learner is not None:
+        # on the data's own columns: the online learner as a user would run it, without tidal's label features
+        online_task = ctx.executor.submit(replay_online, learner, data, initial=n0, end=end, columns=raw_columns,
+                                          kinds=kinds, target=target, label_delay=delay)
 
     controller = Controller(ctx, source_frame=lambda: initial, owner="backtest")
     models: dict[int, Any] = {first.version: static_model}
@@ -243,17 +255,13 @@ def _run_backtest(ctx: LoopContext, data: pd.DataFrame, progress: Progress | Non
         if progress is not None:
             progress(hi, len(stream), report)
 
-    periodic_every = cfg.periodic_every or spec.retrain.cooldown.rows or 2000
-    periodic_pred, periodic_retrains = _periodic(ctx, data, n0, stream, columns, kinds, periodic_every, task)
-    delay = cfg.label_delay
+    periodic_pred, periodic_retrains = periodic_task.result()
     full_y = target_array(data[target])
     last_label = full_y[[n0 + i - 1 - delay for i in range(len(stream))]]
     strategies = {"loop": loop_pred, "static": static_pred, "periodic": periodic_pred, "last_label": last_label}
     online = None
-    if learner is not None:
-        # on the data's own columns: the online learner as a user would run it, without tidal's label features
-        online_pred, seconds = replay_online(learner, data, initial=n0, end=end, columns=raw_columns, kinds=kinds,
-                                             target=target, label_delay=delay)
+    if learner is not None and online_task is not None:
+        online_pred, seconds = online_task.result()
         strategies["online"] = online_pred
         online = {"score": _score(task, y, online_pred, metric), "model": learner.name,
                   "seconds": round(seconds, 2)}
@@ -296,10 +304,10 @@ def _logged_records(ctx: LoopContext, stream: pd.DataFrame, columns: list[str],
     return records
 
 
-def _periodic(ctx: LoopContext, data: pd.DataFrame, n0: int, stream: pd.DataFrame, columns: list[str],
+def _periodic(spec: Spec, data: pd.DataFrame, n0: int, stream: pd.DataFrame, columns: list[str],
               kinds: dict[str, str], every: int, task: str) -> tuple[np.ndarray, int]:
-    """Retrain every ``every`` rows on the rows whose labels have arrived, no gate, no questions."""
-    spec = ctx.spec
+    """Retrain every ``every`` rows on the rows whose labels have arrived, no gate, no questions (a function
+    of its arguments: the executor runs it)."""
     delay, window = spec.backtest.label_delay, spec.retrain.window.last_rows
     out = np.empty(len(stream), dtype=_answer_dtype(task, target_array(stream[spec.data.target])))
     X = as_model_input(stream, columns, kinds)

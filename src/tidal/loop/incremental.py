@@ -108,7 +108,8 @@ class IncrementalCollect:
             inputs={"source": str(data.source), "query": data.query, "incremental": inc.model_dump(mode="json"),
                     "window": data.window.model_dump(mode="json"), "watermark": state["watermark"],
                     "batches": batches},
-            cacheable=False, why_always="data.incremental: the rows past the watermark are read on every run").outputs
+            cacheable=False, here=True,  # the project's source, read where the project is
+            why_always="data.incremental: the rows past the watermark are read on every run").outputs
         result.run.info["snapshot"] = out["snapshot"]
         return self.store.get_snapshot(out["snapshot"])
 

@@ -33,11 +33,10 @@ from tidal.data.stream import is_stream
 from tidal.evaluate import Evaluation, GateDecision, evaluate_model
 from tidal.loop.cache import environment, environment_digest
 from tidal.loop.context import LoopContext
-from tidal.loop.continued import continue_fit_step
 from tidal.loop.incremental import IncrementalCollect
 from tidal.loop.lineage import git_commit, source_files, source_location
 from tidal.loop.liveness import beating, owner_info
-from tidal.loop.registration import MAX_REGATES, PipelineBase
+from tidal.loop.registration import MAX_REGATES, Fitted, PipelineBase, continue_stored, fit_stored
 from tidal.loop.results import STEPS, RunResult, flat_params, thread_cap
 from tidal.loop.runner import StepListener, StepRunner
 from tidal.loop.search import Search
@@ -45,7 +44,7 @@ from tidal.spec.model import LabelFeaturesSpec
 from tidal.spec.source import source_label
 from tidal.train.continued import continue_fit
 from tidal.train.estimator import import_estimator
-from tidal.train.fit import TrainResult, fit_pipeline
+from tidal.train.fit import fit_pipeline
 from tidal.train.search import import_optuna
 from tidal.train.tracking import LOG_ARTIFACT, Tracker
 
@@ -209,7 +208,8 @@ class TrainingPipeline(PipelineBase):
                                                 **({"window": data.window.model_dump(mode="json")}
                                                    if data.window.last_rows or data.window.last_days else {})},
             # a window of days moves with the clock: the same file gives other rows tomorrow
-            cacheable=file_inputs is not None and self.frame is None and data.window.last_days is None,
+            # here: the source is the project's (its files, its credentials), read where the project is
+            here=True, cacheable=file_inputs is not None and self.frame is None and data.window.last_days is None,
             why_always=(f"fresh data from {label}" if self.frame is not None else
                         "the source is not a local file, so it is read on every run"),
             reuse_note=lambda o: f"snapshot {o['snapshot'][:12]}, {o['rows']} rows").outputs
@@ -280,14 +280,15 @@ class TrainingPipeline(PipelineBase):
             storage = self.ctx.studies() if self.ctx.studies is not None else import_optuna().storages.InMemoryStorage()
             try:
                 found = Search(spec, store=self.store, clock=self.clock, storage=storage, run_id=result.run.id,
-                               task=task, columns=columns, kinds=kinds,
-                               heartbeat_s=self.ctx.heartbeat_s).run(self._frame(train_d), train_d)
+                               task=task, columns=columns, kinds=kinds, heartbeat_s=self.ctx.heartbeat_s,
+                               executor=self.ctx.executor).run(self._frame(train_d), train_d)
             finally:  # an RDB storage's connections end with the search (a loop searches again much later)
                 if (dispose := getattr(getattr(storage, "engine", None), "dispose", None)) is not None:
                     dispose()
             return found.to_dict()
 
-        out = runner.step("search", search, code_of=Search.run, cacheable=False,
+        # here: the search keeps its study in this process and hands its trials to the executor
+        out = runner.step("search", search, code_of=Search.run, cacheable=False, here=True,
                           why_always="a search resumes its stored study (only the trials its budget still allows run)",
                           inputs={"train": train_d, "search": spec.model.search.model_dump(mode="json")
                                   if spec.model.search else None}).outputs
@@ -303,8 +304,9 @@ class TrainingPipeline(PipelineBase):
                kinds: dict[str, str]) -> dict[str, Any]:
         spec, model = self.spec, self._model_spec
 
-        def save(fitted: TrainResult) -> dict[str, Any]:
-            digest, flavor, fmt = self._put_model(fitted.model)
+        def save(stored: Fitted) -> dict[str, Any]:
+            fitted = stored.result
+            digest, flavor, fmt = self._put_model(fitted.model, stored)
             log = self.artifacts.put(fitted.log.encode()) if fitted.log else None  # what the library printed
             return {"model": digest, "flavor": flavor, "format": fmt, "fit_seconds": round(fitted.fit_seconds, 4),
                     "curves": fitted.curves, "warnings": fitted.warnings, "log": log,
@@ -315,14 +317,14 @@ class TrainingPipeline(PipelineBase):
                   "estimator": model.estimator, "params": model.params, "seed": model.seed}
         if (parent := self.parent) is not None:  # retrain.mode: incremental: the parent learns the rows
             trained = runner.step(
-                "train", continue_fit_step, code_of=continue_fit, save=save,
+                "train", continue_stored, code_of=continue_fit, save=save,
                 args=lambda: (self.registry.load(parent), self._frame(train_d), spec.data.target, columns, kinds,
                               parent),
                 reuse_note=lambda o: f"model {o['model'][:12]}",
                 inputs={**inputs, "parent": parent.artifact_digest}).outputs
         else:
             trained = runner.step(
-                "train", _train_step, code_of=fit_pipeline,
+                "train", fit_stored, code_of=fit_pipeline,
                 args=lambda: (self._frame(train_d), spec.data.target, columns, kinds, spec.prepare, model),
                 save=save, reuse_note=lambda o: f"model {o['model'][:12]}", inputs=inputs).outputs
         if trained.get("log"):  # a reused step's log too: this run's model is the one that printed it
@@ -369,11 +371,6 @@ def _split_step(df: pd.DataFrame, how: Any, target: str, time: str | None, task:
         df = add_label_features(df, target=target, time=time, spec=label_features, task=task, delay=delay,
                                 classes=classes)
     return data_steps.split(df, how, target=target, time=time, task=task, seed=seed)
-
-
-def _train_step(df: pd.DataFrame, target: str, columns: list[str], kinds: dict[str, str], prepare: Any,
-                model: Any) -> TrainResult:
-    return fit_pipeline(df, target=target, columns=columns, kinds=kinds, prepare=prepare, model=model)
 
 
 def _evaluate_step(model: Any, train: pd.DataFrame, holdout: pd.DataFrame, columns: list[str],

@@ -9,7 +9,7 @@ module keeps the run and its first half (collect → validate → split → prof
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pandas as pd
@@ -30,7 +30,7 @@ from tidal.monitor.baseline import holdout_drift
 from tidal.registry import CHALLENGER, CHAMPION
 from tidal.registry.onnx_form import registration_form
 from tidal.spec.model import ModelSpec
-from tidal.train.fit import fit_pipeline, predict_frame
+from tidal.train.fit import TrainResult, fit_pipeline, predict_frame
 from tidal.train.flavors import flavor_for, get_flavor
 
 #: How many times a run gates again when the champion moved between its gate and its registration.
@@ -72,12 +72,14 @@ class PipelineBase:
             self._models[digest] = get_flavor(flavor).load(self.artifacts.get(digest))
         return self._models[digest]
 
-    def _put_model(self, model: Any) -> tuple[str, str, str]:
-        """Store ``model`` by its flavor; its digest, flavor name and format."""
-        flavor = flavor_for(model)
-        digest = self.artifacts.put(flavor.save(model))
+    def _put_model(self, model: Any, stored: Fitted | None = None) -> tuple[str, str, str]:
+        """Store ``model`` by its flavor (``stored``: the form its step made of it); its digest, flavor name
+        and format."""
+        if stored is None:
+            stored = stored_form(TrainResult(model=model, columns=[]))
+        digest = self.artifacts.put(stored.payload)
         self._models[digest] = model
-        return digest, flavor.name, flavor.format
+        return digest, stored.flavor, stored.format
 
     def _event(self, kind: str, subject: str, message: str, data: dict[str, Any] | None = None) -> None:
         self.store.append_event(Event(kind=kind, subject=subject, message=message, time=self.clock.now(),
@@ -98,15 +100,17 @@ class PipelineBase:
         gates = [g.without_tolerance() for g in spec.validate.gates] if self.trigger == "loop:growth" \
             else list(spec.validate.gates)
 
-        def decide(champion: ModelVersion | None) -> dict[str, Any]:
-            return gate_decision(gates, evaluation.validation, candidate_model=model,
-                                 holdout=self._frame(holdout_d), columns=columns, kinds=kinds, target=target, task=task,
-                                 champion=None if champion is None else self._champion(champion)).to_dict()
+        def gate_args(champion: ModelVersion | None) -> tuple[Any, ...]:
+            return (gates, evaluation.validation, model, self._frame(holdout_d), columns, kinds, target, task,
+                    None if champion is None else self._champion(champion))
+
+        def decide(champion: ModelVersion | None) -> dict[str, Any]:  # again, in the register step
+            return self.ctx.executor.run(_gate_step, *gate_args(champion))
 
         champion = self.registry.champion(spec.name)
         # a local as well as result.decision: register() below reads it, where mypy no longer knows it is set
         decision = result.decision = GateDecision.from_dict(runner.step(
-            "gate", decide, args=lambda: (champion,), code_of=_gate_code, inputs={
+            "gate", _gate_step, args=lambda: gate_args(champion), code_of=_gate_code, inputs={
                 "model": trained["model"], "holdout": holdout_d, "gates": [g.canonical for g in gates],
                 "champion": champion.artifact_digest if champion else None}).outputs)
 
@@ -127,7 +131,8 @@ class PipelineBase:
             raise TidalError(f"the champion of {spec.name} kept moving while this run tried to register its model "
                              f"({MAX_REGATES} times)", hint="run it again once the other runs are done")
 
-        registered = runner.step("register", register, inputs={}, cacheable=False,
+        # here: it writes the version and moves the alias in the stores (its refit goes to the executor)
+        registered = runner.step("register", register, inputs={}, cacheable=False, here=True,
                                  why_always="a model that is not registered yet").outputs
         served = [r for r in result.decision.failed if r.startswith(SERVED)] if result.decision else []
         if registered["regated"] or served:
@@ -153,14 +158,14 @@ class PipelineBase:
         if self.refit and decision.passed:
             key = (model_d, train_d, holdout_d)
             if key not in self._refits:
+                run = self.ctx.executor.run
                 if self.parent is not None:  # the gated model continues on the holdout rows
-                    fitted = continue_fit_step(self._model(model_d, trained["flavor"]), self._frame(holdout_d),
-                                               spec.data.target, columns, kinds, self.parent)
+                    fitted = run(continue_stored, self._model(model_d, trained["flavor"]), self._frame(holdout_d),
+                                 spec.data.target, columns, kinds, self.parent)
                 else:
                     whole = pd.concat([self._frame(train_d), self._frame(holdout_d)], ignore_index=True)
-                    fitted = fit_pipeline(whole, target=spec.data.target, columns=columns, kinds=kinds,
-                                          prepare=spec.prepare, model=self._model_spec)
-                self._refits[key] = self._put_model(fitted.model)[0]
+                    fitted = run(fit_stored, whole, spec.data.target, columns, kinds, spec.prepare, self._model_spec)
+                self._refits[key] = self._put_model(fitted.result.model, fitted)[0]
             model_d = self._refits[key]
         model = self._model(model_d, trained["flavor"])
         classes = getattr(model, "classes_", None)
@@ -252,6 +257,43 @@ class PipelineBase:
                                             over=champion.version if champion else None, trigger=self.trigger,
                                             run_id=result.run.id, note=note, trained_at=trained_at, serves=serves)
 
+
+
+@dataclass
+class Fitted:
+    """What a train step returns: the fit, and the model's stored form made where it was fitted. The bytes of
+    a model that came back from another process (Ray) could differ from the local ones (its serialiser numbers
+    shared objects, and a round trip through Ray does not keep every one shared), so the step stores the model
+    it fitted itself, and the same data gives the same digest on every executor."""
+
+    result: TrainResult
+    payload: bytes
+    flavor: str
+    format: str
+
+
+def stored_form(result: TrainResult) -> Fitted:
+    flavor = flavor_for(result.model)
+    return Fitted(result=result, payload=flavor.save(result.model), flavor=flavor.name, format=flavor.format)
+
+
+def fit_stored(df: pd.DataFrame, target: str, columns: list[str], kinds: dict[str, str], prepare: Any,
+               model: Any) -> Fitted:
+    """The train step: :func:`tidal.train.fit.fit_pipeline`, and the model's stored form."""
+    return stored_form(fit_pipeline(df, target=target, columns=columns, kinds=kinds, prepare=prepare, model=model))
+
+
+def continue_stored(model: Any, rows: pd.DataFrame, target: str, columns: list[str], kinds: dict[str, str],
+                    parent: ModelVersion) -> Fitted:
+    """The train step of ``retrain.mode: incremental``: :func:`continue_fit_step`, and the stored form."""
+    return stored_form(continue_fit_step(model, rows, target, columns, kinds, parent))
+
+
+def _gate_step(gates: list[Any], validation: dict[str, Any], model: Any, holdout: pd.DataFrame, columns: list[str],
+               kinds: dict[str, str], target: str, task: str, champion: Champion | None) -> dict[str, Any]:
+    """The gate step: :func:`tidal.evaluate.gate_decision` with the pipeline's argument order, as a dict."""
+    return gate_decision(gates, validation, candidate_model=model, holdout=holdout, columns=columns, kinds=kinds,
+                         target=target, task=task, champion=champion).to_dict()
 
 
 def _gate_code() -> None:

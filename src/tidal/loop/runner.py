@@ -47,6 +47,7 @@ class StepRunner:
         args: Callable[[], Sequence[Any]] | None = None, save: Callable[[Any], dict[str, Any]] | None = None,
         code_of: Callable[..., Any] | None = None, cacheable: bool = True,
         reuse_note: Callable[[dict[str, Any]], str] | None = None, why_always: str = "this step always runs",
+        here: bool = False,
     ) -> StepOutcome:
         """Run the step ``fn`` unless an identical earlier run can be reused.
 
@@ -55,6 +56,12 @@ class StepRunner:
         ``save``, ``fn`` returns them itself). ``inputs`` is everything the result depends on besides code
         and environment: params and the digests of input data. Outputs listing ``artifacts`` (digests) are
         reused only while those artifacts still exist.
+
+        ``fn`` goes to the executor, which may run it in another process or on another machine: a module-level
+        function whose inputs are its arguments (``args()``, read from the stores here), never a closure over
+        the stores. ``here``: run ``fn`` in this process instead, for a step that reads the project's own files
+        or orchestrates other tasks (collect, search, register). Where a step ran elsewhere, its record's
+        outputs say where (``ran_on``: node, host, pid).
         """
         code = code_version(code_of or fn)
         key = cache_key(name, code, inputs)
@@ -80,7 +87,12 @@ class StepRunner:
             record.explain = explain_miss(fingerprint, prev_fp, code, prev_fp.get("code") if prev_fp else None)
         self._save(record)
         try:
-            result = self.executor.run(fn, *(args() if args is not None else ()))
+            call_args = args() if args is not None else ()
+            if here:
+                result, where = fn(*call_args), None
+            else:
+                task = self.executor.submit(fn, *call_args)
+                result, where = task.result(), task.where
             outputs = save(result) if save is not None else result
         except BaseException as exc:
             record.status = StepStatus.FAILED
@@ -90,11 +102,11 @@ class StepRunner:
             self._save(record)
             raise
         record.status = StepStatus.DONE
-        record.outputs = outputs
+        record.outputs = outputs if where is None else {**outputs, "ran_on": where}
         if cacheable:
             self.store.put_cache_entry(CacheEntry(key=key, step=name, run_id=self.run_id, outputs=outputs,
                                                   created_at=self.clock.now(), fingerprint=fingerprint))
-        return self._finish(record, reused=False)
+        return self._finish(record, reused=False, outputs=outputs)
 
     def reuse(self, name: str, outputs: dict[str, Any], why: str) -> StepOutcome:
         """Record a step whose result is already known without running it (e.g. a model that is
@@ -123,11 +135,11 @@ class StepRunner:
         self._save(record)
         return record
 
-    def _finish(self, record: StepRecord, *, reused: bool) -> StepOutcome:
+    def _finish(self, record: StepRecord, *, reused: bool, outputs: dict[str, Any] | None = None) -> StepOutcome:
         record.ended_at = self.clock.now()
         self.records.append(record)
         self._save(record)
-        return StepOutcome(outputs=record.outputs, reused=reused, record=record)
+        return StepOutcome(outputs=record.outputs if outputs is None else outputs, reused=reused, record=record)
 
     def _save(self, record: StepRecord) -> None:
         self.store.save_step(record)

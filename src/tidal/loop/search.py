@@ -13,12 +13,16 @@ search again resumes it, trying only the trials its budget still allows. The tri
 finished trial of the study (complete, pruned or failed), whichever run made it; a time budget is this
 run's.
 
-Trials run one after the other in this process; :func:`run_trial` takes everything it needs as arguments
-and returns plain values, so that another executor can run trials elsewhere later.
+The search keeps the study in this process and asks Optuna for trials (its ask-and-tell interface): each
+trial's fit (:func:`fit_trial`, a function of its arguments alone) goes to the executor, as many at once as it
+has slots (one on the local executor, so trials run one after the other as before; a Ray cluster's CPUs on
+``storage.executor: ray``); its run, its curves, the pruner's decision and Optuna's record are written here
+when it comes back.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -28,9 +32,9 @@ from typing import Any
 import pandas as pd
 
 from tidal.core.entities import Run, RunStatus
-from tidal.core.errors import SpecError, TidalError, TrainingError
+from tidal.core.errors import ExecutorError, SpecError, TidalError, TrainingError
 from tidal.core.hashing import digest_of
-from tidal.core.ports import Clock, MetadataStore
+from tidal.core.ports import Clock, Executor, MetadataStore, Task
 from tidal.core.progress import report
 from tidal.data import steps as data_steps
 from tidal.evaluate.scoring import metrics_on
@@ -110,12 +114,28 @@ def study_name(project: str, *, train: str, columns: list[str], kinds: Mapping[s
     return f"{project}-{digest_of(key)[:16]}"
 
 
-def run_trial(fit_rows: pd.DataFrame, valid_rows: pd.DataFrame, *, target: str, columns: list[str],
-              kinds: Mapping[str, str], prepare: PrepareSpec, model: ModelSpec, task: str, tracker: Tracker,
-              should_prune: Callable[[int, float], bool]) -> TrialResult:
-    """Fit ``model`` on ``fit_rows``, log what it did to ``tracker``'s run, offer its curve to
-    ``should_prune`` step by step and, unless pruned, score it on ``valid_rows``."""
-    fitted = fit_pipeline(fit_rows, target=target, columns=columns, kinds=kinds, prepare=prepare, model=model)
+@dataclass
+class TrialFit:
+    """What fitting one trial gives back: its curves, its fit time, and its metrics on the validation rows."""
+
+    curves: dict[str, list[float]]
+    fit_seconds: float
+    metrics: dict[str, float | None]
+
+
+def fit_trial(fit_rows: pd.DataFrame, valid_rows: pd.DataFrame, *, target: str, columns: list[str],
+              kinds: Mapping[str, str], prepare: PrepareSpec, model: ModelSpec, task: str) -> TrialFit:
+    """Fit ``model`` on ``fit_rows`` and score it on ``valid_rows``: a trial's work, a function of its arguments
+    alone, so that the executor can run it anywhere (the study and the trial's run stay with the search)."""
+    fitted = fit_pipeline(fit_rows, target=target, columns=columns, kinds=dict(kinds), prepare=prepare, model=model)
+    scores = metrics_on(fitted.model, valid_rows, columns=columns, kinds=kinds, target=target, task=task)
+    return TrialFit(curves=fitted.curves, fit_seconds=fitted.fit_seconds, metrics=scores)
+
+
+def judge_trial(fitted: TrialFit, tracker: Tracker, should_prune: Callable[[int, float], bool]) -> TrialResult:
+    """Log what a fitted trial did to ``tracker``'s run and offer its curve to ``should_prune`` step by step
+    (the curve of a finished fit: the pruner stops a trial that is worse than the others at the same step,
+    in the study's record, and its validation metrics are not logged)."""
     with tracker.batch():
         for key, values in fitted.curves.items():
             tracker.log_curve(key, values)
@@ -126,19 +146,32 @@ def run_trial(fit_rows: pd.DataFrame, valid_rows: pd.DataFrame, *, target: str, 
         for step, value in enumerate(values):
             if should_prune(step, sign * float(value)):
                 return TrialResult(metrics={}, pruned_at=step)
-    scores = metrics_on(fitted.model, valid_rows, columns=columns, kinds=kinds, target=target, task=task)
-    tracker.log_metrics({f"validation.{k}": v for k, v in scores.items() if v is not None})
-    return TrialResult(metrics=scores)
+    tracker.log_metrics({f"validation.{k}": v for k, v in fitted.metrics.items() if v is not None})
+    return TrialResult(metrics=fitted.metrics)
+
+
+@dataclass
+class _Running:
+    """A trial handed to the executor: its Optuna trial, its run, and what keeps the run's heartbeat."""
+
+    trial: Any
+    run: Run
+    tracker: Tracker
+    task: Task[TrialFit]
+    beat: contextlib.ExitStack
 
 
 class Search:
     """One search over a run's training rows (see the module)."""
 
     def __init__(self, spec: Spec, *, store: MetadataStore, clock: Clock, storage: Any, run_id: str,
-                 task: str, columns: list[str], kinds: Mapping[str, str], heartbeat_s: float | None = None) -> None:
+                 task: str, columns: list[str], kinds: Mapping[str, str], heartbeat_s: float | None = None,
+                 executor: Executor) -> None:
         """``heartbeat_s``: seconds between the heartbeats of each trial's run, as the parent run's (None:
-        none, as in a backtest), so that a long trial is never taken for an abandoned run."""
+        none, as in a backtest), so that a long trial is never taken for an abandoned run. ``executor``: where
+        the trials are fitted (as many at once as its slots)."""
         self.spec, self.store, self.clock, self.storage, self.run_id = spec, store, clock, storage, run_id
+        self.executor = executor
         self.heartbeat_s = heartbeat_s
         self.task, self.columns, self.kinds = task, columns, dict(kinds)
         search = spec.model.search
@@ -181,64 +214,116 @@ class Search:
 
         left = None if budget is None else budget - before
         if left is None or left > 0:
-            # a failing trial is recorded as failed (its run too) and the search goes on; an interrupt stops it
-            study.optimize(self._objective(optuna, study, name, metric, fit_rows, valid_rows), n_trials=left,
-                           timeout=seconds, catch=(TidalError, ValueError, TypeError), callbacks=[shown],
-                           gc_after_trial=False, show_progress_bar=False)
+            self._optimize(optuna, study, name, metric, fit_rows, valid_rows, left=left, seconds=seconds,
+                           shown=shown)
         return self._outcome(optuna, study, name, metric, direction, self._finished(study) - before)
 
     @staticmethod
     def _finished(study: Any) -> int:
         return sum(t.state.name in FINISHED for t in study.get_trials(deepcopy=False))
 
-    def _objective(self, optuna: Any, study: Any, name: str, metric: str, fit_rows: pd.DataFrame,
-                   valid_rows: pd.DataFrame) -> Callable[[Any], float]:
+    def _optimize(self, optuna: Any, study: Any, name: str, metric: str, fit_rows: pd.DataFrame,
+                  valid_rows: pd.DataFrame, *, left: int | None, seconds: float | None,
+                  shown: Callable[[Any, Any], None]) -> None:
+        """Optuna's ``optimize`` with its ask-and-tell interface, so that the executor fits up to its slots of
+        trials at once: ``left`` trials at most, none started after ``seconds``. A failing trial is recorded as
+        failed (its run too) and the search goes on; anything else (an interrupt, a worker that died twice)
+        fails the trials in flight and stops it."""
+        started, asked = time.monotonic(), 0
+        slots = max(1, self.executor.slots)
+        running: list[_Running] = []
+        try:
+            while True:
+                while len(running) < slots and (left is None or asked < left) and (
+                        seconds is None or time.monotonic() - started < seconds):
+                    running.append(self._start(study, name, fit_rows, valid_rows))
+                    asked += 1
+                if not running:
+                    return
+                for task in self.executor.wait([r.task for r in running]):
+                    done = next(r for r in running if r.task is task)
+                    running.remove(done)
+                    self._finish(optuna, study, done, metric)
+                    shown(study, done.trial)
+        except BaseException as exc:  # the trials still in flight did not finish: their runs and Optuna say so
+            for r in running:
+                self._fail(study, r, exc)
+            raise
+
+    def _start(self, study: Any, name: str, fit_rows: pd.DataFrame, valid_rows: pd.DataFrame) -> _Running:
+        """Ask Optuna for a trial, record its run, and hand its fit to the executor."""
         spec = self.spec
+        trial = study.ask()
+        drawn = suggest(trial, self.search)
+        params = {**spec.model.params, **drawn}
+        model = spec.model.model_copy(update={"params": params, "search": None})
+        run = Run(id=uuid.uuid4().hex, project=spec.name, status=RunStatus.RUNNING, started_at=self.clock.now(),
+                  spec_digest=spec.digest, trigger="search",
+                  info={"parent_run": self.run_id, "study": name, "trial": trial.number, "params": drawn,
+                        "owner": owner_info()},
+                  heartbeat_at=self.clock.now() if self.heartbeat_s is not None else None)
+        self.store.create_run(run)
+        tracker = Tracker(self.store, run.id, clock=self.clock)
+        tracker.log_params({f"model.params.{k}": v for k, v in params.items()})
+        tracker.set_tags({"parent_run": self.run_id, "study": name, "trial": trial.number})
+        beat = contextlib.ExitStack()
+        beat.enter_context(beating(self.store, run.id, self.clock, self.heartbeat_s))
+        try:
+            task = self.executor.submit(fit_trial, fit_rows, valid_rows, target=spec.data.target,
+                                        columns=self.columns, kinds=self.kinds, prepare=spec.prepare, model=model,
+                                        task=self.task)
+        except BaseException as exc:
+            running = _Running(trial=trial, run=run, tracker=tracker, task=_Refused(exc), beat=beat)
+            self._fail(study, running, exc)
+            raise
+        return _Running(trial=trial, run=run, tracker=tracker, task=task, beat=beat)
 
-        def objective(trial: Any) -> float:
-            drawn = suggest(trial, self.search)
-            params = {**spec.model.params, **drawn}
-            model = spec.model.model_copy(update={"params": params, "search": None})
-            run = Run(id=uuid.uuid4().hex, project=spec.name, status=RunStatus.RUNNING, started_at=self.clock.now(),
-                      spec_digest=spec.digest, trigger="search",
-                      info={"parent_run": self.run_id, "study": name, "trial": trial.number, "params": drawn,
-                            "owner": owner_info()},
-                      heartbeat_at=self.clock.now() if self.heartbeat_s is not None else None)
-            self.store.create_run(run)
-            tracker = Tracker(self.store, run.id, clock=self.clock)
-            tracker.log_params({f"model.params.{k}": v for k, v in params.items()})
-            tracker.set_tags({"parent_run": self.run_id, "study": name, "trial": trial.number})
+    def _finish(self, optuna: Any, study: Any, r: _Running, metric: str) -> None:
+        """Record a trial that came back: its run, its curves, the pruner's decision, and tell Optuna."""
+        trial, run = r.trial, r.run
 
-            def should_prune(step: int, value: float) -> bool:
-                # the curve is read with "larger is better"; the study minimises when the metric is a loss
-                trial.report(value if study.direction.name == "MAXIMIZE" else -value, step)
-                return bool(trial.should_prune())
+        def should_prune(step: int, value: float) -> bool:
+            # the curve is read with "larger is better"; the study minimises when the metric is a loss
+            trial.report(value if study.direction.name == "MAXIMIZE" else -value, step)
+            return bool(trial.should_prune())
 
-            try:
-                with beating(self.store, run.id, self.clock, self.heartbeat_s):
-                    result = run_trial(fit_rows, valid_rows, target=spec.data.target, columns=self.columns,
-                                       kinds=self.kinds, prepare=spec.prepare, model=model, task=self.task,
-                                       tracker=tracker, should_prune=should_prune)
-                value = result.metrics.get(metric)
-                if result.pruned_at is None and value is None:
-                    raise TrainingError(f"{metric} is undefined on the validation rows",
-                                        hint="choose another model.search.metric")
-            except BaseException as exc:  # the trial's run failed too (an interrupt as well: it did not finish)
-                message = str(exc) if isinstance(exc, TidalError) else f"{type(exc).__name__}: {exc}"
-                self.store.finish_run(run.id, RunStatus.FAILED, self.clock.now(), error=message,
-                                      info={**run.info, "state": "failed"})
-                raise
-            if result.pruned_at is not None:
-                # pruned is neither a failure nor a scored model: the run says which
-                self.store.finish_run(run.id, RunStatus.SUCCEEDED, self.clock.now(),
-                                      info={**run.info, "state": "pruned", "pruned_at": result.pruned_at})
-                raise optuna.TrialPruned(f"pruned at step {result.pruned_at}")
-            assert value is not None
+        try:
+            with r.beat:
+                result = judge_trial(r.task.result(), r.tracker, should_prune)
+            value = result.metrics.get(metric)
+            if result.pruned_at is None and value is None:
+                raise TrainingError(f"{metric} is undefined on the validation rows",
+                                    hint="choose another model.search.metric")
+        except ExecutorError as exc:  # not the trial's fault (a worker that died twice, a lost cluster): it stops
+            self._fail(study, r, exc)
+            raise
+        except (TidalError, ValueError, TypeError) as exc:  # a failed trial: recorded, and the search goes on
+            self._fail(study, r, exc)
+            return
+        except BaseException as exc:  # anything else stops the search, this trial failed
+            self._fail(study, r, exc)
+            raise
+        if result.pruned_at is not None:
+            # pruned is neither a failure nor a scored model: the run says which
             self.store.finish_run(run.id, RunStatus.SUCCEEDED, self.clock.now(),
-                                  info={**run.info, "state": "complete", "value": float(value)})
-            return float(value)
+                                  info={**run.info, "state": "pruned", "pruned_at": result.pruned_at})
+            _tell(study, trial, state=optuna.trial.TrialState.PRUNED)
+            return
+        assert value is not None
+        self.store.finish_run(run.id, RunStatus.SUCCEEDED, self.clock.now(),
+                              info={**run.info, "state": "complete", "value": float(value)})
+        _tell(study, trial, float(value))
 
-        return objective
+    def _fail(self, study: Any, r: _Running, exc: BaseException) -> None:
+        """The trial's run failed (an interrupt as well: it did not finish), and Optuna records it failed."""
+        r.beat.close()
+        message = str(exc) if isinstance(exc, TidalError) else f"{type(exc).__name__}: {exc}"
+        self.store.finish_run(r.run.id, RunStatus.FAILED, self.clock.now(), error=message,
+                              info={**r.run.info, "state": "failed"})
+        optuna = import_optuna()
+        with contextlib.suppress(Exception):  # already told (a failure while telling): the first record stands
+            study.tell(r.trial, state=optuna.trial.TrialState.FAIL)
+        _warn_failed(r.trial.number, message)
 
     def _outcome(self, optuna: Any, study: Any, name: str, metric: str, direction: str, new: int) -> SearchOutcome:
         trials = study.get_trials(deepcopy=False)
@@ -257,8 +342,42 @@ class Search:
                              states=states)
 
 
+def _tell(study: Any, trial: Any, value: float | None = None, *, state: Any = None) -> None:
+    """``study.tell``, where a grid sampler that has tried its last point asks the study to stop, which Optuna
+    allows only inside ``optimize`` (the trial is stored first; the search's budget stops at the grid's size)."""
+    try:
+        study.tell(trial, value, state=state)
+    except RuntimeError as exc:
+        if "Study.stop" not in str(exc):
+            raise
+
+
+class _Refused:
+    """A trial the executor did not take (its result raises why)."""
+
+    where: dict[str, Any] | None = None
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+    def result(self) -> TrialFit:
+        raise self.exc
+
+    def done(self) -> bool:
+        return True
+
+
+def _warn_failed(number: int, message: str) -> None:
+    """Optuna's own line for a failed trial, as ``optimize(catch=...)`` wrote it."""
+    import logging
+
+    logging.getLogger("optuna.study.study").warning("Trial %s failed because of the following error: %s", number,
+                                                    message)
+
+
 def _counts(states: Mapping[str, int]) -> str:
     return ", ".join(f"{n} {s}" for s, n in sorted(states.items())) or "none ran"
 
 
-__all__ = ["PRUNING_CURVES", "Search", "SearchOutcome", "TrialResult", "run_trial", "search_metric", "study_name"]
+__all__ = ["PRUNING_CURVES", "Search", "SearchOutcome", "TrialFit", "TrialResult", "fit_trial", "judge_trial",
+           "search_metric", "study_name"]

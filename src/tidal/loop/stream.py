@@ -132,7 +132,8 @@ class StreamCollect:
             inputs={"source": config.model_dump(mode="json"),
                     "window": data.window.model_dump(mode="json"), "marks": state["marks"], "batches": batches,
                     "label_batches": label_batches},
-            cacheable=False, why_always="a stream: the readings not yet acknowledged are read on every run").outputs
+            cacheable=False, here=True,  # the project's source, read where the project is
+            why_always="a stream: the readings not yet acknowledged are read on every run").outputs
         result.run.info["snapshot"] = out["snapshot"]
         return self.store.get_snapshot(out["snapshot"])
 

@@ -411,7 +411,10 @@ class StorageSpec(Section):
     artifacts: NonEmpty | None = Field(
         None, description="an artifact folder or fsspec URL (s3://...), or null for the default"
     )
-    executor: NonEmpty | None = Field(None, description="local, ray://address, or null for the default")
+    executor: NonEmpty | None = Field(
+        None, description="local, ray (a local Ray started on demand), ray://host:port (a Ray cluster), or null "
+                          "for the default"
+    )
 
 
 # -- the whole file -----------------------------------------------------------------------------------

@@ -133,7 +133,7 @@ storage:                    # null = the default; TIDAL_STORE_URL, TIDAL_ARTIFAC
   store: null               # default sqlite:///.tidal/tidal.db
   predictions: null         # the prediction log; default sqlite:///.tidal/predictions.db
   artifacts: null           # default .tidal/artifacts
-  executor: null            # local (the only executor so far)
+  executor: null            # local; ray (a local Ray) or ray://host:port (a cluster): pip install tidal[ray]
 """
 
 

@@ -183,6 +183,7 @@ class Workspace:
     def close(self) -> None:
         if self._predictions is not None:
             self._predictions.close()
+        self.executor.close()  # a local Ray it started stops; a cluster it joined keeps running
         self.store.close()
 
     def __enter__(self) -> Workspace:
