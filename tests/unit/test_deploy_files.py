@@ -68,9 +68,10 @@ def test_the_manifests_hold_every_part() -> None:
     kinds = {(doc["kind"], doc["metadata"]["name"]) for _, doc in _manifests()}
     assert {("Deployment", "tidal-serve"), ("Service", "tidal-serve"), ("Deployment", "tidal-loop"),
             ("Job", "tidal-train"), ("Deployment", "ray-head"), ("Service", "ray-head"),
-            ("Deployment", "ray-worker"), ("ConfigMap", "tidal-project"), ("ConfigMap", "tidal-settings")} <= kinds
+            ("Deployment", "ray-worker"), ("ConfigMap", "tidal-project"), ("ConfigMap", "tidal-settings"),
+            ("Deployment", "tidal-ui"), ("Service", "tidal-ui")} <= kinds
     services = set(_compose()["services"])
-    assert {"postgres", "minio", "bucket", "ray-head", "ray-worker", "train", "serve", "loop"} <= services
+    assert {"postgres", "minio", "bucket", "ray-head", "ray-worker", "train", "serve", "ui", "loop"} <= services
     assert not [s for s in _manifests() if s[1]["kind"] == "Secret"], "no secret is written in the manifests"
 
 
