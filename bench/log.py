@@ -196,8 +196,34 @@ def lost(root: Path, log_url: str | None, ids: list[str]) -> int:
     return missing
 
 
+def bytes_per_prediction(root: Path, log_url: str | None, schema: str | None) -> dict[str, float]:
+    """The log's size on disk over the predictions it holds (indexes included): what a day of traffic costs."""
+    from tidal import Workspace
+    from tidal.storage import open_prediction_log
+
+    with Workspace.open(root) as ws:
+        log = open_prediction_log(log_url) if log_url else ws.predictions
+        rows = log.count(model="cancer")
+        if log_url:
+            log.close()
+    if log_url and schema:
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(log_url, poolclass=sa.pool.NullPool)
+        with engine.connect() as conn:
+            size = conn.execute(sa.text(
+                "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c JOIN pg_namespace n "
+                "ON n.oid = c.relnamespace WHERE n.nspname = :s AND c.relkind IN ('r', 't', 'm')"),
+                {"s": schema}).scalar_one()
+    else:
+        # the database file alone: its write-ahead log is transient (checkpointed into it, then reused)
+        size = (root / ".tidal" / "predictions.db").stat().st_size
+    size = int(size)  # PostgreSQL answers a Decimal
+    return {"predictions": rows, "bytes": size, "bytes_per_prediction": round(size / max(rows, 1), 1)}
+
+
 def measure(backend: str, root: Path, log_url: str | None, rows: list[dict[str, float]], args: argparse.Namespace,
-            wrk: str | None) -> dict[str, Any]:
+            wrk: str | None, schema: str | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"backend": backend, "cells": {}}
     server = Server(root, log_url, root / f"server-{backend}.log")
     try:
@@ -214,6 +240,9 @@ def measure(backend: str, root: Path, log_url: str | None, rows: list[dict[str, 
     finally:
         server.stop()
     out["kill"] = {"answered": len(ids), "failed": failed, "lost": lost(root, log_url, ids)}
+    out["size"] = bytes_per_prediction(root, log_url, schema)
+    print(f"   {backend:<10} {out['size']['predictions']:,} predictions in {out['size']['bytes'] / 1e6:.1f} MB: "
+          f"{out['size']['bytes_per_prediction']:.0f} bytes each (indexes included)", flush=True)
     print(f"   {backend:<10} SIGKILL of a worker under load: {len(ids)} answered, {failed} failed, "
           f"{out['kill']['lost']} lost", flush=True)
     return out
@@ -243,10 +272,10 @@ def main(argv: list[str] | None = None) -> int:
             results["backends"]["postgresql"] = {"skipped": "set TIDAL_BENCH_POSTGRES_URL (or "
                                                             "TIDAL_TEST_POSTGRES_URL) to measure PostgreSQL"}
         try:
-            for backend, url, _ in backends:
+            for backend, url, schema in backends:
                 root = base / backend
                 subprocess.run(["cp", "-r", str(template), str(root)], check=True)
-                results["backends"][backend] = measure(backend, root, url, rows, args, wrk)
+                results["backends"][backend] = measure(backend, root, url, rows, args, wrk, schema)
         finally:
             for _, _, schema in backends:
                 if schema and pg:
