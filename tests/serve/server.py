@@ -77,7 +77,11 @@ class ServerProcess:
                                          stderr=subprocess.STDOUT, env=env,
                                          preexec_fn=limit if nofile is not None else None)
         if ready:
-            self.wait_ready(timeout)
+            try:
+                self.wait_ready(timeout)
+            except BaseException:  # a server that never became ready is stopped here: no `with` will stop it
+                self.kill()
+                raise
         return self
 
     def wait_ready(self, timeout: float = 30.0) -> None:

@@ -78,9 +78,11 @@ def test_two_servers_share_the_store_and_the_log_on_postgres(served_template: Pa
         write_spec(root, max_iter=20)
         assert not (root / ".tidal" / "tidal.db").exists()  # the store is PostgreSQL's, not a file
 
-        a = ServerProcess(root, workers=2, env=env, log=tmp_path / "a.log").start(timeout=90)
-        b = ServerProcess(root, env=env, log=tmp_path / "b.log").start(timeout=90)
+        a = ServerProcess(root, workers=2, env=env, log=tmp_path / "a.log")
+        b = ServerProcess(root, env=env, log=tmp_path / "b.log")
         try:
+            a.start(timeout=90)
+            b.start(timeout=90)
             workers = [pid for pid in (_children(a.proc.pid) if a.proc else [])  # not multiprocessing's tracker
                        if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
             assert len(workers) == 2, workers
