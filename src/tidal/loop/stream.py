@@ -103,21 +103,11 @@ class StreamCollect:
         """Run the collect step; the table snapshot to train on."""
         spec, data = self.spec, self.spec.data
         config = stream_config(data)
-        state = read_stream_state(self.store, spec)
-        batches = [b["snapshot"] for b in state["batches"]]
-        label_batches = [b["snapshot"] for b in state["label_batches"]]
-        self.started = {"batches": set(batches), "label_batches": set(label_batches)}
+        state, batches, label_batches = self._begin()
 
         def save(inc: StreamIncrement) -> dict[str, Any]:
-            for made in (inc.batch, inc.label_batch):
-                if made is not None:
-                    self.artifacts.put(made[1])
-                    self.store.put_snapshot(made[0])
-            info, payload = inc.table
-            self.artifacts.put(payload)
-            self.store.put_snapshot(info)
-            self.frames[info.digest] = read_snapshot_bytes(payload)
-            self.pending = (inc, result.run.id)
+            info = self._store(inc, result.run.id)
+            self.frames[info.digest] = read_snapshot_bytes(inc.table[1])
             result.notes.append(inc.message)
             result.notes.extend(inc.warnings)
             return {"snapshot": info.digest, "rows": info.rows, "columns": info.columns, "new_rows": inc.new_rows,
@@ -143,15 +133,25 @@ class StreamCollect:
         ``check`` sees the new readings first (as columns, without the entry id) and may refuse them by raising:
         then nothing is stored, recorded or acknowledged, and the next collection reads them again."""
         spec, data = self.spec, self.spec.data
-        config = stream_config(data)
-        state = read_stream_state(self.store, spec)
-        batches = [b["snapshot"] for b in state["batches"]]
-        label_batches = [b["snapshot"] for b in state["label_batches"]]
-        self.started = {"batches": set(batches), "label_batches": set(label_batches)}
+        state, batches, label_batches = self._begin()
         inc = _step(data, self.root, spec.name, self.clock.now(), dict(state["marks"]),
                     [self._frame(d) for d in batches], [self._frame(d) for d in label_batches])
         if check is not None and inc.batch is not None:
-            check(read_snapshot_bytes(inc.batch[1]).drop(columns=[config.entry_column], errors="ignore"))
+            entry = stream_config(data).entry_column
+            check(read_snapshot_bytes(inc.batch[1]).drop(columns=[entry], errors="ignore"))
+        self._store(inc, origin)
+        return inc
+
+    def _begin(self) -> tuple[dict[str, Any], list[str], list[str]]:
+        """The stored state, its batches and label batches, remembered as this collection's start."""
+        state = read_stream_state(self.store, self.spec)
+        batches = [b["snapshot"] for b in state["batches"]]
+        label_batches = [b["snapshot"] for b in state["label_batches"]]
+        self.started = {"batches": set(batches), "label_batches": set(label_batches)}
+        return state, batches, label_batches
+
+    def _store(self, inc: StreamIncrement, origin: str) -> SnapshotInfo:
+        """Store a collection's batches and table, and hold it for :meth:`commit`; the table's snapshot."""
         for made in (inc.batch, inc.label_batch):
             if made is not None:
                 self.artifacts.put(made[1])
@@ -160,7 +160,7 @@ class StreamCollect:
         self.artifacts.put(payload)
         self.store.put_snapshot(info)
         self.pending = (inc, origin)
-        return inc
+        return info
 
     def _refuse_overlap(self, inc: StreamIncrement, state: dict[str, Any]) -> None:
         """SourceError when a batch committed since this run read its state holds some of this batch's readings
