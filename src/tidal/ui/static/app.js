@@ -101,6 +101,7 @@ function chart(title, xs, series, { xlabel = "", time = false, height = 220, ban
   const opts = {
     title, width: Math.max(320, Math.min(1150, main().clientWidth - 24)), height,
     scales: { x: { time } },
+    tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"),   // UTC, as every time in the tables
     axes: [{ label: xlabel }, { size: 60 }],
     series: [{ label: xlabel || "x" }, ...series.map((s, i) => ({
       label: s.label, stroke: s.stroke || palette[i % palette.length], width: 2,
@@ -130,7 +131,7 @@ async function overview() {
     h("div", { class: "card", id: "challenger" }, h("div", { class: "label" }, "Challengers (canary, shadow, other aliases)"),
       others.length ? others.map((m) => h("div", {}, `${m.name}:${m.version} `, aliases(m.aliases), state(m.state)))
         : h("div", { class: "value muted" }, "none")),
-    h("div", { class: "card", id: "drift" }, h("div", { class: "label" }, "Drift share (newest report)"),
+    h("div", { class: "card", id: "drift" }, h("div", { class: "label" }, report ? `Drift share (newest report, ${report.model}:${report.version})` : "Drift share"),
       h("div", { class: "value" + (report && report.drifted ? " bad" : "") }, report ? pct(report.drift_share) : "no report"),
       report ? h("div", { class: "muted" }, `${report.drift.n_drifted} of ${report.drift.counted} features drifted`,
         report.drift.drifted_columns.length ? `: ${report.drift.drifted_columns.join(", ")}` : "") : ""),
