@@ -262,3 +262,20 @@ def test_the_overview_updates_itself_when_the_champion_moves(site: dict[str, Any
                                                                    timeout=12_000)  # one poll (5 s), its fetches
     finally:
         httpx.post(f"{site['ui'].url}/api/v1/models/elec2/rollback", json={}, headers=h)
+
+
+def test_the_loop_page_pauses_and_resumes_the_loop_as_events_naming_the_operator(
+        site: dict[str, Any], operator: Session) -> None:
+    page = operator.page
+    operator.open("/loop", "loop")
+    page.fill("#reason", "maintenance")
+    page.click("#loop-pause")
+    sync_api.expect(page.locator("#flash")).to_have_text("loop: pause recorded")
+    sync_api.expect(page.locator(".card .value").first).to_contain_text("paused by token:operator-dash#")
+    assert _api(site, "/loop")["paused"]["reason"] == "maintenance"
+    page.click("#loop-resume")
+    sync_api.expect(page.locator("#flash")).to_have_text("loop: resume recorded")
+    assert _api(site, "/loop")["paused"] is None
+    kinds = [e["kind"] for e in _api(site, "/events?limit=2")["items"]]
+    assert kinds == ["loop.paused", "loop.resumed"]
+    assert page.locator("#timeline tbody tr", has_text="loop.resumed").count() == 1
