@@ -279,3 +279,22 @@ def test_the_loop_page_pauses_and_resumes_the_loop_as_events_naming_the_operator
     kinds = [e["kind"] for e in _api(site, "/events?limit=2")["items"]]
     assert kinds == ["loop.paused", "loop.resumed"]
     assert page.locator("#timeline tbody tr", has_text="loop.resumed").count() == 1
+
+
+def test_two_runs_side_by_side_from_the_runs_page(site: dict[str, Any], operator: Session) -> None:
+    page = operator.page
+    runs = _api(site, "/runs")["items"]
+    new, old = _api(site, f"/runs/{runs[0]['id']}"), _api(site, f"/runs/{runs[1]['id']}")
+    operator.open("/runs", "runs")
+    assert page.is_disabled("#compare")
+    page.check(f'input[data-run="{new["id"]}"]')
+    page.check(f'input[data-run="{old["id"]}"]')
+    page.click("#compare")
+    page.wait_for_selector('main[data-ready="compare"]')
+    row = page.locator("#compare-params tbody tr", has_text="model.params.max_iter")
+    assert row.locator("td").all_inner_texts() == ["model.params.max_iter", new["params"]["model.params.max_iter"],
+                                                   old["params"]["model.params.max_iter"]]
+    assert row.locator("td.warn").count() == 2  # a difference, highlighted
+    for key, values in new["curves"].items():  # the older run records none: its series is empty
+        assert page.locator(f'.chart[data-chart="{key}"]').get_attribute("data-points") == str(len(values))
+    _shoot(page, "compare")

@@ -214,7 +214,13 @@ async function modelDetail(name, version) {
 
 async function runs() {
   const found = await api("/runs?limit=200");
-  return [h("h1", {}, "Runs"), table(["run", "status", "trigger", "model", "started", "seconds"], found.items.map((r) => [
+  const picked = () => [...document.querySelectorAll("input[data-run]:checked")].map((x) => x.dataset.run);
+  const compare = h("button", { id: "compare", disabled: true, onclick: () => {
+    const [a, b] = picked(); location.hash = `#/compare/${a}/${b}`; } }, "Compare the two ticked runs");
+  const tick = () => { compare.disabled = picked().length !== 2; };
+  return [h("h1", {}, "Runs"), h("div", { class: "actions" }, compare),
+    table(["", "run", "status", "trigger", "model", "started", "seconds"], found.items.map((r) => [
+    h("input", { type: "checkbox", dataset: { run: r.id }, onchange: tick, "aria-label": `pick run ${short(r.id)}` }),
     h("a", { href: `#/runs/${r.id}` }, short(r.id)), h("span", { class: r.status === "failed" ? "bad" : "" }, r.status), r.trigger || "",
     r.model ? h("a", { href: `#/models/${encodeURIComponent(r.model.name)}/${r.model.version}` }, `${r.model.name}:${r.model.version} (${r.model.state})`) : "",
     when(r.started_at), h("td", { class: "num" }, r.ended_at ? fmt(seconds(r.ended_at.replace(" ", "T")) - seconds(r.started_at.replace(" ", "T")), 2) : "…")]),
@@ -236,6 +242,31 @@ async function runDetail(id) {
       : h("p", { class: "muted" }, "This estimator records no curve."),
     h("h2", {}, "Metrics"), kv(r.metrics), h("h2", {}, "Params"), kv(r.params),
     r.log ? [h("h2", {}, "Log"), h("details", {}, h("summary", {}, "show"), h("pre", {}, r.log))] : ""];
+}
+
+async function compareRuns(a, b) {
+  const [x, y] = await Promise.all([api(`/runs/${encodeURIComponent(a)}`), api(`/runs/${encodeURIComponent(b)}`)]);
+  const A = `run ${short(x.id)}`, B = `run ${short(y.id)}`;
+  const side = (one, two, diff) => {
+    const keys = [...new Set([...Object.keys(one), ...Object.keys(two)])].sort();
+    return keys.map((k) => {
+      const differs = JSON.stringify(one[k]) !== JSON.stringify(two[k]);
+      return [h("code", {}, k), h("td", { class: differs ? "warn" : "" }, fmt(one[k], 4)), h("td", { class: differs ? "warn" : "" }, fmt(two[k], 4)),
+        ...(diff ? [h("td", { class: "num" }, typeof one[k] === "number" && typeof two[k] === "number" ? fmt(two[k] - one[k], 4) : "—")] : [])];
+    });
+  };
+  const keys = [...new Set([...Object.keys(x.curves), ...Object.keys(y.curves)])].sort();
+  return [h("h1", {}, "Two runs side by side"),
+    h("p", {}, h("a", { href: `#/runs/${x.id}` }, A), ` (${x.status}, ${when(x.started_at)}) against `,
+      h("a", { href: `#/runs/${y.id}` }, B), ` (${y.status}, ${when(y.started_at)})`),
+    h("h2", {}, "Params (differences highlighted)"), table(["param", A, B], side(x.params, y.params, false), { id: "compare-params" }),
+    h("h2", {}, "Metrics"), table(["metric", A, B, `${B} − ${A}`], side(x.metrics, y.metrics, true), { id: "compare-metrics" }),
+    h("h2", {}, "Curves"), keys.length ? keys.map((k) => {
+      const n = Math.max((x.curves[k] || []).length, (y.curves[k] || []).length);
+      const pad = (v) => Array.from({ length: n }, (_, i) => (v && i < v.length ? v[i] : null));
+      return chart(k, Array.from({ length: n }, (_, i) => i + 1), [{ label: A, values: pad(x.curves[k]) },
+        { label: B, values: pad(y.curves[k]) }], { xlabel: "round / epoch", name: k });
+    }) : h("p", { class: "muted" }, "Neither run records a curve.")];
 }
 
 async function monitoring() {
@@ -294,7 +325,7 @@ async function loopPage() {
 const ROUTES = [
   [/^#?\/?$/, "overview", overview], [/^#\/models$/, "models", models],
   [/^#\/models\/([^/]+)\/([^/]+)$/, "model", modelDetail], [/^#\/runs$/, "runs", runs],
-  [/^#\/runs\/([^/]+)$/, "run", runDetail], [/^#\/monitoring$/, "monitoring", monitoring], [/^#\/loop$/, "loop", loopPage],
+  [/^#\/runs\/([^/]+)$/, "run", runDetail], [/^#\/compare\/([^/]+)\/([^/]+)$/, "compare", compareRuns], [/^#\/monitoring$/, "monitoring", monitoring], [/^#\/loop$/, "loop", loopPage],
 ];
 function stop() { if (S.timer) { clearTimeout(S.timer); S.timer = null; } }
 let rendering = 0;
@@ -308,7 +339,8 @@ async function route() {
   const mine = ++rendering;
   const started = performance.now();
   document.body.dataset.page = name;
-  for (const a of document.querySelectorAll("[data-nav]")) a.classList.toggle("active", name.startsWith(a.dataset.nav));
+  const nav = { model: "models", run: "runs", compare: "runs" }[name] || name;
+  for (const a of document.querySelectorAll("[data-nav]")) a.classList.toggle("active", a.dataset.nav === nav);
   try {
     const content = await page(...args);
     if (mine !== rendering) return;           // another page was asked for meanwhile
