@@ -165,6 +165,8 @@ def test_every_page_renders_with_data_within_the_bound(site: dict[str, Any], ope
     LOAD_TIMES["model"] = operator.open(f"/models/elec2/{champion['version']}", "model")
     assert page.locator("#history tbody tr").count() >= 3
     assert champion["lineage"]["snapshot"] in page.inner_text("#lineage")
+    assert page.locator("#lineage-chain .node .label").all_inner_texts() == [
+        "PREDICTIONS", "VERSION", "RUN", "SNAPSHOT", "SPEC", "COMMIT", "ENVIRONMENT"]
     _shoot(page, "model")
 
     LOAD_TIMES["runs"] = operator.open("/runs", "runs")
@@ -298,3 +300,43 @@ def test_two_runs_side_by_side_from_the_runs_page(site: dict[str, Any], operator
     for key, values in new["curves"].items():  # the older run records none: its series is empty
         assert page.locator(f'.chart[data-chart="{key}"]').get_attribute("data-points") == str(len(values))
     _shoot(page, "compare")
+
+
+def test_text_from_the_api_is_shown_as_text_never_as_markup(site: dict[str, Any], operator: Session) -> None:
+    h = bearer(site["tokens"]["operator"])
+    evil = '<img id="xss" src="x" onerror="window.hacked = 1">'
+    champion = next(m for m in _api(site, "/models")["items"] if "champion" in m["aliases"])["version"]
+    other = next(m["version"] for m in _api(site, "/models")["items"]
+                 if m["version"] != champion and m["state"] not in ("rejected", "prototype"))
+    assert httpx.post(f"{site['ui'].url}/api/v1/models/elec2/promote", json={"version": other, "reason": evil},
+                      headers=h).status_code == 200
+    try:
+        page = operator.page
+        operator.open("/", "overview")
+        assert evil in page.inner_text("#events")
+        assert page.locator("img#xss").count() == 0 and page.evaluate("window.hacked") is None
+    finally:
+        httpx.post(f"{site['ui'].url}/api/v1/models/elec2/rollback", json={}, headers=h)
+
+
+def test_revoking_the_token_signs_the_dashboard_out_and_sign_out_clears_the_cookie(
+        site: dict[str, Any], browser: Any) -> None:
+    from tidal.workspace import Workspace
+
+    with Workspace.open(site["root"]) as ws:
+        token, text = ws.tokens.create("short-lived", role="viewer")
+    s = Session(browser, site["ui"].url, text)
+    with Workspace.open(site["root"]) as ws:
+        ws.tokens.revoke(token.id)
+    s.page.goto("about:blank")
+    s.page.goto(site["ui"].url + "/#/models")
+    s.page.wait_for_selector("#signin")
+    sync_api.expect(s.page.locator("#signin-error")).to_have_text("the session's token is revoked or expired")
+    s.close()
+    # an active one signs out with the button: the cookie is gone, the next load asks to sign in
+    s = Session(browser, site["ui"].url, site["tokens"]["viewer"])
+    s.page.click("#signout")
+    s.page.wait_for_selector("#signin")
+    assert [c["name"] for c in s.context.cookies()] == []
+    s.close()
+    assert [e for e in s.errors if "401" not in e] == []  # (the refused read of the revoked session)

@@ -203,7 +203,13 @@ async function modelDetail(name, version) {
     h("h2", {}, "State history"),
     table(["time", "from", "to", "reason"], m.history.map((t) => [when(t.time), t.from ? state(t.from) : "—", state(t.to), t.reason]), { id: "history" }),
     h("h2", {}, "Metrics (holdout)"), kv(m.metrics),
-    h("h2", {}, "Lineage"), h("p", { class: "muted" }, "prediction → version → run → snapshot → spec → commit → environment"),
+    h("h2", {}, "Lineage"),
+    h("div", { class: "lineage", id: "lineage-chain" }, [
+      ["predictions", "logged with this version"], ["version", `${m.name}:${m.version}`, `#/models/${encodeURIComponent(m.name)}/${m.version}`],
+      ["run", short(m.lineage.run_id), `#/runs/${m.lineage.run_id}`], ["snapshot", short(m.lineage.snapshot)],
+      ["spec", short(m.lineage.spec_digest)], ["commit", m.lineage.git ? short(m.lineage.git) : "not in git"],
+      ["environment", short(m.lineage.environment_digest)]].map(([k, v, href], i) => [i ? h("span", { class: "arrow" }, "→") : "",
+      h("div", { class: "node" }, h("div", { class: "label" }, k), href ? h("a", { href }, v) : h("code", {}, v))])),
     table(["step", "value"], [["version", `${m.name}:${m.version} (artifact ${short(m.artifact)}, ${m.format})`],
       ["run", h("a", { href: `#/runs/${m.lineage.run_id}` }, m.lineage.run_id)], ["snapshot", m.lineage.snapshot],
       ["train / holdout", `${short(m.lineage.train)} / ${short(m.lineage.holdout)}`], ["spec", m.lineage.spec_digest],
@@ -359,6 +365,6 @@ async function route() {
 
 window.addEventListener("hashchange", () => { flash(""); route(); });
 window.addEventListener("DOMContentLoaded", async () => {
-  try { if (!(await loadMe())) { signIn(); return; } } catch (e) { signIn(e.status === 401 ? null : e.message); return; }
+  try { if (!(await loadMe())) { signIn(); return; } } catch (e) { signIn(e.message); return; }   // e.g. "the session's token is revoked or expired"
   route();
 });
