@@ -3,13 +3,14 @@ against a real ``tidal ui`` over a workspace that ran Elec2's first 3,000 rows. 
 page renders with data, a chart shows as many points as the API's curve, promote and rollback work from the
 Models page and are events naming who did it, a viewer has no button to press (and the API refuses it anyway),
 no console error, and each page's load time is measured (printed; a loose bound only). Screenshots of each page
-are written to docs/img/."""
+go to docs/img/ with ``TIDAL_DASHBOARD_SHOTS=1`` (elsewhere otherwise)."""
 
 from __future__ import annotations
 
 import os
 import re
 import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +25,10 @@ CHROMIUM = os.environ.get("TIDAL_TEST_CHROMIUM", "/usr/bin/chromium")
 sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (the dev extra)")
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists() and shutil.which("chromium") is None,
                                 reason=f"needs Chromium at {CHROMIUM} (make test installs it with apt-get as root)")
-SHOTS = REPO / "docs" / "img"
+#: Where the screenshots go: docs/img/ when TIDAL_DASHBOARD_SHOTS=1 (to refresh the committed ones), else a
+#: temporary folder, so that running the tests leaves the checkout as it was.
+SHOTS = REPO / "docs" / "img" if os.environ.get("TIDAL_DASHBOARD_SHOTS") == "1" else \
+    Path(tempfile.mkdtemp(prefix="tidal-dashboard-shots-"))
 #: A sanity bound on one page's load (sign-in cookie present, data fetched, drawn); the figures are printed.
 PAGE_S = 5.0
 LOAD_TIMES: dict[str, float] = {}
@@ -340,3 +344,20 @@ def test_revoking_the_token_signs_the_dashboard_out_and_sign_out_clears_the_cook
     assert [c["name"] for c in s.context.cookies()] == []
     s.close()
     assert [e for e in s.errors if "401" not in e] == []  # (the refused read of the revoked session)
+
+
+def test_no_auth_opens_straight_onto_the_overview_as_anonymous(site: dict[str, Any], browser: Any) -> None:
+    srv = UiServer(site["root"], "--no-auth").wait()
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.goto(srv.url + "/")
+        page.wait_for_selector('main[data-ready="overview"]')
+        assert page.inner_text("#who") == "anonymous (tidal ui --no-auth) · admin"
+        assert page.locator("#signout").count() == 0
+        assert errors == []
+    finally:
+        context.close()
+        srv.stop()
