@@ -361,3 +361,19 @@ def test_no_auth_opens_straight_onto_the_overview_as_anonymous(site: dict[str, A
     finally:
         context.close()
         srv.stop()
+
+
+def test_the_overview_shows_a_challenger_beside_the_champion(site: dict[str, Any], operator: Session) -> None:
+    # (last in the module: the challenger alias stays)
+    models = _api(site, "/models")["items"]
+    champion = next(m for m in models if "champion" in m["aliases"])["version"]
+    other = next(m["version"] for m in models
+                 if m["version"] != champion and m["state"] not in ("rejected", "prototype"))
+    r = httpx.post(f"{site['ui'].url}/api/v1/models/elec2/promote", json={"version": other, "alias": "challenger"},
+                   headers=bearer(site["tokens"]["operator"]))
+    assert r.status_code == 200, r.text
+    operator.open("/", "overview")
+    card = operator.page.inner_text("#challenger").lower()  # (the card's label is upper case by CSS)
+    assert f"elec2:{other}" in card and "challenger" in card
+    assert f"strategy: {_api(site, '/project')['strategy']}" in card
+    assert f"elec2:{champion}" in operator.page.inner_text("#champion")

@@ -116,8 +116,8 @@ const seconds = (t) => new Date(t).getTime() / 1000;
 
 // -- pages ----------------------------------------------------------------------------------------------
 async function overview() {
-  const [models, reports, events, loop] = await Promise.all([
-    api("/models?limit=1000"), api("/reports?limit=1"), api("/events?limit=15"), api("/loop")]);
+  const [models, reports, events, loop, project] = await Promise.all([
+    api("/models?limit=1000"), api("/reports?limit=1"), api("/events?limit=15"), api("/loop"), api("/project")]);
   const champ = models.items.find((m) => m.aliases.includes("champion"));
   const others = models.items.filter((m) => m.aliases.some((a) => a !== "champion"));
   const report = reports.items.length ? await api(`/reports/${reports.items[0].id}`) : null;
@@ -128,9 +128,10 @@ async function overview() {
     h("div", { class: "card", id: "champion" }, h("div", { class: "label" }, "Champion"),
       champ ? [h("div", { class: "value" }, `${champ.name}:${champ.version}`), state(champ.state),
         h("div", { class: "muted" }, `since ${when(why && why.since)}`)] : h("div", { class: "value" }, "none")),
-    h("div", { class: "card", id: "challenger" }, h("div", { class: "label" }, "Challengers (canary, shadow, other aliases)"),
-      others.length ? others.map((m) => h("div", {}, `${m.name}:${m.version} `, aliases(m.aliases), state(m.state)))
-        : h("div", { class: "value muted" }, "none")),
+    h("div", { class: "card", id: "challenger" }, h("div", { class: "label" }, `Challenger (strategy: ${project.strategy})`),
+      others.length ? others.map((m) => h("div", {}, `${m.name}:${m.version} `, aliases(m.aliases), " ", state(m.state)))
+        : h("div", { class: "value muted" }, "none"),
+      loop.state.trial ? h("div", { class: "muted", id: "trial" }, `trial: ${JSON.stringify(loop.state.trial).slice(0, 160)}`) : ""),
     h("div", { class: "card", id: "drift" }, h("div", { class: "label" }, report ? `Drift share (newest report, ${report.model}:${report.version})` : "Drift share"),
       h("div", { class: "value" + (report && report.drifted ? " bad" : "") }, report ? pct(report.drift_share) : "no report"),
       report ? h("div", { class: "muted" }, `${report.drift.n_drifted} of ${report.drift.counted} features drifted`,
