@@ -17,6 +17,10 @@ DEV_STAMP     := $(VENV)/.stamp-dev
 # pandas<3 and protobuf<7, which tidal's venv does not hold.
 KSERVE        := .venv-kserve
 KSERVE_STAMP  := $(KSERVE)/.stamp
+# The system's Chromium, which the dashboard's browser tests drive (tests/ui/test_dashboard_browser.py, through
+# Playwright, never `playwright install`): apt-get installs it when make runs as root on a machine that has
+# apt-get; elsewhere those tests skip and say why.
+CHROMIUM_STAMP := $(VENV)/.stamp-chromium
 
 .PHONY: install test lint demo bench corpus clean
 
@@ -38,6 +42,13 @@ $(KSERVE_STAMP): tests/serve/kserve/requirements.txt
 	$(KSERVE)/bin/python -m pip install -q -r tests/serve/kserve/requirements.txt
 	@touch $@
 
+$(CHROMIUM_STAMP): | $(BIN)/python
+	@if command -v chromium >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get install -y -q chromium || (apt-get update -q && apt-get install -y -q chromium); \
+	else echo "no chromium (not root, or no apt-get): the browser tests will skip"; fi
+	@touch $@
+
 install: $(DEV_STAMP)
 
 lint: $(DEV_STAMP)
@@ -45,7 +56,7 @@ lint: $(DEV_STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 
-test: lint $(KSERVE_STAMP)
+test: lint $(KSERVE_STAMP) $(CHROMIUM_STAMP)
 	TIDAL_TEST_KSERVE_PYTHON=$(KSERVE)/bin/python $(BIN)/pytest -q
 
 demo: $(RUNTIME_STAMP)

@@ -79,6 +79,10 @@ def test_serve_ui_serves_the_api_beside_the_model_in_one_process(project: Path, 
         assert httpx.get(f"{url}/api/v1/whoami", headers=bearer(admin)).json()["token"]["name"] == "root"
         assert httpx.get(f"{url}/api/v1/models").status_code == 401
         assert httpx.get(f"{url}/model").json()["name"] == "elec2"
+        # the dashboard too: its page at / and its files under /ui/static
+        page = httpx.get(f"{url}/")
+        assert page.status_code == 200 and '<script src="/ui/static/app.js" defer></script>' in page.text
+        assert httpx.get(f"{url}/ui/static/uPlot.iife.min.js").status_code == 200
     finally:
         proc.terminate()
         proc.wait(20)

@@ -88,3 +88,18 @@ def test_corpus_installs_the_dev_and_corpus_packages_then_runs_the_corpus_bench(
     assert plan[-1] == ".venv/bin/python bench/corpus.py"
     _venv(checkout, ".stamp-runtime", ".stamp-dev")  # after `make test`: nothing more to install
     assert _plan(checkout, "corpus") == [".venv/bin/python bench/corpus.py"]
+
+
+#: The system's Chromium for the dashboard's browser tests: apt-get as root, a skip elsewhere.
+CHROMIUM_CHECK = "if command -v chromium >/dev/null; then :;"
+
+
+def test_test_installs_chromium_for_the_browser_tests_once(checkout: Path) -> None:
+    plan = _plan(checkout, "test")
+    start = [i for i, line in enumerate(plan) if line.startswith(CHROMIUM_CHECK)]
+    assert len(start) == 1
+    recipe = " ".join(plan[start[0]:plan.index("touch .venv/.stamp-chromium")])
+    assert '[ "$(id -u)" = 0 ] && command -v apt-get' in recipe and "apt-get install -y -q chromium" in recipe
+    assert plan.index("touch .venv/.stamp-chromium") < len(plan) - 1  # before pytest runs
+    _venv(checkout, ".stamp-runtime", ".stamp-dev", ".stamp-chromium")
+    assert not any(line.startswith(CHROMIUM_CHECK) for line in _plan(checkout, "test"))

@@ -94,8 +94,8 @@ def ui(
         "--no-auth", help="Every request acts as an admin named anonymous (only on a loopback address).")] = False,
     project: ProjectOpt = None,
 ) -> None:
-    """Serve the management API (/api/v1, docs at /api/docs). Refuses to start while no token exists:
-    create an admin one first with `tidal tokens create --role admin --name NAME`."""
+    """Serve the dashboard (at /) and the management API (/api/v1, docs at /api/docs). Refuses to start while
+    no token exists: create an admin one first with `tidal tokens create --role admin --name NAME`."""
     from tidal.ui import run_ui
 
     with open_workspace(project) as ws:

@@ -111,6 +111,21 @@ def build_router(ws: Workspace, auth: Authenticator) -> APIRouter:
         logger.info("session opened for %s", token.actor)
         return out
 
+    @r.get("/session", tags=["session"], summary="The dashboard's session: who, with which role, and its "
+                                                 "CSRF token (a page of another site cannot read it)")
+    def session(request: Request) -> Response:
+        if auth.enabled and not request.headers.get("authorization") and not request.cookies.get(COOKIE):
+            # not signed in is an answer, not an error: the dashboard asks this first on every load
+            return json_response({"signed_in": False, "actor": None, "via": None, "csrf_token": None,
+                                  "role": None, "token": None})
+        caller = role("viewer")(request)
+        csrf = None
+        if caller.via == "cookie":
+            csrf = auth.sessions.read(request.cookies.get(COOKIE, ""))[1]
+        return json_response({"signed_in": True, "actor": caller.actor, "via": caller.via, "csrf_token": csrf,
+                              "role": "admin" if caller.token is None else caller.token.role,
+                              "token": None if caller.token is None else caller.token.to_dict()})
+
     @r.delete("/session", tags=["session"], summary="Sign out: clears the session cookie")
     def sign_out() -> Response:
         out = json_response({"signed_out": True})

@@ -27,6 +27,7 @@ from tidal.core.errors import (
 )
 from tidal.ui.api import build_router
 from tidal.ui.auth import Authenticator
+from tidal.ui.dashboard import add_dashboard
 from tidal.ui.docs import add_docs
 from tidal.workspace import Workspace
 
@@ -91,6 +92,7 @@ def create_api(ws: Workspace, *, auth: bool = True, authenticator: Authenticator
 
     app.include_router(build_router(ws, checker))
     add_docs(app, openapi_url=OPENAPI_URL)
+    add_dashboard(app)
     return app
 
 

@@ -46,14 +46,16 @@ def check_startup(ws: Workspace, host: str, no_auth: bool) -> None:
 
 
 class Mounted:
-    """``/api/...`` to the management API, every other path (and the lifespan) to the model server."""
+    """``/api/...``, the dashboard (``/`` and ``/ui...``) to the management API, every other path (and the
+    lifespan) to the model server."""
 
     def __init__(self, api: ASGI, model: ASGI) -> None:
         self.api, self.model = api, model
 
     async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Any]],
                        send: Callable[[Any], Awaitable[None]]) -> None:
-        if scope["type"] == "http" and str(scope.get("path", "")).startswith("/api/"):
+        path = str(scope.get("path", ""))
+        if scope["type"] == "http" and (path.startswith(("/api/", "/ui/")) or path in ("/", "/ui")):
             await self.api(scope, receive, send)
         else:
             await self.model(scope, receive, send)
@@ -78,7 +80,7 @@ def run_ui(root: Path, *, host: str = "127.0.0.1", port: int = 8800, no_auth: bo
         if warning is not None:
             logger.warning("the management API listens on %s: every request needs a token, but use HTTPS (a "
                            "proxy) so that tokens do not cross the network in clear", host)
-        logger.info("tidal ui: the management API of %r on http://%s:%d/api/v1 (docs at /api/docs)%s",
+        logger.info("tidal ui: the dashboard of %r on http://%s:%d/ (the API at /api/v1, its docs at /api/docs)%s",
                     ws.spec.name, host, port, ", every request acting as anonymous (--no-auth)" if no_auth else "")
         app: Any = create_api(ws, auth=not no_auth)
         if with_model:
