@@ -1,5 +1,5 @@
-"""The API, the CLI and the SDK give the same answers: runs, one run, models, one version, events, reports and
-the loop's state, read three ways from the same workspace and compared whole."""
+"""The API, the CLI and the SDK give the same answers: runs, one run, models, one version, events, reports, the
+loop's state, data snapshots and one snapshot, read three ways from the same workspace and compared whole."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ from tidal.workspace.shapes import (
     report_to_dict,
     run_detail,
     run_summary,
+    snapshot_detail,
+    snapshot_to_dict,
 )
 
 
@@ -53,7 +55,10 @@ def test_api_cli_and_sdk_answer_alike(ui: UiServer, project: Path, admin: str,
                 "reports": plain([report_to_dict(r, body=False) for r in ws.reports(limit=20)]),
                 "report": plain(report_to_dict(ws.reports(limit=1)[0])),
                 "loop": plain(ws.loop.status()),
+                "snapshots": plain([snapshot_to_dict(x) for x in ws.snapshots.list(limit=20)]),
             }
+            digest = sdk["snapshots"][-1]["digest"]
+            sdk["snapshot"] = plain(snapshot_detail(ws, digest[:10]))
         report_id = sdk["reports"][0]["id"]
         via_api = {
             "runs": get("/api/v1/runs", limit=20)["items"],
@@ -64,7 +69,11 @@ def test_api_cli_and_sdk_answer_alike(ui: UiServer, project: Path, admin: str,
             "reports": get("/api/v1/reports", limit=20)["items"],
             "report": get(f"/api/v1/reports/{report_id}"),
             "loop": get("/api/v1/loop"),
+            "snapshots": get("/api/v1/snapshots", limit=20)["items"],
+            "snapshot": get(f"/api/v1/snapshots/{digest[:10]}"),
         }
+        missing = api.get("/api/v1/snapshots/0000000000")
+        assert missing.status_code == 404 and "no snapshot with digest '0000000000'" in missing.json()["error"]
     via_cli = {
         "runs": _cli(capsys, project, "runs", "ls", "--limit", "20"),
         "run": _cli(capsys, project, "runs", "show", run_id),
@@ -74,8 +83,13 @@ def test_api_cli_and_sdk_answer_alike(ui: UiServer, project: Path, admin: str,
         "reports": _cli(capsys, project, "reports", "ls", "--limit", "20"),
         "report": _cli(capsys, project, "reports", "show", report_id),
         "loop": _cli(capsys, project, "loop", "--status"),
+        "snapshots": _cli(capsys, project, "snapshots", "ls", "--limit", "20"),
+        "snapshot": _cli(capsys, project, "snapshots", "show", digest[:10]),
     }
     assert len(sdk["runs"]) == 3 and len(sdk["models"]) == 3 and sdk["events"] and sdk["reports"]
+    snap = sdk["snapshot"]
+    assert snap["digest"] == digest and snap["rows"] > 0 and snap["column_names"] and snap["versions"], snap.keys()
+    assert all("sample" not in p for p in snap["profile"].values())  # the raw sample stays out of the answer
     for key in sdk:
         assert via_api[key] == sdk[key], key
         assert via_cli[key] == sdk[key], key

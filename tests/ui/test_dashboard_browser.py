@@ -199,6 +199,21 @@ def test_every_page_renders_with_data_within_the_bound(site: dict[str, Any], ope
     assert page.locator("#timeline tbody tr").count() > 0
     _shoot(page, "loop")
 
+    snapshots = _api(site, "/snapshots")["items"]
+    LOAD_TIMES["data"] = operator.open("/data", "data")
+    assert page.locator("#snapshots tbody tr").count() == len(snapshots)
+    trained = _api(site, f"/snapshots/{champion['lineage']['snapshot']}")
+    LOAD_TIMES["snapshot"] = operator.open(f"/data/{trained['digest']}", "snapshot")
+    assert page.locator("#columns tbody tr").count() == len(trained["column_names"])
+    assert f"elec2:{champion['version']}" in page.inner_text("#trained")
+    numeric = [n for n in trained["column_names"]
+               if len(trained["profile"][n].get("histogram", {}).get("edges", [])) > 2]
+    assert numeric, trained["profile"]
+    for name in numeric:  # a histogram of each numeric column, one point per bin, in the column's own units
+        bins = len(trained["profile"][name]["histogram"]["counts"])
+        assert page.locator(f'.chart[data-chart="hist-{name}"]').get_attribute("data-points") == str(bins)
+    _shoot(page, "data", full_page=True)
+
     print("page loads (s):", {k: round(v, 3) for k, v in LOAD_TIMES.items()})
     assert max(LOAD_TIMES.values()) < PAGE_S, LOAD_TIMES
 

@@ -20,6 +20,7 @@ from tidal.cli import (
 from tidal.cli import (
     alerts,  # noqa: F401 - registers tidal alerts test
     archive,  # noqa: F401 - registers tidal predictions archive and ls
+    data,  # noqa: F401 - registers tidal snapshots ls and show
     operate,  # noqa: F401 - registers its commands: the model in service
     web,  # noqa: F401 - registers tidal tokens and tidal ui
 )

@@ -28,6 +28,8 @@ from tidal.workspace.shapes import (
     report_to_dict,
     run_detail,
     run_summary,
+    snapshot_detail,
+    snapshot_to_dict,
 )
 
 logger = logging.getLogger("tidal.ui")
@@ -153,6 +155,18 @@ def build_router(ws: Workspace, auth: Authenticator) -> APIRouter:
     def run(run_id: str, caller: Viewer) -> Response:
         d = ws.runs.get(run_id)
         return json_response(run_detail(d, ws.runs.log(d.run.id)))
+
+    # -- data --------------------------------------------------------------------------------------
+    @r.get("/snapshots", tags=["data"], summary="Data snapshots, newest first (as `tidal snapshots ls --json`)")
+    def snapshots(caller: Viewer, limit: Limit = 50, offset: Offset = 0) -> Response:
+        found = ws.snapshots.list(limit=offset + limit + 1)
+        return page([snapshot_to_dict(x) for x in found[offset:offset + limit]], limit, offset,
+                    len(found) > offset + limit)
+
+    @r.get("/snapshots/{digest}", tags=["data"], summary="One snapshot: schema, column profiles, what was found "
+                                                         "in it, versions trained on it (as `tidal snapshots show`)")
+    def snapshot(digest: str, caller: Viewer) -> Response:
+        return json_response(snapshot_detail(ws, digest))
 
     # -- models ------------------------------------------------------------------------------------
     @r.get("/models", tags=["models"], summary="Every version with its state and aliases "

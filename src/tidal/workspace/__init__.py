@@ -49,7 +49,7 @@ from tidal.registry import CHALLENGER, CHAMPION, Registry
 from tidal.spec import Spec, default_spec_yaml, load_spec
 from tidal.storage import open_artifact_store, open_metadata_store
 from tidal.train.tracking import Tracker
-from tidal.workspace.catalog import Models, RunDetail, Runs
+from tidal.workspace.catalog import Models, RunDetail, Runs, Snapshots
 from tidal.workspace.control import LoopControl
 from tidal.workspace.tokens import Tokens
 from tidal.workspace.tokens import local_actor as _local_actor
@@ -108,6 +108,7 @@ class Workspace:
         self.registry = Registry(self.store, self.artifacts, self.clock)
         self.runs = Runs(self)
         self.models = Models(self)
+        self.snapshots = Snapshots(self)
         self.tokens = Tokens(self)
         self.loop = LoopControl(self)
         self._predictions: PredictionLog | None = None
@@ -468,5 +469,5 @@ class Workspace:
         return found
 
 
-__all__ = ["EXAMPLES", "SPEC_FILE", "LoopControl", "Models", "RunDetail", "Runs", "Tokens", "Workspace",
-           "examples_dir"]
+__all__ = ["EXAMPLES", "SPEC_FILE", "LoopControl", "Models", "RunDetail", "Runs", "Snapshots", "Tokens",
+           "Workspace", "examples_dir"]

@@ -1,4 +1,5 @@
-"""The runs and the model registry of a workspace, as the SDK shows them (``ws.runs``, ``ws.models``)."""
+"""The runs, the model registry and the data snapshots of a workspace, as the SDK shows them (``ws.runs``,
+``ws.models``, ``ws.snapshots``)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tidal.core.entities import Alias, Event, Metric, ModelVersion, Run, StepRecord
-from tidal.core.errors import RunNotFound
+from tidal.core.entities import Alias, Event, Metric, ModelVersion, Run, SnapshotInfo, StepRecord
+from tidal.core.errors import RunNotFound, SnapshotNotFound
 from tidal.loop.liveness import mark_abandoned
 from tidal.registry import Serving, Transition, subject
 from tidal.train.tracking import LOG_ARTIFACT
@@ -57,6 +58,42 @@ class Runs:
         """What the training library printed during the run (its ``log.txt``), or None when it printed nothing."""
         digest = self.get(run_id).artifacts.get(LOG_ARTIFACT)
         return None if digest is None else self._ws.artifacts.get(digest).decode("utf-8", "replace")
+
+
+class Snapshots:
+    """The data snapshots of a workspace (``ws.snapshots``): what was collected, its profile, what was found in it
+    and which versions trained on it."""
+
+    def __init__(self, ws: Workspace) -> None:
+        self._ws = ws
+
+    def list(self, limit: int = 50) -> list[SnapshotInfo]:
+        """The project's snapshots, newest first: the tables collected, their batches and the splits of runs."""
+        return self._ws.store.list_snapshots(self._ws.spec.name, limit=limit)
+
+    def get(self, ref: str) -> SnapshotInfo:
+        """A snapshot by its digest, or by a prefix of it (at least 6 characters) that names one of the project's
+        newest 1,000 snapshots alone."""
+        store = self._ws.store
+        try:
+            return store.get_snapshot(ref)
+        except SnapshotNotFound:
+            pass
+        found = [s for s in store.list_snapshots(self._ws.spec.name, limit=1000) if s.digest.startswith(ref)] \
+            if len(ref) >= 6 else []
+        if len(found) == 1:
+            return found[0]
+        what = "no snapshot" if not found else f"{len(found)} snapshots"
+        raise SnapshotNotFound(f"{what} with digest {ref!r}", hint="run `tidal snapshots ls` to see them (a prefix of "
+                                                                   "6 or more characters names one)")
+
+    def events(self, info: SnapshotInfo, limit: int = 50) -> builtins.list[Event]:
+        """What was found in it and done with it: ``data.collected``, ``data.warning``, ``data.rejected``..."""
+        return self._ws.store.list_events(subject=f"snapshot:{info.digest}", limit=limit)
+
+    def versions(self, info: SnapshotInfo) -> builtins.list[ModelVersion]:
+        """The versions trained on it (its digest is their lineage's snapshot)."""
+        return [mv for mv in self._ws.registry.list(self._ws.spec.name) if mv.lineage.snapshot == info.digest]
 
 
 class Models:
@@ -111,4 +148,4 @@ class Models:
                               columns=columns, task=task, promote=promote, reason=reason)
 
 
-__all__ = ["Models", "RunDetail", "Runs"]
+__all__ = ["Models", "RunDetail", "Runs", "Snapshots"]

@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from tidal.core.entities import Event, Metric, ModelVersion, Report, Run
+from tidal.core.entities import Event, Metric, ModelVersion, Report, Run, SnapshotInfo
 
 if TYPE_CHECKING:
     from tidal.workspace import Workspace
@@ -82,6 +82,26 @@ def model_detail(ws: Workspace, ref: str) -> dict[str, Any]:
             "events": [event_to_dict(e) for e in ws.models.history(mv)]}
 
 
+def snapshot_to_dict(s: SnapshotInfo) -> dict[str, Any]:
+    """A snapshot in a list (``tidal snapshots ls --json``): what it holds, from where, when."""
+    stream = (s.profile or {}).get("stream")
+    return {"digest": s.digest, "source": s.source, "rows": s.rows, "columns": len(s.columns),
+            "created_at": s.created_at.isoformat(), **({"stream": stream} if stream else {})}
+
+
+def snapshot_detail(ws: Workspace, ref: str) -> dict[str, Any]:
+    """One snapshot (``tidal snapshots show --json``): its schema, each column's profile (statistics,
+    histogram, top categories; the raw sample left out), what was found in it and the versions trained on it."""
+    s = ws.snapshots.get(ref)
+    columns = (s.profile or {}).get("columns") or {}
+    return {**snapshot_to_dict(s), "column_names": s.columns, "schema": s.schema,
+            "profile": {name: {k: v for k, v in (columns.get(name) or {}).items() if k != "sample"}
+                        for name in s.columns},
+            "events": [event_to_dict(e) for e in ws.snapshots.events(s)],
+            "versions": [{"name": mv.name, "version": mv.version, "state": mv.state.value}
+                         for mv in ws.snapshots.versions(s)]}
+
+
 def event_to_dict(e: Event) -> dict[str, Any]:
     return {"id": e.id, "time": e.time.isoformat(), "kind": e.kind, "subject": e.subject,
             "message": e.message, "data": e.data}
@@ -108,4 +128,4 @@ def tick_to_dict(t: Any) -> dict[str, Any]:
 
 
 __all__ = ["curves", "dumps", "event_to_dict", "model_detail", "model_to_dict", "models_list", "plain",
-           "report_to_dict", "run_detail", "run_summary", "tick_to_dict"]
+           "report_to_dict", "run_detail", "run_summary", "snapshot_detail", "snapshot_to_dict", "tick_to_dict"]

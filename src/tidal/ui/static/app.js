@@ -207,7 +207,7 @@ async function modelDetail(name, version) {
     h("h2", {}, "Lineage"),
     h("div", { class: "lineage", id: "lineage-chain" }, [
       ["predictions", "logged with this version"], ["version", `${m.name}:${m.version}`, `#/models/${encodeURIComponent(m.name)}/${m.version}`],
-      ["run", short(m.lineage.run_id), `#/runs/${m.lineage.run_id}`], ["snapshot", short(m.lineage.snapshot)],
+      ["run", short(m.lineage.run_id), `#/runs/${m.lineage.run_id}`], ["snapshot", short(m.lineage.snapshot), m.lineage.snapshot ? `#/data/${m.lineage.snapshot}` : null],
       ["spec", short(m.lineage.spec_digest)], ["commit", m.lineage.git ? short(m.lineage.git) : "not in git"],
       ["environment", short(m.lineage.environment_digest)]].map(([k, v, href], i) => [i ? h("span", { class: "arrow" }, "→") : "",
       h("div", { class: "node" }, h("div", { class: "label" }, k), href ? h("a", { href }, v) : h("code", {}, v))])),
@@ -328,11 +328,47 @@ async function loopPage() {
       : h("p", { class: "muted" }, "No backtest yet (tidal backtest).")];
 }
 
+async function data() {
+  const found = await api("/snapshots?limit=200");
+  return [h("h1", {}, "Data"), h("p", { class: "muted" }, "Snapshots, newest first: each table collected (and each batch of an incremental source or a stream), content-addressed."),
+    found.items.length ? table(["snapshot", "rows", "columns", "source", "created"], found.items.map((x) => [
+      h("a", { href: `#/data/${x.digest}` }, short(x.digest)), h("td", { class: "num" }, fmt(x.rows)),
+      h("td", { class: "num" }, fmt(x.columns)), x.source, when(x.created_at)]), { id: "snapshots" })
+      : h("p", { class: "muted" }, "No snapshot yet: tidal run collects the first.")];
+}
+
+async function snapshotDetail(digest) {
+  const d = await api(`/snapshots/${encodeURIComponent(digest)}`);
+  const rows = d.column_names.map((name) => {
+    const p = d.profile[name] || {};
+    const top = Object.entries(p.top || {}).slice(0, 3).map(([k, v]) => `${k} (${fmt(v)})`).join(", ");
+    return [h("code", {}, name), p.kind || d.schema[name] || "", h("td", { class: "num" }, pct(p.null_share)),
+      h("td", { class: "num" }, fmt(p.min)), h("td", { class: "num" }, fmt(p.mean)), h("td", { class: "num" }, fmt(p.max)),
+      p.n_unique !== undefined ? `${fmt(p.n_unique)} distinct: ${top}` : ""];
+  });
+  const histograms = d.column_names.filter((n) => (d.profile[n] || {}).histogram && d.profile[n].histogram.edges.length > 2)
+    .map((n) => {
+      const { edges, counts } = d.profile[n].histogram;
+      return chart(`${n}: rows per bin`, edges.slice(0, -1).map((e, i) => (e + edges[i + 1]) / 2),
+        [{ label: "rows", values: counts }], { xlabel: n, height: 150, name: `hist-${n}` });
+    });
+  return [h("h1", {}, `Snapshot ${short(d.digest)}`),
+    h("p", { class: "muted" }, `${fmt(d.rows)} rows, ${fmt(d.columns)} columns, from ${d.source}, ${when(d.created_at)}`),
+    h("h2", {}, "Columns"), table(["column", "kind", "nulls", "min", "mean", "max", "categories"], rows, { id: "columns" }),
+    h("h2", {}, "What was found in it"), d.events.length ? eventsTable(d.events.slice().reverse(), "findings")
+      : h("p", { class: "muted", id: "findings" }, "No finding recorded: it passed validation without a warning."),
+    h("h2", {}, "Versions trained on it"), d.versions.length ? h("ul", { id: "trained" }, d.versions.map((v) =>
+      h("li", {}, h("a", { href: `#/models/${encodeURIComponent(v.name)}/${v.version}` }, `${v.name}:${v.version}`), " ", state(v.state))))
+      : h("p", { class: "muted", id: "trained" }, "none"),
+    h("h2", {}, "Distributions"), histograms.length ? histograms : h("p", { class: "muted" }, "No numeric column.")];
+}
+
 // -- routing --------------------------------------------------------------------------------------------
 const ROUTES = [
   [/^#?\/?$/, "overview", overview], [/^#\/models$/, "models", models],
   [/^#\/models\/([^/]+)\/([^/]+)$/, "model", modelDetail], [/^#\/runs$/, "runs", runs],
   [/^#\/runs\/([^/]+)$/, "run", runDetail], [/^#\/compare\/([^/]+)\/([^/]+)$/, "compare", compareRuns], [/^#\/monitoring$/, "monitoring", monitoring], [/^#\/loop$/, "loop", loopPage],
+  [/^#\/data$/, "data", data], [/^#\/data\/([0-9a-f]+)$/, "snapshot", snapshotDetail],
 ];
 function stop() { if (S.timer) { clearTimeout(S.timer); S.timer = null; } }
 let rendering = 0;
@@ -346,7 +382,7 @@ async function route() {
   const mine = ++rendering;
   const started = performance.now();
   document.body.dataset.page = name;
-  const nav = { model: "models", run: "runs", compare: "runs" }[name] || name;
+  const nav = { model: "models", run: "runs", compare: "runs", snapshot: "data" }[name] || name;
   for (const a of document.querySelectorAll("[data-nav]")) a.classList.toggle("active", a.dataset.nav === nav);
   try {
     const content = await page(...args);
