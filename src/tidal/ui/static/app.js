@@ -349,8 +349,13 @@ async function snapshotDetail(digest) {
   const histograms = d.column_names.filter((n) => (d.profile[n] || {}).histogram && d.profile[n].histogram.edges.length > 2)
     .map((n) => {
       const { edges, counts } = d.profile[n].histogram;
-      return chart(`${n}: rows per bin`, edges.slice(0, -1).map((e, i) => (e + edges[i + 1]) / 2),
-        [{ label: "rows", values: counts }], { xlabel: n, height: 150, name: `hist-${n}` });
+      // the profile's bins hold equal shares of the rows (quantiles): rows per unit of the column shows its
+      // shape; a bin of no width (a column of a few values) keeps its count
+      const widths = counts.map((_, i) => edges[i + 1] - edges[i]);
+      const density = widths.every((w) => w > 0);
+      return chart(`${n}: ${density ? "rows per unit" : "rows per bin"}`, edges.slice(0, -1).map((e, i) => (e + edges[i + 1]) / 2),
+        [{ label: density ? "density" : "rows", values: density ? counts.map((c, i) => c / widths[i]) : counts }],
+        { xlabel: n, height: 150, name: `hist-${n}` });
     });
   return [h("h1", {}, `Snapshot ${short(d.digest)}`),
     h("p", { class: "muted" }, `${fmt(d.rows)} rows, ${fmt(d.columns)} columns, from ${d.source}, ${when(d.created_at)}`),
