@@ -43,7 +43,7 @@ def test_quick_run_prints_a_table_and_both_sides_store_the_same_rows(
             assert re.search(rf"^{name} +skipped: no PostgreSQL", printed, re.M)
             continue
         assert r["same_rows"] is True, (name, r.get("differs"))
-        want = {"api": 1200}.get(name, 40 if name.endswith("-incr") else 400)
+        want = {"api": 1200, "stream": 1200}.get(name, 40 if name.endswith("-incr") else 400)
         assert r["rows"] == want, name
         assert set(r["rows_per_s"]) == {"tidal", "pandas"} and all(v > 0 for v in r["rows_per_s"].values())
         assert r["ratio"] == pytest.approx(r["rows_per_s"]["tidal"] / r["rows_per_s"]["pandas"])
