@@ -3,15 +3,12 @@ its actor, a revoke seen at once, and the same answers as the SDK."""
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.contract.conftest import POSTGRES_ENV, POSTGRES_SKIP, postgres_schema_url
+from tests.contract.conftest import postgres_url  # noqa: F401  (the fixture: a fresh schema per test)
 from tests.ui.conftest import UiServer, bearer, make_project
 from tidal.workspace import Workspace
 from tidal.workspace.shapes import models_list, plain
@@ -19,27 +16,8 @@ from tidal.workspace.shapes import models_list, plain
 pytestmark = pytest.mark.postgres
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    base = os.environ.get(POSTGRES_ENV)
-    if not base:
-        pytest.skip(POSTGRES_SKIP)
-    import sqlalchemy as sa
-
-    schema = f"tidal_ui_{uuid.uuid4().hex[:12]}"
-    engine = sa.create_engine(base, poolclass=sa.pool.NullPool)
-    with engine.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield postgres_schema_url(base, schema)
-    finally:
-        with engine.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        engine.dispose()
-
-
-def test_the_api_on_a_postgresql_store(tmp_path: Path, pg_url: str) -> None:
-    root = make_project(tmp_path / "pg", store_url=pg_url)
+def test_the_api_on_a_postgresql_store(tmp_path: Path, postgres_url: str) -> None:  # noqa: F811
+    root = make_project(tmp_path / "pg", store_url=postgres_url)
     with Workspace.open(root) as ws:
         assert ws.settings.store_url.startswith("postgresql")
         admin = ws.tokens.create("root", role="admin")[1]
