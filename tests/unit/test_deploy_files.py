@@ -93,7 +93,8 @@ def test_each_tidal_command_line_is_one_tidal_accepts(where: str, argv: list[str
 
 
 def test_the_settings_and_extras_they_use_exist() -> None:
-    settings = (REPO / "src" / "tidal" / "core" / "settings.py").read_text()
+    # the variables tidal reads: the stores' settings, and the dashboard's session key (tidal.ui.auth)
+    settings = "".join((REPO / "src" / "tidal" / p).read_text() for p in ("core/settings.py", "ui/auth.py"))
     used = set(re.findall(r"\bTIDAL_[A-Z_]+", (DEPLOY / "compose.yaml").read_text()
                           + "".join(p.read_text() for p in (DEPLOY / "k8s").glob("*.yaml"))))
     assert used and all(name in settings for name in used), used - set(re.findall(r"\bTIDAL_[A-Z_]+", settings))

@@ -6,7 +6,8 @@ A request is authenticated by exactly one of:
   up by id and its secret checked against the stored SHA-256 (:mod:`tidal.core.tokens`) on every request.
 - the session cookie ``tidal_session`` that ``POST /api/v1/session`` sets after checking a token (the
   dashboard): ``<payload>.<signature>``, the payload the token's id, an expiry and a CSRF token, signed with
-  HMAC-SHA256 under a key made at random when the server starts (a restart signs everyone out). It is
+  HMAC-SHA256 under the server's session key (:func:`session_key`: ``$TIDAL_UI_SECRET``, else a random key
+  kept in the workspace's ``.tidal/ui-session.key``, so a restart does not sign anyone out). It is
   HttpOnly (scripts on the page cannot read it), SameSite=Strict (other sites' pages do not send it) and
   Secure when the request came over HTTPS. A cookie whose signature does not verify is refused (401); one
   that verifies still names a token, which is read from the store on every request, so revoking the token
@@ -23,11 +24,15 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
+import os
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
-from tidal.core.errors import Forbidden, Unauthenticated
+from tidal.core.errors import Forbidden, TidalError, Unauthenticated
 from tidal.core.tokens import ApiToken, require_role
 from tidal.workspace import Workspace
 
@@ -36,6 +41,12 @@ CSRF_HEADER = "x-csrf-token"
 #: How long a dashboard session lasts (the token's own expiry, when earlier, ends it sooner).
 SESSION_S = 12 * 3600
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: The environment variable that gives every server of a deployment the same session key.
+SECRET_ENV = "TIDAL_UI_SECRET"
+KEY_FILE = "ui-session.key"
+KEY_BYTES = 32
+
+logger = logging.getLogger("tidal.ui")
 
 
 @dataclass(frozen=True)
@@ -64,11 +75,61 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+def session_key(workspace_dir: Path, environ: Mapping[str, str] | None = None) -> bytes:
+    """The key that signs the dashboard's session cookies.
+
+    ``$TIDAL_UI_SECRET`` when set (at least 32 characters): every replica of a deployment given the same
+    secret accepts the others' cookies, and nothing is written. Otherwise a random key kept in
+    ``workspace_dir/ui-session.key`` (made on first use, readable by its owner only), so that restarting
+    ``tidal ui`` does not sign everyone out. Where that file cannot be written (a read-only project, as in
+    the Kubernetes manifests), a key of this process only, with a warning that names the variable."""
+    env = os.environ if environ is None else environ
+    secret = env.get(SECRET_ENV)
+    if secret is not None:
+        if len(secret) < KEY_BYTES:
+            raise TidalError(f"{SECRET_ENV} has {len(secret)} characters; a session key needs at least {KEY_BYTES}",
+                             hint="make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'")
+        # Derived, so that the key is always 32 bytes whatever the secret's length and alphabet.
+        return hashlib.sha256(b"tidal-ui-session\0" + secret.encode()).digest()
+    path = workspace_dir / KEY_FILE
+    try:
+        return _read_key(path)
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    key = secrets.token_bytes(KEY_BYTES)
+    try:
+        workspace_dir.mkdir(parents=True, exist_ok=True)
+        # O_EXCL: two servers starting at once must not each write their own key; the loser reads the winner's.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return _read_key(path)
+    except OSError as exc:
+        logger.warning("the session key cannot be kept in %s (%s): sessions last until this server stops; "
+                       "set %s to keep them across restarts and replicas", path, exc.strerror or exc, SECRET_ENV)
+        return key
+    with os.fdopen(fd, "wb") as f:
+        f.write(key)
+    return key
+
+
+def _read_key(path: Path) -> bytes:
+    try:
+        key = path.read_bytes()
+    except PermissionError:
+        raise TidalError(f"the session key {path} cannot be read (permission denied)",
+                         hint=f"run tidal ui as the user who owns it, or set {SECRET_ENV}") from None
+    if len(key) != KEY_BYTES:
+        # Not a file tidal wrote whole: refuse rather than sign with a short (or empty) key.
+        raise TidalError(f"{path} holds {len(key)} bytes, not a {KEY_BYTES}-byte session key",
+                         hint=f"delete it (tidal makes a new one; every dashboard session ends) or set {SECRET_ENV}")
+    return key
+
+
 class Sessions:
     """Signs and checks the dashboard's session cookies (see the module docstring)."""
 
     def __init__(self, key: bytes | None = None) -> None:
-        self._key = key or secrets.token_bytes(32)
+        self._key = key or secrets.token_bytes(KEY_BYTES)
 
     def _sign(self, payload: str) -> str:
         return _b64(hmac.new(self._key, payload.encode(), hashlib.sha256).digest())
@@ -105,7 +166,7 @@ class Authenticator:
     def __init__(self, ws: Workspace, *, enabled: bool = True, sessions: Sessions | None = None) -> None:
         self.ws = ws
         self.enabled = enabled
-        self.sessions = sessions or Sessions()
+        self.sessions = sessions or (Sessions(session_key(ws.settings.workspace_dir)) if enabled else Sessions())
 
     def caller(self, method: str, authorization: str | None, cookie: str | None, csrf: str | None) -> Caller:
         if not self.enabled:
@@ -130,4 +191,5 @@ class Authenticator:
                               hint="send `Authorization: Bearer <token>` (create one with `tidal tokens create`)")
 
 
-__all__ = ["ANONYMOUS", "COOKIE", "CSRF_HEADER", "SESSION_S", "Authenticator", "Caller", "Sessions"]
+__all__ = ["ANONYMOUS", "COOKIE", "CSRF_HEADER", "SECRET_ENV", "SESSION_S", "Authenticator", "Caller", "Sessions",
+           "session_key"]
