@@ -217,7 +217,8 @@ def decode_model_version(r: Row, *, profile: bool = True) -> ModelVersion:
         name=r["name"], version=r["version"], state=state, created_at=r["created_at"],
         run_id=r["run_id"], artifact_digest=r["artifact_digest"], format=r["format"], task=r["task"],
         signature=Signature.from_dict(loads(r["signature"]), task=r["task"]), metrics=loads(r["metrics"]),
-        profile=loads(r["profile"]) if profile else {}, lineage=Lineage.from_dict(loads(r["lineage"])), reasons=loads(r["reasons"]),
+        profile=loads(r["profile"]) if profile else {}, lineage=Lineage.from_dict(loads(r["lineage"])),
+        reasons=loads(r["reasons"]),
         info=info,
     )
 
