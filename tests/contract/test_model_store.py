@@ -50,6 +50,18 @@ def test_model_version_round_trip(store: ModelStore) -> None:
     assert_utc(got.created_at)
 
 
+def test_list_without_profiles_leaves_only_the_profile_out(store: ModelStore) -> None:
+    # the dashboard's list of versions reads no profile: the largest field of a version by far
+    made = [store.create_model_version(make_mv("churn", metrics={"auc": 0.8 + i / 100}, profile=NESTED,
+                                               reasons=[f"r{i}"], info={"i": i})) for i in range(3)]
+    store.create_model_version(make_mv("elec2", profile=NESTED))
+    light = store.list_model_versions("churn", profiles=False)
+    assert light == [replace(mv, profile={}) for mv in made]
+    assert [mv.profile for mv in store.list_model_versions("churn")] == [NESTED] * 3
+    assert [(mv.name, mv.version) for mv in store.list_model_versions(profiles=False)] == [
+        ("churn", 1), ("churn", 2), ("churn", 3), ("elec2", 1)]
+
+
 def test_update_model_version_merges_metrics_and_info(store: ModelStore) -> None:
     store.create_model_version(make_mv(metrics={"auc": 0.9}, info={"a": 1}, reasons=["old"]))
     updated = store.update_model_version("churn", 1, state=ModelState.REJECTED, reasons=["auc < 0.95"],

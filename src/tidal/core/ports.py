@@ -162,8 +162,10 @@ class ModelStore(UnitOfWork, Protocol):
     def get_model_version(self, name: str, version: int) -> ModelVersion:
         """Raises :class:`~tidal.core.errors.ModelNotFound` when unknown."""
         ...
-    def list_model_versions(self, name: str | None = None) -> list[ModelVersion]:
-        """Ordered by name, then version."""
+    def list_model_versions(self, name: str | None = None, *, profiles: bool = True) -> list[ModelVersion]:
+        """Ordered by name, then version. ``profiles=False``: each version's ``profile`` left empty (``{}``),
+        unread: the largest field of a version (a training-data profile), which a list of versions to show
+        does not need."""
         ...
     def set_alias(
         self, name: str, alias: str, version: int, at: datetime, *, expected: int | None = None,

@@ -98,7 +98,7 @@ class Registry:
         try:
             return self.store.get_model_version(name, version)
         except ModelNotFound:
-            known = sorted({mv.version for mv in self.store.list_model_versions(name)})
+            known = sorted({mv.version for mv in self.store.list_model_versions(name, profiles=False)})
             hint = (f"{name} has versions {', '.join(map(str, known))}" if known
                     else "run `tidal models ls` to see the registered models")
             raise ModelNotFound(f"model {name!r} has no version {version}", hint=hint) from None
@@ -107,22 +107,24 @@ class Registry:
         """A version by number, alias (``champion``), ``latest`` or None (champion, else latest)."""
         if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
             return self.get(name, int(ref))
-        versions = self.store.list_model_versions(name)
+        # without profiles: a model with many versions is resolved by reading one profile, not all of them
+        versions = self.store.list_model_versions(name, profiles=False)
         if not versions:
             raise ModelNotFound(f"no model named {name!r}", hint="run `tidal models ls` to see the models")
         if ref == "latest":
-            return versions[-1]
+            return self.get(name, versions[-1].version)
         alias = self.store.get_alias(name, ref or CHAMPION)
         if alias is None:
             if ref is None:
-                return versions[-1]
+                return self.get(name, versions[-1].version)
             raise ModelNotFound(f"model {name!r} has no alias {ref!r}",
                                 hint="use a version number, 'latest' or an alias set with `tidal promote`")
         return self.get(name, alias.version)
 
     # below this method, `list` in an annotation names it: the builtin is spelled builtins.list there
-    def list(self, name: str | None = None) -> list[ModelVersion]:
-        return self.store.list_model_versions(name)
+    def list(self, name: str | None = None, *, profiles: bool = True) -> list[ModelVersion]:
+        """Every version (of ``name``), by name then version; ``profiles=False``: each ``profile`` left empty."""
+        return self.store.list_model_versions(name, profiles=profiles)
 
     def champion(self, name: str) -> ModelVersion | None:
         alias = self.store.get_alias(name, CHAMPION)

@@ -206,7 +206,8 @@ def encode_model_version(mv: ModelVersion, version: int) -> dict[str, Any]:
     }
 
 
-def decode_model_version(r: Row) -> ModelVersion:
+def decode_model_version(r: Row, *, profile: bool = True) -> ModelVersion:
+    """A version from its row; ``profile=False``: its profile left empty (the row need not hold the column)."""
     # A state this tidal does not know (a row edited by hand) reads as ``unknown``, never as an error; what
     # was stored is kept in ``info["stored_state"]`` so it can be shown (the row itself is not rewritten).
     state, info = ModelState.read(r["state"]), loads(r["info"])
@@ -216,7 +217,8 @@ def decode_model_version(r: Row) -> ModelVersion:
         name=r["name"], version=r["version"], state=state, created_at=r["created_at"],
         run_id=r["run_id"], artifact_digest=r["artifact_digest"], format=r["format"], task=r["task"],
         signature=Signature.from_dict(loads(r["signature"]), task=r["task"]), metrics=loads(r["metrics"]),
-        profile=loads(r["profile"]), lineage=Lineage.from_dict(loads(r["lineage"])), reasons=loads(r["reasons"]),
+        profile=loads(r["profile"]) if profile else {}, lineage=Lineage.from_dict(loads(r["lineage"])),
+        reasons=loads(r["reasons"]),
         info=info,
     )
 

@@ -319,11 +319,11 @@ class MemoryMetadataStore:
             raise codec.no_model_version(name, version)
         return codec.decode_model_version(row)
 
-    def list_model_versions(self, name: str | None = None) -> list[ModelVersion]:
-        """Ordered by name, then version."""
+    def list_model_versions(self, name: str | None = None, *, profiles: bool = True) -> list[ModelVersion]:
+        """Ordered by name, then version; ``profiles=False``: each ``profile`` left empty."""
         with self._open():
             rows = [r for (n, _), r in sorted(self._versions.items()) if name is None or n == name]
-            return [codec.decode_model_version(r) for r in rows]
+            return [codec.decode_model_version(r, profile=profiles) for r in rows]
 
     def set_alias(
         self, name: str, alias: str, version: int, at: datetime, *, expected: int | None = None,

@@ -93,7 +93,8 @@ class Snapshots:
 
     def versions(self, info: SnapshotInfo) -> builtins.list[ModelVersion]:
         """The versions trained on it (its digest is their lineage's snapshot)."""
-        return [mv for mv in self._ws.registry.list(self._ws.spec.name) if mv.lineage.snapshot == info.digest]
+        return [mv for mv in self._ws.registry.list(self._ws.spec.name, profiles=False)
+                if mv.lineage.snapshot == info.digest]
 
 
 class Models:
@@ -102,8 +103,10 @@ class Models:
     def __init__(self, ws: Workspace) -> None:
         self._ws = ws
 
-    def list(self, name: str | None = None) -> list[ModelVersion]:
-        return self._ws.registry.list(name)
+    def list(self, name: str | None = None, *, profiles: bool = True) -> list[ModelVersion]:
+        """Every version (of ``name``); ``profiles=False``: each ``profile`` left empty (not read: the largest
+        field of a version, which a list to show does not need)."""
+        return self._ws.registry.list(name, profiles=profiles)
 
     def get(self, ref: str, version: int | str | None = None) -> ModelVersion:
         """A version by ``name``, ``name:3``, ``name:champion`` or ``name:latest``."""

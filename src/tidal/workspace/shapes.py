@@ -70,7 +70,9 @@ def models_list(ws: Workspace, name: str | None = None) -> list[dict[str, Any]]:
     aliases: dict[tuple[str, int], list[str]] = {}
     for a in ws.models.aliases(name):
         aliases.setdefault((a.name, a.version), []).append(a.alias)
-    return [model_to_dict(mv, aliases.get((mv.name, mv.version), [])) for mv in ws.models.list(name)]
+    # without profiles (model_to_dict shows none): decoding them was most of the time of a long list
+    return [model_to_dict(mv, aliases.get((mv.name, mv.version), []))
+            for mv in ws.models.list(name, profiles=False)]
 
 
 def model_detail(ws: Workspace, ref: str) -> dict[str, Any]:

@@ -269,3 +269,17 @@ def test_resolve_by_number_alias_latest_and_default() -> None:
         reg.resolve("m", "canary")
     with pytest.raises(ModelNotFound, match="no model named 'nope'"):
         reg.resolve("nope")
+
+
+def test_resolve_reads_versions_without_profiles_but_answers_with_the_profile() -> None:
+    # resolve lists a model's versions without their profiles (a long list stays cheap), then reads the one
+    # it answers in full: serving and monitoring need its profile
+    reg = registry()
+    reg.register(version(profile={"rows": 1}), reason="x")
+    reg.register(version(profile={"rows": 2}), reason="x")
+    assert reg.resolve("m", "latest").profile == {"rows": 2}
+    assert reg.resolve("m").profile == {"rows": 2}
+    reg.set_alias("m", CHAMPION, 1, reason="back")
+    assert reg.resolve("m").profile == {"rows": 1}
+    assert [mv.profile for mv in reg.list("m", profiles=False)] == [{}, {}]
+    assert [mv.profile for mv in reg.list("m")] == [{"rows": 1}, {"rows": 2}]

@@ -66,14 +66,16 @@ class SqlModels(SqlPart):
             raise codec.no_model_version(name, version)
         return codec.decode_model_version(row)
 
-    def list_model_versions(self, name: str | None = None) -> list[ModelVersion]:
-        """Ordered by name, then version."""
+    def list_model_versions(self, name: str | None = None, *, profiles: bool = True) -> list[ModelVersion]:
+        """Ordered by name, then version. ``profiles=False``: the profile column is not even read (tens of KB a
+        version, which decoding dominated the dashboard's list of versions), each ``profile`` is ``{}``."""
         v = t.model_versions.c
-        query = sa.select(t.model_versions).order_by(v.name, v.version)
+        columns = [c for c in t.model_versions.c if profiles or c.name != "profile"]
+        query = sa.select(*columns).order_by(v.name, v.version)
         if name is not None:
             query = query.where(v.name == name)
         with self._read("listing model versions") as conn:
-            return [codec.decode_model_version(r) for r in conn.execute(query).mappings()]
+            return [codec.decode_model_version(r, profile=profiles) for r in conn.execute(query).mappings()]
 
     def set_alias(
         self, name: str, alias: str, version: int, at: datetime, *, expected: int | None = None,
