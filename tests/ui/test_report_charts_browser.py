@@ -131,5 +131,10 @@ def test_the_backtest_report_draws_the_scores_with_the_events_from_file(tmp_path
     legend = scores.locator(".u-series")
     assert legend.nth(0).locator(".u-value").inner_text() == f"{result.curve_rows[-1]:,}"
     assert float(legend.nth(1).locator(".u-value").inner_text()) == pytest.approx(result.curves["loop"][-1], abs=1e-3)
+    # over an event's dashed line: what happened there, in words under the chart
+    at = scores.evaluate("b => b.uplot.valToPos(10000, 'x')")
+    page.mouse.move(over["x"] + at, over["y"] + over["height"] / 2)
+    assert scores.locator("xpath=following-sibling::div[@class='marks'][1]").inner_text() == (
+        "10,000: loop.retrain: retrain triggered by drift · 10,000: alias.moved: champion of toy: 1 → 2")
     assert boxes["drift-share"].get_attribute("data-points") == str(len(result.curve_rows) - 1)
     _zooms_and_resets(page, scores)

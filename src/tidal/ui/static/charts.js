@@ -39,7 +39,20 @@
     };
   }
 
-  function options(spec, width) {
+  // hover over a mark: what it is, in a line under the legend (the events at the nearest marked x, within 6 px)
+  function marksHover(marks, line) {
+    return (u) => {
+      const left = u.cursor.left;
+      let best = null, gap = 6;
+      for (const m of marks) {
+        const d = Math.abs(u.valToPos(m.x, "x") - left);
+        if (left >= 0 && d <= gap) { best = m.x; gap = d; }
+      }
+      line.textContent = best === null ? "" : marks.filter((m) => m.x === best).map((m) => `${numText(m.x)}: ${m.label}`).join(" · ");
+    };
+  }
+
+  function options(spec, width, box) {
     const kind = spec.kind || "line";
     const fmt = spec.percent ? pctText : numText;
     const x = { label: spec.xlabel || "x" };
@@ -81,8 +94,17 @@
       series: [x, ...series],
       bands: spec.band ? [{ series: spec.band, fill: "rgba(21,101,192,0.12)" }] : undefined,
       cursor: { drag: { x: true, y: false } },     // drag to zoom on x; a double click resets (uPlot's default)
-      hooks: spec.marks && spec.marks.length ? { draw: [marksHook(spec.marks)] } : {},
+      hooks: spec.marks && spec.marks.length ? { draw: [marksHook(spec.marks)],
+        setCursor: box ? [marksHover(spec.marks, markLine(box))] : [] } : {},
     };
+  }
+
+  function markLine(box) {
+    const line = root.document.createElement("div");
+    line.className = "marks";
+    line.style.cssText = "font-size:11px;color:#444;min-height:1.3em;text-align:center";
+    box.after(line);
+    return line;
   }
 
   function data(spec) {
@@ -128,7 +150,7 @@
     if (spec.kind === "distribution") spec = distribution(spec.plot, spec.title, spec.name);
     box.dataset.points = String(points(spec));
     const w = width || spec.width || Math.max(320, Math.min(1150, (box.parentElement || box).clientWidth - 24));
-    const u = new root.uPlot(options(spec, w), data(spec), box);
+    const u = new root.uPlot(options(spec, w, box), data(spec), box);
     box.uplot = u;   // (for a test, or a reader at the console: its scales, its data)
     return u;
   }
