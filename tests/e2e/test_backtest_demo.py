@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import _cli
+from tidal.core.charts import read_specs
 
 
 @pytest.mark.slow
@@ -30,7 +31,9 @@ def test_backtest_on_elec2(elec2_project: Path) -> None:
     assert 0.5 < result["last_label"]["score"] < 1
     html = (elec2_project / "backtest.html").read_text()
     # the four strategies' rolling accuracy, and the loop's drift share at each tick
-    assert html.count("<polyline") == 5 and "loop.retrain" in html and "Drift share at each tick" in html
+    lines = {s["name"]: [x["label"] for x in s["series"]] for s in read_specs(html).values()}
+    assert lines["scores"] == ["loop", "static", "periodic", "last_label"] and len(lines["drift-share"]) == 2
+    assert "loop.retrain" in html and "Drift share at each tick" in html
     events = json.loads(_cli(elec2_project)("events", "--json", "--kind", "backtest.done", check=True).stdout)
     assert events[-1]["data"]["loop"]["score"] == loop["score"]
 

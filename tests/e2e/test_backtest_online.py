@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ELEC2
+from tidal.core.charts import read_specs
 
 pytest.importorskip("river", reason="the online extra (river) is installed by make test")
 
@@ -64,7 +65,8 @@ def test_the_online_baseline_is_the_river_replay_beside_the_loop(
     # a real baseline on Elec2: far above chance, and the loop's scores are untouched beside it
     assert 0.6 < online["score"] < 1 and {"loop", "static", "periodic", "last_label"} <= result.keys()
     html = page.read_text()
-    assert "river.linear_model.LogisticRegression" in html and "<title>online</title>" in html
+    scores = next(s for s in read_specs(html).values() if s["name"] == "scores")
+    assert "river.linear_model.LogisticRegression" in html and "online" in [s["label"] for s in scores["series"]]
 
 
 def test_the_table_shows_the_online_row(small_project: Path, cli: Callable[..., Any]) -> None:

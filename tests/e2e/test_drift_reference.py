@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from tidal import Workspace
+from tidal.core.charts import read_specs
 from tidal.core.clock import SimulatedClock
 from tidal.loop.backtest_html import render_backtest_html
 
@@ -86,5 +87,6 @@ def test_the_drift_share_falls_back_after_a_retrain_on_shifted_data(shifty: Path
     # the backtest's page draws the share at each tick, with the trigger's threshold
     page = render_backtest_html(result, tmp_path / "backtest.html").read_text()
     assert "Drift share at each tick" in page and "retrain.on.drift.share 0.5" in page
-    assert page.count("<polyline") == len(result.curves) + 1
+    lines = {s["name"]: len(s["series"]) for s in read_specs(page).values()}
+    assert lines == {"scores": len(result.curves), "drift-share": 2}  # the share, and the trigger's threshold
     assert result.to_dict(full=True)["drift_share"] == drift

@@ -80,7 +80,7 @@ def test_serve_feedback_monitor_and_drift(served: tuple[Path, str]) -> None:
     assert drifted["drifted"] is True and drifted["drift_share"] >= 0.5
     assert any("drift" in a for a in drifted["alerts"])
     html = (project / "report.html").read_text()
-    assert "<svg" in html and "nswdemand" in html and len(html) < 400_000
+    assert "data-chart='dist-nswdemand'" in html and "nswdemand" in html and len(html) < 400_000
 
     listed = json.loads(_cli(project)("reports", "ls", "--json", check=True).stdout)
     assert [r["id"] for r in listed] == [drifted["id"], report["id"]]

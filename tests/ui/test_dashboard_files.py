@@ -22,7 +22,8 @@ def test_every_file_is_package_data_and_the_page_loads_nothing_from_elsewhere() 
         assert (static / name).is_file(), name
     page = read("index.html").decode()
     assert re.findall(r'(?:src|href)="(/ui/static/[^"]+)"', page) == [
-        "/ui/static/uPlot.min.css", "/ui/static/app.css", "/ui/static/uPlot.iife.min.js", "/ui/static/app.js"]
+        "/ui/static/uPlot.min.css", "/ui/static/app.css", "/ui/static/uPlot.iife.min.js", "/ui/static/charts.js",
+        "/ui/static/app.js"]
     assert "http://" not in page and "https://" not in page and "<script>" not in page
     assert "fetch(\"/api/v1\" + path" in read("app.js").decode()  # the page's one data path is the API
     assert "innerHTML" not in read("app.js").decode()  # API text goes in as text nodes, never as markup

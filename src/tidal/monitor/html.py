@@ -1,11 +1,13 @@
-"""The HTML report: one self-contained file (inline CSS and SVG, no script, nothing fetched).
+"""The HTML report: one self-contained file, nothing fetched (it opens offline).
 
 The newest report in detail — alerts, performance with its interval against validation, the
-performance estimated on the unlabelled rows beside the realised one, the drift
-table (test, statistic, threshold, verdict, sizes, nulls, unseen categories), prediction drift, and per
-feature the reference against the window as a chart — and, over all the reports given, the primary
-metric and the share of drifted features as small line charts. Only what the report body holds is
-shown (counts and statistics), never raw rows, so the file stays small: ~5 KB a feature.
+performance estimated on the unlabelled rows beside the realised one, the drift statistic of each feature
+against its threshold, the drift table (test, statistic, threshold, verdict, sizes, nulls, unseen
+categories), prediction drift, and per feature the reference against the window on the feature's own values
+— and, over all the reports given, the primary metric with its interval, the share of drifted features and
+each feature's drift statistic. The charts are the dashboard's (uPlot and its ``charts.js``, inlined once:
+~61 KB whatever the number of charts; see :mod:`tidal.core.charts`). Only what the report body holds is shown
+(counts and statistics), never raw rows, so the rest stays small: ~2 KB a feature.
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from tidal.core.charts import Charts, short
 from tidal.core.entities import ModelVersion, Report
 from tidal.core.text import count
 from tidal.monitor.report import loop_failure
-from tidal.monitor.svg import distribution_svg, line_svg
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:24px;color:#1f2937;max-width:1200px}
@@ -38,8 +40,9 @@ def render_html(reports: Sequence[Report], mv: ModelVersion, path: Path) -> Path
     path = Path(path)
     ordered = sorted(reports, key=lambda r: r.created_at)
     title = f"tidal monitor — {mv.name}:{mv.version}"
+    charts = Charts()
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title>"
-             f"<style>{_CSS}</style></head><body><h1>{escape(title)}</h1>"]
+             f"<style>{_CSS}</style>{charts.style()}</head><body><h1>{escape(title)}</h1>"]
     if not ordered:
         parts.append("<p>No monitoring reports yet: run <code>tidal monitor</code> after the model has "
                      "served some predictions.</p>")
@@ -52,17 +55,18 @@ def render_html(reports: Sequence[Report], mv: ModelVersion, path: Path) -> Path
             parts.append(f"<div class='alerts loop-failed'><b>Retraining</b><p>{escape(failed)}</p></div>")
         parts.append(_performance(body.get("performance") or {}))
         parts.append(_estimate(body.get("estimate") or {}))
-        parts.append(_trends(ordered))
+        parts.append(_trends(ordered, charts))
         drift = body.get("drift") or {}
-        parts.append("<h2>Data drift</h2>" + _drift_summary(drift) + _drift_table(drift.get("columns") or []))
-        parts.append(_legend() + _cards(drift.get("columns") or []))
+        parts.append("<h2>Data drift</h2>" + _drift_summary(drift) + _statistics(drift.get("columns") or [], charts)
+                     + _drift_table(drift.get("columns") or []))
+        parts.append(_legend() + _cards(drift.get("columns") or [], charts))
         parts.append(_images(body.get("images") or []))
         outputs = body.get("prediction_drift") or {}
         parts.append("<h2>Prediction drift</h2>")
         if outputs.get("note"):
             parts.append(f"<p class='muted'>{escape(str(outputs['note']))}</p>")
-        parts.append(_drift_table(outputs.get("columns") or []) + _cards(outputs.get("columns") or []))
-    parts.append("</body></html>")
+        parts.append(_drift_table(outputs.get("columns") or []) + _cards(outputs.get("columns") or [], charts))
+    parts.append(charts.scripts() + "</body></html>")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(parts), encoding="utf-8")
     return path
@@ -142,26 +146,64 @@ def _estimate(est: Mapping[str, Any]) -> str:
     return f"<h2>Performance before the labels arrive</h2><table>{table}</table>"
 
 
-def _trends(reports: Sequence[Report]) -> str:
+def _trends(reports: Sequence[Report], charts: Charts) -> str:
+    """Over the reports given: the primary metric with its interval, the share of drifted features against
+    the dataset's threshold, and each feature's drift statistic; x is each report's time (UTC)."""
     metric = None
-    perf_points: list[tuple[str, float | None, float | None, float | None]] = []
-    share_points: list[tuple[str, float | None, float | None, float | None]] = []
+    xs: list[float] = []
+    value: list[float | None] = []
+    low: list[float | None] = []
+    high: list[float | None] = []
+    share: list[float | None] = []
     threshold = None
     for report in reports:
         body = report.body or {}
-        label = report.created_at.strftime("%m-%d %H:%M")
         perf = body.get("performance") or {}
         metric = metric or perf.get("metric")
         ci = perf.get("ci") or [None, None]
-        value = perf.get("value") if perf.get("metric") == metric else None
-        perf_points.append((label, value, ci[0] if value is not None else None, ci[1] if value is not None else None))
-        share_points.append((label, report.drift_share, None, None))
+        v = perf.get("value") if perf.get("metric") == metric else None
+        xs.append(report.created_at.timestamp())
+        value.append(short(v))
+        low.append(short(ci[0]) if v is not None else None)
+        high.append(short(ci[1]) if v is not None else None)
+        share.append(short(report.drift_share))
         threshold = (body.get("drift") or {}).get("share_threshold", threshold)
-    return ("<h2>Recent windows</h2><div class='grid'><div class='card'>"
-            + line_svg(perf_points, title=f"{metric or 'metric'} (95% interval shaded)")
-            + "</div><div class='card'>"
-            + line_svg(share_points, title="share of drifted features", threshold=threshold, percent=True)
-            + f"</div></div><p class='muted'>{count(len(reports), 'report')}.</p>")
+    performance = {"title": f"{metric or 'metric'} with its 95% interval (shaded)", "name": "performance",
+                   "time": True, "xlabel": "report", "x": xs, "band": [3, 2],
+                   "series": [{"label": metric or "metric", "values": value},
+                              {"label": "lower", "values": low, "dash": [4, 4], "stroke": "#90a4ae"},
+                              {"label": "upper", "values": high, "dash": [4, 4], "stroke": "#90a4ae"}]}
+    lines: list[dict[str, Any]] = [{"label": "drift share", "values": share}]
+    if threshold is not None:
+        lines.append({"label": "threshold", "values": [short(threshold)] * len(xs), "dash": [4, 3],
+                      "stroke": "#dc2626"})
+    drift = {"title": "share of drifted features", "name": "drift", "time": True, "xlabel": "report", "x": xs,
+             "percent": True, "series": lines}
+    columns: dict[str, list[float | None]] = {}
+    for i, report in enumerate(reports):
+        for c in ((report.body or {}).get("drift") or {}).get("columns") or []:
+            columns.setdefault(str(c.get("column")), [None] * len(reports))[i] = short(c.get("statistic"), 4)
+    per_feature = {"title": "drift statistic per feature (each its own test: see the table)",
+                   "name": "drift-per-feature", "time": True, "xlabel": "report", "x": xs, "height": 260,
+                   "series": [{"label": name, "values": values} for name, values in columns.items()]}
+    return ("<h2>Recent windows</h2><div class='grid'><div class='card'>" + charts.box({**performance, "width": 560})
+            + "</div><div class='card'>" + charts.box({**drift, "width": 560}) + "</div></div>"
+            + "<h3>Drift per feature over time</h3>" + charts.box({**per_feature, "width": 1140})
+            + f"<p class='muted'>{count(len(reports), 'report')}.</p>")
+
+
+def _statistics(columns: Sequence[Mapping[str, Any]], charts: Charts) -> str:
+    """The newest report's drift statistic of each tested feature beside its threshold, as bars."""
+    tested = [c for c in columns if c.get("statistic") is not None]
+    if not tested:
+        return ""
+    spec = {"kind": "bars", "title": "drift statistic per feature, beside its threshold", "name": "statistics",
+            "x": list(range(len(tested))), "categories": [str(c.get("column")) for c in tested], "xlabel": "feature",
+            "height": 240, "width": 1140,
+            "series": [{"label": "statistic", "values": [short(c.get("statistic"), 4) for c in tested]},
+                       {"label": "threshold", "values": [short(c.get("threshold"), 4) for c in tested],
+                        "stroke": "#dc2626"}]}
+    return charts.box(spec)
 
 
 def _drift_summary(drift: Mapping[str, Any]) -> str:
@@ -228,23 +270,41 @@ def _strip(title: str, thumbnails: Sequence[str]) -> str:
 
 
 def _legend() -> str:
-    return ("<p class='legend muted'>Per feature:<span style='background:#9aa5b1'></span>reference (training)"
-            "<span style='background:#2563eb'></span>this window</p>")
+    return ("<p class='legend muted'>Per feature:<span style='background:#7b8794'></span>reference (training)"
+            "<span style='background:#1565c0'></span>this window; a numeric feature on its own values (its "
+            "training-quantile bins), a categorical one per category. Hover for values, drag to zoom, double-click "
+            "to reset.</p>")
 
 
-def _cards(columns: Sequence[Mapping[str, Any]]) -> str:
+def _cards(columns: Sequence[Mapping[str, Any]], charts: Charts) -> str:
     cards = []
     for c in columns:
         plot = c.get("plot")
+        name = str(c.get("column"))
         mark = " <span class='bad'>drift</span>" if c.get("drifted") else ""
-        chart = distribution_svg(plot) if plot else f"<p class='muted'>{escape(str(c.get('why') or 'no plot'))}</p>"
-        unseen = c.get("unseen_categories") or {}
+        chart = f"<p class='muted'>{escape(str(c.get('why') or 'no plot'))}</p>"
+        if plot:
+            chart = charts.box({"kind": "distribution", "title": name, "name": f"dist-{name}", "width": 370,
+                                "plot": _plot(plot)}, name=f"dist-{name}")
         extra = ""
+        below, above = int((plot or {}).get("below") or 0), int((plot or {}).get("above") or 0)
+        if below or above:  # window values outside the training range: no bin of the reference holds them
+            extra += (f"<div class='muted'>outside the training range (no bin above): {below:,} window rows "
+                      f"below, {above:,} above</div>")
+        unseen = c.get("unseen_categories") or {}
         if unseen:
-            extra = "<div class='muted'>unseen: " + ", ".join(
+            extra += "<div class='muted'>unseen: " + ", ".join(
                 f"{escape(str(k))} ({int(v):,})" for k, v in unseen.items()) + "</div>"
-        cards.append(f"<div class='card'><h3>{escape(str(c.get('column')))}{mark}</h3>{chart}{extra}</div>")
+        cards.append(f"<div class='card'><h3>{escape(name)}{mark}</h3>{chart}{extra}</div>")
     return f"<div class='grid'>{''.join(cards)}</div>"
+
+
+def _plot(plot: Mapping[str, Any]) -> dict[str, Any]:
+    """The plot as the chart needs it: counts, and the edges to 6 significant digits (not the raw values)."""
+    out = {k: plot[k] for k in ("type", "categories", "reference", "current") if k in plot}
+    if "edges" in plot:
+        out["edges"] = [short(e) for e in plot["edges"]]
+    return out
 
 
 __all__ = ["render_html"]

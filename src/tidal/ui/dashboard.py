@@ -4,7 +4,8 @@ The page is a small client of the management API: its script reads ``/api/v1`` w
 draws the Overview, Models, Runs, Monitoring and Loop views in the browser. So the dashboard has no data path
 of its own: the roles, the CSRF check and the events that name who acted are the API's, enforced by the same
 code, and what the dashboard shows is what ``tidal ... --json`` prints. The charts are uPlot (1.6.32, MIT,
-50 KB minified), taken from the npm registry (``npm pack uplot``) and committed under ``static/``.
+50 KB minified), taken from the npm registry (``npm pack uplot``) and committed under ``static/``; every chart
+goes through ``charts.js``, the helper the offline HTML reports inline too (:mod:`tidal.core.charts`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from fastapi.responses import Response
 STATIC = "/ui/static"
 #: The files served, with their media types (every other name is a 404).
 FILES = {"app.js": "text/javascript", "app.css": "text/css", "uPlot.iife.min.js": "text/javascript",
-         "uPlot.min.css": "text/css"}
+         "uPlot.min.css": "text/css", "charts.js": "text/javascript"}
 #: Scripts and styles from this server only; nothing framed; no inline script.
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")

@@ -8,7 +8,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from tidal.core.charts import HELPER, LIBRARY, STYLE, asset, read_specs
 from tidal.core.entities import Prediction, Report
 from tidal.monitor import build_report, frame_of, render_html, summarize
 from tidal.spec.model import MonitorSpec
@@ -103,13 +105,45 @@ def test_html_renders_every_feature_the_table_and_the_trends_and_stays_small(tmp
     reports = [_report(shift=0.1 * i, seed=10 + i, at=i) for i in range(4)]
     path = render_html(list(reversed(reports)), mv, tmp_path / "out" / "monitor.html")
     html = path.read_text()
-    assert html.count("<svg") >= 22 + 2 + 2  # a chart per feature, per output, and two trends
+    specs = read_specs(html)
+    # a chart per feature and per output, the two trends, the statistics, the drift per feature over time
+    assert len(specs) == 22 + 2 + 2 + 1 + 1 and html.count("<div class='chart' data-spec=") == len(specs)
     assert "<table class='drift'>" in html and "wasserstein" in html and "threshold" in html
     assert "Recent windows" in html and "r13-3" in html  # the newest in detail
-    assert "<script" not in html and "http://" not in html.replace("http://www.w3.org/2000/svg", "")
-    assert path.stat().st_size < 300_000
-    # no raw data: the window's values do not appear, only counts and statistics
+    # the library and the helper inlined exactly once; nothing fetched at view time
+    assert html.count(asset(LIBRARY)) == 1 and html.count(asset(HELPER)) == 1 and html.count(asset(STYLE)) == 1
+    assert html.count("<script") == 4 and not re.search(r"(src|href)=['\"]?https?:", html)
+    assert path.stat().st_size < 150_000
+    # no raw data: the window's values do not appear, only counts and statistics (the edges to 6 digits)
     assert len(re.findall(r"\d\.\d{10,}", html)) == 0
+
+
+def test_html_charts_are_in_value_units(tmp_path: Path) -> None:
+    mv = toy_version()
+    reports = [_report(shift=0.1 * i, seed=10 + i, at=i) for i in range(3)]
+    specs = {s.get("name"): s for s in read_specs(render_html(reports, mv, tmp_path / "m.html").read_text()).values()}
+    newest = reports[-1].body
+    by = {c["column"]: c for c in newest["drift"]["columns"]}
+    # a numeric feature: its training-quantile edges on the value axis, the counts of both sides
+    plot = by["f00"]["plot"]
+    dist = specs["dist-f00"]
+    assert dist["kind"] == "distribution" and dist["plot"]["type"] == "numeric"
+    assert dist["plot"]["edges"] == pytest.approx(plot["edges"], rel=1e-5)
+    assert dist["plot"]["reference"] == plot["reference"] and dist["plot"]["current"] == plot["current"]
+    # a categorical one: its categories and their counts
+    colour = specs["dist-colour"]["plot"]
+    assert colour["type"] == "categorical" and colour["categories"] == by["colour"]["plot"]["categories"]
+    # the trends: x is each report's time (Unix seconds, UTC), the metric with its interval, the drift share
+    perf = specs["performance"]
+    assert perf["time"] and perf["x"] == [r.created_at.timestamp() for r in reports]
+    assert [s["label"] for s in perf["series"]] == ["accuracy", "lower", "upper"] and perf["band"] == [3, 2]
+    assert perf["series"][0]["values"][-1] == pytest.approx(newest["performance"]["value"], rel=1e-5)
+    assert perf["series"][1]["values"][-1] == pytest.approx(newest["performance"]["ci"][0], rel=1e-5)
+    assert specs["drift"]["series"][0]["values"] == pytest.approx([r.drift_share for r in reports], rel=1e-5)
+    per_feature = {s["label"]: s["values"] for s in specs["drift-per-feature"]["series"]}
+    assert per_feature["f00"][-1] == pytest.approx(by["f00"]["statistic"], rel=1e-3) and len(per_feature) == 22
+    stats = specs["statistics"]
+    assert stats["kind"] == "bars" and stats["categories"][:2] == ["f00", "f01"]
 
 
 def test_html_escapes_names_from_user_data(tmp_path: Path) -> None:

@@ -94,22 +94,16 @@ async function loadMe() {
   return true;
 }
 
-// -- charts (uPlot): axes in value units, hover shows the values, drag to zoom, double-click to reset ----
+// -- charts: through charts.js (uPlot; the offline HTML reports draw theirs with the same file): axes in value
+// units, hover shows the values, drag to zoom, double-click to reset ------------------------------------------
 function chart(title, xs, series, { xlabel = "", time = false, height = 220, band = null, name = "" } = {}) {
-  const box = h("div", { class: "chart", dataset: { chart: name || title, points: String(xs.length) } });
-  const palette = ["#1565c0", "#c62828", "#2e7d32", "#b26a00", "#6a1b9a", "#00838f"];
-  const opts = {
-    title, width: Math.max(320, Math.min(1150, main().clientWidth - 24)), height,
-    scales: { x: { time } },
-    tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"),   // UTC, as every time in the tables
-    axes: [{ label: xlabel }, { size: 60 }],
-    series: [{ label: xlabel || "x" }, ...series.map((s, i) => ({
-      label: s.label, stroke: s.stroke || palette[i % palette.length], width: 2,
-      dash: s.dash, points: { show: xs.length < 60 }, spanGaps: true }))],
-    bands: band ? [{ series: band, fill: "rgba(21,101,192,0.12)" }] : undefined,
-  };
+  return chartOf({ title, x: xs, series, xlabel, time, height, band }, name || title);
+}
+function chartOf(spec, name) {
+  const box = h("div", { class: "chart", dataset: { chart: name } });
+  box.dataset.points = String(TidalCharts.points(spec.kind === "distribution" ? TidalCharts.distribution(spec.plot, spec.title) : spec));
   // drawn once the page holds the box (route() calls draw after it swaps the content in)
-  box.draw = () => S.charts.push(new uPlot(opts, [xs, ...series.map((s) => s.values)], box));
+  box.draw = () => S.charts.push(TidalCharts.draw(box, spec, spec.width || Math.max(320, Math.min(1150, main().clientWidth - 24))));
   return box;
 }
 const seconds = (t) => new Date(t).getTime() / 1000;
@@ -300,12 +294,9 @@ async function monitoring() {
     })]), { id: "drift-table" }));
   const newest = reports[reports.length - 1];
   out.push(h("h2", {}, `Reference vs window, newest report (${when(newest.created_at)})`));
-  for (const c of newest.drift.columns.filter((x) => x.plot && x.plot.type === "numeric" && x.plot.edges.length > 2)) {
-    const mids = c.plot.edges.slice(0, -1).map((e, i) => (e + c.plot.edges[i + 1]) / 2);
-    const share = (xs2) => { const n = xs2.reduce((a, b) => a + b, 0) || 1; return xs2.map((v) => v / n); };
-    out.push(chart(`${c.column}: share of rows per bin`, mids, [{ label: "reference", values: share(c.plot.reference) },
-      { label: "window", values: share(c.plot.current) }], { xlabel: c.column, height: 160, name: `dist-${c.column}` }));
-  }
+  // every column with a plot: a numeric one on its own values, a categorical one per category (the report's too)
+  out.push(h("div", { class: "dists" }, newest.drift.columns.filter((x) => x.plot).map((c) =>
+    chartOf({ kind: "distribution", plot: c.plot, title: c.column, width: 360 }, `dist-${c.column}`))));
   out.push(h("h2", {}, "Reports"), table(["time", "version", "rows", "labelled", "drift share", "live", "interval", "estimated", "alerts"],
     reports.slice().reverse().map((r) => [when(r.created_at), `${r.model}:${r.version}`, fmt(r.window.rows), fmt(r.window.labelled),
       pct(r.drift_share), fmt(r.performance && r.performance.value), r.performance && r.performance.ci ? `${fmt(r.performance.ci[0])} – ${fmt(r.performance.ci[1])}` : "—",
@@ -324,8 +315,20 @@ async function loopPage() {
       loop.retrain_requested ? h("div", { class: "warn" }, `retrain requested by ${loop.retrain_requested.by}`) : "")),
     actionBar([btn("pause", "Pause"), btn("resume", "Resume"), btn("retrain", "Retrain now")]),
     h("h2", {}, "Timeline (newest first)"), eventsTable(events.items.slice().reverse(), "timeline"),
-    h("h2", {}, "Backtests"), backtests.items.length ? eventsTable(backtests.items.slice().reverse(), "backtests")
+    h("h2", {}, "Backtests"), backtests.items.length ? [backtestChart(backtests.items),
+      eventsTable(backtests.items.slice().reverse(), "backtests")]
       : h("p", { class: "muted" }, "No backtest yet (tidal backtest).")];
+}
+// each past backtest's score per strategy (the loop, the first champion never retrained, periodic retraining,
+// the last label seen, online learning), at the time it ran: does the loop keep beating the baselines?
+const STRATEGIES = [["loop", "#1f77b4"], ["static", "#d62728"], ["periodic", "#2ca02c"], ["last_label", "#7f7f7f"], ["online", "#8c564b"]];
+function backtestChart(items) {
+  const data = items.map((e) => e.data || {});
+  const metric = (data.find((d) => d.metric) || {}).metric || "score";
+  const series = STRATEGIES.filter(([k]) => data.some((d) => d[k] && d[k].score !== undefined && d[k].score !== null))
+    .map(([k, stroke]) => ({ label: k, stroke, values: data.map((d) => (d[k] && d[k].score !== undefined ? d[k].score : null)) }));
+  return chart(`Backtest ${metric} per strategy`, items.map((e) => seconds(e.time)), series,
+    { time: true, xlabel: "backtest", name: "backtests" });
 }
 
 async function data() {
