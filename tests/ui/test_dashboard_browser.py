@@ -193,6 +193,9 @@ def test_every_page_renders_with_data_within_the_bound(site: dict[str, Any], ope
     assert page.locator('.chart[data-chart="drift"]').get_attribute("data-points") == str(len(reports))
     assert page.locator("#reports tbody tr").count() == len(reports)
     assert page.locator("#drift-table tbody tr").count() == 6  # Elec2's six features
+    per_feature = page.locator('.chart[data-chart="drift-per-feature"]')
+    assert per_feature.get_attribute("data-points") == str(len(reports))
+    assert per_feature.locator(".u-series").count() == 1 + 6  # the x axis, then one line per feature
     _shoot(page, "monitoring")
 
     LOAD_TIMES["loop"] = operator.open("/loop", "loop")

@@ -286,7 +286,11 @@ async function monitoring() {
     { label: "estimated", values: reports.map((r) => (r.estimate ? r.estimate.value : null)), stroke: "#b26a00" }],
   { time: true, xlabel: "report", band: [3, 2], name: "performance" }));
   const columns = [...new Set(reports.flatMap((r) => r.drift.columns.map((c) => c.column)))];
-  out.push(h("h2", {}, "Drift per feature over time"), table(["feature", ...reports.map((r) => when(r.created_at).slice(5, 16))],
+  // one line per feature, as the monitor's HTML report draws it; the table below says which test each one is
+  const stat = (r, col) => { const c = r.drift.columns.find((x) => x.column === col); return c && c.statistic !== null && c.statistic !== undefined ? c.statistic : null; };
+  out.push(h("h2", {}, "Drift per feature over time"), chart("drift statistic per feature (each its own test: see the table)", xs,
+    columns.map((col) => ({ label: col, values: reports.map((r) => stat(r, col)) })), { time: true, xlabel: "report", height: 260, name: "drift-per-feature" }));
+  out.push(table(["feature", ...reports.map((r) => when(r.created_at).slice(5, 16))],
     columns.map((col) => [h("code", {}, col), ...reports.map((r) => {
       const c = r.drift.columns.find((x) => x.column === col);
       return h("td", { class: "num" + (c && c.drifted ? " bad" : ""), title: c ? c.why : "" },
