@@ -17,8 +17,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from tidal.core.entities import Event
+from tidal.core.errors import NotFound
 from tidal.core.tokens import ROLES, SCOPES
 from tidal.ui.auth import COOKIE, CSRF_HEADER, Authenticator, Caller
+from tidal.ui.jobs import BacktestJobs, Busy, Job
 from tidal.workspace import Workspace
 from tidal.workspace.shapes import (
     dumps,
@@ -260,11 +263,39 @@ def build_router(ws: Workspace, auth: Authenticator) -> APIRouter:
         found = ws.events(kind="backtest.done", limit=limit)
         return page([event_to_dict(e) for e in found], limit, 0, False)
 
-    @r.post("/backtests", tags=["actions"], summary="Run a backtest now and answer its result (operator; "
-                                                    "as `tidal backtest --json`; takes as long as the replay)")
+    def backtest_failed(job: Job) -> None:
+        ws.store.append_event(Event(kind="backtest.failed", subject=f"project:{ws.spec.name}", time=ws.clock.now(),
+                                    message=f"the backtest {job.by} started failed: {job.error['error']}",
+                                    data={"actor": job.by, "job": job.id, **job.error}))
+
+    jobs = BacktestJobs(lambda: ws.backtest().to_dict(), failed=backtest_failed)
+
+    @r.post("/backtests", tags=["actions"], status_code=202,
+            summary="Start a backtest (operator): 202 with the job to poll; 409 while one runs")
     def backtest(caller: Operator) -> Response:
-        logger.info("%s: backtest", caller.actor)
-        return json_response(ws.backtest().to_dict())
+        try:
+            job = jobs.start(caller.actor)
+        except Busy as busy:
+            return json_response({"error": f"a backtest is running already (started by {busy.job.by} at "
+                                           f"{busy.job.started_at.isoformat(timespec='seconds')})",
+                                  "hint": f"wait for it: GET /api/v1/backtests/jobs/{busy.job.id}",
+                                  "job": busy.job.to_dict()}, status=409)
+        logger.info("%s: backtest %s started", caller.actor, job.id)
+        ws.store.append_event(Event(kind="backtest.started", subject=f"project:{ws.spec.name}", time=ws.clock.now(),
+                                    message=f"backtest started by {caller.actor}",
+                                    data={"actor": caller.actor, "job": job.id}))
+        out = json_response(job.to_dict(), status=202)
+        out.headers["Location"] = f"/api/v1/backtests/jobs/{job.id}"
+        return out
+
+    @r.get("/backtests/jobs/{job_id}", tags=["backtests"],
+           summary="A backtest started with POST: running, done (with its result) or failed (with why)")
+    def backtest_job(job_id: str, caller: Viewer) -> Response:
+        job = jobs.get(job_id)
+        if job is None:
+            raise NotFound(f"no backtest job {job_id!r} on this server",
+                           hint="jobs live as long as the server; finished backtests: GET /api/v1/backtests")
+        return json_response(job.to_dict())
 
     # -- tokens ----------------------------------------------------------------------------------------
     @r.get("/tokens", tags=["tokens"], summary="Every token, never a secret (admin)")
