@@ -29,6 +29,7 @@ import pytest
 
 from tidal import Workspace
 from tidal.core.errors import SchemaError, SourceError
+from tidal.data.profile import profile_frame
 from tidal.data.snapshot import read_snapshot_bytes
 
 redis = pytest.importorskip("redis")
@@ -154,6 +155,8 @@ def test_each_run_collects_the_new_readings_once_with_their_types(tmp_path: Path
         assert batch["at"].iloc[0] == pd.Timestamp("2026-12-01T06:00:00Z")
         table = table_of(ws, collect["snapshot"])
         assert "stream_id" not in table.columns and len(table) == 60
+        # the first table's profile is read off its batch's: the profile the table's own rows give
+        assert ws.store.get_snapshot(collect["snapshot"]).profile == profile_frame(table)
         assert ws.store.get_snapshot(collect["batch"]).source == f"{SYSTEM} stream {stream}"
 
         idle = ws.run()  # nothing new: the same table, every later step reused

@@ -113,7 +113,12 @@ def most_frequent(counts: pd.Series, k: int) -> pd.Series:
     """The ``k`` largest of ``counts``, largest first, ties in their order in ``counts`` — what
     ``counts.sort_values(ascending=False, kind="stable").head(k)`` gives, without sorting every count (a
     column of unique text has as many counts as rows)."""
-    values = counts.to_numpy()
+    return counts.iloc[top_positions(counts.to_numpy(), k)]
+
+
+def top_positions(values: np.ndarray, k: int) -> np.ndarray:
+    """The positions of the ``k`` largest of ``values`` (whole numbers: counts), largest first, ties in their order
+    (see :func:`most_frequent`)."""
     candidates = np.arange(values.size)
     if k <= 0:
         candidates = candidates[:0]
@@ -124,8 +129,8 @@ def most_frequent(counts: pd.Series, k: int) -> pd.Series:
         at_least = np.cumsum(np.bincount(values.astype(np.int64))[::-1])[::-1]  # [v]: how many counts are >= v
         kth = int(np.flatnonzero(at_least >= k)[-1])
         candidates = np.flatnonzero(values >= kth)
-    order = candidates[np.argsort(-values[candidates], kind="stable")][:max(k, 0)]
-    return counts.iloc[order]
+    order: np.ndarray = candidates[np.argsort(-values[candidates], kind="stable")][:max(k, 0)]
+    return order
 
 
 def json_float(value: Any) -> float | None:
@@ -197,4 +202,5 @@ __all__ = [
     "json_float",
     "most_frequent",
     "schema_kinds",
+    "top_positions",
 ]

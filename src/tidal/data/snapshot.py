@@ -2,7 +2,8 @@
 
 Canonical means the same data always gives the same bytes, so the same digest:
 
-- the row index is dropped (row *order* is data and is kept; row *labels* are not);
+- the row index is dropped (row *order* is data and is kept; row *labels* are not), and so is how Arrow
+  holds a column in memory (one chunk or several: the writer cuts pages where chunks break);
 - string columns are written as one Arrow type (``string``) whether pandas held them as ``str`` or as
   an ``object`` column of strings (both read back as ``str``), and categories' dictionaries likewise;
 - the only schema metadata is tidal's own ``{column: pandas dtype}`` map (canonical JSON) — pandas'
@@ -79,6 +80,10 @@ def to_canonical_table(df: pd.DataFrame) -> pa.Table:
     schema = pa.schema([pa.field(f.name, _canonical_type(f.type), f.nullable) for f in table.schema])
     dtypes = {f.name: _dtype_name(df[f.name], f.type) for f in schema}
     table = table.cast(schema) if schema != table.schema.remove_metadata() else table
+    if any(column.num_chunks > 1 for column in table.columns):
+        # Where a column's chunks break moves where the Parquet writer cuts its pages, so the same data held in
+        # chunks (a CSV read in chunks, a Parquet file of several row groups) would give other bytes: one chunk.
+        table = table.combine_chunks()
     return table.replace_schema_metadata({DTYPES_KEY: canonical_json(dtypes).encode()})
 
 
@@ -131,10 +136,12 @@ def _restore(series: pd.Series, dtype: str) -> pd.Series:
 
 
 def make_snapshot(
-    df: pd.DataFrame, *, project: str, source: str, created_at: datetime
+    df: pd.DataFrame, *, project: str, source: str, created_at: datetime, profile: dict[str, Any] | None = None
 ) -> tuple[SnapshotInfo, bytes]:
     """Freeze ``df``: its canonical Parquet bytes, and the ``SnapshotInfo`` describing them (digest,
-    rows, columns, ``{column: kind}`` schema, statistics profile). The caller stores both."""
+    rows, columns, ``{column: kind}`` schema, statistics profile). The caller stores both. ``profile``: the
+    statistics profile of ``df`` when the caller holds it already (``profile_frame(df)``: the profile of
+    another snapshot of the same rows, say), so that it is not computed twice."""
     table = to_canonical_table(df)
     # Encoding the Parquet bytes (Arrow, outside the GIL) and profiling the frame (numpy and Arrow kernels) are
     # independent reads of the same data: done side by side, a snapshot costs about the longer of the two.
@@ -142,7 +149,8 @@ def make_snapshot(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tidal-snapshot") as pool:
         writing = pool.submit(_parquet_bytes, table)
         schema: dict[str, str] = {str(name): column_kind(df[name]) for name in df.columns}
-        profile = profile_frame(df)
+        if profile is None:
+            profile = profile_frame(df)
         data = writing.result()
     info = SnapshotInfo(
         digest=sha256_bytes(data),

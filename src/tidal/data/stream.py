@@ -32,6 +32,7 @@ import pandas as pd
 from tidal.core.entities import SnapshotInfo
 from tidal.core.errors import SourceError
 from tidal.data.incremental import window_table
+from tidal.data.records import records_frame
 from tidal.data.schema import column_kind
 from tidal.data.snapshot import make_snapshot
 from tidal.data.sources import EmptySourceError
@@ -90,9 +91,8 @@ def decode(config: RedisStreamSpec, entries: list[Entry], stream: str, *, time: 
                               "that holds the entry id", hint="set data.source.entry_column to another name")
         records.append(record)
         ids.append(entry.id)
-    # json_normalize flattens nested objects ("sensor.site"); flat readings, the usual case, build 3x faster
-    nested = any(isinstance(v, dict) for r in records for v in r.values())
-    frame = (pd.json_normalize(records) if nested else pd.DataFrame(records)) if records else pd.DataFrame()
+    # nested objects flattened as json_normalize does ("sensor.site"); flat readings passed as they are
+    frame = records_frame(records)
     frame.columns = [str(c) for c in frame.columns]
     frame.insert(0, config.entry_column, pd.Series(ids, dtype=object))
     if time is not None and time in frame.columns and len(frame) and not pd.api.types.is_numeric_dtype(frame[time]):
@@ -269,7 +269,8 @@ def collect_stream(data: DataSpec, *, base_dir: Path, project: str, created_at: 
         held_total += len(held)
         acks[consumed.stream] = [e.id for e in consumed.entries]
         if consumed.entries:
-            last = max((e.id for e in consumed.entries), key=entry_key)
+            # the broker hands each part (pending, new) in id order: the last id is the last of one of them
+            last = max((part[-1].id for part in (consumed.pending, consumed.new) if part), key=entry_key)
             if mark is None or entry_key(last) > entry_key(mark):
                 new_marks[consumed.stream] = last
         return [e for e in consumed.entries if e.id not in held]
@@ -299,7 +300,8 @@ def collect_stream(data: DataSpec, *, base_dir: Path, project: str, created_at: 
     readings = [*previous, frame] if batch else list(previous)
     labels = [*previous_labels, label_frame] if label_batch else list(previous_labels)
     table, waiting = build_table(data, readings, labels, created_at)
-    table_info, table_payload = make_snapshot(table, project=project, source=config.label, created_at=created_at)
+    table_info, table_payload = make_snapshot(table, project=project, source=config.label, created_at=created_at,
+                                              profile=_profile_of_first(config, batch, frame, previous, table))
     since = marks.get(config.stream) or "the start"
     if batch is not None:
         message = (f"collected {len(frame)} new readings from stream {config.stream!r} since {since} (last entry "
@@ -313,6 +315,20 @@ def collect_stream(data: DataSpec, *, base_dir: Path, project: str, created_at: 
     return StreamIncrement(batch=batch, label_batch=label_batch, marks=new_marks, acks=acks,
                            table=(table_info, table_payload), new_rows=len(frame), new_labels=len(label_frame),
                            message=message, warnings=warnings)
+
+
+def _profile_of_first(config: RedisStreamSpec, batch: tuple[SnapshotInfo, bytes] | None, frame: pd.DataFrame,
+                      previous: list[pd.DataFrame], table: pd.DataFrame) -> dict[str, Any] | None:
+    """The table's statistics profile read off its batch's, when the table is the batch without the entry id column
+    (the first collection, no labels, nothing dropped or windowed out): a column's profile depends on its values
+    alone, so the batch's hold the table's. None otherwise (the table is profiled)."""
+    if batch is None or previous or config.labels is not None or len(table) != len(frame):
+        return None
+    if list(table.columns) != [c for c in frame.columns if c != config.entry_column]:
+        return None
+    known = batch[0].profile
+    return {"version": known["version"], "rows": known["rows"],
+            "columns": {k: v for k, v in known["columns"].items() if k != config.entry_column}}
 
 
 __all__ = ["Decoded", "StreamIncrement", "build_table", "collect_stream", "decode", "held_ids", "is_stream",

@@ -171,8 +171,10 @@ class StreamCollect:
                 continue
             since = [b["snapshot"] for b in state[where] if b["snapshot"] not in self.started[where]
                      and b["snapshot"] != made[0].digest]
+            if not since:  # the usual case: nothing committed meanwhile, so the batch need not be read back
+                continue
             mine = held_ids(config, [self._frame(made[0].digest)])
-            if since and (both := mine & held_ids(config, [self._frame(d) for d in since])):
+            if both := mine & held_ids(config, [self._frame(d) for d in since]):
                 raise SourceError(f"another run collected {len(both)} of this batch's readings from stream "
                                   f"{made[0].profile['stream']['stream']!r} meanwhile: this batch was not recorded or "
                                   "acknowledged", hint="run again: the readings not yet held are collected then "

@@ -178,3 +178,29 @@ def test_most_frequent_is_the_stable_sort_s_head_without_the_sort() -> None:
     assert top == {"u42": 4, "u0": 1, "u1": 1}
     keys = category_counts(unique, object_keys=False).index
     assert [type(k) for k in keys[:2]] == [str, str] and category_counts(unique).index.dtype == object
+
+
+def test_text_held_by_arrow_is_counted_by_arrow_as_pandas_counts_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pyarrow as pa
+
+    import tidal.data.profile as profile
+
+    rng = np.random.default_rng(7)
+    n = 5_000
+    words = np.char.add("w", rng.integers(0, 400, n).astype(str))
+    unique = np.char.add("note ", np.arange(n).astype(str))
+    df = pd.DataFrame({
+        "str": pd.Series(words, dtype="str"),
+        "gaps": pd.Series(words, dtype="str").where(rng.random(n) > 0.1),
+        "arrow": pd.Series(words, dtype="string[pyarrow]"),
+        "large": pd.Series(words).astype(pd.ArrowDtype(pa.large_string())),
+        "unique": pd.Series(unique, dtype="str"),  # more distinct values than top_k: ties in order of appearance
+        "empty": pd.Series([None] * n, dtype="str"),
+    })
+    assert all(profile._arrow_text(df[c]) for c in df.columns)
+    by_arrow = profile_frame(df)
+    monkeypatch.setattr(profile, "_arrow_text", lambda series: False)  # the pandas path
+    assert profile_frame(df) == by_arrow
+    assert by_arrow["columns"]["unique"]["n_unique"] == n
+    assert list(by_arrow["columns"]["unique"]["top"])[:2] == ["note 0", "note 1"]
+    assert by_arrow["columns"]["empty"]["n_unique"] == 0

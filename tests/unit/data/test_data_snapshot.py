@@ -18,6 +18,7 @@ from hypothesis.extra import pandas as hpd
 from tidal.core.entities import SnapshotInfo
 from tidal.core.errors import DataError
 from tidal.core.hashing import sha256_bytes
+from tidal.data.profile import profile_frame
 from tidal.data.snapshot import (
     canonical_parquet_bytes,
     make_snapshot,
@@ -127,6 +128,25 @@ def test_make_snapshot_info() -> None:
     assert set(info.profile["columns"]) == set(df.columns)
     json.dumps(info.profile, allow_nan=False)  # JSON-ready, no NaN
     assert info.digest == sha256_bytes(data)
+
+
+def test_how_arrow_chunks_a_column_does_not_change_the_bytes() -> None:
+    # a column held in chunks (frames concatenated, a CSV read in chunks, a Parquet file of row groups) is the same
+    # data; the writer would cut its pages where the chunks break, so the canonical table holds one chunk a column
+    n = 300_000
+    df = pd.DataFrame({"id": pd.array(np.arange(n), dtype="int64[pyarrow]"),
+                       "value": pd.array(np.arange(n) / 3, dtype="float64[pyarrow]"),
+                       "text": np.char.add("reading ", (np.arange(n) * 7919 % 100_003).astype(str))})
+    chunked = pd.concat([df.iloc[:123_457], df.iloc[123_457:]], ignore_index=True)
+    assert chunked["id"].array.__arrow_array__().num_chunks == 2 and chunked.equals(df)
+    assert canonical_parquet_bytes(chunked) == canonical_parquet_bytes(df)
+
+
+def test_make_snapshot_takes_a_profile_the_caller_holds() -> None:
+    df = _all_dtypes()
+    info, data = make_snapshot(df, project="p", source="s", created_at=NOW)
+    again, same = make_snapshot(df, project="p", source="s", created_at=NOW, profile=profile_frame(df))
+    assert (again, same) == (info, data)
 
 
 def test_tables_that_cannot_be_stored() -> None:

@@ -316,3 +316,70 @@ def test_can_read_is_by_extension() -> None:
     assert not csv.can_read("x.parquet")
     assert glob.can_read("a/*.csv") and glob.can_read("memory://x/part-?.parquet")
     assert not glob.can_read("sqlite:///x.db?query=SELECT * FROM t")
+
+
+# -- CSV read in chunks, and read again in one pass where the chunks disagree ---------------------
+
+CHUNKED_ROWS = 300_000  # more than one of pandas' low_memory chunks
+
+
+def _every_kind(n: int) -> pd.DataFrame:
+    import numpy as np
+
+    i = np.arange(n)
+    count = pd.array(i % 1000, dtype="Int64")
+    count[i % 17 == 0] = pd.NA
+    ok = pd.array(i % 3 == 0, dtype="boolean")
+    ok[i % 29 == 0] = pd.NA
+    return pd.DataFrame({
+        "id": i,
+        "name": np.char.add("user-", i.astype(str)),
+        "site": np.array(["north", "south", "east"])[i % 3],  # a category, as text
+        "count": count,  # a nullable int: floats with gaps in a CSV
+        "flag": i % 2 == 0,
+        "ok": ok,  # booleans with gaps
+        "temp": np.where(i % 11 == 0, np.nan, i / 7),
+        "at": pd.Timestamp("2026-01-01") + pd.to_timedelta(i, unit="s"),  # times: text in a CSV
+        "at_utc": pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(i, unit="s"),
+    })
+
+
+def test_a_csv_read_in_chunks_is_the_frame_of_one_pass(tmp_path: Path) -> None:
+    path = _csv(tmp_path / "kinds.csv", _every_kind(CHUNKED_ROWS))
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = read_source(str(path), base_dir=tmp_path)
+    one_pass = pd.read_csv(path, low_memory=False)
+    pd.testing.assert_frame_equal(got, one_pass)
+    assert [str(t) for t in got.dtypes] == ["int64", "str", "str", "float64", "bool", "object", "float64", "str",
+                                            "str"]
+    assert not [w for w in caught if issubclass(w.category, pd.errors.DtypeWarning)]
+
+
+def test_a_csv_whose_chunks_disagree_is_read_again_in_one_pass(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    # numbers in the first chunk, text in a later one: pandas' chunks would give an object column mixing ints and
+    # strs (and a DtypeWarning); one pass gives text throughout, as before
+    n = CHUNKED_ROWS
+    df = pd.DataFrame({"code": [str(i) for i in range(n - 5)] + ["x-1"] * 5, "v": range(n)})
+    path = _csv(tmp_path / "mixed.csv", df)
+    calls: list[object] = []
+    read_csv = pd.read_csv
+
+    def spy(*args: object, **kwargs: object) -> pd.DataFrame:
+        calls.append(kwargs.get("low_memory", True))
+        return read_csv(*args, **kwargs)
+
+    monkeypatch.setattr(pd, "read_csv", spy)
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = read_source(str(path), base_dir=tmp_path)
+    monkeypatch.undo()
+    assert calls == [True, False]  # in chunks, then again in one pass
+    pd.testing.assert_frame_equal(got, pd.read_csv(path, low_memory=False))
+    assert str(got["code"].dtype) == "str" and got["code"].iloc[0] == "0"
+    assert not [w for w in caught if issubclass(w.category, pd.errors.DtypeWarning)]

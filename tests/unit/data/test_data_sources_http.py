@@ -245,3 +245,13 @@ def test_real_data_served_as_records_comes_back_whole(tmp_path: Path) -> None:
         assert server.requests["/cursor"] == 8  # ceil(178 / 25)
     pd.testing.assert_frame_equal(df, wine, check_dtype=False)
     assert df["target"].value_counts().to_dict() == wine["target"].value_counts().to_dict()
+
+
+def test_a_columns_type_does_not_depend_on_where_the_pages_break(tmp_path: Path) -> None:
+    # a field null on every record of one page: one table of all the records (floats with gaps), as
+    # json_normalize of them all gives it, not a page of nulls concatenated to a page of floats (an object column)
+    records = [{"id": i, "reading": {"temp": None if 50 <= i < 100 else i / 4}} for i in range(120)]
+    with serve(records, page_size=50) as server:
+        df = _read(server, "/link", tmp_path, records="items", paginate={"kind": "link", "next": "links.next"})
+    pd.testing.assert_frame_equal(df, pd.json_normalize(records))
+    assert df["reading.temp"].dtype == "float64" and df["reading.temp"].isna().sum() == 50

@@ -13,6 +13,7 @@ import gzip
 import io
 import json
 import re
+import warnings
 from abc import abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -209,11 +210,34 @@ class CsvSource(FileSource):
     def parse(self, handle: IO[bytes], *, compression: str | None, display: str) -> pd.DataFrame:
         sep = "\t" if _path_part(display).lower().removesuffix(".gz").endswith(".tsv") else ","
         try:
-            # low_memory=False: infer each column's type from all of it, not chunk by chunk (which
-            # gives object columns that mix numbers and strings, and a DtypeWarning).
-            return pd.read_csv(handle, sep=sep, compression=compression, low_memory=False)
+            return _read_csv(handle, sep=sep, compression=compression)
         except pd.errors.ParserError as exc:
             raise SourceError(f"cannot parse CSV {display}: {_one_line(exc)}", hint=self.fix) from exc
+
+
+def _read_csv(handle: IO[bytes], *, sep: str, compression: str | None) -> pd.DataFrame:
+    """The frame ``pandas.read_csv(..., low_memory=False)`` gives: each column's type inferred from all of it.
+
+    pandas' default (``low_memory=True``) parses the file in chunks, which is faster (about a quarter on a
+    file of readings) but infers a type per chunk; where the chunks disagree in a way that changes the
+    result (numbers in one, text in another: an object column mixing both) it says so with a
+    ``DtypeWarning``, and only there (chunks that disagree harmlessly, ints and floats, give the same floats
+    as one pass). So the file is read in chunks, and read again in one pass when pandas warns; a handle that
+    cannot be rewound is read in one pass from the start."""
+    if not handle.seekable():
+        return pd.read_csv(handle, sep=sep, compression=compression, low_memory=False)
+    start = handle.tell()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", pd.errors.DtypeWarning)
+        df = pd.read_csv(handle, sep=sep, compression=compression)
+    mixed = any(issubclass(w.category, pd.errors.DtypeWarning) for w in caught)
+    for other in caught:  # any other warning is pandas' to give, as before
+        if not issubclass(other.category, pd.errors.DtypeWarning):
+            warnings.warn_explicit(other.message, other.category, other.filename, other.lineno)
+    if not mixed:
+        return df
+    handle.seek(start)
+    return pd.read_csv(handle, sep=sep, compression=compression, low_memory=False)
 
 
 class ParquetSource(FileSource):

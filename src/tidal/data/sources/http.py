@@ -1,8 +1,9 @@
 """The ``http`` source: a JSON API read page by page into one table.
 
 ``data.source: {http: URL, ...}`` (:class:`tidal.spec.source.HttpSourceSpec`) names the API. Each answer
-must be JSON; its records (the list at ``records``, a dotted path) are flattened with
-``pandas.json_normalize`` (``{"a": {"b": 1}}`` becomes a column ``a.b``) and the pages concatenated.
+must be JSON; its records (the list at ``records``, a dotted path) are flattened as
+``pandas.json_normalize`` flattens them (``{"a": {"b": 1}}`` becomes a column ``a.b``; see
+:mod:`tidal.data.records`), and every page's records become one table.
 Pagination follows a next link (a field of the body, or the ``Link`` header), numbered pages, or a
 cursor. The read is all or nothing: any failure raises a ``SourceError`` before a row is returned, so no
 partial table becomes a snapshot.
@@ -26,6 +27,7 @@ import orjson
 import pandas as pd
 
 from tidal.core.errors import SourceError
+from tidal.data.records import field_names, flatten_records, records_frame
 from tidal.data.sources.base import EmptySourceError, Source, url_scheme
 from tidal.data.sources.fetch import Answer, Fetcher, expand
 from tidal.spec.source import CursorPages, HttpSourceSpec, LinkPages, NumberedPages
@@ -90,7 +92,11 @@ class ApiRead:
     def table(self) -> pd.DataFrame:
         """Every page's records as one DataFrame (``SourceError`` on any problem; no rows is
         ``EmptySourceError``)."""
-        frames: list[pd.DataFrame] = []
+        # Each page's records are flattened as they come (and their fields checked against page 1's), then one
+        # DataFrame is built of them all: a frame per page, concatenated, costs a DataFrame construction per page
+        # and makes a column's type depend on where the pages break (a page of nulls only).
+        flat: list[dict[str, Any]] = []
+        fields: set[str] | None = None
         rows = 0
         with self.fetcher:
             for number, answer in enumerate(self._pages(), start=1):
@@ -102,16 +108,17 @@ class ApiRead:
                     raise SourceError(f"{self.shown} gave more than max_rows ({self.config.max_rows:,}) records by "
                                       f"page {number}: nothing was stored",
                                       hint="raise data.source.max_rows, or narrow the request with data.source.params")
-                frame = pd.json_normalize(records)
-                if frames:
-                    _same_fields(frames[0], frame, number, self.shown)
-                    if not frame.columns.equals(frames[0].columns):  # selecting copies every column: only if needed
-                        frame = frame[list(frames[0].columns)]
-                frames.append(frame)
+                page = flatten_records(records)
+                names = field_names(page)
+                if fields is None:
+                    fields = names
+                else:
+                    _same_fields(fields, names, number, self.shown)
+                flat += page
                 self._last_count = len(records)
-        if not frames:
+        if not flat:
             raise EmptySourceError(f"{self.shown} returned no records", hint="check data.source.records and params")
-        df = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+        df = records_frame(flat, flat=True)
         df.columns = [str(c) for c in df.columns]
         return df
 
@@ -279,12 +286,11 @@ def _origin(url: str) -> str:
     return f"{parts.scheme.lower()}://{(parts.hostname or '').lower()}" + (f":{parts.port}" if parts.port else "")
 
 
-def _same_fields(first: pd.DataFrame, frame: pd.DataFrame, number: int, shown: str) -> None:
-    want, got = list(first.columns), list(frame.columns)
-    if set(want) == set(got):
+def _same_fields(first: set[str], got: set[str], number: int, shown: str) -> None:
+    if first == got:
         return
-    missing = [c for c in want if c not in got]
-    extra = [c for c in got if c not in want]
+    missing = sorted(first - got)
+    extra = sorted(got - first)
     detail = "; ".join(p for p in (f"missing {missing}" if missing else "", f"extra {extra}" if extra else "") if p)
     raise SourceError(f"page {number} of {shown} has different fields from page 1: {detail}; nothing was stored",
                       hint="the API changed shape during the read: read it again, or fix the API")

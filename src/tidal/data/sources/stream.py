@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
@@ -39,14 +39,16 @@ from tidal.data.sources.fetch import expand
 from tidal.spec.source import RedisStreamSpec
 
 _FIX = "check data.source in tidal.yaml"
+#: The most entries one XREADGROUP asks for (a collection reads up to max_readings in as many calls as it takes).
+_SLICE = 10_000
 #: The longest pause between two tries to reach a broker that does not answer.
 _MAX_BACKOFF = 2.0
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):
     """One stream entry: its id (``1717243200000-0``) and fields (None: deleted from the stream since it was
-    read, as ``XTRIM`` or ``XDEL`` leave a pending entry)."""
+    read, as ``XTRIM`` or ``XDEL`` leave a pending entry). A named tuple: a collection makes one per reading,
+    and a frozen dataclass costs several times more to build."""
 
     id: str
     fields: dict[str, str] | None
@@ -213,17 +215,21 @@ class Broker:
 
     def _read(self, client: Any, stream: str, start: str, count: int, *, block: int | None) -> list[Entry]:
         out: list[Entry] = []
-        while len(out) < count:  # pending entries come back count at a time, from the id after the last
-            answer = client.xreadgroup(self.config.group, self.config.consumer, {stream: start}, count=count - len(out),
-                                       block=block)
+        while len(out) < count:
+            # In slices: redis-py parses an answer in Python, and several answers of _SLICE entries cost less than
+            # one of them all (its buffer grows with the answer). Pending entries come back from the id after the
+            # last; new ones (">") from where the group is, waiting ``block`` for the first slice only.
+            answer = client.xreadgroup(self.config.group, self.config.consumer, {stream: start},
+                                       count=min(count - len(out), _SLICE), block=block if not out else None)
             got = answer[0][1] if answer else []
             if isinstance(answer, dict):  # RESP3 answers a mapping
                 got = answer.get(stream, [[]])[0]
-            entries = [Entry(id=str(i), fields=dict(f) if f else None) for i, f in got]
+            entries = [Entry(str(i), dict(f) if f else None) for i, f in got]
             out += entries
-            if start == ">" or not entries:
+            if not entries:
                 break
-            start = entries[-1].id
+            if start != ">":
+                start = entries[-1].id
         return out
 
     def acknowledge(self, stream: str, ids: list[str]) -> int:
