@@ -16,6 +16,9 @@
   replay is serial, so Ray saves at most the periodic strategy's time.
 
 Ray's own start (a local Ray, started on demand by the first step) is inside tidal's time: a user pays it.
+The load of the machine before the bench starts, and before each figure, is recorded: above
+``QUIET_LOAD_PER_CPU`` per CPU at the start, the bench says its figures are not clean (other work took the
+cores, which slows the sequential runs' OpenMP threads far more than the parallel runs' single threads).
 
     python bench/scale.py [--trials 40] [--only search,backtest]
 
@@ -46,6 +49,8 @@ TEST_SIZE = 0.2
 #: Two searches of the same problem agree on the best validation accuracy to this much (trials in parallel
 #: draw from a sampler that knows fewer finished trials, so their path differs a little).
 BEST_TOLERANCE = 0.01
+#: A 1-minute load above this per CPU before the bench starts means other work shares the machine.
+QUIET_LOAD_PER_CPU = 0.25
 SEARCH_SPEC = """\
 version: 1
 name: elec2
@@ -260,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local Ray of the bench's own: no token file written
     only = {n for n in args.only.split(",") if n}
+    at_start = _load()  # before the bench runs anything: the load of other work (later ones include the bench's)
     out: dict[str, Any] = {}
     ok = True
     with tempfile.TemporaryDirectory(prefix="tidal-bench-scale-") as tmp:
@@ -320,7 +326,10 @@ def main(argv: list[str] | None = None) -> int:
             out["backtest"] = {"local": local, "ray": ray, "same_scores": same, "ceiling_ratio": bound,
                                "ratio_local_over_ray": round(local["seconds"] / ray["seconds"], 2)}
     out["aim"] = AIM
-    out["environment"] = {"cpus": os.cpu_count(), "python": platform.python_version(),
+    cpus = os.cpu_count() or 1
+    quiet = at_start < QUIET_LOAD_PER_CPU * cpus
+    out["environment"] = {"cpus": cpus, "python": platform.python_version(), "load_at_start": at_start,
+                          "quiet": quiet,
                           "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
                           "date": time.strftime("%Y-%m-%d %H:%M:%S %z")}
     print("\n| bench | sequential | on a local Ray | ratio | aim |")
@@ -342,6 +351,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{b['ratio_local_over_ray']:.2f}x | >= {AIM}x |" + ("" if b["same_scores"] else " SCORES DIFFER"))
         print(f"| ceiling: local / (local - its periodic strategy) | | | {b['ceiling_ratio']}x | |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    if not quiet:
+        print(f"\nNOT A CLEAN FIGURE: the load was {at_start} on {cpus} CPUs before the bench began (other work). "
+              "OpenMP fits with a thread per core (the sequential runs) slow down unevenly when other processes "
+              "take the cores, one-thread tasks much less: rerun on a quiet machine.")
     args.out.write_text(json.dumps(out, indent=2, default=str) + "\n")
     return 0 if ok else 1
 
