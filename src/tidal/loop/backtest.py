@@ -16,6 +16,7 @@ is known):
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -70,6 +71,9 @@ class BacktestResult:
     curve_metric: str = ""
     #: the loop's drift share at each tick: {"rows": [row replayed], "share": [share or None], "threshold"}
     drift_share: dict[str, Any] = field(default_factory=dict)
+    #: the seconds the periodic strategy took (a timing, so not in :meth:`to_dict`, which two runs of the
+    #: same backtest give alike): what running it beside the loop's replay saves at most
+    periodic_seconds: float | None = None
 
     def to_dict(self, *, full: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {"metric": self.metric, "rows": self.rows, "initial_rows": self.initial_rows,
@@ -255,7 +259,7 @@ def _run_backtest(ctx: LoopContext, data: pd.DataFrame, progress: Progress | Non
         if progress is not None:
             progress(hi, len(stream), report)
 
-    periodic_pred, periodic_retrains = periodic_task.result()
+    periodic_pred, periodic_retrains, periodic_seconds = periodic_task.result()
     full_y = target_array(data[target])
     last_label = full_y[[n0 + i - 1 - delay for i in range(len(stream))]]
     strategies = {"loop": loop_pred, "static": static_pred, "periodic": periodic_pred, "last_label": last_label}
@@ -278,7 +282,7 @@ def _run_backtest(ctx: LoopContext, data: pd.DataFrame, progress: Progress | Non
         loop={"score": _score(task, y, loop_pred, metric), **outcomes},
         static={"score": _score(task, y, static_pred, metric), "version": first.version},
         periodic={"score": _score(task, y, periodic_pred, metric), "every": periodic_every,
-                  "retrains": periodic_retrains},
+                  "retrains": periodic_retrains}, periodic_seconds=round(periodic_seconds, 2),
         last_label={"score": _score(task, y, last_label, metric)}, online=online,
         curves=curves, curve_rows=curve_rows, events=story, estimate=estimate.to_dict(),
         curve_metric=curve_metric(task, metric),
@@ -305,9 +309,11 @@ def _logged_records(ctx: LoopContext, stream: pd.DataFrame, columns: list[str],
 
 
 def _periodic(spec: Spec, data: pd.DataFrame, n0: int, stream: pd.DataFrame, columns: list[str],
-              kinds: dict[str, str], every: int, task: str) -> tuple[np.ndarray, int]:
+              kinds: dict[str, str], every: int, task: str) -> tuple[np.ndarray, int, float]:
     """Retrain every ``every`` rows on the rows whose labels have arrived, no gate, no questions (a function
-    of its arguments: the executor runs it)."""
+    of its arguments: the executor runs it). Gives the answers, the retrains, and the seconds it took (what
+    running it beside the loop's replay can save at most)."""
+    started = time.perf_counter()
     delay, window = spec.backtest.label_delay, spec.retrain.window.last_rows
     out = np.empty(len(stream), dtype=_answer_dtype(task, target_array(stream[spec.data.target])))
     X = as_model_input(stream, columns, kinds)
@@ -321,7 +327,7 @@ def _periodic(spec: Spec, data: pd.DataFrame, n0: int, stream: pd.DataFrame, col
         retrains += 1
         hi = min(len(stream), lo + every)
         out[lo:hi] = predict_frame(fitted.model, X.iloc[lo:hi])[0]
-    return out, retrains - 1  # the first fit is the initial model, not a retrain
+    return out, retrains - 1, time.perf_counter() - started  # the first fit is the initial model, not a retrain
 
 
 def _answer_dtype(task: str, y: np.ndarray) -> np.dtype[Any]:

@@ -44,7 +44,16 @@ from tidal.spec.metrics import LOWER_IS_BETTER, metrics_for, task_of
 from tidal.spec.model import ModelSpec, PrepareSpec
 from tidal.spec.search import SearchSpec
 from tidal.train.fit import fit_pipeline
-from tidal.train.search import check_space, grid_size, import_optuna, make_pruner, make_sampler, suggest
+from tidal.train.search import (
+    check_space,
+    grid_size,
+    import_optuna,
+    make_pruner,
+    make_sampler,
+    pruned_step,
+    store_curve,
+    suggest,
+)
 from tidal.train.tracking import Tracker
 
 #: The curves a pruner reads, best first, with the sign that makes a larger value better.
@@ -132,10 +141,11 @@ def fit_trial(fit_rows: pd.DataFrame, valid_rows: pd.DataFrame, *, target: str, 
     return TrialFit(curves=fitted.curves, fit_seconds=fitted.fit_seconds, metrics=scores)
 
 
-def judge_trial(fitted: TrialFit, tracker: Tracker, should_prune: Callable[[int, float], bool]) -> TrialResult:
-    """Log what a fitted trial did to ``tracker``'s run and offer its curve to ``should_prune`` step by step
-    (the curve of a finished fit: the pruner stops a trial that is worse than the others at the same step,
-    in the study's record, and its validation metrics are not logged)."""
+def judge_trial(fitted: TrialFit, tracker: Tracker, pruned_at: Callable[[list[float]], int | None]) -> TrialResult:
+    """Log what a fitted trial did to ``tracker``'s run and offer its curve (read with "larger is better") to
+    ``pruned_at``, which gives the step the pruner stops it at, if any (the curve of a finished fit: the pruner
+    stops a trial that is worse than the others at the same step, in the study's record, and its validation
+    metrics are not logged)."""
     with tracker.batch():
         for key, values in fitted.curves.items():
             tracker.log_curve(key, values)
@@ -143,9 +153,9 @@ def judge_trial(fitted: TrialFit, tracker: Tracker, should_prune: Callable[[int,
     curve = next(((fitted.curves[k], sign) for k, sign in PRUNING_CURVES if fitted.curves.get(k)), None)
     if curve is not None:
         values, sign = curve
-        for step, value in enumerate(values):
-            if should_prune(step, sign * float(value)):
-                return TrialResult(metrics={}, pruned_at=step)
+        step = pruned_at([sign * float(v) for v in values])
+        if step is not None:
+            return TrialResult(metrics={}, pruned_at=step)
     tracker.log_metrics({f"validation.{k}": v for k, v in fitted.metrics.items() if v is not None})
     return TrialResult(metrics=fitted.metrics)
 
@@ -282,14 +292,18 @@ class Search:
         """Record a trial that came back: its run, its curves, the pruner's decision, and tell Optuna."""
         trial, run = r.trial, r.run
 
-        def should_prune(step: int, value: float) -> bool:
-            # the curve is read with "larger is better"; the study minimises when the metric is a loss
-            trial.report(value if study.direction.name == "MAXIMIZE" else -value, step)
-            return bool(trial.should_prune())
+        def pruned_at(curve: list[float]) -> int | None:
+            # the curve is read with "larger is better"; the study minimises when the metric is a loss. The
+            # pruner decides on the steps in this process and the steps it saw are stored at once (as
+            # reporting each and asking should_prune would, without a round-trip to the storage per step)
+            values = curve if study.direction.name == "MAXIMIZE" else [-v for v in curve]
+            step = pruned_step(study, values)
+            store_curve(study, trial, values if step is None else values[: step + 1])
+            return step
 
         try:
             with r.beat:
-                result = judge_trial(r.task.result(), r.tracker, should_prune)
+                result = judge_trial(r.task.result(), r.tracker, pruned_at)
             value = result.metrics.get(metric)
             if result.pruned_at is None and value is None:
                 raise TrainingError(f"{metric} is undefined on the validation rows",

@@ -9,6 +9,7 @@ Optuna is an extra (``pip install 'tidal[search]'``), imported only when a spec 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from difflib import get_close_matches
 from typing import Any
 
@@ -119,5 +120,72 @@ def make_pruner(search: SearchSpec) -> Any:
     return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=5)
 
 
+class _Snapshot:
+    """The study as a pruner reads it (its direction and its trials), the trials read once: the trials that
+    finished do not change while one trial's curve is judged, so one read serves every step."""
+
+    def __init__(self, study: Any) -> None:
+        self.direction = study.direction
+        self.directions = study.directions
+        self._trials = study.get_trials(deepcopy=False)
+
+    def get_trials(self, deepcopy: bool = True, states: Sequence[Any] | None = None) -> list[Any]:
+        return [t for t in self._trials if states is None or t.state in states]
+
+
+class _Curve:
+    """A trial as a pruner reads it: the intermediate values reported so far."""
+
+    def __init__(self) -> None:
+        self.intermediate_values: dict[int, float] = {}
+
+    @property
+    def last_step(self) -> int | None:
+        return max(self.intermediate_values, default=None)
+
+
+def pruned_step(study: Any, values: Sequence[float]) -> int | None:
+    """The first step of ``values`` (a finished fit's curve, as the study's direction reads it) at which the
+    study's pruner stops the trial, or None: what reporting each step and asking ``should_prune`` decides, with
+    the study's trials read once instead of at every step (on an RDB storage, a query of every trial each)."""
+    study_view, curve = _Snapshot(study), _Curve()
+    for step, value in enumerate(values):
+        curve.intermediate_values[step] = float(value)
+        if study.pruner.prune(study_view, curve):
+            return step
+    return None
+
+
+def store_curve(study: Any, trial: Any, values: Sequence[float]) -> None:
+    """Record ``values`` as ``trial``'s intermediate values (step = position), for the pruner of later trials
+    and for whoever reads the study: in one transaction on an RDB storage (``trial.report`` commits each step,
+    a few ms apiece), else step by step."""
+    optuna = import_optuna()
+    backend = getattr(study._storage, "_backend", study._storage)
+    try:
+        from optuna.storages._rdb import models  # Optuna's own table, as its storage writes it
+
+        trial_id, model = trial._trial_id, models.TrialIntermediateValueModel
+    except (ImportError, AttributeError):
+        backend = None
+    if not isinstance(backend, optuna.storages.RDBStorage):
+        for step, value in enumerate(values):
+            trial.report(float(value), step)
+        return
+    rows = []
+    for step, value in enumerate(values):
+        stored, kind = model.intermediate_value_to_stored_repr(float(value))
+        rows.append(model(trial_id=trial_id, step=step, intermediate_value=stored, intermediate_value_type=kind))
+    session = backend.scoped_session()
+    try:
+        session.add_all(rows)
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
 __all__ = ["MAX_GRID", "OPTUNA_HINT", "check_space", "distribution", "distributions", "grid_points", "grid_size",
-           "import_optuna", "make_pruner", "make_sampler", "suggest"]
+           "import_optuna", "make_pruner", "make_sampler", "pruned_step", "store_curve", "suggest"]
