@@ -134,3 +134,19 @@ def test_bad_claim_settings_are_one_spec_line(tmp_path: Path, extra: str, said: 
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert lines[0].startswith("error: tidal.yaml line 4: ") and said in lines[0], lines[0]
+
+
+def test_reading_the_stream_whole_goes_in_slices(tmp_path: Path, stream: tuple[Any, str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """``read_source`` (a retrain without ``data.collect``, ``tidal drift``): ``XRANGE`` in slices of ``_SLICE``
+    entries (7 here), every entry once, in order; nothing consumed."""
+    from tidal.data.sources import read_source
+    from tidal.data.sources import stream as broker_side
+    from tidal.spec.source import RedisStreamSpec
+
+    client, key = stream
+    push(client, key, readings(0, 25))
+    monkeypatch.setattr(broker_side, "_SLICE", 7)
+    df = read_source(RedisStreamSpec(redis="redis://127.0.0.1:6379/0", stream=key), base_dir=tmp_path)
+    assert df["reading_id"].tolist() == list(range(25))
+    assert client.xpending(key, "tidal")["pending"] == 0

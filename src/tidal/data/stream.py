@@ -6,7 +6,8 @@ metadata store's (the state, committing, acknowledging) is :mod:`tidal.loop.stre
 - :func:`decode`: each entry's reading (a JSON object in ``data.source.field``, or the entry's flat fields)
   as one row, with the entry id in ``data.source.entry_column``; the column ``data.time``, when it holds text,
   read as UTC times. An entry that is not JSON (or not an object) stops the collection with one line naming
-  its entry id, unless ``on_error: skip``.
+  its entry id, unless ``on_error: skip``. So does an entry delivered more than ``max_deliveries`` times (a poison
+  reading whose batches keep failing), in :func:`collect_stream`.
 - :func:`collect_stream`: one collection. The pending entries this project already holds (their id is in a
   committed batch: a run that was killed after committing, before acknowledging) are only acknowledged; the
   others become a batch snapshot, content-addressed as any snapshot (the entry id column makes two batches of

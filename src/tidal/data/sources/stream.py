@@ -8,9 +8,13 @@ Turning entries into a table and a collection into a batch snapshot is :mod:`tid
 
 Why a reading is read once and none is lost (docs/spec.md, "A sensor stream"):
 
-- :func:`consume` first asks for this consumer's *pending* entries (``XREADGROUP ... 0``): the ones a
-  run read but never acknowledged, because it was killed, its batch was refused, or the broker went away
-  before the ``XACK``. Only then does it ask for new ones (``>``).
+- :func:`consume` first claims for this consumer the entries another consumer of the group left pending longer
+  than ``claim_idle`` (``XAUTOCLAIM ... JUSTID``: a reader that died under another name, or a renamed
+  ``consumer``), then asks for this consumer's *pending* entries (``XREADGROUP ... 0``): the ones a run read but
+  never acknowledged, because it was killed, its batch was refused, or the broker went away before the
+  ``XACK``, and the ones just claimed, all in id order. Only then does it ask for new ones (``>``). With
+  ``max_deliveries``, it also asks how many times each pending entry was delivered (``XPENDING``), so that a
+  poison entry is found (:mod:`tidal.data.stream` treats it as ``on_error`` says).
 - :func:`acknowledge` runs after the collection's state is committed (the batch snapshot stored, the table
   validated): an entry is acknowledged only once tidal holds it. A kill in between leaves it pending, and the
   next run reads it again; the committed batches (which hold each reading's entry id) tell that run which
@@ -250,8 +254,15 @@ class Broker:
         idle_ms = max(1, round(config.claim_idle * 1000))
         cursor, claimed, gone = "0-0", 0, []
         while claimed < count:
-            answer = client.execute_command("XAUTOCLAIM", stream, config.group, config.consumer, idle_ms, cursor,
-                                            "COUNT", min(count - claimed, _SLICE), "JUSTID")
+            try:
+                answer = client.execute_command("XAUTOCLAIM", stream, config.group, config.consumer, idle_ms, cursor,
+                                                "COUNT", min(count - claimed, _SLICE), "JUSTID")
+            except _redis().ResponseError as exc:
+                if "unknown command" not in str(exc).lower():
+                    raise
+                raise SourceError(f"the broker {self.shown} has no XAUTOCLAIM (Redis 6.2 or later has it): the "
+                                  "entries other consumers left pending cannot be claimed",
+                                  hint="upgrade the broker, or set data.source.claim_idle: 0") from None
             cursor = str(answer[0])
             claimed += len(answer[1])
             gone += [str(i) for i in (answer[2] if len(answer) > 2 else [])]  # Redis 7: deleted entries
@@ -314,16 +325,23 @@ class Broker:
             if length > limit:
                 raise SourceError(f"the stream {stream!r} on {self.shown} holds {length:,} entries, more than "
                                   f"max_readings ({limit:,}) to read whole", hint="raise data.source.max_readings")
-            got = client.xrange(stream, "-", "+")
-        return [Entry(id=str(i), fields=dict(f) if f else None) for i, f in got]
+            out: list[Entry] = []
+            start = "-"
+            while len(out) < length:  # in slices, as _read does (entries added since XLEN wait for the next read)
+                got = client.xrange(stream, start, "+", count=min(length - len(out), _SLICE))
+                out += [Entry(id=str(i), fields=dict(f) if f else None) for i, f in got]
+                if not got:
+                    break
+                start = "(" + out[-1].id
+        return out
 
 
 class RedisStreamSource(Source):
     """Readings from a Redis stream (``data.source: {redis: URL, stream: KEY, ...}``).
 
-    Read as a table (:meth:`read_config`: the loop's retrains, ``tidal drift``), the stream is read whole with
-    ``XRANGE``, through no group: nothing is consumed. ``tidal run`` collects it through the group instead, one
-    batch of new readings at a time (:mod:`tidal.loop.stream`).
+    Read as a table (:meth:`read_config`: a retrain of the loop without ``data.collect``, ``tidal backtest``), the
+    stream is read whole with ``XRANGE`` (in slices), through no group: nothing is consumed. ``tidal run`` collects
+    it through the group instead, one batch of new readings at a time (:mod:`tidal.loop.stream`).
     """
 
     name = "redis"
