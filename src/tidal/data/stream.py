@@ -6,7 +6,8 @@ metadata store's (the state, committing, acknowledging) is :mod:`tidal.loop.stre
 - :func:`decode`: each entry's reading (a JSON object in ``data.source.field``, or the entry's flat fields)
   as one row, with the entry id in ``data.source.entry_column``; the column ``data.time``, when it holds text,
   read as UTC times. An entry that is not JSON (or not an object) stops the collection with one line naming
-  its entry id, unless ``on_error: skip``.
+  its entry id, unless ``on_error: skip``. So does an entry delivered more than ``max_deliveries`` times (a poison
+  reading whose batches keep failing), in :func:`collect_stream`.
 - :func:`collect_stream`: one collection. The pending entries this project already holds (their id is in a
   committed batch: a run that was killed after committing, before acknowledging) are only acknowledged; the
   others become a batch snapshot, content-addressed as any snapshot (the entry id column makes two batches of
@@ -267,13 +268,13 @@ def collect_stream(data: DataSpec, *, base_dir: Path, project: str, created_at: 
         known = held_ids(config, before) if consumed.pending and before else set()
         held = {e.id for e in consumed.pending if e.id in known}
         held_total += len(held)
-        acks[consumed.stream] = [e.id for e in consumed.entries]
+        acks[consumed.stream] = [e.id for e in consumed.entries]  # the poison ones too, when skipped
         if consumed.entries:
             # the broker hands each part (pending, new) in id order: the last id is the last of one of them
             last = max((part[-1].id for part in (consumed.pending, consumed.new) if part), key=entry_key)
             if mark is None or entry_key(last) > entry_key(mark):
                 new_marks[consumed.stream] = last
-        return [e for e in consumed.entries if e.id not in held]
+        return _unpoisoned(config, consumed, [e for e in consumed.entries if e.id not in held], warnings)
 
     def batch_of(consumed: Consumed, time: str | None,
                  before: list[pd.DataFrame]) -> tuple[tuple[SnapshotInfo, bytes] | None, pd.DataFrame]:
@@ -315,6 +316,47 @@ def collect_stream(data: DataSpec, *, base_dir: Path, project: str, created_at: 
     return StreamIncrement(batch=batch, label_batch=label_batch, marks=new_marks, acks=acks,
                            table=(table_info, table_payload), new_rows=len(frame), new_labels=len(label_frame),
                            message=message, warnings=warnings)
+
+
+def _unpoisoned(config: RedisStreamSpec, consumed: Consumed, entries: list[Entry], warnings: list[str]) -> list[Entry]:
+    """``entries`` without those delivered more than ``max_deliveries`` times (a reading whose batches keep
+    failing, here or under a consumer that died on it): treated as a reading that is not JSON, by
+    ``on_error`` (refuse: SourceError naming it; skip: left out, acknowledged with the batch, and warned). Adds a
+    warning for the entries claimed from other consumers."""
+    stream = consumed.stream
+    if consumed.claimed:
+        who = ", ".join(f"{n} from {name!r}" for name, n in sorted(consumed.claimed.items()))
+        warnings.append(f"stream {stream!r}: claimed {sum(consumed.claimed.values())} entries pending longer than "
+                        f"claim_idle ({_duration(config.claim_idle)}) under other consumers ({who})")
+    if consumed.claimed_gone:
+        warnings.append(f"stream {stream!r}: {len(consumed.claimed_gone)} claimed entries were deleted from the stream "
+                        f"before they were collected: {', '.join(consumed.claimed_gone[:5])}")
+    limit = config.max_deliveries
+    if limit is None or not consumed.deliveries:
+        return entries
+    poison = [e for e in entries if e.fields is not None and consumed.deliveries.get(e.id, 1) > limit]
+    if not poison:
+        return entries
+    first = poison[0].id
+    if config.on_error != "skip":
+        raise SourceError(f"stream {stream!r} entry {first} was delivered {consumed.deliveries[first]} times, more "
+                          f"than max_deliveries ({limit}){f' (and {len(poison) - 1} more)' if len(poison) > 1 else ''}"
+                          ": nothing was stored or acknowledged",
+                          hint="find why its batches fail; remove it (XACK or XDEL), raise data.source.max_deliveries, "
+                               "or set data.source.on_error: skip")
+    warnings.append(f"stream {stream!r}: {len(poison)} entries left out (on_error: skip): "
+                    + "; ".join(f"{e.id} (delivered {consumed.deliveries[e.id]} times, more than max_deliveries "
+                                f"{limit})" for e in poison[:5]))
+    out = {e.id for e in poison}
+    return [e for e in entries if e.id not in out]
+
+
+def _duration(seconds: float) -> str:
+    """``600.0`` → ``10m``; ``0.25`` → ``250ms``: a duration as the spec writes it."""
+    for unit, size in (("h", 3600.0), ("m", 60.0), ("s", 1.0)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s" if seconds >= 1 else f"{seconds * 1000:g}ms"
 
 
 def _profile_of_first(config: RedisStreamSpec, batch: tuple[SnapshotInfo, bytes] | None, frame: pd.DataFrame,

@@ -224,10 +224,17 @@ class RedisStreamSpec(Section):
     timeout: Seconds = Field(5.0, description="a duration (5s): the longest wait to connect and for each answer")
     retry_for: Wait = Field(30.0, description="a duration (30s): how long to keep trying a broker that does not "
                                               "answer, with backoff (0: no retry); a refused password is not retried")
+    claim_idle: Wait = Field(
+        600.0, description="a duration (10m): entries pending this long under another consumer of the group (a "
+                           "reader that died, or a consumer that was renamed) are claimed (XAUTOCLAIM) and collected "
+                           "with the rest; 0: never claimed")
+    max_deliveries: int | None = Field(
+        None, ge=1, description="a whole number (1 or more), or null (no limit): an entry delivered more times than "
+                                "this (a poison reading: its batches keep failing) is a bad reading, as on_error says")
     on_error: Literal["refuse", "skip"] = Field(
-        "refuse", description="refuse (a reading that is not JSON, or not an object, stops the collection: nothing "
-                              "is stored or acknowledged) or skip (it is left out and acknowledged, and the run "
-                              "warns naming its entry id)")
+        "refuse", description="refuse (a reading that is not JSON, or not an object, or delivered more than "
+                              "max_deliveries times, stops the collection: nothing is stored or acknowledged) or skip "
+                              "(it is left out and acknowledged, and the run warns naming its entry id)")
     entry_column: NonEmpty = Field("stream_id", description="the column of each batch snapshot that holds the "
                                                             "reading's stream entry id (left out of the table "
                                                             "trained on)")

@@ -12,7 +12,7 @@ import pytest
 
 from tidal.core.errors import SourceError, SpecError
 from tidal.data.sources.stream import Entry, entry_key
-from tidal.data.stream import build_table, decode, join_labels, same_kinds
+from tidal.data.stream import _duration, build_table, decode, join_labels, same_kinds
 from tidal.spec import parse_spec
 from tidal.spec.source import RedisStreamSpec, StreamLabelsSpec, source_label
 
@@ -38,6 +38,7 @@ def test_the_spec_reads_a_stream_with_its_defaults() -> None:
     assert isinstance(source, RedisStreamSpec)
     assert (source.group, source.consumer, source.field, source.retry_for, source.on_error) == \
         ("tidal", "tidal", "data", 0.5, "refuse")
+    assert (source.claim_idle, source.max_deliveries) == (600.0, None)  # claim after 10m; no delivery limit
     # the lineage names the broker with the password masked (the placeholder too), and the stream
     assert source_label(source) == "redis://:***@broker:6379/0 stream readings"
 
@@ -147,3 +148,14 @@ def test_a_column_that_changes_kind_between_batches_is_named() -> None:
     spec = _spec('{redis: "redis://h:6379", stream: readings}', "  drop: [temp]")
     table, _ = build_table(spec.data, [one, two], [], datetime.now(UTC))  # type: ignore[attr-defined]
     assert list(table.columns) == ["site"]  # data.drop: the column may change as it likes
+
+
+@pytest.mark.parametrize(("written", "seconds", "shown"), [
+    ("10m", 600.0, "10m"), ("90s", 90.0, "90s"), ("2h", 7200.0, "2h"), ("100ms", 0.1, "100ms"), ("1.5s", 1.5, "1.5s"),
+    ("0", 0.0, None),
+])
+def test_claim_idle_is_a_duration_shown_as_written(written: str, seconds: float, shown: str | None) -> None:
+    source = RedisStreamSpec(redis="redis://broker:6379", stream="r", claim_idle=written)
+    assert source.claim_idle == seconds  # 0: never claimed
+    if shown is not None:
+        assert _duration(source.claim_idle) == shown

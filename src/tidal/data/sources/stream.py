@@ -8,9 +8,13 @@ Turning entries into a table and a collection into a batch snapshot is :mod:`tid
 
 Why a reading is read once and none is lost (docs/spec.md, "A sensor stream"):
 
-- :func:`consume` first asks for this consumer's *pending* entries (``XREADGROUP ... 0``): the ones a
-  run read but never acknowledged, because it was killed, its batch was refused, or the broker went away
-  before the ``XACK``. Only then does it ask for new ones (``>``).
+- :func:`consume` first claims for this consumer the entries another consumer of the group left pending longer
+  than ``claim_idle`` (``XAUTOCLAIM ... JUSTID``: a reader that died under another name, or a renamed
+  ``consumer``), then asks for this consumer's *pending* entries (``XREADGROUP ... 0``): the ones a run read but
+  never acknowledged, because it was killed, its batch was refused, or the broker went away before the
+  ``XACK``, and the ones just claimed, all in id order. Only then does it ask for new ones (``>``). With
+  ``max_deliveries``, it also asks how many times each pending entry was delivered (``XPENDING``), so that a
+  poison entry is found (:mod:`tidal.data.stream` treats it as ``on_error`` says).
 - :func:`acknowledge` runs after the collection's state is committed (the batch snapshot stored, the table
   validated): an entry is acknowledged only once tidal holds it. A kill in between leaves it pending, and the
   next run reads it again; the committed batches (which hold each reading's entry id) tell that run which
@@ -26,7 +30,7 @@ import importlib
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -56,11 +60,18 @@ class Entry(NamedTuple):
 
 @dataclass(frozen=True)
 class Consumed:
-    """What one :func:`consume` handed back from one stream: the pending entries first, then the new ones."""
+    """What one :func:`consume` handed back from one stream: the pending entries first (this consumer's, with
+    those it claimed from others among them, in id order), then the new ones. ``claimed`` says how many entries
+    it claimed from each other consumer, ``claimed_gone`` the ids of claimed entries deleted from the stream
+    meanwhile (the broker drops them from the group), ``deliveries`` how many times each pending entry was
+    delivered (this time included; only with ``max_deliveries``)."""
 
     stream: str
     pending: list[Entry]
     new: list[Entry]
+    claimed: dict[str, int] = field(default_factory=dict)
+    claimed_gone: list[str] = field(default_factory=list)
+    deliveries: dict[str, int] = field(default_factory=dict)
 
     @property
     def entries(self) -> list[Entry]:
@@ -202,16 +213,80 @@ class Broker:
 
     def consume(self, stream: str, count: int) -> Consumed:
         """Up to ``count`` entries of ``stream`` for this consumer: first its pending ones (read before, never
-        acknowledged), then new ones (waiting ``wait`` seconds for a first one when there is none)."""
+        acknowledged, and those of other consumers idle past ``claim_idle``, claimed now), then new ones
+        (waiting ``wait`` seconds for a first one when there is none)."""
         config = self.config
         self.ensure_group(stream)
+        claimed: dict[str, int] = {}
+        gone: list[str] = []
+        if config.claim_idle > 0:
+            with self.talking(f"XAUTOCLAIM {stream}") as client:
+                claimed, gone = self._claim(client, stream, count)
         with self.talking(f"XREADGROUP {stream}") as client:
             pending = self._read(client, stream, "0", count, block=None)
             new: list[Entry] = []
             if len(pending) < count:
                 block = int(config.wait * 1000) if config.wait > 0 else None
                 new = self._read(client, stream, ">", count - len(pending), block=block)
-        return Consumed(stream=stream, pending=pending, new=new)
+        deliveries: dict[str, int] = {}
+        if config.max_deliveries is not None and pending:
+            with self.talking(f"XPENDING {stream}") as client:
+                deliveries = self._deliveries(client, stream, pending)
+        return Consumed(stream=stream, pending=pending, new=new, claimed=claimed, claimed_gone=gone,
+                        deliveries=deliveries)
+
+    def _owners(self, client: Any, stream: str) -> dict[str, int]:
+        """How many pending entries each consumer of the group holds (``XPENDING`` summary)."""
+        summary = client.xpending(stream, self.config.group)
+        return {str(c["name"]): int(c["pending"]) for c in summary.get("consumers") or []}
+
+    def _claim(self, client: Any, stream: str, count: int) -> tuple[dict[str, int], list[str]]:
+        """Claim for this consumer (``XAUTOCLAIM ... JUSTID``) up to ``count`` entries pending longer than
+        ``claim_idle`` under another consumer, so that :meth:`_read`'s pending read then hands them back in id
+        order with this consumer's own; how many came from each consumer, and the ids of claimed entries that
+        were deleted from the stream. JUSTID: the claim itself is not a delivery (the read that follows is)."""
+        config = self.config
+        before = self._owners(client, stream)
+        if not any(n for name, n in before.items() if name != config.consumer):
+            return {}, []  # no one else holds anything: nothing to scan
+        # redis-py's JUSTID answer keeps the claimed ids only; the cursor is needed to go on: the raw answer
+        client.set_response_callback("XAUTOCLAIM", lambda answer, **_: answer)
+        idle_ms = max(1, round(config.claim_idle * 1000))
+        cursor, claimed, gone = "0-0", 0, []
+        while claimed < count:
+            try:
+                answer = client.execute_command("XAUTOCLAIM", stream, config.group, config.consumer, idle_ms, cursor,
+                                                "COUNT", min(count - claimed, _SLICE), "JUSTID")
+            except _redis().ResponseError as exc:
+                if "unknown command" not in str(exc).lower():
+                    raise
+                raise SourceError(f"the broker {self.shown} has no XAUTOCLAIM (Redis 6.2 or later has it): the "
+                                  "entries other consumers left pending cannot be claimed",
+                                  hint="upgrade the broker, or set data.source.claim_idle: 0") from None
+            cursor = str(answer[0])
+            claimed += len(answer[1])
+            gone += [str(i) for i in (answer[2] if len(answer) > 2 else [])]  # Redis 7: deleted entries
+            if cursor == "0-0":
+                break
+        if not claimed and not gone:
+            return {}, gone
+        after = self._owners(client, stream)
+        return {name: n - after.get(name, 0) for name, n in before.items()
+                if name != config.consumer and n > after.get(name, 0)}, gone
+
+    def _deliveries(self, client: Any, stream: str, pending: list[Entry]) -> dict[str, int]:
+        """How many times each of this consumer's ``pending`` entries was delivered (``XPENDING`` by range)."""
+        out: dict[str, int] = {}
+        start = pending[0].id
+        while len(out) < len(pending):
+            rows = client.xpending_range(stream, self.config.group, start, pending[-1].id,
+                                         min(len(pending) - len(out), _SLICE), consumername=self.config.consumer)
+            for row in rows:
+                out[str(row["message_id"])] = int(row["times_delivered"])
+            if not rows:
+                break
+            start = "(" + str(rows[-1]["message_id"])  # exclusive: the next slice starts after the last
+        return out
 
     def _read(self, client: Any, stream: str, start: str, count: int, *, block: int | None) -> list[Entry]:
         out: list[Entry] = []
@@ -250,16 +325,23 @@ class Broker:
             if length > limit:
                 raise SourceError(f"the stream {stream!r} on {self.shown} holds {length:,} entries, more than "
                                   f"max_readings ({limit:,}) to read whole", hint="raise data.source.max_readings")
-            got = client.xrange(stream, "-", "+")
-        return [Entry(id=str(i), fields=dict(f) if f else None) for i, f in got]
+            out: list[Entry] = []
+            start = "-"
+            while len(out) < length:  # in slices, as _read does (entries added since XLEN wait for the next read)
+                got = client.xrange(stream, start, "+", count=min(length - len(out), _SLICE))
+                out += [Entry(id=str(i), fields=dict(f) if f else None) for i, f in got]
+                if not got:
+                    break
+                start = "(" + out[-1].id
+        return out
 
 
 class RedisStreamSource(Source):
     """Readings from a Redis stream (``data.source: {redis: URL, stream: KEY, ...}``).
 
-    Read as a table (:meth:`read_config`: the loop's retrains, ``tidal drift``), the stream is read whole with
-    ``XRANGE``, through no group: nothing is consumed. ``tidal run`` collects it through the group instead, one
-    batch of new readings at a time (:mod:`tidal.loop.stream`).
+    Read as a table (:meth:`read_config`: a retrain of the loop without ``data.collect``, ``tidal backtest``), the
+    stream is read whole with ``XRANGE`` (in slices), through no group: nothing is consumed. ``tidal run`` collects
+    it through the group instead, one batch of new readings at a time (:mod:`tidal.loop.stream`).
     """
 
     name = "redis"
