@@ -17,6 +17,7 @@ from tidal.core import errors
 
 #: Exceptions that never leave the package that raises them: (module, class name) → where they are caught.
 INTERNAL = {
+    ("tidal.ui.jobs", "Busy"): "tidal.ui.api's POST /backtests, which answers 409 with the running job",
     ("tidal.serve.body", "ClientGone"): "tidal.serve.app, which answers 400 or drops the request",
     ("tidal.storage.predictions.sql_log", "_RepeatedId"): "the same module, which re-reads the repeated id",
     ("tidal.storage.predictions._batch_codec", "Unreadable"): "the prediction log, which skips the batch",
