@@ -150,3 +150,42 @@ def test_reading_the_stream_whole_goes_in_slices(tmp_path: Path, stream: tuple[A
     df = read_source(RedisStreamSpec(redis="redis://127.0.0.1:6379/0", stream=key), base_dir=tmp_path)
     assert df["reading_id"].tolist() == list(range(25))
     assert client.xpending(key, "tidal")["pending"] == 0
+
+
+def test_a_reader_back_under_another_name_goes_on_from_the_same_table(tmp_path: Path,
+                                                                      stream: tuple[Any, str]) -> None:
+    """The batches are the group's: a pod restarted as consumer ``b`` after ``a`` committed trains on a's readings
+    and its own, and reads none twice; a state an older tidal kept under the per-consumer key is read too."""
+    from tidal.loop.stream import stream_state_key
+
+    client, key = stream
+    first_ids = push(client, key, readings(0, 20))
+    root = project(tmp_path, key, extra=", consumer: a")
+    with Workspace.open(root) as ws:
+        assert ws.run().notes[0].startswith(f"collected 20 new readings from stream {key!r}")
+    later_ids = push(client, key, readings(20, 15))
+    spec = root / "tidal.yaml"
+    spec.write_text(spec.read_text().replace("consumer: a", "consumer: b"))
+    with Workspace.open(root) as ws:
+        result = ws.run()
+        assert result.notes[0] == (f"collected 15 new readings from stream {key!r} since {first_ids[-1]} (last "
+                                   f"entry {later_ids[-1]})")
+        assert table_of(ws, result.steps[0].outputs["snapshot"])["reading_id"].tolist() == list(range(35))
+        # an older tidal's state, under the key that named the consumer: moved to the group's key, so kept
+        state = ws.store.get_state(stream_state_key(ws.spec))
+        legacy = stream_state_key(ws.spec, consumer=True)
+        assert state is not None and legacy != stream_state_key(ws.spec)
+        ws.store.put_state(legacy, state)
+    fresh = project(tmp_path / "upgraded", key, extra=", consumer: b")
+    with Workspace.open(fresh) as ws:
+        ws.store.put_state(stream_state_key(ws.spec, consumer=True), state)
+        for kept in state["batches"]:  # the upgraded project's store holds what the older tidal collected
+            with Workspace.open(root) as old:
+                ws.store.put_snapshot(old.store.get_snapshot(kept["snapshot"]))
+                ws.artifacts.put(old.artifacts.get(kept["snapshot"]))
+        more = push(client, key, readings(35, 5))
+        got = ws.run()
+        assert got.notes[0] == (f"collected 5 new readings from stream {key!r} since {later_ids[-1]} (last entry "
+                                f"{more[-1]})")
+        assert table_of(ws, got.steps[0].outputs["snapshot"])["reading_id"].tolist() == list(range(40))
+        assert ws.store.get_state(stream_state_key(ws.spec))["marks"] == {key: more[-1]}

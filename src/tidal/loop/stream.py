@@ -14,7 +14,7 @@ entries on the broker. The order is what makes a reading count once:
   meanwhile, records nothing and acknowledges nothing, and fails with one line; its readings stay pending, and
   the next run collects exactly those not yet held.
 
-The state (``stream:<project>:…``, one per broker, stream, group, consumer and labels stream) holds ``marks``
+The state (``stream:<project>:…``, one per broker, stream, group and labels stream) holds ``marks``
 (the last entry id of each stream), the readings' ``batches`` and the labels' ``label_batches``, in order.
 
 ``TIDAL_TEST_STREAM_HALT=<stage>:<file>`` is a fault hook for tests only: at ``read`` (the batch is stored,
@@ -50,18 +50,27 @@ from tidal.spec.model import DataSpec, Spec
 HALT_ENV = "TIDAL_TEST_STREAM_HALT"
 
 
-def stream_state_key(spec: Spec) -> str:
-    """The metadata store key of a stream project's state, for its broker, streams, group and consumer."""
+def stream_state_key(spec: Spec, *, consumer: bool = False) -> str:
+    """The metadata store key of a stream project's state, for its broker, streams and group: the group's
+    readings are the project's whichever consumer name read them, so a reader that comes back under another
+    name (a restarted pod, a renamed ``consumer``) goes on from the same batches. ``consumer=True``: the key
+    that also named the consumer, under which states were kept before (read by :func:`read_stream_state`)."""
     config = stream_config(spec.data)
-    which = digest_of({"source": config.label, "stream": config.stream, "group": config.group,
-                       "consumer": config.consumer, "labels": config.labels.stream if config.labels else None})
-    return f"stream:{spec.name}:{which[:16]}"
+    fields = {"source": config.label, "stream": config.stream, "group": config.group,
+              "labels": config.labels.stream if config.labels else None}
+    if consumer:
+        fields["consumer"] = config.consumer
+    return f"stream:{spec.name}:{digest_of(fields)[:16]}"
 
 
 def read_stream_state(store: MetadataStore, spec: Spec) -> dict[str, Any]:
-    """The last entry id of each stream and the batches of readings and labels collected, oldest first."""
-    state = store.get_state(stream_state_key(spec)) or {}
-    return {"marks": {}, "batches": [], "label_batches": [], **state}
+    """The last entry id of each stream and the batches of readings and labels collected, oldest first.
+    A state kept under the older, per-consumer key (and none yet under the group's) is read from there; the
+    next commit writes it under the group's key, and the old one is left as it was."""
+    state = store.get_state(stream_state_key(spec))
+    if state is None:
+        state = store.get_state(stream_state_key(spec, consumer=True))
+    return {"marks": {}, "batches": [], "label_batches": [], **(state or {})}
 
 
 def _halt(stage: str) -> None:
