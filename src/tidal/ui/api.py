@@ -10,7 +10,7 @@ page: ``{"items": [...], "limit": n, "offset": k, "next_offset": k + n or null}`
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -47,6 +47,12 @@ def json_response(data: Any, status: int = 200) -> Response:
 def page(items: list[Any], limit: int, offset: int, more: bool) -> Response:
     return json_response({"items": items, "limit": limit, "offset": offset,
                           "next_offset": offset + limit if more else None})
+
+
+def page_of(found: Sequence[Any], limit: int, offset: int, shape: Callable[[Any], Any] = lambda x: x) -> Response:
+    """The page ``[offset, offset + limit)`` of ``found`` (read with one row more than the page, or whole), each
+    item shaped by ``shape``; ``next_offset`` is set when ``found`` goes on past the page."""
+    return page([shape(x) for x in found[offset:offset + limit]], limit, offset, len(found) > offset + limit)
 
 
 class PromoteBody(BaseModel):
@@ -149,9 +155,7 @@ def build_router(ws: Workspace, auth: Authenticator) -> APIRouter:
 
     @r.get("/runs", tags=["runs"], summary="Runs, newest first (as `tidal runs ls --json`)")
     def runs(caller: Viewer, limit: Limit = 50, offset: Offset = 0) -> Response:
-        found = ws.runs.list(limit=offset + limit + 1)
-        return page([run_summary(x) for x in found[offset:offset + limit]], limit, offset,
-                    len(found) > offset + limit)
+        return page_of(ws.runs.list(limit=offset + limit + 1), limit, offset, run_summary)
 
     @r.get("/runs/{run_id}", tags=["runs"], summary="One run: steps, params, metrics, curves, log "
                                                      "(as `tidal runs show --json`)")
@@ -162,9 +166,7 @@ def build_router(ws: Workspace, auth: Authenticator) -> APIRouter:
     # -- data --------------------------------------------------------------------------------------
     @r.get("/snapshots", tags=["data"], summary="Data snapshots, newest first (as `tidal snapshots ls --json`)")
     def snapshots(caller: Viewer, limit: Limit = 50, offset: Offset = 0) -> Response:
-        found = ws.snapshots.list(limit=offset + limit + 1)
-        return page([snapshot_to_dict(x) for x in found[offset:offset + limit]], limit, offset,
-                    len(found) > offset + limit)
+        return page_of(ws.snapshots.list(limit=offset + limit + 1), limit, offset, snapshot_to_dict)
 
     @r.get("/snapshots/{digest}", tags=["data"], summary="One snapshot: schema, column profiles, what was found "
                                                          "in it, versions trained on it (as `tidal snapshots show`)")
@@ -175,8 +177,7 @@ def build_router(ws: Workspace, auth: Authenticator) -> APIRouter:
     @r.get("/models", tags=["models"], summary="Every version with its state and aliases "
                                                "(as `tidal models ls --json`)")
     def models(caller: Viewer, name: str | None = None, limit: Limit = 100, offset: Offset = 0) -> Response:
-        found = models_list(ws, name)
-        return page(found[offset:offset + limit], limit, offset, len(found) > offset + limit)
+        return page_of(models_list(ws, name), limit, offset)
 
     @r.get("/models/{name}/versions/{version}", tags=["models"],
            summary="One version: states, why it serves, lineage, events (as `tidal models show --json`)")
@@ -224,9 +225,8 @@ def build_router(ws: Workspace, auth: Authenticator) -> APIRouter:
     @r.get("/reports", tags=["monitoring"], summary="Monitoring reports, newest first "
                                                     "(as `tidal reports ls --json`)")
     def reports(caller: Viewer, limit: Limit = 20, offset: Offset = 0, model: str | None = None) -> Response:
-        found = ws.reports(model=model, limit=offset + limit + 1)
-        return page([report_to_dict(x, body=False) for x in found[offset:offset + limit]], limit, offset,
-                    len(found) > offset + limit)
+        return page_of(ws.reports(model=model, limit=offset + limit + 1), limit, offset,
+                       lambda x: report_to_dict(x, body=False))
 
     @r.get("/reports/{report_id}", tags=["monitoring"], summary="One report (as `tidal reports show --json`)")
     def report(report_id: str, caller: Viewer) -> Response:
