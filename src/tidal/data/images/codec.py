@@ -78,6 +78,12 @@ def decode(data: bytes, *, max_pixels: int = MAX_PIXELS) -> PILImage.Image:
     format, or a decompression bomb. Never raises a library error.
     """
     Image, ImageOps, UnidentifiedImageError = _pil()
+    if type(data) is bytes and data.startswith(_PNG_SIGNATURE):
+        from tidal.data.images import fastpng
+
+        if fastpng.enabled() and (plain := fastpng.decode(data, max_pixels)) is not None:
+            decoded: PILImage.Image = plain  # a plain 8-bit PNG (as canonical PNGs are): Pillow's decoder,
+            return decoded  # without its plumbing
     if not isinstance(data, bytes | bytearray | memoryview) or len(data) == 0:
         raise ImageProblem("the file is empty (0 bytes)" if isinstance(data, bytes | bytearray) else
                            f"not image bytes ({type(data).__name__})")
@@ -139,6 +145,10 @@ def normalise_mode(image: PILImage.Image) -> PILImage.Image:
 
 def canonical_png(image: PILImage.Image) -> bytes:
     """The canonical PNG bytes of a decoded image (one of :data:`MODES`): same pixels → same bytes."""
+    from tidal.data.images import fastpng
+
+    if image.mode in MODES and fastpng.enabled():
+        return fastpng.encode(image)  # the same bytes as below, without Image.save's plumbing
     Image = pillow()
     # A fresh image from the raw pixels: nothing of the source file's info (text, gamma, ICC, dpi, transparency)
     # is kept. An image with no info at all (a PNG without ancillary chunks, as canonical PNGs are) has
