@@ -47,6 +47,13 @@ def test_is_an_artifact_store(artifacts: FsspecArtifactStore) -> None:
     assert isinstance(artifacts, ArtifactStore)
 
 
+def test_local_says_whether_exists_is_a_stat(artifacts: FsspecArtifactStore) -> None:
+    # a server checks a local store for images on its event loop, a remote one only in a thread
+    assert artifacts.local is ("://" not in artifacts.url)
+    digest = artifacts.put(b"an image")
+    assert artifacts.exists(digest) and not artifacts.exists(hashlib.sha256(b"another").hexdigest())
+
+
 def test_round_trip_and_digest(artifacts: FsspecArtifactStore) -> None:
     data = b"model bytes \x00\xff" * 1000
     digest = artifacts.put(data)

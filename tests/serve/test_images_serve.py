@@ -264,3 +264,34 @@ def test_a_retrain_rebuilds_labelled_images_from_the_artifact_store(project: Pat
         labelled = ws.predictions.window(model="digits", labelled=True)
         with pytest.raises(DataError, match="the prediction log keeps only its digest and a thumbnail"):
             labelled_frame(labelled, frame, target="digit", time=None, images=None)
+
+
+def test_a_stored_image_needs_no_write_and_a_new_one_must_be_stored_before_it_is_answered(
+        server: ServerProcess, project: Path) -> None:
+    """A request of a few images looks on the event loop for those the local store holds already and writes
+    only the others (tidal.serve.service.INLINE_IMAGE_CHECKS): an image sent before is answered and logged
+    even when nothing could be written now; a new image that cannot be stored is a 503 and is not logged."""
+    from tidal import Workspace
+
+    images, _ = digits()
+    sent, new = encoded(images[SENT[1]]), encoded(images[SENT[2]])
+    digest = hashlib.sha256(canonicalise(new)[0]).hexdigest()
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        first = http.post("/predict", json={"instances": [{"image": b64(sent)}]})
+        assert first.status_code == 200, first.text
+        with Workspace.open(project) as ws:
+            assert ws.artifacts.exists(hashlib.sha256(canonicalise(sent)[0]).hexdigest())
+            target = Path(ws.artifacts.path(digest))
+        if target.parent.exists():  # another image's shard: a folder where the new image's file would go
+            target.mkdir()
+        else:  # a file where the new image's shard folder would go
+            target.parent.write_bytes(b"in the way")
+        before = len(logged(project))
+        again = http.post("/predict", json={"instances": [{"image": b64(sent)}]})
+        assert again.status_code == 200 and again.json()["predictions"] == first.json()["predictions"]
+        refused = http.post("/predict", json={"instances": [{"image": b64(sent)}, {"image": b64(new)}]})
+        assert_error(refused, 503, "could not be stored")
+    after = logged(project)
+    assert len(after) == before + 1  # the repeated image's row; nothing of the refused request
+    with Workspace.open(project) as ws:
+        assert not ws.artifacts.exists(digest)

@@ -8,6 +8,7 @@ image itself in the artifact store under that digest.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -34,12 +35,21 @@ def store_images(store: ArtifactStore, state: ServingState, rows: Sequence[dict[
     """Put each image of ``rows`` (checked: canonical PNG bytes) into ``store`` by its sha256, the digest the
     log row keeps, so a retrain can rebuild its training rows from the log; the same image is stored once.
     Returns how many images were handed over (a no-op for those stored already)."""
-    n = 0
-    for col in state.schema.images:
-        for row in rows:
-            store.put(row[col])
-            n += 1
-    return n
+    return put_images(store, [row[col] for col in state.schema.images for row in rows])
+
+
+def put_images(store: ArtifactStore, images: Sequence[bytes]) -> int:
+    """Put each of ``images`` into ``store`` (see :func:`store_images`); how many were handed over."""
+    for png in images:
+        store.put(png)
+    return len(images)
+
+
+def unstored_images(store: ArtifactStore, state: ServingState, rows: Sequence[dict[str, Any]]) -> list[bytes]:
+    """The images of ``rows`` that ``store`` does not hold yet (by their sha256, as :func:`store_images` puts
+    them): the only ones a put would write."""
+    images = [row[col] for col in state.schema.images for row in rows]
+    return [png for png in images if not store.exists(hashlib.sha256(png).hexdigest())]
 
 
 def make_records(state: ServingState, rows: Sequence[dict[str, Any]], answers: Answers, ids: Sequence[str], *,
@@ -59,4 +69,4 @@ def make_records(state: ServingState, rows: Sequence[dict[str, Any]], answers: A
                            request_id=request_id)
 
 
-__all__ = ["Answers", "make_records", "predict_rows", "store_images"]
+__all__ = ["Answers", "make_records", "predict_rows", "put_images", "store_images", "unstored_images"]

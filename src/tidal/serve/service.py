@@ -33,7 +33,7 @@ from tidal.core.ports import ArtifactStore, Clock, PredictionLog
 from tidal.predict.errors import ApiError
 from tidal.predict.history import LabelHistory
 from tidal.predict.inputs import feedback_items, parse_json
-from tidal.predict.records import Answers, make_records, predict_rows, store_images
+from tidal.predict.records import Answers, make_records, predict_rows, put_images, store_images, unstored_images
 from tidal.predict.state import ServingState, Slot, Trial
 from tidal.serve.errors import internal_error
 from tidal.serve.logwriter import LogWriter
@@ -46,6 +46,10 @@ logger = logging.getLogger("tidal.serve")
 #: Requests with more rows than this predict in a thread, so that the event loop keeps answering small
 #: requests meanwhile (scikit-learn's tree loops release the GIL).
 INLINE_MAX_ROWS = 64
+#: Requests of at most this many images, on a local artifact store, look on the event loop for the images the
+#: store holds already (a ``stat`` each) and hand only the others to a thread: an image sent before then costs
+#: no thread hop (two thread wake-ups, several times the check; see :class:`~tidal.serve.logwriter.LogWriter`).
+INLINE_IMAGE_CHECKS = 8
 
 
 class Service:
@@ -58,6 +62,7 @@ class Service:
         #: Where an image model's served images are kept, by digest, before the log row that names them
         #: (docs/images.md, "Serving"); None: only the log's digest and thumbnail are kept.
         self.images = images
+        self._local_images = bool(getattr(images, "local", False))  # its exists() is a stat (see _store_images)
         #: ``deploy.strategy.kind``: what the server does with a challenger (see docs/deploy.md).
         self.strategy = strategy
         self.log = log
@@ -168,7 +173,14 @@ class Service:
         """The images of ``rows`` being put into the artifact store in a thread (None: nothing to store)."""
         if self.images is None or not state.schema.images:
             return None
-        future = asyncio.get_running_loop().run_in_executor(None, store_images, self.images, state, rows)
+        loop = asyncio.get_running_loop()
+        if self._local_images and len(rows) * len(state.schema.images) <= INLINE_IMAGE_CHECKS:
+            missing = unstored_images(self.images, state, rows)
+            if not missing:  # all stored already: nothing to write, so no thread to wait for
+                return None
+            future = loop.run_in_executor(None, put_images, self.images, missing)
+        else:
+            future = loop.run_in_executor(None, store_images, self.images, state, rows)
         # a request that fails before awaiting it must not leave "exception never retrieved" in the log
         future.add_done_callback(lambda f: f.cancelled() or f.exception())
         return future

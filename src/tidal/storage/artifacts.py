@@ -54,6 +54,12 @@ class FsspecArtifactStore:
         self._root = self._root.rstrip("/")
 
     @property
+    def local(self) -> bool:
+        """Whether the artifacts are in a local folder: :meth:`exists` is then a ``stat``, cheap enough to call
+        on a server's event loop (a remote store's is a round trip)."""
+        return self._local is not None
+
+    @property
     def url(self) -> str:
         """Where the artifacts live, for display (credentials hidden)."""
         return _redact(self._url)
