@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -19,12 +18,11 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.ui.browser import chromium, needs_chromium
 from tests.ui.conftest import REPO, UiServer, bearer, make_project
 
-CHROMIUM = os.environ.get("TIDAL_TEST_CHROMIUM", "/usr/bin/chromium")
 sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (the dev extra)")
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists() and shutil.which("chromium") is None,
-                                reason=f"needs Chromium at {CHROMIUM} (make test installs it with apt-get as root)")
+pytestmark = needs_chromium
 #: Where the screenshots go: docs/img/ when TIDAL_DASHBOARD_SHOTS=1 (to refresh the committed ones), else a
 #: temporary folder, so that running the tests leaves the checkout as it was.
 SHOTS = REPO / "docs" / "img" if os.environ.get("TIDAL_DASHBOARD_SHOTS") == "1" else \
@@ -63,14 +61,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as p:
-        # --no-sandbox: CI runs the tests as root, where Chromium's sandbox refuses to start
-        b = p.chromium.launch(executable_path=CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium"),
-                              args=["--no-sandbox"])
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium() as b:
+        yield b
 
 
 class Session:

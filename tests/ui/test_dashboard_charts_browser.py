@@ -6,8 +6,6 @@ error. ``tidal ui --no-auth`` in a subprocess, the system's Chromium through Pla
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,12 +15,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.ui.browser import chromium, needs_chromium
 from tests.ui.conftest import UiServer
 
-CHROMIUM = os.environ.get("TIDAL_TEST_CHROMIUM", "/usr/bin/chromium")
-sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (the dev extra)")
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists() and shutil.which("chromium") is None,
-                                reason=f"needs Chromium at {CHROMIUM} (make test installs it with apt-get as root)")
+pytest.importorskip("playwright.sync_api", reason="needs playwright (the dev extra)")
+pytestmark = needs_chromium
 
 SPEC = """version: 1
 name: toy
@@ -78,16 +75,13 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture
 def page(site: str) -> Iterator[Any]:
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium"),
-                                    args=["--no-sandbox"])  # (as root, Chromium's sandbox refuses to start)
+    with chromium() as browser:
         tab = browser.new_page(viewport={"width": 1280, "height": 900})
         errors: list[str] = []
         tab.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         tab.on("pageerror", lambda e: errors.append(str(e)))
         yield tab
-        browser.close()
-        assert errors == []
+    assert errors == []
 
 
 def _get(site: str, path: str) -> Any:

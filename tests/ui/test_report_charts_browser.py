@@ -5,8 +5,6 @@ console error. The system's Chromium, driven by Playwright, as in test_dashboard
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -14,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tests.ui.browser import chromium, needs_chromium
 from tests.unit.loop.test_backtest_html import sample_result
 from tests.unit.monitor._synthetic import START, classifier_rows, predictions_for, toy_version
 from tidal.core.charts import read_specs
@@ -21,22 +20,14 @@ from tidal.loop.backtest_html import render_backtest_html
 from tidal.monitor import build_report, render_html
 from tidal.spec.model import MonitorSpec
 
-CHROMIUM = os.environ.get("TIDAL_TEST_CHROMIUM", "/usr/bin/chromium")
-sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (the dev extra)")
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists() and shutil.which("chromium") is None,
-                                reason=f"needs Chromium at {CHROMIUM} (make test installs it with apt-get as root)")
+pytest.importorskip("playwright.sync_api", reason="needs playwright (the dev extra)")
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as p:
-        # --no-sandbox: CI runs the tests as root, where Chromium's sandbox refuses to start
-        b = p.chromium.launch(executable_path=CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium"),
-                              args=["--no-sandbox"])
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium() as b:
+        yield b
 
 
 @pytest.fixture
