@@ -329,3 +329,24 @@ def test_the_documented_routes_answer_as_the_hot_path(project: Path) -> None:
             await inner.aclose()
 
     asyncio.run(scenario())
+
+
+def test_a_one_row_form_sent_again_answers_as_predict(bad: tuple[httpx.Client, Path]) -> None:
+    """The server reads a one-row form of numbers it has seen as one flat row (tidal.serve.v2plan): the
+    answers are /predict's for the same rows, and data that does not fit the form is refused as before."""
+    http, root = bad
+    infer = "/v2/models/elec2/infer"
+    for row in rows(6):  # the first body is read in full (and learned), the others through its template
+        doc = {"inputs": [tensor(c, [row[c]]) for c in COLUMNS]}
+        answer = http.post(infer, json=doc).json()
+        expected = http.post("/predict", json={"instances": [row]}).json()
+        got = {o["name"]: o["data"] for o in answer["outputs"]}
+        assert got["predict"] == expected["predictions"]
+        assert got["probabilities"] == expected["probabilities"][0]
+        assert len(got["prediction_id"]) == 1 and got["prediction_id"] != expected["prediction_ids"]
+    before = count_logged(root)
+    assert_error(http.post(infer, json={"inputs": [tensor("period", [0.5, 0.5], shape=[1]), *good()[1:]]}), 400,
+                 "input 'period': data has 2 elements, the shape says 1")
+    assert_error(http.post(infer, json={"inputs": [tensor("period", [{}], shape=[1]), *good()[1:]]}), 400,
+                 "data of a FP64 tensor must be numbers")
+    assert count_logged(root) == before

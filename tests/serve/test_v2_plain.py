@@ -229,3 +229,76 @@ def test_a_version_learns_from_a_bounded_number_of_bodies() -> None:
         assert req.layout is not None
         plan.learn(body, orjson.loads(body), req.layout, req.outputs, req.request_id)
     assert plan.learned == LEARNED and len(plan.templates) == FORMS
+
+
+NUMBERS = {"a": "numeric", "b": "numeric", "n": "integer", "flag": "boolean", "label_lag_1": "numeric"}
+
+
+def one_row() -> list[dict[str, Any]]:
+    return [{"name": "a", "shape": [1], "datatype": "FP64", "data": [0.5]},
+            {"name": "b", "shape": [1], "datatype": "FP32", "data": [2]},
+            {"name": "n", "shape": [1], "datatype": "INT64", "data": [-4]},
+            {"name": "flag", "shape": [1], "datatype": "BOOL", "data": [True]},
+            {"name": "label_lag_1", "shape": [1], "datatype": "FP64", "data": [1.0]}]
+
+
+def learned_flat(tensors: list[dict[str, Any]], kinds: dict[str, str] = NUMBERS) -> tuple[Plan, Any]:
+    st = state(kinds, nullable=("a",))
+    plan = Plan(st)
+    body = json.dumps({"inputs": tensors}).encode()
+    req = InferRequest.parse(orjson.loads(body), b"", st, max_rows=MAX_ROWS, plan=plan)
+    assert req.layout is not None
+    plan.learn(body, orjson.loads(body), req.layout, req.outputs, req.request_id)
+    return plan, st
+
+
+def test_a_one_row_form_of_numbers_is_read_as_one_flat_row() -> None:
+    tensors = one_row()[::-1]  # in another order than the signature's
+    plan, st = learned_flat(tensors)
+    assert [t.flat for t in plan.templates] == [True]
+    for data in ({}, {"a": [None], "b": [1e-300], "n": [7], "flag": [False]}, {"a": [-0.0], "b": [3]}):
+        body = json.dumps({"inputs": other_data(tensors, **data)}).encode()
+        known = plan.known(body)
+        assert known is not None
+        template, values = known
+        full = InferRequest.parse(orjson.loads(body), b"", st, max_rows=MAX_ROWS, plan=plan)
+        assert [dict(zip(template.layout.order, values, strict=True))] == full.rows
+        assert list(full.rows[0]) == list(NUMBERS)  # the signature's order
+
+
+@pytest.mark.parametrize(("data", "refusal"), [
+    ({"b": []}, "input 'b': data has 0 elements, the shape says 1"),
+    ({"b": [1, 2]}, "input 'b': data has 2 elements, the shape says 1"),
+    # an object: no quote, no comma, so the pattern takes it; its type does not pass
+    ({"b": [{}]}, "input 'b': data of a FP32 tensor must be numbers"),
+    ({"b": ["1"]}, "input 'b': data of a FP32 tensor must be numbers"),
+    ({"b": [True]}, "input 'b': data of a FP32 tensor must be numbers"),
+    ({"flag": [1]}, "input 'flag': data of a BOOL tensor must be true or false"),
+    ({"b": [[1]]}, None),  # nested: taken, by the reading in full
+    ({"b": [None]}, None),  # a null the model does not take: left to the row checks
+])
+def test_a_flat_form_with_other_data_is_read_in_full(data: dict[str, list[Any]], refusal: str | None) -> None:
+    tensors = one_row()
+    plan, st = learned_flat(tensors)
+    body = json.dumps({"inputs": other_data(tensors, **data)}).encode()
+    assert plan.known(body) is None
+    if refusal is None:
+        request = InferRequest.parse(orjson.loads(body), b"", st, max_rows=MAX_ROWS, plan=plan)
+        assert request.checked is None  # the row checks run on it
+        assert request.rows[0]["b"] == (1 if data["b"] == [[1]] else None)
+        return
+    with pytest.raises(ApiError) as refused:
+        InferRequest.parse(orjson.loads(body), b"", st, max_rows=MAX_ROWS, plan=plan)
+    assert (refused.value.status, refused.value.message) == (400, refusal)
+
+
+def test_only_one_row_forms_of_numbers_are_flat() -> None:
+    two = [{**t, "shape": [2], "data": t["data"] * 2} for t in one_row()]
+    plan, _ = learned_flat(two)
+    assert [t.flat for t in plan.templates] == [False]
+    words = [*one_row(), {"name": "colour", "shape": [1], "datatype": "BYTES", "data": ["red, [x]"]}]
+    plan, _ = learned_flat(words, {**NUMBERS, "colour": "categorical"})
+    assert [t.flat for t in plan.templates] == [False]
+    body = json.dumps({"inputs": other_data(words, colour=["blue"])}).encode()
+    known = plan.known(body)
+    assert known is not None and table(known[0].layout.order, known[1])[0]["colour"] == "blue"

@@ -207,7 +207,9 @@ class OpenInference:
         if known is not None:  # a body of a form read before, but for its data (tidal.serve.v2plan)
             template, values = known
             layout = template.layout
-            request = InferRequest(table(layout.order, values), template.outputs, template.request_id,
+            # a flat template's values are the one row's (no list per column to take them from)
+            rows = [dict(zip(layout.order, values, strict=True))] if template.flat else table(layout.order, values)
+            request = InferRequest(rows, template.outputs, template.request_id,
                                    champion if plan.checked and layout.complete else None)
         else:
             doc, binary = split_body(body, header_length)

@@ -77,6 +77,9 @@ _DATA_TEXT = re.compile(rb'"data"\s*:\s*(\[(?:[^\[\]"\\]|"(?:[^"\\]|\\.)*")*\])'
 #: What a template takes in a tensor's place: flat data, with strings (BYTES) or without.
 _STRINGS = rb'(\[(?:[^\[\]"\\]|"(?:[^"\\]|\\.)*")*\])'
 _NO_STRINGS = rb'(\[[^\[\]"]*\])'
+#: The same for a one-row request of numbers or booleans only: the group takes what is inside the brackets,
+#: so that all the data read as one flat list (see :meth:`Plan.known`).
+_ONE_VALUE = rb'\[([^\[\]",]*)\]'
 #: A function that picks some items of a sequence, in some order.
 Picker = Callable[[Sequence[Any]], Sequence[Any]]
 
@@ -109,20 +112,31 @@ class Layout:
                 return None
         return self.pick(datas)
 
+    def one(self, flat: Sequence[Any]) -> Sequence[Any] | None:
+        """The one row's values (in :attr:`order`) of a one-row request whose tensors' values are ``flat``
+        (one a tensor, in the request's order), when each is of a type its datatype takes; None otherwise."""
+        for pick, ok in self.groups:
+            if not set(map(type, pick(flat))) <= ok:
+                return None
+        return self.pick(flat)
+
 
 class Template:
     """The bytes of a request body that was read and found right, but for the data of its tensors: a body of
     the same bytes around other data is the same request with that data (same tensors, shapes, id, outputs),
     read without parsing the whole of it again. See :meth:`Plan.known`."""
 
-    __slots__ = ("layout", "outputs", "pattern", "request_id")
+    __slots__ = ("flat", "layout", "outputs", "pattern", "request_id")
 
     def __init__(self, pattern: re.Pattern[bytes], layout: Layout, outputs: list[tuple[str, bool]],
-                 request_id: str | None) -> None:
+                 request_id: str | None, flat: bool = False) -> None:
         self.pattern = pattern
         self.layout = layout
         self.outputs = outputs
         self.request_id = request_id
+        #: A one-row form without strings: each group is what is inside a tensor's brackets, without a comma
+        #: (:data:`_ONE_VALUE`), so the data are read as one flat list, one value a tensor, with no list per tensor.
+        self.flat = flat
 
 
 class Plan:
@@ -188,10 +202,11 @@ class Plan:
         self.forms = [(form, layout), *self.forms[:FORMS - 1]]
         return layout
 
-    def known(self, body: bytes) -> tuple[Template, Sequence[list[Any]]] | None:
+    def known(self, body: bytes) -> tuple[Template, Sequence[Any]] | None:
         """The template ``body`` fits, and its columns' values, when it is a learned body with other data
         (each tensor's values of the types its datatype takes, as many as its shape says); None otherwise:
-        the body is then read in full."""
+        the body is then read in full. The values: a list per column, or for a :attr:`Template.flat`
+        template the one row's values, a value per column."""
         if len(body) > TEMPLATE_BYTES:
             return None
         for template in self.templates:
@@ -201,9 +216,13 @@ class Plan:
             groups = match.groups()
             try:
                 datas = orjson.loads(b"[" + b",".join(groups) + b"]")
-            except orjson.JSONDecodeError:
+            except orjson.JSONDecodeError:  # e.g. an empty tensor's [] in a flat template: read in full
                 return None
-            values = template.layout.values(datas) if len(datas) == len(groups) else None
+            if len(datas) != len(groups):
+                return None
+            layout = template.layout
+            # flat: no group holds a comma and each parsed to one value, so each tensor has exactly one
+            values = layout.one(datas) if template.flat else layout.values(datas)
             return None if values is None else (template, values)
         return None
 
@@ -226,7 +245,9 @@ class Plan:
             at = end
         pieces.append(body[at:])
         # A numeric or boolean tensor's data holds no strings (no quote: a string in it could hide a bracket).
-        slots = [_STRINGS if t["datatype"] == "BYTES" else _NO_STRINGS for t in tensors]
+        # One row of them: each tensor's one value, read into one flat list (see Template.flat).
+        flat = layout.rows == 1 and all(t["datatype"] != "BYTES" for t in tensors)
+        slots = [_ONE_VALUE if flat else _STRINGS if t["datatype"] == "BYTES" else _NO_STRINGS for t in tensors]
         pattern = re.compile(b"".join(re.escape(piece) + slot for piece, slot in zip(pieces, slots, strict=False))
                              + re.escape(pieces[-1]), re.DOTALL)
         # Each slot is where its tensor's data is, and nothing else: the body with the k-th data replaced by
@@ -238,7 +259,7 @@ class Plan:
                 return
         except orjson.JSONDecodeError:
             return
-        self.templates = [Template(pattern, layout, outputs, request_id), *self.templates[:FORMS - 1]]
+        self.templates = [Template(pattern, layout, outputs, request_id, flat), *self.templates[:FORMS - 1]]
 
 
 def _picker(at: list[int], size: int) -> Picker:
