@@ -31,25 +31,74 @@ def predict_rows(state: ServingState, rows: Sequence[dict[str, Any]]) -> Answers
     return predictions, probabilities
 
 
-def store_images(store: ArtifactStore, state: ServingState, rows: Sequence[dict[str, Any]]) -> int:
+def store_images(store: ArtifactStore, state: ServingState, rows: Sequence[dict[str, Any]], *,
+                 known: StoredImages | None = None) -> int:
     """Put each image of ``rows`` (checked: canonical PNG bytes) into ``store`` by its sha256, the digest the
     log row keeps, so a retrain can rebuild its training rows from the log; the same image is stored once.
-    Returns how many images were handed over (a no-op for those stored already)."""
-    return put_images(store, [row[col] for col in state.schema.images for row in rows])
+    Returns how many images were handed over (a no-op for those stored already). ``known``: see
+    :func:`put_images`."""
+    return put_images(store, [row[col] for col in state.schema.images for row in rows], known=known)
 
 
-def put_images(store: ArtifactStore, images: Sequence[bytes]) -> int:
-    """Put each of ``images`` into ``store`` (see :func:`store_images`); how many were handed over."""
+def put_images(store: ArtifactStore, images: Sequence[bytes], *, known: StoredImages | None = None) -> int:
+    """Put each of ``images`` into ``store`` (see :func:`store_images`); how many were handed over. ``known``:
+    the digests seen stored already (:class:`StoredImages`): those are skipped, and each put is added once it
+    returned."""
+    handed = 0
     for png in images:
-        store.put(png)
-    return len(images)
+        if known is None:
+            store.put(png)
+        else:
+            digest = hashlib.sha256(png).hexdigest()
+            if digest in known:
+                continue
+            store.put(png)
+            known.add(digest)
+        handed += 1
+    return handed
 
 
-def unstored_images(store: ArtifactStore, state: ServingState, rows: Sequence[dict[str, Any]]) -> list[bytes]:
+def unstored_images(store: ArtifactStore, state: ServingState, rows: Sequence[dict[str, Any]], *,
+                    known: StoredImages | None = None) -> list[bytes]:
     """The images of ``rows`` that ``store`` does not hold yet (by their sha256, as :func:`store_images` puts
-    them): the only ones a put would write."""
+    them): the only ones a put would write. ``known``: digests seen stored already, not looked up again (those
+    found stored now are added to it)."""
     images = [row[col] for col in state.schema.images for row in rows]
-    return [png for png in images if not store.exists(hashlib.sha256(png).hexdigest())]
+    if known is None:
+        return [png for png in images if not store.exists(hashlib.sha256(png).hexdigest())]
+    missing = []
+    for png in images:
+        digest = hashlib.sha256(png).hexdigest()
+        if digest in known:
+            continue
+        if store.exists(digest):
+            known.add(digest)
+        else:
+            missing.append(png)
+    return missing
+
+
+class StoredImages:
+    """The digests of images this process has seen in the artifact store (put, or found there): a server's
+    later request with the same image neither looks it up nor writes it again. The store is addressed by
+    content and keeps what it holds (nothing in tidal deletes an artifact), so a digest once stored stays
+    stored; the set is only a memory of that, forgotten whole past :attr:`limit` digests."""
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self.limit = limit
+        self._digests: set[str] = set()
+
+    def __contains__(self, digest: object) -> bool:
+        return digest in self._digests
+
+    def __len__(self) -> int:
+        return len(self._digests)
+
+    def add(self, digest: str) -> None:
+        if len(self._digests) >= self.limit:
+            self._digests.clear()
+        self._digests.add(digest)
+
 
 
 def make_records(state: ServingState, rows: Sequence[dict[str, Any]], answers: Answers, ids: Sequence[str], *,
@@ -69,4 +118,5 @@ def make_records(state: ServingState, rows: Sequence[dict[str, Any]], answers: A
                            request_id=request_id)
 
 
-__all__ = ["Answers", "make_records", "predict_rows", "put_images", "store_images", "unstored_images"]
+__all__ = ["Answers", "StoredImages", "make_records", "predict_rows", "put_images", "store_images",
+           "unstored_images"]

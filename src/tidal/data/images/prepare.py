@@ -103,7 +103,8 @@ class ImagePreprocessor(TransformerMixin, BaseEstimator):  # type: ignore[misc]
     def matrix(self, images: Sequence[Any]) -> np.ndarray:
         """The float32 rows of images decoded already (Pillow images, as :func:`~tidal.data.images.codec.decode`
         gives them): what :meth:`transform` gives for their encoded bytes, without decoding them again."""
-        check_is_fitted(self, "image_shape_")
+        if not hasattr(self, "image_shape_"):  # scikit-learn's check, only when it would fail: on a served
+            check_is_fitted(self, "image_shape_")  # request it cost more than the conversion itself
         return self._rows(self._arrays(images))
 
     @property
