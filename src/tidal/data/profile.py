@@ -30,7 +30,8 @@ Profiling sorts each numeric column once (O(n log n)) and reads every statistic 
 
 from __future__ import annotations
 
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -52,25 +53,41 @@ QUANTILES: dict[str, float] = {
     "p01": 0.01, "p05": 0.05, "p25": 0.25, "p50": 0.50, "p75": 0.75, "p95": 0.95, "p99": 0.99,
 }
 SAMPLE_SIZE = 1000
+#: Frames of at least this many rows are profiled two columns at a time (see :func:`profile_frame`).
+PARALLEL_ROWS = 50_000
 
 
 def profile_frame(
-    df: pd.DataFrame, *, bins: int = 20, top_k: int = 50, sample_size: int = SAMPLE_SIZE
+    df: pd.DataFrame, *, bins: int = 20, top_k: int = 50, sample_size: int = SAMPLE_SIZE,
+    arrow: pa.Table | None = None,
 ) -> dict[str, Any]:
-    """The statistics profile of ``df`` (format in the module docstring)."""
+    """The statistics profile of ``df`` (format in the module docstring). ``arrow``: ``df`` as an Arrow table
+    already (the snapshot's canonical table), whose text columns are then counted as they are, not converted."""
     if bins < 1 or top_k < 0 or sample_size < 0:
         raise ValueError("bins must be >= 1, and top_k and sample_size >= 0")
-    columns = {
-        str(name): profile_column(df[name], bins=bins, top_k=top_k, sample_size=sample_size)
-        for name in df.columns
-    }
+    names = set(arrow.column_names) if arrow is not None else set()
+
+    def one(name: Any) -> dict[str, Any]:
+        return profile_column(df[name], bins=bins, top_k=top_k, sample_size=sample_size,
+                              arrow=arrow.column(name) if arrow is not None and name in names else None)
+
+    if len(df) < PARALLEL_ROWS or len(df.columns) < 2:
+        found = [one(name) for name in df.columns]
+    else:
+        # The costly parts (numpy's sorts, Arrow's hash counts) release the GIL: two columns at a time keep a
+        # second core busy (measured, 500,000 rows of 9 columns: the profile was the longest part of a snapshot)
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="tidal-profile") as pool:
+            found = list(pool.map(one, df.columns))
+    columns = {str(name): column for name, column in zip(df.columns, found, strict=True)}
     return {"version": PROFILE_VERSION, "rows": len(df), "columns": columns}
 
 
 def profile_column(
-    series: pd.Series, *, bins: int = 20, top_k: int = 50, sample_size: int = SAMPLE_SIZE
+    series: pd.Series, *, bins: int = 20, top_k: int = 50, sample_size: int = SAMPLE_SIZE,
+    arrow: pa.ChunkedArray | pa.Array | None = None,
 ) -> dict[str, Any]:
-    """The profile of one column (format in the module docstring)."""
+    """The profile of one column (format in the module docstring). ``arrow``: the same values as an Arrow
+    column, if the caller holds one (see :func:`profile_frame`)."""
     kind = column_kind(series)
     rows = len(series)
     if kind in NUMBER_KINDS:
@@ -80,9 +97,13 @@ def profile_column(
         head = _head(kind, rows, nulls)
         head.update(_numeric(values[~missing], bins=bins, sample_size=sample_size))
         return head
-    nulls = int(series.isna().sum())
+    text = _arrow_text(series, arrow) if kind == "categorical" else None
+    # Arrow's nulls of text converted from pandas are pandas' missing values (None, NaN, pd.NA): the same count
+    nulls = text.null_count if text is not None else int(series.isna().sum())
     head = _head(kind, rows, nulls)
-    if kind == "image":
+    if text is not None:
+        head.update(_arrow_categorical(text, top_k=top_k, count=rows - nulls))
+    elif kind == "image":
         from tidal.data.images.profile import image_profile  # Pillow, only for a column of images
 
         head.update(image_profile(series))
@@ -114,7 +135,10 @@ def sorted_quantiles(ordered: np.ndarray, qs: np.ndarray | list[float]) -> np.nd
 
 def _numeric(present: np.ndarray, *, bins: int, sample_size: int) -> dict[str, Any]:
     infinite = np.isinf(present)
-    ordered = np.sort(present[~infinite])
+    finite = present[~infinite] if infinite.any() else present
+    # Columns that come in order (ids, counters, times as numbers) are common: one pass checks, and saves the
+    # sort (O(n log n): 25 ms of 500,000 values)
+    ordered = finite if finite.size < 2 or bool((finite[1:] >= finite[:-1]).all()) else np.sort(finite)
     n = ordered.size
     out: dict[str, Any] = {"infinite": int(infinite.sum())}
     if n == 0:
@@ -153,8 +177,6 @@ def _numeric(present: np.ndarray, *, bins: int, sample_size: int) -> dict[str, A
 
 
 def _categorical(series: pd.Series, *, top_k: int, count: int) -> dict[str, Any]:
-    if _arrow_text(series):
-        return _arrow_categorical(series, top_k=top_k, count=count)
     counts = category_counts(series, object_keys=False)
     # Most frequent first; ties in order of first appearance (deterministic).
     top = most_frequent(counts, top_k)
@@ -162,20 +184,41 @@ def _categorical(series: pd.Series, *, top_k: int, count: int) -> dict[str, Any]
     return {"n_unique": len(counts), "top": top_dict, "other": int(count - sum(top_dict.values()))}
 
 
-def _arrow_text(series: pd.Series) -> bool:
-    """Whether ``series`` is text held by Arrow (pandas' ``str`` with the pyarrow storage, ``string[pyarrow]``)."""
+ArrowText: TypeAlias = pa.Array | pa.ChunkedArray
+
+
+def _arrow_text(series: pd.Series, arrow: ArrowText | None = None) -> ArrowText | None:
+    """``series`` as an Arrow array of text, when it is text: held by Arrow already (pandas' ``str`` with the
+    pyarrow storage, ``string[pyarrow]``), or Python ``str`` objects in an ``object`` column (what CSV, JSON
+    and SQL sources give). None for anything else (numbers, mixed types, categoricals), which pandas counts.
+
+    Counting ``str`` objects by Arrow is the same count in the same order (first appearance), and about 4x
+    faster than pandas' hash table of Python objects once the conversion is paid (measured on 500,000
+    unique readings: 109 ms against 444 ms; a column of unique text was most of a snapshot's profile). ``arrow``:
+    the same values as Arrow text already (a snapshot's canonical column), used instead of a conversion."""
     dtype = series.dtype
-    if isinstance(dtype, pd.StringDtype):
-        return bool(dtype.storage == "pyarrow")
-    return isinstance(dtype, pd.ArrowDtype) and (pa.types.is_string(dtype.pyarrow_dtype)
-                                                 or pa.types.is_large_string(dtype.pyarrow_dtype))
+    if isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow":
+        return series.array.__arrow_array__()
+    if isinstance(dtype, pd.ArrowDtype) and (pa.types.is_string(dtype.pyarrow_dtype)
+                                             or pa.types.is_large_string(dtype.pyarrow_dtype)):
+        return series.array.__arrow_array__()
+    if (pd.api.types.is_object_dtype(dtype) or isinstance(dtype, pd.StringDtype)) and len(series) \
+            and pd.api.types.infer_dtype(series, skipna=True) == "string":
+        if arrow is not None and (pa.types.is_string(arrow.type) or pa.types.is_large_string(arrow.type)):
+            return arrow
+        try:
+            # nulls (None, NaN, pd.NA) become Arrow's nulls, which value_counts leaves out as dropna does
+            return pa.array(series.to_numpy(dtype=object), from_pandas=True, type=pa.string())
+        except (pa.ArrowException, TypeError, ValueError):  # text Arrow cannot hold (lone surrogates): pandas
+            return None
+    return None
 
 
-def _arrow_categorical(series: pd.Series, *, top_k: int, count: int) -> dict[str, Any]:
+def _arrow_categorical(array: pa.Array | pa.ChunkedArray, *, top_k: int, count: int) -> dict[str, Any]:
     """:func:`_categorical` of Arrow-held text, counted by Arrow: the same counts in the same order (first
     appearance; pandas' ``value_counts(sort=False)`` is this call) without building a pandas index of every
     distinct value (as many as rows for a column of unique text), of which only ``top_k`` are read."""
-    found = pc.value_counts(series.array.__arrow_array__())
+    found = pc.value_counts(array)
     values, counts = found.field("values"), found.field("counts")
     if values.null_count:
         present = values.is_valid()

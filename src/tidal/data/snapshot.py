@@ -150,7 +150,7 @@ def make_snapshot(
         writing = pool.submit(_parquet_bytes, table)
         schema: dict[str, str] = {str(name): column_kind(df[name]) for name in df.columns}
         if profile is None:
-            profile = profile_frame(df)
+            profile = profile_frame(df, arrow=table)
         data = writing.result()
     info = SnapshotInfo(
         digest=sha256_bytes(data),

@@ -191,6 +191,56 @@ class _Guard:
 
 _guards: weakref.WeakKeyDictionary[Any, _Guard] = weakref.WeakKeyDictionary()
 
+#: Above this many bytes a held head and its body go out as two buffers of one ``writelines`` (no copy).
+JOIN_BELOW = 64 * 1024
+
+
+class OneWrite:
+    """A request's transport that sends an answer's status line and headers with its first body bytes, in
+    one write.
+
+    uvicorn's cycle writes the head when the app sends ``http.response.start`` and the body when it sends
+    ``http.response.body``: two writes, so two TCP segments on a ``TCP_NODELAY`` socket, and a client that
+    wakes twice to read one answer. Every answer tidal gives is a start followed at once by its body (or
+    by its first chunk), so the head is held for that one call: measured in a server, the two writes of a
+    small answer cost 43 + 32 µs, the one 36 µs. A write that is not an answer's head (a ``100 Continue``,
+    the body, a later chunk) goes through as it comes; a head still held when the answer completes (uvicorn
+    writes no body for HEAD) or the connection closes is written then.
+    """
+
+    __slots__ = ("_held", "_sent", "_transport")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._held: bytes | None = None
+        self._sent = False  # the head went out: every later write goes through as it comes
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            if len(data) < JOIN_BELOW:
+                self._transport.write(held + bytes(data))
+            else:
+                self._transport.writelines([held, data])
+        elif not self._sent and data[:9] == b"HTTP/1.1 " and data[9:12] != b"100":
+            self._held, self._sent = bytes(data), True
+        else:
+            self._transport.write(data)
+
+    def flush(self) -> None:
+        """Write the head if it is still held (an answer whose body had no bytes to write: HEAD)."""
+        if self._held is not None:
+            held, self._held = self._held, None
+            self._transport.write(held)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:  # is_closing, get_extra_info, ...: the transport's own
+        return getattr(self._transport, name)
+
 
 class GuardedProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with the guard's timeouts and connection cap (see the module docstring)."""
@@ -245,6 +295,17 @@ class GuardedProtocol(HttpToolsProtocol):
         self._header_bytes = 0
         self._headers_at = self.loop.time()
         super().on_headers_complete()
+        # the cycle just made (its task has not run yet) sends its answer's head and body in one write
+        cycle = self.cycle
+        if cycle is not None and cycle.transport is self.transport:  # not an upgrade (it makes no cycle)
+            cycle.transport = one = OneWrite(self.transport)  # type: ignore[assignment]
+            done = cycle.on_response
+
+            def answered() -> None:  # the answer is complete: nothing of it may stay held (HEAD writes no body)
+                one.flush()
+                done()
+
+            cycle.on_response = answered
 
     def on_response_complete(self) -> None:
         super().on_response_complete()

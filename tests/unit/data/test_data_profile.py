@@ -196,11 +196,45 @@ def test_text_held_by_arrow_is_counted_by_arrow_as_pandas_counts_it(monkeypatch:
         "large": pd.Series(words).astype(pd.ArrowDtype(pa.large_string())),
         "unique": pd.Series(unique, dtype="str"),  # more distinct values than top_k: ties in order of appearance
         "empty": pd.Series([None] * n, dtype="str"),
+        # Python str objects, as CSV, JSON and SQL sources give them: converted, then counted by Arrow
+        "object": pd.Series(words, dtype=object),
+        "object_gaps": pd.Series(np.where(rng.random(n) > 0.1, words, None), dtype=object).where(
+            rng.random(n) > 0.05, np.nan),  # None and NaN both missing
+        "object_unique": pd.Series(unique, dtype=object),
     })
-    assert all(profile._arrow_text(df[c]) for c in df.columns)
+    assert all(profile._arrow_text(df[c]) is not None for c in df.columns)
     by_arrow = profile_frame(df)
-    monkeypatch.setattr(profile, "_arrow_text", lambda series: False)  # the pandas path
+    from tidal.data.snapshot import to_canonical_table
+
+    assert profile_frame(df, arrow=to_canonical_table(df)) == by_arrow  # the snapshot's own Arrow columns
+    monkeypatch.setattr(profile, "_arrow_text", lambda series, arrow=None: None)  # the pandas path
     assert profile_frame(df) == by_arrow
     assert by_arrow["columns"]["unique"]["n_unique"] == n
     assert list(by_arrow["columns"]["unique"]["top"])[:2] == ["note 0", "note 1"]
     assert by_arrow["columns"]["empty"]["n_unique"] == 0
+    assert by_arrow["columns"]["object_gaps"]["nulls"] > 0
+    assert by_arrow["columns"]["object_unique"] == by_arrow["columns"]["unique"]
+
+
+def test_object_columns_that_are_not_all_text_are_counted_by_pandas() -> None:
+    import tidal.data.profile as profile
+
+    mixed = pd.Series([1, "1", "a", None, 2.5] * 10, dtype=object)  # 1 and "1" are one category, "1"
+    assert profile._arrow_text(mixed) is None
+    assert profile._arrow_text(pd.Series(["a", "\ud800"], dtype=object)) is None  # a lone surrogate: no UTF-8
+    assert profile_frame(pd.DataFrame({"m": mixed}))["columns"]["m"]["top"] == {"1": 20, "a": 10, "2.5": 10}
+
+
+def test_a_large_frame_profiled_two_columns_at_a_time_is_profiled_alike(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tidal.data.profile as profile
+
+    rng = np.random.default_rng(3)
+    n = 2_000
+    df = pd.DataFrame({"x": rng.normal(size=n), "ids": np.arange(n),
+                       "w": np.char.add("w", rng.integers(0, 9, n).astype(str)),
+                       "flag": rng.random(n) < 0.5, "when": pd.date_range("2026-01-01", periods=n, freq="h")})
+    monkeypatch.setattr(profile, "PARALLEL_ROWS", 10**9)
+    alone = profile_frame(df)
+    monkeypatch.setattr(profile, "PARALLEL_ROWS", 0)
+    assert profile_frame(df) == alone
+    assert list(alone["columns"]) == list(df.columns)

@@ -253,7 +253,9 @@ class ParquetSource(FileSource):
         # A named index (df.set_index("id").to_parquet()) is data: bring it back as columns. pandas may
         # store it as a RangeIndex, so look at the names, not the type. Unnamed labels are dropped.
         named = any(name is not None for name in df.index.names)
-        return df.reset_index(drop=not named)
+        # Unnamed labels: read_source renumbers them where they are not 0..n-1 already (a reset that is
+        # not needed copies every column under pandas 2: 75 ms of 500,000 rows).
+        return df.reset_index() if named else df
 
 
 class JsonLinesSource(FileSource):
