@@ -12,8 +12,9 @@ nullable int, a bool, low- and high-cardinality text) from one source, and store
   schedule, ``tidal.loop.incremental.IncrementalCollect.collect`` then ``commit`` (the rows past the watermark
   read, their batch snapshot stored, the batch and the watermark recorded in the metadata store with an event;
   the training table is not made by a collection: a run merges the batches when it trains).
-  A stream: :class:`tidal.loop.stream.StreamCollect` (the readings its consumer group has not acknowledged,
-  decoded, the batch and the training table stored, the marks recorded, then the entries acknowledged).
+  A stream: :meth:`tidal.loop.stream.StreamCollect.collect`, the loop's collection (the readings its consumer
+  group has not acknowledged, decoded, the batch stored and the training table checked, the marks recorded,
+  then the entries acknowledged).
 - ``pandas``: the script: ``pandas.read_csv`` / ``read_parquet`` / ``read_sql`` (SQLAlchemy engine made in
   the timed part, as a script run per collection makes it; for incremental, ``WHERE ts > :watermark`` with
   the watermark read from and written back to a JSON file) / ``requests.Session`` following the API's next
@@ -536,9 +537,9 @@ def _stream_teardown(ctx: Any) -> None:
 
 
 def _stream_tidal(ctx: Stream, folder: Path) -> Callable[[], Stored]:
-    """``tidal run``'s collection of a stream: the readings its consumer group has not acknowledged, read,
-    decoded and snapshotted as a batch (with the training table), recorded, then acknowledged. A consumer group
-    of its own per rep, so that each rep reads every reading."""
+    """``tidal loop``'s collection of a stream: the readings its consumer group has not acknowledged, read,
+    decoded and snapshotted as a batch (the training table checked, not stored), recorded, then acknowledged.
+    A consumer group of its own per rep, so that each rep reads every reading."""
     from tidal.loop.stream import StreamCollect
 
     ws = _workspace(folder, {"source": {"redis": ctx.url, "stream": ctx.key, "group": f"tidal-{folder.name}",
