@@ -189,6 +189,10 @@ def test_the_same_batches_are_the_same_table_reused_unmade(tmp_path: Path, monke
         assert third["new_rows"] == 0 and third["table_reused"] is True
         assert (third["snapshot"], third["manifest"]) == (second["snapshot"], second["manifest"])
         assert idle.model is not None and idle.model.lineage.snapshot == second["snapshot"]
+        monkeypatch.undo()
+        # without the cache the table is made again: the same bytes
+        fresh = _collect_step(ws.run(use_cache=False))
+        assert fresh["table_reused"] is False and fresh["snapshot"] == second["snapshot"]
     # another window: another manifest (the batches are cut otherwise)
     spec = project / "tidal.yaml"
     spec.write_text(spec.read_text().replace("{last_rows: 420}", "{last_rows: 100}"))

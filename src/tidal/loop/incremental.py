@@ -27,6 +27,7 @@ from typing import Any
 import pandas as pd
 
 from tidal.core.entities import Event, SnapshotInfo
+from tidal.core.errors import SnapshotNotFound
 from tidal.core.hashing import digest_of
 from tidal.core.ports import ArtifactStore, Clock, MetadataStore
 from tidal.data.incremental import (
@@ -150,10 +151,15 @@ class IncrementalCollect:
             self.store.put_snapshot(inc.batch[0])
         self.pending = (inc, run_id)
 
-    def _made(self) -> dict[str, str]:
-        """The last table made, by manifest, while its snapshot is still stored (``{}`` otherwise)."""
-        made = self.store.get_state(table_key(self.spec)) or {}
+    def _made(self, use_cache: bool) -> dict[str, str]:
+        """The last table made, by manifest, while its snapshot is still stored (``{}`` otherwise, and for a run
+        without its cache: that run makes every table it trains on afresh)."""
+        made = (self.store.get_state(table_key(self.spec)) or {}) if use_cache else {}
         if not made.get("snapshot") or not self.artifacts.exists(made["snapshot"]):
+            return {}
+        try:
+            self.store.get_snapshot(made["snapshot"])
+        except SnapshotNotFound:
             return {}
         return {"manifest": str(made.get("manifest")), "snapshot": str(made["snapshot"])}
 
@@ -191,7 +197,7 @@ class IncrementalCollect:
         out = runner.step(
             "collect", _run_step, code_of=collect_increment, save=save,
             args=lambda: (data, self.root, spec.name, self.clock.now(), state["watermark"], self._lookback(state),
-                          batches, self._frame, self._made()),
+                          batches, self._frame, self._made(runner.use_cache)),
             inputs={"source": str(data.source), "query": data.query, "incremental": inc.model_dump(mode="json"),
                     "window": data.window.model_dump(mode="json"), "watermark": state["watermark"],
                     "batches": batches},
