@@ -16,6 +16,7 @@ run needs the table: its collect step makes it from the batches (merge on read) 
 (no new rows) reuses that table without reading or merging a batch. The table is a snapshot as any other: the
 run's lineage names it, and the step's outputs name its manifest and batches' count.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
