@@ -8,11 +8,13 @@ nullable int, a bool, low- and high-cardinality text) from one source, and store
   reads ``data.source`` as tidal.yaml gives it, then the canonical Parquet snapshot, its sha256 and its
   statistics profile: :func:`tidal.data.snapshot.make_snapshot`), then the bytes put into the workspace's
   artifact store (content addressed, written atomically) and the ``SnapshotInfo`` into its metadata store
-  (SQLite), as ``TrainingPipeline._collect`` saves them. For incremental SQL, ``collect_increment`` (the rows
-  past the watermark; the batch snapshot and the merged training table) then both stored and the watermark
-  put in the metadata store, as ``tidal.loop.incremental.IncrementalCollect`` saves and commits them.
-  A stream: :class:`tidal.loop.stream.StreamCollect` (the readings its consumer group has not acknowledged,
-  decoded, the batch and the training table stored, the marks recorded, then the entries acknowledged).
+  (SQLite), as ``TrainingPipeline._collect`` saves them. For incremental SQL, the collection of ``tidal loop``'s
+  schedule, ``tidal.loop.incremental.IncrementalCollect.collect`` then ``commit`` (the rows past the watermark
+  read, their batch snapshot stored, the batch and the watermark recorded in the metadata store with an event;
+  the training table is not made by a collection: a run merges the batches when it trains).
+  A stream: :meth:`tidal.loop.stream.StreamCollect.collect`, the loop's collection (the readings its consumer
+  group has not acknowledged, decoded, the batch stored and the training table checked, the marks recorded,
+  then the entries acknowledged).
 - ``pandas``: the script: ``pandas.read_csv`` / ``read_parquet`` / ``read_sql`` (SQLAlchemy engine made in
   the timed part, as a script run per collection makes it; for incremental, ``WHERE ts > :watermark`` with
   the watermark read from and written back to a JSON file) / ``requests.Session`` following the API's next
@@ -68,7 +70,7 @@ AIM = 1.0  # tidal rows/s over the script's, at equal correctness
 SIDES = {
     "tidal": "the collect step: source read, canonical Parquet (zstd 3) + sha256 + statistics profile, put into "
              "the artifact store (atomic write) and the snapshot into the metadata store; incremental: the batch "
-             "and the merged training table, and the watermark",
+             "and the watermark, recorded in the state (the training table is made by a run, not a collection)",
     "pandas": "read_csv / read_parquet / read_sql (WHERE ts > :watermark, the watermark kept in a JSON file) / "
               "requests + json_normalize following the next links, then DataFrame.to_parquet (snappy)",
 }
@@ -178,26 +180,30 @@ def tidal_collect(folder: Path, data: dict[str, Any]) -> Callable[[], Stored]:
     return run
 
 
-def tidal_increment(folder: Path, data: dict[str, Any], watermark: dict[str, Any] | None,
-                    previous: list[Any]) -> Callable[[], Stored]:
-    """One incremental collection (``data.incremental``) from ``watermark``, with ``previous`` batches."""
-    from tidal.data.incremental import collect_increment
-    from tidal.loop.incremental import state_key
+def tidal_increment(folder: Path, data: dict[str, Any], previous: tuple[Any, bytes],
+                    watermark: dict[str, Any]) -> Callable[[], Stored]:
+    """One incremental collection (``data.incremental``) as ``tidal loop``'s scheduled collection makes it
+    (:meth:`tidal.loop.incremental.IncrementalCollect.collect`, then ``commit``): the rows past the watermark,
+    their batch snapshot stored, the batch and watermark recorded in the state and the event. The workspace
+    already holds the collection before (``previous``: its batch snapshot, untimed), as the state lists it."""
+    from tidal.loop.incremental import IncrementalCollect, read_state, state_key
 
     ws = _workspace(folder, data)
+    info, payload = previous
+    ws.artifacts.put(payload)
+    ws.store.put_snapshot(info)
+    ws.store.put_state(state_key(ws.spec), {"watermark": watermark, "batches": [
+        {"snapshot": info.digest, "rows": info.rows, "watermark": watermark,
+         "collected_at": info.created_at.isoformat(), "run_id": "bench"}]})
 
     def run() -> Stored:
-        inc = collect_increment(ws.spec.data, base_dir=folder, project=ws.spec.name, created_at=datetime.now(UTC),
-                                watermark=watermark, previous=previous)
+        collector = IncrementalCollect(ws.spec, folder, ws.store, ws.artifacts, ws.clock, {})
+        inc = collector.collect("bench")
+        collector.commit()
         assert inc.batch is not None, inc.message
-        for info, payload in (inc.batch, inc.table):
-            ws.artifacts.put(payload)
-            ws.store.put_snapshot(info)
-        ws.store.put_state(state_key(ws.spec), {"watermark": inc.watermark, "batches": [
-            {"snapshot": inc.batch[0].digest, "rows": inc.batch[0].rows, "watermark": inc.watermark}]})
         digest = inc.batch[0].digest
         return Stored(inc.new_rows, lambda: _read_snapshot(ws, digest),
-                      str(ws.store.get_state(state_key(ws.spec))["watermark"]["value"]))
+                      str(read_state(ws.store, ws.spec)["watermark"]["value"]))
 
     return run
 
@@ -266,7 +272,7 @@ class SqlTable:
     rows: int
     new_rows: int = 0
     watermark: Any = None  # the baseline's, as its JSON file holds it (incremental cases)
-    previous: Any = None  # tidal's batch collected before the timed one (incremental cases)
+    previous: Any = None  # tidal's batch snapshot collected before the timed one (incremental cases)
     tidal_mark: dict[str, Any] | None = None
 
 
@@ -314,11 +320,13 @@ def _sql_setup(backend: str, incremental: bool) -> Callable[[Path, argparse.Name
         if incremental:
             # the collection before: every row up to --rows, by each side as it collects (untimed)
             from tidal.data.incremental import encode_watermark
+            from tidal.data.snapshot import make_snapshot
             from tidal.data.sources.sql import read_after
 
             first = read_after(url, base_dir=root, query=f'SELECT * FROM "{table}" WHERE id < {args.rows}',
                                column="ts", after=None)
-            ctx.previous = [first.sort_values("ts", kind="stable").reset_index(drop=True)]
+            ctx.previous = make_snapshot(first.sort_values("ts", kind="stable").reset_index(drop=True),
+                                         project="ingest", source=url, created_at=datetime.now(UTC))
             ctx.tidal_mark = encode_watermark(first["ts"].max())
             ctx.watermark = ctx.tidal_mark["value"]
         return ctx
@@ -349,7 +357,8 @@ def _sql_tidal(ctx: SqlTable, folder: Path) -> Callable[[], Stored]:
 
 
 def _sql_tidal_incr(ctx: SqlTable, folder: Path) -> Callable[[], Stored]:
-    return tidal_increment(folder, _sql_data(ctx, True), ctx.tidal_mark, ctx.previous)
+    assert ctx.tidal_mark is not None
+    return tidal_increment(folder, _sql_data(ctx, True), ctx.previous, ctx.tidal_mark)
 
 
 def _sql_baseline(ctx: SqlTable, folder: Path) -> Callable[[], Stored]:
@@ -528,9 +537,9 @@ def _stream_teardown(ctx: Any) -> None:
 
 
 def _stream_tidal(ctx: Stream, folder: Path) -> Callable[[], Stored]:
-    """``tidal run``'s collection of a stream: the readings its consumer group has not acknowledged, read,
-    decoded and snapshotted as a batch (with the training table), recorded, then acknowledged. A consumer group
-    of its own per rep, so that each rep reads every reading."""
+    """``tidal loop``'s collection of a stream: the readings its consumer group has not acknowledged, read,
+    decoded and snapshotted as a batch (the training table checked, not stored), recorded, then acknowledged.
+    A consumer group of its own per rep, so that each rep reads every reading."""
     from tidal.loop.stream import StreamCollect
 
     ws = _workspace(folder, {"source": {"redis": ctx.url, "stream": ctx.key, "group": f"tidal-{folder.name}",

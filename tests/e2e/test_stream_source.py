@@ -564,3 +564,29 @@ def test_the_loop_collects_new_readings_and_retrains_on_their_drift(tmp_path: Pa
         assert refused and "temp" in refused[0].message, [e.kind for e in report.events]
         assert ws.registry.champion("sensors").version == 2  # nothing trained on it
     assert pending(client, stream) == 5  # not acknowledged: read again once fixed, or skipped by on_error
+
+
+def test_the_loop_s_collection_stores_the_batch_and_no_table(tmp_path: Path, keys: tuple[Any, str]) -> None:
+    """``tidal loop``'s collection (``collect``, then ``commit``) stores one snapshot, the new readings' batch: the
+    table is checked but not stored (a retrain merges the committed batches); a run then trains on all of them."""
+    from tidal.data.stream import StreamIncrement
+    from tidal.loop.incremental import IncrementalCollect
+
+    client, prefix = keys
+    stream = f"{prefix}:readings"
+    push(client, stream, readings(0, 50))
+    root = project(tmp_path, stream)
+    with Workspace.open(root) as ws:
+        ws.run()
+        before = {s.digest for s in ws.store.list_snapshots("sensors", limit=1000)}
+        push(client, stream, readings(50, 30))
+        collector = IncrementalCollect(ws.spec, root, ws.store, ws.artifacts, ws.clock, {})
+        inc = collector.collect("loop")
+        assert isinstance(inc, StreamIncrement)
+        assert inc.batch is not None and inc.table is None and inc.new_rows == 30
+        collector.commit()
+        after = {s.digest for s in ws.store.list_snapshots("sensors", limit=1000)}
+        assert after - before == {inc.batch[0].digest}
+        assert pending(client, stream) == 0
+        out = ws.run().steps[0].outputs
+        assert (out["new_rows"], out["rows"], out["batches"]) == (0, 80, 2)

@@ -6,7 +6,10 @@ null). The new rows become a snapshot of their own (a *batch*, content-addressed
 pipeline records the new watermark in the metadata store (:mod:`tidal.loop.incremental`). A collection that
 finds no new rows stores nothing and says ``no new rows since <watermark>``.
 
-The table a run trains on is the union of the batches in collection order, deduplicated
+A collection costs the new rows only: it reads them, snapshots them, and nothing else. The table a run trains
+on is made from the batches when a run needs it (:func:`training_table`, merge on read), and is named before
+it is made by its manifest (:func:`table_manifest`: the batches' digests, the key and the window), so that the
+same batches are the same table. That table is the union of the batches in collection order, deduplicated
 (:func:`merge_batches`): with ``data.incremental.key``, the newest version of each key (by the incremental
 column) replaces the older ones, so a row updated after it was collected is trained on as it is now; without
 a key, only identical rows are dropped, and both versions of an updated row stay. Then ``data.window``
@@ -31,6 +34,7 @@ import pandas as pd
 
 from tidal.core.entities import SnapshotInfo
 from tidal.core.errors import SourceError, SpecError
+from tidal.core.hashing import digest_of
 from tidal.data.snapshot import make_snapshot
 from tidal.data.sources import EmptySourceError, resolve_source
 from tidal.data.timecol import parse_times
@@ -208,12 +212,12 @@ def apply_window(df: pd.DataFrame, window: WindowSpec, time_column: str | None, 
 
 @dataclass(frozen=True)
 class Increment:
-    """What one incremental collection found: the batch of new rows (None when there were none), the
-    watermark after it, and the table to train on (every batch merged, then windowed)."""
+    """What one incremental collection found: the batch of new rows (None when there were none) and the watermark
+    after it. The table to train on is not made here: a collection costs the new rows, whatever was collected
+    before (:func:`training_table` makes the table where a run needs it)."""
 
     batch: tuple[SnapshotInfo, bytes] | None
     watermark: dict[str, Any] | None
-    table: tuple[SnapshotInfo, bytes]
     new_rows: int
     message: str
 
@@ -234,11 +238,12 @@ def sql_source_for(data: DataSpec) -> None:
 def collect_increment(data: DataSpec, *, base_dir: Path, project: str, created_at: datetime,
                       watermark: dict[str, Any] | None, previous: list[pd.DataFrame],
                       check: Callable[[pd.DataFrame], None] | None = None) -> Increment:
-    """Read the rows past ``watermark`` (less ``data.incremental.lookback``) and build the table to train on
-    from ``previous`` (the batches collected before, in order) and the new rows. EmptySourceError when there
-    are no rows at all (no batch before, none now). ``check``: called with the new rows before anything is
-    made of them (the loop validates a batch there, so that a batch of another type is refused by the schema's
-    checks rather than failing as a table that cannot be stored)."""
+    """Read the rows past ``watermark`` (less ``data.incremental.lookback``) and make the new ones a batch
+    snapshot. ``previous``: the batches collected before that a lookback may read rows of again (none are needed
+    without a lookback: every row past the watermark is new). EmptySourceError when there are no rows at all
+    (nothing collected before, none now). ``check``: called with the new rows before anything is made of them
+    (the loop validates a batch there, so that a batch of another type is refused by the schema's checks rather
+    than failing as a table that cannot be stored)."""
     from tidal.data.sources.sql import read_after
 
     inc = data.incremental
@@ -250,45 +255,68 @@ def collect_increment(data: DataSpec, *, base_dir: Path, project: str, created_a
     rows = read_after(data.source, base_dir=base_dir, query=data.query, column=inc.column, after=after)
     if len(rows):
         check_orderable(rows[inc.column])
+    if inc.key is not None and inc.key not in rows.columns:  # found now, not when a run merges the batches
+        raise SourceError(f"data.incremental.key {inc.key!r} is not a column of the collected rows (columns: "
+                          f"{', '.join(map(str, rows.columns[:20]))})", hint=_INCREMENTAL_HINT)
     # Without a lookback every row read is past the watermark, the largest value collected: none can be one
     # collected before, so the rows collected are not hashed again on every collection.
     new = unseen_rows(rows, previous) if inc.lookback is not None else rows
-    batch, mark = None, watermark
-    if len(new):
-        new = new.sort_values(inc.column, kind="stable").reset_index(drop=True)
-        if check is not None:
-            check(new)
-        try:
-            top = encode_watermark(new[inc.column].max())
-        except (TypeError, InvalidOperation) as exc:
-            raise SourceError(f"data.incremental.column {inc.column!r} holds values that cannot be a watermark: "
-                              f"{exc}", hint="use a column of timestamps, dates, numbers or ISO 8601 text") from exc
-        mark = top if watermark is None or decode_watermark(watermark) < decode_watermark(top) else watermark
-        info, payload = make_snapshot(new, project=project, source=data.source, created_at=created_at)
-        info = replace(info, profile={**info.profile, "incremental": {
-            "column": inc.column, "after": None if watermark is None else watermark["value"],
-            "watermark": mark["value"] if mark else None}})
-        batch = (info, payload)
-        message = (f"collected {len(new)} new rows since {show_watermark(watermark)} "
-                   f"(watermark {show_watermark(mark)})")
-    else:
-        message = f"no new rows since {show_watermark(watermark)}"
-    frames = [*previous, new] if len(new) else list(previous)
+    if not len(new):
+        if watermark is None:  # the watermark moves with the first batch: None means nothing was ever collected
+            raise EmptySourceError(f"the query on {data.source!r} returned no rows with {inc.column} set",
+                                   hint="check data.query, and that data.incremental.column is filled in")
+        return Increment(batch=None, watermark=watermark, new_rows=0,
+                         message=f"no new rows since {show_watermark(watermark)}")
+    new = new.sort_values(inc.column, kind="stable").reset_index(drop=True)
+    if check is not None:
+        check(new)
+    try:
+        top = encode_watermark(new[inc.column].max())
+    except (TypeError, InvalidOperation) as exc:
+        raise SourceError(f"data.incremental.column {inc.column!r} holds values that cannot be a watermark: "
+                          f"{exc}", hint="use a column of timestamps, dates, numbers or ISO 8601 text") from exc
+    mark = top if watermark is None or decode_watermark(watermark) < decode_watermark(top) else watermark
+    info, payload = make_snapshot(new, project=project, source=data.source, created_at=created_at)
+    info = replace(info, profile={**info.profile, "incremental": {
+        "column": inc.column, "after": None if watermark is None else watermark["value"],
+        "watermark": mark["value"]}})
+    return Increment(batch=(info, payload), watermark=mark, new_rows=len(new),
+                     message=f"collected {len(new)} new rows since {show_watermark(watermark)} "
+                             f"(watermark {show_watermark(mark)})")
+
+
+# -- the table a run trains on ---------------------------------------------------------------------------
+
+def table_manifest(data: DataSpec, batches: list[str]) -> str:
+    """The identity of the table a run trains on, before it is made: a digest over the batch snapshots' digests
+    in collection order and what merges and cuts them (``data.incremental.column`` and ``key``, ``data.window``,
+    ``data.time``). The same batches give the same manifest, and so the same table; with ``last_days`` the table
+    also depends on the time it is made, so the manifest names it only together with that time."""
+    inc = data.incremental
+    if inc is None:
+        raise SpecError("data.incremental is not set", hint=_INCREMENTAL_HINT)
+    return digest_of({"manifest": 1, "batches": list(batches), "column": inc.column, "key": inc.key,
+                      "window": data.window.model_dump(mode="json"), "time": data.time})
+
+
+def training_table(data: DataSpec, frames: list[pd.DataFrame], *, project: str, created_at: datetime,
+                   batch: tuple[SnapshotInfo, bytes] | None = None) -> tuple[SnapshotInfo, bytes]:
+    """The snapshot of the table a run trains on: ``frames`` (every batch, in collection order) merged
+    (:func:`merge_batches`), then cut to ``data.window``. ``batch``: when ``frames`` is that one batch (the
+    first collection), its snapshot, reused as the table's when no row is dropped (the same bytes). SourceError
+    when there are no rows (EmptySourceError) or the window keeps none."""
+    inc = data.incremental
+    if inc is None:
+        raise SpecError("data.incremental is not set", hint=_INCREMENTAL_HINT)
     if not frames:
-        raise EmptySourceError(f"the query on {data.source!r} returned no rows with {inc.column} set",
+        raise EmptySourceError(f"the query on {str(data.source)!r} returned no rows with {inc.column} set",
                                hint="check data.query, and that data.incremental.column is filled in")
-    table = merge_batches(frames, inc.column, inc.key)
-    table = window_table(table, data, created_at)
-    if batch is not None and not previous and len(table) == len(new):
+    table = window_table(merge_batches(frames, inc.column, inc.key), data, created_at)
+    if batch is not None and len(frames) == 1 and len(table) == len(frames[0]):
         # The first batch, none of its rows dropped: the table is the batch (both in the column's order, the
         # batch sorted stably, the merge too), so the same bytes; only the batch's note on the watermark differs.
-        table_info = replace(batch[0], profile={k: v for k, v in batch[0].profile.items() if k != "incremental"})
-        table_payload = batch[1]
-    else:
-        table_info, table_payload = make_snapshot(table, project=project, source=data.source,
-                                                  created_at=created_at)
-    return Increment(batch=batch, watermark=mark, table=(table_info, table_payload), new_rows=len(new),
-                     message=message)
+        return replace(batch[0], profile={k: v for k, v in batch[0].profile.items() if k != "incremental"}), batch[1]
+    return make_snapshot(table, project=project, source=str(data.source), created_at=created_at)
 
 
 def window_table(df: pd.DataFrame, data: DataSpec, now: datetime) -> pd.DataFrame:
@@ -317,5 +345,7 @@ __all__ = [
     "merge_batches",
     "show_watermark",
     "sql_source_for",
+    "table_manifest",
+    "training_table",
     "unseen_rows",
 ]

@@ -228,13 +228,14 @@ def held_ids(config: RedisStreamSpec, batches: list[pd.DataFrame]) -> set[str]:
 @dataclass(frozen=True)
 class StreamIncrement:
     """What one collection from a stream found: the batch of new readings (and of labels), the last entry id of
-    each stream after it (``marks``), the entries to acknowledge once it is committed, the table to train on."""
+    each stream after it (``marks``), the entries to acknowledge once it is committed, the table to train on (None
+    for a collection that makes no table: ``tidal loop``'s, whose retrain merges the committed batches)."""
 
     batch: tuple[SnapshotInfo, bytes] | None
     label_batch: tuple[SnapshotInfo, bytes] | None
     marks: dict[str, str]
     acks: dict[str, list[str]]
-    table: tuple[SnapshotInfo, bytes]
+    table: tuple[SnapshotInfo, bytes] | None
     new_rows: int
     new_labels: int
     message: str
@@ -242,12 +243,14 @@ class StreamIncrement:
 
 
 def collect_stream(data: DataSpec, *, base_dir: Path, project: str, created_at: datetime, marks: dict[str, str],
-                   previous: list[pd.DataFrame], previous_labels: list[pd.DataFrame]) -> StreamIncrement:
+                   previous: list[pd.DataFrame], previous_labels: list[pd.DataFrame],
+                   snapshot_table: bool = True) -> StreamIncrement:
     """Read this consumer's unacknowledged entries (pending first, then new), make a batch of the readings not
     already held (a pending entry whose id is in one of the ``previous`` batches is only acknowledged; ``marks``,
     the committed last id of each stream, names where this collection starts), and build the table from
     ``previous`` batches and the new one. Nothing is acknowledged here: :mod:`tidal.loop.stream` does it after
-    the commit."""
+    the commit. ``snapshot_table``: False to check the table (kinds that changed, labels that cannot be joined,
+    no labelled reading) without snapshotting it, for a collection that trains nothing itself."""
     config = stream_config(data)
     broker = Broker(config)
     try:
@@ -301,8 +304,8 @@ def collect_stream(data: DataSpec, *, base_dir: Path, project: str, created_at: 
     readings = [*previous, frame] if batch else list(previous)
     labels = [*previous_labels, label_frame] if label_batch else list(previous_labels)
     table, waiting = build_table(data, readings, labels, created_at)
-    table_info, table_payload = make_snapshot(table, project=project, source=config.label, created_at=created_at,
-                                              profile=_profile_of_first(config, batch, frame, previous, table))
+    made = make_snapshot(table, project=project, source=config.label, created_at=created_at,
+                         profile=_profile_of_first(config, batch, frame, previous, table)) if snapshot_table else None
     since = marks.get(config.stream) or "the start"
     if batch is not None:
         message = (f"collected {len(frame)} new readings from stream {config.stream!r} since {since} (last entry "
@@ -314,7 +317,7 @@ def collect_stream(data: DataSpec, *, base_dir: Path, project: str, created_at: 
     if held_total:
         message += f"; {held_total} entries read before were already collected (acknowledged now)"
     return StreamIncrement(batch=batch, label_batch=label_batch, marks=new_marks, acks=acks,
-                           table=(table_info, table_payload), new_rows=len(frame), new_labels=len(label_frame),
+                           table=made, new_rows=len(frame), new_labels=len(label_frame),
                            message=message, warnings=warnings)
 
 

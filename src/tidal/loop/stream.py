@@ -2,9 +2,10 @@
 
 :class:`tidal.loop.incremental.IncrementalCollect` hands a stream source to :class:`StreamCollect`, which has
 the same two moves: :meth:`StreamCollect.run` collects (reads the unacknowledged entries, stores the batch
-snapshot and the table to train on) and :meth:`StreamCollect.commit`, called once the table passed
-validation, records the batch and the last entry ids in the metadata store and only then acknowledges the
-entries on the broker. The order is what makes a reading count once:
+snapshot and the table to train on; :meth:`StreamCollect.collect`, the loop's, stores the batch only) and
+:meth:`StreamCollect.commit`, called once the table passed validation, records the batch and the last entry ids
+in the metadata store and only then acknowledges the entries on the broker.
+The order is what makes a reading count once:
 
 - killed before the commit (or the batch refused): nothing is recorded or acknowledged; the next run reads
   the same pending entries again, and the same readings give the same content-addressed batch;
@@ -84,9 +85,9 @@ def _halt(stage: str) -> None:
 
 
 def _step(data: DataSpec, base_dir: Path, project: str, created_at: datetime, marks: dict[str, str],
-          previous: list[pd.DataFrame], previous_labels: list[pd.DataFrame]) -> StreamIncrement:
+          previous: list[pd.DataFrame], previous_labels: list[pd.DataFrame], table: bool = True) -> StreamIncrement:
     return collect_stream(data, base_dir=base_dir, project=project, created_at=created_at, marks=marks,
-                          previous=previous, previous_labels=previous_labels)
+                          previous=previous, previous_labels=previous_labels, snapshot_table=table)
 
 
 @dataclass
@@ -115,7 +116,9 @@ class StreamCollect:
         state, batches, label_batches = self._begin()
 
         def save(inc: StreamIncrement) -> dict[str, Any]:
-            info = self._store(inc, result.run.id)
+            self._store(inc, result.run.id)
+            assert inc.table is not None  # a run's step snapshots its table
+            info = inc.table[0]
             self.frames[info.digest] = read_snapshot_bytes(inc.table[1])
             result.notes.append(inc.message)
             result.notes.extend(inc.warnings)
@@ -138,13 +141,15 @@ class StreamCollect:
 
     def collect(self, origin: str, check: Callable[[pd.DataFrame], None] | None = None) -> StreamIncrement:
         """One collection outside a run (``tidal loop``'s ``data.collect``): the same reading as :meth:`run`'s
-        step, its snapshots stored and held for :meth:`commit`; ``origin`` names it in the state's batch list.
+        step, its batches stored (its table checked, not stored: a retrain merges the committed batches) and held
+        for :meth:`commit`; ``origin`` names it in the state's batch list.
         ``check`` sees the new readings first (as columns, without the entry id) and may refuse them by raising:
         then nothing is stored, recorded or acknowledged, and the next collection reads them again."""
         spec, data = self.spec, self.spec.data
         state, batches, label_batches = self._begin()
+        # the table is checked, not snapshotted: a loop's collection trains nothing (its retrain merges the batches)
         inc = _step(data, self.root, spec.name, self.clock.now(), dict(state["marks"]),
-                    [self._frame(d) for d in batches], [self._frame(d) for d in label_batches])
+                    [self._frame(d) for d in batches], [self._frame(d) for d in label_batches], False)
         if check is not None and inc.batch is not None:
             entry = stream_config(data).entry_column
             check(read_snapshot_bytes(inc.batch[1]).drop(columns=[entry], errors="ignore"))
@@ -159,17 +164,13 @@ class StreamCollect:
         self.started = {"batches": set(batches), "label_batches": set(label_batches)}
         return state, batches, label_batches
 
-    def _store(self, inc: StreamIncrement, origin: str) -> SnapshotInfo:
-        """Store a collection's batches and table, and hold it for :meth:`commit`; the table's snapshot."""
-        for made in (inc.batch, inc.label_batch):
+    def _store(self, inc: StreamIncrement, origin: str) -> None:
+        """Store a collection's batches and its table (when it made one), and hold it for :meth:`commit`."""
+        for made in (inc.batch, inc.label_batch, inc.table):
             if made is not None:
                 self.artifacts.put(made[1])
                 self.store.put_snapshot(made[0])
-        info, payload = inc.table
-        self.artifacts.put(payload)
-        self.store.put_snapshot(info)
         self.pending = (inc, origin)
-        return info
 
     def _refuse_overlap(self, inc: StreamIncrement, state: dict[str, Any]) -> None:
         """SourceError when a batch committed since this run read its state holds some of this batch's readings

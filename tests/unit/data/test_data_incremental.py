@@ -22,6 +22,8 @@ from tidal.data.incremental import (
     decode_watermark,
     encode_watermark,
     merge_batches,
+    table_manifest,
+    training_table,
     unseen_rows,
 )
 from tidal.data.snapshot import read_snapshot_bytes
@@ -55,6 +57,12 @@ def _collect(data: DataSpec, tmp_path: Path, watermark: dict[str, Any] | None = 
                              previous=previous or [])
 
 
+def _table(data: DataSpec, *collections: Any) -> pd.DataFrame:
+    """The table a run trains on after ``collections``: their batches, as stored, merged and windowed."""
+    frames = [read_snapshot_bytes(c.batch[1]) for c in collections if c.batch is not None]
+    return read_snapshot_bytes(training_table(data, frames, project="p", created_at=NOW)[1])
+
+
 def test_a_watermark_is_bound_as_a_parameter_so_text_cannot_inject_sql(tmp_path: Path) -> None:
     url = _db(tmp_path, [(1, "a", 0, b"x", 0), (2, "b'; DROP TABLE t; --", 1, b"y", 1)])
     data = _data(url, column="name")
@@ -63,7 +71,7 @@ def test_a_watermark_is_bound_as_a_parameter_so_text_cannot_inject_sql(tmp_path:
     _db(tmp_path, [(3, "c", 0, b"z", 0)])
     second = _collect(data, tmp_path, first.watermark, [read_snapshot_bytes(first.batch[1])])
     assert second.new_rows == 1 and second.message == "collected 1 new rows since b'; DROP TABLE t; -- (watermark c)"
-    assert list(read_snapshot_bytes(second.table[1])["id"]) == [1, 2, 3]
+    assert list(_table(data, first, second)["id"]) == [1, 2, 3]
     with sqlite3.connect(tmp_path / "src.db") as conn:  # the table is still there, with its rows
         assert conn.execute("SELECT count(*) FROM t").fetchone() == (3,)
     conn.close()
@@ -75,7 +83,10 @@ def test_nothing_new_is_a_message_and_no_batch(tmp_path: Path) -> None:
     first = _collect(data, tmp_path)
     again = _collect(data, tmp_path, first.watermark, [read_snapshot_bytes(first.batch[1])])
     assert again.batch is None and again.new_rows == 0 and again.message == "no new rows since 2"
-    assert again.watermark == first.watermark and again.table[0].digest == first.table[0].digest
+    assert again.watermark == first.watermark
+    # the same batches: the same manifest, and the same table
+    assert table_manifest(data, [first.batch[0].digest]) == table_manifest(data, [first.batch[0].digest])
+    assert _table(data, first, again).equals(_table(data, first))
 
 
 def test_a_query_with_colons_and_percent_signs_runs_as_written(tmp_path: Path) -> None:
@@ -83,7 +94,7 @@ def test_a_query_with_colons_and_percent_signs_runs_as_written(tmp_path: Path) -
     data = DataSpec(source=url, target="label", incremental={"column": "id"},
                     query="SELECT id, name, label, '10:30' AS at FROM t WHERE name LIKE '%' OR name = ':x'")
     out = _collect(data, tmp_path, {"type": "int", "value": 1})
-    table = read_snapshot_bytes(out.table[1])
+    table = read_snapshot_bytes(out.batch[1])
     assert list(table["id"]) == [2] and list(table["at"]) == ["10:30"]
 
 
@@ -193,9 +204,12 @@ def test_the_window_keeps_the_newest_rows_by_time_in_their_order() -> None:
 def test_an_empty_window_is_one_line(tmp_path: Path) -> None:
     old = (NOW - timedelta(days=40)).isoformat()
     url = _db(tmp_path, [(1, old, 0, b"x", 0), (2, old, 1, b"y", 1)])
+    data = _data(url, column="name", window={"last_days": 7})
+    first = _collect(data, tmp_path)  # a collection stores the batch; the run's table is where the window bites
+    assert first.new_rows == 2
     with pytest.raises(EmptySourceError, match=r"data.window keeps none of the 2 rows \(last_days 7.0 before "
                                                 r"2026-05-01 12:00 by 'name'\)"):
-        _collect(_data(url, column="name", window={"last_days": 7}), tmp_path)
+        _table(data, first)
 
 
 SPEC = """version: 1
@@ -243,8 +257,11 @@ def test_the_first_batch_is_the_table_snapshotted_once(tmp_path: Path) -> None:
     from tidal.data.snapshot import make_snapshot
 
     url = _db(tmp_path, [(3, "c", 0, b"z", 1), (1, "a", 1, b"x", 0), (2, "b", None, None, 1)])
-    first = _collect(_data(url, column="id"), tmp_path)
-    (batch, batch_bytes), (table, table_bytes) = first.batch, first.table
+    data = _data(url, column="id")
+    first = _collect(data, tmp_path)
+    (batch, batch_bytes) = first.batch
+    table, table_bytes = training_table(data, [read_snapshot_bytes(batch_bytes)], project="p", created_at=NOW,
+                                        batch=first.batch)
     assert table.digest == batch.digest and table_bytes == batch_bytes
     assert "incremental" in batch.profile and "incremental" not in table.profile
     made, made_bytes = make_snapshot(read_snapshot_bytes(table_bytes), project="p", source=url, created_at=NOW)
@@ -252,8 +269,11 @@ def test_the_first_batch_is_the_table_snapshotted_once(tmp_path: Path) -> None:
     # a duplicate row dropped by the merge: the table is not the batch, and is snapshotted on its own
     (tmp_path / "dup").mkdir()
     url = _db(tmp_path / "dup", [(1, "a", 1, b"x", 0), (1, "a", 1, b"x", 0)])
-    dup = _collect(_data(url, column="id"), tmp_path)
-    assert dup.batch[0].rows == 2 and dup.table[0].rows == 1 and dup.table[0].digest != dup.batch[0].digest
+    data = _data(url, column="id")
+    dup = _collect(data, tmp_path)
+    dup_table = training_table(data, [read_snapshot_bytes(dup.batch[1])], project="p", created_at=NOW,
+                               batch=dup.batch)[0]
+    assert dup.batch[0].rows == 2 and dup_table.rows == 1 and dup_table.digest != dup.batch[0].digest
 
 
 def test_without_a_lookback_the_rows_past_the_watermark_are_all_new(tmp_path: Path) -> None:
@@ -265,7 +285,7 @@ def test_without_a_lookback_the_rows_past_the_watermark_are_all_new(tmp_path: Pa
     _db(tmp_path, [(3, "a", 0, b"x", 0)])
     second = _collect(data, tmp_path, first.watermark, [read_snapshot_bytes(first.batch[1])])
     assert second.new_rows == 1 and second.watermark == {"type": "int", "value": 3}
-    assert list(read_snapshot_bytes(second.table[1])["id"]) == [1, 2, 3]
+    assert list(_table(data, first, second)["id"]) == [1, 2, 3]
 
 
 def _merged_by_sorting_and_hashing_all(batches: list[pd.DataFrame], column: str, key: str | None) -> pd.DataFrame:
