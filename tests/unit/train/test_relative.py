@@ -111,6 +111,32 @@ def test_a_relative_model_is_stored_by_skops_and_loads_back_bit_for_bit() -> Non
     assert np.array_equal(back.predict(X), model.predict(X))
 
 
+def test_a_search_trial_fits_and_scores_the_relative_model() -> None:
+    """model.search's trials go through fit_pipeline too: each is scored as the relative model it would be."""
+    from tidal.loop.search import fit_trial
+
+    made = add_label_features(trend(), target="y", time="t", spec=RELATIVE, task="regression")
+    kinds = {"x": "numeric", **feature_kinds(RELATIVE, "regression")}
+    trial = fit_trial(made.iloc[:180], made.iloc[180:], target="y", columns=list(kinds), kinds=kinds,
+                      prepare=PrepareSpec(label_features=RELATIVE), model=ModelSpec(estimator=HGB, seed=0),
+                      task="regression")
+    assert trial.metrics["rmse"] is not None and trial.metrics["rmse"] < 1.0
+
+
+def test_the_trusted_wrapper_trusts_nothing_it_holds() -> None:
+    """Trusting RelativeRegressor trusts no code: what it wraps is checked node by node like any model, so a
+    file that hides a function inside it is refused before anything in it is built."""
+    import skops.io as sio
+    from sklearn.preprocessing import FunctionTransformer
+
+    from tidal.core.errors import UntrustedModel
+
+    hostile = RelativeRegressor(FunctionTransformer(np.save))
+    hostile.estimator_, hostile.mean_ = FunctionTransformer(np.save), 0.0
+    with pytest.raises(UntrustedModel, match=r"numpy\.save"):
+        get_flavor("sklearn").load(sio.dumps(hostile))
+
+
 def _spec(**label_features: Any) -> dict[str, Any]:
     return {"name": "rel", "data": {"source": "unused.csv", "target": "y", "time": "t"},
             "prepare": {"label_features": {"lags": [1, 2], "windows": [5], "relative": True, **label_features}},
