@@ -184,6 +184,27 @@ def test_a_run_registers_it_and_the_predictor_adds_the_newest_logged_label(tmp_p
     assert 100.4 - 3 < second.predictions[0] < 100.4 + 3  # near the last label, not stuck at the training top
 
 
+def test_the_server_runs_it_on_the_fast_path_bit_for_bit(tmp_path: Path, no_git: None) -> None:
+    """The server's predictor (tidal.predict.predictor) compiles the pipeline inside and adds each row's base
+    itself; it is used because it answers every check exactly as the model's own predict does."""
+    from tidal.predict.predictor import GenericPredictor, RelativeFastPredictor, build_predictor
+
+    ctx = _context(tmp_path, Spec.model_validate(_spec()))
+    result = TrainingPipeline(ctx, frame=trend(200), frame_source="trend rows").run()
+    assert result.model is not None
+    model, sig = ctx.registry.load(result.model), result.model.signature
+    built = build_predictor(model, sig, result.model.profile, task="regression")
+    assert isinstance(built.predictor, RelativeFastPredictor), built.report
+    assert built.report["compiled_trees"] is True
+    rows = [{"x": 0.5, "label_lag_1": 100.0, "label_lag_2": 99.0, "label_mean_5": 98.0},
+            {"x": -0.5, "label_lag_1": None, "label_lag_2": 99.0, "label_mean_5": 98.0},
+            {"x": 0.0, "label_lag_1": None, "label_lag_2": None, "label_mean_5": None}]
+    generic = GenericPredictor(model, sig.names, dict(sig.columns), False)
+    fast, slow = built.predictor.arrays(rows)[0], generic.arrays(rows)[0]
+    assert fast.tolist() == slow.tolist()
+    assert fast[0] == pytest.approx(100.0, abs=3) and fast[1] == pytest.approx(99.0, abs=3)
+
+
 def test_every_backtest_strategy_that_trains_learns_the_change(tmp_path: Path, no_git: None) -> None:
     df = trend(260)
     plain_spec = _spec()
