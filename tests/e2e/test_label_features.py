@@ -136,3 +136,37 @@ def test_incremental_retrains_take_label_features_too(tmp_path: Path, cli: Calla
     assert loop["promotions"] >= 1
     # the same loop on Elec2's own columns scores 0.786 on these rows, the last label 0.835
     assert result["loop"]["score"] > 0.84
+
+
+def test_a_relative_regressor_is_served_as_the_newest_label_plus_the_learnt_change(
+        tmp_path: Path, cli: Callable[..., Any]) -> None:
+    """prepare.label_features.relative: true through `tidal run` and a real server: the model registered
+    (the registry loaded it back and checked its holdout bit for bit), and each answer is the newest label
+    the server read from its log plus the change the model learnt, past every label it trained on."""
+    import numpy as np
+
+    project = tmp_path / "rising"
+    project.mkdir()
+    t = np.arange(300)
+    wave = np.sin(t / 7 * 2 * np.pi)
+    pd.DataFrame({"t": t, "wave": wave, "level": 0.5 * t + wave}).to_csv(project / "data.csv", index=False)
+    (project / "tidal.yaml").write_text(
+        "version: 1\nname: rising\ndata: {source: data.csv, target: level, time: t}\n"
+        "prepare:\n  label_features: {lags: [1, 2], windows: [7], relative: true}\n"
+        "model: {estimator: sklearn.ensemble.HistGradientBoostingRegressor, params: {max_iter: 50}}\n"
+        "validate:\n  split: {method: time, test_size: 0.2}\n  gates: ['rmse <= 1']\n")
+    cli("-C", str(project), "run", check=True)
+    with Workspace.open(project) as ws:
+        mv = ws.registry.champion("rising")
+        assert mv is not None and mv.metrics["rmse"] < 1  # the holdout lies above every training label
+    with ServerProcess(project) as server, httpx.Client(base_url=server.url, timeout=10) as client:
+        first = client.post("/predict", json={"instances": [{"wave": 0.0}]})
+        assert first.status_code == 200, first.text
+        pid = first.json()["prediction_ids"][0]
+        assert client.post("/feedback", json={"prediction_id": pid, "label": 400.0}).status_code == 200
+        answer = client.post("/predict", json={"instances": [{"wave": float(np.sin(2 * np.pi / 7))}]})
+        assert answer.status_code == 200, answer.text
+    # one step of the series after 400.0: about 400.5 plus the wave's step; a tree alone stops near 150
+    assert 399.0 < answer.json()["predictions"][0] < 403.0
+    with Workspace.open(project) as ws:
+        assert ws.predictions.get(answer.json()["prediction_ids"][0]).inputs["label_lag_1"] == 400.0

@@ -20,7 +20,8 @@ They are computed by one function, :func:`_compute`, in every place: over a tabl
 training, the backtest and the periodic baseline (:func:`add_label_features`: row i sees the labels of
 rows before ``i - delay``), and over the newest labels of the prediction log when the server answers
 (:func:`features_from_labels`). A row with too little history gets missing values (filled by ``prepare``'s
-imputer), never a value from the future.
+imputer), never a value from the future. With ``relative: true`` a regressor learns the change from
+``label_lag_1`` rather than the label (:mod:`tidal.train.relative`).
 """
 
 from __future__ import annotations

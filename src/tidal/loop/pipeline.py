@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from tidal.core.entities import ModelVersion, Run, RunStatus, SnapshotInfo
-from tidal.core.errors import SchemaError, TidalError
+from tidal.core.errors import SchemaError, SpecError, TidalError
 from tidal.data import steps as data_steps
 from tidal.data.history import add_label_features, feature_kinds, label_classes
 from tidal.data.images.collect import image_inputs, skipped_note
@@ -135,6 +135,10 @@ class TrainingPipeline(PipelineBase):
         task = self._task(snapshot.digest)
         classes = None
         if (lf := spec.prepare.label_features) is not None:  # built in the split step, over the whole table
+            if lf.relative and task != "regression":
+                raise SpecError(f"true is for regression (the change from the last label), but the target "
+                                f"{data.target!r} makes this a {task}", path="prepare.label_features.relative",
+                                hint="remove relative: true, or set model.task: regression")
             classes = None if task != "classification" else label_classes(self._frame(snapshot.digest)[data.target])
             derived = feature_kinds(lf, task, classes)
             columns, kinds = [*columns, *derived], {**kinds, **derived}

@@ -208,6 +208,27 @@ class FastPredictor:
         return est.classes_[encoded], proba
 
 
+class RelativeFastPredictor(FastPredictor):
+    """The fast path of a relative-target regressor (``prepare.label_features.relative``: a
+    ``RelativeRegressor`` around the pipeline): the change its pipeline predicts, on the fast path, plus each
+    row's base read from the row, by the model's own rule (the first of its ``lags`` present, else its training
+    mean). Like every fast path, used only when it gives the generic path's answers bit for bit."""
+
+    def __init__(self, encoder: FeatureEncoder, estimator: Any, *, lags: Sequence[str], mean: float) -> None:
+        super().__init__(encoder, estimator, classifier=False)
+        self.lags, self.mean = list(lags), float(mean)
+
+    def arrays(self, rows: Rows) -> Arrays:
+        change = np.asarray(super().arrays(rows)[0], dtype=np.float64)
+        base = np.full(len(rows), np.nan)
+        for column in self.lags:  # the newest lag first: None (a missing label) reads as NaN
+            values = np.array([row[column] for row in rows], dtype=np.float64)
+            gap = np.isnan(base)
+            base[gap] = values[gap]
+        base[np.isnan(base)] = self.mean
+        return base + change, None
+
+
 @dataclass
 class BuiltPredictor:
     """What :func:`build_predictor` made: the predictor to serve, the input schema (with the columns
@@ -346,6 +367,11 @@ def _answers(predictor: Predictor, rows: Rows) -> bool:
 
 
 def _fast_candidate(model: Any, kinds: Mapping[str, str], classifier: bool) -> tuple[FastPredictor | None, str]:
+    if type(model).__name__ == "RelativeRegressor" and not classifier:  # tidal.train.relative
+        inner, why = _fast_candidate(model.estimator_, kinds, classifier)
+        if inner is None:
+            return None, why
+        return RelativeFastPredictor(inner.encoder, inner.estimator, lags=model.lags, mean=model.mean_), ""
     steps = getattr(model, "steps", None)
     if type(model).__name__ != "Pipeline" or not steps or len(steps) != 2:
         return None, "not used: the model is not a (prepare, estimator) pipeline"
@@ -410,6 +436,7 @@ __all__ = [
     "GenericPredictor",
     "ModelCheckFailed",
     "Predictor",
+    "RelativeFastPredictor",
     "build_predictor",
     "one_pass_candidate",
     "proba_labels",

@@ -179,11 +179,18 @@ class LabelFeaturesSpec(Section):
     windows: list[Annotated[int, Field(ge=2, le=100_000)]] = Field(
         default_factory=list, description="a list of whole numbers >= 2: the share of each class (a regressor: the "
                                           "mean) over the newest N known labels")
+    relative: bool = Field(
+        False, description="true or false: a regressor learns the change from label_lag_1 instead of the label "
+                           "(its prediction is label_lag_1 + the model's output), so it can follow a trend")
 
     @model_validator(mode="after")
     def _some(self) -> LabelFeaturesSpec:
         if not self.lags and not self.windows:
             raise ValueError("label_features needs lags or windows (or remove the section)")
+        if self.relative and 1 not in self.lags:
+            raise spec_problem("relative_without_lag_1", "true predicts label_lag_1 + "
+                               "the model's output, but lags does not list 1",
+                               hint="add 1 to label_features.lags, or remove relative: true", at=("relative",))
         return self
 
 
@@ -479,6 +486,26 @@ with warnings.catch_warnings():
                         f"{task_of(first[1])} metric; expected metrics of one task",
                         hint="remove the metrics of the other task", at=at,
                     )
+            return self
+
+        @model_validator(mode="after")
+        def _relative_target(self) -> Spec:
+            lf = self.prepare.label_features
+            if lf is None or not lf.relative:
+                return self
+            at = ("prepare", "label_features", "relative")
+            if self.metric_task() == "classification":
+                raise spec_problem("relative_classifier", "true is for regression (the "
+                                   "change from the last label), but this project is a classification",
+                                   hint="remove relative: true", at=at)
+            if self.retrain.mode == "incremental":
+                raise spec_problem("relative_incremental", "true cannot be continued "
+                                   "by retrain.mode: incremental", hint="use retrain.mode: refit, or remove "
+                                   "relative: true", at=at)
+            if self.deploy.runtime == "onnx":
+                raise spec_problem("relative_onnx", "true has no ONNX form "
+                                   "(deploy.runtime: onnx)", hint="use deploy.runtime: native, or remove "
+                                   "relative: true", at=at)
             return self
 
         @model_validator(mode="after")

@@ -43,6 +43,7 @@ prepare:                    # fitted on the training rows only; saved inside the
   scale: standard           # standard | minmax | none
   encode: onehot            # onehot | ordinal
   label_features: null      # or {{lags: [1, 2], windows: [10]}}: the newest known labels as inputs
+                            # (add relative: true for a regressor to learn the change from the last label)
   images: null              # or {{size: [28, 28], color: grey, augment: {{flip: true}}}}: for a column of images
 
 model:

@@ -119,7 +119,8 @@ def trusted_classes() -> dict[str, type]:
     Built from classes tidal imports itself (never from names in a file): Python's containers and
     scalars, NumPy arrays, dtypes, scalar types and random generators, SciPy sparse matrices and arrays,
     and the fitted helpers scikit-learn models hold (losses, links, trees, neighbour trees, distance
-    metrics, optimizers, kernels), and tidal's own prepare transformers (``ImagePreprocessor``).
+    metrics, optimizers, kernels), tidal's own prepare transformers (``ImagePreprocessor``) and its
+    relative-target wrapper (``RelativeRegressor``).
     """
     import collections
 
@@ -154,8 +155,11 @@ def trusted_classes() -> dict[str, type]:
         pass
     # tidal's own transformers (prepare steps), built from plain data like scikit-learn's
     from tidal.data.images.prepare import ImagePreprocessor
+    from tidal.train.relative import RelativeRegressor
 
-    classes.append(ImagePreprocessor)
+    # and the one tidal model class: a regressor of the change from the last label (prepare.label_features.target:
+    # relative), whose attributes are a fitted scikit-learn pipeline, column names and a float
+    classes += [ImagePreprocessor, RelativeRegressor]
     out: dict[str, type] = {}
     for cls in classes:
         if cls.__name__ in _IO_CLASSES:
