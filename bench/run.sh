@@ -12,8 +12,9 @@ if [ ! -x "$BENCH/bin/python" ]; then
 fi
 # torch as the Makefile pins it (bench/images.py trains and serves a CNN; the same torch as the project's tests)
 "$BENCH/bin/python" -m pip install -q torch==2.13.0
-# postgres: bench/ingest.py's PostgreSQL cases (TIDAL_BENCH_POSTGRES_URL); stream: the broker's own client; search, ray: bench/scale.py
-"$BENCH/bin/python" -m pip install -q -e ".[xgboost,lightgbm,torch,images,postgres,stream,search,ray]" -r bench/requirements.txt
+# postgres: bench/ingest.py's PostgreSQL cases (TIDAL_BENCH_POSTGRES_URL); stream: the broker's own client; search, ray: bench/scale.py;
+# onnx: bench/serve.py's ONNX runtime cells (deploy.runtime: onnx)
+"$BENCH/bin/python" -m pip install -q -e ".[xgboost,lightgbm,torch,images,postgres,stream,search,ray,onnx]" -r bench/requirements.txt
 # BentoML (serve.py's third anchor) clashes with MLflow's pins: it gets an environment of its own, with the
 # same scikit-learn, so that the model file written by the bench environment loads there.
 BENTO=.venv-bentoml
