@@ -157,8 +157,8 @@ def trusted_classes() -> dict[str, type]:
     from tidal.data.images.prepare import ImagePreprocessor
     from tidal.train.relative import RelativeRegressor
 
-    # and the one tidal model class: a regressor of the change from the last label (prepare.label_features.target:
-    # relative), whose attributes are a fitted scikit-learn pipeline, column names and a float
+    # and the one tidal model class: a regressor of the change from the last label (prepare.label_features.relative:
+    # true), whose attributes are a fitted scikit-learn pipeline, column names and a float
     classes += [ImagePreprocessor, RelativeRegressor]
     out: dict[str, type] = {}
     for cls in classes:
