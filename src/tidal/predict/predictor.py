@@ -219,13 +219,12 @@ class RelativeFastPredictor(FastPredictor):
         self.lags, self.mean = list(lags), float(mean)
 
     def arrays(self, rows: Rows) -> Arrays:
+        from tidal.train.relative import base_of
+
         change = np.asarray(super().arrays(rows)[0], dtype=np.float64)
-        base = np.full(len(rows), np.nan)
-        for column in self.lags:  # the newest lag first: None (a missing label) reads as NaN
-            values = np.array([row[column] for row in rows], dtype=np.float64)
-            gap = np.isnan(base)
-            base[gap] = values[gap]
-        base[np.isnan(base)] = self.mean
+        # None (a missing label) reads as NaN
+        base = base_of([np.array([row[column] for row in rows], dtype=np.float64) for column in self.lags],
+                       len(rows), self.mean)
         return base + change, None
 
 

@@ -31,6 +31,19 @@ from sklearn.utils.validation import check_is_fitted
 from tidal.core.errors import DataError
 
 
+def base_of(lags: Sequence[Any], rows: int, mean: float) -> np.ndarray:
+    """The base of ``rows`` rows from the values of their lag columns, newest lag first (each a sequence of
+    numbers, None or NaN for a missing label): a row takes the first lag it has, else ``mean``. The one rule the
+    model (:meth:`RelativeRegressor.base`) and the server's fast path (``RelativeFastPredictor``) both apply."""
+    out = np.full(rows, np.nan)
+    for values in lags:
+        column = np.asarray(values, dtype=np.float64)
+        gap = np.isnan(out)
+        out[gap] = column[gap]
+    out[np.isnan(out)] = mean
+    return out
+
+
 class RelativeRegressor(RegressorMixin, BaseEstimator):  # type: ignore[misc]
     """``estimator`` (tidal's ``(prepare, model)`` pipeline) fitted on the target less a base, the base
     being the row's ``lags[0]`` column, else the first of the other ``lags`` columns present, else the
@@ -50,13 +63,7 @@ class RelativeRegressor(RegressorMixin, BaseEstimator):  # type: ignore[misc]
         if missing:
             raise DataError(f"a relative-target model needs the columns {', '.join(missing)} to predict",
                             hint="pass the label features (a server fills them from the prediction log)")
-        out = np.full(len(X), np.nan)
-        for column in self.lags:  # the newest lag first: a row takes the first one it has
-            values = np.asarray(X[column], dtype=np.float64)
-            gap = np.isnan(out)
-            out[gap] = values[gap]
-        out[np.isnan(out)] = self.mean_ if mean is None else mean
-        return out
+        return base_of([X[column] for column in self.lags], len(X), self.mean_ if mean is None else mean)
 
     def fit(self, X: Any, y: Any) -> RelativeRegressor:
         """Fit a copy of ``estimator`` on ``y - base(X)``."""
@@ -76,4 +83,4 @@ class RelativeRegressor(RegressorMixin, BaseEstimator):  # type: ignore[misc]
         return np.asarray(self.base(X) + np.asarray(self.estimator_.predict(X), dtype=np.float64))
 
 
-__all__ = ["RelativeRegressor"]
+__all__ = ["RelativeRegressor", "base_of"]
